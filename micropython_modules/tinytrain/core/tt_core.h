@@ -1,0 +1,105 @@
+/*
+ * tinytrain core: int8 training with sparse updates in one static arena.
+ *
+ * Portable C99, no allocation, no MicroPython. The model file carries the
+ * whole plan (schedule, tensor placement, trained channels, QAS factors); the
+ * core validates it once and then only executes it.
+ */
+#ifndef TT_CORE_H
+#define TT_CORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "tt_format.h"
+
+typedef enum {
+    TT_OK = 0,
+    TT_E_TRUNCATED,    /* buffer shorter than the header or file_size says */
+    TT_E_MAGIC,        /* not a tinytrain model */
+    TT_E_VERSION,      /* made for another format version */
+    TT_E_CRC,          /* contents damaged */
+    TT_E_ALIGN,        /* buffer or section not 4-byte aligned */
+    TT_E_HEADER,       /* header field out of range */
+    TT_E_SECTION,      /* a section lies outside the file */
+    TT_E_TENSOR,       /* tensor record inconsistent */
+    TT_E_LAYER,        /* layer record inconsistent */
+    TT_E_SHAPE,        /* shapes of a layer do not fit together */
+    TT_E_BLOB,         /* constant data out of range */
+    TT_E_QUANT,        /* quantisation parameter out of range */
+    TT_E_PERM,         /* channel order is not a valid permutation */
+    TT_E_OP,           /* op record inconsistent */
+    TT_E_ARENA,        /* arena plan exceeds the arena, or arena too small */
+    TT_E_ARG,          /* bad argument at run time (size, label) */
+    TT_E_STATE,        /* call out of order */
+    TT_E_PARAMS,       /* saved parameters do not belong to this model */
+} tt_status;
+
+#define TT_ERR_MSG_LEN 112
+typedef struct {
+    tt_status code;
+    char msg[TT_ERR_MSG_LEN];
+} tt_error;
+
+/* A validated view of a model file; points into the caller's buffer. */
+typedef struct {
+    const uint8_t *base;
+    uint32_t size;
+    const tt_header_rec *hdr;
+    const tt_tensor_rec *tensors;
+    const tt_layer_rec *layers;
+    const tt_op_rec *ops;
+    const uint8_t *blob;
+} tt_model;
+
+/* Called with every weight-gradient accumulator before it is applied
+   (host tests compare it against float autodiff). grad_real = acc * scale. */
+typedef void (*tt_grad_hook)(void *ctx, uint32_t layer, uint32_t index, int64_t acc, float scale);
+
+typedef struct {
+    tt_model model;
+    uint8_t *arena;
+    uint32_t arena_len;
+    const int8_t *input;  /* the caller's input during a call */
+    float lr;
+    uint32_t steps;
+    tt_grad_hook grad_hook;
+    void *grad_hook_ctx;
+} tt_trainer;
+
+/* Validate buf[0, len) as a model file. Nothing else reads the buffer unchecked. */
+tt_status tt_model_open(tt_model *m, const uint8_t *buf, size_t len, tt_error *err);
+
+/* Bytes of arena the model's plan needs. */
+uint32_t tt_model_arena_bytes(const tt_model *m);
+uint32_t tt_model_input_bytes(const tt_model *m);
+
+/* Bind a validated model to an arena and load its initial trained parameters.
+   lr <= 0 takes the model's default. */
+tt_status tt_trainer_init(tt_trainer *t, const tt_model *m, uint8_t *arena, size_t arena_len,
+                          float lr, tt_error *err);
+
+/* One SGD step on one sample. target: class label (softmax CE), or for MSE an
+   int8 vector of n_classes in the output quantisation. */
+tt_status tt_trainer_step(tt_trainer *t, const int8_t *x, size_t x_len, int32_t label,
+                          const int8_t *target, size_t target_len, float *loss, tt_error *err);
+
+/* Forward pass only; *cls = argmax of the logits (lowest index wins ties). */
+tt_status tt_trainer_predict(tt_trainer *t, const int8_t *x, size_t x_len, int32_t *cls,
+                             tt_error *err);
+
+/* The logits of the last forward pass (n_classes int8 values). */
+const int8_t *tt_trainer_logits(const tt_trainer *t);
+
+/* Trained parameters: arena[0, persist_size). */
+uint8_t *tt_trainer_params(tt_trainer *t, uint32_t *len);
+uint32_t tt_trainer_trained_param_count(const tt_trainer *t);
+
+/* Pointer to a tensor's storage in the arena (NULL for external/invalid). */
+uint8_t *tt_trainer_tensor(tt_trainer *t, uint32_t id);
+
+/* IEEE CRC-32 (zlib's). */
+uint32_t tt_crc32(uint32_t crc, const uint8_t *p, size_t n);
+
+const char *tt_status_name(tt_status s);
+
+#endif

@@ -1,0 +1,125 @@
+/*
+ * tinytrain model file: on-disk records (see docs/format.md).
+ *
+ * All integers are little-endian; every record is naturally aligned so the
+ * file can be used in place from a read-only, 4-byte aligned buffer (flash).
+ */
+#ifndef TT_FORMAT_H
+#define TT_FORMAT_H
+
+#include <stdint.h>
+
+#define TT_MAGIC0 'T'
+#define TT_MAGIC1 'T'
+#define TT_MAGIC2 'R'
+#define TT_MAGIC3 'N'
+#define TT_VERSION_MAJOR 1
+#define TT_VERSION_MINOR 0
+
+#define TT_HEADER_SIZE 128u
+#define TT_NONE 0xFFFFu        /* "no tensor" in a 16-bit tensor id */
+#define TT_NO_OFFSET 0xFFFFFFFFu
+
+/* Loss kinds */
+enum { TT_LOSS_SOFTMAX_CE = 0, TT_LOSS_MSE = 1 };
+
+/* Tensor kinds */
+enum {
+    TT_T_ACT = 1,   /* int8 activation, NHWC, per-tensor scale and zero point */
+    TT_T_GRAD = 2,  /* float32 scale followed by int32 values (block floating point) */
+    TT_T_MASK = 3,  /* 1 bit per element, LSB first: 1 = clamp was inactive */
+    TT_T_SAVED = 4, /* int8 copy of the trained input channels of a layer */
+};
+#define TT_TF_EXTERNAL 0x01u /* the network input: read from the caller's buffer */
+
+/* Layer kinds */
+enum { TT_L_CONV = 1, TT_L_DWCONV = 2, TT_L_ADD = 3, TT_L_AVGPOOL = 4 };
+#define TT_LF_TRAIN_BIAS 0x01u
+#define TT_LF_RESIDUE 0x02u /* trained weights keep 8 extra fraction bits */
+
+/* Op kinds */
+enum { TT_OP_FWD = 1, TT_OP_LOSS = 2, TT_OP_BWD = 3, TT_OP_GRAD_ADD = 4 };
+
+typedef struct {
+    uint8_t magic[4];
+    uint16_t version_major;
+    uint16_t version_minor;
+    uint32_t file_size;
+    uint32_t crc32;        /* IEEE CRC-32 of bytes [16, file_size) */
+    uint32_t header_size;  /* TT_HEADER_SIZE */
+    uint32_t n_tensors;
+    uint32_t tensors_off;  /* file offset of tt_tensor_rec[n_tensors] */
+    uint32_t n_layers;
+    uint32_t layers_off;   /* file offset of tt_layer_rec[n_layers] */
+    uint32_t n_ops;
+    uint32_t ops_off;      /* file offset of tt_op_rec[n_ops] */
+    uint32_t n_fwd_ops;    /* ops[0, n_fwd_ops) are the inference pass */
+    uint32_t blob_off;     /* file offset of constant data */
+    uint32_t blob_size;
+    uint32_t arena_size;   /* bytes of working memory the plan needs */
+    uint32_t persist_size; /* arena[0, persist_size): trained parameters */
+    uint16_t input_tensor;
+    uint16_t logits_tensor;
+    uint16_t n_classes;    /* elements of the logits tensor */
+    uint8_t loss_kind;
+    uint8_t flags;
+    float lr;              /* default learning rate (float SGD units) */
+    uint32_t exp_table_off;/* blob offset of uint32[256]: round(2^30 exp(-s_y d)) */
+    uint32_t reserved[12];
+} tt_header_rec;
+
+typedef struct {
+    uint32_t arena_off;
+    uint32_t size;         /* bytes, exactly what kind and shape imply */
+    uint8_t kind;
+    uint8_t flags;
+    uint16_t h, w, c;
+    float scale;           /* ACT and SAVED: real = scale * (q - zero) */
+    int32_t zero;
+} tt_tensor_rec;
+
+typedef struct {
+    uint8_t kind;
+    uint8_t kh, kw, stride;
+    uint8_t pad_top, pad_left;
+    uint8_t flags;
+    uint8_t reserved0;
+    uint16_t in, in2, out;
+    uint16_t n_train;      /* trained input channels (depthwise: channels); 0 = frozen */
+    int16_t act_min, act_max; /* output clamp, in output integer units */
+    /* blob offsets (CONV / DWCONV) */
+    uint32_t w_off;        /* int8 [cout][kh][kw][cin] (dw: [c][kh][kw]), channel axis in perm order */
+    uint32_t b_off;        /* int32 [cout] */
+    uint32_t mult_off;     /* int32 [cout] requantisation multipliers */
+    uint32_t shift_off;    /* int8  [cout] requantisation shifts */
+    uint32_t gscale_off;   /* int32 [cout] Q31 of s_w[c] / wscale_max, or TT_NO_OFFSET */
+    float wscale_max;
+    uint32_t perm_off;     /* uint16 [cin] storage order of input channels, or TT_NO_OFFSET */
+    uint32_t qas_w_off;    /* float [cout] weight update factor, or TT_NO_OFFSET */
+    uint32_t qas_b_off;    /* float [cout] bias update factor, or TT_NO_OFFSET */
+    /* arena offsets of trained parameters (TT_NO_OFFSET when absent) */
+    uint32_t w_arena;      /* int8 [cout][kh][kw][n_train] (dw: [n_train][kh][kw]) */
+    uint32_t wres_arena;   /* int8, same shape: fraction bits (TT_LF_RESIDUE) */
+    uint32_t b_arena;      /* int32 [cout] */
+    float lr_scale;
+    /* ADD: out = round((a - za) * mult_a + (b - zb) * mult_b, shift) + zy;
+       AVGPOOL: out = requant(sum(x - zx), mult_a, shift) + zy */
+    int32_t mult_a, mult_b;
+    uint32_t shift;
+    uint32_t reserved1[3];
+} tt_layer_rec;
+
+typedef struct {
+    uint8_t kind;
+    uint8_t flags;
+    uint16_t layer;
+    uint16_t t[6];         /* tensor ids, meaning per kind (docs/format.md) */
+} tt_op_rec;
+
+/* C99 has no static_assert: a negative array size fails the build. */
+typedef char tt_header_rec_is_128[(sizeof(tt_header_rec) == 128) ? 1 : -1];
+typedef char tt_tensor_rec_is_24[(sizeof(tt_tensor_rec) == 24) ? 1 : -1];
+typedef char tt_layer_rec_is_96[(sizeof(tt_layer_rec) == 96) ? 1 : -1];
+typedef char tt_op_rec_is_16[(sizeof(tt_op_rec) == 16) ? 1 : -1];
+
+#endif

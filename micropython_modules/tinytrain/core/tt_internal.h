@@ -1,0 +1,53 @@
+/* Shared by the core's own files only. */
+#ifndef TT_INTERNAL_H
+#define TT_INTERNAL_H
+
+#include "tt_core.h"
+#include "tt_arith.h"
+
+/* printf-like, supporting only %u %d %s; never writes past the buffer. */
+tt_status tt_fail(tt_error *err, tt_status code, const char *fmt, ...);
+
+static inline const tt_tensor_rec *tt_tensor(const tt_model *m, uint32_t id) {
+    return &m->tensors[id];
+}
+
+static inline uint32_t tt_numel(const tt_tensor_rec *t) {
+    return (uint32_t)t->h * t->w * t->c;
+}
+
+/* Typed views of constant data. The reader checked offsets and alignment. */
+#define TT_BLOB(m, type, off) ((const type *)(const void *)((m)->blob + (off)))
+#define TT_ARENA(t, type, off) ((type *)(void *)((t)->arena + (off)))
+
+/* Gradient tensors: float scale, then int32 values. */
+static inline float *tt_grad_scale(tt_trainer *t, uint32_t id) {
+    return TT_ARENA(t, float, t->model.tensors[id].arena_off);
+}
+static inline int32_t *tt_grad_data(tt_trainer *t, uint32_t id) {
+    return TT_ARENA(t, int32_t, t->model.tensors[id].arena_off + 4u);
+}
+
+/* Storage of an activation-like tensor (the input may be the caller's). */
+static inline int8_t *tt_act_data(tt_trainer *t, uint32_t id) {
+    const tt_tensor_rec *r = &t->model.tensors[id];
+    if (r->flags & TT_TF_EXTERNAL) {
+        return (int8_t *)(uintptr_t)t->input; /* read only by every kernel */
+    }
+    return TT_ARENA(t, int8_t, r->arena_off);
+}
+
+/* Kernels (tt_forward.c, tt_backward.c, tt_loss.c) */
+void tt_forward_layer(tt_trainer *t, const tt_layer_rec *L, uint32_t mask_id, uint32_t saved_id);
+void tt_backward_layer(tt_trainer *t, uint32_t layer, const tt_op_rec *op);
+void tt_grad_add(tt_trainer *t, uint32_t a_id, uint32_t b_id);
+float tt_loss_softmax_ce(tt_trainer *t, uint32_t logits_id, uint32_t grad_id, int32_t label);
+float tt_loss_mse(tt_trainer *t, uint32_t logits_id, uint32_t grad_id, const int8_t *target);
+
+/* Weight of a conv/dwconv at storage position `pos` (trained slice lives in
+   the arena, the rest in the model). */
+static inline const int8_t *tt_weights_frozen(const tt_model *m, const tt_layer_rec *L) {
+    return TT_BLOB(m, int8_t, L->w_off);
+}
+
+#endif

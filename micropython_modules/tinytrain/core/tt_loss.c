@@ -1,0 +1,63 @@
+/*
+ * Losses. The gradient is with respect to the dequantised logits, so the
+ * softmax sees real values (no hidden temperature of 1/s_y). The softmax is
+ * integer: exp comes from a 256-entry table the host computed for the fixed
+ * logit scale, and the division is exact integer division.
+ */
+#include "tt_internal.h"
+
+#define ONE_Q24 (1 << 24)
+
+/* Natural log of n >= 1 from IEEE basic operations only, so every target
+   gives the same bits (libm's logf differs between C libraries). */
+static float ln_u64(uint64_t n) {
+    const uint32_t b = tt_bitlen64(n) - 1u;
+    const uint32_t top = b >= 23u ? (uint32_t)(n >> (b - 23u)) : (uint32_t)(n << (23u - b));
+    const float f = (float)top * tt_pow2f(-23); /* in [1, 2) */
+    const float y = (f - 1.0f) / (f + 1.0f), y2 = y * y;
+    float p = 1.0f / 11.0f;
+    p = p * y2 + 1.0f / 9.0f;
+    p = p * y2 + 1.0f / 7.0f;
+    p = p * y2 + 1.0f / 5.0f;
+    p = p * y2 + 1.0f / 3.0f;
+    p = p * y2 + 1.0f;
+    return (float)b * 0.693147182464599609375f + (2.0f * y) * p;
+}
+
+float tt_loss_softmax_ce(tt_trainer *t, uint32_t logits_id, uint32_t grad_id, int32_t label) {
+    const tt_model *m = &t->model;
+    const int8_t *q = tt_act_data(t, logits_id);
+    const uint32_t *tab = TT_BLOB(m, uint32_t, m->hdr->exp_table_off);
+    const uint32_t n = m->hdr->n_classes;
+    int32_t *g = tt_grad_data(t, grad_id);
+    uint64_t sum = 0, e_label;
+    int32_t qmax = q[0];
+    for (uint32_t i = 1; i < n; i++) {
+        qmax = q[i] > qmax ? q[i] : qmax;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        sum += tab[qmax - q[i]];
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        uint64_t e = tab[qmax - q[i]];
+        g[i] = (int32_t)(((e << 24) + sum / 2u) / sum) - ((int32_t)i == label ? ONE_Q24 : 0);
+    }
+    *tt_grad_scale(t, grad_id) = tt_pow2f(-24);
+    e_label = tab[qmax - q[label]];
+    return ln_u64(sum) - ln_u64(e_label ? e_label : 1u);
+}
+
+float tt_loss_mse(tt_trainer *t, uint32_t logits_id, uint32_t grad_id, const int8_t *target) {
+    const tt_model *m = &t->model;
+    const tt_tensor_rec *lg = tt_tensor(m, logits_id);
+    const int8_t *q = tt_act_data(t, logits_id);
+    const uint32_t n = m->hdr->n_classes;
+    int32_t *g = tt_grad_data(t, grad_id);
+    int64_t sq = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        g[i] = (int32_t)q[i] - target[i];
+        sq += (int64_t)g[i] * g[i];
+    }
+    *tt_grad_scale(t, grad_id) = (2.0f * lg->scale) / (float)n;
+    return ((tt_f32_from_i64(sq) * lg->scale) * lg->scale) / (float)n;
+}

@@ -1,0 +1,170 @@
+/* The trainer: binds a validated model to the caller's arena and runs its plan. */
+#include <string.h>
+#include "tt_internal.h"
+
+/* Copy the trained slices out of the (read-only) model into the arena. */
+static void load_initial_params(tt_trainer *t) {
+    const tt_model *m = &t->model;
+    memset(t->arena, 0, m->hdr->persist_size);
+    for (uint32_t li = 0; li < m->hdr->n_layers; li++) {
+        const tt_layer_rec *L = &m->layers[li];
+        const uint32_t kk = (uint32_t)L->kh * L->kw;
+        if (L->kind > TT_L_DWCONV) {
+            continue;
+        }
+        if (L->n_train) {
+            const int8_t *wf = tt_weights_frozen(m, L);
+            int8_t *wt = TT_ARENA(t, int8_t, L->w_arena);
+            if (L->kind == TT_L_DWCONV) {
+                memcpy(wt, wf, (size_t)L->n_train * kk);
+            } else {
+                const uint32_t cin = m->tensors[L->in].c, rows = m->tensors[L->out].c * kk;
+                for (uint32_t r = 0; r < rows; r++) {
+                    memcpy(wt + r * L->n_train, wf + r * cin, L->n_train);
+                }
+            }
+        }
+        if (L->flags & TT_LF_TRAIN_BIAS) {
+            memcpy(t->arena + L->b_arena, TT_BLOB(m, int32_t, L->b_off), 4u * m->tensors[L->out].c);
+        }
+    }
+}
+
+tt_status tt_trainer_init(tt_trainer *t, const tt_model *m, uint8_t *arena, size_t arena_len,
+                          float lr, tt_error *err) {
+    memset(t, 0, sizeof(*t));
+    if (!m || !m->hdr) {
+        return tt_fail(err, TT_E_STATE, "model was not opened");
+    }
+    if (!arena || (uintptr_t)arena % 4u) {
+        return tt_fail(err, TT_E_ALIGN, "arena must be 4-byte aligned");
+    }
+    if (arena_len < m->hdr->arena_size) {
+        return tt_fail(err, TT_E_ARENA, "model needs %u bytes of arena, %u available", m->hdr->arena_size,
+                       (unsigned)arena_len);
+    }
+    if (!(lr == lr) || lr > 3.0e38f) {
+        return tt_fail(err, TT_E_ARG, "learning rate is not finite");
+    }
+    t->model = *m;
+    t->arena = arena;
+    t->arena_len = (uint32_t)arena_len;
+    t->lr = lr > 0.0f ? lr : m->hdr->lr;
+    load_initial_params(t);
+    return TT_OK;
+}
+
+static tt_status check_input(tt_trainer *t, const int8_t *x, size_t x_len, tt_error *err) {
+    if (!t->model.hdr) {
+        return tt_fail(err, TT_E_STATE, "trainer is not initialised");
+    }
+    if (!x || x_len != tt_model_input_bytes(&t->model)) {
+        return tt_fail(err, TT_E_ARG, "input has %u bytes, model takes %u", (unsigned)(x ? x_len : 0),
+                       tt_model_input_bytes(&t->model));
+    }
+    return TT_OK;
+}
+
+static void run_forward(tt_trainer *t, int training) {
+    const tt_model *m = &t->model;
+    for (uint32_t i = 0; i < m->hdr->n_fwd_ops; i++) {
+        const tt_op_rec *op = &m->ops[i];
+        tt_forward_layer(t, &m->layers[op->layer], training ? op->t[0] : TT_NONE,
+                         training ? op->t[1] : TT_NONE);
+    }
+}
+
+tt_status tt_trainer_step(tt_trainer *t, const int8_t *x, size_t x_len, int32_t label,
+                          const int8_t *target, size_t target_len, float *loss, tt_error *err) {
+    const tt_model *m = &t->model;
+    tt_status s = check_input(t, x, x_len, err);
+    float l = 0.0f;
+    if (s != TT_OK) {
+        return s;
+    }
+    if (m->hdr->loss_kind == TT_LOSS_SOFTMAX_CE && (label < 0 || (uint32_t)label >= m->hdr->n_classes)) {
+        return tt_fail(err, TT_E_ARG, "label %d outside [0, %u)", (int)label, m->hdr->n_classes);
+    }
+    if (m->hdr->loss_kind == TT_LOSS_MSE && (!target || target_len != m->hdr->n_classes)) {
+        return tt_fail(err, TT_E_ARG, "target has %u values, model has %u outputs",
+                       (unsigned)(target ? target_len : 0), m->hdr->n_classes);
+    }
+    t->input = x;
+    run_forward(t, 1);
+    for (uint32_t i = m->hdr->n_fwd_ops; i < m->hdr->n_ops; i++) {
+        const tt_op_rec *op = &m->ops[i];
+        switch (op->kind) {
+        case TT_OP_LOSS:
+            l = m->hdr->loss_kind == TT_LOSS_MSE ? tt_loss_mse(t, op->t[0], op->t[1], target)
+                                                  : tt_loss_softmax_ce(t, op->t[0], op->t[1], label);
+            break;
+        case TT_OP_BWD:
+            tt_backward_layer(t, op->layer, op);
+            break;
+        default:
+            tt_grad_add(t, op->t[0], op->t[1]);
+            break;
+        }
+    }
+    t->input = NULL;
+    t->steps++;
+    if (loss) {
+        *loss = l;
+    }
+    return TT_OK;
+}
+
+tt_status tt_trainer_predict(tt_trainer *t, const int8_t *x, size_t x_len, int32_t *cls, tt_error *err) {
+    tt_status s = check_input(t, x, x_len, err);
+    const int8_t *q;
+    int32_t best = 0;
+    if (s != TT_OK) {
+        return s;
+    }
+    t->input = x;
+    run_forward(t, 0);
+    t->input = NULL;
+    q = tt_trainer_logits(t);
+    for (uint32_t i = 1; i < t->model.hdr->n_classes; i++) {
+        if (q[i] > q[best]) {
+            best = (int32_t)i;
+        }
+    }
+    if (cls) {
+        *cls = best;
+    }
+    return TT_OK;
+}
+
+const int8_t *tt_trainer_logits(const tt_trainer *t) {
+    return (const int8_t *)(t->arena + t->model.tensors[t->model.hdr->logits_tensor].arena_off);
+}
+
+uint8_t *tt_trainer_params(tt_trainer *t, uint32_t *len) {
+    if (len) {
+        *len = t->model.hdr ? t->model.hdr->persist_size : 0u;
+    }
+    return t->arena;
+}
+
+uint32_t tt_trainer_trained_param_count(const tt_trainer *t) {
+    const tt_model *m = &t->model;
+    uint32_t n = 0;
+    for (uint32_t li = 0; m->hdr && li < m->hdr->n_layers; li++) {
+        const tt_layer_rec *L = &m->layers[li];
+        const uint32_t kk = (uint32_t)L->kh * L->kw, cout = m->tensors[L->out].c;
+        if (L->kind > TT_L_DWCONV) {
+            continue;
+        }
+        n += L->kind == TT_L_DWCONV ? L->n_train * kk : cout * kk * L->n_train;
+        n += (L->flags & TT_LF_TRAIN_BIAS) ? cout : 0u;
+    }
+    return n;
+}
+
+uint8_t *tt_trainer_tensor(tt_trainer *t, uint32_t id) {
+    if (!t->model.hdr || id >= t->model.hdr->n_tensors || (t->model.tensors[id].flags & TT_TF_EXTERNAL)) {
+        return NULL;
+    }
+    return t->arena + t->model.tensors[id].arena_off;
+}
