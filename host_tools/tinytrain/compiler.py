@@ -1,0 +1,366 @@
+"""Compile a quantised graph and a training scheme into a model file.
+
+This is the host half of the engine: autodiff and pruning (only gradients
+somebody needs are computed), operator reordering (each layer's update is
+fused into its gradient kernel and runs before its input gradient), the
+choice of trained channels, the QAS factors, and the memory plan (every
+tensor placed in one arena by lifetime, first fit, largest first).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import modelfile as mf
+from .graph import QGraph, QLayer
+
+ALIGN = 4
+QAS_DEAD_CHANNEL_FLOOR = 1e-3  # relative to the layer's largest weight scale
+
+
+@dataclass
+class Scheme:
+    """What to train. `weights` maps a layer name to a ratio of its input
+    channels (depthwise: channels) in (0, 1], or to a channel count >= 1."""
+
+    bias: set = field(default_factory=set)
+    weights: dict = field(default_factory=dict)
+    residue: bool = False
+    qas: bool = True
+    lr: float = 0.05
+    loss: str = "ce"
+    lr_scale: dict = field(default_factory=dict)
+
+    @classmethod
+    def full(cls, graph: QGraph, **kw) -> "Scheme":
+        names = [layer.name for layer in graph.param_layers]
+        return cls(bias=set(names), weights={n: 1.0 for n in names}, **kw)
+
+    @classmethod
+    def last_layers(cls, graph: QGraph, n_bias: int, n_weights: int = 1, **kw) -> "Scheme":
+        names = [layer.name for layer in graph.param_layers]
+        return cls(bias=set(names[len(names) - n_bias:]) if n_bias else set(),
+                   weights={n: 1.0 for n in (names[len(names) - n_weights:] if n_weights else [])},
+                   **kw)
+
+    def n_train(self, layer: QLayer) -> int:
+        r = self.weights.get(layer.name, 0)
+        n = layer.weight.shape[3] if layer.kind == "conv" else layer.weight.shape[0]
+        if r <= 0:
+            return 0
+        if isinstance(r, float) and r <= 1.0:
+            return max(1, min(n, int(round(r * n))))
+        return min(n, int(r))
+
+
+def quantize_multiplier(real: float) -> tuple:
+    """real ~= mult * 2^-shift with mult in [2^30, 2^31); (0, 1) for zero."""
+    if not real > 0 or not math.isfinite(real):
+        return 0, 1
+    m, e = math.frexp(real)
+    mult = int(round(m * (1 << 31)))
+    shift = 31 - e
+    if mult == 1 << 31:
+        mult //= 2
+        shift -= 1
+    if shift > 62:
+        return 0, 1
+    if shift < 1:
+        raise ValueError(f"requantisation multiplier {real:g} is too large")
+    return mult, shift
+
+
+def add_multipliers(ra: float, rb: float) -> tuple:
+    """Common shift for the two input ratios of an add."""
+    mx = max(ra, rb)
+    shift = 31 - (math.frexp(mx)[1])
+    while True:
+        ma, mb = int(round(ra * 2.0 ** shift)), int(round(rb * 2.0 ** shift))
+        if max(ma, mb) < 1 << 31:
+            break
+        shift -= 1
+    shift = min(shift, 62)
+    if shift < 1:
+        raise ValueError("add input scales differ too much from the output scale")
+    return int(round(ra * 2.0 ** shift)), int(round(rb * 2.0 ** shift)), shift
+
+
+def softmax_table(scale: float) -> np.ndarray:
+    d = np.arange(256, dtype=np.float64)
+    return np.round(2.0 ** 30 * np.exp(-float(scale) * d)).astype(np.uint32)
+
+
+def choose_channels(layer: QLayer, n: int) -> np.ndarray:
+    """Storage order: the n channels of largest weight norm (ties: lower
+    index) first, each part ascending."""
+    w = layer.weight.astype(np.int64)
+    norms = (w ** 2).sum(axis=(0, 1, 2)) if layer.kind == "conv" else (w ** 2).sum(axis=(1, 2))
+    order = np.lexsort((np.arange(len(norms)), -norms))
+    trained = np.sort(order[:n])
+    frozen = np.sort(order[n:])
+    return np.concatenate([trained, frozen]).astype(np.uint16)
+
+
+@dataclass
+class PlannedTensor:
+    name: str
+    rec: mf.TensorRec
+    first: int = -1
+    last: int = -1
+
+    def touch(self, op_index: int) -> None:
+        self.first = op_index if self.first < 0 else min(self.first, op_index)
+        self.last = max(self.last, op_index)
+
+
+@dataclass
+class Plan:
+    """The compiled model and what the report and plot need."""
+
+    data: bytes
+    model: mf.Model
+    tensors: list
+    op_names: list
+    persist_size: int
+    arena_size: int
+    live_bytes: list  # per op: persistent + tensors live at that op
+    trained_params: int
+
+    @property
+    def peak_live(self) -> int:
+        return max(self.live_bytes)
+
+    def peak_op(self) -> int:
+        return int(np.argmax(self.live_bytes))
+
+    def live_at(self, op_index: int) -> list:
+        return [t for t in self.tensors if t.first <= op_index <= t.last and t.rec.size]
+
+    def report(self) -> str:
+        lines = [f"arena {self.arena_size} bytes: {self.persist_size} trained parameters + "
+                 f"{self.arena_size - self.persist_size} working memory",
+                 f"peak live {self.peak_live} bytes at op {self.peak_op()} ({self.op_names[self.peak_op()]})",
+                 f"trained parameters: {self.trained_params}", "", "op  live_bytes  name"]
+        for i, (name, live) in enumerate(zip(self.op_names, self.live_bytes)):
+            lines.append(f"{i:3d} {live:10d}  {name}")
+        lines += ["", f"tensors live at the peak (op {self.peak_op()}):"]
+        for t in sorted(self.live_at(self.peak_op()), key=lambda t: -t.rec.size):
+            lines.append(f"  {t.rec.size:8d} B @ {t.rec.arena_off:7d}  {t.name}")
+        return "\n".join(lines)
+
+
+def _requant_arrays(layer: QLayer, sx: float, sy: float) -> tuple:
+    mults, shifts = zip(*(quantize_multiplier(sx * float(s) / sy) for s in layer.w_scale))
+    return np.array(mults, dtype=np.int32), np.array(shifts, dtype=np.int8)
+
+
+def compile_model(graph: QGraph, scheme: Scheme) -> Plan:
+    graph.check()
+    if scheme.loss not in ("ce", "mse"):
+        raise ValueError(f"loss must be 'ce' or 'mse', not {scheme.loss!r}")
+    for name in list(scheme.bias) + list(scheme.weights):
+        layer = graph.layer(name)
+        if not layer.has_params:
+            raise ValueError(f"layer {name} ({layer.kind}) has no parameters to train")
+
+    # Tensor records for activations, in order of production.
+    tensors: list[PlannedTensor] = []
+    act_id: dict[str, int] = {}
+
+    def new_tensor(name: str, kind: int, shape: tuple, scale=0.0, zero=0, flags=0) -> int:
+        h, w, c = shape
+        n = h * w * c
+        size = {mf.T_ACT: n, mf.T_SAVED: n, mf.T_GRAD: 4 + 4 * n, mf.T_MASK: (n + 7) // 8}[kind]
+        tensors.append(PlannedTensor(name, mf.TensorRec(0, size, kind, flags, h, w, c, float(scale),
+                                                        int(zero), name)))
+        return len(tensors) - 1
+
+    def act(name: str) -> int:
+        if name not in act_id:
+            t = graph.tensors[name]
+            act_id[name] = new_tensor(name, mf.T_ACT, t.shape, t.scale, t.zero,
+                                      mf.TF_EXTERNAL if name == graph.input else 0)
+        return act_id[name]
+
+    act(graph.input)
+    for layer in graph.layers:
+        for name in layer.inputs:
+            act(name)
+        act(layer.output)
+
+    # Which tensors need a gradient: those downstream of a trained parameter.
+    n_train = {layer.name: scheme.n_train(layer) for layer in graph.param_layers}
+    trained = {n for n, k in n_train.items() if k} | set(scheme.bias)
+    if not trained:
+        raise ValueError("the scheme trains nothing: give biases or weights to train")
+    needs_grad: set[str] = set()
+    for layer in graph.layers:
+        if layer.name in trained or any(i in needs_grad for i in layer.inputs):
+            needs_grad.add(layer.output)
+    if graph.output not in needs_grad:
+        raise ValueError("no trained layer lies on the path to the output")
+
+    layer_index = {layer.name: i for i, layer in enumerate(graph.layers)}
+    ops: list[mf.OpRec] = []
+    op_names: list[str] = []
+    mask_of: dict[str, int] = {}
+    saved_of: dict[str, int] = {}
+    for layer in graph.layers:
+        t = [mf.NONE] * 6
+        if layer.output in needs_grad:
+            t[0] = mask_of[layer.name] = new_tensor(f"{layer.name}.mask", mf.T_MASK,
+                                                    graph.tensors[layer.output].shape)
+        if n_train.get(layer.name):
+            x = graph.tensors[layer.inputs[0]]
+            t[1] = saved_of[layer.name] = new_tensor(f"{layer.name}.saved_input", mf.T_SAVED,
+                                                     (x.shape[0], x.shape[1], n_train[layer.name]),
+                                                     x.scale, x.zero)
+        ops.append(mf.OpRec(mf.OP_FWD, layer_index[layer.name], t))
+        op_names.append(f"forward {layer.name}")
+    n_fwd = len(ops)
+
+    grad_of: dict[str, int] = {}
+    logits = graph.tensors[graph.output]
+    grad_of[graph.output] = new_tensor(f"d{graph.output}", mf.T_GRAD, logits.shape)
+    ops.append(mf.OpRec(mf.OP_LOSS, mf.NONE, [act_id[graph.output], grad_of[graph.output]] + [mf.NONE] * 4))
+    op_names.append("loss")
+    needs_input_grad: set[str] = set()
+    for layer in reversed(graph.layers):
+        if layer.output not in needs_grad:
+            continue
+        if layer.output not in grad_of:
+            raise ValueError(f"layer {layer.name} does not reach the output")
+        t = [mf.NONE] * 6
+        t[0] = grad_of[layer.output]
+        t[1] = mask_of.get(layer.name, mf.NONE)
+        t[2] = saved_of.get(layer.name, mf.NONE)
+        sums = []
+        for slot, name in zip((3, 4), layer.inputs):
+            if name not in needs_grad:
+                continue
+            needs_input_grad.add(layer.name)
+            if name not in grad_of and layer.kind == "add" and slot == 3:
+                grad_of[name] = t[3] = t[0]  # the add passes its gradient through in place
+            elif name not in grad_of:
+                grad_of[name] = t[slot] = new_tensor(f"d{name}", mf.T_GRAD, graph.tensors[name].shape)
+            else:
+                t[slot] = new_tensor(f"d{name}.part", mf.T_GRAD, graph.tensors[name].shape)
+                sums.append((grad_of[name], t[slot]))
+        ops.append(mf.OpRec(mf.OP_BWD, layer_index[layer.name], t))
+        op_names.append(f"backward {layer.name}")
+        for a, b in sums:
+            ops.append(mf.OpRec(mf.OP_GRAD_ADD, mf.NONE, [a, b] + [mf.NONE] * 4))
+            op_names.append(f"sum gradient {tensors[a].name}")
+
+    # Lifetimes: a tensor lives from the first op touching it to the last.
+    for i, op in enumerate(ops):
+        touched = list(op.t)
+        if op.kind == mf.OP_FWD:
+            layer = graph.layers[op.layer]
+            touched += [act_id[n] for n in layer.inputs] + [act_id[layer.output]]
+        for tid in touched:
+            if tid != mf.NONE:
+                tensors[tid].touch(i)
+
+    # Persistent area: the trained parameters, laid out layer by layer.
+    blob = mf.Blob()
+    layer_recs = []
+    persist = 0
+
+    def take(nbytes: int) -> int:
+        nonlocal persist
+        off = persist
+        persist += (nbytes + ALIGN - 1) // ALIGN * ALIGN
+        return off
+
+    trained_params = 0
+    for layer in graph.layers:
+        x = graph.tensors[layer.inputs[0]]
+        y = graph.tensors[layer.output]
+        rec = mf.LayerRec(kind={"conv": mf.L_CONV, "dwconv": mf.L_DWCONV, "add": mf.L_ADD,
+                                "avgpool": mf.L_AVGPOOL}[layer.kind],
+                          inp=act_id[layer.inputs[0]], out=act_id[layer.output],
+                          act_min=layer.act_min, act_max=layer.act_max, name=layer.name,
+                          stride=layer.stride)
+        if layer.kind == "add":
+            a, b = (graph.tensors[n] for n in layer.inputs)
+            rec.in2 = act_id[layer.inputs[1]]
+            rec.mult_a, rec.mult_b, rec.shift = add_multipliers(a.scale / y.scale, b.scale / y.scale)
+        elif layer.kind == "avgpool":
+            rec.mult_a, rec.shift = quantize_multiplier(x.scale / (x.shape[0] * x.shape[1] * y.scale))
+        else:
+            kh, kw = layer.kernel
+            rec.kh, rec.kw = kh, kw
+            rec.pad_top, rec.pad_left = layer.pad
+            cout = layer.weight.shape[0]
+            nt = n_train.get(layer.name, 0)
+            w = layer.weight
+            if nt:
+                perm = choose_channels(layer, nt)
+                w = w[:, :, :, perm] if layer.kind == "conv" else w[perm]
+                rec.perm_off = blob.add(perm, 2)
+                rec.n_train = nt
+                n_w = nt * kh * kw * (cout if layer.kind == "conv" else 1)
+                rec.w_arena = take(n_w)
+                if scheme.residue:
+                    rec.flags |= mf.LF_RESIDUE
+                    rec.wres_arena = take(n_w)
+                trained_params += n_w
+            rec.w_off = blob.add(np.ascontiguousarray(w, dtype=np.int8), 1)
+            rec.b_off = blob.add(layer.bias.astype(np.int32))
+            mult, shift = _requant_arrays(layer, x.scale, y.scale)
+            rec.mult_off = blob.add(mult)
+            rec.shift_off = blob.add(shift, 1)
+            sw = layer.w_scale.astype(np.float64)
+            swmax = float(sw.max()) if sw.max() > 0 else 1.0
+            if layer.name in needs_input_grad:
+                rec.gscale_off = blob.add(np.minimum(np.round(sw / swmax * 2.0 ** 31),
+                                                     2 ** 31 - 1).astype(np.int32))
+                rec.wscale_max = swmax
+            sw_guarded = np.maximum(sw, QAS_DEAD_CHANNEL_FLOOR * swmax)
+            if nt:
+                qw = x.scale / sw_guarded if scheme.qas else x.scale * sw
+                rec.qas_w_off = blob.add(qw.astype(np.float32))
+            if layer.name in scheme.bias:
+                rec.flags |= mf.LF_TRAIN_BIAS
+                rec.b_arena = take(4 * cout)
+                qb = 1.0 / (sw_guarded * x.scale) if scheme.qas else sw * x.scale
+                rec.qas_b_off = blob.add(qb.astype(np.float32))
+                trained_params += cout
+            rec.lr_scale = float(scheme.lr_scale.get(layer.name, 1.0))
+        layer_recs.append(rec)
+
+    exp_off = mf.NO_OFFSET
+    if scheme.loss == "ce":
+        exp_off = blob.add(softmax_table(logits.scale))
+
+    # Arena placement: first fit over (lifetime x size), largest first.
+    placed: list[PlannedTensor] = []
+    work_end = 0
+    for t in sorted((t for t in tensors if not t.rec.flags & mf.TF_EXTERNAL),
+                    key=lambda t: (-t.rec.size, t.first)):
+        clashes = sorted((p for p in placed if p.first <= t.last and t.first <= p.last),
+                         key=lambda p: p.rec.arena_off)
+        off = persist
+        for p in clashes:
+            if off + t.rec.size <= p.rec.arena_off:
+                break
+            off = max(off, p.rec.arena_off + p.rec.size)
+        t.rec.arena_off = (off + ALIGN - 1) // ALIGN * ALIGN
+        work_end = max(work_end, t.rec.arena_off + t.rec.size)
+        placed.append(t)
+    arena_size = max(work_end, persist)
+    arena_size = (arena_size + ALIGN - 1) // ALIGN * ALIGN
+    live = [persist + sum(t.rec.size for t in tensors
+                          if t.first <= i <= t.last and not t.rec.flags & mf.TF_EXTERNAL)
+            for i in range(len(ops))]
+
+    header = mf.Header(n_fwd_ops=n_fwd, arena_size=arena_size, persist_size=persist,
+                       input_tensor=act_id[graph.input], logits_tensor=act_id[graph.output],
+                       n_classes=logits.numel, loss_kind=mf.LOSS_MSE if scheme.loss == "mse" else
+                       mf.LOSS_SOFTMAX_CE, lr=float(scheme.lr), exp_table_off=exp_off)
+    model = mf.Model(header, [t.rec for t in tensors], layer_recs, ops, bytes(blob.data))
+    data = model.pack()
+    return Plan(data, model, tensors, op_names, persist, arena_size, live, trained_params)

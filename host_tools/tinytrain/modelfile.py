@@ -1,0 +1,247 @@
+"""The tinytrain model file: record layouts, writer and reader (docs/format.md).
+
+The layouts mirror micropython_modules/tinytrain/core/tt_format.h; the C reader
+is the authority on validity, this module only packs and unpacks.
+"""
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass, field, fields
+
+import numpy as np
+
+MAGIC = b"TTRN"
+VERSION = (1, 0)
+HEADER_SIZE = 128
+NONE = 0xFFFF
+NO_OFFSET = 0xFFFFFFFF
+
+LOSS_SOFTMAX_CE, LOSS_MSE = 0, 1
+T_ACT, T_GRAD, T_MASK, T_SAVED = 1, 2, 3, 4
+TF_EXTERNAL = 0x01
+L_CONV, L_DWCONV, L_ADD, L_AVGPOOL = 1, 2, 3, 4
+LF_TRAIN_BIAS, LF_RESIDUE = 0x01, 0x02
+OP_FWD, OP_LOSS, OP_BWD, OP_GRAD_ADD = 1, 2, 3, 4
+
+LAYER_KIND_NAMES = {L_CONV: "conv", L_DWCONV: "dwconv", L_ADD: "add", L_AVGPOOL: "avgpool"}
+OP_KIND_NAMES = {OP_FWD: "fwd", OP_LOSS: "loss", OP_BWD: "bwd", OP_GRAD_ADD: "grad_add"}
+
+
+@dataclass
+class Header:
+    file_size: int = 0
+    crc32: int = 0
+    n_tensors: int = 0
+    tensors_off: int = 0
+    n_layers: int = 0
+    layers_off: int = 0
+    n_ops: int = 0
+    ops_off: int = 0
+    n_fwd_ops: int = 0
+    blob_off: int = 0
+    blob_size: int = 0
+    arena_size: int = 0
+    persist_size: int = 0
+    input_tensor: int = 0
+    logits_tensor: int = 0
+    n_classes: int = 0
+    loss_kind: int = LOSS_SOFTMAX_CE
+    flags: int = 0
+    lr: float = 0.0
+    exp_table_off: int = NO_OFFSET
+    version_major: int = VERSION[0]
+    version_minor: int = VERSION[1]
+
+    FMT = "<4sHHIII" + "I" * 11 + "HHHBBfI" + "12I"
+
+    def pack(self) -> bytes:
+        return struct.pack(
+            self.FMT, MAGIC, self.version_major, self.version_minor, self.file_size, self.crc32,
+            HEADER_SIZE, self.n_tensors, self.tensors_off, self.n_layers, self.layers_off,
+            self.n_ops, self.ops_off, self.n_fwd_ops, self.blob_off, self.blob_size,
+            self.arena_size, self.persist_size, self.input_tensor, self.logits_tensor,
+            self.n_classes, self.loss_kind, self.flags, self.lr, self.exp_table_off, *([0] * 12))
+
+    @classmethod
+    def unpack(cls, buf: bytes) -> "Header":
+        v = struct.unpack_from(cls.FMT, buf, 0)
+        if v[0] != MAGIC:
+            raise ValueError("not a tinytrain model (magic is not TTRN)")
+        return cls(file_size=v[3], crc32=v[4], n_tensors=v[6], tensors_off=v[7], n_layers=v[8],
+                   layers_off=v[9], n_ops=v[10], ops_off=v[11], n_fwd_ops=v[12], blob_off=v[13],
+                   blob_size=v[14], arena_size=v[15], persist_size=v[16], input_tensor=v[17],
+                   logits_tensor=v[18], n_classes=v[19], loss_kind=v[20], flags=v[21], lr=v[22],
+                   exp_table_off=v[23], version_major=v[1], version_minor=v[2])
+
+
+@dataclass
+class TensorRec:
+    arena_off: int
+    size: int
+    kind: int
+    flags: int
+    h: int
+    w: int
+    c: int
+    scale: float = 0.0
+    zero: int = 0
+    name: str = ""  # not stored in the file; for reports
+
+    FMT = "<IIBBHHHfi"
+
+    @property
+    def shape(self):
+        return (self.h, self.w, self.c)
+
+    @property
+    def numel(self):
+        return self.h * self.w * self.c
+
+    def pack(self) -> bytes:
+        return struct.pack(self.FMT, self.arena_off, self.size, self.kind, self.flags, self.h,
+                           self.w, self.c, self.scale, self.zero)
+
+    @classmethod
+    def unpack(cls, buf, off):
+        return cls(*struct.unpack_from(cls.FMT, buf, off))
+
+
+@dataclass
+class LayerRec:
+    kind: int
+    kh: int = 1
+    kw: int = 1
+    stride: int = 1
+    pad_top: int = 0
+    pad_left: int = 0
+    flags: int = 0
+    inp: int = NONE
+    in2: int = NONE
+    out: int = NONE
+    n_train: int = 0
+    act_min: int = -128
+    act_max: int = 127
+    w_off: int = NO_OFFSET
+    b_off: int = NO_OFFSET
+    mult_off: int = NO_OFFSET
+    shift_off: int = NO_OFFSET
+    gscale_off: int = NO_OFFSET
+    wscale_max: float = 0.0
+    perm_off: int = NO_OFFSET
+    qas_w_off: int = NO_OFFSET
+    qas_b_off: int = NO_OFFSET
+    w_arena: int = NO_OFFSET
+    wres_arena: int = NO_OFFSET
+    b_arena: int = NO_OFFSET
+    lr_scale: float = 1.0
+    mult_a: int = 0
+    mult_b: int = 0
+    shift: int = 1
+    name: str = ""
+
+    FMT = "<BBBBBBBBHHHHhhIIIIIfIIIIIIfiiI3I"
+
+    def pack(self) -> bytes:
+        return struct.pack(
+            self.FMT, self.kind, self.kh, self.kw, self.stride, self.pad_top, self.pad_left,
+            self.flags, 0, self.inp, self.in2, self.out, self.n_train, self.act_min, self.act_max,
+            self.w_off, self.b_off, self.mult_off, self.shift_off, self.gscale_off,
+            self.wscale_max, self.perm_off, self.qas_w_off, self.qas_b_off, self.w_arena,
+            self.wres_arena, self.b_arena, self.lr_scale, self.mult_a, self.mult_b, self.shift,
+            0, 0, 0)
+
+    @classmethod
+    def unpack(cls, buf, off):
+        v = struct.unpack_from(cls.FMT, buf, off)
+        return cls(kind=v[0], kh=v[1], kw=v[2], stride=v[3], pad_top=v[4], pad_left=v[5],
+                   flags=v[6], inp=v[8], in2=v[9], out=v[10], n_train=v[11], act_min=v[12],
+                   act_max=v[13], w_off=v[14], b_off=v[15], mult_off=v[16], shift_off=v[17],
+                   gscale_off=v[18], wscale_max=v[19], perm_off=v[20], qas_w_off=v[21],
+                   qas_b_off=v[22], w_arena=v[23], wres_arena=v[24], b_arena=v[25],
+                   lr_scale=v[26], mult_a=v[27], mult_b=v[28], shift=v[29])
+
+
+@dataclass
+class OpRec:
+    kind: int
+    layer: int = NONE
+    t: list = field(default_factory=lambda: [NONE] * 6)
+    flags: int = 0
+
+    FMT = "<BBH6H"
+
+    def pack(self) -> bytes:
+        return struct.pack(self.FMT, self.kind, self.flags, self.layer, *self.t)
+
+    @classmethod
+    def unpack(cls, buf, off):
+        v = struct.unpack_from(cls.FMT, buf, off)
+        return cls(kind=v[0], flags=v[1], layer=v[2], t=list(v[3:]))
+
+
+for _cls, _size in ((Header, HEADER_SIZE), (TensorRec, 24), (LayerRec, 96), (OpRec, 16)):
+    assert struct.calcsize(_cls.FMT) == _size, _cls
+
+
+class Blob:
+    """Constant data, each item aligned so the device can use it in place."""
+
+    def __init__(self):
+        self.data = bytearray()
+
+    def add(self, arr: np.ndarray, align: int = 4) -> int:
+        arr = np.ascontiguousarray(arr)
+        pad = (-len(self.data)) % align
+        self.data += b"\0" * pad
+        off = len(self.data)
+        self.data += arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
+        return off
+
+
+@dataclass
+class Model:
+    header: Header
+    tensors: list
+    layers: list
+    ops: list
+    blob: bytes
+
+    def pack(self) -> bytes:
+        """Lay out the sections and fill in sizes and the CRC."""
+        h = self.header
+        out = bytearray(HEADER_SIZE)
+        h.n_tensors, h.tensors_off = len(self.tensors), len(out)
+        out += b"".join(t.pack() for t in self.tensors)
+        h.n_layers, h.layers_off = len(self.layers), len(out)
+        out += b"".join(layer.pack() for layer in self.layers)
+        h.n_ops, h.ops_off = len(self.ops), len(out)
+        out += b"".join(op.pack() for op in self.ops)
+        out += b"\0" * ((-len(out)) % 16)
+        h.blob_off, h.blob_size = len(out), len(self.blob)
+        out += self.blob
+        h.file_size = len(out)
+        out[:HEADER_SIZE] = h.pack()
+        h.crc32 = zlib.crc32(bytes(out[16:]))
+        out[:HEADER_SIZE] = h.pack()
+        return bytes(out)
+
+    @classmethod
+    def parse(cls, buf) -> "Model":
+        buf = bytes(buf)
+        h = Header.unpack(buf)
+        tensors = [TensorRec.unpack(buf, h.tensors_off + 24 * i) for i in range(h.n_tensors)]
+        layers = [LayerRec.unpack(buf, h.layers_off + 96 * i) for i in range(h.n_layers)]
+        ops = [OpRec.unpack(buf, h.ops_off + 16 * i) for i in range(h.n_ops)]
+        return cls(h, tensors, layers, ops, buf[h.blob_off:h.blob_off + h.blob_size])
+
+    # Typed access to constant data, for the reference and for reports.
+    def blob_array(self, off: int, dtype, count: int) -> np.ndarray:
+        if off == NO_OFFSET:
+            return None
+        return np.frombuffer(self.blob, dtype=np.dtype(dtype).newbyteorder("<"), count=count,
+                             offset=off)
+
+
+def records_equal_ignoring_names(a, b) -> bool:
+    return all(getattr(a, f.name) == getattr(b, f.name) for f in fields(a) if f.name != "name")

@@ -1,0 +1,244 @@
+"""`tinytrain.Trainer` on the host: the board's API over the very same C core.
+
+A script written for the board runs unchanged here:
+
+    t = tinytrain.Trainer(model, lr=None)   # bytes/bytearray/memoryview or a path
+    loss = t.step(x, label)                 # x: int8 buffer of one input
+    cls = t.predict(x)
+    acc = t.evaluate(xs, labels)            # xs: N inputs back to back
+    t.save(path); t.load(path)              # trained parameters only
+    t.info()
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import struct
+import zlib
+
+from . import _native
+
+_N = _native.lib
+PARAMS_MAGIC = b"TTPS"
+PARAMS_VERSION = 1
+_CANARY = 0xA5
+
+
+def _as_int8_buffer(x, what: str) -> memoryview:
+    """Accept bytes, bytearray, array('b'/'B'), memoryview or a numpy int8/uint8 array."""
+    if isinstance(x, str) or x is None:
+        raise TypeError(f"{what} must be a buffer of int8 values (bytes, bytearray, array('b'), "
+                        f"memoryview, numpy int8), not {type(x).__name__}")
+    try:
+        mv = memoryview(x)
+    except TypeError:
+        raise TypeError(f"{what} must be a buffer of int8 values, not {type(x).__name__}") from None
+    if mv.format not in ("b", "B", "c", "<b", "<B", "=b", "=B") or mv.itemsize != 1:
+        raise TypeError(f"{what} must hold 1-byte int8 elements, got format {mv.format!r}")
+    if not mv.c_contiguous:
+        raise ValueError(f"{what} must be contiguous")
+    return mv.cast("B") if mv.ndim != 1 or mv.format != "B" else mv
+
+
+def _read_model(model) -> bytes:
+    if isinstance(model, (str, os.PathLike)):
+        with open(model, "rb") as f:
+            return f.read()
+    if isinstance(model, (bytes, bytearray, memoryview)):
+        return bytes(model)
+    try:
+        return bytes(memoryview(model))
+    except TypeError:
+        raise TypeError("model must be bytes, bytearray, memoryview or a file path, not "
+                        f"{type(model).__name__}") from None
+
+
+def _raise(err: _native.Error, status: int):
+    name = _native.STATUS[status] if status < len(_native.STATUS) else str(status)
+    msg = f"{err.text} ({name})"
+    if name == "arena":
+        raise MemoryError(msg)
+    raise ValueError(msg)
+
+
+class Trainer:
+    """Trains one model in one static arena, sample by sample."""
+
+    def __init__(self, model, lr=None, arena_size=None):
+        data = _read_model(model)
+        self._model_buf = (ctypes.c_uint8 * max(len(data), 1)).from_buffer_copy(data or b"\0")
+        self._model = ctypes.create_string_buffer(_N.tts_sizeof_model())
+        self._tr = ctypes.create_string_buffer(_N.tts_sizeof_trainer())
+        err = _native.Error()
+        s = _N.tt_model_open(self._model, self._model_buf, len(data), ctypes.byref(err))
+        if s:
+            _raise(err, s)
+        need = _N.tt_model_arena_bytes(self._model)
+        size = need if arena_size is None else int(arena_size)
+        if size < 0:
+            raise ValueError("arena_size must be >= 0")
+        # Python owns the arena; the core only uses it. The canary shows the
+        # high-water mark actually touched.
+        self._arena = (ctypes.c_uint8 * max(size, 4))(*([_CANARY] * max(size, 4)))
+        if lr is not None and not isinstance(lr, (int, float)):
+            raise TypeError("lr must be a number or None")
+        s = _N.tt_trainer_init(self._tr, self._model, self._arena, size,
+                               float(lr) if lr is not None else 0.0, ctypes.byref(err))
+        if s:
+            _raise(err, s)
+        self._model_crc = struct.unpack_from("<I", data, 12)[0]
+        self._input_bytes = _N.tt_model_input_bytes(self._model)
+        self._n_classes = struct.unpack_from("<H", data, 68)[0]
+        self._loss_kind = data[70]
+        self._arena_need = need
+
+    # -- training and inference -------------------------------------------
+    def step(self, x, label=None):
+        """One SGD step on one sample; returns the loss. For an MSE model the
+        label is an int8 buffer of targets in the output quantisation."""
+        mv = _as_int8_buffer(x, "x")
+        self._check_len(mv)
+        err = _native.Error()
+        loss = ctypes.c_float()
+        xb = (ctypes.c_uint8 * len(mv)).from_buffer_copy(mv) if mv.readonly else \
+            (ctypes.c_uint8 * len(mv)).from_buffer(mv)
+        if self._loss_kind == 1:
+            tv = _as_int8_buffer(label, "label")
+            tb = (ctypes.c_uint8 * max(len(tv), 1)).from_buffer_copy(tv.tobytes() or b"\0")
+            s = _N.tt_trainer_step(self._tr, xb, len(mv), 0, tb, len(tv), ctypes.byref(loss),
+                                   ctypes.byref(err))
+        else:
+            if isinstance(label, bool) or not isinstance(label, int):
+                try:
+                    import numpy as np
+                    if isinstance(label, np.integer):
+                        label = int(label)
+                    else:
+                        raise TypeError
+                except (ImportError, TypeError):
+                    raise TypeError(f"label must be an int class index, not {type(label).__name__}") from None
+            if not 0 <= label < self._n_classes:
+                raise ValueError(f"label {label} outside [0, {self._n_classes})")
+            s = _N.tt_trainer_step(self._tr, xb, len(mv), label, None, 0, ctypes.byref(loss),
+                                   ctypes.byref(err))
+        if s:
+            _raise(err, s)
+        return loss.value
+
+    def predict(self, x) -> int:
+        mv = _as_int8_buffer(x, "x")
+        self._check_len(mv)
+        return self._predict_mv(mv)
+
+    def _predict_mv(self, mv) -> int:
+        err = _native.Error()
+        cls = ctypes.c_int32()
+        xb = (ctypes.c_uint8 * len(mv)).from_buffer_copy(mv)
+        s = _N.tt_trainer_predict(self._tr, xb, len(mv), ctypes.byref(cls), ctypes.byref(err))
+        if s:
+            _raise(err, s)
+        return cls.value
+
+    def logits(self, x) -> bytes:
+        """int8 logits of one input (the forward pass of predict)."""
+        self.predict(x)
+        p = _N.tt_trainer_logits(self._tr)
+        return ctypes.string_at(p, self._n_classes)
+
+    def evaluate(self, xs, labels) -> float:
+        """Accuracy over N inputs stored back to back in xs."""
+        mv = _as_int8_buffer(xs, "xs")
+        n = self._input_bytes
+        if len(mv) % n:
+            raise ValueError(f"xs has {len(mv)} bytes, not a multiple of the input size {n}")
+        count = len(mv) // n
+        labels = list(labels)
+        if len(labels) != count:
+            raise ValueError(f"{count} inputs but {len(labels)} labels")
+        if count == 0:
+            raise ValueError("evaluate needs at least one input")
+        hits = sum(self._predict_mv(mv[i * n:(i + 1) * n]) == int(labels[i]) for i in range(count))
+        return hits / count
+
+    def _check_len(self, mv):
+        if len(mv) != self._input_bytes:
+            raise ValueError(f"x has {len(mv)} bytes, the model takes {self._input_bytes}")
+
+    # -- trained parameters ------------------------------------------------
+    def params(self) -> bytes:
+        n = ctypes.c_uint32()
+        p = _N.tt_trainer_params(self._tr, ctypes.byref(n))
+        return ctypes.string_at(p, n.value)
+
+    def save(self, path) -> None:
+        """Write the trained parameters; atomic: the old file or the new one."""
+        body = self.params()
+        head = PARAMS_MAGIC + struct.pack("<HHIII", PARAMS_VERSION, 0, self._model_crc,
+                                          _N.tts_steps(self._tr), len(body))
+        blob = head + body
+        blob += struct.pack("<I", zlib.crc32(blob))
+        tmp = f"{os.fspath(path)}.tmp"
+        with open(tmp, "wb") as f:
+            f.write(blob)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+
+    def load(self, path) -> None:
+        """Restore parameters written by save() for this same model."""
+        with open(path, "rb") as f:
+            blob = f.read()
+        body = check_params_file(blob, self._model_crc, len(self.params()))
+        n = ctypes.c_uint32()
+        p = _N.tt_trainer_params(self._tr, ctypes.byref(n))
+        ctypes.memmove(p, body, len(body))
+        _N.tts_set_steps(self._tr, struct.unpack_from("<I", blob, 12)[0])
+
+    # -- introspection -----------------------------------------------------
+    def info(self) -> dict:
+        arena = bytes(self._arena)
+        touched = len(arena)
+        while touched and arena[touched - 1] == _CANARY:
+            touched -= 1
+        return {
+            "arena_bytes": self._arena_need,
+            "peak_bytes": touched,
+            "param_bytes": len(self.params()),
+            "steps": _N.tts_steps(self._tr),
+            "trained_params": _N.tt_trainer_trained_param_count(self._tr),
+            "input_bytes": self._input_bytes,
+            "classes": self._n_classes,
+            "lr": _N.tts_lr(self._tr),
+        }
+
+    def tensor(self, tid: int, nbytes: int) -> bytes:
+        """Raw bytes of a tensor in the arena (tests and debugging)."""
+        p = _N.tt_trainer_tensor(self._tr, tid)
+        if not p:
+            raise ValueError(f"tensor {tid} has no arena storage")
+        return ctypes.string_at(p, nbytes)
+
+    def set_grad_hook(self, fn) -> None:
+        """fn(layer, index, acc, scale) for every weight/bias gradient element
+        (index | 0x80000000 for biases); None removes it."""
+        self._hook = _native.GRAD_HOOK(lambda ctx, layer, idx, acc, scale: fn(layer, idx, acc, scale)) \
+            if fn else _native.GRAD_HOOK()
+        _N.tts_set_grad_hook(self._tr, self._hook, None)
+
+
+def check_params_file(blob: bytes, model_crc: int, size: int) -> bytes:
+    """Validate a saved-parameter file; return the parameter bytes."""
+    if len(blob) < 24 or blob[:4] != PARAMS_MAGIC:
+        raise ValueError("not a tinytrain parameter file")
+    version, _, crc_model, _, n = struct.unpack_from("<HHIII", blob, 4)
+    if version != PARAMS_VERSION:
+        raise ValueError(f"parameter file version {version}, expected {PARAMS_VERSION}")
+    if len(blob) != 24 + n:
+        raise ValueError(f"parameter file is {len(blob)} bytes, its header says {24 + n}")
+    if zlib.crc32(blob[:-4]) != struct.unpack_from("<I", blob, len(blob) - 4)[0]:
+        raise ValueError("parameter file checksum mismatch: file is damaged")
+    if crc_model != model_crc:
+        raise ValueError("these parameters belong to another model (model CRC differs)")
+    if n != size:
+        raise ValueError(f"parameter file holds {n} bytes, this model trains {size}")
+    return blob[20:20 + n]
