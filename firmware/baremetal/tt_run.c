@@ -1,0 +1,196 @@
+/*
+ * tt_run: drive the tinytrain core from files, the same program on the host
+ * (built with ASan/UBSan by the tests) and on the emulated Cortex-M7 (files
+ * through semihosting). It reads, from the current directory:
+ *   tt_model.bin  a model file
+ *   tt_job.bin    optional: "TTJB", u32 steps, u32 evals, f32 lr, then per
+ *                 step the input and an i32 label (MSE: n_classes int8
+ *                 targets), then the inputs to evaluate
+ * and writes tt_result.bin: u32 status, u32 message length, message; if the
+ * status is 0: f32 loss per step, per evaluation i32 class and the logits,
+ * then the trained parameters. On the M7 it prints instructions per step
+ * and the stack high-water mark.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "tt_core.h"
+
+#ifdef TT_RUN_HOSTED
+/* Exactly-sized heap buffers so the sanitizers see every overrun. */
+static uint8_t *alloc_bytes(size_t n, int is_arena) {
+    (void)is_arena;
+    return malloc(n ? n : 1);
+}
+#define COUNTER_START() ((void)0)
+#define COUNTER_READ() 0ull
+#define STACK_HIGH_WATER() 0u
+#else
+#include "m7_runtime.h"
+/* Files go to the large PSRAM (flash stands in on a board), the arena to RAM. */
+#define FILES_MAX (8u << 20)
+#define ARENA_MAX (1u << 20)
+static uint32_t files_mem[FILES_MAX / 4] M7_PSRAM;
+static uint32_t arena_mem[ARENA_MAX / 4];
+static size_t files_used;
+static uint8_t *alloc_bytes(size_t n, int is_arena) {
+    uint8_t *p;
+    if (is_arena) {
+        return n <= ARENA_MAX ? (uint8_t *)arena_mem : NULL;
+    }
+    if (n > FILES_MAX - files_used) {
+        return NULL;
+    }
+    p = (uint8_t *)files_mem + files_used;
+    files_used += (n + 7u) & ~(size_t)7u;
+    return p;
+}
+#define COUNTER_START() m7_counter_start()
+#define COUNTER_READ() ((unsigned long long)m7_counter_instructions())
+#define STACK_HIGH_WATER() ((unsigned)m7_stack_high_water())
+#endif
+
+static tt_model model;
+static tt_trainer trainer;
+
+static uint8_t *read_file(const char *name, size_t *len) {
+    FILE *f = fopen(name, "rb");
+    uint8_t *buf;
+    long n;
+    if (!f) {
+        return NULL;
+    }
+    fseek(f, 0, SEEK_END);
+    n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    buf = n >= 0 ? alloc_bytes((size_t)n, 0) : NULL;
+    if (!buf || fread(buf, 1, (size_t)n, f) != (size_t)n) {
+        fclose(f);
+        return NULL;
+    }
+    fclose(f);
+    *len = (size_t)n;
+    return buf;
+}
+
+static void put_u32(FILE *f, uint32_t v) {
+    fwrite(&v, 4, 1, f);
+}
+
+static int finish(FILE *out, tt_status s, const tt_error *err) {
+    uint32_t n = s == TT_OK ? 0u : (uint32_t)strlen(err->msg);
+    fseek(out, 0, SEEK_SET);
+    put_u32(out, (uint32_t)s);
+    put_u32(out, n);
+    fwrite(err->msg, 1, n, out);
+    fclose(out);
+    if (s != TT_OK) {
+        printf("status %d (%s): %s\n", (int)s, tt_status_name(s), err->msg);
+    }
+    return 0;
+}
+
+int main(void) {
+    tt_error err;
+    size_t model_len = 0, job_len = 0;
+    uint8_t *mbuf, *arena, *job;
+    FILE *out = fopen("tt_result.bin", "wb");
+    tt_status s;
+    uint32_t steps = 0, evals = 0, in_bytes, ncls, params_len, pos = 16;
+    float lr = 0.0f;
+    memset(&err, 0, sizeof(err));
+    if (!out) {
+        printf("cannot write tt_result.bin\n");
+        return 1;
+    }
+    put_u32(out, 0xFFFFFFFFu); /* placeholder status: a crash leaves it */
+    put_u32(out, 0);
+    mbuf = read_file("tt_model.bin", &model_len);
+    if (!mbuf) {
+        printf("cannot read tt_model.bin\n");
+        return 1;
+    }
+    s = tt_model_open(&model, mbuf, model_len, &err);
+    if (s != TT_OK) {
+        return finish(out, s, &err);
+    }
+    job = read_file("tt_job.bin", &job_len);
+    if (job && (job_len < 16 || memcmp(job, "TTJB", 4) != 0)) {
+        printf("tt_job.bin is malformed\n");
+        return 1;
+    }
+    if (job) {
+        memcpy(&steps, job + 4, 4);
+        memcpy(&evals, job + 8, 4);
+        memcpy(&lr, job + 12, 4);
+    }
+    arena = alloc_bytes(tt_model_arena_bytes(&model), 1);
+    if (!arena) {
+        printf("arena of %u bytes does not fit\n", (unsigned)tt_model_arena_bytes(&model));
+        return 1;
+    }
+    s = tt_trainer_init(&trainer, &model, arena, tt_model_arena_bytes(&model), lr, &err);
+    if (s != TT_OK) {
+        return finish(out, s, &err);
+    }
+    in_bytes = tt_model_input_bytes(&model);
+    ncls = model.hdr->n_classes;
+    printf("model %u bytes, arena %u bytes, params %u bytes\n", (unsigned)model_len,
+           (unsigned)tt_model_arena_bytes(&model), (unsigned)model.hdr->persist_size);
+    for (uint32_t i = 0; i < steps; i++) {
+        const int mse = model.hdr->loss_kind == TT_LOSS_MSE;
+        const uint32_t need = in_bytes + (mse ? ncls : 4u);
+        int32_t label = 0;
+        float loss = 0.0f;
+        unsigned long long t0;
+        if (pos + need > job_len) {
+            printf("job file ends at step %u\n", (unsigned)i);
+            return 1;
+        }
+        if (!mse) {
+            memcpy(&label, job + pos + in_bytes, 4);
+        }
+        COUNTER_START();
+        t0 = COUNTER_READ();
+        s = tt_trainer_step(&trainer, (const int8_t *)(job + pos), in_bytes, label,
+                            mse ? (const int8_t *)(job + pos + in_bytes) : NULL, mse ? ncls : 0u, &loss, &err);
+        if (s != TT_OK) {
+            return finish(out, s, &err);
+        }
+#ifndef TT_RUN_HOSTED
+        printf("step %u: %llu instructions\n", (unsigned)i, COUNTER_READ() - t0);
+#else
+        (void)t0;
+#endif
+        fwrite(&loss, 4, 1, out);
+        pos += need;
+    }
+    for (uint32_t i = 0; i < evals; i++) {
+        int32_t cls = -1;
+        unsigned long long t0;
+        if (pos + in_bytes > job_len) {
+            printf("job file ends at evaluation %u\n", (unsigned)i);
+            return 1;
+        }
+        COUNTER_START();
+        t0 = COUNTER_READ();
+        s = tt_trainer_predict(&trainer, (const int8_t *)(job + pos), in_bytes, &cls, &err);
+        if (s != TT_OK) {
+            return finish(out, s, &err);
+        }
+#ifndef TT_RUN_HOSTED
+        printf("predict %u: %llu instructions\n", (unsigned)i, COUNTER_READ() - t0);
+#else
+        (void)t0;
+#endif
+        fwrite(&cls, 4, 1, out);
+        fwrite(tt_trainer_logits(&trainer), 1, ncls, out);
+        pos += in_bytes;
+    }
+    {
+        const uint8_t *p = tt_trainer_params(&trainer, &params_len);
+        fwrite(p, 1, params_len, out);
+    }
+    printf("stack high-water %u bytes\n", STACK_HIGH_WATER());
+    return finish(out, TT_OK, &err);
+}

@@ -1,0 +1,125 @@
+"""Build and drive `tt_run` (firmware/baremetal/tt_run.c): the C core on the
+emulated Cortex-M7 under qemu, or on the host under ASan and UBSan.
+
+Used by the tests (bit-exactness across targets, malformed files under the
+sanitizers) and by the benchmarks (instruction counts).
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import struct
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+CORE = ROOT / "micropython_modules" / "tinytrain" / "core"
+BAREMETAL = ROOT / "firmware" / "baremetal"
+HOST_FLAGS = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-Wdouble-promotion", "-Wfloat-conversion",
+              "-ffp-contract=off", "-O1", "-g", "-fno-omit-frame-pointer",
+              "-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-DTT_RUN_HOSTED"]
+
+
+def missing_tools(target: str) -> list:
+    need = ["cc"] if target == "host" else ["arm-none-eabi-gcc", "qemu-system-arm", "make"]
+    return [t for t in need if shutil.which(t) is None]
+
+
+def _core_sources() -> list:
+    return sorted(str(p) for p in CORE.glob("*.c"))
+
+
+def build(target: str, out_dir) -> Path:
+    """target 'host' (sanitizers) or 'm7' (qemu mps2-an500). Returns the executable."""
+    if not (BAREMETAL / "tt_run.c").exists():
+        raise FileNotFoundError("tt_run.c not found: the runner needs the project's source tree")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if target == "host":
+        exe = out / "tt_run_host"
+        subprocess.run(["cc", *HOST_FLAGS, f"-I{CORE}", str(BAREMETAL / "tt_run.c"),
+                        *_core_sources(), "-o", str(exe)], check=True, capture_output=True, text=True)
+        return exe
+    if target == "m7":
+        subprocess.run(["make", "-s", "-C", str(BAREMETAL), f"APP={BAREMETAL / 'tt_run.c'}",
+                        f"EXTRA_SRC={' '.join(_core_sources())}", f"EXTRA_CFLAGS=-I{CORE}",
+                        f"OUT={out.resolve()}"], check=True, capture_output=True, text=True)
+        return out / "tt_run.elf"
+    raise ValueError(f"unknown target {target!r}")
+
+
+@dataclass
+class Result:
+    status: int
+    message: str
+    losses: list = field(default_factory=list)
+    classes: list = field(default_factory=list)
+    logits: list = field(default_factory=list)
+    params: bytes = b""
+    stdout: str = ""
+    step_instructions: list = field(default_factory=list)
+    predict_instructions: list = field(default_factory=list)
+    stack_bytes: int = 0
+
+
+def write_job(path, input_bytes: int, steps=(), evals=(), lr: float = 0.0) -> None:
+    """steps: (x int8 array, label int or int8 target array); evals: x arrays."""
+    parts = [b"TTJB", struct.pack("<IIf", len(steps), len(evals), lr)]
+    for x, y in steps:
+        xb = np.asarray(x, dtype=np.int8).tobytes()
+        if len(xb) != input_bytes:
+            raise ValueError(f"input of {len(xb)} bytes, model takes {input_bytes}")
+        parts += [xb, struct.pack("<i", y) if np.isscalar(y) else np.asarray(y, np.int8).tobytes()]
+    for x in evals:
+        parts.append(np.asarray(x, dtype=np.int8).tobytes())
+    Path(path).write_bytes(b"".join(parts))
+
+
+def run(exe, model: bytes, steps=(), evals=(), lr: float = 0.0, target: str = "host",
+        timeout: float = 600, job: bool = True) -> Result:
+    """Run tt_run on a model (and a job unless job=False) in a scratch directory."""
+    header_ok = len(model) >= 72 and model[:4] == b"TTRN"
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        (tmp / "tt_model.bin").write_bytes(model)
+        if job:
+            from .modelfile import Model
+            m = Model.parse(model)
+            t = m.tensors[m.header.input_tensor]
+            write_job(tmp / "tt_job.bin", t.numel, steps, evals, lr)
+        if target == "host":
+            cmd = [str(exe)]
+            env = dict(os.environ, ASAN_OPTIONS="detect_leaks=0:abort_on_error=0",
+                       UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1")
+        else:
+            cmd = ["sh", str(BAREMETAL / "run-qemu.sh"), str(exe), str(tmp)]
+            env = dict(os.environ, QEMU_TIMEOUT=str(int(timeout)))
+        p = subprocess.run(cmd, cwd=tmp, env=env, capture_output=True, text=True, timeout=timeout + 30)
+        raw = (tmp / "tt_result.bin").read_bytes() if (tmp / "tt_result.bin").exists() else b""
+    if p.returncode != 0 or len(raw) < 8:
+        raise RuntimeError(f"tt_run failed (exit {p.returncode}):\n{p.stdout}\n{p.stderr}")
+    status, n = struct.unpack_from("<II", raw, 0)
+    res = Result(status, raw[8:8 + n].decode("utf-8", "replace"), stdout=p.stdout + p.stderr)
+    res.step_instructions = [int(v) for v in re.findall(r"step \d+: (\d+) instructions", p.stdout)]
+    res.predict_instructions = [int(v) for v in re.findall(r"predict \d+: (\d+) instructions", p.stdout)]
+    m = re.search(r"stack high-water (\d+) bytes", p.stdout)
+    res.stack_bytes = int(m.group(1)) if m else 0
+    if status != 0 or not job or not header_ok:
+        return res
+    from .modelfile import Model
+    mm = Model.parse(model)
+    ncls = mm.header.n_classes
+    pos = 8
+    res.losses = list(np.frombuffer(raw, "<f4", len(steps), pos))
+    pos += 4 * len(steps)
+    for _ in evals:
+        res.classes.append(struct.unpack_from("<i", raw, pos)[0])
+        res.logits.append(raw[pos + 4:pos + 4 + ncls])
+        pos += 4 + ncls
+    res.params = raw[pos:]
+    return res
