@@ -21,7 +21,7 @@ GRAD_HOOK = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_uint32, ctypes.c_ui
                              ctypes.c_int64, ctypes.c_float)
 
 STATUS = ["ok", "truncated", "magic", "version", "crc", "align", "header", "section", "tensor",
-          "layer", "shape", "blob", "quant", "perm", "op", "arena", "arg", "state", "params"]
+          "layer", "shape", "blob", "quant", "perm", "op", "arena", "arg", "state", "params", "nomem"]
 
 
 def _library_path() -> Path:

@@ -56,7 +56,7 @@ def _read_model(model) -> bytes:
 def _raise(err: _native.Error, status: int):
     name = _native.STATUS[status] if status < len(_native.STATUS) else str(status)
     msg = f"{err.text} ({name})"
-    if name == "arena":
+    if name == "nomem":
         raise MemoryError(msg)
     raise ValueError(msg)
 

@@ -28,10 +28,11 @@ typedef enum {
     TT_E_QUANT,        /* quantisation parameter out of range */
     TT_E_PERM,         /* channel order is not a valid permutation */
     TT_E_OP,           /* op record inconsistent */
-    TT_E_ARENA,        /* arena plan exceeds the arena, or arena too small */
+    TT_E_ARENA,        /* the model's arena plan is inconsistent */
     TT_E_ARG,          /* bad argument at run time (size, label) */
     TT_E_STATE,        /* call out of order */
     TT_E_PARAMS,       /* saved parameters do not belong to this model */
+    TT_E_NOMEM,        /* the arena given is smaller than the plan needs */
 } tt_status;
 
 #define TT_ERR_MSG_LEN 112

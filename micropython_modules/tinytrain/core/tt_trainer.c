@@ -40,7 +40,7 @@ tt_status tt_trainer_init(tt_trainer *t, const tt_model *m, uint8_t *arena, size
         return tt_fail(err, TT_E_ALIGN, "arena must be 4-byte aligned");
     }
     if (arena_len < m->hdr->arena_size) {
-        return tt_fail(err, TT_E_ARENA, "model needs %u bytes of arena, %u available", m->hdr->arena_size,
+        return tt_fail(err, TT_E_NOMEM, "model needs %u bytes of arena, %u available", m->hdr->arena_size,
                        (unsigned)arena_len);
     }
     if (!(lr == lr) || lr > 3.0e38f) {

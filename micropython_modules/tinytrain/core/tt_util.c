@@ -70,7 +70,7 @@ const char *tt_status_name(tt_status s) {
     static const char *const names[] = {
         "ok", "truncated", "bad magic", "version", "crc", "alignment", "header",
         "section", "tensor", "layer", "shape", "blob", "quantisation", "permutation",
-        "op", "arena", "argument", "state", "params",
+        "op", "arena", "argument", "state", "params", "no memory",
     };
     return (unsigned)s < sizeof(names) / sizeof(names[0]) ? names[s] : "unknown";
 }
