@@ -1,0 +1,39 @@
+# tinytrain: the documented entry points.
+#
+#   make setup        install everything a fresh machine needs
+#   make test         the whole test suite (what CI runs)
+#   make demo         the main job on the simulator
+#   make bench        benchmarks that print figures (instructions on the Cortex-M7)
+#   make m7-selftest  the bare-metal Cortex-M7 harness under qemu
+
+PYTHON ?= python3
+APT_PACKAGES := gcc make gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
+NEEDED_TOOLS := gcc make arm-none-eabi-gcc qemu-system-arm
+
+.PHONY: setup test demo bench m7-selftest clean
+
+setup:
+	@missing=""; for t in $(NEEDED_TOOLS); do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages for:$$missing"; \
+	  if ! command -v apt-get >/dev/null; then \
+	    echo "no apt-get: install $(APT_PACKAGES) with your package manager" >&2; exit 1; fi; \
+	  SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(APT_PACKAGES); \
+	fi
+	$(PYTHON) -m pip install -q -e ".[test]"
+
+test:
+	$(PYTHON) -m pytest -q -ra tests
+
+demo:
+	$(PYTHON) examples/01_digits_qas.py
+
+bench:
+	$(PYTHON) benchmarks/bench_m7.py
+
+m7-selftest:
+	$(MAKE) -C firmware/baremetal run
+
+clean:
+	rm -rf build firmware/baremetal/build host_tools/tinytrain/_core*.so host_tools/*.egg-info
