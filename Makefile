@@ -12,6 +12,9 @@ NEEDED_TOOLS := gcc make arm-none-eabi-gcc qemu-system-arm
 
 .PHONY: setup test demo bench m7-selftest clean
 
+# MicroPython firmware, the qemu device, the unix port and the .mpy module
+include firmware/firmware.mk
+
 setup:
 	@missing=""; for t in $(NEEDED_TOOLS); do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
 	if [ -n "$$missing" ]; then \
