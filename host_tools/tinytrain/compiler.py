@@ -55,6 +55,10 @@ class Scheme:
         return min(n, int(r))
 
 
+def _align(n: int) -> int:
+    return (n + ALIGN - 1) // ALIGN * ALIGN
+
+
 def quantize_multiplier(real: float) -> tuple:
     """real ~= mult * 2^-shift with mult in [2^30, 2^31); (0, 1) for zero."""
     if not real > 0 or not math.isfinite(real):
@@ -156,7 +160,9 @@ def _requant_arrays(layer: QLayer, sx: float, sy: float) -> tuple:
     return np.array(mults, dtype=np.int32), np.array(shifts, dtype=np.int8)
 
 
-def compile_model(graph: QGraph, scheme: Scheme) -> Plan:
+def compile_model(graph: QGraph, scheme: Scheme, reuse_memory: bool = True) -> Plan:
+    """reuse_memory=False gives every tensor its own bytes (for inspecting
+    every intermediate after a step; the arena grows accordingly)."""
     graph.check()
     if scheme.loss not in ("ce", "mse"):
         raise ValueError(f"loss must be 'ce' or 'mse', not {scheme.loss!r}")
@@ -272,7 +278,7 @@ def compile_model(graph: QGraph, scheme: Scheme) -> Plan:
     def take(nbytes: int) -> int:
         nonlocal persist
         off = persist
-        persist += (nbytes + ALIGN - 1) // ALIGN * ALIGN
+        persist += _align(nbytes)
         return off
 
     trained_params = 0
@@ -341,18 +347,17 @@ def compile_model(graph: QGraph, scheme: Scheme) -> Plan:
     work_end = 0
     for t in sorted((t for t in tensors if not t.rec.flags & mf.TF_EXTERNAL),
                     key=lambda t: (-t.rec.size, t.first)):
-        clashes = sorted((p for p in placed if p.first <= t.last and t.first <= p.last),
+        clashes = sorted((p for p in placed if not reuse_memory or (p.first <= t.last and t.first <= p.last)),
                          key=lambda p: p.rec.arena_off)
-        off = persist
+        off = _align(persist)
         for p in clashes:
             if off + t.rec.size <= p.rec.arena_off:
                 break
-            off = max(off, p.rec.arena_off + p.rec.size)
-        t.rec.arena_off = (off + ALIGN - 1) // ALIGN * ALIGN
+            off = max(off, _align(p.rec.arena_off + p.rec.size))
+        t.rec.arena_off = off
         work_end = max(work_end, t.rec.arena_off + t.rec.size)
         placed.append(t)
-    arena_size = max(work_end, persist)
-    arena_size = (arena_size + ALIGN - 1) // ALIGN * ALIGN
+    arena_size = _align(max(work_end, persist))
     live = [persist + sum(t.rec.size for t in tensors
                           if t.first <= i <= t.last and not t.rec.flags & mf.TF_EXTERNAL)
             for i in range(len(ops))]

@@ -10,12 +10,8 @@
 /* Output value and clamp-mask bit from a requantised accumulator. */
 static inline int8_t finish(int64_t v, int32_t zero, const tt_layer_rec *L, uint8_t *mask, uint32_t idx) {
     int64_t q = v + zero;
-    if (mask) {
-        if (q >= L->act_min && q <= L->act_max) {
-            mask[idx >> 3] |= (uint8_t)(1u << (idx & 7u));
-        } else {
-            mask[idx >> 3] &= (uint8_t)~(1u << (idx & 7u));
-        }
+    if (mask && q >= L->act_min && q <= L->act_max) {
+        mask[idx >> 3] |= (uint8_t)(1u << (idx & 7u)); /* the mask was cleared first */
     }
     return (int8_t)tt_clamp32(q, L->act_min, L->act_max);
 }
@@ -161,7 +157,11 @@ static void avgpool(tt_trainer *t, const tt_layer_rec *L, uint8_t *mask) {
 }
 
 void tt_forward_layer(tt_trainer *t, const tt_layer_rec *L, uint32_t mask_id, uint32_t saved_id) {
-    uint8_t *mask = mask_id == TT_NONE ? NULL : TT_ARENA(t, uint8_t, t->model.tensors[mask_id].arena_off);
+    uint8_t *mask = NULL;
+    if (mask_id != TT_NONE) {
+        mask = TT_ARENA(t, uint8_t, t->model.tensors[mask_id].arena_off);
+        memset(mask, 0, t->model.tensors[mask_id].size);
+    }
     if (saved_id != TT_NONE) {
         save_input(t, L, saved_id);
     }

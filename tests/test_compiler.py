@@ -1,0 +1,58 @@
+"""The memory plan: tensors whose lifetimes overlap never share bytes, every
+tensor lies in the arena, the trained parameters have their own area, and the
+bytes a step actually touches equal the planned arena."""
+import itertools
+
+import pytest
+
+import tinytrain
+from tinytrain import modelfile as mf
+
+import netzoo
+
+
+def check_plan(plan):
+    placed = [t for t in plan.tensors if not t.rec.flags & mf.TF_EXTERNAL]
+    for t in placed:
+        assert plan.persist_size <= t.rec.arena_off and t.rec.arena_off + t.rec.size <= plan.arena_size
+        assert t.rec.arena_off % 4 == 0
+    for a, b in itertools.combinations(placed, 2):
+        if a.first <= b.last and b.first <= a.last:
+            assert a.rec.arena_off + a.rec.size <= b.rec.arena_off or \
+                b.rec.arena_off + b.rec.size <= a.rec.arena_off, (a.name, b.name)
+    assert plan.peak_live <= plan.arena_size
+
+
+@pytest.mark.parametrize("name", sorted(netzoo.ZOO))
+@pytest.mark.parametrize("scheme", sorted(netzoo.SCHEMES))
+def test_plan_is_sound(name, scheme):
+    b, g, plan = netzoo.build(name, scheme)
+    check_plan(plan)
+    t = tinytrain.Trainer(plan.data)
+    xs, ys = netzoo.samples(b, g, 2)
+    for x, y in zip(xs, ys):
+        t.step(x.tobytes(), y)
+    info = t.info()
+    assert info["peak_bytes"] <= plan.arena_size
+    assert info["arena_bytes"] == plan.arena_size
+
+
+def test_pruning_keeps_only_needed_gradients():
+    """Bias-only training of the head: no gradient reaches the first layers."""
+    b, g, plan = netzoo.build("mbnet", "bias_only")
+    trained = {g.layers[L.layer].name for L in plan.model.ops if L.kind == mf.OP_BWD}
+    first = g.param_layers[0].name
+    assert first not in trained
+    saved = [t for t in plan.tensors if t.rec.kind == mf.T_SAVED]
+    assert saved == []  # no weight is trained, so no input is kept
+
+
+def test_update_fused_before_input_gradient():
+    """Operator reordering: each layer's weight update happens in its backward op,
+    and no weight-gradient tensor exists in the plan."""
+    b, g, plan = netzoo.build("cnn", "full")
+    kinds = {t.rec.kind for t in plan.tensors}
+    assert kinds <= {mf.T_ACT, mf.T_GRAD, mf.T_MASK, mf.T_SAVED}
+    grads = [t for t in plan.tensors if t.rec.kind == mf.T_GRAD]
+    acts = {t.name for t in plan.tensors if t.rec.kind == mf.T_ACT}
+    assert all(t.name.lstrip("d").split(".")[0] in acts for t in grads)
