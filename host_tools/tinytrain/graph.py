@@ -74,6 +74,28 @@ class QGraph:
     def param_layers(self) -> list:
         return [layer for layer in self.layers if layer.has_params]
 
+    def guard_dead_channels(self, rel_floor: float = 2.0 ** -12) -> int:
+        """Raise weight scales below rel_floor * the layer's largest to that
+        floor, requantising the channel's weights and bias to it. A dead
+        channel (weights ~0, scale ~1e-9) otherwise carries an int32 bias near
+        2^31 that can overflow the accumulator, and a QAS factor near 1e9.
+        The real-valued channel changes by at most half a new weight step.
+        Returns the number of channels changed."""
+        changed = 0
+        for layer in self.param_layers:
+            sw = layer.w_scale.astype(np.float64)
+            floor = float(sw.max()) * rel_floor
+            low = sw < floor
+            if not low.any():
+                continue
+            ratio = np.where(low, sw / floor, 1.0)
+            shape = (-1,) + (1,) * (layer.weight.ndim - 1)
+            layer.weight = np.clip(np.round(layer.weight * ratio.reshape(shape)), -127, 127).astype(np.int8)
+            layer.bias = np.clip(np.round(layer.bias * ratio), -(2 ** 30), 2 ** 30).astype(np.int32)
+            layer.w_scale = np.where(low, floor, sw).astype(np.float32)
+            changed += int(low.sum())
+        return changed
+
     def check(self) -> None:
         """Raise ValueError naming the first inconsistency."""
         produced = {self.input}

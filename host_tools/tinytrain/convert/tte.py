@@ -146,6 +146,7 @@ def to_graph(raw: dict, n_classes: int | None = None, head: str = "first",
     layers.append(QLayer("classifier", "conv", ["pool"], "logits", weight=w.reshape(n, 1, 1, -1),
                          bias=b, w_scale=sw))
     g = QGraph(tensors, layers, "input", "logits", meta={"backbone_convs": idx})
+    g.meta["dead_channels_guarded"] = g.guard_dead_channels()
     g.check()
     return g
 
