@@ -320,6 +320,7 @@ def compile_model(graph: QGraph, scheme: Scheme, reuse_memory: bool = True) -> P
             rec.mult_off = blob.add(mult)
             rec.shift_off = blob.add(shift, 1)
             sw = layer.w_scale.astype(np.float64)
+            rec.wscale_off = blob.add(layer.w_scale.astype(np.float32))
             swmax = float(sw.max()) if sw.max() > 0 else 1.0
             if layer.name in needs_input_grad:
                 rec.gscale_off = blob.add(np.minimum(np.round(sw / swmax * 2.0 ** 31),
@@ -369,3 +370,47 @@ def compile_model(graph: QGraph, scheme: Scheme, reuse_memory: bool = True) -> P
     model = mf.Model(header, [t.rec for t in tensors], layer_recs, ops, bytes(blob.data))
     data = model.pack()
     return Plan(data, model, tensors, op_names, persist, arena_size, live, trained_params)
+
+
+def graph_from_model(data: bytes) -> QGraph:
+    """The quantised graph inside a model file (weights back in natural channel
+    order), so any model file can be planned again with another scheme."""
+    from .graph import QTensor
+
+    m = mf.Model.parse(data)
+    names = {}
+    tensors = {}
+    for i, t in enumerate(m.tensors):
+        if t.kind == mf.T_ACT:
+            name = "input" if i == m.header.input_tensor else f"t{i}"
+            names[i] = name
+            tensors[name] = QTensor(name, t.shape, float(t.scale), int(t.zero))
+    layers = []
+    kinds = {mf.L_CONV: "conv", mf.L_DWCONV: "dwconv", mf.L_ADD: "add", mf.L_AVGPOOL: "avgpool"}
+    for i, L in enumerate(m.layers):
+        kind = kinds[L.kind]
+        x, y = m.tensors[L.inp], m.tensors[L.out]
+        inputs = [names[L.inp]] + ([names[L.in2]] if L.kind == mf.L_ADD else [])
+        layer = QLayer(f"{kind}{i}", kind, inputs, names[L.out], stride=L.stride,
+                       pad=(L.pad_top, L.pad_left), act_min=L.act_min, act_max=L.act_max)
+        if L.kind in (mf.L_CONV, mf.L_DWCONV):
+            cout = y.c
+            if L.wscale_off == mf.NO_OFFSET:
+                raise ValueError(f"layer {i} has no weight scales: the file was written without them")
+            n = cout * L.kh * L.kw * (x.c if L.kind == mf.L_CONV else 1)
+            w = m.blob_array(L.w_off, np.int8, n)
+            if L.kind == mf.L_CONV:
+                w = w.reshape(cout, L.kh, L.kw, x.c)
+            else:
+                w = w.reshape(cout, L.kh, L.kw)
+            if L.perm_off != mf.NO_OFFSET:
+                perm = m.blob_array(L.perm_off, np.uint16, x.c if L.kind == mf.L_CONV else cout)
+                inv = np.argsort(perm)
+                w = w[:, :, :, inv] if L.kind == mf.L_CONV else w[inv]
+            layer.weight = np.ascontiguousarray(w)
+            layer.bias = m.blob_array(L.b_off, np.int32, cout).copy()
+            layer.w_scale = m.blob_array(L.wscale_off, np.float32, cout).copy()
+        layers.append(layer)
+    g = QGraph(tensors, layers, "input", names[m.header.logits_tensor])
+    g.check()
+    return g

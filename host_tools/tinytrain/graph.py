@@ -20,6 +20,11 @@ class QTensor:
     scale: float
     zero: int
 
+    def __post_init__(self):
+        # The file stores binary32; derive everything from that same value.
+        self.scale = float(np.float32(self.scale))
+        self.zero = int(self.zero)
+
     @property
     def numel(self) -> int:
         return int(np.prod(self.shape))

@@ -138,9 +138,10 @@ class LayerRec:
     mult_a: int = 0
     mult_b: int = 0
     shift: int = 1
+    wscale_off: int = NO_OFFSET
     name: str = ""
 
-    FMT = "<BBBBBBBBHHHHhhIIIIIfIIIIIIfiiI3I"
+    FMT = "<BBBBBBBBHHHHhhIIIIIfIIIIIIfiiII2I"
 
     def pack(self) -> bytes:
         return struct.pack(
@@ -149,7 +150,7 @@ class LayerRec:
             self.w_off, self.b_off, self.mult_off, self.shift_off, self.gscale_off,
             self.wscale_max, self.perm_off, self.qas_w_off, self.qas_b_off, self.w_arena,
             self.wres_arena, self.b_arena, self.lr_scale, self.mult_a, self.mult_b, self.shift,
-            0, 0, 0)
+            self.wscale_off, 0, 0)
 
     @classmethod
     def unpack(cls, buf, off):
@@ -159,7 +160,7 @@ class LayerRec:
                    act_max=v[13], w_off=v[14], b_off=v[15], mult_off=v[16], shift_off=v[17],
                    gscale_off=v[18], wscale_max=v[19], perm_off=v[20], qas_w_off=v[21],
                    qas_b_off=v[22], w_arena=v[23], wres_arena=v[24], b_arena=v[25],
-                   lr_scale=v[26], mult_a=v[27], mult_b=v[28], shift=v[29])
+                   lr_scale=v[26], mult_a=v[27], mult_b=v[28], shift=v[29], wscale_off=v[30])
 
 
 @dataclass

@@ -162,9 +162,13 @@ def published_scheme(graph: QGraph, model: str, label: str, **kw) -> Scheme:
     except KeyError:
         known = ", ".join(f"{m}:{s}" for m in PUBLISHED for s in PUBLISHED[m])
         raise ValueError(f"no published scheme {model}:{label}; known: {known}") from None
-    convs = [layer.name for layer in graph.layers if layer.has_params and layer.name != "classifier"]
-    bias = set(convs[len(convs) - n_bias:]) | {"classifier"}
-    weights = {"classifier": 1.0}
+    params = [layer.name for layer in graph.param_layers]
+    convs, head = params[:-1], params[-1]
+    if max(idx) >= len(convs) or n_bias > len(convs):
+        raise ValueError(f"{model}:{label} needs {max(idx) + 1} backbone convolutions, "
+                         f"this model has {len(convs)}")
+    bias = set(convs[len(convs) - n_bias:]) | {head}
+    weights = {head: 1.0}
     for i, r in zip(idx, ratios):
         if r > 0:
             weights[convs[i]] = float(r)

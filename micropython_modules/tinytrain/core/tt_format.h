@@ -106,7 +106,8 @@ typedef struct {
        AVGPOOL: out = requant(sum(x - zx), mult_a, shift) + zy */
     int32_t mult_a, mult_b;
     uint32_t shift;
-    uint32_t reserved1[3];
+    uint32_t wscale_off;   /* float [cout] weight scales s_w (for host tools), or TT_NO_OFFSET */
+    uint32_t reserved1[2];
 } tt_layer_rec;
 
 typedef struct {

@@ -246,6 +246,9 @@ static tt_status check_conv(const checker *c, uint32_t li, const tt_layer_rec *L
             }
         }
     }
+    if (L->wscale_off != TT_NO_OFFSET && !blob_ok(c, L->wscale_off, cout, 4u, 4u)) {
+        return tt_fail(c->err, TT_E_BLOB, "layer %u: weight scales outside the blob", li);
+    }
     if (!is_finite_nonneg(L->lr_scale)) {
         return tt_fail(c->err, TT_E_LAYER, "layer %u: learning-rate scale invalid", li);
     }

@@ -1,0 +1,130 @@
+"""The `tinytrain` command: convert models, plan their training, inspect them."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import modelfile as mf
+
+
+def _load_graph(src: str, classes=None, head="first"):
+    p = Path(src)
+    if not p.exists():
+        raise SystemExit(f"tinytrain: {src}: no such file")
+    data = p.read_bytes()
+    if data[:4] == mf.MAGIC:
+        from .compiler import graph_from_model
+        if classes is not None:
+            raise SystemExit("tinytrain: --classes applies to source models, not to a .ttm")
+        return graph_from_model(data)
+    if p.suffix == ".pkl":
+        from .convert import tte
+        return tte.load(p, n_classes=classes, head=head)
+    raise SystemExit(f"tinytrain: {src}: unsupported model format (supported: tinytrain .ttm, "
+                     "the paper's int8 .pkl)")
+
+
+def _compile(graph, args):
+    from .compiler import compile_model
+    from .schemes import parse_scheme
+    scheme = parse_scheme(args.scheme, graph, lr=args.lr, residue=args.residue or None,
+                          qas=False if args.no_qas else None)
+    return compile_model(graph, scheme)
+
+
+def _write(plan, args):
+    out = Path(args.output)
+    out.write_bytes(plan.data)
+    print(f"wrote {out} ({len(plan.data)} bytes): arena {plan.arena_size} bytes, "
+          f"{plan.trained_params} trained parameters ({plan.persist_size} bytes)")
+    if getattr(args, "report", None):
+        Path(args.report).write_text(plan.report() + "\n")
+        print(f"wrote {args.report}")
+    if getattr(args, "plot", None):
+        from .plots import plot_memory
+        plot_memory(plan, args.plot, title=f"{out.name}: {args.scheme}")
+        print(f"wrote {args.plot}")
+
+
+def cmd_convert(args):
+    graph = _load_graph(args.source, args.classes, args.head)
+    _write(_compile(graph, args), args)
+
+
+def cmd_plan(args):
+    graph = _load_graph(args.model)
+    plan = _compile(graph, args)
+    print(plan.report() if args.verbose else "\n".join(plan.report().splitlines()[:3]))
+    _write(plan, args)
+
+
+def cmd_info(args):
+    data = Path(args.model).read_bytes()
+    from .trainer import Trainer
+    Trainer(data)  # validates the file with the C core's reader
+    m = mf.Model.parse(data)
+    h = m.header
+    t_in = m.tensors[h.input_tensor]
+    print(f"{args.model}: format {h.version_major}.{h.version_minor}, {h.file_size} bytes")
+    print(f"input {t_in.h}x{t_in.w}x{t_in.c} int8 (scale {t_in.scale:.6g}, zero {t_in.zero}), "
+          f"{h.n_classes} outputs, loss {'softmax cross-entropy' if h.loss_kind == 0 else 'MSE'}, lr {h.lr:g}")
+    print(f"arena {h.arena_size} bytes, of which trained parameters {h.persist_size}")
+    print(f"{'#':>3} {'kind':8} {'in':>12} {'out':>12} {'k':>5} {'s':>2} {'trained':>16}")
+    for i, L in enumerate(m.layers):
+        x, y = m.tensors[L.inp], m.tensors[L.out]
+        tr = []
+        if L.flags & mf.LF_TRAIN_BIAS:
+            tr.append("bias")
+        if L.n_train:
+            tr.append(f"w {L.n_train}/{x.c if L.kind == mf.L_CONV else y.c}")
+        print(f"{i:3d} {mf.LAYER_KIND_NAMES[L.kind]:8} {'x'.join(map(str, x.shape)):>12} "
+              f"{'x'.join(map(str, y.shape)):>12} {f'{L.kh}x{L.kw}' if L.kind <= 2 else '':>5} "
+              f"{L.stride if L.kind <= 2 else '':>2} {' '.join(tr):>16}")
+
+
+def main(argv=None):
+    from .schemes import SCHEME_HELP
+    ap = argparse.ArgumentParser(prog="tinytrain", description=__doc__)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    def scheme_args(p):
+        p.add_argument("--scheme", default="last", help="what to train (default: last)")
+        p.add_argument("--lr", type=float, help="default learning rate stored in the model")
+        p.add_argument("--residue", action="store_true", help="8 fraction bits per trained weight")
+        p.add_argument("--no-qas", action="store_true", help="plain int8 SGD (for comparison)")
+        p.add_argument("-o", "--output", required=True, help="model file to write (.ttm)")
+        p.add_argument("--report", help="write the memory report to this text file")
+        p.add_argument("--plot", help="write a PNG of live memory over the schedule")
+
+    p = sub.add_parser("convert", help="convert a model into a tinytrain model file",
+                       epilog="schemes:\n" + SCHEME_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("source", help="the paper's int8 .pkl (more formats: see docs)")
+    p.add_argument("--classes", type=int, help="new classifier with this many classes")
+    p.add_argument("--head", choices=("first", "fresh"), default="first",
+                   help="new classifier: first N rows of the old one, or fresh random weights")
+    scheme_args(p)
+    p.set_defaults(fn=cmd_convert)
+
+    p = sub.add_parser("plan", help="plan training of a model under a scheme",
+                       epilog="schemes:\n" + SCHEME_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model", help="a .ttm or a source model")
+    p.add_argument("-v", "--verbose", action="store_true", help="print the per-op memory report")
+    scheme_args(p)
+    p.set_defaults(fn=cmd_plan)
+
+    p = sub.add_parser("info", help="describe a model file")
+    p.add_argument("model")
+    p.set_defaults(fn=cmd_info)
+
+    args = ap.parse_args(argv)
+    try:
+        args.fn(args)
+    except (ValueError, KeyError) as e:
+        print(f"tinytrain: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
