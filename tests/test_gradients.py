@@ -214,6 +214,8 @@ def int8_forward(graph, model, xq):
             s = (acts[layer.inputs[0]] - x_t.zero).sum(axis=(0, 1), keepdims=True)
             v = rs(s * rec.mult_a, rec.shift) + y_t.zero
         masks[layer.name] = (v >= layer.act_min) & (v <= layer.act_max)
+        if layer.output == graph.output:
+            masks[layer.name] = np.ones_like(masks[layer.name])  # logits pass gradients at saturation
         acts[layer.output] = np.clip(v, layer.act_min, layer.act_max)
     return acts, masks
 

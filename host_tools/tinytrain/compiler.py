@@ -215,7 +215,9 @@ def compile_model(graph: QGraph, scheme: Scheme, reuse_memory: bool = True) -> P
     saved_of: dict[str, int] = {}
     for layer in graph.layers:
         t = [mf.NONE] * 6
-        if layer.output in needs_grad:
+        # The logits get no clamp mask: a logit stuck at the int8 limit must
+        # still be pushed back by the loss (straight-through at saturation).
+        if layer.output in needs_grad and layer.output != graph.output:
             t[0] = mask_of[layer.name] = new_tensor(f"{layer.name}.mask", mf.T_MASK,
                                                     graph.tensors[layer.output].shape)
         if n_train.get(layer.name):
