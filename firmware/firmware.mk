@@ -1,1 +1,168 @@
-# MicroPython builds (need MICROPY_DIR: a MicroPython v1.28.0 checkout with submodules).
+# MicroPython targets of tinytrain (included by the top-level Makefile).
+#
+# They build MicroPython v1.28.0 from a checkout given as MICROPY_DIR (see
+# docs/micropython.md); nothing of MicroPython lives in this project. Every
+# output goes under build/.
+#
+#   make firmware [BOARD=TINYTRAIN_F746DISC]  STM32F746 Discovery firmware + memory report
+#   make flash [FLASH_TOOL=stlink|dfu]         write it to the board
+#   make qemu                                  the qemu Cortex-M7 (MPS2_AN500) firmware
+#   make qemu-pty                              run it on a pty (for mpremote)
+#   make unix                                  the unix port with tinytrain
+#   make natmod ARCH=armv7emsp|x64             tinytrain.mpy, a dynamic native module
+#   make test-device                           tests/device on the unix port and on qemu
+#
+# Options: MICROPY_TINYTRAIN_ARENA_SIZE (static arena bytes, default 163840),
+# QEMU_HEAP_SIZE (qemu GC heap, default the heap the F746 build leaves),
+# QEMU_EXTRA (more qemu arguments, e.g. -icount shift=0).
+
+TT_FW_DIR := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
+TT_ROOT := $(patsubst %/,%,$(dir $(TT_FW_DIR)))
+TT_BUILD := $(TT_ROOT)/build
+TT_USER_C ?= $(TT_ROOT)/micropython_modules
+TT_PY ?= python3
+
+MICROPY_DIR ?=
+BOARD ?= TINYTRAIN_F746DISC
+ARCH ?= armv7emsp
+FLASH_TOOL ?= stlink
+MICROPY_TINYTRAIN_ARENA_SIZE ?= 163840
+# The F746 build with the default arena leaves 69 KiB of GC heap in SRAM
+# (make firmware prints it); qemu gets no more than that.
+QEMU_HEAP_SIZE ?= 65536
+QEMU_EXTRA ?=
+
+TT_MP_GOALS := firmware flash qemu qemu-pty unix natmod test-device mpy-cross
+ifneq ($(filter $(TT_MP_GOALS),$(MAKECMDGOALS)),)
+ifeq ($(strip $(MICROPY_DIR)),)
+$(error set MICROPY_DIR to a MicroPython v1.28.0 checkout with its submodules (see docs/micropython.md))
+endif
+ifeq ($(wildcard $(MICROPY_DIR)/py/mkenv.mk),)
+$(error MICROPY_DIR=$(MICROPY_DIR) is not a MicroPython source tree (no py/mkenv.mk); see docs/micropython.md)
+endif
+endif
+TT_MP := $(abspath $(MICROPY_DIR))
+
+TT_MPY_CROSS := $(TT_BUILD)/mpy-cross/mpy-cross
+TT_STM32_BUILD := $(TT_BUILD)/stm32-$(BOARD)
+# (another heap size builds into its own folder)
+TT_QEMU_BUILD := $(TT_BUILD)/qemu-MPS2_AN500$(if $(filter-out 65536,$(QEMU_HEAP_SIZE)),-heap$(QEMU_HEAP_SIZE))
+TT_UNIX_BUILD := $(TT_BUILD)/unix
+TT_NATMOD_BUILD := $(TT_BUILD)/natmod-$(ARCH)
+TT_BOARD_DIR := $(TT_ROOT)/boards/$(BOARD)
+
+# Settings common to every port build: our module, our mpy-cross, our arena.
+TT_PORT_ARGS := USER_C_MODULES=$(TT_USER_C) MICROPY_MPYCROSS=$(TT_MPY_CROSS) \
+	MICROPY_MPYCROSS_DEPENDENCY= \
+	MICROPY_TINYTRAIN_ARENA_SIZE=$(MICROPY_TINYTRAIN_ARENA_SIZE)
+
+TT_STM32_ARGS := BOARD_DIR=$(TT_BOARD_DIR) BUILD=$(TT_STM32_BUILD) $(TT_PORT_ARGS)
+TT_QEMU_ARGS := BOARD=MPS2_AN500 BUILD=$(TT_QEMU_BUILD) MICROPY_HEAP_SIZE=$(QEMU_HEAP_SIZE) $(TT_PORT_ARGS)
+TT_UNIX_ARGS := BUILD=$(TT_UNIX_BUILD) MICROPY_PY_BTREE=0 MICROPY_PY_SSL=0 MICROPY_PY_FFI=0 \
+	$(TT_PORT_ARGS)
+
+# How qemu runs the MPS2_AN500 firmware (as ports/qemu does for `make run`).
+TT_QEMU_CMD := qemu-system-arm -machine mps2-an500 -nographic -monitor null -semihosting \
+	$(QEMU_EXTRA) -serial pty -kernel $(TT_QEMU_BUILD)/firmware.elf
+
+.PHONY: $(TT_MP_GOALS)
+
+# mpy-cross, built into build/ (the ports need it for their frozen modules).
+mpy-cross: $(TT_MPY_CROSS)
+$(TT_MPY_CROSS):
+	$(MAKE) -C $(TT_MP)/mpy-cross BUILD=$(TT_BUILD)/mpy-cross
+
+# ---------------------------------------------------------------------------
+# STM32F746 Discovery: build, then check that it fits and say by how much.
+#
+# Flash (1024 KiB): sector 0 (32K) vector table, sectors 1-3 (96K) the FAT
+# filesystem, firmware text from 0x08020000, and the last 256K sector a ROMFS
+# partition for model files (TINYTRAIN_ROMFS_* in the board's mpconfigboard.h).
+# SRAM (320 KiB): DTCM 64K (filesystem cache), SRAM1+2 256K = .data + .bss
+# (MicroPython + arena) + GC heap + 16K stack.
+TT_FLASH_TEXT_START := 0x08020000
+TT_ROMFS_START := 0x080C0000
+TT_MIN_HEAP ?= 49152
+
+firmware: $(TT_MPY_CROSS)
+	$(MAKE) -C $(TT_MP)/ports/stm32 $(TT_STM32_ARGS)
+	@$(MAKE) --no-print-directory firmware-report
+
+.PHONY: firmware-report
+firmware-report:
+	@elf=$(TT_STM32_BUILD)/firmware.elf; \
+	sym() { v=$$(arm-none-eabi-nm $$elf | awk -v s="$$1" '$$3 == s { print $$1 }'); echo $$((0x$$v)); }; \
+	sec() { arm-none-eabi-size -A $$elf | awk -v s="$$1" '$$1 == s { v = $$2 } END { print v + 0 }'; }; \
+	isr=$$(( $$(sec .isr_vector) + $$(sec .isr_extratext) )); \
+	text=$$(( $$(sec .text) + $$(sec .data) + $$(sec .ARM) + $$(sec .gc.blocks.table) )); \
+	fs=$$(( 96 * 1024 )); romfs=$$(( 256 * 1024 )); \
+	text_room=$$(( $(TT_ROMFS_START) - $(TT_FLASH_TEXT_START) )); \
+	arena=$$(( 0x$$(arm-none-eabi-nm -S $$elf | awk '$$4 == "tinytrain_arena" { print $$2 }') )); \
+	heap=$$(( $$(sym _heap_end) - $$(sym _heap_start) )); \
+	stack=$$(( $$(sym _estack) - $$(sym _sstack) )); \
+	ram=$$(( $$(sym _estack) - 0x20010000 )); \
+	mp=$$(( $$(sym _heap_start) - 0x20010000 - arena )); \
+	k() { awk -v n="$$1" 'BEGIN { printf "%7.1f KiB", n / 1024 }'; }; \
+	echo "== $(BOARD): flash (1024 KiB) =="; \
+	echo "  sector 0, vectors          $$(k $$isr) of $$(k 32768)"; \
+	echo "  filesystem (FAT, sect 1-3) $$(k $$fs)"; \
+	echo "  firmware text + .data init $$(k $$text) of $$(k $$text_room) (0x08020000-0x080BFFFF)"; \
+	echo "  ROMFS for model files      $$(k $$romfs) (0x080C0000-0x080FFFFF)"; \
+	echo "  free for the firmware      $$(k $$(( text_room - text )))"; \
+	echo "== $(BOARD): SRAM (320 KiB) =="; \
+	echo "  DTCM: filesystem cache     $$(k 65536)"; \
+	echo "  MicroPython static data    $$(k $$mp) (vector table copy, .data, .bss)"; \
+	echo "  tinytrain arena (.bss)     $$(k $$arena)"; \
+	echo "  GC heap                    $$(k $$heap)"; \
+	echo "  stack                      $$(k $$stack)"; \
+	echo "  total SRAM1+SRAM2          $$(k $$(( mp + arena + heap + stack ))) of $$(k $$ram) (+8 bytes reserved)"; \
+	fail=; \
+	[ $$isr -le 32768 ] || fail="$$fail vectors overflow sector 0;"; \
+	[ $$text -le $$text_room ] || fail="$$fail firmware overlaps the ROMFS partition;"; \
+	[ $$(( mp + arena + heap + stack )) -le $$ram ] || fail="$$fail RAM overcommitted;"; \
+	[ $$heap -ge $(TT_MIN_HEAP) ] || fail="$$fail GC heap below $(TT_MIN_HEAP) bytes (lower MICROPY_TINYTRAIN_ARENA_SIZE);"; \
+	if [ -n "$$fail" ]; then echo "DOES NOT FIT:$$fail" >&2; exit 1; fi; \
+	echo "fits: $(TT_STM32_BUILD)/firmware.{elf,hex,dfu}"
+
+# Write the firmware with the port's own deploy rules: ST-LINK (st-flash
+# --connect-under-reset: firmware0.bin at 0x08000000, firmware1.bin at
+# 0x08020000; the filesystem sectors in between and the ROMFS sector are left
+# alone) or the STM32 system DFU bootloader on USB FS/CN13 (dfu-util -a 0 -D
+# firmware.dfu; enter it with machine.bootloader() from the REPL).
+flash: firmware
+ifeq ($(FLASH_TOOL),dfu)
+	$(MAKE) -C $(TT_MP)/ports/stm32 $(TT_STM32_ARGS) USE_PYDFU=0 deploy
+else
+	$(MAKE) -C $(TT_MP)/ports/stm32 $(TT_STM32_ARGS) deploy-stlink
+endif
+
+# ---------------------------------------------------------------------------
+# qemu Cortex-M7 (MPS2_AN500), GC heap capped at what the F746 leaves.
+qemu: $(TT_MPY_CROSS)
+	$(MAKE) -C $(TT_MP)/ports/qemu $(TT_QEMU_ARGS)
+
+# Run it with the REPL on a pseudo-terminal; connect with mpremote.
+qemu-pty: qemu
+	@echo "starting $(TT_QEMU_CMD)"
+	@$(TT_QEMU_CMD) 2>&1 | while IFS= read -r line; do \
+	  echo "$$line"; \
+	  case "$$line" in *"/dev/pts/"*) pts=$$(echo "$$line" | grep -o '/dev/pts/[0-9]*'); \
+	    echo "REPL on $$pts: mpremote connect $$pts   (Ctrl-C here stops qemu)";; esac; \
+	done
+
+# ---------------------------------------------------------------------------
+# unix port (no btree, ssl, ffi: nothing beyond lib/micropython-lib is needed).
+unix: $(TT_MPY_CROSS)
+	$(MAKE) -C $(TT_MP)/ports/unix $(TT_UNIX_ARGS)
+
+# ---------------------------------------------------------------------------
+# Dynamic native module: build/natmod-$(ARCH)/tinytrain.mpy.
+natmod:
+	@$(TT_PY) -c "import elftools, ar" 2>/dev/null || { echo "natmod needs the Python packages pyelftools and ar: pip install pyelftools ar" >&2; exit 1; }
+	@mkdir -p $(TT_NATMOD_BUILD)
+	@ln -sf $(TT_USER_C)/tinytrain/natmod/Makefile $(TT_NATMOD_BUILD)/Makefile
+	$(MAKE) -C $(TT_NATMOD_BUILD) MPY_DIR=$(TT_MP) ARCH=$(ARCH) BUILD=$(TT_NATMOD_BUILD)
+
+# ---------------------------------------------------------------------------
+test-device: unix qemu
+	cd $(TT_ROOT) && MICROPY_DIR=$(TT_MP) $(TT_PY) -m pytest -q -ra tests/device

@@ -93,9 +93,11 @@ class Trainer:
         self._arena_need = need
 
     # -- training and inference -------------------------------------------
-    def step(self, x, label=None):
+    def step(self, x, label=None, *, out=None):
         """One SGD step on one sample; returns the loss. For an MSE model the
-        label is an int8 buffer of targets in the output quantisation."""
+        label is an int8 buffer of targets in the output quantisation.
+        out: an array('f') of length >= 1 that receives the loss instead; then
+        step returns None and (on the board) allocates nothing."""
         mv = _as_int8_buffer(x, "x")
         self._check_len(mv)
         err = _native.Error()
@@ -123,6 +125,9 @@ class Trainer:
                                    ctypes.byref(err))
         if s:
             _raise(err, s)
+        if out is not None:
+            out[0] = loss.value
+            return None
         return loss.value
 
     def predict(self, x) -> int:

@@ -1,0 +1,2 @@
+# The stm32 port's usual frozen modules (asyncio, dht, onewire); no networking.
+include("$(PORT_DIR)/boards/manifest.py")

@@ -1,0 +1,29 @@
+# tinytrain as a MicroPython user C module (make-based ports: stm32, qemu, unix).
+#   make USER_C_MODULES=<project>/micropython_modules [MICROPY_TINYTRAIN_ARENA_SIZE=bytes]
+TINYTRAIN_MOD_DIR := $(USERMOD_DIR)
+
+# Size of the static training arena (.bss). 160 KiB fits the STM32F746 next
+# to MicroPython (see boards/TINYTRAIN_F746DISC/README.md).
+MICROPY_TINYTRAIN_ARENA_SIZE ?= 163840
+
+# The binding is scanned for qstrs; the portable core is plain C.
+SRC_USERMOD_C += $(TINYTRAIN_MOD_DIR)/modtinytrain.c
+TINYTRAIN_CORE_C := $(sort $(wildcard $(TINYTRAIN_MOD_DIR)/core/*.c))
+SRC_USERMOD_LIB_C += $(TINYTRAIN_CORE_C)
+
+CFLAGS_USERMOD += -I$(TINYTRAIN_MOD_DIR)/core -DMICROPY_TINYTRAIN_ARENA_SIZE=$(MICROPY_TINYTRAIN_ARENA_SIZE)
+
+# Bit-exact with the host simulator: no fused multiply-add contraction and
+# single-precision literals, as the simulator's build uses (only for the core).
+$(addprefix $(BUILD)/,$(patsubst $(USER_C_MODULES)/%.c,%.o,$(TINYTRAIN_CORE_C))): \
+	CFLAGS += -ffp-contract=off -fsingle-precision-constant
+
+# Rebuild the binding when the arena size changes (make does not track -D
+# flags): its object depends on a stamp named after the size.
+TINYTRAIN_BIND_O := $(BUILD)/$(patsubst $(USER_C_MODULES)/%.c,%.o,$(TINYTRAIN_MOD_DIR)/modtinytrain.c)
+TINYTRAIN_STAMP := $(dir $(TINYTRAIN_BIND_O))arena_size_$(MICROPY_TINYTRAIN_ARENA_SIZE).stamp
+$(TINYTRAIN_BIND_O): $(TINYTRAIN_STAMP)
+$(TINYTRAIN_STAMP):
+	$(Q)mkdir -p $(@D)
+	$(Q)rm -f $(@D)/arena_size_*.stamp
+	$(Q)touch $@

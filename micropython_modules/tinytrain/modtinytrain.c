@@ -1,0 +1,746 @@
+/*
+ * tinytrain for MicroPython: the `tinytrain` module and its Trainer class.
+ *
+ * The same API as the host simulator (host_tools/tinytrain/trainer.py):
+ *
+ *     t = tinytrain.Trainer(model, lr=None, arena_size=None)
+ *     loss = t.step(x, label)           # float; label: int (MSE: int8 targets)
+ *     t.step(x, label, out=buf)         # writes the loss to buf[0], returns None
+ *     cls = t.predict(x); q = t.logits(x); acc = t.evaluate(xs, labels)
+ *     t.params(); t.save(path); t.load(path); t.info()
+ *
+ * Built two ways from this one file:
+ *  - into the firmware (user C module): the arena is one static .bss array of
+ *    MICROPY_TINYTRAIN_ARENA_SIZE bytes. Only one Trainer owns it at a time:
+ *    each new Trainer takes it over and every older Trainer then raises
+ *    RuntimeError. Ownership is an epoch number, not a pointer to the owner,
+ *    so no C static refers to a GC object (nothing to register as a root
+ *    pointer) and nothing stale survives a soft reset.
+ *  - as a dynamic native module (.mpy, MICROPY_ENABLE_DYNRUNTIME): a natmod
+ *    cannot have static .bss, so each Trainer allocates its arena on the GC
+ *    heap, sized to the model's plan.
+ *
+ * step() allocates nothing on the GC heap except, when it returns the loss as
+ * a float, that float object itself (every port built with
+ * MICROPY_OBJ_REPR_A, i.e. unix, qemu and stm32, boxes floats: 16 bytes on a
+ * 32-bit port). With out=array('f', [0]) it returns None and allocates
+ * nothing at all (tests run it under micropython.heap_lock()).
+ */
+#include <stdarg.h>
+#include <string.h>
+
+#if MICROPY_ENABLE_DYNRUNTIME
+#include "py/dynruntime.h"
+#else
+#include "py/runtime.h"
+#include "py/binary.h"
+#endif
+#include "py/mperrno.h"
+
+#include "tt_core.h"
+
+#ifndef BYTEARRAY_TYPECODE
+#define BYTEARRAY_TYPECODE 1
+#endif
+
+#define TT_PARAMS_HEADER 20u
+#define TT_PARAMS_OVERHEAD 24u
+#define TT_CANARY 0xA5u
+#define TT_MSG_LEN 160
+
+#if !MICROPY_ENABLE_DYNRUNTIME
+#ifndef MICROPY_TINYTRAIN_ARENA_SIZE
+#define MICROPY_TINYTRAIN_ARENA_SIZE (160 * 1024)
+#endif
+// The training arena. uint32_t for 4-byte alignment, which the core requires.
+static uint32_t tinytrain_arena[(MICROPY_TINYTRAIN_ARENA_SIZE + 3) / 4];
+// Incremented by every Trainer that takes the arena over; a Trainer owns the
+// arena while its own epoch is the current one.
+static uint32_t tinytrain_epoch;
+#define TT_TYPE_OBJ (&tinytrain_trainer_type)
+#else
+#define TT_TYPE_OBJ ((const mp_obj_type_t *)&tinytrain_trainer_type)
+#endif
+
+typedef struct _tinytrain_trainer_obj_t {
+    mp_obj_base_t base;
+    mp_obj_t model_obj;   // the buffer the model is read from in place (kept alive)
+    uint8_t *arena;       // static arena, or (natmod) a GC block owned by this object
+    uint32_t epoch;
+    uint32_t need;        // bytes of arena the model's plan needs
+    uint32_t model_crc;
+    uint32_t input_bytes;
+    uint32_t n_classes;
+    uint32_t loss_kind;
+    tt_model model;
+    tt_trainer tr;
+} tinytrain_trainer_obj_t;
+
+#if MICROPY_ENABLE_DYNRUNTIME
+mp_obj_full_type_t tinytrain_trainer_type;
+#else
+extern const mp_obj_type_t tinytrain_trainer_type;
+#endif
+
+/******************************************************************************/
+// Messages and exceptions (formatted here so the natmod, which has no
+// mp_raise_msg_varg, raises the very same text).
+
+typedef struct {
+    char buf[TT_MSG_LEN];
+    size_t len;
+} tt_msg_t;
+
+static void msg_put(tt_msg_t *m, const char *s, size_t n) {
+    while (n-- && *s && m->len + 1 < TT_MSG_LEN) {
+        m->buf[m->len++] = *s++;
+    }
+    m->buf[m->len] = 0;
+}
+
+static void msg_uint(tt_msg_t *m, uint32_t v, int neg) {
+    char tmp[11];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10u);
+        v /= 10u;
+    } while (v);
+    if (neg) {
+        msg_put(m, "-", 1);
+    }
+    while (n) {
+        msg_put(m, &tmp[--n], 1);
+    }
+}
+
+// printf subset: %u (uint32_t), %d (int32_t), %s (C string).
+static void msg_vformat(tt_msg_t *m, const char *fmt, va_list ap) {
+    for (const char *f = fmt; *f; f++) {
+        if (*f != '%' || !f[1]) {
+            msg_put(m, f, 1);
+            continue;
+        }
+        f++;
+        if (*f == 'u') {
+            msg_uint(m, va_arg(ap, uint32_t), 0);
+        } else if (*f == 'd') {
+            int32_t v = va_arg(ap, int32_t);
+            msg_uint(m, v < 0 ? 0u - (uint32_t)v : (uint32_t)v, v < 0);
+        } else if (*f == 's') {
+            const char *s = va_arg(ap, const char *);
+            msg_put(m, s, (size_t)-1);
+        } else {
+            msg_put(m, f, 1);
+        }
+    }
+}
+
+static MP_NORETURN void raise_msg(const mp_obj_type_t *type, const char *fmt, ...) {
+    tt_msg_t m;
+    va_list ap;
+    m.len = 0;
+    m.buf[0] = 0;
+    va_start(ap, fmt);
+    msg_vformat(&m, fmt, ap);
+    va_end(ap);
+    nlr_raise(mp_obj_new_exception_arg1(type, mp_obj_new_str(m.buf, m.len)));
+}
+
+#if MICROPY_ENABLE_DYNRUNTIME
+#define EXC_TYPE(name) ((const mp_obj_type_t *)MP_OBJ_TO_PTR(mp_load_global(MP_QSTR_##name)))
+#else
+#define EXC_TYPE(name) (&mp_type_##name)
+#endif
+
+// type(o).__name__ as a C string (the object returned is kept alive by the
+// caller's stack until the exception is raised).
+static const char *type_name(mp_obj_t o) {
+    #if MICROPY_ENABLE_DYNRUNTIME
+    mp_obj_t name = mp_load_attr(MP_OBJ_FROM_PTR(mp_obj_get_type(o)), MP_QSTR___name__);
+    return (const char *)mp_obj_str_get_str(name);
+    #else
+    return mp_obj_get_type_str(o);
+    #endif
+}
+
+// The simulator's short status names (host_tools/tinytrain/_native.py STATUS).
+static const char *status_name(tt_status s) {
+    switch (s) {
+        case TT_OK: return "ok";
+        case TT_E_TRUNCATED: return "truncated";
+        case TT_E_MAGIC: return "magic";
+        case TT_E_VERSION: return "version";
+        case TT_E_CRC: return "crc";
+        case TT_E_ALIGN: return "align";
+        case TT_E_HEADER: return "header";
+        case TT_E_SECTION: return "section";
+        case TT_E_TENSOR: return "tensor";
+        case TT_E_LAYER: return "layer";
+        case TT_E_SHAPE: return "shape";
+        case TT_E_BLOB: return "blob";
+        case TT_E_QUANT: return "quant";
+        case TT_E_PERM: return "perm";
+        case TT_E_OP: return "op";
+        case TT_E_ARENA: return "arena";
+        case TT_E_ARG: return "arg";
+        case TT_E_STATE: return "state";
+        case TT_E_PARAMS: return "params";
+        case TT_E_NOMEM: return "nomem";
+        default: return "unknown";
+    }
+}
+
+// A core error: "<core message> (<status>)"; MemoryError for a too-small arena.
+static MP_NORETURN void raise_status(tt_status s, const tt_error *err) {
+    if (s == TT_E_NOMEM) {
+        raise_msg(EXC_TYPE(MemoryError), "%s (%s)", err->msg, status_name(s));
+    }
+    raise_msg(EXC_TYPE(ValueError), "%s (%s)", err->msg, status_name(s));
+}
+
+/******************************************************************************/
+// Helpers
+
+static bool is_float_obj(mp_obj_t o) {
+    #if MICROPY_ENABLE_DYNRUNTIME
+    return MP_OBJ_FROM_PTR(mp_obj_get_type(o)) == mp_load_global(MP_QSTR_float);
+    #else
+    return mp_obj_is_float(o);
+    #endif
+}
+
+// Argument tables. A natmod's qstrs are numbered when it is loaded, so its
+// tables are filled in at run time (on the C stack: no allocation).
+#if MICROPY_ENABLE_DYNRUNTIME
+#define ARG_TABLE mp_arg_t
+#define ARG_SPEC(name, flags) { MP_QSTR_, (flags), {.u_obj = MP_OBJ_NULL} }
+#define ARG_NAME(table, i, name) ((table)[i].qst = (name))
+#else
+#define ARG_TABLE static const mp_arg_t
+#define ARG_SPEC(name, flags) { (name), (flags), {.u_obj = MP_OBJ_NULL} }
+#define ARG_NAME(table, i, name) ((void)0)
+#endif
+
+// An optional argument: None when it was not given.
+static inline mp_obj_t arg_obj(const mp_arg_val_t *v) {
+    return v->u_obj == MP_OBJ_NULL ? mp_const_none : v->u_obj;
+}
+
+static mp_obj_t call1(mp_obj_t fun, mp_obj_t arg) {
+    return mp_call_function_n_kw(fun, 1, 0, &arg);
+}
+
+static mp_obj_t call_method(mp_obj_t obj, qstr name, size_t n_args, const mp_obj_t *args) {
+    mp_obj_t fn = mp_load_attr(obj, name);
+    return mp_call_function_n_kw(fn, n_args, 0, args);
+}
+
+// An input buffer of 1-byte elements (bytes, bytearray, array('b'/'B'),
+// memoryview); TypeError otherwise, with the simulator's messages.
+static void get_int8_buffer(mp_obj_t o, const char *what, mp_buffer_info_t *bi) {
+    if (o == mp_const_none || mp_obj_is_str(o)) {
+        raise_msg(EXC_TYPE(TypeError), "%s must be a buffer of int8 values (bytes, bytearray, array('b'), "
+            "memoryview, numpy int8), not %s", what, type_name(o));
+    }
+    if (!mp_get_buffer(o, bi, MP_BUFFER_READ)) {
+        raise_msg(EXC_TYPE(TypeError), "%s must be a buffer of int8 values, not %s", what, type_name(o));
+    }
+    if (bi->typecode != 'b' && bi->typecode != 'B' && bi->typecode != BYTEARRAY_TYPECODE) {
+        char tc[2] = { (char)bi->typecode, 0 };
+        raise_msg(EXC_TYPE(TypeError), "%s must hold 1-byte int8 elements, got format '%s'", what, tc);
+    }
+}
+
+static tinytrain_trainer_obj_t *get_self(mp_obj_t self_in) {
+    tinytrain_trainer_obj_t *self = MP_OBJ_TO_PTR(self_in);
+    #if !MICROPY_ENABLE_DYNRUNTIME
+    if (self->epoch != tinytrain_epoch) {
+        raise_msg(EXC_TYPE(RuntimeError), "this Trainer no longer owns the training arena: a newer "
+            "Trainer took it over (create this one again to use it)");
+    }
+    #endif
+    return self;
+}
+
+static void check_input(tinytrain_trainer_obj_t *self, mp_obj_t x, mp_buffer_info_t *bi) {
+    get_int8_buffer(x, "x", bi);
+    if (bi->len != self->input_bytes) {
+        raise_msg(EXC_TYPE(ValueError), "x has %u bytes, the model takes %u", (uint32_t)bi->len,
+            self->input_bytes);
+    }
+}
+
+static int32_t predict_raw(tinytrain_trainer_obj_t *self, const void *x, size_t len) {
+    tt_error err;
+    int32_t cls = 0;
+    tt_status s = tt_trainer_predict(&self->tr, (const int8_t *)x, len, &cls, &err);
+    if (s != TT_OK) {
+        raise_status(s, &err);
+    }
+    return cls;
+}
+
+static inline uint32_t rd32(const uint8_t *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static inline void wr32(uint8_t *p, uint32_t v) {
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+    p[2] = (uint8_t)(v >> 16);
+    p[3] = (uint8_t)(v >> 24);
+}
+
+static mp_obj_t open_file(mp_obj_t path, const char *mode) {
+    mp_obj_t args[2] = { path, mp_obj_new_str(mode, 2) }; // "rb" or "wb"
+    return mp_call_function_n_kw(mp_load_global(MP_QSTR_open), 2, 0, args);
+}
+
+// The whole content of a file as bytes (an unbuffered read(n) into one block).
+static mp_obj_t read_file(mp_obj_t path) {
+    mp_obj_t f = open_file(path, "rb");
+    mp_obj_t args[2] = { MP_OBJ_NEW_SMALL_INT(0), MP_OBJ_NEW_SMALL_INT(2) };
+    mp_int_t n = mp_obj_get_int(call_method(f, MP_QSTR_seek, 2, args));
+    mp_obj_t data;
+    call_method(f, MP_QSTR_seek, 1, args);
+    args[0] = mp_obj_new_int(n);
+    data = call_method(f, MP_QSTR_read, 1, args);
+    call_method(f, MP_QSTR_close, 0, NULL);
+    return data;
+}
+
+// The model's bytes, used in place when they are immutable and 4-byte
+// aligned (bytes, a read-only memoryview, a ROMFS file); otherwise copied
+// once into a new bytes object, so that the buffer the core validated can
+// never change under it.
+static mp_obj_t model_source(mp_obj_t model, mp_buffer_info_t *bi) {
+    if (mp_obj_is_str(model)) {
+        mp_obj_t f = open_file(model, "rb");
+        // A file in ROMFS exposes its data in place (memory-mapped flash).
+        if (mp_get_buffer(f, bi, MP_BUFFER_READ) && ((uintptr_t)bi->buf & 3u) == 0) {
+            return f;
+        }
+        call_method(f, MP_QSTR_close, 0, NULL);
+        model = read_file(model);
+    } else if (model == mp_const_none || !mp_get_buffer(model, bi, MP_BUFFER_READ)) {
+        raise_msg(EXC_TYPE(TypeError), "model must be bytes, bytearray, memoryview or a file path, not %s",
+            type_name(model));
+    }
+    mp_get_buffer_raise(model, bi, MP_BUFFER_READ);
+    mp_buffer_info_t wr;
+    if (((uintptr_t)bi->buf & 3u) != 0 || mp_get_buffer(model, &wr, MP_BUFFER_WRITE)) {
+        model = mp_obj_new_bytes((const byte *)bi->buf, bi->len);
+        mp_get_buffer_raise(model, bi, MP_BUFFER_READ);
+    }
+    return model;
+}
+
+/******************************************************************************/
+// Trainer(model, lr=None, arena_size=None)
+
+static mp_obj_t tinytrain_trainer_make_new(const mp_obj_type_t *type, size_t n_args, size_t n_kw,
+    const mp_obj_t *all_args) {
+    enum { ARG_model, ARG_lr, ARG_arena_size };
+    ARG_TABLE allowed_args[] = {
+        ARG_SPEC(MP_QSTR_model, MP_ARG_REQUIRED | MP_ARG_OBJ),
+        ARG_SPEC(MP_QSTR_lr, MP_ARG_OBJ),
+        ARG_SPEC(MP_QSTR_arena_size, MP_ARG_OBJ),
+    };
+    ARG_NAME(allowed_args, ARG_model, MP_QSTR_model);
+    ARG_NAME(allowed_args, ARG_lr, MP_QSTR_lr);
+    ARG_NAME(allowed_args, ARG_arena_size, MP_QSTR_arena_size);
+    mp_arg_val_t args[MP_ARRAY_SIZE(allowed_args)];
+    mp_arg_parse_all_kw_array(n_args, n_kw, all_args, MP_ARRAY_SIZE(allowed_args), allowed_args, args);
+    mp_obj_t arena_size_obj = arg_obj(&args[ARG_arena_size]);
+
+    mp_buffer_info_t bi;
+    tt_error err;
+    tt_status s;
+    mp_obj_t model_obj = model_source(args[ARG_model].u_obj, &bi);
+
+    tinytrain_trainer_obj_t *self = mp_obj_malloc(tinytrain_trainer_obj_t, type);
+    self->model_obj = model_obj;
+    self->arena = NULL;
+    self->epoch = 0;
+    s = tt_model_open(&self->model, (const uint8_t *)bi.buf, bi.len, &err);
+    if (s != TT_OK) {
+        raise_status(s, &err);
+    }
+    self->need = tt_model_arena_bytes(&self->model);
+
+    // The arena the core is given: arena_size bytes if asked for (as on the
+    // host), else all there is (static) or exactly what the plan needs (natmod).
+    mp_int_t size;
+    if (arena_size_obj == mp_const_none) {
+        #if MICROPY_ENABLE_DYNRUNTIME
+        size = self->need;
+        #else
+        size = MICROPY_TINYTRAIN_ARENA_SIZE;
+        #endif
+    } else {
+        size = mp_obj_get_int(arena_size_obj);
+        if (size < 0) {
+            raise_msg(EXC_TYPE(ValueError), "arena_size must be >= 0");
+        }
+        #if !MICROPY_ENABLE_DYNRUNTIME
+        if (size > MICROPY_TINYTRAIN_ARENA_SIZE) {
+            raise_msg(EXC_TYPE(MemoryError), "arena_size %u is larger than the static arena of %u bytes",
+                (uint32_t)size, (uint32_t)MICROPY_TINYTRAIN_ARENA_SIZE);
+        }
+        #endif
+    }
+
+    mp_obj_t lr_obj = arg_obj(&args[ARG_lr]);
+    float lr = 0.0f;
+    if (lr_obj != mp_const_none) {
+        if (!mp_obj_is_int(lr_obj) && !mp_obj_is_bool(lr_obj) && !is_float_obj(lr_obj)) {
+            raise_msg(EXC_TYPE(TypeError), "lr must be a number or None");
+        }
+        lr = (float)mp_obj_get_float(lr_obj);
+    }
+
+    if ((uint32_t)size < self->need) {
+        // Refused before the arena is touched: the current owner keeps it.
+        // The core words the error (both numbers).
+        static const uint32_t dummy[1] = { 0 };
+        s = tt_trainer_init(&self->tr, &self->model, (uint8_t *)(uintptr_t)dummy, (size_t)size, lr, &err);
+        raise_status(s != TT_OK ? s : TT_E_NOMEM, &err);
+    }
+
+    #if MICROPY_ENABLE_DYNRUNTIME
+    self->arena = m_malloc(size > 4 ? (size_t)size : 4u);
+    #else
+    self->arena = (uint8_t *)tinytrain_arena;
+    self->epoch = ++tinytrain_epoch; // from here on every older Trainer is invalid
+    #endif
+    // Canary over the plan's bytes: info()['peak_bytes'] is what was touched.
+    memset(self->arena, TT_CANARY, self->need);
+    s = tt_trainer_init(&self->tr, &self->model, self->arena, (size_t)size, lr, &err);
+    if (s != TT_OK) {
+        raise_status(s, &err);
+    }
+    const uint8_t *hdr = (const uint8_t *)bi.buf;
+    self->model_crc = rd32(hdr + 12);
+    self->input_bytes = tt_model_input_bytes(&self->model);
+    self->n_classes = (uint32_t)hdr[68] | (uint32_t)hdr[69] << 8;
+    self->loss_kind = hdr[70];
+    return MP_OBJ_FROM_PTR(self);
+}
+
+/******************************************************************************/
+// Training and inference
+
+// step(x, label=None, *, out=None)
+static mp_obj_t tinytrain_trainer_step(size_t n_args, const mp_obj_t *pos_args, mp_map_t *kw_args) {
+    enum { ARG_x, ARG_label, ARG_out };
+    ARG_TABLE allowed_args[] = {
+        ARG_SPEC(MP_QSTR_x, MP_ARG_REQUIRED | MP_ARG_OBJ),
+        ARG_SPEC(MP_QSTR_label, MP_ARG_OBJ),
+        ARG_SPEC(MP_QSTR_out, MP_ARG_KW_ONLY | MP_ARG_OBJ),
+    };
+    ARG_NAME(allowed_args, ARG_x, MP_QSTR_x);
+    ARG_NAME(allowed_args, ARG_label, MP_QSTR_label);
+    ARG_NAME(allowed_args, ARG_out, MP_QSTR_out);
+    mp_arg_val_t args[MP_ARRAY_SIZE(allowed_args)];
+    mp_arg_parse_all(n_args - 1, pos_args + 1, kw_args, MP_ARRAY_SIZE(allowed_args), allowed_args, args);
+    tinytrain_trainer_obj_t *self = get_self(pos_args[0]);
+
+    mp_buffer_info_t xb, out;
+    mp_obj_t label = arg_obj(&args[ARG_label]);
+    const int8_t *target = NULL;
+    size_t target_len = 0;
+    int32_t cls = 0;
+    tt_error err;
+    float loss = 0.0f;
+    check_input(self, args[ARG_x].u_obj, &xb);
+    if (self->loss_kind == 1) {
+        mp_buffer_info_t tb;
+        get_int8_buffer(label, "label", &tb);
+        target = (const int8_t *)tb.buf;
+        target_len = tb.len;
+    } else {
+        if (!mp_obj_is_int(label)) {
+            raise_msg(EXC_TYPE(TypeError), "label must be an int class index, not %s", type_name(label));
+        }
+        if (!mp_obj_is_small_int(label) || MP_OBJ_SMALL_INT_VALUE(label) < 0
+            || MP_OBJ_SMALL_INT_VALUE(label) >= (mp_int_t)self->n_classes) {
+            mp_obj_t text = call1(MP_OBJ_FROM_PTR(&mp_type_str), label);
+            raise_msg(EXC_TYPE(ValueError), "label %s outside [0, %u)", (const char *)mp_obj_str_get_str(text),
+                self->n_classes);
+        }
+        cls = (int32_t)MP_OBJ_SMALL_INT_VALUE(label);
+    }
+    mp_obj_t out_obj = arg_obj(&args[ARG_out]);
+    if (out_obj != mp_const_none) {
+        if (!mp_get_buffer(out_obj, &out, MP_BUFFER_WRITE) || out.typecode != 'f' || out.len < sizeof(float)) {
+            raise_msg(EXC_TYPE(TypeError), "out must be a writable array('f') of at least one element");
+        }
+    }
+    tt_status s = tt_trainer_step(&self->tr, (const int8_t *)xb.buf, xb.len, cls, target, target_len, &loss, &err);
+    if (s != TT_OK) {
+        raise_status(s, &err);
+    }
+    if (out_obj != mp_const_none) {
+        memcpy(out.buf, &loss, sizeof(float));
+        return mp_const_none;
+    }
+    return mp_obj_new_float((mp_float_t)loss);
+}
+static MP_DEFINE_CONST_FUN_OBJ_KW(tinytrain_trainer_step_obj, 2, tinytrain_trainer_step);
+
+static mp_obj_t tinytrain_trainer_predict(mp_obj_t self_in, mp_obj_t x) {
+    tinytrain_trainer_obj_t *self = get_self(self_in);
+    mp_buffer_info_t xb;
+    check_input(self, x, &xb);
+    return MP_OBJ_NEW_SMALL_INT(predict_raw(self, xb.buf, xb.len));
+}
+static MP_DEFINE_CONST_FUN_OBJ_2(tinytrain_trainer_predict_obj, tinytrain_trainer_predict);
+
+static mp_obj_t tinytrain_trainer_logits(mp_obj_t self_in, mp_obj_t x) {
+    tinytrain_trainer_obj_t *self = get_self(self_in);
+    mp_buffer_info_t xb;
+    check_input(self, x, &xb);
+    predict_raw(self, xb.buf, xb.len);
+    return mp_obj_new_bytes((const byte *)tt_trainer_logits(&self->tr), self->n_classes);
+}
+static MP_DEFINE_CONST_FUN_OBJ_2(tinytrain_trainer_logits_obj, tinytrain_trainer_logits);
+
+// evaluate(xs, labels): accuracy over the inputs stored back to back in xs.
+static mp_obj_t tinytrain_trainer_evaluate(mp_obj_t self_in, mp_obj_t xs, mp_obj_t labels_in) {
+    tinytrain_trainer_obj_t *self = get_self(self_in);
+    mp_buffer_info_t xb;
+    size_t n_labels, hits = 0;
+    mp_obj_t *labels;
+    get_int8_buffer(xs, "xs", &xb);
+    const size_t n = self->input_bytes, count = xb.len / n;
+    if (xb.len % n) {
+        raise_msg(EXC_TYPE(ValueError), "xs has %u bytes, not a multiple of the input size %u",
+            (uint32_t)xb.len, (uint32_t)n);
+    }
+    mp_obj_t list = call1(MP_OBJ_FROM_PTR(&mp_type_list), labels_in);
+    mp_obj_get_array(list, &n_labels, &labels);
+    if (n_labels != count) {
+        raise_msg(EXC_TYPE(ValueError), "%u inputs but %u labels", (uint32_t)count, (uint32_t)n_labels);
+    }
+    if (count == 0) {
+        raise_msg(EXC_TYPE(ValueError), "evaluate needs at least one input");
+    }
+    for (size_t i = 0; i < count; i++) {
+        int32_t cls = predict_raw(self, (const uint8_t *)xb.buf + i * n, n);
+        hits += cls == mp_obj_get_int(labels[i]);
+    }
+    return mp_obj_new_float((mp_float_t)hits / (mp_float_t)count);
+}
+static MP_DEFINE_CONST_FUN_OBJ_3(tinytrain_trainer_evaluate_obj, tinytrain_trainer_evaluate);
+
+/******************************************************************************/
+// Trained parameters
+
+static mp_obj_t tinytrain_trainer_params(mp_obj_t self_in) {
+    tinytrain_trainer_obj_t *self = get_self(self_in);
+    uint32_t n = 0;
+    const uint8_t *p = tt_trainer_params(&self->tr, &n);
+    return mp_obj_new_bytes(p, n);
+}
+static MP_DEFINE_CONST_FUN_OBJ_1(tinytrain_trainer_params_obj, tinytrain_trainer_params);
+
+// save(path): the parameter file of docs/format.md, written to path + ".tmp"
+// and renamed over path, so a power cut leaves the old file or the new one.
+static mp_obj_t tinytrain_trainer_save(mp_obj_t self_in, mp_obj_t path) {
+    tinytrain_trainer_obj_t *self = get_self(self_in);
+    uint32_t n = 0;
+    const uint8_t *p = tt_trainer_params(&self->tr, &n);
+    if (!mp_obj_is_str(path)) {
+        raise_msg(EXC_TYPE(TypeError), "path must be a str, not %s", type_name(path));
+    }
+    mp_obj_t len_obj = mp_obj_new_int_from_uint(n + TT_PARAMS_OVERHEAD);
+    mp_obj_t blob = call1(MP_OBJ_FROM_PTR(&mp_type_bytearray), len_obj);
+    mp_buffer_info_t bb;
+    mp_get_buffer_raise(blob, &bb, MP_BUFFER_WRITE);
+    uint8_t *b = bb.buf;
+    memcpy(b, "TTPS", 4);
+    b[4] = 1; // version 1, reserved 0
+    b[5] = b[6] = b[7] = 0;
+    wr32(b + 8, self->model_crc);
+    wr32(b + 12, self->tr.steps);
+    wr32(b + 16, n);
+    memcpy(b + TT_PARAMS_HEADER, p, n);
+    wr32(b + TT_PARAMS_HEADER + n, tt_crc32(0, b, TT_PARAMS_HEADER + n));
+
+    mp_obj_t tmp = mp_binary_op(MP_BINARY_OP_ADD, path, mp_obj_new_str(".tmp", 4));
+    mp_obj_t f = open_file(tmp, "wb");
+    mp_obj_t written = call_method(f, MP_QSTR_write, 1, &blob);
+    call_method(f, MP_QSTR_close, 0, NULL);
+    if (written == mp_const_none || (size_t)mp_obj_get_int(written) != bb.len) {
+        mp_raise_OSError(MP_EIO);
+    }
+    mp_obj_t os = mp_import_name(MP_QSTR_os, mp_const_none, MP_OBJ_NEW_SMALL_INT(0));
+    mp_obj_t rn[2] = { tmp, path };
+    call_method(os, MP_QSTR_rename, 2, rn);
+    mp_obj_t dest[2];
+    mp_load_method_maybe(os, MP_QSTR_sync, dest);
+    if (dest[0] != MP_OBJ_NULL) {
+        mp_call_function_n_kw(dest[0], 0, 0, NULL);
+    }
+    return mp_const_none;
+}
+static MP_DEFINE_CONST_FUN_OBJ_2(tinytrain_trainer_save_obj, tinytrain_trainer_save);
+
+// load(path): restore what save() wrote for this same model; every check
+// passes before the trainer is touched.
+static mp_obj_t tinytrain_trainer_load(mp_obj_t self_in, mp_obj_t path) {
+    tinytrain_trainer_obj_t *self = get_self(self_in);
+    mp_buffer_info_t fb;
+    uint32_t size = 0;
+    uint8_t *params = tt_trainer_params(&self->tr, &size);
+    mp_obj_t data = read_file(path);
+    mp_get_buffer_raise(data, &fb, MP_BUFFER_READ);
+    const uint8_t *b = fb.buf;
+    if (fb.len < TT_PARAMS_OVERHEAD || memcmp(b, "TTPS", 4) != 0) {
+        raise_msg(EXC_TYPE(ValueError), "not a tinytrain parameter file");
+    }
+    uint32_t version = (uint32_t)b[4] | (uint32_t)b[5] << 8, n = rd32(b + 16);
+    if (version != 1) {
+        raise_msg(EXC_TYPE(ValueError), "parameter file version %u, expected 1", version);
+    }
+    if ((uint64_t)fb.len != (uint64_t)n + TT_PARAMS_OVERHEAD) {
+        raise_msg(EXC_TYPE(ValueError), "parameter file is %u bytes, its header says %u", (uint32_t)fb.len,
+            (uint32_t)(n + TT_PARAMS_OVERHEAD));
+    }
+    if (tt_crc32(0, b, fb.len - 4) != rd32(b + fb.len - 4)) {
+        raise_msg(EXC_TYPE(ValueError), "parameter file checksum mismatch: file is damaged");
+    }
+    if (rd32(b + 8) != self->model_crc) {
+        raise_msg(EXC_TYPE(ValueError), "these parameters belong to another model (model CRC differs)");
+    }
+    if (n != size) {
+        raise_msg(EXC_TYPE(ValueError), "parameter file holds %u bytes, this model trains %u", n, size);
+    }
+    memcpy(params, b + TT_PARAMS_HEADER, n);
+    self->tr.steps = rd32(b + 12);
+    return mp_const_none;
+}
+static MP_DEFINE_CONST_FUN_OBJ_2(tinytrain_trainer_load_obj, tinytrain_trainer_load);
+
+/******************************************************************************/
+// Introspection
+
+static void dict_set(mp_obj_t d, qstr key, mp_obj_t value) {
+    mp_obj_dict_store(d, MP_OBJ_NEW_QSTR(key), value);
+}
+
+static mp_obj_t tinytrain_trainer_info(mp_obj_t self_in) {
+    tinytrain_trainer_obj_t *self = get_self(self_in);
+    uint32_t touched = self->need, n = 0;
+    while (touched && self->arena[touched - 1] == TT_CANARY) {
+        touched--;
+    }
+    tt_trainer_params(&self->tr, &n);
+    mp_obj_t d = mp_obj_new_dict(8);
+    dict_set(d, MP_QSTR_arena_bytes, mp_obj_new_int_from_uint(self->need));
+    dict_set(d, MP_QSTR_peak_bytes, mp_obj_new_int_from_uint(touched));
+    dict_set(d, MP_QSTR_param_bytes, mp_obj_new_int_from_uint(n));
+    dict_set(d, MP_QSTR_steps, mp_obj_new_int_from_uint(self->tr.steps));
+    dict_set(d, MP_QSTR_trained_params, mp_obj_new_int_from_uint(tt_trainer_trained_param_count(&self->tr)));
+    dict_set(d, MP_QSTR_input_bytes, mp_obj_new_int_from_uint(self->input_bytes));
+    dict_set(d, MP_QSTR_classes, mp_obj_new_int_from_uint(self->n_classes));
+    dict_set(d, MP_QSTR_lr, mp_obj_new_float((mp_float_t)self->tr.lr));
+    return d;
+}
+static MP_DEFINE_CONST_FUN_OBJ_1(tinytrain_trainer_info_obj, tinytrain_trainer_info);
+
+/******************************************************************************/
+// Type and module
+
+#if !MICROPY_ENABLE_DYNRUNTIME
+
+static void tinytrain_trainer_print(const mp_print_t *print, mp_obj_t self_in, mp_print_kind_t kind) {
+    tinytrain_trainer_obj_t *self = MP_OBJ_TO_PTR(self_in);
+    (void)kind;
+    mp_printf(print, "<Trainer %u of %u arena bytes, %u steps%s>", (unsigned)self->need,
+        (unsigned)MICROPY_TINYTRAIN_ARENA_SIZE, (unsigned)self->tr.steps,
+        self->epoch == tinytrain_epoch ? "" : ", arena taken over");
+}
+
+static const mp_rom_map_elem_t tinytrain_trainer_locals_dict_table[] = {
+    { MP_ROM_QSTR(MP_QSTR_step), MP_ROM_PTR(&tinytrain_trainer_step_obj) },
+    { MP_ROM_QSTR(MP_QSTR_predict), MP_ROM_PTR(&tinytrain_trainer_predict_obj) },
+    { MP_ROM_QSTR(MP_QSTR_logits), MP_ROM_PTR(&tinytrain_trainer_logits_obj) },
+    { MP_ROM_QSTR(MP_QSTR_evaluate), MP_ROM_PTR(&tinytrain_trainer_evaluate_obj) },
+    { MP_ROM_QSTR(MP_QSTR_params), MP_ROM_PTR(&tinytrain_trainer_params_obj) },
+    { MP_ROM_QSTR(MP_QSTR_save), MP_ROM_PTR(&tinytrain_trainer_save_obj) },
+    { MP_ROM_QSTR(MP_QSTR_load), MP_ROM_PTR(&tinytrain_trainer_load_obj) },
+    { MP_ROM_QSTR(MP_QSTR_info), MP_ROM_PTR(&tinytrain_trainer_info_obj) },
+};
+static MP_DEFINE_CONST_DICT(tinytrain_trainer_locals_dict, tinytrain_trainer_locals_dict_table);
+
+MP_DEFINE_CONST_OBJ_TYPE(
+    tinytrain_trainer_type,
+    MP_QSTR_Trainer,
+    MP_TYPE_FLAG_NONE,
+    make_new, tinytrain_trainer_make_new,
+    print, tinytrain_trainer_print,
+    locals_dict, &tinytrain_trainer_locals_dict
+    );
+
+static const mp_rom_map_elem_t tinytrain_module_globals_table[] = {
+    { MP_ROM_QSTR(MP_QSTR___name__), MP_ROM_QSTR(MP_QSTR_tinytrain) },
+    { MP_ROM_QSTR(MP_QSTR_Trainer), MP_ROM_PTR(&tinytrain_trainer_type) },
+    { MP_ROM_QSTR(MP_QSTR_ARENA_SIZE), MP_ROM_INT(MICROPY_TINYTRAIN_ARENA_SIZE) },
+};
+static MP_DEFINE_CONST_DICT(tinytrain_module_globals, tinytrain_module_globals_table);
+
+const mp_obj_module_t tinytrain_user_cmodule = {
+    .base = { &mp_type_module },
+    .globals = (mp_obj_dict_t *)&tinytrain_module_globals,
+};
+
+MP_REGISTER_MODULE(MP_QSTR_tinytrain, tinytrain_user_cmodule);
+
+#else // MICROPY_ENABLE_DYNRUNTIME
+
+// The core calls these; a natmod has no C library of its own.
+void *memcpy(void *dst, const void *src, size_t n) {
+    return mp_fun_table.memmove_(dst, src, n);
+}
+void *memset(void *s, int c, size_t n) {
+    return mp_fun_table.memset_(s, c, n);
+}
+int memcmp(const void *a, const void *b, size_t n) {
+    const uint8_t *x = a, *y = b;
+    for (; n; n--, x++, y++) {
+        if (*x != *y) {
+            return *x < *y ? -1 : 1;
+        }
+    }
+    return 0;
+}
+
+#define N_METHODS (8)
+mp_map_elem_t tinytrain_trainer_locals_dict_table[N_METHODS];
+static MP_DEFINE_CONST_DICT(tinytrain_trainer_locals_dict, tinytrain_trainer_locals_dict_table);
+
+mp_obj_t mpy_init(mp_obj_fun_bc_t *self, size_t n_args, size_t n_kw, mp_obj_t *args) {
+    MP_DYNRUNTIME_INIT_ENTRY
+
+    tinytrain_trainer_type.base.type = (void *)&mp_type_type;
+    tinytrain_trainer_type.name = MP_QSTR_Trainer;
+    MP_OBJ_TYPE_SET_SLOT(&tinytrain_trainer_type, make_new, tinytrain_trainer_make_new, 0);
+    mp_map_elem_t *e = tinytrain_trainer_locals_dict_table;
+    e[0] = (mp_map_elem_t) { MP_OBJ_NEW_QSTR(MP_QSTR_step), MP_OBJ_FROM_PTR(&tinytrain_trainer_step_obj) };
+    e[1] = (mp_map_elem_t) { MP_OBJ_NEW_QSTR(MP_QSTR_predict), MP_OBJ_FROM_PTR(&tinytrain_trainer_predict_obj) };
+    e[2] = (mp_map_elem_t) { MP_OBJ_NEW_QSTR(MP_QSTR_logits), MP_OBJ_FROM_PTR(&tinytrain_trainer_logits_obj) };
+    e[3] = (mp_map_elem_t) { MP_OBJ_NEW_QSTR(MP_QSTR_evaluate), MP_OBJ_FROM_PTR(&tinytrain_trainer_evaluate_obj) };
+    e[4] = (mp_map_elem_t) { MP_OBJ_NEW_QSTR(MP_QSTR_params), MP_OBJ_FROM_PTR(&tinytrain_trainer_params_obj) };
+    e[5] = (mp_map_elem_t) { MP_OBJ_NEW_QSTR(MP_QSTR_save), MP_OBJ_FROM_PTR(&tinytrain_trainer_save_obj) };
+    e[6] = (mp_map_elem_t) { MP_OBJ_NEW_QSTR(MP_QSTR_load), MP_OBJ_FROM_PTR(&tinytrain_trainer_load_obj) };
+    e[7] = (mp_map_elem_t) { MP_OBJ_NEW_QSTR(MP_QSTR_info), MP_OBJ_FROM_PTR(&tinytrain_trainer_info_obj) };
+    MP_OBJ_TYPE_SET_SLOT(&tinytrain_trainer_type, locals_dict, (void *)&tinytrain_trainer_locals_dict, 1);
+
+    mp_store_global(MP_QSTR_Trainer, MP_OBJ_FROM_PTR(&tinytrain_trainer_type));
+    mp_store_global(MP_QSTR_ARENA_SIZE, mp_const_none); // the arena comes from the GC heap
+
+    MP_DYNRUNTIME_INIT_EXIT
+}
+
+#endif

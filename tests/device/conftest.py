@@ -1,0 +1,70 @@
+"""Fixtures for the MicroPython device tests (test_micropython.py).
+
+Without MICROPY_DIR nothing here builds or starts anything: the test module
+skips itself with one line saying why."""
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # netzoo
+sys.path.insert(0, str(HERE))         # mpdevice
+
+import mpdevice  # noqa: E402
+
+MICROPY_DIR = os.environ.get("MICROPY_DIR", "")
+
+
+def _built(path, target):
+    """Build (or bring up to date) the port with the project's Makefile."""
+    mpdevice.make(target, MICROPY_DIR)
+    return path
+
+
+@pytest.fixture(scope="session")
+def unix():
+    return mpdevice.Unix(_built(mpdevice.UNIX_EXE, "unix"))
+
+
+@pytest.fixture(scope="session")
+def qemu():
+    dev = mpdevice.Qemu(_built(mpdevice.QEMU_ELF, "qemu"))
+    yield dev
+    dev.close()
+
+
+@pytest.fixture(scope="session")
+def qemu_big_heap():
+    """qemu with the qemu port's own 140 KiB heap: room for a natmod's code."""
+    elf = mpdevice.BUILD / "qemu-MPS2_AN500-heap143360" / "firmware.elf"
+    mpdevice.make("qemu", MICROPY_DIR, ["QEMU_HEAP_SIZE=143360"])
+    dev = mpdevice.Qemu(elf)
+    yield dev
+    dev.close()
+
+
+@pytest.fixture(scope="session", params=["unix", "qemu"])
+def device(request):
+    """Each test that takes `device` runs on both targets."""
+    return request.getfixturevalue(request.param)
+
+
+SKIP_REASON = ("MICROPY_DIR is not set: the MicroPython device tests need a MicroPython v1.28.0 "
+               "tree (see docs/micropython.md)")
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    """Why the folder skipped (unless -rs/-ra already says it), or the figures
+    the device tests measured (build/device-report.txt)."""
+    if not MICROPY_DIR:
+        chars = config.option.reportchars or ""
+        if not any(c in chars for c in "saA"):
+            terminalreporter.write_line(f"SKIPPED tests/device: {SKIP_REASON}")
+        return
+    report = mpdevice.BUILD / "device-report.txt"
+    if MICROPY_DIR and report.exists():
+        terminalreporter.section("tinytrain on MicroPython: measured")
+        for line in report.read_text().splitlines():
+            terminalreporter.write_line(line)

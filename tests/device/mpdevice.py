@@ -1,0 +1,130 @@
+"""Running MicroPython scripts on the unix port and on the qemu Cortex-M7.
+
+Both take a script (a file in tests/device/mp/) and a working directory with
+its input files, and return what the script printed. On the unix port the
+script runs as `micropython script.py` inside the directory; on qemu the
+firmware runs on a pseudo-terminal and mpremote mounts the directory
+(`mpremote mount`, the board sees it as /remote, writable) and runs the script.
+"""
+from __future__ import annotations
+
+import os
+import re
+import select
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+BUILD = ROOT / "build"
+UNIX_EXE = BUILD / "unix" / "micropython"
+QEMU_ELF = BUILD / "qemu-MPS2_AN500" / "firmware.elf"
+SCRIPTS = Path(__file__).resolve().parent / "mp"
+
+
+class DeviceError(AssertionError):
+    pass
+
+
+def make(target: str, micropy_dir: str, extra=()) -> None:
+    """Build a target of the project's Makefile (make unix, make qemu, ...).
+    TINYTRAIN_DEVICE_NO_BUILD=1 uses the builds in build/ as they are."""
+    if os.environ.get("TINYTRAIN_DEVICE_NO_BUILD") == "1":
+        return
+    env = dict(os.environ, MICROPY_DIR=micropy_dir)
+    r = subprocess.run(["make", "-j2", target, *extra], cwd=ROOT, env=env, capture_output=True, text=True)
+    if r.returncode:
+        raise RuntimeError(f"make {target} failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
+
+
+def script_path(script) -> Path:
+    """A script of mp/ by name, or any script by absolute path."""
+    return Path(script) if os.path.isabs(script) else SCRIPTS / script
+
+
+def _check(out: str, what: str) -> str:
+    if "Traceback (most recent call last)" in out:
+        raise DeviceError(f"{what} raised:\n{out}")
+    return out
+
+
+class Unix:
+    name = "unix"
+
+    def __init__(self, exe: Path = UNIX_EXE):
+        self.exe = Path(exe)
+
+    def run(self, script, workdir: Path, timeout: float = 300) -> str:
+        path = script_path(script)
+        if path.parent != Path(workdir):
+            shutil.copy(path, Path(workdir) / path.name)
+        r = subprocess.run([str(self.exe), path.name], cwd=workdir, capture_output=True, text=True,
+                           timeout=timeout)
+        out = r.stdout + r.stderr
+        if r.returncode:
+            raise DeviceError(f"{script} exited with {r.returncode}:\n{out}")
+        return _check(r.stdout, script)
+
+    def close(self) -> None:
+        pass
+
+
+class Qemu:
+    """qemu-system-arm -machine mps2-an500 with the REPL on a pty, driven by mpremote.
+
+    -icount shift=0 makes every instruction take 1 ns of virtual time, so
+    time.ticks_us() counts instructions (deterministic)."""
+
+    name = "qemu"
+
+    def __init__(self, elf: Path = QEMU_ELF, icount: bool = True):
+        cmd = ["qemu-system-arm", "-machine", "mps2-an500", "-nographic", "-monitor", "null",
+               "-semihosting"]
+        if icount:
+            cmd += ["-icount", "shift=0"]
+        cmd += ["-serial", "pty", "-kernel", str(elf)]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT)
+        self.pty = self._wait_for_pty()
+
+    def _wait_for_pty(self, timeout: float = 20) -> str:
+        buf = b""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            ready, _, _ = select.select([self.proc.stdout], [], [], 0.2)
+            if ready:
+                chunk = os.read(self.proc.stdout.fileno(), 4096)
+                if not chunk:
+                    break
+                buf += chunk
+                m = re.search(rb"/dev/pts/\d+", buf)
+                if m:
+                    return m.group(0).decode()
+        self.close()
+        raise RuntimeError(f"qemu gave no pty: {buf.decode(errors='replace')}")
+
+    def mpremote(self, *args: str, workdir: Path | None = None, timeout: float = 300) -> str:
+        cmd = ["mpremote", "connect", self.pty]
+        if workdir is not None:
+            cmd += ["mount", str(workdir)]
+        cmd += list(args)
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        out = r.stdout + r.stderr
+        if r.returncode:
+            raise DeviceError(f"{' '.join(cmd)} exited with {r.returncode}:\n{out}")
+        return _check(out, " ".join(args))
+
+    def run(self, script, workdir: Path, timeout: float = 300) -> str:
+        out = self.mpremote("run", str(script_path(script)), workdir=workdir, timeout=timeout)
+        # mpremote's own line when it mounts the directory
+        return "".join(l for l in out.splitlines(True) if not l.startswith("Local directory "))
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
