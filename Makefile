@@ -2,7 +2,7 @@
 #
 #   make setup        install everything a fresh machine needs
 #   make test         the whole test suite (what CI runs)
-#   make demo         the main job on the simulator
+#   make demo         the main job: personalise an IMU model on the simulator
 #   make bench        benchmarks that print figures (instructions on the Cortex-M7)
 #   make m7-selftest  the bare-metal Cortex-M7 harness under qemu
 
@@ -30,7 +30,7 @@ test:
 	$(PYTHON) -m pytest -q -ra tests
 
 demo:
-	$(PYTHON) examples/01_digits_qas.py
+	tinytrain demo personalize
 
 bench:
 	$(PYTHON) benchmarks/bench_m7.py

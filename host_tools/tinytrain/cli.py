@@ -83,6 +83,21 @@ def cmd_info(args):
               f"{L.stride if L.kind <= 2 else '':>2} {' '.join(tr):>16}")
 
 
+def cmd_demo(args):
+    from .demos import personalize  # lazily: pulls in the data set and training code
+    subject = args.subject.lower()
+    if subject != "all" and not subject.isdigit():
+        raise ValueError(f"--subject must be a number 1..10 or 'all', not {args.subject!r}")
+    try:
+        if subject == "all":
+            personalize.run_all(args.target, seed=args.seed, epochs=args.epochs, quick=args.quick)
+        else:
+            personalize.run(args.target, held_out=int(subject), seed=args.seed, epochs=args.epochs,
+                            quick=args.quick, plot=args.plot)
+    except (NotImplementedError, ImportError) as e:
+        raise ValueError(str(e)) from None
+
+
 def main(argv=None):
     from .schemes import SCHEME_HELP
     ap = argparse.ArgumentParser(prog="tinytrain", description=__doc__)
@@ -116,6 +131,16 @@ def main(argv=None):
     p = sub.add_parser("info", help="describe a model file")
     p.add_argument("model")
     p.set_defaults(fn=cmd_info)
+
+    p = sub.add_parser("demo", help="run a demo (personalize: fine-tune to a new user on the device)")
+    p.add_argument("name", choices=("personalize",))
+    p.add_argument("--target", default="sim", help="where to train: sim (default); qemu and serial ports: later")
+    p.add_argument("--subject", default="4", help="held-out subject 1..10, or 'all' (default 4)")
+    p.add_argument("--seed", type=int, default=0, help="init, calibration and sample-order seed (default 0)")
+    p.add_argument("--epochs", type=int, help="fine-tuning epochs (default 5; 3 with --quick)")
+    p.add_argument("--plot", default="personalize.png", help="PNG of the learning curve (default personalize.png)")
+    p.add_argument("--quick", action="store_true", help="reduced run (shorter pretraining, 3 epochs)")
+    p.set_defaults(fn=cmd_demo)
 
     args = ap.parse_args(argv)
     try:
