@@ -1,5 +1,6 @@
 """Instructions per training step and per inference on the emulated Cortex-M7
-(qemu mps2-an500, -icount shift=0: deterministic), with arena and stack bytes.
+(qemu mps2-an500, -icount shift=0: deterministic), with arena and stack bytes:
+the reference kernels (-DTT_OPTIMIZED=0) beside the optimised ones (default).
 
     python benchmarks/bench_m7.py [--steps N]
 """
@@ -33,6 +34,19 @@ def mbnet32(seed=0):
     return b
 
 
+def mcunet_case():
+    """MCUNet-5fps (128x128x3) with the paper's '49kb' sparse scheme, if the
+    converted model is in shared/ beside the repository."""
+    path = Path(__file__).resolve().parents[2] / "shared" / "models" / "tte" / "mcunet-5fps.pkl"
+    if not path.exists():
+        return None, f"mcunet-5fps/49kb: skipped, {path} not found"
+    from tinytrain.convert import tte
+    g = tte.load(str(path), n_classes=10)
+    plan = compile_model(g, tte.published_scheme(g, "mcunet-5fps", "49kb"))
+    x = np.random.default_rng(0).integers(-128, 128, size=128 * 128 * 3).astype(np.int8)
+    return ("mcunet-5fps/49kb", plan, [x], [3]), None
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=3)
@@ -44,25 +58,38 @@ def main():
     for name in ("mlp", "cnn", "mbnet"):
         for scheme in ("full", "sparse", "bias_only"):
             b, g, plan = netzoo.build(name, scheme, seed=0)
-            cases.append((f"{name}/{scheme}", b, g, plan))
+            xs, ys = netzoo.samples(b, g, args.steps, seed=1)
+            cases.append((f"{name}/{scheme}", plan, xs, ys))
     b = mbnet32()
     g = b.quantize(netzoo.calib(b))
     for label, scheme in (("last layer", Scheme.last_layers(g, 1, 1)),
                           ("sparse", netzoo.sparse_scheme(g)),
                           ("full", Scheme.full(g))):
-        cases.append((f"mbnet32/{label}", b, g, compile_model(g, scheme)))
+        xs, ys = netzoo.samples(b, g, args.steps, seed=1)
+        cases.append((f"mbnet32/{label}", compile_model(g, scheme), xs, ys))
+    mcunet, note = mcunet_case()
+    if mcunet:
+        cases.append(mcunet)
     with tempfile.TemporaryDirectory() as tmp:
-        exe = runner.build("m7", Path(tmp))
-        print(f"{'model/scheme':22s} {'instr/step':>12s} {'instr/infer':>12s} {'arena B':>8s} "
-              f"{'params B':>8s} {'stack B':>8s} {'model B':>8s}")
-        for label, b, g, plan in cases:
-            xs, ys = netzoo.samples(b, g, args.steps, seed=1)
-            r = runner.run(exe, plan.data, list(zip(xs, ys)), xs[:1], target="m7")
-            if r.status:
-                print(f"{label}: {r.message}")
+        # reference kernels only (-DTT_OPTIMIZED=0) and the optimised ones (the default)
+        exes = {"ref": runner.build("m7", Path(tmp) / "ref", ["-DTT_OPTIMIZED=0"]),
+                "opt": runner.build("m7", Path(tmp) / "opt")}
+        print(f"{'model/scheme':22s} {'step ref':>12s} {'step opt':>12s} {'infer ref':>12s} {'infer opt':>12s} "
+              f"{'arena B':>8s} {'params B':>8s} {'stack B':>8s} {'model B':>8s}")
+        for label, plan, xs, ys in cases:
+            r = {k: runner.run(e, plan.data, list(zip(xs, ys)), xs[:1], target="m7") for k, e in exes.items()}
+            if r["ref"].status or r["opt"].status:
+                print(f"{label}: {r['ref'].message or r['opt'].message}")
                 continue
-            print(f"{label:22s} {int(np.mean(r.step_instructions)):12d} {r.predict_instructions[0]:12d} "
-                  f"{plan.arena_size:8d} {plan.persist_size:8d} {r.stack_bytes:8d} {len(plan.data):8d}")
+            if r["ref"].params != r["opt"].params or r["ref"].logits != r["opt"].logits:
+                print(f"{label}: optimised and reference kernels differ")
+                continue
+            print(f"{label:22s} {int(np.mean(r['ref'].step_instructions)):12d} "
+                  f"{int(np.mean(r['opt'].step_instructions)):12d} {r['ref'].predict_instructions[0]:12d} "
+                  f"{r['opt'].predict_instructions[0]:12d} {plan.arena_size:8d} {plan.persist_size:8d} "
+                  f"{max(r['ref'].stack_bytes, r['opt'].stack_bytes):8d} {len(plan.data):8d}")
+        if note:
+            print(note)
 
 
 if __name__ == "__main__":

@@ -34,20 +34,21 @@ def _core_sources() -> list:
     return sorted(str(p) for p in CORE.glob("*.c"))
 
 
-def build(target: str, out_dir) -> Path:
-    """target 'host' (sanitizers) or 'm7' (qemu mps2-an500). Returns the executable."""
+def build(target: str, out_dir, extra_flags=()) -> Path:
+    """target 'host' (sanitizers) or 'm7' (qemu mps2-an500). Returns the executable.
+    extra_flags: more compiler flags, e.g. ["-DTT_OPTIMIZED=0"] for the reference kernels only."""
     if not (BAREMETAL / "tt_run.c").exists():
         raise FileNotFoundError("tt_run.c not found: the runner needs the project's source tree")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if target == "host":
         exe = out / "tt_run_host"
-        subprocess.run(["cc", *HOST_FLAGS, f"-I{CORE}", str(BAREMETAL / "tt_run.c"),
+        subprocess.run(["cc", *HOST_FLAGS, *extra_flags, f"-I{CORE}", str(BAREMETAL / "tt_run.c"),
                         *_core_sources(), "-o", str(exe)], check=True, capture_output=True, text=True)
         return exe
     if target == "m7":
         subprocess.run(["make", "-s", "-C", str(BAREMETAL), f"APP={BAREMETAL / 'tt_run.c'}",
-                        f"EXTRA_SRC={' '.join(_core_sources())}", f"EXTRA_CFLAGS=-I{CORE}",
+                        f"EXTRA_SRC={' '.join(_core_sources())}", f"EXTRA_CFLAGS={' '.join([f'-I{CORE}', *extra_flags])}",
                         f"OUT={out.resolve()}"], check=True, capture_output=True, text=True)
         return out / "tt_run.elf"
     raise ValueError(f"unknown target {target!r}")

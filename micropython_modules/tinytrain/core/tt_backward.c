@@ -12,6 +12,7 @@
  */
 #include <string.h>
 #include "tt_internal.h"
+#include "tt_opt.h"
 
 #define BIAS_LIMIT (1 << 30)
 #define GRAD_HOOK_BIAS 0x80000000u
@@ -201,7 +202,10 @@ void tt_backward_layer(tt_trainer *t, uint32_t li, const tt_op_rec *op) {
     const float sg = *tt_grad_scale(t, op->t[0]);
     const uint32_t n = tt_numel(out);
     if (op->t[1] != TT_NONE) {
-        apply_mask(g, TT_ARENA(t, uint8_t, m->tensors[op->t[1]].arena_off), n);
+#if TT_OPTIMIZED
+        if (!tt_apply_mask_opt(g, TT_ARENA(t, uint8_t, m->tensors[op->t[1]].arena_off), n))
+#endif
+            apply_mask(g, TT_ARENA(t, uint8_t, m->tensors[op->t[1]].arena_off), n);
     }
     if (L->kind == TT_L_ADD) {
         copy_grad(t, op->t[0], op->t[3]);
@@ -224,13 +228,27 @@ void tt_backward_layer(tt_trainer *t, uint32_t li, const tt_op_rec *op) {
         const float k = (t->lr * L->lr_scale) * sg;
         const uint32_t npos = (uint32_t)out->h * out->w;
         if (L->flags & TT_LF_TRAIN_BIAS) {
-            update_biases(t, li, L, g, npos, out->c, sg, k);
+#if TT_OPTIMIZED
+            if (!tt_update_biases_opt(t, li, L, g, npos, out->c, sg, k))
+#endif
+                update_biases(t, li, L, g, npos, out->c, sg, k);
         }
         if (L->n_train) {
-            update_weights(t, li, L, g, op->t[2], sg, k);
+#if TT_OPTIMIZED
+            if (!tt_update_weights_opt(t, li, L, g, op->t[2], sg, k))
+#endif
+                update_weights(t, li, L, g, op->t[2], sg, k);
         }
         if (op->t[3] != TT_NONE) {
-            input_grad_conv(t, L, g, prescale(m, L, g, n, out->c, sg), op->t[3]);
+            float sgp;
+#if TT_OPTIMIZED
+            if (!tt_prescale_opt(m, L, g, n, out->c, sg, &sgp))
+#endif
+                sgp = prescale(m, L, g, n, out->c, sg);
+#if TT_OPTIMIZED
+            if (!tt_input_grad_opt(t, L, g, sgp, op->t[3]))
+#endif
+                input_grad_conv(t, L, g, sgp, op->t[3]);
         }
     }
 }

@@ -6,6 +6,7 @@
  */
 #include <string.h>
 #include "tt_internal.h"
+#include "tt_opt.h"
 
 /* Output value and clamp-mask bit from a requantised accumulator. */
 static inline int8_t finish(int64_t v, int32_t zero, const tt_layer_rec *L, uint8_t *mask, uint32_t idx) {
@@ -167,12 +168,27 @@ void tt_forward_layer(tt_trainer *t, const tt_layer_rec *L, uint32_t mask_id, ui
     }
     switch (L->kind) {
     case TT_L_CONV:
+#if TT_OPTIMIZED
+        if (tt_conv_opt(t, L, mask)) {
+            break;
+        }
+#endif
         conv(t, L, mask);
         break;
     case TT_L_DWCONV:
+#if TT_OPTIMIZED
+        if (tt_dwconv_opt(t, L, mask)) {
+            break;
+        }
+#endif
         dwconv(t, L, mask);
         break;
     case TT_L_ADD:
+#if TT_OPTIMIZED
+        if (tt_add_opt(t, L, mask)) {
+            break;
+        }
+#endif
         add(t, L, mask);
         break;
     default:

@@ -5,6 +5,12 @@
 #include "tt_core.h"
 #include "tt_arith.h"
 
+/* Optimised kernels beside the reference ones (tt_opt.h); 0 builds the
+   reference kernels only. */
+#ifndef TT_OPTIMIZED
+#define TT_OPTIMIZED 1
+#endif
+
 /* printf-like, supporting only %u %d %s; never writes past the buffer. */
 tt_status tt_fail(tt_error *err, tt_status code, const char *fmt, ...);
 

@@ -1,0 +1,247 @@
+"""The optimised kernels (TT_OPTIMIZED, the default) give the reference
+kernels' results bit for bit: `tt_run` built twice, once with
+-DTT_OPTIMIZED=0, trains and predicts alike on the zoo and on networks shaped
+to reach every optimised kernel's edge cases (channel counts not a multiple
+of 4, odd sizes, stride 2, padding, permuted and partly trained channels, the
+fallback to the reference when the stack budget is exceeded). On the host the
+plain C path runs under ASan/UBSan; on the emulated Cortex-M7 the DSP path."""
+import numpy as np
+import pytest
+
+from tinytrain import modelfile as mf
+from tinytrain import runner
+from tinytrain.builder import NetBuilder, quantize_input
+from tinytrain.compiler import Scheme, compile_model
+
+import netzoo
+from test_bitexact import compare_step
+
+REFERENCE = ["-DTT_OPTIMIZED=0"]
+
+
+def _exes(tmp_path_factory, target):
+    missing = runner.missing_tools(target)
+    if missing:
+        pytest.skip(f"needs {', '.join(missing)}")
+    ref = runner.build(target, tmp_path_factory.mktemp(f"{target}_ref"), REFERENCE)
+    opt = runner.build(target, tmp_path_factory.mktemp(f"{target}_opt"))
+    return ref, opt
+
+
+@pytest.fixture(scope="module")
+def host_exes(tmp_path_factory):
+    return _exes(tmp_path_factory, "host")
+
+
+@pytest.fixture(scope="module")
+def m7_exes(tmp_path_factory):
+    return _exes(tmp_path_factory, "m7")
+
+
+def _same(exes, target, plan, xs, ys, evals):
+    ref, opt = (runner.run(e, plan.data, list(zip(xs, ys)), evals, target=target) for e in exes)
+    assert ref.status == 0, ref.message
+    assert opt.status == 0, opt.message
+    assert [v.tobytes() for v in opt.losses] == [v.tobytes() for v in ref.losses]
+    assert opt.classes == ref.classes
+    assert opt.logits == ref.logits
+    assert opt.params == ref.params
+    return ref, opt
+
+
+# -- networks aimed at the optimised kernels' edge cases --------------------
+
+def _pw_net(seed):
+    """Pointwise with odd channel counts and pixel counts, then 1x1 stride 2."""
+    b = NetBuilder((5, 7, 3), seed=seed)
+    b.pointwise(5, act="relu")           # cin 3 (< 4), cout odd, 35 pixels (odd)
+    b.pointwise(13, act="relu6")         # cin 5, cout 13
+    b.pointwise(8, act=None)             # cin 13: a 4-chunk and a tail of 1
+    b.pointwise(6, act="relu")
+    b.conv(6, k=1, stride=2, act="relu")  # 1x1 stride 2: im2col path
+    b.fc(3)
+    return b
+
+
+def _conv_net(seed):
+    """k x k convs with padding, stride 1 and 2, odd sizes, channel tails."""
+    b = NetBuilder((9, 11, 3), seed=seed)
+    b.conv(7, k=3, stride=2, act="relu6")   # the stem shape: 27 taps
+    b.conv(5, k=5, stride=1, act="relu")    # padding 2, 175 taps
+    b.conv(6, k=3, stride=2, act=None, pad=(0, 0))
+    b.conv(3, k=1, stride=1, act="relu")
+    b.fc(4)
+    return b
+
+
+def _dw4_net(seed):
+    """Depthwise on channel counts that are multiples of 4 (4 channels at a time)."""
+    b = NetBuilder((11, 9, 3), seed=seed)
+    b.conv(8, k=3, stride=1, act="relu6")
+    b.dwconv(3, 1, act="relu6")
+    b.dwconv(5, 2, act=None)
+    b.pointwise(12, act="relu")
+    b.dwconv(7, 1, act="relu6")
+    b.dwconv(3, 2, act="relu6")
+    b.pointwise(4, act="relu")
+    b.fc(3)
+    return b
+
+
+def _dw_net(seed):
+    """Depthwise 3/5/7, stride 1 and 2, channel counts 1..9, odd sizes."""
+    b = NetBuilder((13, 9, 1), seed=seed)
+    b.dwconv(3, 1, act="relu6")           # one channel
+    b.pointwise(7, act="relu")
+    b.dwconv(5, 2, act="relu6")
+    b.pointwise(9, act="relu")
+    b.dwconv(7, 1, act=None)
+    b.dwconv(3, 2, act="relu6")
+    b.dwconv(7, 2, act="relu6")           # more padding than input
+    b.avgpool()
+    b.fc(5)
+    return b
+
+
+def _big_net(seed):
+    """Layers beyond the stack budget run the reference kernels."""
+    b = NetBuilder((3, 170, 2), seed=seed)
+    b.dwconv(7, 1, act="relu6")           # window rows of 177 x 7 int16: too big
+    b.conv(30, k=1, act="relu")
+    b.conv(4, k=5, stride=2, act="relu")  # 750 taps per pixel: too big
+    b.pointwise(600, act="relu")
+    b.pointwise(3, act="relu")            # trained: a permuted column of 600: too big
+    b.fc(3)
+    return b
+
+
+def _wide_pw_net(seed):
+    """A trained pointwise layer with many input channels (perm column near the budget)."""
+    b = NetBuilder((2, 2, 6), seed=seed)
+    b.pointwise(576, act="relu")
+    b.pointwise(7, act="relu")
+    b.fc(3)
+    return b
+
+
+SHAPED = {"pw": _pw_net, "conv": _conv_net, "dw": _dw_net, "dw4": _dw4_net, "big": _big_net, "wide_pw": _wide_pw_net}
+
+
+def _schemes(graph):
+    names = [layer.name for layer in graph.param_layers]
+    return {
+        "full": Scheme.full(graph),
+        "full_residue": Scheme.full(graph, residue=True),
+        # partly trained layers: n_train not a multiple of 4, perm everywhere
+        "partial": Scheme(bias=set(names[::2]), weights={n: r for n, r in zip(names, (0.3, 0.5, 0.75, 1.0) * 9)}),
+        "sparse": netzoo.sparse_scheme(graph),
+        "frozen": Scheme.last_layers(graph, n_bias=1, n_weights=0),
+        # frozen middle (no perm there) with gradients flowing through it to the stem
+        "stem": Scheme(bias=set(names), weights={names[0]: 0.5, names[-1]: 1.0}),
+    }
+
+
+def _samples(b, graph, n, seed):
+    rng = np.random.default_rng(seed)
+    xs = quantize_input(graph, rng.uniform(-1, 1, size=(n,) + b.input_shape))
+    ncls = graph.tensors[graph.output].numel
+    return [x.reshape(-1) for x in xs], [int(v) for v in rng.integers(0, ncls, size=n)]
+
+
+def _shaped_case(name, scheme, seed=0, **kw):
+    b = SHAPED[name](seed)
+    graph = b.quantize(netzoo.calib(b, n=8, seed=seed))
+    plan = compile_model(graph, _schemes(graph)[scheme], **kw)
+    xs, ys = _samples(b, graph, 3, seed + 1)
+    return plan, xs, ys
+
+
+@pytest.mark.parametrize("name", sorted(netzoo.ZOO))
+@pytest.mark.parametrize("scheme", sorted(netzoo.SCHEMES))
+def test_zoo_host(host_exes, name, scheme):
+    b, g, plan = netzoo.build(name, scheme, seed=11)
+    xs, ys = netzoo.samples(b, g, 4, seed=12)
+    _same(host_exes, "host", plan, xs, ys, xs[:2])
+
+
+@pytest.mark.parametrize("name", sorted(SHAPED))
+@pytest.mark.parametrize("scheme", ["full", "full_residue", "partial", "sparse", "frozen", "stem"])
+def test_shaped_host(host_exes, name, scheme):
+    plan, xs, ys = _shaped_case(name, scheme)
+    ref, opt = _same(host_exes, "host", plan, xs, ys, xs[:2])
+    if scheme != "frozen":
+        assert len(set(ref.losses)) > 1  # training moved something
+
+
+@pytest.mark.parametrize("name", sorted(SHAPED))
+@pytest.mark.parametrize("scheme", ["full", "partial", "sparse", "frozen", "stem"])
+def test_shaped_every_tensor(name, scheme):
+    """Every activation, mask, saved input and gradient of a step of the
+    simulator (the optimised kernels' plain C path) equals the numpy reference."""
+    plan, xs, ys = _shaped_case(name, scheme, reuse_memory=False)
+    compare_step(plan, xs[0], ys[0])
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_shapes_host(host_exes, seed):
+    """Random chains of every layer kind; shapes drawn per seed."""
+    rng = np.random.default_rng(100 + seed)
+    h, w = (int(v) for v in rng.integers(3, 12, size=2))
+    b = NetBuilder((h, w, int(rng.integers(1, 6))), seed=seed)
+    for _ in range(int(rng.integers(2, 5))):
+        hh, ww = b.shapes[b.last][:2]
+        kind = rng.choice(["pw", "dw", "conv"])
+        if kind == "pw":
+            b.pointwise(int(rng.integers(1, 11)), act=rng.choice([None, "relu", "relu6"]))
+        elif kind == "dw":
+            k = int(rng.choice([3, 5, 7]))
+            b.dwconv(k, int(rng.choice([1, 2])) if min(hh, ww) > 2 else 1, act=rng.choice([None, "relu6"]))
+        else:
+            b.conv(int(rng.integers(1, 9)), k=int(rng.choice([1, 3, 5])),
+                   stride=int(rng.choice([1, 2])) if min(hh, ww) > 2 else 1, act="relu")
+    b.fc(int(rng.integers(2, 6)))
+    graph = b.quantize(netzoo.calib(b, n=8, seed=seed))
+    for scheme in (Scheme.full(graph, residue=bool(seed % 2)), _schemes(graph)["partial"]):
+        plan = compile_model(graph, scheme)
+        xs, ys = _samples(b, graph, 2, seed)
+        _same(host_exes, "host", plan, xs, ys, xs[:1])
+
+
+def _retuned_adds(plan, extra_shift, lo, hi):
+    """The plan with every add's shift raised (its result scaled down) and its
+    clamp narrowed: add shifts >= 32 and mask bits of 0 are rare otherwise."""
+    m = mf.Model.parse(plan.data)
+    for layer in m.layers:
+        if layer.kind == mf.L_ADD:
+            layer.shift = min(layer.shift + extra_shift, 62)
+            layer.act_min, layer.act_max = lo, hi
+    return m.pack()
+
+
+@pytest.mark.parametrize("target", ["host", "m7"])
+@pytest.mark.parametrize("extra_shift,lo,hi", [(0, -128, 127), (1, -5, 9), (3, -30, 2), (6, 0, 127)])
+def test_add_shifts_and_clamps(request, target, extra_shift, lo, hi):
+    exes = request.getfixturevalue(f"{target}_exes")
+    b, g, plan = netzoo.build("mbnet", "full", seed=15)
+    data = _retuned_adds(plan, extra_shift, lo, hi)
+    xs, ys = netzoo.samples(b, g, 3, seed=16)
+    ref, opt = (runner.run(e, data, list(zip(xs, ys)), xs[:2], target=target) for e in exes)
+    assert ref.status == 0 and opt.status == 0, ref.message + opt.message
+    assert [v.tobytes() for v in opt.losses] == [v.tobytes() for v in ref.losses]
+    assert (opt.logits, opt.params) == (ref.logits, ref.params)
+
+
+@pytest.mark.parametrize("name,scheme", [("mbnet", "sparse"), ("cnn", "full_residue")])
+def test_zoo_m7(m7_exes, name, scheme):
+    b, g, plan = netzoo.build(name, scheme, seed=13)
+    xs, ys = netzoo.samples(b, g, 3, seed=14)
+    ref, opt = _same(m7_exes, "m7", plan, xs, ys, xs[:1])
+    assert sum(opt.step_instructions) < sum(ref.step_instructions)
+
+
+@pytest.mark.parametrize("name", sorted(SHAPED))
+@pytest.mark.parametrize("scheme", ["partial", "sparse", "stem"])
+def test_shaped_m7(m7_exes, name, scheme):
+    """The DSP path (SXTB16/SMLAD) on the emulated Cortex-M7."""
+    plan, xs, ys = _shaped_case(name, scheme, seed=3)
+    _same(m7_exes, "m7", plan, xs, ys, xs[:1])
