@@ -105,6 +105,7 @@ class Net:
             mult_off=bl.add(np.array(mults, dtype=np.int32)),
             shift_off=bl.add(np.array(shifts, dtype=np.int8)),
             gscale_off=bl.add(gs), wscale_max=float(F32(s_w.max())),
+                    wscale_off=bl.add(s_w.astype(np.float32)),
             perm_off=bl.add(perm),
             qas_w_off=bl.add((s_x / s_w).astype(np.float32)),
             qas_b_off=bl.add((1.0 / (s_w * s_x)).astype(np.float32)),
@@ -588,17 +589,14 @@ def test_backward_matches_float_backprop():
             nt = L.n_train
             if nt:
                 A, scale = r.weight_grad_arrays[(li, "w")]
-                got = A * float(scale)
+                got = A * scale.astype(np.float64)  # per output channel
                 want = dW_st[:nt] if net.info[li]["depthwise"] else dW_st[..., :nt]
                 tol = 1e-5 * np.max(np.abs(want)) + 1e-12
                 assert np.max(np.abs(got - want)) <= tol, (li, np.max(np.abs(got - want)), tol)
                 # the dict view agrees with the arrays
                 flat = A.ravel()
                 for i in (0, flat.size - 1):
-                    assert r.weight_grads[(li, i)] == (int(flat[i]), scale)
-                s_x = F32(net.tensors[L.inp].scale)
-                g_out = [op for op in r.model.ops if op.kind == mf.OP_BWD and op.layer == li][0].t[0]
-                assert scale == F32(r.grads[g_out][0] * s_x)
+                    assert r.weight_grads[(li, i)] == (int(flat[i]), scale.ravel()[i * scale.size // flat.size])
                 # SGD direction: changed weights moved against the gradient
                 dw = r.w_tr[li] - w_before[li]
                 moved = dw != 0

@@ -2,7 +2,7 @@
 
 This is the host half of the engine: autodiff and pruning (only gradients
 somebody needs are computed), operator reordering (each layer's update is
-fused into its gradient kernel and runs before its input gradient), the
+fused into its gradient kernel, so no weight gradient is ever stored), the
 choice of trained channels, the QAS factors, and the memory plan (every
 tensor placed in one arena by lifetime, first fit, largest first).
 """
@@ -329,7 +329,13 @@ def compile_model(graph: QGraph, scheme: Scheme, reuse_memory: bool = True) -> P
                                                      2 ** 31 - 1).astype(np.int32))
                 rec.wscale_max = swmax
             sw_guarded = np.maximum(sw, QAS_DEAD_CHANNEL_FLOOR * swmax)
-            if nt:
+            if nt and layer.name in needs_input_grad:
+                # The update reads the gradient after the input-gradient prescale,
+                # which multiplied channel c by s_w[c] / max(s_w): divide it out.
+                qw = x.scale / (np.maximum(sw, 1e-30) * sw_guarded) if scheme.qas else \
+                    np.full_like(sw, x.scale)
+                rec.qas_w_off = blob.add(qw.astype(np.float32))
+            elif nt:
                 qw = x.scale / sw_guarded if scheme.qas else x.scale * sw
                 rec.qas_w_off = blob.add(qw.astype(np.float32))
             if layer.name in scheme.bias:

@@ -282,6 +282,8 @@ class _Layer:
         g = arr(rec.gscale_off, "i4", cout)
         self.gscale = None if g is None else g.astype(I64)
         self.wscale_max = F32(rec.wscale_max)
+        ws = arr(rec.wscale_off, "f4", cout)
+        self.w_scale = None if ws is None else ws.astype(F32)
         p = arr(rec.perm_off, "u2", nperm)
         self.perm = np.arange(nperm, dtype=np.intp) if p is None else p.astype(np.intp)
         qw = arr(rec.qas_w_off, "f4", cout)
@@ -487,14 +489,23 @@ class Reference:
                 self.weight_grads[(li, BIAS_KEY | c)] = (int(A[c]), s_g)
             self.weight_grad_arrays[(li, "b")] = (A, s_g)
 
-        # 3. trained weights
+        # 3. input gradient, with the weights before this step's update
+        if op.t[3] != NONE:
+            self._bwd_input(L, op, G, s_g)
+            s_used, G_used = self._g[op.t[0]]
+            s_used = self._s_prescaled if self._s_prescaled is not None else s_used
+        else:
+            s_used, G_used = s_g, G
+        # 4. trained weights: from G' (prescaled, when an input gradient was
+        #    taken) or G; the model's factors account for which
+        k_used = F32(F32(self.lr * L.lr_scale) * s_used)
         if L.n_train > 0:
             nt = L.n_train
             sv = self.saved[op.t[2]].astype(I64).reshape(L.tin.h, L.tin.w, nt) - L.z_x
             sp = _padded(sv, rec.pad_top, rec.pad_left, (oh - 1) * s + rec.kh, (ow - 1) * s + rec.kw)
             if L.kind == mf.L_CONV:
                 A = np.zeros((cout, rec.kh, rec.kw, nt), dtype=I64)
-                G2 = G.reshape(-1, cout).T
+                G2 = G_used.reshape(-1, cout).T
                 for kh in range(rec.kh):
                     for kw in range(rec.kw):
                         sl = sp[kh:kh + (oh - 1) * s + 1:s, kw:kw + (ow - 1) * s + 1:s, :]
@@ -502,13 +513,13 @@ class Reference:
                 qas = L.qas_w[:, None, None, None]
             else:
                 A = np.zeros((nt, rec.kh, rec.kw), dtype=I64)
-                Gt = G[:, :, L.perm[:nt]]
+                Gt = G_used[:, :, L.perm[:nt]]
                 for kh in range(rec.kh):
                     for kw in range(rec.kw):
                         sl = sp[kh:kh + (oh - 1) * s + 1:s, kw:kw + (ow - 1) * s + 1:s, :]
                         A[:, kh, kw] = (Gt * sl).sum(axis=(0, 1))
                 qas = L.qas_w[L.perm[:nt]][:, None, None]
-            u = (f32_i64(A) * k) * qas
+            u = (f32_i64(A) * k_used) * qas
             w = self.w_tr[li]
             if L.residue:
                 r = self.w_res[li]
@@ -518,18 +529,29 @@ class Reference:
                 self.w_tr[li] = w_new
             else:
                 self.w_tr[li] = np.clip(w - rint_sat(u, 255), -127, 127)
-            scale = F32(s_g * L.s_x)
+            scale = F32(s_used * L.s_x)
+            if op.t[3] != NONE and L.w_scale is not None:  # real gradient: A' * s' * s_x / s_w[c]
+                sw = L.w_scale if L.kind == mf.L_CONV else L.w_scale[L.perm[:nt]]
+                ch_scale = (scale / sw.astype(F32)).astype(F32)
+            else:
+                ch_scale = np.full(A.shape[0], scale, dtype=F32)
             flat = A.ravel()
+            per = flat.size // A.shape[0]
             for i in range(flat.size):
-                self.weight_grads[(li, i)] = (int(flat[i]), scale)
-            self.weight_grad_arrays[(li, "w")] = (A, scale)
+                self.weight_grads[(li, i)] = (int(flat[i]), F32(ch_scale[i // per]))
+            self.weight_grad_arrays[(li, "w")] = (A, ch_scale.reshape((-1,) + (1,) * (A.ndim - 1)))
 
-        # 4. input gradient
-        if op.t[3] == NONE:
-            return
+
+    def _bwd_input(self, L, op, G, s_g):
+        rec = L.rec
+        li = L.index
+        s = rec.stride
+        oh, ow, cout = G.shape
+        self._s_prescaled = None
         gmax = int(np.abs(G).max()) if G.size else 0
         if gmax == 0:
             self._set_grad(op.t[3], F32(0), np.zeros(L.tin.numel, dtype=I64))
+            self._s_prescaled = F32(0)
             return
         if L.gscale is None:
             raise ValueError(f"layer {li}: input gradient needs gscale")
@@ -537,6 +559,7 @@ class Reference:
         Gp = rs(G * L.gscale, 31 - k2)
         self._g[op.t[0]] = (s_g, Gp)  # t0 is prescaled in place (its scale field is kept)
         s_p = F32(F32(s_g * pow2(-k2)) * L.wscale_max)
+        self._s_prescaled = s_p
         W = self.weights(li)
         H, Wd = L.tin.h, L.tin.w
         hp = max((oh - 1) * s + rec.kh, rec.pad_top + H)
@@ -560,6 +583,7 @@ class Reference:
         r = bitlen(L.taps)
         dX = _clamp32(rs(acc, r))
         self._set_grad(op.t[3], F32(s_p * pow2(r)), dX)
+
 
     def _bwd_add(self, L, op):
         s_g, G = self._g[op.t[0]]

@@ -2,12 +2,12 @@
  * Backward kernels, reference versions.
  *
  * Gradients are block floating point: int32 values and one float scale per
- * tensor (docs/arithmetic.md). Per layer, in this order (operator reordering):
+ * tensor (docs/arithmetic.md). Per layer, in this order:
  *   1. clamp mask on the output gradient;
  *   2. bias gradient, applied at once;
- *   3. weight gradient of the trained channels, each element applied as soon
- *      as it is summed (the weight-gradient tensor never exists);
- *   4. input gradient, with the updated weights, after the saved input died.
+ *   3. input gradient (if needed), with the weights as they were;
+ *   4. weight gradient of the trained channels, each element applied as soon
+ *      as it is summed (the weight-gradient tensor never exists).
  * All sums are integer (int64); floats only scale single elements.
  */
 #include <string.h>
@@ -80,7 +80,7 @@ static int64_t weight_grad(const tt_layer_rec *L, const tt_tensor_rec *in, const
 }
 
 static void update_weights(tt_trainer *t, uint32_t li, const tt_layer_rec *L, const int32_t *g,
-                           uint32_t saved_id, float sg, float k) {
+                           uint32_t saved_id, float sg, float k, const float *hook_div) {
     const tt_model *m = &t->model;
     const tt_tensor_rec *in = tt_tensor(m, L->in), *out = tt_tensor(m, L->out);
     const int8_t *s = tt_act_data(t, saved_id);
@@ -100,7 +100,7 @@ static void update_weights(tt_trainer *t, uint32_t li, const tt_layer_rec *L, co
                 const uint32_t idx = L->kind == TT_L_DWCONV ? j * kk + r : (c * kk + r) * nt + j;
                 const int64_t a = weight_grad(L, in, out, g + ch, C, s + j, nt, kh, kw);
                 if (t->grad_hook) {
-                    t->grad_hook(t->grad_hook_ctx, li, idx, a, scale);
+                    t->grad_hook(t->grad_hook_ctx, li, idx, a, scale / (hook_div ? hook_div[ch] : 1.0f));
                 }
                 update_weight(w + idx, res ? res + idx : NULL, (tt_f32_from_i64(a) * k) * qas[ch]);
             }
@@ -233,14 +233,14 @@ void tt_backward_layer(tt_trainer *t, uint32_t li, const tt_op_rec *op) {
 #endif
                 update_biases(t, li, L, g, npos, out->c, sg, k);
         }
-        if (L->n_train) {
-#if TT_OPTIMIZED
-            if (!tt_update_weights_opt(t, li, L, g, op->t[2], sg, k))
-#endif
-                update_weights(t, li, L, g, op->t[2], sg, k);
-        }
         if (op->t[3] != TT_NONE) {
+            /* The input gradient is taken with the weights before this step's
+               update (true SGD); the weight update then reads the prescaled
+               gradient G' = G s_w[c] / s_wmax 2^k, and the model's weight
+               factors for such a layer carry the extra 1/s_w[c]. */
             float sgp;
+            const float *hook_div = t->grad_hook && L->wscale_off != TT_NO_OFFSET
+                                        ? TT_BLOB(m, float, L->wscale_off) : NULL;
 #if TT_OPTIMIZED
             if (!tt_prescale_opt(m, L, g, n, out->c, sg, &sgp))
 #endif
@@ -249,6 +249,18 @@ void tt_backward_layer(tt_trainer *t, uint32_t li, const tt_op_rec *op) {
             if (!tt_input_grad_opt(t, L, g, sgp, op->t[3]))
 #endif
                 input_grad_conv(t, L, g, sgp, op->t[3]);
+            if (L->n_train) {
+                const float kp = (t->lr * L->lr_scale) * sgp;
+#if TT_OPTIMIZED
+                if (!tt_update_weights_opt(t, li, L, g, op->t[2], sgp, kp, hook_div))
+#endif
+                    update_weights(t, li, L, g, op->t[2], sgp, kp, hook_div);
+            }
+        } else if (L->n_train) {
+#if TT_OPTIMIZED
+            if (!tt_update_weights_opt(t, li, L, g, op->t[2], sg, k, NULL))
+#endif
+                update_weights(t, li, L, g, op->t[2], sg, k, NULL);
         }
     }
 }

@@ -28,10 +28,10 @@
 /* The reference's update_weight (tt_backward.c), the same operations in the
    same order, and its grad hook; only the bit length is found faster. */
 static void weight_step(tt_trainer *t, uint32_t li, int8_t *w, int8_t *res, uint32_t idx, int64_t a, float scale,
-                        float k, float qas) {
+                        float scale_div, float k, float qas) {
     float u;
     if (t->grad_hook) {
-        t->grad_hook(t->grad_hook_ctx, li, idx, a, scale);
+        t->grad_hook(t->grad_hook_ctx, li, idx, a, scale / scale_div);
     }
     u = (tt_f32_from_i64_fast(a) * k) * qas;
     if (res) {
@@ -159,7 +159,7 @@ static void tap_range(uint32_t k, uint32_t pad, uint32_t s, uint32_t n, uint32_t
 /* Depthwise weight gradient: per tap the rectangle of output positions whose
    input lies inside, walked with pointers (the reference tests every one). */
 static void dw_update_weights(tt_trainer *t, uint32_t li, const tt_layer_rec *L, const int32_t *g,
-                              uint32_t saved_id, float sg, float k) {
+                              uint32_t saved_id, float sg, float k, const float *hook_div) {
     const tt_model *m = &t->model;
     const tt_tensor_rec *in = tt_tensor(m, L->in), *out = tt_tensor(m, L->out);
     const int8_t *s = tt_act_data(t, saved_id);
@@ -187,7 +187,7 @@ static void dw_update_weights(tt_trainer *t, uint32_t li, const tt_layer_rec *L,
                     a += (int64_t)*gp * (*sp - zx);
                 }
             }
-            weight_step(t, li, w, res, j * kk + r, a, scale, k, qas[ch]);
+            weight_step(t, li, w, res, j * kk + r, a, scale, hook_div ? hook_div[ch] : 1.0f, k, qas[ch]);
         }
     }
 }
@@ -196,7 +196,7 @@ static void dw_update_weights(tt_trainer *t, uint32_t li, const tt_layer_rec *L,
    covers the whole input (FC): both are sum_p g[p][c] (s[p][j] - z) with p
    running over the positions of one output pixel's window. */
 int tt_update_weights_opt(tt_trainer *t, uint32_t li, const tt_layer_rec *L, const int32_t *g, uint32_t saved_id,
-                          float sg, float k) {
+                          float sg, float k, const float *hook_div) {
     const tt_model *m = &t->model;
     const tt_tensor_rec *in = tt_tensor(m, L->in), *out = tt_tensor(m, L->out);
     const int8_t *s = tt_act_data(t, saved_id);
@@ -218,7 +218,7 @@ int tt_update_weights_opt(tt_trainer *t, uint32_t li, const tt_layer_rec *L, con
         gstride = 0u;
         kk = (uint32_t)L->kh * L->kw;
     } else if (L->kind == TT_L_DWCONV) {
-        dw_update_weights(t, li, L, g, saved_id, sg, k);
+        dw_update_weights(t, li, L, g, saved_id, sg, k, hook_div);
         return 1;
     } else {
         return 0;
@@ -226,6 +226,7 @@ int tt_update_weights_opt(tt_trainer *t, uint32_t li, const tt_layer_rec *L, con
     sstride = nt;
     for (uint32_t c = 0; c < C; c++) {
         const int32_t *gc = g + c;
+        const float div = hook_div ? hook_div[c] : 1.0f;
         int64_t gsum = 0;
         for (uint32_t p = 0; p < npos; p++) {
             gsum += gc[p * gstride];
@@ -245,10 +246,10 @@ int tt_update_weights_opt(tt_trainer *t, uint32_t li, const tt_layer_rec *L, con
                     a2 += gv * (int8_t)((v >> 16) & 0xFFu);
                     a3 += gv * (int8_t)(v >> 24);
                 }
-                weight_step(t, li, w, res, base + j, a0 - zx * gsum, scale, k, qas[c]);
-                weight_step(t, li, w, res, base + j + 1u, a1 - zx * gsum, scale, k, qas[c]);
-                weight_step(t, li, w, res, base + j + 2u, a2 - zx * gsum, scale, k, qas[c]);
-                weight_step(t, li, w, res, base + j + 3u, a3 - zx * gsum, scale, k, qas[c]);
+                weight_step(t, li, w, res, base + j, a0 - zx * gsum, scale, div, k, qas[c]);
+                weight_step(t, li, w, res, base + j + 1u, a1 - zx * gsum, scale, div, k, qas[c]);
+                weight_step(t, li, w, res, base + j + 2u, a2 - zx * gsum, scale, div, k, qas[c]);
+                weight_step(t, li, w, res, base + j + 3u, a3 - zx * gsum, scale, div, k, qas[c]);
             }
             for (; j < nt; j++) {
                 int64_t a = 0;
@@ -256,7 +257,7 @@ int tt_update_weights_opt(tt_trainer *t, uint32_t li, const tt_layer_rec *L, con
                 for (uint32_t p = 0; p < npos; p++, sp += sstride) {
                     a += (int64_t)gc[p * gstride] * *sp;
                 }
-                weight_step(t, li, w, res, base + j, a - zx * gsum, scale, k, qas[c]);
+                weight_step(t, li, w, res, base + j, a - zx * gsum, scale, div, k, qas[c]);
             }
         }
     }

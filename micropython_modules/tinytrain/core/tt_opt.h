@@ -104,7 +104,7 @@ int tt_conv_opt(tt_trainer *t, const tt_layer_rec *L, uint8_t *mask);
 int tt_dwconv_opt(tt_trainer *t, const tt_layer_rec *L, uint8_t *mask);
 int tt_add_opt(tt_trainer *t, const tt_layer_rec *L, uint8_t *mask);
 int tt_update_weights_opt(tt_trainer *t, uint32_t li, const tt_layer_rec *L, const int32_t *g, uint32_t saved_id,
-                          float sg, float k);
+                          float sg, float k, const float *hook_div);
 int tt_input_grad_opt(tt_trainer *t, const tt_layer_rec *L, int32_t *g, float sgp, uint32_t dx_id);
 int tt_apply_mask_opt(int32_t *g, const uint8_t *mask, uint32_t n);
 int tt_update_biases_opt(tt_trainer *t, uint32_t li, const tt_layer_rec *L, const int32_t *g, uint32_t npos,
