@@ -34,17 +34,19 @@ def mbnet32(seed=0):
     return b
 
 
-def mcunet_case():
+def mcunet_cases():
     """MCUNet-5fps (128x128x3) with the paper's '49kb' sparse scheme, if the
-    converted model is in shared/ beside the repository."""
+    converted model is in shared/ beside the repository: the default plan
+    (fused where the arena needs it), every legal fusion, and none."""
     path = Path(__file__).resolve().parents[2] / "shared" / "models" / "tte" / "mcunet-5fps.pkl"
     if not path.exists():
-        return None, f"mcunet-5fps/49kb: skipped, {path} not found"
+        return [], f"mcunet-5fps/49kb: skipped, {path} not found"
     from tinytrain.convert import tte
     g = tte.load(str(path), n_classes=10)
-    plan = compile_model(g, tte.published_scheme(g, "mcunet-5fps", "49kb"))
+    scheme = tte.published_scheme(g, "mcunet-5fps", "49kb")
     x = np.random.default_rng(0).integers(-128, 128, size=128 * 128 * 3).astype(np.int8)
-    return ("mcunet-5fps/49kb", plan, [x], [3]), None
+    return [(f"mcunet-5fps/49kb{label}", compile_model(g, scheme, fuse=fuse), [x], [3])
+            for label, fuse in (("", True), (" all fused", "all"), (" unfused", False))], None
 
 
 def main():
@@ -67,14 +69,13 @@ def main():
                           ("full", Scheme.full(g))):
         xs, ys = netzoo.samples(b, g, args.steps, seed=1)
         cases.append((f"mbnet32/{label}", compile_model(g, scheme), xs, ys))
-    mcunet, note = mcunet_case()
-    if mcunet:
-        cases.append(mcunet)
+    mcunet, note = mcunet_cases()
+    cases += mcunet
     with tempfile.TemporaryDirectory() as tmp:
         # reference kernels only (-DTT_OPTIMIZED=0) and the optimised ones (the default)
         exes = {"ref": runner.build("m7", Path(tmp) / "ref", ["-DTT_OPTIMIZED=0"]),
                 "opt": runner.build("m7", Path(tmp) / "opt")}
-        print(f"{'model/scheme':22s} {'step ref':>12s} {'step opt':>12s} {'infer ref':>12s} {'infer opt':>12s} "
+        print(f"{'model/scheme':27s} {'step ref':>12s} {'step opt':>12s} {'infer ref':>12s} {'infer opt':>12s} "
               f"{'arena B':>8s} {'params B':>8s} {'stack B':>8s} {'model B':>8s}")
         for label, plan, xs, ys in cases:
             r = {k: runner.run(e, plan.data, list(zip(xs, ys)), xs[:1], target="m7") for k, e in exes.items()}
@@ -84,7 +85,7 @@ def main():
             if r["ref"].params != r["opt"].params or r["ref"].logits != r["opt"].logits:
                 print(f"{label}: optimised and reference kernels differ")
                 continue
-            print(f"{label:22s} {int(np.mean(r['ref'].step_instructions)):12d} "
+            print(f"{label:27s} {int(np.mean(r['ref'].step_instructions)):12d} "
                   f"{int(np.mean(r['opt'].step_instructions)):12d} {r['ref'].predict_instructions[0]:12d} "
                   f"{r['opt'].predict_instructions[0]:12d} {plan.arena_size:8d} {plan.persist_size:8d} "
                   f"{max(r['ref'].stack_bytes, r['opt'].stack_bytes):8d} {len(plan.data):8d}")

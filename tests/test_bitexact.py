@@ -16,6 +16,38 @@ from tinytrain.reference import Reference
 import netzoo
 
 
+def fused_scratch(m, ref):
+    """What each fused op leaves in its ring and row buffer, from the
+    reference's full tensors: {tensor id: {row slot: bytes}}. The ring holds
+    rows [b, h1) of the producer's output in slots from 0, moved down when the
+    next rows would not fit (docs/format.md); the row buffer the last row."""
+    want = {}
+    for op in m.ops[:m.header.n_fwd_ops]:
+        if op.kind != mf.OP_FWD_FUSED:
+            continue
+        B = m.layers[op.layer]
+        if op.t[mf.FUSED_RING] != mf.NONE:
+            x = ref.acts[B.inp]
+            rh = m.tensors[op.t[mf.FUSED_RING]].h
+            slots, b, h1 = {}, 0, 0
+            for oh in range(m.tensors[B.out].h):
+                v0 = oh * B.stride - B.pad_top
+                lo, end = max(v0, 0), min(v0 + B.kh, x.shape[0])
+                if h1 < lo:
+                    b = h1 = lo
+                elif end - b > rh:
+                    for r in range(lo, h1):
+                        slots[r - lo] = x[r].tobytes()
+                    b = lo
+                for r in range(h1, end):
+                    slots[r - b] = x[r].tobytes()
+                h1 = max(h1, end)
+            want[op.t[mf.FUSED_RING]] = slots
+        if op.t[mf.FUSED_ROW] != mf.NONE:
+            want[op.t[mf.FUSED_ROW]] = {0: ref.acts[B.out][-1].tobytes()}
+    return want
+
+
 def compare_step(plan, x, label):
     """One step on both; compare everything the step left in the arena."""
     t = tinytrain.Trainer(plan.data)
@@ -24,10 +56,20 @@ def compare_step(plan, x, label):
     loss_r = ref.step(x, label=label)
     assert loss_c.tobytes() == np.float32(loss_r).tobytes()
     m = plan.model
+    scratch = fused_scratch(m, ref)
     for tid, rec in enumerate(m.tensors):
         if rec.flags & mf.TF_EXTERNAL:
             continue
+        if rec.flags & mf.TF_STREAMED:
+            with pytest.raises(ValueError, match="no arena storage"):
+                t.tensor(tid, rec.size)
+            continue
         got = t.tensor(tid, rec.size)
+        if tid in scratch:
+            row = rec.w * rec.c
+            for slot, want in scratch[tid].items():
+                assert got[slot * row:(slot + 1) * row] == want, f"{plan.tensors[tid].name} slot {slot} differs"
+            continue
         if rec.kind == mf.T_ACT:
             want = ref.acts[tid].astype(np.int8).tobytes()
         elif rec.kind == mf.T_MASK:

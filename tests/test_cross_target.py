@@ -34,8 +34,9 @@ def m7_exe(tmp_path_factory):
     return runner.build("m7", tmp_path_factory.mktemp("m7"))
 
 
+# mbnet/bias_only runs fused ops (expand + depthwise + project); test_fusion.py has more
 CASES = [("mlp", "full_residue"), ("cnn", "full"), ("mbnet", "sparse"), ("mbnet", "full_residue"),
-         ("cnn", "bias_only")]
+         ("cnn", "bias_only"), ("mbnet", "bias_only")]
 
 
 def _check(exe, target, name, scheme):

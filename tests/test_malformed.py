@@ -12,6 +12,8 @@ import tinytrain
 from tinytrain import _native, runner
 from tinytrain import modelfile as mf
 
+from tinytrain.compiler import compile_model
+
 import netzoo
 
 
@@ -133,6 +135,149 @@ CASES = {
 }
 
 
+# -- fused ops (docs/format.md): a depthwise layer run row by row with its
+# producer (a ring of rows) and/or its 1x1 consumer (one row) -------------
+
+@pytest.fixture(scope="module")
+def good_fused():
+    b, g, _ = netzoo.build("mbnet", "bias_only", seed=1)
+    plan = compile_model(g, netzoo.SCHEMES["bias_only"](g), fuse="all")
+    ops = [op for op in plan.model.ops if op.kind == mf.OP_FWD_FUSED]
+    # conv1+dwconv2+conv3 (no mask), conv5+dwconv6+conv7 (conv7's bias is trained: a mask)
+    assert len(ops) == 2 and ops[1].t[mf.FUSED_MASK] != mf.NONE
+    return plan.data
+
+
+def fused(m, i=0):
+    return [op for op in m.ops if op.kind == mf.OP_FWD_FUSED][i]
+
+
+def set_fused(i=0, **slots):
+    """Set op fields of the i-th fused op: layer=..., or slot name (A, RING, C, ROW, MASK) or t5."""
+    def fn(m):
+        op = fused(m, i)
+        for k, v in slots.items():
+            if k == "layer":
+                op.layer = v(m) if callable(v) else v
+            else:
+                idx = 5 if k == "t5" else getattr(mf, f"FUSED_{k}")
+                op.t[idx] = v(m) if callable(v) else v
+    return edit(fn)
+
+
+def layer_id(m, pred):
+    return next(i for i, L in enumerate(m.layers) if pred(L))
+
+
+def resize_rows(slot, dh, dw=0, i=0):
+    """The ring or row tensor of the i-th fused op dh rows (dw columns) more, its size to match."""
+    def fn(m):
+        t = m.tensors[fused(m, i).t[getattr(mf, f"FUSED_{slot}")]]
+        t.h += dh
+        t.w += dw
+        t.size = t.h * t.w * t.c
+        m.header.arena_size = max(m.header.arena_size, (t.arena_off + t.size + 3) // 4 * 4)
+    return edit(fn)
+
+
+def set_tensor(getter, **kw):
+    return set_attr(getter, **kw)
+
+
+def streamed_ids(m):
+    return [i for i, t in enumerate(m.tensors) if t.flags & mf.TF_STREAMED]
+
+
+def store_producer_output(m):
+    """The producer's output an ordinary stored tensor (inside the arena)."""
+    t = m.tensors[m.layers[fused(m).t[mf.FUSED_A]].out]
+    t.flags, t.arena_off = 0, 0
+    m.header.arena_size = max(m.header.arena_size, (t.size + 3) // 4 * 4)
+
+
+def downgrade_fused(m):
+    op = fused(m)
+    op.kind, op.t = mf.OP_FWD, [mf.NONE] * 6  # a plain forward op of the depthwise: reads a streamed tensor
+
+
+def other_mask(m):
+    op = fused(m, 1)
+    op.t[mf.FUSED_MASK] = next(i for i, t in enumerate(m.tensors)
+                               if t.kind == mf.T_MASK and i != op.t[mf.FUSED_MASK])
+
+
+FUSED_MALFORMED = {
+    "fused: layer not depthwise": (set_fused(layer=lambda m: fused(m).t[mf.FUSED_A]), "op"),
+    "fused: layer out of range": (set_fused(layer=0x7FFF), "op"),
+    "fused: producer is the depthwise": (set_fused(A=lambda m: fused(m).layer), "op"),
+    "fused: producer of another tensor": (set_fused(A=0), "op"),
+    "fused: producer out of range": (set_fused(A=0x7FF0), "op"),
+    "fused: consumer not 1x1": (set_fused(C=0), "op"),
+    "fused: consumer of another tensor": (set_fused(C=lambda m: fused(m, 1).t[mf.FUSED_C]), "op"),
+    "fused: no producer, no consumer": (set_fused(A=mf.NONE, RING=mf.NONE, C=mf.NONE, ROW=mf.NONE), "op"),
+    "fused: producer without ring": (set_fused(RING=mf.NONE), "op"),
+    "fused: ring is a mask": (set_fused(RING=lambda m: fused(m, 1).t[mf.FUSED_MASK]), "op"),
+    "fused: ring is the row": (set_fused(RING=lambda m: fused(m).t[mf.FUSED_ROW]), "op"),
+    "fused: ring is streamed": (set_fused(RING=lambda m: streamed_ids(m)[0]), "op"),
+    "fused: ring short a row": (resize_rows("RING", -1), "op"),
+    "fused: ring too narrow": (resize_rows("RING", 0, -1), "op"),
+    "fused: ring quantised otherwise": (set_tensor(lambda m: m.tensors[fused(m).t[mf.FUSED_RING]], zero=3), "op"),
+    "fused: consumer without row": (set_fused(ROW=mf.NONE), "op"),
+    "fused: row too narrow": (resize_rows("ROW", 0, -1), "op"),
+    "fused: row is the ring (other quantisation)": (set_fused(ROW=lambda m: fused(m).t[mf.FUSED_RING]), "op"),
+    "fused: row too wide": (resize_rows("ROW", 0, 1), "op"),
+    "fused: mask of another size": (edit(other_mask), "op"),
+    "fused: mask is the ring": (set_fused(1, MASK=lambda m: fused(m, 1).t[mf.FUSED_RING]), "op"),
+    "fused: last slot used": (set_fused(t5=0), "op"),
+    "fused: producer output stored": (edit(store_producer_output), "op"),
+    "plain op on a streamed tensor": (edit(downgrade_fused), "op"),
+    "streamed tensor with storage": (set_tensor(lambda m: m.tensors[streamed_ids(m)[0]], arena_off=0), "tensor"),
+    "streamed input": (set_tensor(lambda m: m.tensors[m.header.input_tensor], flags=mf.TF_STREAMED), "tensor"),
+    "streamed and external": (set_tensor(lambda m: m.tensors[streamed_ids(m)[0]], flags=3), "tensor"),
+    "streamed logits": (set_tensor(lambda m: m.tensors[m.header.logits_tensor], flags=mf.TF_STREAMED,
+                                   arena_off=mf.NO_OFFSET), "tensor"),
+    "streamed gradient": (set_tensor(lambda m: next(t for t in m.tensors if t.kind == mf.T_GRAD),
+                                     flags=mf.TF_STREAMED, arena_off=mf.NO_OFFSET), "tensor"),
+    "fused op among the backward ops": (edit(lambda m: setattr(m.header, "n_fwd_ops", m.ops.index(fused(m, 1)))),
+                                        "op"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FUSED_MALFORMED))
+def test_trainer_refuses_fused(good_fused, case):
+    mutate, status = FUSED_MALFORMED[case]
+    with pytest.raises(ValueError, match=rf"\({status}\)$"):
+        tinytrain.Trainer(mutate(good_fused))
+
+
+def test_good_fused_model_opens(good_fused):
+    t = tinytrain.Trainer(good_fused)
+    m = mf.Model.parse(good_fused)
+    assert m.header.version_minor == 1
+    for tid in streamed_ids(m):
+        with pytest.raises(ValueError, match="no arena storage"):
+            t.tensor(tid, 1)
+
+
+def test_fused_random_corruption_never_crashes(good_fused):
+    rng = np.random.default_rng(2)
+    m = mf.Model.parse(good_fused)
+    # flips aimed at the records a fused op rests on, and anywhere
+    ops_at = m.header.ops_off
+    for k in range(300):
+        b = bytearray(good_fused)
+        for _ in range(int(rng.integers(1, 4))):
+            i = int(rng.integers(ops_at, ops_at + 16 * len(m.ops))) if k % 2 else int(rng.integers(16, len(b)))
+            b[i] ^= 1 << int(rng.integers(0, 8))
+        try:
+            t = tinytrain.Trainer(recrc(bytes(b)))
+        except (ValueError, MemoryError):
+            continue
+        x = np.zeros(t.info()["input_bytes"], np.int8)
+        t.step(x.tobytes(), 0)
+        t.predict(x.tobytes())
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_trainer_refuses(good, case):
     mutate, status = CASES[case]
@@ -190,6 +335,29 @@ def test_sanitized_core_refuses_each(good, host_exe):
         res = runner.run(host_exe, mutate(good), job=False)
         assert _native.STATUS[res.status] == status, (case, res.message)
         assert "runtime error" not in res.stdout and "AddressSanitizer" not in res.stdout, case
+
+
+def test_sanitized_core_refuses_each_fused(good_fused, host_exe):
+    for case, (mutate, status) in sorted(FUSED_MALFORMED.items()):
+        res = runner.run(host_exe, mutate(good_fused), job=False)
+        assert _native.STATUS[res.status] == status, (case, res.message)
+        assert "runtime error" not in res.stdout and "AddressSanitizer" not in res.stdout, case
+
+
+def test_sanitized_core_random_corruption_fused(good_fused, host_exe):
+    rng = np.random.default_rng(3)
+    m = mf.Model.parse(good_fused)
+    x = np.zeros(m.tensors[m.header.input_tensor].numel, np.int8)
+    opened = 0
+    for k in range(40):
+        b = bytearray(good_fused)
+        lo, hi = (m.header.ops_off, m.header.ops_off + 16 * len(m.ops)) if k % 2 else (16, len(b))
+        i = int(rng.integers(lo, hi))
+        b[i] ^= 1 << int(rng.integers(0, 8))
+        res = runner.run(host_exe, recrc(bytes(b)), steps=[(x, 0)], evals=[x], job=True)
+        assert "runtime error" not in res.stdout and "AddressSanitizer" not in res.stdout
+        opened += res.status == 0
+    assert opened < 40
 
 
 def test_sanitized_core_random_corruption(good, host_exe):

@@ -105,7 +105,7 @@ def test_bad_model_arguments(model):
     with pytest.raises(FileNotFoundError):
         tinytrain.Trainer("/nonexistent/model.ttm")
     newer = bytearray(plan.data)
-    struct.pack_into("<H", newer, 4, 2)
+    struct.pack_into("<HH", newer, 4, 2, 0)
     with pytest.raises(ValueError, match=r"version 2\.0, this core reads 1\.x"):
         tinytrain.Trainer(bytes(newer))
     with pytest.raises(TypeError, match="lr"):

@@ -4,7 +4,11 @@ This is the host half of the engine: autodiff and pruning (only gradients
 somebody needs are computed), operator reordering (each layer's update is
 fused into its gradient kernel, so no weight gradient is ever stored), the
 choice of trained channels, the QAS factors, and the memory plan (every
-tensor placed in one arena by lifetime, first fit, largest first).
+tensor placed in one arena by lifetime, first fit, largest first), with
+layer fusion: a frozen depthwise layer runs row by row together with the conv
+producing its input and/or the 1x1 conv consuming its output, so those
+intermediate tensors never exist in full (a ring of kernel-height rows, one
+row, instead).
 """
 from __future__ import annotations
 
@@ -131,6 +135,7 @@ class Plan:
     arena_size: int
     live_bytes: list  # per op: persistent + tensors live at that op
     trained_params: int
+    fusions: dict = field(default_factory=dict)  # fused ops: {depthwise: (producer or None, consumer or None)}
 
     @property
     def peak_live(self) -> int:
@@ -146,7 +151,12 @@ class Plan:
         lines = [f"arena {self.arena_size} bytes: {self.persist_size} trained parameters + "
                  f"{self.arena_size - self.persist_size} working memory",
                  f"peak live {self.peak_live} bytes at op {self.peak_op()} ({self.op_names[self.peak_op()]})",
-                 f"trained parameters: {self.trained_params}", "", "op  live_bytes  name"]
+                 f"trained parameters: {self.trained_params}"]
+        streamed = [t for t in self.tensors if t.rec.flags & mf.TF_STREAMED]
+        if streamed:
+            lines.append(f"fused ops: {len(self.fusions)}; streamed row by row, never stored whole: " +
+                         ", ".join(f"{t.name} ({t.rec.size} B)" for t in streamed))
+        lines += ["", "op  live_bytes  name"]
         for i, (name, live) in enumerate(zip(self.op_names, self.live_bytes)):
             lines.append(f"{i:3d} {live:10d}  {name}")
         lines += ["", f"tensors live at the peak (op {self.peak_op()}):"]
@@ -160,9 +170,68 @@ def _requant_arrays(layer: QLayer, sx: float, sy: float) -> tuple:
     return np.array(mults, dtype=np.int32), np.array(shifts, dtype=np.int8)
 
 
-def compile_model(graph: QGraph, scheme: Scheme, reuse_memory: bool = True) -> Plan:
+FUSE_MODES = {True: ("producer", "consumer"), False: (), "all": ("producer", "consumer"),
+              "producer": ("producer",), "consumer": ("consumer",)}
+
+
+def find_fusions(graph: QGraph, needs_grad: set, n_train: dict, mode=True) -> dict:
+    """Depthwise layers to run fused: {dw name: (producer or None, consumer or None)}.
+
+    A frozen depthwise layer B fuses with the conv A producing its input (any
+    kernel: pointwise expand, the stem conv) when A's output feeds only B and
+    needs no gradient (so no clamp mask and no saved copy of it exists), and
+    with a 1x1 stride-1 conv C consuming its output under the same conditions
+    on B's output, when C's weights are frozen (its saved input would be B's
+    output). mode: True/'all', 'producer', 'consumer', False."""
+    kinds = FUSE_MODES[mode]
+    consumers: dict = {}
+    for layer in graph.layers:
+        for name in layer.inputs:
+            consumers.setdefault(name, []).append(layer)
+    producer = {layer.output: layer for layer in graph.layers}
+
+    def streamable(name: str) -> bool:
+        return (name not in (graph.input, graph.output) and name not in needs_grad
+                and len(consumers.get(name, [])) == 1)
+
+    fusions: dict = {}
+    taken: set = set()
+    for b in graph.layers:
+        if b.kind != "dwconv" or n_train.get(b.name):
+            continue
+        a = producer.get(b.inputs[0])
+        if not ("producer" in kinds and a is not None and a.kind == "conv" and a.name not in taken
+                and not n_train.get(a.name) and streamable(b.inputs[0])):
+            a = None
+        cons = consumers.get(b.output, [])
+        c = cons[0] if len(cons) == 1 else None
+        if not ("consumer" in kinds and c is not None and c.kind == "conv" and tuple(c.kernel) == (1, 1)
+                and c.stride == 1 and tuple(c.pad) == (0, 0) and not n_train.get(c.name)
+                and graph.tensors[c.output].shape[:2] == graph.tensors[b.output].shape[:2]
+                and streamable(b.output)):
+            c = None
+        if a or c:
+            fusions[b.name] = (a, c)
+            taken.update(x.name for x in (a, c) if x is not None)
+    return fusions
+
+
+def compile_model(graph: QGraph, scheme: Scheme, reuse_memory: bool = True, fuse=True) -> Plan:
     """reuse_memory=False gives every tensor its own bytes (for inspecting
-    every intermediate after a step; the arena grows accordingly)."""
+    every intermediate after a step; the arena grows accordingly).
+
+    fuse: run frozen depthwise layers row by row together with the conv
+    producing their input and/or the 1x1 conv consuming their output (see
+    find_fusions), so those tensors never exist in full. True (default):
+    the legal fusions the arena needs: starting from all of them, a fusion
+    (its consumer part, its producer part, or whole) is undone when the arena
+    does not grow without it, late layers first, since a fused op costs a
+    little time per row (relatively most in small late layers). 'all':
+    every legal fusion. 'producer' / 'consumer': every legal fusion of that
+    side only. False: none. Results are bit-identical whatever the choice;
+    only the memory plan and the op list differ."""
+    if fuse is not True and fuse not in FUSE_MODES:
+        raise ValueError(f"fuse must be True, False, 'all', 'producer' or 'consumer', not {fuse!r}")
     graph.check()
     if scheme.loss not in ("ce", "mse"):
         raise ValueError(f"loss must be 'ce' or 'mse', not {scheme.loss!r}")
@@ -170,31 +239,6 @@ def compile_model(graph: QGraph, scheme: Scheme, reuse_memory: bool = True) -> P
         layer = graph.layer(name)
         if not layer.has_params:
             raise ValueError(f"layer {name} ({layer.kind}) has no parameters to train")
-
-    # Tensor records for activations, in order of production.
-    tensors: list[PlannedTensor] = []
-    act_id: dict[str, int] = {}
-
-    def new_tensor(name: str, kind: int, shape: tuple, scale=0.0, zero=0, flags=0) -> int:
-        h, w, c = shape
-        n = h * w * c
-        size = {mf.T_ACT: n, mf.T_SAVED: n, mf.T_GRAD: 4 + 4 * n, mf.T_MASK: (n + 7) // 8}[kind]
-        tensors.append(PlannedTensor(name, mf.TensorRec(0, size, kind, flags, h, w, c, float(scale),
-                                                        int(zero), name)))
-        return len(tensors) - 1
-
-    def act(name: str) -> int:
-        if name not in act_id:
-            t = graph.tensors[name]
-            act_id[name] = new_tensor(name, mf.T_ACT, t.shape, t.scale, t.zero,
-                                      mf.TF_EXTERNAL if name == graph.input else 0)
-        return act_id[name]
-
-    act(graph.input)
-    for layer in graph.layers:
-        for name in layer.inputs:
-            act(name)
-        act(layer.output)
 
     # Which tensors need a gradient: those downstream of a trained parameter.
     n_train = {layer.name: scheme.n_train(layer) for layer in graph.param_layers}
@@ -209,68 +253,154 @@ def compile_model(graph: QGraph, scheme: Scheme, reuse_memory: bool = True) -> P
         raise ValueError("no trained layer lies on the path to the output")
 
     layer_index = {layer.name: i for i, layer in enumerate(graph.layers)}
-    ops: list[mf.OpRec] = []
-    op_names: list[str] = []
-    mask_of: dict[str, int] = {}
-    saved_of: dict[str, int] = {}
-    for layer in graph.layers:
-        t = [mf.NONE] * 6
-        # The logits get no clamp mask: a logit stuck at the int8 limit must
-        # still be pushed back by the loss (straight-through at saturation).
-        if layer.output in needs_grad and layer.output != graph.output:
-            t[0] = mask_of[layer.name] = new_tensor(f"{layer.name}.mask", mf.T_MASK,
-                                                    graph.tensors[layer.output].shape)
-        if n_train.get(layer.name):
-            x = graph.tensors[layer.inputs[0]]
-            t[1] = saved_of[layer.name] = new_tensor(f"{layer.name}.saved_input", mf.T_SAVED,
-                                                     (x.shape[0], x.shape[1], n_train[layer.name]),
-                                                     x.scale, x.zero)
-        ops.append(mf.OpRec(mf.OP_FWD, layer_index[layer.name], t))
-        op_names.append(f"forward {layer.name}")
-    n_fwd = len(ops)
-
-    grad_of: dict[str, int] = {}
     logits = graph.tensors[graph.output]
-    grad_of[graph.output] = new_tensor(f"d{graph.output}", mf.T_GRAD, logits.shape)
-    ops.append(mf.OpRec(mf.OP_LOSS, mf.NONE, [act_id[graph.output], grad_of[graph.output]] + [mf.NONE] * 4))
-    op_names.append("loss")
-    needs_input_grad: set[str] = set()
-    for layer in reversed(graph.layers):
-        if layer.output not in needs_grad:
-            continue
-        if layer.output not in grad_of:
-            raise ValueError(f"layer {layer.name} does not reach the output")
-        t = [mf.NONE] * 6
-        t[0] = grad_of[layer.output]
-        t[1] = mask_of.get(layer.name, mf.NONE)
-        t[2] = saved_of.get(layer.name, mf.NONE)
-        sums = []
-        for slot, name in zip((3, 4), layer.inputs):
-            if name not in needs_grad:
-                continue
-            needs_input_grad.add(layer.name)
-            if name not in grad_of and layer.kind == "add" and slot == 3:
-                grad_of[name] = t[3] = t[0]  # the add passes its gradient through in place
-            elif name not in grad_of:
-                grad_of[name] = t[slot] = new_tensor(f"d{name}", mf.T_GRAD, graph.tensors[name].shape)
-            else:
-                t[slot] = new_tensor(f"d{name}.part", mf.T_GRAD, graph.tensors[name].shape)
-                sums.append((grad_of[name], t[slot]))
-        ops.append(mf.OpRec(mf.OP_BWD, layer_index[layer.name], t))
-        op_names.append(f"backward {layer.name}")
-        for a, b in sums:
-            ops.append(mf.OpRec(mf.OP_GRAD_ADD, mf.NONE, [a, b] + [mf.NONE] * 4))
-            op_names.append(f"sum gradient {tensors[a].name}")
 
-    # Lifetimes: a tensor lives from the first op touching it to the last.
-    for i, op in enumerate(ops):
-        touched = list(op.t)
-        if op.kind == mf.OP_FWD:
-            layer = graph.layers[op.layer]
-            touched += [act_id[n] for n in layer.inputs] + [act_id[layer.output]]
-        for tid in touched:
-            if tid != mf.NONE:
-                tensors[tid].touch(i)
+    def schedule(fusions: dict) -> tuple:
+        """Tensor records, ops and lifetimes for a choice of fusions."""
+        # Tensor records for activations, in order of production.
+        tensors: list[PlannedTensor] = []
+        act_id: dict[str, int] = {}
+
+        def new_tensor(name: str, kind: int, shape: tuple, scale=0.0, zero=0, flags=0) -> int:
+            h, w, c = shape
+            n = h * w * c
+            size = {mf.T_ACT: n, mf.T_SAVED: n, mf.T_GRAD: 4 + 4 * n, mf.T_MASK: (n + 7) // 8}[kind]
+            tensors.append(PlannedTensor(name, mf.TensorRec(0, size, kind, flags, h, w, c, float(scale),
+                                                            int(zero), name)))
+            return len(tensors) - 1
+
+        def act(name: str) -> int:
+            if name not in act_id:
+                t = graph.tensors[name]
+                act_id[name] = new_tensor(name, mf.T_ACT, t.shape, t.scale, t.zero,
+                                          mf.TF_EXTERNAL if name == graph.input else 0)
+            return act_id[name]
+
+        act(graph.input)
+        for layer in graph.layers:
+            for name in layer.inputs:
+                act(name)
+            act(layer.output)
+
+        ops: list[mf.OpRec] = []
+        op_names: list[str] = []
+        mask_of: dict[str, int] = {}
+        saved_of: dict[str, int] = {}
+        fused_into = {x.name: b for b, ac in fusions.items() for x in ac if x is not None}
+        for layer in graph.layers:
+            if layer.name in fused_into:
+                continue  # runs inside the fused op of its depthwise layer
+            t = [mf.NONE] * 6
+            if layer.name in fusions:
+                a, c = fusions[layer.name]
+                last = c or layer
+                if a is not None:
+                    x = graph.tensors[layer.inputs[0]]
+                    t[mf.FUSED_A] = layer_index[a.name]
+                    t[mf.FUSED_RING] = new_tensor(f"{layer.name}.ring", mf.T_ACT,
+                                                  (layer.kernel[0],) + x.shape[1:], x.scale, x.zero)
+                if c is not None:
+                    y = graph.tensors[layer.output]
+                    t[mf.FUSED_C] = layer_index[c.name]
+                    t[mf.FUSED_ROW] = new_tensor(f"{layer.name}.row", mf.T_ACT, (1,) + y.shape[1:],
+                                                 y.scale, y.zero)
+                streamed = ([layer.inputs[0]] if a is not None else []) + ([layer.output] if c is not None else [])
+                for name in streamed:
+                    rec = tensors[act_id[name]].rec
+                    rec.flags, rec.arena_off = mf.TF_STREAMED, mf.NO_OFFSET
+                if last.output in needs_grad and last.output != graph.output:
+                    t[mf.FUSED_MASK] = mask_of[last.name] = new_tensor(f"{last.name}.mask", mf.T_MASK,
+                                                                       graph.tensors[last.output].shape)
+                ops.append(mf.OpRec(mf.OP_FWD_FUSED, layer_index[layer.name], t))
+                op_names.append("forward " + "+".join(x.name for x in (a, layer, c) if x is not None))
+                continue
+            # The logits get no clamp mask: a logit stuck at the int8 limit must
+            # still be pushed back by the loss (straight-through at saturation).
+            if layer.output in needs_grad and layer.output != graph.output:
+                t[0] = mask_of[layer.name] = new_tensor(f"{layer.name}.mask", mf.T_MASK,
+                                                        graph.tensors[layer.output].shape)
+            if n_train.get(layer.name):
+                x = graph.tensors[layer.inputs[0]]
+                t[1] = saved_of[layer.name] = new_tensor(f"{layer.name}.saved_input", mf.T_SAVED,
+                                                         (x.shape[0], x.shape[1], n_train[layer.name]),
+                                                         x.scale, x.zero)
+            ops.append(mf.OpRec(mf.OP_FWD, layer_index[layer.name], t))
+            op_names.append(f"forward {layer.name}")
+        n_fwd = len(ops)
+
+        grad_of: dict[str, int] = {}
+        grad_of[graph.output] = new_tensor(f"d{graph.output}", mf.T_GRAD, logits.shape)
+        ops.append(mf.OpRec(mf.OP_LOSS, mf.NONE, [act_id[graph.output], grad_of[graph.output]] + [mf.NONE] * 4))
+        op_names.append("loss")
+        needs_input_grad: set[str] = set()
+        for layer in reversed(graph.layers):
+            if layer.output not in needs_grad:
+                continue
+            if layer.output not in grad_of:
+                raise ValueError(f"layer {layer.name} does not reach the output")
+            t = [mf.NONE] * 6
+            t[0] = grad_of[layer.output]
+            t[1] = mask_of.get(layer.name, mf.NONE)
+            t[2] = saved_of.get(layer.name, mf.NONE)
+            sums = []
+            for slot, name in zip((3, 4), layer.inputs):
+                if name not in needs_grad:
+                    continue
+                needs_input_grad.add(layer.name)
+                if name not in grad_of and layer.kind == "add" and slot == 3:
+                    grad_of[name] = t[3] = t[0]  # the add passes its gradient through in place
+                elif name not in grad_of:
+                    grad_of[name] = t[slot] = new_tensor(f"d{name}", mf.T_GRAD, graph.tensors[name].shape)
+                else:
+                    t[slot] = new_tensor(f"d{name}.part", mf.T_GRAD, graph.tensors[name].shape)
+                    sums.append((grad_of[name], t[slot]))
+            ops.append(mf.OpRec(mf.OP_BWD, layer_index[layer.name], t))
+            op_names.append(f"backward {layer.name}")
+            for a, b in sums:
+                ops.append(mf.OpRec(mf.OP_GRAD_ADD, mf.NONE, [a, b] + [mf.NONE] * 4))
+                op_names.append(f"sum gradient {tensors[a].name}")
+
+        # Lifetimes: a tensor lives from the first op touching it to the last.
+        for i, op in enumerate(ops):
+            touched = list(op.t)
+            if op.kind == mf.OP_FWD_FUSED:
+                b = graph.layers[op.layer]
+                a, c = fusions[b.name]
+                touched = [op.t[mf.FUSED_RING], op.t[mf.FUSED_ROW], op.t[mf.FUSED_MASK],
+                           act_id[(a or b).inputs[0]], act_id[(c or b).output]]
+            elif op.kind == mf.OP_FWD:
+                layer = graph.layers[op.layer]
+                touched += [act_id[n] for n in layer.inputs] + [act_id[layer.output]]
+            for tid in touched:
+                if tid != mf.NONE:
+                    tensors[tid].touch(i)
+        return tensors, act_id, ops, op_names, n_fwd, needs_input_grad
+
+    def place(tensors: list, persist: int, n_ops: int) -> tuple:
+        """Arena placement: first fit over (lifetime x size), largest first."""
+        placed: list[PlannedTensor] = []
+        work_end = 0
+        no_storage = mf.TF_EXTERNAL | mf.TF_STREAMED
+        for t in sorted((t for t in tensors if not t.rec.flags & no_storage),
+                        key=lambda t: (-t.rec.size, t.first)):
+            clashes = sorted((p for p in placed if not reuse_memory or (p.first <= t.last and t.first <= p.last)),
+                             key=lambda p: p.rec.arena_off)
+            off = _align(persist)
+            for p in clashes:
+                if off + t.rec.size <= p.rec.arena_off:
+                    break
+                off = max(off, _align(p.rec.arena_off + p.rec.size))
+            t.rec.arena_off = off
+            work_end = max(work_end, t.rec.arena_off + t.rec.size)
+            placed.append(t)
+        arena_size = _align(max(work_end, persist))
+        live = [persist + sum(t.rec.size for t in tensors
+                              if t.first <= i <= t.last and not t.rec.flags & no_storage)
+                for i in range(n_ops)]
+        return arena_size, live
+
+    fusions = find_fusions(graph, needs_grad, n_train, "all" if fuse is True else fuse)
+    tensors, act_id, ops, op_names, n_fwd, needs_input_grad = schedule(fusions)
 
     # Persistent area: the trained parameters, laid out layer by layer.
     blob = mf.Blob()
@@ -351,25 +481,20 @@ def compile_model(graph: QGraph, scheme: Scheme, reuse_memory: bool = True) -> P
     if scheme.loss == "ce":
         exp_off = blob.add(softmax_table(logits.scale))
 
-    # Arena placement: first fit over (lifetime x size), largest first.
-    placed: list[PlannedTensor] = []
-    work_end = 0
-    for t in sorted((t for t in tensors if not t.rec.flags & mf.TF_EXTERNAL),
-                    key=lambda t: (-t.rec.size, t.first)):
-        clashes = sorted((p for p in placed if not reuse_memory or (p.first <= t.last and t.first <= p.last)),
-                         key=lambda p: p.rec.arena_off)
-        off = _align(persist)
-        for p in clashes:
-            if off + t.rec.size <= p.rec.arena_off:
-                break
-            off = max(off, _align(p.rec.arena_off + p.rec.size))
-        t.rec.arena_off = off
-        work_end = max(work_end, t.rec.arena_off + t.rec.size)
-        placed.append(t)
-    arena_size = _align(max(work_end, persist))
-    live = [persist + sum(t.rec.size for t in tensors
-                          if t.first <= i <= t.last and not t.rec.flags & mf.TF_EXTERNAL)
-            for i in range(len(ops))]
+    arena_size, live = place(tensors, persist, len(ops))
+    if fuse is True:  # undo the fusions the arena does not need, late layers first
+        for name in reversed(list(fusions)):
+            a, c = fusions[name]
+            for keep in [(None, None)] + ([(a, None), (None, c)] if a and c else []):
+                trial = {k: (keep if k == name else v) for k, v in fusions.items()}
+                if keep == (None, None):
+                    del trial[name]
+                sched = schedule(trial)
+                size, trial_live = place(sched[0], persist, len(sched[2]))
+                if size <= arena_size:
+                    fusions, arena_size, live = trial, size, trial_live
+                    tensors, act_id, ops, op_names, n_fwd, needs_input_grad = sched
+                    break
 
     header = mf.Header(n_fwd_ops=n_fwd, arena_size=arena_size, persist_size=persist,
                        input_tensor=act_id[graph.input], logits_tensor=act_id[graph.output],
@@ -377,7 +502,8 @@ def compile_model(graph: QGraph, scheme: Scheme, reuse_memory: bool = True) -> P
                        mf.LOSS_SOFTMAX_CE, lr=float(scheme.lr), exp_table_off=exp_off)
     model = mf.Model(header, [t.rec for t in tensors], layer_recs, ops, bytes(blob.data))
     data = model.pack()
-    return Plan(data, model, tensors, op_names, persist, arena_size, live, trained_params)
+    fused = {b: tuple(x.name if x is not None else None for x in ac) for b, ac in fusions.items()}
+    return Plan(data, model, tensors, op_names, persist, arena_size, live, trained_params, fused)
 
 
 def graph_from_model(data: bytes) -> QGraph:
@@ -388,8 +514,9 @@ def graph_from_model(data: bytes) -> QGraph:
     m = mf.Model.parse(data)
     names = {}
     tensors = {}
+    used = {m.header.input_tensor} | {i for L in m.layers for i in (L.inp, L.out, L.in2)}
     for i, t in enumerate(m.tensors):
-        if t.kind == mf.T_ACT:
+        if t.kind == mf.T_ACT and i in used:  # not a fused op's ring or row
             name = "input" if i == m.header.input_tensor else f"t{i}"
             names[i] = name
             tensors[name] = QTensor(name, t.shape, float(t.scale), int(t.zero))

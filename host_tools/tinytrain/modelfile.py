@@ -12,20 +12,25 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 
 MAGIC = b"TTRN"
-VERSION = (1, 0)
+VERSION = (1, 1)
 HEADER_SIZE = 128
 NONE = 0xFFFF
 NO_OFFSET = 0xFFFFFFFF
 
 LOSS_SOFTMAX_CE, LOSS_MSE = 0, 1
 T_ACT, T_GRAD, T_MASK, T_SAVED = 1, 2, 3, 4
-TF_EXTERNAL = 0x01
+TF_EXTERNAL, TF_STREAMED = 0x01, 0x02
 L_CONV, L_DWCONV, L_ADD, L_AVGPOOL = 1, 2, 3, 4
 LF_TRAIN_BIAS, LF_RESIDUE = 0x01, 0x02
-OP_FWD, OP_LOSS, OP_BWD, OP_GRAD_ADD = 1, 2, 3, 4
+OP_FWD, OP_LOSS, OP_BWD, OP_GRAD_ADD, OP_FWD_FUSED = 1, 2, 3, 4, 5
+# OP_FWD_FUSED: layer = depthwise B; t[FUSED_A] producer layer A or NONE, t[FUSED_RING] ring of >=
+# B.kh rows of A's output, t[FUSED_C] 1x1 consumer layer C or NONE, t[FUSED_ROW] >= 1 row of B's
+# output, t[FUSED_MASK] mask of the op's output (C's, else B's)
+FUSED_A, FUSED_RING, FUSED_C, FUSED_ROW, FUSED_MASK = 0, 1, 2, 3, 4
 
 LAYER_KIND_NAMES = {L_CONV: "conv", L_DWCONV: "dwconv", L_ADD: "add", L_AVGPOOL: "avgpool"}
-OP_KIND_NAMES = {OP_FWD: "fwd", OP_LOSS: "loss", OP_BWD: "bwd", OP_GRAD_ADD: "grad_add"}
+OP_KIND_NAMES = {OP_FWD: "fwd", OP_LOSS: "loss", OP_BWD: "bwd", OP_GRAD_ADD: "grad_add",
+                 OP_FWD_FUSED: "fwd_fused"}
 
 
 @dataclass

@@ -422,6 +422,22 @@ class Reference:
         acts = {h.input_tensor: x}
         produced, masks, saved = {}, {}, {}
         for op in self.model.ops[:h.n_fwd_ops]:
+            if op.kind == mf.OP_FWD_FUSED:
+                # The fused chain computes exactly what its layers compute one
+                # after the other; only its last output (and mask) is kept on
+                # the device, the streamed tensors exist here for inspection.
+                chain = [op.t[mf.FUSED_A], op.layer, op.t[mf.FUSED_C]]
+                for li in (i for i in chain if i != NONE):
+                    L = self.layers[li]
+                    if L.kind not in (mf.L_CONV, mf.L_DWCONV):
+                        raise ValueError(f"layer {li} of kind {L.kind} in a fused op")
+                    y, m = self._fwd_conv(L, acts[L.rec.inp])
+                    t = self.tensors[L.rec.out]
+                    acts[L.rec.out] = y.reshape(t.h, t.w, t.c)
+                produced[L.rec.out] = acts[L.rec.out]
+                if training and op.t[mf.FUSED_MASK] != NONE:
+                    masks[op.t[mf.FUSED_MASK]] = pack_mask(m)
+                continue
             if op.kind != mf.OP_FWD:
                 raise ValueError(f"op of kind {op.kind} among the forward ops")
             L = self.layers[op.layer]

@@ -14,7 +14,7 @@
 #define TT_MAGIC2 'R'
 #define TT_MAGIC3 'N'
 #define TT_VERSION_MAJOR 1
-#define TT_VERSION_MINOR 0
+#define TT_VERSION_MINOR 1
 
 #define TT_HEADER_SIZE 128u
 #define TT_NONE 0xFFFFu        /* "no tensor" in a 16-bit tensor id */
@@ -31,6 +31,7 @@ enum {
     TT_T_SAVED = 4, /* int8 copy of the trained input channels of a layer */
 };
 #define TT_TF_EXTERNAL 0x01u /* the network input: read from the caller's buffer */
+#define TT_TF_STREAMED 0x02u /* produced and consumed row by row inside one fused op: no storage */
 
 /* Layer kinds */
 enum { TT_L_CONV = 1, TT_L_DWCONV = 2, TT_L_ADD = 3, TT_L_AVGPOOL = 4 };
@@ -38,7 +39,15 @@ enum { TT_L_CONV = 1, TT_L_DWCONV = 2, TT_L_ADD = 3, TT_L_AVGPOOL = 4 };
 #define TT_LF_RESIDUE 0x02u /* trained weights keep 8 extra fraction bits */
 
 /* Op kinds */
-enum { TT_OP_FWD = 1, TT_OP_LOSS = 2, TT_OP_BWD = 3, TT_OP_GRAD_ADD = 4 };
+enum { TT_OP_FWD = 1, TT_OP_LOSS = 2, TT_OP_BWD = 3, TT_OP_GRAD_ADD = 4, TT_OP_FWD_FUSED = 5 };
+
+/* TT_OP_FWD_FUSED: `layer` is a depthwise layer B run row by row, with
+   t[0] producer layer A (conv, A.out = B.in, streamed) or TT_NONE,
+   t[1] ring: ACT tensor of >= B.kh rows of A's output (TT_NONE without A),
+   t[2] consumer layer C (1x1 stride-1 conv, C.in = B.out, streamed) or TT_NONE,
+   t[3] row: ACT tensor of >= 1 row of B's output (TT_NONE without C),
+   t[4] mask of the op's output (C's, else B's) or TT_NONE, t[5] TT_NONE. */
+enum { TT_FUSED_A = 0, TT_FUSED_RING = 1, TT_FUSED_C = 2, TT_FUSED_ROW = 3, TT_FUSED_MASK = 4 };
 
 typedef struct {
     uint8_t magic[4];

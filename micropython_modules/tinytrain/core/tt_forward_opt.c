@@ -16,8 +16,9 @@
  *  - other depthwise: per channel, the kh input rows of a window in an int16
  *    ring on the stack (zero point subtracted, padding 0), SMLAD on pairs.
  *  - add: the 64-bit rounding shift in 32-bit halves, the mask a byte at a time.
- * A layer that does not fit the stack budget (TT_OPT_STACK_BYTES) or the
- * limits below runs the reference kernel.
+ * Conv and depthwise kernels compute a range of output rows (tt_rows: the
+ * whole layer, or a fused op's rows). A layer that does not fit the stack
+ * budget (TT_OPT_STACK_BYTES) or the limits below runs the reference kernel.
  */
 #include "tt_opt.h"
 
@@ -231,17 +232,18 @@ static TT_NOINLINE void pw_pass_any(const pw_pass_t *P) {
 }
 
 /* 1x1 conv, stride 1, rows of input and output alike, no perm (the
-   reference then reads every weight from the model). */
-static void pointwise(tt_trainer *t, const tt_layer_rec *L, uint8_t *mask) {
+   reference then reads every weight from the model). Output rows
+   [R->oh0, R->oh1); mask offset to y[0]. */
+static void pointwise(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, uint8_t *mask) {
     const tt_model *m = &t->model;
     const tt_tensor_rec *in = tt_tensor(m, L->in), *out = tt_tensor(m, L->out);
-    const int8_t *x = tt_act_data(t, L->in);
-    int8_t *y = tt_act_data(t, L->out);
+    const int8_t *x = R->x + (R->oh0 - R->row0) * (uint32_t)in->w * in->c;
+    int8_t *y = R->y;
     const int8_t *wf = tt_weights_frozen(m, L);
     const int32_t *bias = bias_of(t, L);
     const int32_t *mult = TT_BLOB(m, int32_t, L->mult_off);
     const int8_t *shift = TT_BLOB(m, int8_t, L->shift_off);
-    const uint32_t cin = in->c, cout = out->c, npix = (uint32_t)out->h * out->w;
+    const uint32_t cin = in->c, cout = out->c, npix = (R->oh1 - R->oh0) * out->w;
     const int32_t zx = in->zero, zy = out->zero, lo = L->act_min, hi = L->act_max;
     pw_pass_t P;
     uint32_t c = 0;
@@ -557,14 +559,16 @@ static int fast_full_layer(const tt_model *m, const tt_layer_rec *L, uint32_t co
     return 1;
 }
 
-static int conv_im2col(tt_trainer *t, const tt_layer_rec *L, uint8_t *mask) {
+/* Output rows [R->oh0, R->oh1) of a whole input (R->row0 = 0); mask offset
+   to y[0]. */
+static int conv_im2col(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, uint8_t *mask) {
     int16_t col[TT_OPT_STACK_BYTES / 2u];
     const tt_model *m = &t->model;
     const tt_tensor_rec *in = tt_tensor(m, L->in), *out = tt_tensor(m, L->out);
-    const int8_t *x = tt_act_data(t, L->in);
+    const int8_t *x = R->x;
     const uint16_t *perm = perm_of(m, L);
     const uint32_t cin = in->c, cout = out->c, nt = L->n_train, kk = (uint32_t)L->kh * L->kw;
-    const uint32_t ow_n = out->w, npix = (uint32_t)out->h * out->w;
+    const uint32_t ow_n = out->w, p0 = R->oh0 * out->w, npix = R->oh1 * out->w;
     /* The reference reads trained weights only when there is a perm. */
     const uint32_t split = perm && nt ? 1u : 0u;
     const uint32_t len = split ? kk * (ceil4(nt) + ceil4(cin - nt)) : ceil4(kk * cin); /* per pixel */
@@ -579,7 +583,7 @@ static int conv_im2col(tt_trainer *t, const tt_layer_rec *L, uint8_t *mask) {
     A.bias = bias_of(t, L);
     A.mult = TT_BLOB(m, int32_t, L->mult_off);
     A.shift = TT_BLOB(m, int8_t, L->shift_off);
-    A.y = tt_act_data(t, L->out);
+    A.y = R->y;
     A.mask = mask;
     A.cin = cin;
     A.cout = cout;
@@ -589,7 +593,7 @@ static int conv_im2col(tt_trainer *t, const tt_layer_rec *L, uint8_t *mask) {
     A.zy = out->zero;
     A.lo = L->act_min;
     A.hi = L->act_max;
-    for (uint32_t p = 0; p < npix; p += 2u) {
+    for (uint32_t p = p0; p < npix; p += 2u) {
         const uint32_t pb = p + 1u < npix ? p + 1u : p;
         if (3u * len <= TT_OPT_STACK_BYTES / 2u) {
             int16_t *nat = col + 2u * len; /* the rest of the buffer */
@@ -603,22 +607,40 @@ static int conv_im2col(tt_trainer *t, const tt_layer_rec *L, uint8_t *mask) {
                 fill_col(col, 1, L, in, x, perm, split, pb / ow_n, pb % ow_n);
             }
         }
-        if (fast_full) {
-            im2col_channels_fast_full(&A, p, pb);
+        if (fast_full) { /* output pixels counted from y[0] */
+            im2col_channels_fast_full(&A, p - p0, pb - p0);
         } else {
-            im2col_channels_any(&A, p, pb);
+            im2col_channels_any(&A, p - p0, pb - p0);
         }
     }
     return 1;
 }
 
-int tt_conv_opt(tt_trainer *t, const tt_layer_rec *L, uint8_t *mask) {
+/* The output's mask from y[0] on: the optimised kernels write mask bits
+   relative to y, so y[0] must start a mask byte (else NULL: the reference runs). */
+static int mask_at(const tt_rows *R, uint32_t row_elems, uint8_t **mask) {
+    const uint32_t base = R->oh0 * row_elems;
+    *mask = R->mask;
+    if (R->mask && base % 8u) {
+        return 0;
+    }
+    if (R->mask) {
+        *mask += base / 8u;
+    }
+    return 1;
+}
+
+int tt_conv_opt(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R) {
     const tt_tensor_rec *in = tt_tensor(&t->model, L->in), *out = tt_tensor(&t->model, L->out);
+    uint8_t *mask;
+    if (!mask_at(R, (uint32_t)out->w * out->c, &mask)) {
+        return 0;
+    }
     if (L->kh == 1u && L->kw == 1u && L->stride == 1u && L->perm_off == TT_NO_OFFSET && in->w == out->w) {
-        pointwise(t, L, mask);
+        pointwise(t, L, R, mask);
         return 1;
     }
-    return conv_im2col(t, L, mask);
+    return R->row0 == 0u && conv_im2col(t, L, R, mask);
 }
 
 /* ---- depthwise ---- */
@@ -689,11 +711,11 @@ TT_INLINE void dw_row(const int16_t *const *rp, const uint32_t *wp, uint32_t kh,
 #define DW4_MAX_TAPS 64u
 
 typedef struct {
-    const int8_t *x;
-    int8_t *y;
-    uint8_t *mask;
+    const int8_t *x; /* input row r at x + (r - row0) W C */
+    int8_t *y;       /* output row oh0 */
+    uint8_t *mask;   /* offset to y[0] */
     const uint32_t *wtab; /* 2 words per tap */
-    uint32_t C, H, W, OH, OW, KH, KW, s, pt, pl, c0;
+    uint32_t C, H, W, OH, OW, KH, KW, s, pt, pl, c0, row0, oh0, oh1;
     int32_t zx, zy, lo, hi;
     int32_t b[4];
     rq_t rq[4];
@@ -730,17 +752,19 @@ TT_INLINE void dw4_rows(const dw4_t *D, uint32_t kfull, int fast_full) {
 #if TT_DSP
     const uint32_t nz = pack16(-zx, -zx);
 #endif
-    for (uint32_t oh = 0; oh < D->OH; oh++) {
+    for (uint32_t oh = D->oh0; oh < D->oh1; oh++) {
         const int32_t ih0 = (int32_t)(oh * s) - (int32_t)D->pt;
         const uint32_t kh0 = ih0 < 0 ? (uint32_t)-ih0 : 0u;
         const uint32_t kh1 = (int32_t)D->KH < (int32_t)D->H - ih0 ? D->KH : (uint32_t)((int32_t)D->H - ih0);
-        uint32_t idx = oh * D->OW * C + D->c0;
+        uint32_t idx = (oh - D->oh0) * D->OW * C + D->c0;
+        /* the window's first input row inside the input, at channel c0 */
+        const int8_t *xrow = D->x + (uint32_t)(ih0 + (int32_t)kh0 - (int32_t)D->row0) * W * C + D->c0;
         for (uint32_t ow = 0; ow < D->OW; ow++, idx += C) {
             const int32_t iw0 = (int32_t)(ow * s) - (int32_t)D->pl;
             const uint32_t kw0 = iw0 < 0 ? (uint32_t)-iw0 : 0u;
             const uint32_t kw1 = (int32_t)KW < (int32_t)W - iw0 ? KW : (uint32_t)((int32_t)W - iw0);
             const uint32_t n = kw0 == 0 && kw1 == KW ? kfull : kw1 - kw0;
-            const int8_t *xr = D->x + ((uint32_t)(ih0 + (int32_t)kh0) * W + (uint32_t)(iw0 + (int32_t)kw0)) * C + D->c0;
+            const int8_t *xr = xrow + (uint32_t)(iw0 + (int32_t)kw0) * C;
             const uint32_t *wr = D->wtab + 2u * (kh0 * KW + kw0);
             int32_t a0 = D->b[0], a1 = D->b[1], a2 = D->b[2], a3 = D->b[3], q0, q1, q2, q3, r0, r1, r2, r3;
             for (uint32_t kh = kh0; kh < kh1; kh++, xr += W * C, wr += 2u * KW) {
@@ -816,7 +840,7 @@ static TT_NOINLINE void dw4_rows_any(const dw4_t *D) {
     dw4_rows(D, D->KW, 0);
 }
 
-static int dwconv4(tt_trainer *t, const tt_layer_rec *L, uint8_t *mask) {
+static int dwconv4(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, uint8_t *mask) {
     uint32_t wtab[2u * DW4_MAX_TAPS];
     const tt_model *m = &t->model;
     const tt_tensor_rec *in = tt_tensor(m, L->in), *out = tt_tensor(m, L->out);
@@ -831,8 +855,11 @@ static int dwconv4(tt_trainer *t, const tt_layer_rec *L, uint8_t *mask) {
     if (L->perm_off != TT_NO_OFFSET || C % 4u || kk > DW4_MAX_TAPS) {
         return 0;
     }
-    D.x = tt_act_data(t, L->in);
-    D.y = tt_act_data(t, L->out);
+    D.x = R->x;
+    D.row0 = R->row0;
+    D.oh0 = R->oh0;
+    D.oh1 = R->oh1;
+    D.y = R->y;
     D.mask = mask;
     D.wtab = wtab;
     D.C = C;
@@ -877,14 +904,14 @@ static int dwconv4(tt_trainer *t, const tt_layer_rec *L, uint8_t *mask) {
 
 /* ---- depthwise, one channel at a time (any perm, any C) ---- */
 
-static int dwconv_rows(tt_trainer *t, const tt_layer_rec *L, uint8_t *mask) {
+static int dwconv_rows(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, uint8_t *mask) {
     int16_t rows[TT_OPT_STACK_BYTES / 2u];
     uint32_t wp[DW_MAX_PAIRS];
     const int16_t *rp[16];
     const tt_model *m = &t->model;
     const tt_tensor_rec *in = tt_tensor(m, L->in), *out = tt_tensor(m, L->out);
-    const int8_t *x = tt_act_data(t, L->in);
-    int8_t *y = tt_act_data(t, L->out);
+    const int8_t *x = R->x;
+    int8_t *y = R->y;
     const int8_t *wf = tt_weights_frozen(m, L);
     const int8_t *wt = L->n_train ? TT_ARENA(t, int8_t, L->w_arena) : NULL;
     const int32_t *bias = bias_of(t, L);
@@ -892,7 +919,7 @@ static int dwconv_rows(tt_trainer *t, const tt_layer_rec *L, uint8_t *mask) {
     const int8_t *shift = TT_BLOB(m, int8_t, L->shift_off);
     const uint16_t *perm = perm_of(m, L);
     const uint32_t C = out->c, kh = L->kh, kw = L->kw, kk = kh * kw, kp = (kw + 1u) / 2u, s = L->stride;
-    const uint32_t H = in->h, W = in->w, oh_n = out->h, ow_n = out->w;
+    const uint32_t H = in->h, W = in->w, ow_n = out->w;
     const uint32_t lb = (ow_n - 1u) * s + 2u * kp; /* row length: covers every pair read */
     const uint32_t pl = L->pad_left;
     const int32_t zx = in->zero, zy = out->zero, lo = L->act_min, hi = L->act_max;
@@ -906,13 +933,13 @@ static int dwconv_rows(tt_trainer *t, const tt_layer_rec *L, uint8_t *mask) {
         const rq_t rq = rq_make(mult[c], shift[c]);
         /* valid input columns land at [pl, pl + nv) of a row */
         const uint32_t nv = W < lb - pl ? W : lb - pl;
-        uint32_t next_v = 0; /* next virtual row (ih + pad_top) to fill */
+        uint32_t next_v = R->oh0 * s; /* next virtual row (ih + pad_top) to fill */
         for (uint32_t r = 0; r < kh; r++) {
             for (uint32_t k = 0; k < kp; k++) {
                 wp[r * kp + k] = pack16(w[r * kw + 2u * k], 2u * k + 1u < kw ? w[r * kw + 2u * k + 1u] : 0);
             }
         }
-        for (uint32_t oh = 0; oh < oh_n; oh++) {
+        for (uint32_t oh = R->oh0; oh < R->oh1; oh++) {
             const uint32_t v0 = oh * s;
             for (; next_v < v0 + kh; next_v++) {
                 int16_t *row = rows + (next_v % kh) * lb;
@@ -922,7 +949,7 @@ static int dwconv_rows(tt_trainer *t, const tt_layer_rec *L, uint8_t *mask) {
                     continue;
                 }
                 {
-                    const int8_t *xp = x + (uint32_t)ih * W * C + c;
+                    const int8_t *xp = x + ((uint32_t)ih - R->row0) * W * C + c;
                     uint32_t b2 = 0;
                     for (; b2 < pl; b2++) {
                         row[b2] = 0;
@@ -939,7 +966,7 @@ static int dwconv_rows(tt_trainer *t, const tt_layer_rec *L, uint8_t *mask) {
                 rp[r] = rows + ((v0 + r) % kh) * lb;
             }
             {
-                const uint32_t idx = oh * ow_n * C + c;
+                const uint32_t idx = (oh - R->oh0) * ow_n * C + c;
                 if (!rq.k) {
                     dw_row(rp, wp, kh, kp, s, ow_n, b, &rq, 0, y, mask, idx, C, zy, lo, hi);
                 } else if (kh == 3u && kp == 2u) {
@@ -957,8 +984,13 @@ static int dwconv_rows(tt_trainer *t, const tt_layer_rec *L, uint8_t *mask) {
     return 1;
 }
 
-int tt_dwconv_opt(tt_trainer *t, const tt_layer_rec *L, uint8_t *mask) {
-    return dwconv4(t, L, mask) || dwconv_rows(t, L, mask);
+int tt_dwconv_opt(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R) {
+    const tt_tensor_rec *out = tt_tensor(&t->model, L->out);
+    uint8_t *mask;
+    if (!mask_at(R, (uint32_t)out->w * out->c, &mask)) {
+        return 0;
+    }
+    return dwconv4(t, L, R, mask) || dwconv_rows(t, L, R, mask);
 }
 
 /* ---- add: the reference's rs((a - za) ma + (b - zb) mb, shift), with the

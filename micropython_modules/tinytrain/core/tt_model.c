@@ -113,12 +113,19 @@ static tt_status check_tensors(const checker *c) {
             return tt_fail(c->err, TT_E_TENSOR, "tensor %u: size %u, its shape needs %u", i, t->size,
                            (unsigned)want);
         }
-        if (t->flags & ~TT_TF_EXTERNAL) {
+        if (t->flags & ~(TT_TF_EXTERNAL | TT_TF_STREAMED) || t->flags == (TT_TF_EXTERNAL | TT_TF_STREAMED)) {
             return tt_fail(c->err, TT_E_TENSOR, "tensor %u: unknown flags", i);
         }
         if (t->flags & TT_TF_EXTERNAL) {
             if (i != h->input_tensor || t->kind != TT_T_ACT) {
                 return tt_fail(c->err, TT_E_TENSOR, "tensor %u: only the input may be external", i);
+            }
+        } else if (t->flags & TT_TF_STREAMED) {
+            /* no storage: only a fused op's kernels see it, through its ring or row */
+            if (t->kind != TT_T_ACT || i == h->input_tensor || i == h->logits_tensor ||
+                t->arena_off != TT_NO_OFFSET) {
+                return tt_fail(c->err, TT_E_TENSOR, "tensor %u: a streamed tensor must be an inner activation "
+                               "without arena storage", i);
             }
         } else if (t->arena_off % 4u || (uint64_t)t->arena_off + t->size > h->arena_size) {
             return tt_fail(c->err, TT_E_ARENA, "tensor %u: [%u, +%u) outside the arena of %u", i,
@@ -138,6 +145,10 @@ static tt_status check_tensors(const checker *c) {
 
 static int is_kind(const checker *c, uint32_t id, uint8_t kind) {
     return id < c->h->n_tensors && c->m->tensors[id].kind == kind;
+}
+
+static int is_streamed(const checker *c, uint32_t id) {
+    return id < c->h->n_tensors && (c->m->tensors[id].flags & TT_TF_STREAMED);
 }
 
 static int same_numel(const checker *c, uint32_t a, uint32_t b) {
@@ -332,13 +343,74 @@ static tt_status check_layers(const checker *c) {
     return TT_OK;
 }
 
+/* Rows of tensor `of` (h >= rows): an ACT tensor with storage, the same
+   width, channels and quantisation. */
+static int is_rows_of(const checker *c, uint32_t id, uint32_t of, uint32_t rows) {
+    const tt_tensor_rec *r, *o = &c->m->tensors[of];
+    if (!is_kind(c, id, TT_T_ACT) || (c->m->tensors[id].flags & (TT_TF_EXTERNAL | TT_TF_STREAMED))) {
+        return 0;
+    }
+    r = &c->m->tensors[id];
+    return r->h >= rows && r->w == o->w && r->c == o->c && r->zero == o->zero &&
+           memcmp(&r->scale, &o->scale, sizeof(float)) == 0;
+}
+
+/* A fused op: depthwise B row by row, its input streamed from producer A
+   through a ring of at least B.kh rows, and/or its output streamed row by
+   row into the 1x1 consumer C. The kernels rely on every shape checked here. */
+static tt_status check_fused(const checker *c, uint32_t i, const tt_op_rec *op) {
+    const tt_header_rec *h = c->h;
+    const uint16_t *t = op->t;
+    const tt_layer_rec *A, *B, *C;
+    uint32_t out;
+    if (op->layer >= h->n_layers || c->m->layers[op->layer].kind != TT_L_DWCONV ||
+        c->m->layers[op->layer].n_train) {
+        return tt_fail(c->err, TT_E_OP, "op %u: fused op needs a depthwise layer with frozen weights", i);
+    }
+    B = &c->m->layers[op->layer];
+    A = t[TT_FUSED_A] < h->n_layers ? &c->m->layers[t[TT_FUSED_A]] : NULL;
+    C = t[TT_FUSED_C] < h->n_layers ? &c->m->layers[t[TT_FUSED_C]] : NULL;
+    if ((t[TT_FUSED_A] != TT_NONE && !A) || (t[TT_FUSED_C] != TT_NONE && !C) || (!A && !C) || t[5] != TT_NONE) {
+        return tt_fail(c->err, TT_E_OP, "op %u: fused op needs a producer or a consumer layer", i);
+    }
+    if (A) {
+        if (A->kind != TT_L_CONV || A->n_train || A->out != B->in || !is_streamed(c, A->out) ||
+            is_streamed(c, A->in) || !is_rows_of(c, t[TT_FUSED_RING], A->out, B->kh)) {
+            return tt_fail(c->err, TT_E_OP, "op %u: fused producer layer %u or its ring invalid", i,
+                           t[TT_FUSED_A]);
+        }
+    } else if (t[TT_FUSED_RING] != TT_NONE || is_streamed(c, B->in)) {
+        return tt_fail(c->err, TT_E_OP, "op %u: fused op without producer reads a stored input", i);
+    }
+    if (C) {
+        const tt_tensor_rec *ci = &c->m->tensors[C->in], *co = &c->m->tensors[C->out];
+        if (C->kind != TT_L_CONV || C->n_train || C->kh != 1 || C->kw != 1 || C->stride != 1 ||
+            C->in != B->out || !is_streamed(c, B->out) || is_streamed(c, C->out) || co->h != ci->h ||
+            co->w != ci->w || !is_rows_of(c, t[TT_FUSED_ROW], B->out, 1u)) {
+            return tt_fail(c->err, TT_E_OP, "op %u: fused consumer layer %u or its row invalid", i,
+                           t[TT_FUSED_C]);
+        }
+        out = C->out;
+    } else if (t[TT_FUSED_ROW] != TT_NONE || is_streamed(c, B->out)) {
+        return tt_fail(c->err, TT_E_OP, "op %u: fused op without consumer writes a stored output", i);
+    } else {
+        out = B->out;
+    }
+    if (t[TT_FUSED_MASK] != TT_NONE &&
+        (!is_kind(c, t[TT_FUSED_MASK], TT_T_MASK) || !same_numel(c, t[TT_FUSED_MASK], out))) {
+        return tt_fail(c->err, TT_E_OP, "op %u: fused op's mask invalid", i);
+    }
+    return TT_OK;
+}
+
 static tt_status check_ops(const checker *c) {
     const tt_header_rec *h = c->h;
     for (uint32_t i = 0; i < h->n_ops; i++) {
         const tt_op_rec *op = &c->m->ops[i];
         const tt_layer_rec *L = op->layer < h->n_layers ? &c->m->layers[op->layer] : NULL;
         const uint16_t *t = op->t;
-        if ((i < h->n_fwd_ops) != (op->kind == TT_OP_FWD)) {
+        tt_status s;
+        if ((i < h->n_fwd_ops) != (op->kind == TT_OP_FWD || op->kind == TT_OP_FWD_FUSED)) {
             return tt_fail(c->err, TT_E_OP, "op %u: forward ops must come first, and only they", i);
         }
         switch (op->kind) {
@@ -349,6 +421,14 @@ static tt_status check_ops(const checker *c) {
                                      c->m->tensors[t[1]].h != c->m->tensors[L->in].h ||
                                      c->m->tensors[t[1]].w != c->m->tensors[L->in].w))) {
                 return tt_fail(c->err, TT_E_OP, "op %u: forward op's layer, mask or saved input invalid", i);
+            }
+            if (is_streamed(c, L->in) || is_streamed(c, L->out) || (L->kind == TT_L_ADD && is_streamed(c, L->in2))) {
+                return tt_fail(c->err, TT_E_OP, "op %u: layer %u reads or writes a streamed tensor", i, op->layer);
+            }
+            break;
+        case TT_OP_FWD_FUSED:
+            if ((s = check_fused(c, i, op)) != TT_OK) {
+                return s;
             }
             break;
         case TT_OP_LOSS:

@@ -100,8 +100,8 @@ static inline void tt_store_out(int8_t *y, uint8_t *mask, uint32_t idx, int32_t 
 }
 
 /* Each returns 0 when it does not handle the case (the reference runs). */
-int tt_conv_opt(tt_trainer *t, const tt_layer_rec *L, uint8_t *mask);
-int tt_dwconv_opt(tt_trainer *t, const tt_layer_rec *L, uint8_t *mask);
+int tt_conv_opt(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R);
+int tt_dwconv_opt(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R);
 int tt_add_opt(tt_trainer *t, const tt_layer_rec *L, uint8_t *mask);
 int tt_update_weights_opt(tt_trainer *t, uint32_t li, const tt_layer_rec *L, const int32_t *g, uint32_t saved_id,
                           float sg, float k, const float *hook_div);

@@ -69,6 +69,10 @@ static void run_forward(tt_trainer *t, int training) {
     const tt_model *m = &t->model;
     for (uint32_t i = 0; i < m->hdr->n_fwd_ops; i++) {
         const tt_op_rec *op = &m->ops[i];
+        if (op->kind == TT_OP_FWD_FUSED) {
+            tt_forward_fused(t, op, training);
+            continue;
+        }
         tt_forward_layer(t, &m->layers[op->layer], training ? op->t[0] : TT_NONE,
                          training ? op->t[1] : TT_NONE);
     }
@@ -163,7 +167,8 @@ uint32_t tt_trainer_trained_param_count(const tt_trainer *t) {
 }
 
 uint8_t *tt_trainer_tensor(tt_trainer *t, uint32_t id) {
-    if (!t->model.hdr || id >= t->model.hdr->n_tensors || (t->model.tensors[id].flags & TT_TF_EXTERNAL)) {
+    if (!t->model.hdr || id >= t->model.hdr->n_tensors ||
+        (t->model.tensors[id].flags & (TT_TF_EXTERNAL | TT_TF_STREAMED))) {
         return NULL;
     }
     return t->arena + t->model.tensors[id].arena_off;

@@ -1,0 +1,374 @@
+"""Layer fusion (compile_model(..., fuse=...), docs/format.md "Fused ops"): a
+frozen depthwise layer runs row by row together with the conv producing its
+input (kept as a ring of kernel-height rows) and/or the 1x1 conv consuming
+its output (one row), so those tensors never exist in full. Every result is
+bit-identical to running the layers one after the other: checked in the
+simulator against the unfused plan and the numpy reference (every stored
+tensor and the ring's rows), in tt_run on the host (ASan/UBSan, reference and
+optimised kernels) and on the emulated Cortex-M7."""
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import tinytrain
+from tinytrain import modelfile as mf
+from tinytrain import runner
+from tinytrain.builder import NetBuilder, quantize_input
+from tinytrain.compiler import Scheme, compile_model
+from tinytrain.reference import Reference
+
+import netzoo
+from test_bitexact import compare_step
+from test_compiler import check_plan
+from test_kernels_opt import SHAPED, _same, _samples, _schemes, host_exes, m7_exes  # noqa: F401
+
+TTE = Path(__file__).resolve().parents[2] / "shared" / "models" / "tte"
+F746_ARENA = 160 * 1024  # boards/TINYTRAIN_F746DISC: the firmware's static arena
+
+
+def fused_ops(plan):
+    return [op for op in plan.model.ops if op.kind == mf.OP_FWD_FUSED]
+
+
+def run_sim(plan, xs, ys):
+    t = tinytrain.Trainer(plan.data)
+    losses = [np.float32(t.step(x.tobytes(), y)).tobytes() for x, y in zip(xs, ys)]
+    return losses, t.params(), [t.logits(x.tobytes()) for x in xs], [t.predict(x.tobytes()) for x in xs]
+
+
+def same_as_unfused(graph, scheme, xs, ys, fuse="all"):
+    fused = compile_model(graph, scheme, fuse=fuse)
+    plain = compile_model(graph, scheme, fuse=False)
+    assert not fused_ops(plain)
+    assert run_sim(fused, xs, ys) == run_sim(plain, xs, ys)
+    return fused, plain
+
+
+# -- what the compiler fuses --------------------------------------------------
+
+def test_fusions_of_mbnet():
+    b = netzoo.mbnet(0)
+    g = b.quantize(netzoo.calib(b))
+    head = g.param_layers[-1].name
+    plan = compile_model(g, Scheme(bias={head}, weights={head: 1.0}), fuse="all")
+    names = [n for n in plan.op_names if "+" in n]
+    # expand + depthwise + project twice; conv7 then feeds dwconv8 too, but a
+    # layer takes part in one fused op only (the first that claims it)
+    assert names == ["forward conv1+dwconv2+conv3", "forward conv5+dwconv6+conv7"]
+    streamed = {t.name for t in plan.tensors if t.rec.flags & mf.TF_STREAMED}
+    assert streamed == {"conv1", "dwconv2", "conv5", "dwconv6"}
+    for op in fused_ops(plan):
+        ring = plan.model.tensors[op.t[mf.FUSED_RING]]
+        assert ring.h == plan.model.layers[op.layer].kh  # kernel-height rows, not the whole tensor
+    check_plan(plan)
+    assert compile_model(g, Scheme(bias={head}, weights={head: 1.0}), fuse="producer").arena_size <= \
+        compile_model(g, Scheme(bias={head}, weights={head: 1.0}), fuse=False).arena_size
+
+
+def test_trained_layers_are_not_fused():
+    b = netzoo.mbnet(0)
+    g = b.quantize(netzoo.calib(b))
+    names = [layer.name for layer in g.param_layers]
+    # dwconv6 bias-trained: its output needs a mask (fine) but its input and
+    # output must not need gradients; conv5 trained: its output needs a mask
+    plan = compile_model(g, Scheme(bias={"dwconv6", names[-1]}, weights={"conv5": 0.5, names[-1]: 1.0}),
+                         fuse="all")
+    ops = {n for n in plan.op_names if "+" in n}
+    assert ops == {"forward conv1+dwconv2+conv3"}
+    plan = compile_model(g, Scheme(bias={"dwconv6", names[-1]}, weights={names[-1]: 1.0}), fuse="all")
+    assert {n for n in plan.op_names if "+" in n} == {"forward conv1+dwconv2+conv3", "forward conv5+dwconv6"}
+    op = next(op for op in fused_ops(plan) if plan.model.layers[op.layer].name == "dwconv6")
+    assert op.t[mf.FUSED_MASK] != mf.NONE  # the bias update needs dwconv6's mask
+    assert op.t[mf.FUSED_C] == mf.NONE
+
+
+def test_default_keeps_only_fusions_the_arena_needs():
+    b = netzoo.mbnet(0)
+    g = b.quantize(netzoo.calib(b))
+    scheme = Scheme.last_layers(g, n_bias=3, n_weights=0)
+    every = compile_model(g, scheme, fuse="all")
+    default = compile_model(g, scheme)
+    none = compile_model(g, scheme, fuse=False)
+    assert default.arena_size <= every.arena_size < none.arena_size
+    assert 0 < len(fused_ops(default)) <= len(fused_ops(every))
+    with pytest.raises(ValueError, match="fuse must be"):
+        compile_model(g, scheme, fuse="maybe")
+
+
+def test_graph_from_fused_model_plans_again():
+    from tinytrain.compiler import graph_from_model
+    _, g, plan = netzoo.build("mbnet", "bias_only")
+    assert fused_ops(plan)
+    g2 = graph_from_model(plan.data)
+    assert len(g2.layers) == len(g.layers) and len(g2.tensors) == len(g.tensors)
+    assert compile_model(g2, Scheme.last_layers(g2, n_bias=3, n_weights=0)).arena_size == plan.arena_size
+
+
+# -- bit-identical: simulator, reference ----------------------------------------
+
+@pytest.mark.parametrize("name", ["cnn", "mbnet"])
+@pytest.mark.parametrize("scheme", ["bias_only", "sparse", "full"])
+def test_zoo_fused_equals_unfused(name, scheme):
+    b, g, _ = netzoo.build(name, scheme, seed=4)
+    xs, ys = netzoo.samples(b, g, 5, seed=5)
+    fused, _ = same_as_unfused(g, netzoo.SCHEMES[scheme](g), xs, ys)
+    if scheme == "bias_only":
+        assert fused_ops(fused)
+
+
+@pytest.mark.parametrize("label,n_fused", [("ir/frozen", 3), ("ir/dw_bias", 1), ("ir/late_bias", 3)])
+def test_ir_fused_every_tensor(label, n_fused):
+    b, g, scheme = FUSED_CASES[label]
+    xs, ys = _samples(b, g, 3, 1)
+    fused, _ = same_as_unfused(g, scheme, xs, ys)
+    assert len(fused_ops(fused)) == n_fused
+    compare_step(compile_model(g, scheme, reuse_memory=False, fuse="all"), xs[0], ys[0])
+
+
+@pytest.mark.parametrize("name", ["cnn", "mbnet"])
+@pytest.mark.parametrize("scheme", ["bias_only", "sparse"])
+def test_zoo_fused_every_tensor(name, scheme):
+    b, g, _ = netzoo.build(name, scheme, seed=2)
+    plan = compile_model(g, netzoo.SCHEMES[scheme](g), reuse_memory=False, fuse="all")
+    xs, ys = netzoo.samples(b, g, 1, seed=5)
+    compare_step(plan, xs[0], ys[0])
+
+
+@pytest.mark.parametrize("name", ["big", "dw", "dw4"])
+@pytest.mark.parametrize("scheme", ["frozen", "stem", "sparse"])
+def test_shaped_fused(name, scheme):
+    """The kernels' edge-case networks (odd sizes, channel tails, stride 2,
+    padding beyond the input, the stack-budget fallbacks) fused wherever legal."""
+    b = SHAPED[name](0)
+    g = b.quantize(netzoo.calib(b, n=8, seed=0))
+    xs, ys = _samples(b, g, 3, 1)
+    fused, _ = same_as_unfused(g, _schemes(g)[scheme], xs, ys)
+    plan = compile_model(g, _schemes(g)[scheme], reuse_memory=False, fuse="all")
+    compare_step(plan, xs[0], ys[0])
+
+
+def inverted_residual_net(pick):
+    """Stems and inverted-residual blocks in every fusable shape: expand (or
+    not), depthwise 3/5/7 stride 1/2 with or without padding, project (or
+    not), skip adds; channel counts off multiples of 4, odd sizes.
+    pick(options) chooses one of a list (hypothesis or a seeded generator)."""
+    h, w = pick(range(5, 15)), pick(range(5, 15))
+    b = NetBuilder((h, w, pick(range(1, 5))), seed=pick(range(2 ** 16)))
+    b.conv(pick(range(2, 10)), k=pick([1, 3, 5]), stride=pick([1, 2]), act=pick([None, "relu", "relu6"]))
+    for _ in range(pick([1, 2, 3])):
+        hh, ww, c = b.shapes[b.last]
+        skip = b.last
+        if pick([True, False]):
+            b.pointwise(pick(range(1, 14)), act=pick([None, "relu6"]))
+        k = pick([3, 5, 7] if min(hh, ww) >= 3 else [3])
+        pad = pick([None, 0]) if min(hh, ww) >= k else None
+        stride = pick([1, 2]) if min(hh, ww) > 2 else 1
+        b.dwconv(k, stride, act=pick([None, "relu6"]), pad=pad)
+        if pick([True, False]):
+            y = b.pointwise(c if pick([True, False]) else pick(range(1, 10)), act=None)
+            if b.shapes[y] == b.shapes[skip]:
+                b.add(skip, y, act=pick([None, "relu"]))
+    if pick([True, False]):
+        b.avgpool()
+    b.fc(pick(range(2, 6)))
+    return b
+
+
+def mostly_frozen(graph, pick):
+    """Layers from a random cut on trained at random (fusions legal before
+    it), sometimes the biases of a depthwise layer before it (a fused op that
+    writes its clamp mask)."""
+    names = [layer.name for layer in graph.param_layers]
+    cut = pick(range(len(names) // 2, len(names)))
+    bias = {n for n in names[cut:-1] if pick(range(3)) == 0} | {names[-1]}
+    weights = {n: r for n in names[cut:-1] if (r := pick([0, 0, 0.5, 1.0]))}
+    weights[names[-1]] = 1.0
+    dws = [layer.name for layer in graph.param_layers[:cut] if layer.kind == "dwconv"]
+    if dws and pick([True, False]):
+        bias.add(pick(dws))
+    return Scheme(bias=bias, weights=weights, residue=pick([True, False]), lr=pick([0.05, 0.5]))
+
+
+def numpy_pick(seed):
+    rng = np.random.default_rng(seed)
+    return lambda options: list(options)[int(rng.integers(len(options)))]
+
+
+@st.composite
+def fusable_nets(draw):
+    def pick(options):
+        return draw(st.sampled_from(list(options)))
+    b = inverted_residual_net(pick)
+    graph = b.quantize(netzoo.calib(b, n=12, seed=pick(range(100))))
+    return b, graph, mostly_frozen(graph, pick), pick(range(2 ** 16))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(fusable_nets())
+def test_random_fused_networks(case):
+    b, graph, scheme, seed = case
+    rng = np.random.default_rng(seed)
+    ncls = graph.tensors[graph.output].numel
+    xs = [quantize_input(graph, rng.uniform(-1, 1, size=b.input_shape)).reshape(-1) for _ in range(3)]
+    ys = [int(rng.integers(0, ncls)) for _ in xs]
+    fused, _ = same_as_unfused(graph, scheme, xs, ys)
+    check_plan(fused)
+    ref = Reference(fused.data)
+    t = tinytrain.Trainer(fused.data)
+    for x, y in zip(xs, ys):
+        assert np.float32(t.step(x.tobytes(), y)).tobytes() == np.float32(ref.step(x, label=y)).tobytes()
+        assert t.params() == ref.params_bytes()
+        assert t.predict(x.tobytes()) == ref.predict(x)
+    every = compile_model(graph, scheme, reuse_memory=False, fuse="all")
+    compare_step(every, xs[0], ys[0])
+
+
+def taller_rings(plan, extra):
+    """The plan with every ring `extra` rows taller, placed after the arena
+    (the reader takes rings of at least the kernel height; the kernel then
+    moves rows down less often)."""
+    m = mf.Model.parse(plan.data)
+    end = m.header.arena_size
+    for op in m.ops:
+        if op.kind == mf.OP_FWD_FUSED and op.t[mf.FUSED_RING] != mf.NONE:
+            r = m.tensors[op.t[mf.FUSED_RING]]
+            r.h += extra
+            r.size = r.h * r.w * r.c
+            r.arena_off = end
+            end += (r.size + 3) // 4 * 4
+    m.header.arena_size = end
+    return m.pack()
+
+
+@pytest.mark.parametrize("extra", [1, 2, 5])
+def test_taller_ring_same_results(extra):
+    b = SHAPED["dw4"](0)
+    g = b.quantize(netzoo.calib(b, n=8, seed=0))
+    plan = compile_model(g, _schemes(g)["frozen"], fuse="all")
+    assert fused_ops(plan)
+    xs, ys = _samples(b, g, 3, 1)
+
+    assert run_sim(SimpleNamespace(data=taller_rings(plan, extra)), xs, ys) == run_sim(plan, xs, ys)
+
+
+# -- the C core elsewhere: host (sanitizers), Cortex-M7 ---------------------------
+
+def ir_net(seed=0):
+    """Each fused kernel path: the stem conv (im2col rows) into a depthwise
+    on 6 channels (per-channel kernel), expand into 5x5 stride 2 on 12
+    channels (4 at a time), 7x7 with more padding than rows, a depthwise
+    without padding, projects; odd widths, so a row of a 6- or 5-channel
+    output does not start a mask byte (the optimised kernels leave those rows
+    to the reference)."""
+    b = NetBuilder((15, 13, 3), seed=seed)
+    b.conv(6, k=3, stride=2, act="relu6")  # 8 x 7 x 6
+    b.dwconv(3, 1, act="relu6")
+    b.pointwise(5, act=None)
+    b.pointwise(12, act="relu6")
+    b.dwconv(5, 2, act="relu6")            # 4 x 4 x 12
+    b.pointwise(6, act=None)
+    b.pointwise(8, act="relu6")
+    b.dwconv(7, 1, act="relu6")            # pad 3 on 4 rows
+    b.pointwise(7, act=None)
+    b.dwconv(3, 2, act=None, pad=0)        # 1 x 1 x 7
+    b.fc(3)
+    return b
+
+
+def _fused_cases():
+    b = ir_net(1)
+    g = b.quantize(netzoo.calib(b, n=8, seed=1))
+    names = [layer.name for layer in g.param_layers]
+    dws = {layer.name for layer in g.param_layers if layer.kind == "dwconv"}
+    cases = [("ir/frozen", b, g, Scheme(bias={names[-1]}, weights={names[-1]: 1.0})),
+             ("ir/dw_bias", b, g, Scheme(bias=dws | {names[-1]}, weights={names[-1]: 1.0})),
+             ("ir/late_bias", b, g, Scheme(bias={"dwconv7", names[-1]}, weights={names[-1]: 1.0}))]
+    for name, scheme in (("mbnet", "bias_only"), ("mbnet", "sparse"), ("cnn", "bias_only")):
+        b, g, _ = netzoo.build(name, scheme, seed=6)
+        cases.append((f"{name}/{scheme}", b, g, netzoo.SCHEMES[scheme](g)))
+    for name in ("big", "dw", "dw4"):
+        b = SHAPED[name](2)
+        g = b.quantize(netzoo.calib(b, n=8, seed=2))
+        cases.append((f"{name}/frozen", b, g, _schemes(g)["frozen"]))
+    return cases
+
+
+def _random_cases(n, seed0):
+    cases = []
+    for seed in range(seed0, seed0 + n):
+        pick = numpy_pick(seed)
+        b = inverted_residual_net(pick)
+        g = b.quantize(netzoo.calib(b, n=8, seed=seed))
+        cases.append((f"random{seed}", b, g, mostly_frozen(g, pick)))
+    return cases
+
+
+FUSED_CASES = {label: (b, g, s) for label, b, g, s in _fused_cases() + _random_cases(8, 0)}
+M7_CASES = ["ir/frozen", "ir/dw_bias", "ir/late_bias", "mbnet/bias_only", "mbnet/sparse", "cnn/bias_only", "big/frozen",
+            "dw/frozen", "dw4/frozen", "random0", "random2", "random5"]
+
+
+def _check_target(exes, target, label):
+    b, g, scheme = FUSED_CASES[label]
+    xs, ys = _samples(b, g, 3, 7)
+    fused = compile_model(g, scheme, fuse="all")
+    plain = compile_model(g, scheme, fuse=False)
+    ref, opt = _same(exes, target, fused, xs, ys, xs[:2])  # reference kernels = optimised kernels
+    sim = run_sim(plain, xs, ys)                            # = the unfused simulator
+    assert [v.tobytes() for v in opt.losses] == sim[0]
+    assert opt.params == sim[1]
+    assert opt.logits == sim[2][:2]
+    return fused, plain, opt
+
+
+@pytest.mark.parametrize("label", sorted(FUSED_CASES))
+def test_fused_host_sanitized(host_exes, label):
+    _check_target(host_exes, "host", label)
+
+
+@pytest.mark.parametrize("label", M7_CASES)
+def test_fused_cortex_m7(m7_exes, label):
+    fused, plain, opt = _check_target(m7_exes, "m7", label)
+    assert len(opt.step_instructions) == 3 and min(opt.step_instructions) > 0
+
+
+# -- the paper's models ------------------------------------------------------------
+
+@pytest.mark.skipif(not (TTE / "mcunet-5fps.pkl").exists(), reason="the paper's models are not in ../shared")
+def test_mcunet_49kb_fits_the_f746_arena():
+    from tinytrain.convert import tte
+    g = tte.load(str(TTE / "mcunet-5fps.pkl"), n_classes=10)
+    scheme = tte.published_scheme(g, "mcunet-5fps", "49kb")
+    plain = compile_model(g, scheme, fuse=False)
+    plan = compile_model(g, scheme)
+    assert plain.arena_size > F746_ARENA  # the problem: the 131 KB expand output of the first block
+    assert plan.arena_size < F746_ARENA
+    check_plan(plan)
+    # the peak is now the backward pass (gradients of the 192-channel block)
+    assert plan.peak_op() >= plan.model.header.n_fwd_ops
+    x = np.random.default_rng(0).integers(-128, 128, size=128 * 128 * 3).astype(np.int8)
+    for p in (plain, plan):
+        p.sim = run_sim(p, [x], [3])
+    assert plan.sim == plain.sim
+
+
+@pytest.mark.skipif(not (TTE / "mcunet-5fps.pkl").exists(), reason="the paper's models are not in ../shared")
+def test_mcunet_49kb_cortex_m7(m7_exes):
+    """On the M7 the fused plan trains and predicts like the unfused one, in
+    about the same number of instructions (bench_m7.py prints them)."""
+    from tinytrain.convert import tte
+    g = tte.load(str(TTE / "mcunet-5fps.pkl"), n_classes=10)
+    scheme = tte.published_scheme(g, "mcunet-5fps", "49kb")
+    x = np.random.default_rng(1).integers(-128, 128, size=128 * 128 * 3).astype(np.int8)
+    runs = [runner.run(m7_exes[1], compile_model(g, scheme, fuse=f).data, [(x, 2)], [x], target="m7")
+            for f in (False, True)]
+    plain, fused = runs
+    assert plain.status == 0 and fused.status == 0, plain.message + fused.message
+    assert [v.tobytes() for v in fused.losses] == [v.tobytes() for v in plain.losses]
+    assert (fused.params, fused.logits, fused.classes) == (plain.params, plain.logits, plain.classes)
+    assert fused.step_instructions[0] < 1.02 * plain.step_instructions[0]
+    assert fused.predict_instructions[0] < 1.02 * plain.predict_instructions[0]
