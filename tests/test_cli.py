@@ -65,6 +65,20 @@ def test_info(ttm, capsys):
     assert "input 10x10x3 int8" in out and "dwconv" in out and "bias w 6/6" in out
 
 
+def test_plan_fused_and_not(ttm, tmp_path, capsys):
+    """bias:3 leaves the first blocks frozen: the default plan fuses them, --no-fuse does not."""
+    fused, plain = tmp_path / "f.ttm", tmp_path / "p.ttm"
+    assert cli.main(["plan", str(ttm), "--scheme", "bias:3", "-o", str(fused)]) == 0
+    assert cli.main(["plan", str(ttm), "--scheme", "bias:3", "--no-fuse", "-o", str(plain)]) == 0
+    a, b = (mf.Model.parse(p.read_bytes()) for p in (fused, plain))
+    assert any(op.kind == mf.OP_FWD_FUSED for op in a.ops)
+    assert not any(op.kind == mf.OP_FWD_FUSED for op in b.ops)
+    assert a.header.arena_size < b.header.arena_size
+    capsys.readouterr()
+    assert cli.main(["info", str(fused)]) == 0
+    assert "run row by row, ring" in capsys.readouterr().out
+
+
 @pytest.mark.skipif(not (TTE / "mcunet-5fps.pkl").exists(), reason="the paper's models are not in ../shared")
 def test_convert_mcunet_published_schemes(tmp_path):
     sizes = []

@@ -104,19 +104,26 @@ def test_missing_seglearn_says_how_to_install(monkeypatch):
         datasets.watch_path()
 
 
-def test_other_targets_not_implemented_yet():
-    for t in ("qemu", "serial:/dev/ttyACM0", "/dev/ttyUSB0"):
-        with pytest.raises(NotImplementedError, match="not implemented"):
+def test_other_targets_fail_early_in_one_line(monkeypatch, tmp_path):
+    """qemu without its firmware, a serial port that is not there: a one-line
+    error before any work (the backends themselves: tests/test_stream.py)."""
+    monkeypatch.setenv("TINYTRAIN_QEMU_ELF", str(tmp_path / "none.elf"))
+    with pytest.raises(ValueError, match="needs the qemu firmware .*make qemu"):
+        personalize.run("qemu", quick=True, progress=False, verbose=False)
+    for t in ("serial:/dev/tinytrain-none", "/dev/tinytrain-none"):
+        with pytest.raises(ValueError, match="no serial port /dev/tinytrain-none"):
             personalize.run(t, quick=True, progress=False, verbose=False)
     with pytest.raises(ValueError, match="unknown target"):
         backends.open_device("fpga", b"")
 
 
-def test_cli_demo(tmp_path, capsys):
+def test_cli_demo(tmp_path, capsys, monkeypatch):
     png = tmp_path / "curve.png"
     assert cli.main(["demo", "personalize", "--quick", "--subject", "6", "--seed", "1", "--plot", str(png)]) == 0
     out = capsys.readouterr().out
     assert "int8 on device (sim)" in out and "float64 reference" in out
     assert png.read_bytes()[:4] == b"\x89PNG"
+    monkeypatch.setenv("TINYTRAIN_QEMU_ELF", str(tmp_path / "none.elf"))
     assert cli.main(["demo", "personalize", "--target", "qemu"]) == 2
-    assert "not implemented" in capsys.readouterr().err
+    err = capsys.readouterr().err.strip()
+    assert "needs the qemu firmware" in err and len(err.splitlines()) == 1

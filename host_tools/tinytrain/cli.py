@@ -30,7 +30,7 @@ def _compile(graph, args):
     from .schemes import parse_scheme
     scheme = parse_scheme(args.scheme, graph, lr=args.lr, residue=args.residue or None,
                           qas=False if args.no_qas else None)
-    return compile_model(graph, scheme)
+    return compile_model(graph, scheme, fuse=not args.no_fuse)
 
 
 def _write(plan, args):
@@ -81,6 +81,11 @@ def cmd_info(args):
         print(f"{i:3d} {mf.LAYER_KIND_NAMES[L.kind]:8} {'x'.join(map(str, x.shape)):>12} "
               f"{'x'.join(map(str, y.shape)):>12} {f'{L.kh}x{L.kw}' if L.kind <= 2 else '':>5} "
               f"{L.stride if L.kind <= 2 else '':>2} {' '.join(tr):>16}")
+    fused = [op for op in m.ops[:h.n_fwd_ops] if op.kind == mf.OP_FWD_FUSED]
+    for op in fused:
+        chain = [i for i in (op.t[mf.FUSED_A], op.layer, op.t[mf.FUSED_C]) if i != mf.NONE]
+        ring = f", ring {m.tensors[op.t[mf.FUSED_RING]].size} B" if op.t[mf.FUSED_RING] != mf.NONE else ""
+        print(f"fused: layers {'+'.join(map(str, chain))} run row by row{ring}")
 
 
 def cmd_demo(args):
@@ -108,6 +113,8 @@ def main(argv=None):
         p.add_argument("--lr", type=float, help="default learning rate stored in the model")
         p.add_argument("--residue", action="store_true", help="8 fraction bits per trained weight")
         p.add_argument("--no-qas", action="store_true", help="plain int8 SGD (for comparison)")
+        p.add_argument("--no-fuse", action="store_true",
+                       help="no fused ops: every layer's output stored whole (a larger arena, for comparison)")
         p.add_argument("-o", "--output", required=True, help="model file to write (.ttm)")
         p.add_argument("--report", help="write the memory report to this text file")
         p.add_argument("--plot", help="write a PNG of live memory over the schedule")
@@ -134,13 +141,16 @@ def main(argv=None):
 
     p = sub.add_parser("demo", help="run a demo (personalize: fine-tune to a new user on the device)")
     p.add_argument("name", choices=("personalize",))
-    p.add_argument("--target", default="sim", help="where to train: sim (default); qemu and serial ports: later")
+    p.add_argument("--target", default="sim", help="where to train: sim (default), qemu, or a board's serial port")
     p.add_argument("--subject", default="4", help="held-out subject 1..10, or 'all' (default 4)")
     p.add_argument("--seed", type=int, default=0, help="init, calibration and sample-order seed (default 0)")
     p.add_argument("--epochs", type=int, help="fine-tuning epochs (default 5; 3 with --quick)")
     p.add_argument("--plot", default="personalize.png", help="PNG of the learning curve (default personalize.png)")
     p.add_argument("--quick", action="store_true", help="reduced run (shorter pretraining, 3 epochs)")
     p.set_defaults(fn=cmd_demo)
+
+    from .stream.commands import add_commands as add_stream_commands
+    add_stream_commands(sub)  # stream, pull, push (tinytrain/stream/commands.py)
 
     args = ap.parse_args(argv)
     try:

@@ -6,7 +6,7 @@ A script written for the board runs unchanged here:
     loss = t.step(x, label)                 # x: int8 buffer of one input
     cls = t.predict(x)
     acc = t.evaluate(xs, labels)            # xs: N inputs back to back
-    t.save(path); t.load(path)              # trained parameters only
+    t.save(path); t.load(path)              # trained parameters only (load: also bytes)
     t.info()
 """
 from __future__ import annotations
@@ -181,18 +181,20 @@ class Trainer:
         head = PARAMS_MAGIC + struct.pack("<HHIII", PARAMS_VERSION, 0, self._model_crc,
                                           _N.tts_steps(self._tr), len(body))
         blob = head + body
-        blob += struct.pack("<I", zlib.crc32(blob))
-        tmp = f"{os.fspath(path)}.tmp"
-        with open(tmp, "wb") as f:
-            f.write(blob)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        atomic_write(path, blob + struct.pack("<I", zlib.crc32(blob)))
 
-    def load(self, path) -> None:
-        """Restore parameters written by save() for this same model."""
-        with open(path, "rb") as f:
-            blob = f.read()
+    def load(self, src) -> None:
+        """Restore parameters written by save() for this same model: from a
+        path (see read_params_file: a save cut short leaves the old or the new
+        file, and this finds it) or from the file's bytes."""
+        if isinstance(src, (str, os.PathLike)):
+            blob = read_params_file(src)
+        else:
+            try:
+                blob = bytes(memoryview(src))
+            except TypeError:
+                raise TypeError("load takes a path or the bytes of a parameter file, not "
+                                f"{type(src).__name__}") from None
         body = check_params_file(blob, self._model_crc, len(self.params()))
         n = ctypes.c_uint32()
         p = _N.tt_trainer_params(self._tr, ctypes.byref(n))
@@ -229,6 +231,63 @@ class Trainer:
         self._hook = _native.GRAD_HOOK(lambda ctx, layer, idx, acc, scale: fn(layer, idx, acc, scale)) \
             if fn else _native.GRAD_HOOK()
         _N.tts_set_grad_hook(self._tr, self._hook, None)
+
+
+def params_whole(blob: bytes) -> bool:
+    """The checks that do not depend on the model (magic, version, size,
+    checksum): a file cut short or damaged fails them."""
+    return (len(blob) >= 24 and blob[:4] == PARAMS_MAGIC
+            and struct.unpack_from("<H", blob, 4)[0] == PARAMS_VERSION
+            and len(blob) == 24 + struct.unpack_from("<I", blob, 16)[0]
+            and zlib.crc32(blob[:-4]) == struct.unpack_from("<I", blob, len(blob) - 4)[0])
+
+
+def atomic_write(path, data: bytes) -> None:
+    """path gets data, or keeps what it had: written to path + ".tmp",
+    flushed to the disk, then renamed over path (and the folder synced)."""
+    path = os.fspath(path)
+    tmp = f"{path}.tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    try:
+        fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def read_params_file(path) -> bytes:
+    """The bytes of the parameter file at path. Saving renames path + ".tmp"
+    over path; where a rename over an existing file removes it first (FAT, the
+    board's /flash), a power cut can leave only the complete ".tmp": when path
+    is missing or damaged and path + ".tmp" is whole, that is the newest file.
+    (The board's Trainer.load does the same.)"""
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            blob = f.read()
+    except FileNotFoundError:
+        blob = None
+    if blob is None or not params_whole(blob):
+        try:
+            with open(f"{path}.tmp", "rb") as f:
+                alt = f.read()
+        except FileNotFoundError:
+            alt = None
+        if alt is not None and params_whole(alt):
+            return alt
+    if blob is None:
+        with open(path, "rb") as f:  # raises the FileNotFoundError
+            return f.read()
+    return blob
 
 
 def check_params_file(blob: bytes, model_crc: int, size: int) -> bytes:

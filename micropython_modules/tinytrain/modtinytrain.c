@@ -7,7 +7,7 @@
  *     loss = t.step(x, label)           # float; label: int (MSE: int8 targets)
  *     t.step(x, label, out=buf)         # writes the loss to buf[0], returns None
  *     cls = t.predict(x); q = t.logits(x); acc = t.evaluate(xs, labels)
- *     t.params(); t.save(path); t.load(path); t.info()
+ *     t.params(); t.save(path); t.load(path or the file's bytes); t.info()
  *
  * Built two ways from this one file:
  *  - into the firmware (user C module): the arena is one static .bss array of
@@ -545,7 +545,8 @@ static mp_obj_t tinytrain_trainer_params(mp_obj_t self_in) {
 static MP_DEFINE_CONST_FUN_OBJ_1(tinytrain_trainer_params_obj, tinytrain_trainer_params);
 
 // save(path): the parameter file of docs/format.md, written to path + ".tmp"
-// and renamed over path, so a power cut leaves the old file or the new one.
+// and renamed over path, so a power cut leaves the old file or the new one
+// (on FAT the rename removes path first: load() then finds path + ".tmp").
 static mp_obj_t tinytrain_trainer_save(mp_obj_t self_in, mp_obj_t path) {
     tinytrain_trainer_obj_t *self = get_self(self_in);
     uint32_t n = 0;
@@ -586,15 +587,63 @@ static mp_obj_t tinytrain_trainer_save(mp_obj_t self_in, mp_obj_t path) {
 }
 static MP_DEFINE_CONST_FUN_OBJ_2(tinytrain_trainer_save_obj, tinytrain_trainer_save);
 
-// load(path): restore what save() wrote for this same model; every check
-// passes before the trainer is touched.
-static mp_obj_t tinytrain_trainer_load(mp_obj_t self_in, mp_obj_t path) {
+// Whether a parameter file passes the checks that do not depend on the model
+// (magic, version, size, checksum): a file cut short or damaged fails them.
+static bool params_whole(mp_obj_t data) {
+    mp_buffer_info_t fb;
+    mp_get_buffer_raise(data, &fb, MP_BUFFER_READ);
+    const uint8_t *b = fb.buf;
+    return fb.len >= TT_PARAMS_OVERHEAD && memcmp(b, "TTPS", 4) == 0 && b[4] == 1 && b[5] == 0
+           && (uint64_t)fb.len == (uint64_t)rd32(b + 16) + TT_PARAMS_OVERHEAD
+           && tt_crc32(0, b, fb.len - 4) == rd32(b + fb.len - 4);
+}
+
+// Whether path names an existing entry, without raising (os.listdir of its
+// folder: a native module cannot catch the OSError of open()).
+static bool file_exists(mp_obj_t path) {
+    size_t len;
+    const char *p = mp_obj_str_get_data(path, &len);
+    size_t slash = len;
+    while (slash && p[slash - 1] != '/') {
+        slash--;
+    }
+    mp_obj_t os = mp_import_name(MP_QSTR_os, mp_const_none, MP_OBJ_NEW_SMALL_INT(0));
+    mp_obj_t dir = mp_obj_new_str(p, slash > 1 ? slash - 1 : slash); // "/x" -> "/", "x" -> cwd
+    mp_obj_t names = call_method(os, MP_QSTR_listdir, slash ? 1 : 0, &dir);
+    mp_obj_t name = mp_obj_new_str(p + slash, len - slash);
+    return mp_obj_is_true(mp_binary_op(MP_BINARY_OP_IN, name, names));
+}
+
+// The bytes of the parameter file at path. save() writes path + ".tmp" and
+// renames it over path; on FAT (the F746's /flash) that rename removes the old
+// file first, so a power cut can leave only the complete ".tmp": when path is
+// missing or damaged and path + ".tmp" is whole, that is the newest file.
+static mp_obj_t read_params(mp_obj_t path) {
+    mp_obj_t tmp = mp_binary_op(MP_BINARY_OP_ADD, path, mp_obj_new_str(".tmp", 4));
+    bool have = file_exists(path);
+    mp_obj_t data = have ? read_file(path) : mp_const_none;
+    if ((!have || !params_whole(data)) && file_exists(tmp)) {
+        mp_obj_t alt = read_file(tmp);
+        if (params_whole(alt)) {
+            return alt;
+        }
+    }
+    return have ? data : read_file(path); // (the latter raises the OSError)
+}
+
+// load(src): restore what save() wrote for this same model, from a path (see
+// read_params) or from the file's bytes; every check passes before the
+// trainer is touched.
+static mp_obj_t tinytrain_trainer_load(mp_obj_t self_in, mp_obj_t src) {
     tinytrain_trainer_obj_t *self = get_self(self_in);
     mp_buffer_info_t fb;
     uint32_t size = 0;
     uint8_t *params = tt_trainer_params(&self->tr, &size);
-    mp_obj_t data = read_file(path);
-    mp_get_buffer_raise(data, &fb, MP_BUFFER_READ);
+    mp_obj_t data = mp_obj_is_str(src) ? read_params(src) : src;
+    if (!mp_get_buffer(data, &fb, MP_BUFFER_READ)) {
+        raise_msg(EXC_TYPE(TypeError), "load takes a path or the bytes of a parameter file, not %s",
+            type_name(src));
+    }
     const uint8_t *b = fb.buf;
     if (fb.len < TT_PARAMS_OVERHEAD || memcmp(b, "TTPS", 4) != 0) {
         raise_msg(EXC_TYPE(ValueError), "not a tinytrain parameter file");

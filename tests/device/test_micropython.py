@@ -83,8 +83,9 @@ def report(line: str) -> None:
 
 
 # ---------------------------------------------------------------------------
+# mbnet/bias_only runs a fused op (expand + depthwise + project, row by row)
 CASES = [("mlp", "full_residue"), ("cnn", "full"), ("mbnet", "sparse"), ("mbnet", "full_residue"),
-         ("cnn", "bias_only"), ("mlp", "mse")]
+         ("cnn", "bias_only"), ("mlp", "mse"), ("mbnet", "bias_only")]
 
 
 @pytest.mark.parametrize("name,scheme", CASES, ids=[f"{n}-{s}" for n, s in CASES])

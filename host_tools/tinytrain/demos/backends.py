@@ -9,11 +9,13 @@ only streams samples to what it gets back:
     acc = dev.evaluate(xs, labels)     # xs: N inputs back to back (bytes)
     dev.info(); dev.close()
 
-Implemented: 'sim' (the host simulator, `tinytrain.Trainer` over the same C
-core as the firmware). Planned, by whoever adds them: 'qemu' (the Cortex-M7
-under qemu) and a serial port ('serial:/dev/ttyACM0', or the port itself)
-for a board running MicroPython with the tinytrain module. A new backend is
-one class with these five methods plus a branch in `open_device`.
+Targets: 'sim' (the host simulator, `tinytrain.Trainer` over the same C
+core as the firmware); 'qemu' (the Cortex-M7 firmware under qemu, built with
+`make qemu`) and a serial port ('serial:/dev/ttyACM0', or the port itself)
+for a board running MicroPython with the tinytrain module: both speak the
+stream protocol of docs/streaming.md (`tinytrain.stream`), every call one
+request, and train bit for bit as the simulator does. A new backend is one
+class with these five methods plus a branch in `open_device`.
 """
 from __future__ import annotations
 
@@ -61,23 +63,66 @@ class SimDevice:
         self.trainer = None
 
 
+class StreamDevice:
+    """A device behind the stream protocol (qemu, a board on a serial port):
+    the Trainer runs there; each call is one request and its reply."""
+
+    def __init__(self, target: str, model: bytes, lr=None):
+        from ..stream import connect
+        self.name = str(target)
+        self.conn = connect(self.name, model, lr=lr, prequential=False)
+        self.session = self.conn.session
+        self.input_bytes = self.session.model["input_bytes"]
+
+    def step(self, x: bytes, label: int) -> float:
+        return self.session.train([(bytes(x), int(label))]).losses[0]
+
+    def predict(self, x: bytes) -> int:
+        return self.session.predict([bytes(x)])[0]
+
+    def evaluate(self, xs: bytes, labels: Sequence[int]) -> float:
+        n = self.input_bytes
+        xs = bytes(xs)
+        labels = [int(v) for v in labels]
+        if len(xs) % n:
+            raise ValueError(f"xs has {len(xs)} bytes, not a multiple of the input size {n}")
+        if len(xs) // n != len(labels):
+            raise ValueError(f"{len(xs) // n} inputs but {len(labels)} labels")
+        if not labels:
+            raise ValueError("evaluate needs at least one input")
+        hits, _ = self.session.evaluate((xs[i * n:(i + 1) * n], y) for i, y in enumerate(labels))
+        return hits / len(labels)
+
+    def info(self) -> dict:
+        d = self.session.info()
+        return {k: d[k] for k in ("arena_bytes", "peak_bytes", "param_bytes", "steps", "trained_params",
+                                  "input_bytes", "classes", "lr")}
+
+    def params_file(self) -> bytes:
+        """The trained parameters, as Trainer.save writes them."""
+        return self.session.params_file()
+
+    def close(self) -> None:
+        self.conn.close()
+
+
 def check_target(target: str) -> None:
-    """Raise now (NotImplementedError, ValueError) for a target open_device cannot open."""
+    """Raise now (ValueError, one line) for a target open_device cannot open."""
+    from ..stream.session import StreamError
+    from ..stream.targets import check
     if str(target) != "sim":
-        open_device(target, b"")
+        try:
+            check(str(target))
+        except StreamError as e:
+            raise ValueError(str(e)) from None
 
 
 def open_device(target: str, model: bytes, lr=None) -> Device:
-    """A Device running `model` on `target` ('sim'; 'qemu' and serial ports: not yet)."""
+    """A Device running `model` on `target`: 'sim', 'qemu' or a serial port."""
+    from ..stream.targets import target_kind
     t = str(target)
     if t == "sim":
         return SimDevice(model, lr=lr)
-    if t == "qemu":
-        raise NotImplementedError("target 'qemu' (the Cortex-M7 under qemu) is not implemented yet: "
-                                  "use --target sim; a qemu backend is a Device class in "
-                                  "tinytrain/demos/backends.py")
-    if t.startswith("serial") or t.startswith("/dev/") or t.upper().startswith("COM"):
-        raise NotImplementedError(f"target {t!r} (a board on a serial port) is not implemented yet: "
-                                  "use --target sim; a serial backend is a Device class in "
-                                  "tinytrain/demos/backends.py")
-    raise ValueError(f"unknown target {t!r}; targets: {', '.join(TARGETS)}")
+    target_kind(t)  # ValueError for an unknown target
+    check_target(t)
+    return StreamDevice(t, model, lr=lr)

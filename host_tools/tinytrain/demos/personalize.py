@@ -31,7 +31,7 @@ Steps (all deterministic given the seed):
    plain SGD: what the device computes, without int8).
 
 Where the model trains is a `Device` from `tinytrain.demos.backends`
-(`--target sim`; qemu and serial-port boards come later).
+(`--target sim`, `qemu`, or a board's serial port: docs/streaming.md).
 """
 from __future__ import annotations
 

@@ -1,0 +1,290 @@
+"""`tinytrain stream`, `tinytrain pull`, `tinytrain push` (registered by cli.py)."""
+from __future__ import annotations
+
+import struct
+import sys
+import time
+import zlib
+from pathlib import Path
+
+from ..trainer import atomic_write, check_params_file, params_whole, read_params_file
+from .session import StreamError, TrainStats
+from .targets import connect, serial_port, target_kind
+
+TARGET_HELP = "sim (default), qemu, or a board's serial port (/dev/ttyACM0, COM3, serial:PORT)"
+
+
+def add_commands(sub) -> None:
+    p = sub.add_parser("stream", help="train a model on a device from a data file, streamed over the link",
+                       description="Stream (input, label) samples to Trainer.step on the device; the device "
+                                   "reports loss and accuracy as it learns. See docs/streaming.md.")
+    p.add_argument("--target", default="sim", help=TARGET_HELP)
+    p.add_argument("--model", required=True, help="the model file (.ttm); sent to the device over the link")
+    p.add_argument("--data", required=True, help=".npz (x, y[, x_eval, y_eval]), .npy (with --labels) or .csv")
+    p.add_argument("--labels", help="labels for a .npy or label-less .csv (.npy, .csv, .txt)")
+    p.add_argument("--raw", action="store_true", help="the inputs are int8 already (a .csv is read as floats)")
+    p.add_argument("--epochs", type=int, default=1, help="passes over the data (default 1)")
+    p.add_argument("--shuffle", type=int, metavar="SEED", help="shuffle each epoch with this seed")
+    p.add_argument("--load", metavar="FILE", help="start from these parameters: a host file, or :PATH on the device")
+    p.add_argument("--save", metavar="FILE", help="keep the trained parameters: a host file (pulled over the "
+                                                  "link), or :PATH on the device (Trainer.save there)")
+    p.add_argument("--window", type=int, help="frames in flight (default: 4; 1 on a serial port)")
+    p.add_argument("--max-payload", type=int, help="bytes per frame (default 2048; qemu 4096)")
+    p.add_argument("--no-accuracy", action="store_true",
+                   help="no prequential accuracy (saves the device one prediction per sample)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(fn=cmd_stream)
+
+    for name, helptext, a, b in (
+            ("pull", "copy a parameter file from the device to the host", "src", "dest"),
+            ("push", "copy a parameter file from the host to the device", "src", "dest")):
+        p = sub.add_parser(name, help=helptext, description=helptext + " (checked by its checksum; written "
+                           "atomically: the old file or the new one). Device paths may be written :PATH.")
+        p.add_argument("--target", default="sim", help=TARGET_HELP + "; on sim the device's files are the host's")
+        p.add_argument("--model", help="also check that the parameters belong to this model (.ttm)")
+        p.add_argument(a, help="device path" if name == "pull" else "host file")
+        p.add_argument(b, help="host file" if name == "pull" else "device path")
+        p.set_defaults(fn=cmd_pull if name == "pull" else cmd_push)
+
+
+def _one_line(fn):
+    def run(args):
+        try:
+            return fn(args)
+        except (StreamError, OSError) as e:
+            raise ValueError(str(e)) from None
+    return run
+
+
+# -- stream -------------------------------------------------------------------
+@_one_line
+def cmd_stream(args) -> None:
+    from . import data
+    model = Path(args.model).read_bytes()
+    if args.epochs < 1:
+        raise ValueError("--epochs must be >= 1")
+    x, y, xe, ye = data.load(args.data, args.labels)
+    raw = True if args.raw else None
+    train = data.samples(model, x, y, raw)
+    evalset = data.samples(model, xe, ye, raw) if xe is not None and ye is not None else None
+    if not train:
+        raise ValueError(f"{args.data}: no samples")
+    res = stream(args.target, model, train, epochs=args.epochs, shuffle=args.shuffle, evalset=evalset,
+                 load=args.load, save=args.save, window=args.window, max_payload=args.max_payload,
+                 prequential=not args.no_accuracy, progress=not args.quiet)
+    print(res["summary"])
+
+
+def stream(target, model: bytes, samples, *, epochs: int = 1, shuffle=None, evalset=None, load=None, save=None,
+           window=None, max_payload=None, prequential=True, progress=False, out=sys.stderr) -> dict:
+    """Train on target from samples [(int8 input bytes, label)]; returns the
+    per-sample losses, accuracies, the device's counters and a summary."""
+    import random
+    samples = list(samples)
+    n_total = len(samples) * epochs
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=n_total, unit="sample", desc=f"stream on {target}", dynamic_ncols=True, file=out)
+    stats = TrainStats()
+    marks = [(0, 0)]  # (samples reported, prequential hits): for the accuracy of the last stretch
+    epochs_out = []
+    t0 = time.monotonic()
+    try:
+        with connect(target, model, window=window, max_payload=max_payload, prequential=prequential) as conn:
+            s = conn.session
+            if load:
+                if load.startswith(":"):
+                    s.device_load(load[1:])
+                else:
+                    s.push_params(read_params_file(load))
+            t_train = time.monotonic()
+
+            def report(st):
+                if bar is not None:
+                    bar.update(st.n - bar.n)
+                    marks.append((st.n, st.hits))
+                    while len(marks) > 2 and st.n - marks[1][0] >= 200:
+                        marks.pop(0)
+                    post = {"loss": f"{st.recent(200):.4f}"}
+                    if prequential and st.n > marks[0][0]:
+                        post["acc"] = f"{(st.hits - marks[0][1]) / (st.n - marks[0][0]):.3f}"
+                    bar.set_postfix(post, refresh=False)
+
+            for e in range(epochs):
+                order = list(range(len(samples)))
+                if shuffle is not None:
+                    random.Random(shuffle * 1000003 + e).shuffle(order)
+                n0, h0 = stats.n, stats.hits
+                s.train((samples[i] for i in order), stats, report)
+                ep = {"epoch": e + 1, "loss": sum(stats.losses[n0:]) / max(1, stats.n - n0)}
+                if prequential:
+                    ep["accuracy"] = (stats.hits - h0) / max(1, stats.n - n0)
+                if evalset:
+                    hits, _ = s.evaluate(evalset)
+                    ep["eval_accuracy"] = hits / len(evalset)
+                epochs_out.append(ep)
+                if bar is not None:
+                    bar.write(_epoch_line(ep))
+            t_done = time.monotonic()
+            if save:
+                if save.startswith(":"):
+                    s.device_save(save[1:])
+                else:
+                    atomic_write(save, s.params_file())
+            dev_info = s.info()
+            dev = conn.end()
+            counts = dict(s.counts)
+    finally:
+        if bar is not None:
+            bar.close()
+    if dev["trained"] != n_total or stats.n != n_total:
+        raise StreamError(f"the device trained {dev['trained']} samples and reported {stats.n}, "
+                          f"{n_total} were sent")
+    rate = n_total / max(1e-9, t_done - t_train)
+    lines = [f"{n_total} samples ({len(samples)} x {epochs} epochs) on {target}: {rate:.0f} samples/s, "
+             f"{time.monotonic() - t0:.1f} s in all"]
+    lines += [_epoch_line(ep) for ep in epochs_out]
+    lines.append(f"link: {counts['frames']} frames, {counts['resent']} resent, {counts['naks']} NAKs, "
+                 f"{counts['timeouts']} timeouts; device: {dev['trained']} trained, "
+                 f"{dev_info['steps']} steps in all")
+    if save:
+        lines.append(f"saved the trained parameters to {save}")
+    return {"losses": stats.losses, "hits": stats.hits, "epochs": epochs_out, "device": dev, "link": counts,
+            "samples_per_s": rate, "summary": "\n".join(lines)}
+
+
+def _epoch_line(ep) -> str:
+    s = f"epoch {ep['epoch']}: mean loss {ep['loss']:.4f}"
+    if "accuracy" in ep:
+        s += f", accuracy {100 * ep['accuracy']:.1f}% (predicted before learning each sample)"
+    if "eval_accuracy" in ep:
+        s += f", evaluation accuracy {100 * ep['eval_accuracy']:.1f}%"
+    return s
+
+
+# -- pull / push ----------------------------------------------------------------
+def _model_check(model_path):
+    if not model_path:
+        return lambda blob: None
+    from ..trainer import Trainer
+    data = Path(model_path).read_bytes()
+    t = Trainer(data)
+    crc, size = struct.unpack_from("<I", data, 12)[0], t.info()["param_bytes"]
+    return lambda blob: check_params_file(blob, crc, size)
+
+
+def _check_whole(blob: bytes, what: str) -> None:
+    if not params_whole(blob):
+        raise ValueError(f"{what} is not a whole tinytrain parameter file (damaged or cut short)")
+
+
+def _device_path(p: str) -> str:
+    return p[1:] if p.startswith(":") else p
+
+
+@_one_line
+def cmd_pull(args) -> None:
+    n = pull(args.target, args.src, args.dest, args.model)
+    print(f"pulled {args.src} -> {args.dest} ({n} bytes, checksum verified)")
+
+
+@_one_line
+def cmd_push(args) -> None:
+    n = push(args.target, args.src, args.dest, args.model)
+    print(f"pushed {args.src} -> {args.dest} ({n} bytes, checksum verified on the device)")
+
+
+def pull(target: str, src: str, dest, model=None) -> int:
+    """Device file src -> host file dest; returns its size."""
+    check_model = _model_check(model)
+    kind = target_kind(target)
+    src = _device_path(src)
+    if kind == "sim":
+        blob = read_params_file(src)  # the device's files are the host's
+    elif kind == "qemu":
+        raise ValueError(_NO_FS)
+    else:
+        with _Board(serial_port(target)) as b:
+            blob = b.read_params(src)
+    _check_whole(blob, src)
+    check_model(blob)
+    atomic_write(dest, blob)
+    return len(blob)
+
+
+def push(target: str, src, dest: str, model=None) -> int:
+    """Host file src -> device file dest (written to dest.tmp, then renamed)."""
+    check_model = _model_check(model)
+    blob = Path(src).read_bytes()
+    _check_whole(blob, str(src))
+    check_model(blob)
+    kind = target_kind(target)
+    dest = _device_path(dest)
+    if kind == "sim":
+        atomic_write(dest, blob)
+    elif kind == "qemu":
+        raise ValueError(_NO_FS)
+    else:
+        with _Board(serial_port(target)) as b:
+            b.write_atomic(dest, blob)
+    return len(blob)
+
+
+_NO_FS = ("the qemu device has no filesystem of its own: keep its parameters on the host with "
+          "`tinytrain stream --save FILE` and start from them with `--load FILE`")
+
+
+class _Board:
+    """Files on a board through mpremote's transport (raw REPL)."""
+
+    def __init__(self, port: str):
+        try:
+            from mpremote.transport_serial import SerialTransport
+        except ImportError:
+            raise StreamError("pull/push on a board need mpremote: pip install mpremote") from None
+        from mpremote.transport import TransportError
+        self.TransportError = TransportError
+        try:
+            self.tr = SerialTransport(port, baudrate=115200)
+            self.tr.enter_raw_repl(soft_reset=False)
+        except Exception as e:
+            raise StreamError(f"{port}: {e}") from None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        try:
+            self.tr.exit_raw_repl()
+        finally:
+            self.tr.close()
+
+    def _read(self, path):
+        try:
+            return self.tr.fs_readfile(path)
+        except (OSError, self.TransportError):
+            return None
+
+    def read_params(self, path: str) -> bytes:
+        # as Trainer.load: a save cut short between its renames leaves path.tmp
+        blob = self._read(path)
+        if blob is None or not params_whole(blob):
+            alt = self._read(path + ".tmp")
+            if alt is not None and params_whole(alt):
+                return alt
+        if blob is None:
+            raise StreamError(f"no file {path} on the device")
+        return blob
+
+    def write_atomic(self, path: str, blob: bytes) -> None:
+        tmp = path + ".tmp"
+        try:
+            self.tr.fs_writefile(tmp, blob)
+            self.tr.exec(f"import os\nos.rename({tmp!r}, {path!r})")
+            out = self.tr.exec(f"import binascii\nf = open({path!r}, 'rb')\nprint(binascii.crc32(f.read()))\n"
+                               "f.close()")
+        except (OSError, self.TransportError) as e:
+            raise StreamError(f"writing {path} on the device failed ({e}): has it a filesystem there?") from None
+        if int(out.split()[-1]) != zlib.crc32(blob):
+            raise StreamError(f"{path} on the device does not read back as written")

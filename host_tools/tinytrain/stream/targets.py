@@ -1,0 +1,298 @@
+"""Open a stream session on a target (docs/streaming.md).
+
+    sim          the device module in a thread of this process, against the
+                 simulator (tinytrain.Trainer), over in-process byte queues
+    qemu         the Cortex-M7 firmware (build/qemu-MPS2_AN500/firmware.elf,
+                 `make qemu`) under qemu-system-arm, its UART on a pty
+    PORT         a board running MicroPython with tinytrain: /dev/ttyACM0,
+                 COM3, serial:PORT, or the pty `make qemu-pty` printed
+
+On qemu and boards the host enters the raw REPL with mpremote, starts
+tinytrain_stream.serve() (frozen into the firmware; sent as source when a
+firmware lacks it) and then speaks frames on the same port.
+"""
+from __future__ import annotations
+
+import atexit
+import os
+import re
+import select
+import shutil
+import struct
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+from . import protocol as P
+from .session import LinkError, Session, StreamError
+from .transport import SerialLink, loopback_pair
+
+ROOT = Path(__file__).resolve().parents[3]
+QEMU_ELF = ROOT / "build" / "qemu-MPS2_AN500" / "firmware.elf"
+
+# Per target: window (frames in flight), max_payload (bytes per frame),
+# initial retransmission timeout (s). A UART without flow control gets
+# stop-and-wait unless told otherwise.
+DEFAULTS = {
+    "sim": dict(window=4, max_payload=2048, rto=0.5, min_rto=0.05, per_byte=0.0),
+    # qemu's UART takes 6-20 KB/s from its pty
+    "qemu": dict(window=4, max_payload=4096, rto=1.0, min_rto=0.3, per_byte=1 / 4000),
+    # 115200 baud: 11.5 KB/s (USB CDC is faster; the estimate adapts)
+    "serial": dict(window=1, max_payload=2048, rto=1.0, min_rto=0.3, per_byte=1 / 10000),
+}
+
+
+def target_kind(target: str) -> str:
+    t = str(target)
+    if t == "sim":
+        return "sim"
+    if t == "qemu":
+        return "qemu"
+    if t.startswith("serial:") or t.startswith("/dev/") or re.fullmatch(r"(?i)com\d+", t):
+        return "serial"
+    raise ValueError(f"unknown target {t!r}; targets: sim, qemu, a serial port (/dev/ttyACM0, COM3, serial:PORT)")
+
+
+def serial_port(target: str) -> str:
+    return target[len("serial:"):] if target.startswith("serial:") else target
+
+
+def qemu_firmware() -> Path:
+    return Path(os.environ.get("TINYTRAIN_QEMU_ELF") or QEMU_ELF)
+
+
+def check(target: str) -> None:
+    """Raise now, with one line saying what is missing, if target cannot be opened."""
+    kind = target_kind(target)
+    if kind == "qemu":
+        elf = qemu_firmware()
+        if not elf.exists():
+            how = ("set MICROPY_DIR to a MicroPython v1.28.0 tree and run `make qemu`"
+                   if not os.environ.get("MICROPY_DIR") else "run `make qemu`")
+            raise StreamError(f"target 'qemu' needs the qemu firmware {elf}: {how} (docs/micropython.md)")
+        if shutil.which("qemu-system-arm") is None:
+            raise StreamError("target 'qemu' needs qemu-system-arm (Debian: apt install qemu-system-arm)")
+    if kind in ("qemu", "serial"):
+        try:
+            import mpremote.transport_serial  # noqa: F401
+        except ImportError:
+            raise StreamError(f"target {target!r} needs mpremote and pyserial: pip install mpremote") from None
+    if kind == "serial" and serial_port(target).startswith("/dev/") and not os.path.exists(serial_port(target)):
+        raise StreamError(f"no serial port {serial_port(target)}")
+
+
+class Connection:
+    """A Session on a target, and what keeps it running (a thread, qemu, a port)."""
+
+    def __init__(self, session: Session, target: str, closer=None):
+        self.session = session
+        self.target = target
+        self._closer = closer
+        self.ended = None
+
+    def end(self) -> dict:
+        if self.ended is None:
+            self.ended = self.session.end()
+        return self.ended
+
+    def close(self) -> None:
+        try:
+            if self.ended is None:
+                self.session.retries = min(self.session.retries, 3)
+                self.end()
+        except Exception:
+            pass
+        finally:
+            if self._closer:
+                closer, self._closer = self._closer, None
+                closer()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def connect(target: str, model=None, *, window=None, max_payload=None, rto=None, lr=None,
+            prequential: bool = True, start_seq: int = 0, retries: int = 12, on_event=None) -> Connection:
+    """A Connection to target with model loaded: model is the bytes of a .ttm
+    (sent over the stream), a path on the device ':path' (its own file), or
+    None (load one later with session.load_model)."""
+    kind = target_kind(target)
+    check(target)
+    opt = dict(DEFAULTS[kind])
+    for k, v in (("window", window), ("max_payload", max_payload), ("rto", rto)):
+        if v is not None:
+            opt[k] = v
+    device_model = None
+    if isinstance(model, str):
+        if not model.startswith(":"):
+            raise ValueError("a model given as a string is a path on the device, ':path'; pass a host "
+                             "file's bytes instead")
+        device_model, model = model[1:], None
+    mk = dict(window=opt["window"], max_payload=opt["max_payload"], rto=opt["rto"], min_rto=opt["min_rto"],
+              per_byte=opt["per_byte"], start_seq=start_seq, retries=retries, on_event=on_event)
+    serve_kw = dict(model=device_model, window=opt["window"], max_payload=opt["max_payload"], lr=lr)
+    if kind == "sim":
+        conn = _connect_sim(target, serve_kw, mk)
+    elif kind == "qemu":
+        q = QemuProcess(qemu_firmware())
+        try:
+            conn = _connect_repl(q.pty, 115200, target, serve_kw, mk, extra_close=q.close)
+        except BaseException:
+            q.close()
+            raise
+    else:
+        conn = _connect_repl(serial_port(target), 115200, target, serve_kw, mk)
+    try:
+        conn.session.hello(prequential)
+        if model is not None:
+            conn.session.load_model(bytes(model))
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def start_sim_device(io, **serve_kw) -> threading.Thread:
+    """The device module serving io in a thread (the simulator behind it)."""
+    mod = P.device_module()
+    th = threading.Thread(target=mod.serve, kwargs=dict(serve_kw, io=io), name="tinytrain-sim-device",
+                          daemon=True)
+    th.start()
+    return th
+
+
+def _connect_sim(target, serve_kw, mk) -> Connection:
+    host, dev = loopback_pair()
+    th = start_sim_device(dev, **serve_kw)
+    s = Session(host, **mk)
+
+    def close():
+        host.close()
+        th.join(5)
+
+    if not s.wait_ready(10):
+        close()
+        raise LinkError("the simulated device did not start")
+    return Connection(s, target, close)
+
+
+# -- MicroPython over a serial port (boards, qemu) ---------------------------
+def _lr_literal(lr) -> str:
+    if lr is None:
+        return "None"
+    # the float32 the host would use, bit for bit (a decimal literal may round
+    # differently on a single-precision port)
+    return f"__import__('struct').unpack('<f', {struct.pack('<f', float(lr))!r})[0]"
+
+
+def _connect_repl(port, baudrate, target, serve_kw, mk, extra_close=None) -> Connection:
+    from mpremote.transport import TransportError
+    from mpremote.transport_serial import SerialTransport
+
+    try:
+        tr = SerialTransport(port, baudrate=baudrate)
+    except Exception as e:  # mpremote wraps pyserial's errors
+        raise StreamError(f"cannot open {port}: {e}") from None
+    closed = []
+
+    def close():
+        if closed:
+            return
+        closed.append(1)
+        try:
+            _leave_repl(tr, link, s)
+        finally:
+            try:
+                tr.close()
+            finally:
+                if extra_close:
+                    extra_close()
+
+    link = s = None
+    try:
+        tr.enter_raw_repl(soft_reset=True)
+        probe = tr.exec("try:\n import tinytrain_stream\n print('TS1')\nexcept ImportError:\n print('TS0')")
+        if b"TS1" in probe:
+            call = "import tinytrain_stream\ntinytrain_stream.serve("
+        else:  # a firmware without the frozen module: send its source
+            tr.exec(P.DEVICE_SOURCE.read_bytes())
+            call = "serve("
+        m = serve_kw["model"]
+        call += (f"{m!r}, window={serve_kw['window']}, max_payload={serve_kw['max_payload']}, "
+                 f"lr={_lr_literal(serve_kw['lr'])})")
+        tr.exec_raw_no_follow(call)
+        link = SerialLink(tr.serial)
+        s = Session(link, repl=True, **mk)
+        if not s.wait_ready(15):
+            raise LinkError(f"the device did not start tinytrain_stream.serve(){s._said()}")
+    except TransportError as e:
+        close()
+        raise StreamError(f"{port}: {e}") from None
+    except BaseException:
+        close()
+        raise
+    return Connection(s, target, close)
+
+
+def _leave_repl(tr, link, s) -> None:
+    """After END: wait for serve() to return (the raw REPL's end-of-output
+    marker), then back to the friendly REPL."""
+    if link is not None and s is not None:
+        end = time.monotonic() + 3
+        while b"\x04>" not in s.parser.noise and time.monotonic() < end:
+            try:
+                s.parser.feed(link.read(4096, 0.2))
+            except Exception:
+                break
+    try:
+        tr.serial.write(b"\r\x03")  # clears a partial line left in the raw REPL
+        tr.exit_raw_repl()
+    except Exception:
+        pass
+
+
+# -- qemu ---------------------------------------------------------------------
+class QemuProcess:
+    """qemu-system-arm -machine mps2-an500 with the firmware's UART on a pty."""
+
+    def __init__(self, elf: Path, extra=()):
+        cmd = ["qemu-system-arm", "-machine", "mps2-an500", "-nographic", "-monitor", "null", "-semihosting",
+               *extra, "-serial", "pty", "-kernel", str(elf)]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        atexit.register(self.close)
+        try:
+            self.pty = self._wait_for_pty()
+        except BaseException:
+            self.close()
+            raise
+
+    def _wait_for_pty(self, timeout: float = 20) -> str:
+        buf = b""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            r, _, _ = select.select([self.proc.stdout], [], [], 0.2)
+            if r:
+                chunk = os.read(self.proc.stdout.fileno(), 4096)
+                if not chunk:
+                    break
+                buf += chunk
+                m = re.search(rb"/dev/pts/\d+", buf)
+                if m:
+                    return m.group(0).decode()
+        raise StreamError(f"qemu gave no pty: {buf.decode(errors='replace').strip()}")
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc.stdout:
+            self.proc.stdout.close()

@@ -1,0 +1,447 @@
+# tinytrain_stream: the device side of `tinytrain stream` (docs/streaming.md).
+#
+# Runs on MicroPython (frozen into the firmware: boards/*/manifest.py and
+# firmware/qemu_manifest.py) and unchanged under CPython, where the host runs
+# it in a thread against the simulator's tinytrain.Trainer. The host starts it
+# from the raw REPL:
+#
+#     import tinytrain_stream; tinytrain_stream.serve(None, window=4, max_payload=2048)
+#
+# then speaks binary frames on stdin/stdout (Ctrl-C is data: kbd_intr(-1)).
+# Frame: a5 c3 | type u8 | seq u16 | len u16 | hchk u8 | payload[len] | crc32 u32
+# (little-endian; crc32 over everything before it). Buffers are allocated once
+# per session; training a whole record allocates nothing on the heap.
+import struct
+from array import array
+
+try:
+    from binascii import crc32 as _crc
+except ImportError:  # a port built without binascii.crc32
+    _T = None
+
+    def _crc(data, crc=0):
+        global _T
+        if _T is None:
+            _T = array("I" if array("I", [0]).itemsize == 4 else "L", [0] * 256)
+            for i in range(256):
+                c = i
+                for _ in range(8):
+                    c = (c >> 1) ^ (0xEDB88320 & -(c & 1))
+                _T[i] = c
+        crc ^= 0xFFFFFFFF
+        for b in data:
+            crc = _T[(crc ^ b) & 0xFF] ^ (crc >> 8)
+        return crc ^ 0xFFFFFFFF
+
+try:
+    from time import ticks_ms, ticks_diff
+except ImportError:  # CPython
+    import time as _time
+
+    def ticks_ms():
+        return int(_time.monotonic() * 1000)
+
+    def ticks_diff(a, b):
+        return a - b
+
+VERSION = 1
+MAGIC = b"\xa5\xc3"
+HDR = 8               # header bytes; the CRC adds 4
+MAX_WINDOW = 8
+MAX_RECORDS = 32      # records a TRAIN/EVAL frame may complete
+# requests (host -> device), sequenced
+HELLO, MODEL, TRAIN, EVAL, INFO, PGET, PPUT, SAVE, LOAD, STATS, END = 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11
+REPLY = 0x80          # reply type = request type | REPLY, same seq
+READY = 0x7E          # device -> host, unsequenced: serving
+NAK = 0x7F            # device -> host, unsequenced: seq = the next one expected
+ERROR = 0xFF          # reply to a request that failed: "Type: message"
+F_PREQUENTIAL = 1     # HELLO flag: predict each training sample before its step
+# arena_bytes peak_bytes param_bytes steps trained_params input_bytes classes lr
+# model_crc loss_kind label_bytes max_records
+INFO_FMT = "<IIIIIIIfIBBH"
+STATS_FMT = "<IIII"   # trained, prequential hits, evaluated, evaluation hits
+
+
+def hchk(b):
+    return b[2] ^ b[3] ^ b[4] ^ b[5] ^ b[6] ^ 0x5A
+
+
+def head(buf, typ, seq, n):
+    """The 8 header bytes of a frame with n payload bytes, into buf[0:8]."""
+    buf[0] = 0xA5
+    buf[1] = 0xC3
+    buf[2] = typ
+    buf[3] = seq & 0xFF
+    buf[4] = seq >> 8 & 0xFF
+    buf[5] = n & 0xFF
+    buf[6] = n >> 8
+    buf[7] = hchk(buf)
+
+
+def finish(buf, typ, seq, n):
+    """Header and CRC around the n payload bytes already at buf[HDR:]; returns
+    the frame's length."""
+    head(buf, typ, seq, n)
+    struct.pack_into("<I", buf, HDR + n, _crc(memoryview(buf)[0:HDR + n]))
+    return HDR + n + 4
+
+
+def _farray(n):
+    try:
+        return array("f", bytes(4 * n))  # MicroPython: raw bytes
+    except TypeError:                    # CPython
+        a = array("f")
+        a.frombytes(bytes(4 * n))
+        return a
+
+
+class _StdIO:
+    """stdin/stdout of the board as a byte pipe."""
+
+    def __init__(self):
+        import sys
+        import select
+        import micropython
+        self.i = sys.stdin.buffer
+        self.o = sys.stdout.buffer
+        self.p = select.poll()
+        self.p.register(sys.stdin, select.POLLIN)
+        self.m = micropython
+        micropython.kbd_intr(-1)  # 0x03 is data from now on
+
+    def readinto(self, buf, n):
+        return self.i.readinto(buf, n)
+
+    def write(self, b):
+        self.o.write(b)
+
+    def poll(self, ms):
+        return bool(self.p.poll(ms))
+
+    def close(self):
+        self.m.kbd_intr(3)
+
+
+class _Slot:
+    # one cached reply: resent as is when its request comes again
+    def __init__(self, rp):
+        self.seq = -1
+        self.n = 0          # frame bytes (general) or records (train)
+        self.train = False
+        self.g = bytearray(HDR + rp + 4)
+        self.th = bytearray(HDR + 8)
+        self.tc = bytearray(4)
+        self.tl = None
+        self.tv = None
+
+
+class Server:
+    def __init__(self, io, window=4, max_payload=2048, reply_payload=512, lr=None):
+        self.io = io
+        self.w = max(1, min(MAX_WINDOW, window))
+        self.maxp = max(64, min(60000, max_payload))
+        self.rp = max(64, reply_payload)
+        self.lr = lr
+        self.rx = bytearray(HDR + self.maxp + 4)
+        self.rxv = memoryview(self.rx)
+        self.rx7 = self.rxv[7:8]
+        self.rx8 = self.rxv[HDR:]
+        self.slots = [_Slot(self.rp) for _ in range(self.w)]
+        self.small = bytearray(HDR + 8 + 4)
+        self.expect = -1
+        self.nak = False
+        self.applied = 0
+        self.preq = True
+        self.t = None
+        self.part = None   # model or parameter file being received
+        self.blob = None   # parameter file being sent
+        self.trained = self.hits = self.evaluated = self.ehits = 0
+        self.fill = 0
+        self.fill_type = 0
+
+    # -- frames --------------------------------------------------------
+    def _read(self, buf, n):
+        if self.io.readinto(buf, n) != n:
+            raise EOFError
+
+    def read_frame(self):
+        """(type, seq, n) of the next frame whose CRC holds, or None after a
+        damaged one; resynchronises on the magic bytes."""
+        rx = self.rx
+        self._read(rx, HDR)
+        while rx[0] != 0xA5 or rx[1] != 0xC3 or rx[7] != hchk(rx) or (rx[5] | rx[6] << 8) > self.maxp:
+            for i in range(HDR - 1):
+                rx[i] = rx[i + 1]
+            self._read(self.rx7, 1)
+        n = rx[5] | rx[6] << 8
+        self._read(self.rx8, n + 4)
+        if _crc(self.rxv[0:HDR + n]) != struct.unpack_from("<I", rx, HDR + n)[0]:
+            return None
+        return rx[2], rx[3] | rx[4] << 8, n
+
+    def send_small(self, typ, seq, payload):
+        b = self.small
+        b[HDR:HDR + len(payload)] = payload
+        self.io.write(memoryview(b)[0:finish(b, typ, seq, len(payload))])
+
+    def send_slot(self, s):
+        if s.train:
+            lv = memoryview(s.tl)[0:s.n]
+            c = _crc(lv, _crc(s.th))
+            struct.pack_into("<I", s.tc, 0, c)
+            self.io.write(s.th)
+            self.io.write(lv)
+            self.io.write(s.tc)
+        else:
+            self.io.write(memoryview(s.g)[0:s.n])
+
+    # -- the loop ------------------------------------------------------
+    def run(self, model=None):
+        if model is not None:
+            self.load_model(model)
+        self.send_small(READY, 0, struct.pack("<BHB", VERSION, self.maxp, self.w))
+        while True:
+            f = self.read_frame()
+            if f is None:
+                self.send_nak()
+                continue
+            typ, seq, n = f
+            if typ == HELLO and not self.cached(seq):
+                self.expect = seq  # a new session: its first seq
+                self.fill = 0
+            if seq == self.expect:
+                s = self.slots[self.applied % self.w]
+                self.applied += 1
+                self.expect = (seq + 1) & 0xFFFF
+                self.nak = False
+                s.seq = seq
+                self.handle(s, typ, seq, n)
+                self.send_slot(s)
+                if typ == END:
+                    self.linger(s)
+                    return
+            elif self.cached(seq):
+                self.send_slot(self.cached(seq))
+            else:
+                self.send_nak()
+
+    def cached(self, seq):
+        if (self.expect - 1 - seq) & 0xFFFF < self.w:
+            for s in self.slots:
+                if s.seq == seq:
+                    return s
+        return None
+
+    def send_nak(self):
+        if not self.nak and self.expect >= 0:
+            self.nak = True
+            self.send_small(NAK, self.expect, b"")
+
+    def linger(self, s, ms=400):
+        # The END reply may be lost: answer a repeated END until the line is quiet.
+        end = ticks_ms() + ms
+        while ticks_diff(end, ticks_ms()) > 0:
+            if not self.io.poll(max(1, ticks_diff(end, ticks_ms()))):
+                break
+            f = self.read_frame()
+            if f is not None and f[1] == s.seq:
+                self.send_slot(s)
+                end = ticks_ms() + ms
+
+    # -- requests ------------------------------------------------------
+    def handle(self, s, typ, seq, n):
+        s.train = False
+        try:
+            if typ == TRAIN or typ == EVAL:
+                m = self.records(s, typ, n)
+                if typ == TRAIN:
+                    s.train = True
+                    s.n = m
+                    struct.pack_into("<HHI", s.th, HDR, m, self.khits, self.trained)
+                    head(s.th, TRAIN | REPLY, seq, 8 + 4 * m)
+                    return
+                m = 4 + 2 * m
+            elif self.fill:
+                raise ValueError("a record is incomplete: %d of %d bytes" % (self.fill, self.rs))
+            elif typ == HELLO:
+                if self.rx[HDR] != VERSION:
+                    raise ValueError("protocol version %d, device speaks %d" % (self.rx[HDR], VERSION))
+                self.preq = bool(self.rx[HDR + 1] & F_PREQUENTIAL)
+                struct.pack_into("<BBHHB", s.g, HDR, VERSION, self.w, self.maxp, self.rp, self.t is not None)
+                m = 7 + (self.pack_info(s.g, HDR + 7) if self.t is not None else 0)
+            elif typ == MODEL or typ == PPUT:
+                m = self.receive(s, typ, n)
+            elif typ == INFO:
+                m = self.pack_info(s.g, HDR)
+            elif typ == PGET:
+                m = self.send_params(s, struct.unpack_from("<I", self.rx, HDR)[0])
+            elif typ == SAVE or typ == LOAD:
+                path = str(bytes(self.rxv[HDR:HDR + n]), "utf-8")
+                if typ == SAVE:
+                    self.trainer().save(path)
+                else:
+                    self.trainer().load(path)
+                m = self.pack_info(s.g, HDR)
+            elif typ == STATS or typ == END:
+                struct.pack_into(STATS_FMT, s.g, HDR, self.trained, self.hits, self.evaluated, self.ehits)
+                m = 16
+            else:
+                raise ValueError("unknown request type %d" % typ)
+            s.n = finish(s.g, typ | REPLY, seq, m)
+        except Exception as e:  # the host gets the error; the device keeps serving
+            s.train = False
+            msg = (type(e).__name__ + ": " + str(e)).encode()[:self.rp]
+            s.g[HDR:HDR + len(msg)] = msg
+            s.n = finish(s.g, ERROR, seq, len(msg))
+
+    def trainer(self):
+        if self.t is None:
+            raise ValueError("no model loaded")
+        return self.t
+
+    def records(self, s, typ, n):
+        """Train on (or evaluate) the records in the payload; a record may be
+        split over frames. Returns the records completed."""
+        t = self.trainer()
+        if self.fill and self.fill_type != typ:
+            raise ValueError("a record is incomplete: %d of %d bytes" % (self.fill, self.rs))
+        self.fill_type = typ
+        rs, ib, rx = self.rs, self.ib, self.rx
+        pos = k = hits = 0
+        while pos < n:
+            if self.fill == 0 and n - pos >= rs and pos // rs < self.kx and pos % rs == 0:
+                i = pos // rs
+                x = self.xv[i]
+                o = HDR + pos + ib
+                pos += rs
+                lab = self.lv[i] if self.mse else (rx[o] if self.lb == 1 else rx[o] | rx[o + 1] << 8)
+            else:
+                c = min(rs - self.fill, n - pos)
+                self.rec[self.fill:self.fill + c] = self.rxv[HDR + pos:HDR + pos + c]
+                self.fill += c
+                pos += c
+                if self.fill < rs:
+                    break
+                self.fill = 0
+                x = self.recx
+                lab = self.recl if self.mse else (self.rec[ib] if self.lb == 1 else self.rec[ib] | self.rec[ib + 1] << 8)
+            if k >= self.kmax:
+                raise ValueError("more than %d records completed in one frame" % self.kmax)
+            if typ == TRAIN:
+                if self.preq and not self.mse:
+                    hits += t.predict(x) == lab
+                t.step(x, lab, out=s.tv[k])
+                self.trained += 1
+            else:
+                c = t.predict(x)
+                if not self.mse:
+                    hits += c == lab
+                struct.pack_into("<H", s.g, HDR + 4 + 2 * k, c)
+                self.evaluated += 1
+            k += 1
+        if typ == TRAIN:
+            self.hits += hits
+        else:
+            self.ehits += hits
+            struct.pack_into("<HH", s.g, HDR, k, hits)
+        self.khits = hits
+        return k
+
+    def receive(self, s, typ, n):
+        if n < 8:
+            raise ValueError("transfer frame too short")
+        total, off = struct.unpack_from("<II", self.rx, HDR)
+        if off == 0:
+            self.part = None
+            if typ == MODEL:
+                self.t = None
+            import gc
+            gc.collect()
+            self.part = bytearray(total)
+        p = self.part
+        if p is None or len(p) != total or off + n - 8 > total:
+            raise ValueError("transfer out of order")
+        p[off:off + n - 8] = self.rxv[HDR + 8:HDR + n]
+        if off + n - 8 < total:
+            struct.pack_into("<I", s.g, HDR, off + n - 8)
+            return 4
+        self.part = None
+        if typ == MODEL:
+            self.load_model(p)
+        else:
+            self.trainer().load(p)
+        del p
+        import gc
+        gc.collect()
+        return self.pack_info(s.g, HDR)
+
+    def load_model(self, model):
+        import tinytrain
+        self.t = None
+        if isinstance(model, str):
+            with open(model, "rb") as f:
+                head = f.read(72)
+        else:
+            head = bytes(memoryview(model)[0:72])
+        self.t = tinytrain.Trainer(model, lr=self.lr)
+        self.crc = struct.unpack_from("<I", head, 12)[0]
+        self.mse = head[70] == 1
+        info = self.t.info()
+        self.ib = ib = info["input_bytes"]
+        self.ncls = info["classes"]
+        self.lb = self.ncls if self.mse else (1 if self.ncls <= 256 else 2)
+        self.rs = rs = ib + self.lb
+        self.kx = kx = min(MAX_RECORDS, self.maxp // rs)
+        self.kmax = min(MAX_RECORDS, self.maxp // rs + 2, (self.rp - 4) // 2)
+        self.fill = 0
+        rxv = self.rxv
+        self.xv = [rxv[HDR + i * rs:HDR + i * rs + ib] for i in range(kx)]
+        self.lv = [rxv[HDR + i * rs + ib:HDR + (i + 1) * rs] for i in range(kx)] if self.mse else None
+        self.rec = bytearray(rs)
+        self.recx = memoryview(self.rec)[0:ib]
+        self.recl = memoryview(self.rec)[ib:] if self.mse else None
+        for s in self.slots:
+            s.tl = _farray(self.kmax)
+            s.tv = [memoryview(s.tl)[i:i + 1] for i in range(self.kmax)]
+
+    def pack_info(self, b, off):
+        d = self.trainer().info()
+        struct.pack_into(INFO_FMT, b, off, d["arena_bytes"], d["peak_bytes"], d["param_bytes"], d["steps"],
+                         d["trained_params"], d["input_bytes"], d["classes"], d["lr"], self.crc,
+                         1 if self.mse else 0, self.lb, self.kmax)
+        return struct.calcsize(INFO_FMT)
+
+    def send_params(self, s, off):
+        # the parameter file of Trainer.save (docs/format.md), in chunks
+        if off == 0 or self.blob is None:
+            self.blob = None
+            t = self.trainer()
+            p = t.params()
+            b = bytearray(24 + len(p))
+            struct.pack_into("<4sHHIII", b, 0, b"TTPS", 1, 0, self.crc, t.info()["steps"], len(p))
+            b[20:20 + len(p)] = p
+            del p
+            struct.pack_into("<I", b, len(b) - 4, _crc(memoryview(b)[0:len(b) - 4]))
+            self.blob = b
+        b = self.blob
+        c = max(0, min(self.rp - 8, len(b) - off))
+        struct.pack_into("<II", s.g, HDR, len(b), off)
+        s.g[HDR + 8:HDR + 8 + c] = memoryview(b)[off:off + c]
+        if off + c >= len(b):
+            self.blob = None
+        return 8 + c
+
+
+def serve(model=None, window=4, max_payload=2048, reply_payload=512, lr=None, io=None):
+    """Serve one session on stdin/stdout (or io: readinto(buf, n), write(b),
+    poll(ms), close()). model: a path, bytes, or None to receive it.
+    Returns (trained, hits, evaluated, evaluation hits) after END."""
+    io = io or _StdIO()
+    s = Server(io, window, max_payload, reply_payload, lr)
+    try:
+        s.run(model)
+    except EOFError:
+        pass
+    finally:
+        io.close()
+    return s.trained, s.hits, s.evaluated, s.ehits

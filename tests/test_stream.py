@@ -1,0 +1,776 @@
+"""`tinytrain stream`: the framing, the session over in-process queues and
+over a pty pair through a relay that drops, corrupts and duplicates bytes
+(the result must be the clean run's, bit for bit), saving that a power cut
+can interrupt anywhere, pull/push, the CLI. With MICROPY_DIR set: the same
+sessions against the device module on MicroPython's unix port and on the
+qemu Cortex-M7 firmware (through mpremote), bit-identical to the simulator.
+
+Everything here is bounded in time: every read has a timeout, every resend
+a retry limit, the relay a fault budget.
+"""
+import os
+import random
+import select
+import struct
+import subprocess
+import sys
+import threading
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import tinytrain
+import tinytrain.trainer as trainer_mod
+from tinytrain import cli
+from tinytrain.stream import DeviceError, LinkError, connect
+from tinytrain.stream import protocol as P
+from tinytrain.stream import targets
+from tinytrain.stream.commands import stream
+from tinytrain.stream.session import Session
+from tinytrain.stream.transport import FdDeviceEnd, FdLink, _write_all, loopback_pair, set_raw
+
+import netzoo
+
+DEV = P.device_module()
+MICROPY_DIR = os.environ.get("MICROPY_DIR", "")
+REPORT = Path(__file__).resolve().parents[1] / "build" / "stream-report.txt"
+
+
+def report(line: str) -> None:
+    REPORT.parent.mkdir(exist_ok=True)
+    with open(REPORT, "a") as f:
+        f.write(line + "\n")
+
+
+def make(name="mlp", scheme="full_residue", n=120, seed=4):
+    b, g, plan = netzoo.build(name, scheme)
+    xs, ys = netzoo.samples(b, g, n, seed=seed)
+    return plan.data, [(x.tobytes(), y) for x, y in zip(xs, ys)]
+
+
+def clean_run(model, samples, epochs=1, prequential=True):
+    """What the device must compute: the simulator's Trainer, directly."""
+    t = tinytrain.Trainer(model)
+    losses, hits = [], 0
+    for _ in range(epochs):
+        for x, y in samples:
+            if prequential:
+                hits += t.predict(x) == y
+            losses.append(t.step(x, y))
+    return t, losses, hits
+
+
+def f32(values) -> bytes:
+    return struct.pack(f"<{len(values)}f", *values)
+
+
+def saved_blob(t, tmp_path) -> bytes:
+    p = tmp_path / "ref.ttp"
+    t.save(str(p))
+    return p.read_bytes()
+
+
+# -- framing --------------------------------------------------------------------
+def test_frame_round_trip_and_layout():
+    f = P.encode(P.TRAIN, 0x1234, b"abc")
+    assert f[:2] == b"\xa5\xc3" and f[2] == P.TRAIN and f[3:5] == b"\x34\x12" and f[5:7] == b"\x03\x00"
+    assert struct.unpack_from("<I", f, 11)[0] == zlib.crc32(f[:11]) and len(f) == 8 + 3 + 4
+    p = P.Parser()
+    assert p.feed(f) == [P.Frame(P.TRAIN, 0x1234, b"abc")]
+    # byte by byte, with text before and between (a REPL's output)
+    p = P.Parser()
+    got = []
+    for b in b"OK\r\n" + f + b"hello" + P.encode(P.NAK, 7):
+        got += p.feed(bytes([b]))
+    assert got == [P.Frame(P.TRAIN, 0x1234, b"abc"), P.Frame(P.NAK, 7, b"")]
+    assert p.text() == "OK\r\nhello"
+
+
+def test_crc_errors_rejected_every_byte():
+    good = P.encode(P.EVAL, 5, bytes(range(40)))
+    after = P.encode(P.INFO, 6)
+    for i in range(len(good)):
+        for flip in (0x01, 0x80):
+            bad = bytearray(good)
+            bad[i] ^= flip
+            frames = P.Parser().feed(bytes(bad) + after)
+            assert frames == [P.Frame(P.INFO, 6, b"")], (i, flip, frames)  # the damaged one never passes
+
+
+def test_bad_lengths():
+    p = P.Parser(max_payload=64)
+    big = P.encode(P.TRAIN, 1, bytes(100))  # longer than the receiver takes: skipped as noise
+    assert p.feed(big + P.encode(P.INFO, 2)) == [P.Frame(P.INFO, 2, b"")]
+    # a header whose length field was damaged fails its check byte
+    f = bytearray(P.encode(P.TRAIN, 3, bytes(10)))
+    f[5] = 200
+    assert P.Parser().feed(bytes(f) + P.encode(P.INFO, 4)) == [P.Frame(P.INFO, 4, b"")]
+    # a frame cut short, then the stream goes on: the next frame is still found
+    cut = P.encode(P.TRAIN, 5, bytes(30))[:20]
+    assert P.Parser().feed(cut + P.encode(P.INFO, 6) + bytes(40)) == [P.Frame(P.INFO, 6, b"")]
+    with pytest.raises(ValueError):
+        P.encode(P.TRAIN, 0, bytes(70000))
+
+
+class _BytesIO:
+    """A device-side io over a fixed byte string."""
+
+    def __init__(self, data):
+        self.data, self.out = bytearray(data), bytearray()
+
+    def readinto(self, buf, n):
+        k = min(n, len(self.data))
+        memoryview(buf)[:k] = self.data[:k]
+        del self.data[:k]
+        return k
+
+    def write(self, b):
+        self.out += bytes(b)
+
+    def poll(self, ms):
+        return bool(self.data)
+
+    def close(self):
+        pass
+
+
+def test_device_reader_resynchronises():
+    """The device's reader: garbage, a damaged frame (None), then the good
+    ones; a header announcing more than its buffer is skipped."""
+    good = P.encode(P.INFO, 9)
+    damaged = bytearray(P.encode(P.STATS, 8, b"xyz"))
+    damaged[9] ^= 0xFF
+    too_long = bytearray(P.encode(P.TRAIN, 7, bytes(300)))
+    io = _BytesIO(b"\x00\xa5\xa5\xc3junk" + bytes(too_long) + bytes(damaged) + good)
+    s = DEV.Server(io, window=2, max_payload=128)
+    frames = []
+    try:
+        while True:
+            frames.append(s.read_frame())
+    except EOFError:
+        pass
+    assert None in frames and frames[-1] == (P.INFO, 9, 0)
+
+
+def test_sequence_wrap_and_duplicates():
+    """Sequence numbers wrap at 65536; a repeated frame gets its first reply
+    again and is not applied twice; a frame ahead of a gap gets a NAK."""
+    model, samples = make(n=6)
+    io = _BytesIO(b"")
+    s = DEV.Server(io, window=3, max_payload=512)
+    s.load_model(model)
+    rs = len(samples[0][0]) + 1
+    frames = [P.encode(P.HELLO, 65533, bytes([P.VERSION, 1]))]
+    for i, seq in enumerate((65534, 65535, 0, 1)):
+        x, y = samples[i]
+        frames.append(P.encode(P.TRAIN, seq, x + bytes([y])))
+    dup = frames[2]                       # seq 65535 again, after 0
+    ahead = P.encode(P.TRAIN, 5, samples[5][0] + bytes([samples[5][1]]))  # 2..4 missing
+    io.data += b"".join(frames[:4]) + dup + frames[4] + ahead + frames[4]
+    io.data += P.encode(P.END, 2)
+    s.run()
+    replies = P.Parser().feed(bytes(io.out))
+    kinds = [(f.type, f.seq) for f in replies]
+    assert kinds == [(P.READY, 0), (P.HELLO | P.REPLY, 65533), (P.TRAIN | P.REPLY, 65534),
+                     (P.TRAIN | P.REPLY, 65535), (P.TRAIN | P.REPLY, 0), (P.TRAIN | P.REPLY, 65535),
+                     (P.TRAIN | P.REPLY, 1), (P.NAK, 2), (P.TRAIN | P.REPLY, 1), (P.END | P.REPLY, 2)]
+    assert replies[3].payload == replies[5].payload   # the cached reply, byte for byte
+    assert s.trained == 4 and s.t.info()["steps"] == 4
+    t, losses, _ = clean_run(model, samples[:4])
+    got = [struct.unpack_from("<f", f.payload, 8)[0] for f in replies if f.type == P.TRAIN | P.REPLY]
+    assert f32(got[:3] + [got[4]]) == f32(losses) and s.t.params() == t.params()
+    assert rs == s.rs
+
+
+# -- in-process sessions --------------------------------------------------------
+@pytest.mark.parametrize("name,scheme", [("mlp", "full_residue"), ("cnn", "full"), ("mbnet", "sparse")])
+def test_in_process_bit_identical(name, scheme, tmp_path):
+    model, samples = make(name, scheme, n=80)
+    t, losses, hits = clean_run(model, samples, epochs=2)
+    with connect("sim", model) as c:
+        st = c.session.train(samples)
+        st = c.session.train(samples, st)
+        ev_hits, classes = c.session.evaluate(samples[:30])
+        blob = c.session.params_file()
+        end = c.end()
+    assert f32(st.losses) == f32(losses) and st.hits == hits
+    assert classes == [t.predict(x) for x, _ in samples[:30]] and ev_hits == sum(
+        c_ == y for c_, (_, y) in zip(classes, samples))
+    assert blob == saved_blob(t, tmp_path)
+    assert end == {"trained": 160, "hits": hits, "evaluated": 30, "eval_hits": ev_hits}
+
+
+def test_in_process_mse_and_split_records(tmp_path):
+    """An MSE model (targets as labels), and records larger than a frame
+    (each goes in pieces and is assembled on the device)."""
+    b = netzoo.ZOO["mlp"](3)
+    g = b.quantize(netzoo.calib(b, seed=3))
+    from tinytrain.compiler import Scheme, compile_model
+    model = compile_model(g, Scheme.full(g, loss="mse")).data
+    rng = np.random.default_rng(1)
+    xs = [rng.integers(-128, 128, 64, dtype=np.int8).tobytes() for _ in range(20)]
+    ys = [rng.integers(-100, 100, 10, dtype=np.int8).tobytes() for _ in range(20)]
+    t = tinytrain.Trainer(model)
+    want = [t.step(x, y) for x, y in zip(xs, ys)]
+    with connect("sim", model, max_payload=64) as c:  # a record is 74 bytes
+        st = c.session.train(zip(xs, ys))
+        assert c.session.params_file() == saved_blob(t, tmp_path)
+    assert f32(st.losses) == f32(want)
+
+
+def test_save_load_push_over_the_stream(tmp_path):
+    model, samples = make(n=40)
+    with connect("sim", model) as c:
+        s = c.session
+        s.train(samples[:20])
+        first = s.params_file()
+        s.device_save(str(tmp_path / "dev.ttp"))    # Trainer.save on the device
+        s.train(samples[20:])
+        assert s.params_file() != first
+        s.push_params(first)                        # back to the first 20 steps
+        assert s.params_file() == first and s.info()["steps"] == 20
+        s.train(samples[20:])
+        again = s.params_file()
+        s.device_load(str(tmp_path / "dev.ttp"))
+        assert s.params_file() == first
+        with pytest.raises(DeviceError, match="checksum mismatch"):
+            s.push_params(first[:-1] + bytes([first[-1] ^ 1]))
+        with pytest.raises(DeviceError, match="label 99 outside"):
+            s.call(P.TRAIN, samples[0][0] + bytes([99]))  # (the host's own check would refuse it)
+        assert s.params_file() == first   # the session goes on after a refused request
+    t, _, _ = clean_run(model, samples, prequential=False)
+    assert again == saved_blob(t, tmp_path)
+
+
+def test_host_rejects_bad_samples():
+    model, samples = make(n=2)
+    with connect("sim", model) as c:
+        with pytest.raises(ValueError, match="the model takes 64"):
+            c.session.train([(b"\0" * 3, 1)])
+        with pytest.raises(ValueError, match="outside"):
+            c.session.train([(samples[0][0], 10)])
+
+
+# -- over a pty pair, through a lossy relay ------------------------------------
+class FaultyRelay(threading.Thread):
+    """Copies bytes between two pty masters and, at seeded random places
+    (about one per `gap` bytes each way, at most `budget` each way), drops a
+    few bytes, corrupts one, duplicates a stretch, or repeats a whole chunk
+    (a resent frame)."""
+
+    KINDS = ("drop", "corrupt", "dup", "repeat")
+
+    def __init__(self, host_fd, dev_fd, seed, gap=(2000, 300), budget=30):
+        super().__init__(daemon=True)
+        self.rng = random.Random(seed)
+        self.peer = {host_fd: dev_fd, dev_fd: host_fd}
+        self.gap = {host_fd: gap[0], dev_fd: gap[1]}
+        self.left = {host_fd: budget, dev_fd: budget}
+        self.next = {fd: self._draw(fd) for fd in self.peer}
+        self.faults = {k: 0 for k in self.KINDS}
+        self.bytes = 0
+        self.halt = threading.Event()
+
+    def _draw(self, fd):
+        return 1 + int(self.rng.expovariate(1 / self.gap[fd]))
+
+    def mangle(self, fd, data: bytes) -> bytes:
+        out, i, repeat = bytearray(), 0, False
+        while i < len(data):
+            k = self.next[fd]
+            if self.left[fd] <= 0 or i + k > len(data):
+                self.next[fd] -= len(data) - i
+                out += data[i:]
+                break
+            out += data[i:i + k - 1]
+            i += k - 1
+            kind = self.rng.choice(self.KINDS)
+            if kind == "drop":
+                i += self.rng.randint(1, 12)
+            elif kind == "corrupt":
+                out.append(data[i] ^ self.rng.randint(1, 255))
+                i += 1
+            elif kind == "dup":
+                n = self.rng.randint(1, 24)
+                out += data[i:i + n] * 2
+                i += n
+            else:
+                repeat = True
+            self.faults[kind] += 1
+            self.left[fd] -= 1
+            self.next[fd] = self._draw(fd)
+        return bytes(out) + (data if repeat else b"")
+
+    def run(self):
+        fds = list(self.peer)
+        while not self.halt.is_set():
+            r, _, _ = select.select(fds, [], [], 0.05)
+            for fd in r:
+                try:
+                    data = os.read(fd, 4096)
+                except OSError:
+                    return
+                self.bytes += len(data)
+                try:
+                    _write_all(self.peer[fd], self.mangle(fd, data), timeout=10)
+                except OSError:
+                    return
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_pty_relay_with_faults_bit_identical(seed, tmp_path):
+    """The simulator behind a pty, the host on another, a relay between them
+    that drops, corrupts and duplicates bytes both ways: every sample applied
+    exactly once, in order; losses, accuracy, evaluation and the parameter
+    file identical to a clean in-process run. Sequence numbers wrap."""
+    model, samples = make("mlp", "full_residue", n=150)
+    epochs = 2
+    t, losses, hits = clean_run(model, samples, epochs)
+    host_m, host_s = os.openpty()
+    dev_m, dev_s = os.openpty()
+    set_raw(host_s)
+    set_raw(dev_s)
+    relay = FaultyRelay(host_m, dev_m, seed)
+    relay.start()
+    dev = targets.start_sim_device(FdDeviceEnd(dev_s), window=4, max_payload=512)
+    link = FdLink(host_s)
+    s = Session(link, window=4, max_payload=512, rto=0.2, min_rto=0.05, max_rto=1.0, retries=25,
+                start_seq=65500)
+    t0 = time.monotonic()
+    try:
+        s.wait_ready(2)  # (its READY may be the frame the relay damages)
+        s.hello()
+        s.load_model(model)
+        st = s.train(samples)
+        st = s.train(samples, st)
+        ev_hits, classes = s.evaluate(samples[:40])
+        blob = s.params_file()
+        end = s.end()
+        dt = time.monotonic() - t0
+    finally:
+        relay.halt.set()
+        for fd in (host_m, dev_m):
+            os.close(fd)
+        dev.join(5)
+        relay.join(5)
+        for fd in (host_s, dev_s):
+            os.close(fd)
+    assert sum(relay.faults.values()) >= 20, relay.faults   # the relay really was lossy
+    assert s.counts["resent"] > 0 and s.seq < 65500          # resends happened; seq wrapped
+    assert end["trained"] == len(samples) * epochs and end["evaluated"] == 40
+    assert f32(st.losses) == f32(losses) and st.hits == hits == end["hits"]
+    assert classes == [t.predict(x) for x, _ in samples[:40]]
+    assert blob == saved_blob(t, tmp_path)
+    report(f"pty relay (seed {seed}): {len(samples) * epochs} samples of mlp (64 B inputs) in {dt:.1f} s with "
+           f"{relay.faults} faults injected; {s.counts}; throughput {len(samples) * epochs / dt:.0f} samples/s "
+           "(model upload, evaluation and parameter pull included)")
+
+
+def test_pty_clean_throughput(tmp_path):
+    """The same link without faults: samples per second over a pty pair."""
+    model, samples = make("cnn", "full", n=300)
+    host_m, host_s = os.openpty()
+    set_raw(host_m)
+    set_raw(host_s)
+    dev = targets.start_sim_device(FdDeviceEnd(host_m), window=4, max_payload=2048)
+    s = Session(FdLink(host_s), window=4, max_payload=2048, rto=0.5)
+    try:
+        s.wait_ready(5)
+        s.hello()
+        s.load_model(model)
+        t0 = time.monotonic()
+        st = s.train(samples)
+        dt = time.monotonic() - t0
+        s.end()
+    finally:
+        os.close(host_s)
+        dev.join(5)
+        os.close(host_m)
+    t, losses, _ = clean_run(model, samples)
+    assert f32(st.losses) == f32(losses)
+    report(f"pty pair, no faults: cnn (432 B inputs) {len(samples) / dt:.0f} samples/s")
+
+
+def test_link_gives_up_in_bounded_time():
+    """Nobody answers: LinkError after the retries, not a hang."""
+    host, _dev = loopback_pair()
+    s = Session(host, rto=0.02, min_rto=0.01, max_rto=0.05, retries=3)
+    t0 = time.monotonic()
+    with pytest.raises(LinkError, match="no reply to HELLO"):
+        s.hello()
+    assert time.monotonic() - t0 < 2
+
+
+# -- saving, interrupted anywhere -------------------------------------------
+class PowerCut(Exception):
+    pass
+
+
+class _Fault:
+    """Counts the file system events of a save (an open, each byte written, a
+    flush, an fsync, each rename step) and cuts the power at event k: the
+    file keeps what reached it, nothing after runs. `fat`: os.replace as the
+    FAT driver does it over an existing file (remove, then rename)."""
+
+    def __init__(self, k, fat=False):
+        self.k, self.n, self.fat = k, 0, fat
+
+    def tick(self):
+        self.n += 1
+        if self.n == self.k:
+            raise PowerCut
+
+    def open(self, path, mode="r", *a, **kw):
+        f = open(path, mode, *a, **kw)
+        if "w" not in mode:
+            return f
+        self.tick()
+        fault = self
+
+        class W:
+            def write(self, data):
+                for i in range(len(data)):
+                    fault.tick()
+                    f.write(data[i:i + 1])
+                    f.flush()
+                return len(data)
+
+            def flush(self):
+                fault.tick()
+                f.flush()
+
+            def fileno(self):
+                return f.fileno()
+
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                f.close()
+
+        return W()
+
+    def os(self):
+        fault, real = self, os
+
+        class OS:
+            def __getattr__(self, name):
+                return getattr(real, name)
+
+            def fsync(self, fd):
+                fault.tick()
+                real.fsync(fd)
+
+            def replace(self, src, dst):
+                if fault.fat and real.path.exists(dst):
+                    fault.tick()
+                    real.remove(dst)
+                fault.tick()
+                real.rename(src, dst)
+
+        return OS()
+
+
+@pytest.mark.parametrize("fat", [False, True], ids=["posix-rename", "fat-remove-then-rename"])
+def test_interrupted_save_gives_old_or_new(tmp_path, monkeypatch, fat):
+    """A save cut at every write boundary (each byte, flush, fsync, rename
+    step): loading afterwards gives exactly the old or the new parameters,
+    never a mix and never a damaged file."""
+    model, samples = make("cnn", "full", n=6)  # a 532-byte parameter file: 540 cut points
+    t = tinytrain.Trainer(model)
+    for x, y in samples[:3]:
+        t.step(x, y)
+    path = tmp_path / "params.ttp"
+    t.save(str(path))
+    old_file, old = path.read_bytes(), t.params()
+    for x, y in samples[3:]:
+        t.step(x, y)
+    new = t.params()
+    assert new != old
+    events = None
+    outcomes = {"old": 0, "new": 0}
+    k = 1
+    while True:
+        path.write_bytes(old_file)
+        Path(f"{path}.tmp").unlink(missing_ok=True)
+        fault = _Fault(k, fat)
+        monkeypatch.setattr(trainer_mod, "open", fault.open, raising=False)
+        monkeypatch.setattr(trainer_mod, "os", fault.os())
+        try:
+            t.save(str(path))
+            cut = False
+        except PowerCut:
+            cut = True
+        monkeypatch.undo()
+        u = tinytrain.Trainer(model)
+        u.load(str(path))
+        got = u.params()
+        assert got in (old, new), k
+        outcomes["old" if got == old else "new"] += 1
+        if not cut:
+            events = k - 1
+            assert got == new
+            break
+        k += 1
+    assert events > len(old_file) and outcomes["old"] > len(old_file) and outcomes["new"] >= 1
+    if fat:  # cut between the remove and the rename: only the .tmp is left, and it is found
+        assert outcomes["new"] >= 2
+
+
+def test_load_accepts_bytes_and_prefers_whole_file(tmp_path):
+    model, samples = make(n=2)
+    t = tinytrain.Trainer(model)
+    t.step(*samples[0])
+    p = tmp_path / "p.ttp"
+    t.save(str(p))
+    blob = p.read_bytes()
+    u = tinytrain.Trainer(model)
+    u.load(blob)
+    assert u.params() == t.params()
+    u.load(bytearray(blob))
+    p.write_bytes(blob[:-3])                         # damaged, no .tmp: the error
+    with pytest.raises(ValueError, match="parameter file is"):
+        u.load(str(p))
+    Path(f"{p}.tmp").write_bytes(blob[:10])          # damaged and a partial .tmp: still the error
+    with pytest.raises(ValueError):
+        u.load(str(p))
+    with pytest.raises(TypeError, match="load takes a path or the bytes"):
+        u.load(3.5)
+
+
+# -- the CLI ------------------------------------------------------------------
+def _npz(tmp_path, name="cnn", n=60, float_inputs=True):
+    b, g, plan = netzoo.build(name, "full")
+    rng = np.random.default_rng(2)
+    xf = rng.uniform(-1, 1, size=(n,) + b.input_shape)
+    y = rng.integers(0, g.tensors[g.output].numel, n)
+    (tmp_path / "m.ttm").write_bytes(plan.data)
+    np.savez(tmp_path / "d.npz", x=xf if float_inputs else netzoo.quantize_input(g, xf), y=y,
+             x_eval=xf[:20], y_eval=y[:20])
+    return plan.data, g, xf, y
+
+
+def test_cli_stream_save_pull_push(tmp_path, capsys):
+    model, g, xf, y = _npz(tmp_path)
+    m, d = str(tmp_path / "m.ttm"), str(tmp_path / "d.npz")
+    assert cli.main(["stream", "--model", m, "--data", d, "--epochs", "2", "--save", str(tmp_path / "a.ttp"),
+                     "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "120 samples (60 x 2 epochs) on sim" in out and "evaluation accuracy" in out and "epoch 2" in out
+    # the same training by hand, with the model file's own quantisation
+    from tinytrain.stream.data import ModelIO
+    q = ModelIO(model).inputs(xf)
+    t, _, _ = clean_run(model, [(r.tobytes(), int(v)) for r, v in zip(q, y)], epochs=2)
+    assert (tmp_path / "a.ttp").read_bytes() == saved_blob(t, tmp_path)
+    # which is the builder's quantisation (up to the float32 scale in the file)
+    assert np.mean(q == netzoo.quantize_input(g, xf).reshape(len(xf), -1)) > 0.999
+    # keep going from it, saving on the "device" (the sim's files are the host's)
+    assert cli.main(["stream", "--model", m, "--data", d, "--load", str(tmp_path / "a.ttp"), "--save",
+                     f":{tmp_path / 'dev.ttp'}", "-q", "--no-accuracy"]) == 0
+    assert "180 steps in all" in capsys.readouterr().out
+    assert cli.main(["pull", f":{tmp_path / 'dev.ttp'}", str(tmp_path / "b.ttp"), "--model", m]) == 0
+    assert (tmp_path / "b.ttp").read_bytes() == (tmp_path / "dev.ttp").read_bytes()
+    assert cli.main(["push", str(tmp_path / "a.ttp"), f":{tmp_path / 'dev.ttp'}"]) == 0
+    assert (tmp_path / "dev.ttp").read_bytes() == (tmp_path / "a.ttp").read_bytes()
+    capsys.readouterr()
+    # refused: a damaged file, parameters of another model, qemu's missing filesystem
+    (tmp_path / "bad.ttp").write_bytes((tmp_path / "a.ttp").read_bytes()[:-1])
+    assert cli.main(["push", str(tmp_path / "bad.ttp"), ":x.ttp"]) == 2
+    assert "not a whole tinytrain parameter file" in capsys.readouterr().err
+    other = tmp_path / "o.ttm"
+    other.write_bytes(netzoo.build("mlp", "full")[2].data)
+    assert cli.main(["pull", str(tmp_path / "a.ttp"), str(tmp_path / "c.ttp"), "--model", str(other)]) == 2
+    assert "another model" in capsys.readouterr().err and not (tmp_path / "c.ttp").exists()
+    assert cli.main(["pull", "--target", "qemu", ":p.ttp", str(tmp_path / "c.ttp")]) == 2
+    assert "no filesystem of its own" in capsys.readouterr().err
+
+
+def test_cli_stream_csv_npy_and_raw(tmp_path, capsys):
+    model, g, xf, y = _npz(tmp_path, "mlp", n=30)
+    q = netzoo.quantize_input(g, xf).reshape(30, -1)
+    np.savetxt(tmp_path / "d.csv", np.column_stack([q, y]), fmt="%d", delimiter=",",
+               header=",".join([f"x{i}" for i in range(64)] + ["label"]), comments="")
+    np.save(tmp_path / "x.npy", q)
+    np.save(tmp_path / "y.npy", y)
+    m = str(tmp_path / "m.ttm")
+    assert cli.main(["stream", "--model", m, "--data", str(tmp_path / "d.csv"), "--raw", "-q",
+                     "--save", str(tmp_path / "c.ttp")]) == 0
+    assert cli.main(["stream", "--model", m, "--data", str(tmp_path / "x.npy"), "--labels",
+                     str(tmp_path / "y.npy"), "-q", "--save", str(tmp_path / "n.ttp")]) == 0
+    assert (tmp_path / "c.ttp").read_bytes() == (tmp_path / "n.ttp").read_bytes()
+    capsys.readouterr()
+    assert cli.main(["stream", "--model", m, "--data", str(tmp_path / "x.npy"), "-q"]) == 2
+    assert "--labels" in capsys.readouterr().err
+
+
+def test_python_iterable_api(tmp_path):
+    """stream() takes any iterable of (x, label); floats are quantised."""
+    from tinytrain.stream.data import from_iterable
+    model, g, xf, y = _npz(tmp_path, "mlp", n=25)
+    gen = ((xf[i], int(y[i])) for i in range(25))
+    res = stream("sim", model, from_iterable(model, gen), epochs=2)
+    assert len(res["losses"]) == 50 and res["device"]["trained"] == 50 and res["samples_per_s"] > 0
+
+
+def test_cli_targets_fail_in_one_line(tmp_path, capsys, monkeypatch):
+    _npz(tmp_path, "mlp", n=5)
+    monkeypatch.setenv("TINYTRAIN_QEMU_ELF", str(tmp_path / "none.elf"))
+    args = ["stream", "--model", str(tmp_path / "m.ttm"), "--data", str(tmp_path / "d.npz"), "-q"]
+    assert cli.main(args + ["--target", "qemu"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "needs the qemu firmware" in err and "make qemu" in err and len(err.splitlines()) == 1
+    assert cli.main(args + ["--target", "/dev/tinytrain-none"]) == 2
+    assert capsys.readouterr().err.strip() == "tinytrain: no serial port /dev/tinytrain-none"
+    assert cli.main(args + ["--target", "fpga"]) == 2
+    assert "unknown target" in capsys.readouterr().err
+
+
+def test_in_process_throughput():
+    model, samples = make("cnn", "full", n=400)
+    with connect("sim", model) as c:
+        t0 = time.monotonic()
+        c.session.train(samples)
+        dt = time.monotonic() - t0
+    report(f"in-process (loopback queues): cnn (432 B inputs) {len(samples) / dt:.0f} samples/s")
+
+
+# -- MicroPython: the unix port and the qemu Cortex-M7 ------------------------------
+@pytest.fixture(scope="module")
+def mpdevice():
+    """tests/device/mpdevice.py (builds the ports with the project's Makefile;
+    TINYTRAIN_DEVICE_NO_BUILD=1 uses build/ as it is)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "device"))
+    import mpdevice
+    return mpdevice
+
+
+@pytest.fixture(scope="module")
+def unix_port(mpdevice):
+    mpdevice.make("unix", MICROPY_DIR)
+    return mpdevice.UNIX_EXE
+
+
+@pytest.fixture(scope="module")
+def qemu_elf(mpdevice):
+    mpdevice.make("qemu", MICROPY_DIR)
+    return mpdevice.QEMU_ELF
+
+
+def _compare_with_sim(session, model, samples, tmp_path):
+    t, losses, hits = clean_run(model, samples)
+    st = session.train(samples)
+    ev_hits, classes = session.evaluate(samples[:20])
+    blob = session.params_file()
+    assert f32(st.losses) == f32(losses) and st.hits == hits
+    assert classes == [t.predict(x) for x, _ in samples[:20]]
+    assert blob == saved_blob(t, tmp_path)
+
+
+def test_unix_port_device_module(unix_port, tmp_path):
+    """The device module under MicroPython (unix port, stdin/stdout pipes):
+    bit-identical to the simulator; and Trainer.load's fallback to path.tmp."""
+    model, samples = make("mbnet", "sparse", n=40)
+    src = P.DEVICE_SOURCE.parent
+    code = (f"import sys\nsys.path.insert(0, {str(src)!r})\nimport tinytrain_stream\n"
+            "tinytrain_stream.serve(None, window=4, max_payload=1024)\n")
+    proc = subprocess.Popen([str(unix_port), "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    try:
+        s = Session(FdLink(proc.stdout.fileno(), raw=False, wfd=proc.stdin.fileno()), rto=1.0)
+        assert s.wait_ready(10), proc.stderr.read1(4096) if proc.poll() is not None else "no READY"
+        s.hello()
+        s.load_model(model)
+        _compare_with_sim(s, model, samples, tmp_path)
+        assert s.end()["trained"] == len(samples)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, proc.stderr.read().decode()
+    # Trainer.load on the board: a save cut between remove and rename (FAT)
+    t = tinytrain.Trainer(model)
+    t.step(*samples[0])
+    t.save(str(tmp_path / "p.ttp"))
+    blob = (tmp_path / "p.ttp").read_bytes()
+    (tmp_path / "m.ttm").write_bytes(model)
+    os.rename(tmp_path / "p.ttp", tmp_path / "p.ttp.tmp")
+    (tmp_path / "q.ttp").write_bytes(blob[:-2])
+    (tmp_path / "q.ttp.tmp").write_bytes(blob)
+    (tmp_path / "t.py").write_text(
+        "import tinytrain\nt = tinytrain.Trainer('m.ttm')\nfor p in ('p.ttp', 'q.ttp'):\n"
+        "    t.load(p)\n    print(p, t.info()['steps'], t.params() == open('p.ttp.tmp', 'rb').read()[20:-4])\n"
+        "t.load(open('p.ttp.tmp', 'rb').read())\nprint('bytes', t.info()['steps'])\n")
+    r = subprocess.run([str(unix_port), "t.py"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert r.stdout.split("\n")[:3] == ["p.ttp 1 True", "q.ttp 1 True", "bytes 1"], r.stdout + r.stderr
+
+
+def test_qemu_stream_bit_identical(qemu_elf, tmp_path, monkeypatch):
+    """The same stream session against the qemu firmware over its pty
+    (mpremote enters the raw REPL and starts the frozen tinytrain_stream):
+    losses, accuracy, predictions and the parameter file identical to the
+    simulator's; throughput reported."""
+    monkeypatch.setenv("TINYTRAIN_QEMU_ELF", str(qemu_elf))
+    for name, scheme, n in (("mlp", "full_residue", 200), ("mbnet", "sparse", 60)):
+        model, samples = make(name, scheme, n=n)
+        with connect("qemu", model) as c:
+            s = c.session
+            assert s.info()["input_bytes"] == len(samples[0][0])
+            t0 = time.monotonic()
+            st = s.train(samples[:n // 2])
+            dt = time.monotonic() - t0
+            st2 = s.train(samples[n // 2:])
+            ev_hits, classes = s.evaluate(samples[:20])
+            blob = s.params_file()
+            end = c.end()
+        t, losses, hits = clean_run(model, samples)
+        assert f32(st.losses + st2.losses) == f32(losses) and st.hits + st2.hits == hits == end["hits"]
+        assert classes == [t.predict(x) for x, _ in samples[:20]]
+        assert blob == saved_blob(t, tmp_path)
+        assert s.counts["timeouts"] == 0 or s.counts["resent"] < s.counts["frames"]
+        report(f"qemu ({name}/{scheme}, {len(samples[0][0])} B inputs): {n // 2 / dt:.0f} samples/s "
+               f"training over the pty; link {s.counts}")
+
+
+def test_qemu_frozen_module_and_demo_backend(qemu_elf, monkeypatch):
+    """The firmware has tinytrain_stream frozen in; the demo's qemu Device
+    answers step/predict/evaluate/info exactly as the simulator's."""
+    from tinytrain.demos import backends
+    monkeypatch.setenv("TINYTRAIN_QEMU_ELF", str(qemu_elf))
+    model, samples = make("cnn", "full", n=12)
+    q = targets.QemuProcess(qemu_elf)
+    try:
+        from mpremote.transport_serial import SerialTransport
+        tr = SerialTransport(q.pty)
+        tr.enter_raw_repl()
+        assert tr.exec("import tinytrain_stream\nprint(tinytrain_stream.VERSION)").strip() == b"1"
+        tr.close()
+    finally:
+        q.close()
+    sim, dev = backends.open_device("sim", model), backends.open_device("qemu", model)
+    try:
+        assert isinstance(dev, backends.StreamDevice)
+        xs = b"".join(x for x, _ in samples)
+        labels = [y for _, y in samples]
+        for d in (sim, dev):
+            d.before = d.evaluate(xs, labels)
+            d.losses = f32([d.step(x, y) for x, y in samples[:8]])
+            d.preds = [d.predict(x) for x, _ in samples]
+            d.after = d.evaluate(xs, labels)
+            d.inf = d.info()
+        for k in ("before", "losses", "preds", "after", "inf"):
+            assert getattr(sim, k) == getattr(dev, k), k
+    finally:
+        sim.close()
+        dev.close()
+
+
+if not MICROPY_DIR:  # one skip line for the MicroPython variants, as tests/device does
+    del test_unix_port_device_module, test_qemu_stream_bit_identical, test_qemu_frozen_module_and_demo_backend
+
+    def test_micropython_variants():
+        pytest.skip("MICROPY_DIR is not set: the MicroPython stream tests (unix port, qemu) need a MicroPython "
+                    "v1.28.0 tree (see docs/micropython.md)")
