@@ -9,11 +9,8 @@ firmware runs on a pseudo-terminal and mpremote mounts the directory
 from __future__ import annotations
 
 import os
-import re
-import select
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -79,30 +76,9 @@ class Qemu:
     name = "qemu"
 
     def __init__(self, elf: Path = QEMU_ELF, icount: bool = True):
-        cmd = ["qemu-system-arm", "-machine", "mps2-an500", "-nographic", "-monitor", "null",
-               "-semihosting"]
-        if icount:
-            cmd += ["-icount", "shift=0"]
-        cmd += ["-serial", "pty", "-kernel", str(elf)]
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT)
-        self.pty = self._wait_for_pty()
-
-    def _wait_for_pty(self, timeout: float = 20) -> str:
-        buf = b""
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            ready, _, _ = select.select([self.proc.stdout], [], [], 0.2)
-            if ready:
-                chunk = os.read(self.proc.stdout.fileno(), 4096)
-                if not chunk:
-                    break
-                buf += chunk
-                m = re.search(rb"/dev/pts/\d+", buf)
-                if m:
-                    return m.group(0).decode()
-        self.close()
-        raise RuntimeError(f"qemu gave no pty: {buf.decode(errors='replace')}")
+        from tinytrain.stream.targets import QemuProcess  # the same launcher tinytrain stream uses
+        self.qemu = QemuProcess(elf, extra=("-icount", "shift=0") if icount else ())
+        self.pty = self.qemu.pty
 
     def mpremote(self, *args: str, workdir: Path | None = None, timeout: float = 300) -> str:
         cmd = ["mpremote", "connect", self.pty]
@@ -121,10 +97,4 @@ class Qemu:
         return "".join(l for l in out.splitlines(True) if not l.startswith("Local directory "))
 
     def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        self.qemu.close()
