@@ -8,7 +8,7 @@ from pathlib import Path
 from . import modelfile as mf
 
 
-def _load_graph(src: str, classes=None, head="first"):
+def _load_graph(src: str, classes=None, head="first", calib=None):
     p = Path(src)
     if not p.exists():
         raise SystemExit(f"tinytrain: {src}: no such file")
@@ -21,8 +21,17 @@ def _load_graph(src: str, classes=None, head="first"):
     if p.suffix == ".pkl":
         from .convert import tte
         return tte.load(p, n_classes=classes, head=head)
+    if p.suffix == ".tflite" or data[4:8] == b"TFL3":
+        from .convert import tflite
+        return tflite.to_graph(data, n_classes=classes, head=head, src=src)
+    if p.suffix == ".onnx":
+        from .convert import onnx
+        if calib is None:
+            raise ValueError(f"{src}: a float ONNX model needs calibration data: --calib FILE "
+                             "(tinytrain convert)")
+        return onnx.convert(p, calib, n_classes=classes, head=head)
     raise SystemExit(f"tinytrain: {src}: unsupported model format (supported: tinytrain .ttm, "
-                     "the paper's int8 .pkl)")
+                     "the paper's int8 .pkl, float .onnx, int8 .tflite)")
 
 
 def _compile(graph, args):
@@ -48,14 +57,25 @@ def _write(plan, args):
 
 
 def cmd_convert(args):
-    graph = _load_graph(args.source, args.classes, args.head)
+    graph = _load_graph(args.source, args.classes, args.head, args.calib)
     _write(_compile(graph, args), args)
 
 
 def cmd_plan(args):
-    graph = _load_graph(args.model)
+    from . import plancmd
+    plancmd.check_search_options(args)
+    budget = plancmd.parse_bytes(args.budget) if args.budget is not None else None
+    graph = _load_graph(args.model, args.classes, args.head)
+    if budget is not None and args.scheme is None:
+        plancmd.search_and_write(graph, args, Path(args.model).name)  # tinytrain/plancmd.py
+        return
+    args.scheme = args.scheme or "last"
     plan = _compile(graph, args)
     print(plan.report() if args.verbose else "\n".join(plan.report().splitlines()[:3]))
+    if budget is not None:
+        print(plancmd.check_scheme(plan, budget, args.scheme))
+    if args.check_peak:
+        print(plancmd.check_peak(plan))
     _write(plan, args)
 
 
@@ -89,7 +109,14 @@ def cmd_info(args):
 
 
 def cmd_demo(args):
+    if args.name == "vision":
+        return _demo_vision(args)
+    for opt in ("data", "model", "scheme", "budget"):
+        if getattr(args, opt) is not None:
+            raise ValueError(f"--{opt} applies to the vision demo, not to {args.name}")
     from .demos import personalize  # lazily: pulls in the data set and training code
+    args.subject = "4" if args.subject is None else args.subject
+    args.plot = "personalize.png" if args.plot is None else args.plot
     subject = args.subject.lower()
     if subject != "all" and not subject.isdigit():
         raise ValueError(f"--subject must be a number 1..10 or 'all', not {args.subject!r}")
@@ -100,6 +127,26 @@ def cmd_demo(args):
             personalize.run(args.target, held_out=int(subject), seed=args.seed, epochs=args.epochs,
                             quick=args.quick, plot=args.plot)
     except (NotImplementedError, ImportError) as e:
+        raise ValueError(str(e)) from None
+
+
+def _demo_vision(args):
+    from .demos import vision  # lazily: pulls in the data sets and training code
+    if args.subject is not None:
+        raise ValueError("--subject applies to the personalize demo, not to vision")
+    if args.budget is not None and args.scheme is not None:
+        raise ValueError("give --scheme or --budget, not both")
+    budget = None
+    if args.budget is not None:
+        try:
+            budget = int(float(args.budget))
+        except ValueError:
+            raise ValueError(f"--budget must be a number of bytes, not {args.budget!r}") from None
+    try:
+        vision.run(args.target, data=args.data or "digits", model=args.model, scheme=args.scheme or "auto",
+                   budget=budget, seed=args.seed, epochs=args.epochs, quick=args.quick,
+                   plot_path="vision.png" if args.plot is None else args.plot)
+    except (NotImplementedError, ImportError, FileNotFoundError) as e:
         raise ValueError(str(e)) from None
 
 
@@ -119,34 +166,60 @@ def main(argv=None):
         p.add_argument("--report", help="write the memory report to this text file")
         p.add_argument("--plot", help="write a PNG of live memory over the schedule")
 
+    from .convert.onnx import SUPPORTED_HELP as onnx_help
+    from .convert.tflite import SUPPORTED_HELP as tflite_help
     p = sub.add_parser("convert", help="convert a model into a tinytrain model file",
-                       epilog="schemes:\n" + SCHEME_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("source", help="the paper's int8 .pkl (more formats: see docs)")
+                       epilog=onnx_help + "\n\n" + tflite_help + "\n\nschemes:\n" + SCHEME_HELP,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("source", help="the paper's int8 .pkl, a float ONNX model (.onnx, needs --calib), "
+                   "or a full-integer int8 TFLite model (.tflite)")
+    p.add_argument("--calib", help="ONNX: calibration inputs, float, in the model's own layout (NCHW: "
+                   "(N, C, H, W); 1-D (N, C, L)): a .npy, or a .npz holding them under the model's "
+                   "input name (or as its only array)")
     p.add_argument("--classes", type=int, help="new classifier with this many classes")
     p.add_argument("--head", choices=("first", "fresh"), default="first",
                    help="new classifier: first N rows of the old one, or fresh random weights")
     scheme_args(p)
     p.set_defaults(fn=cmd_convert)
 
-    p = sub.add_parser("plan", help="plan training of a model under a scheme",
-                       epilog="schemes:\n" + SCHEME_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from .plancmd import __doc__ as plan_doc, add_arguments as add_plan_arguments
+    p = sub.add_parser("plan", help="plan training of a model under a scheme or a memory budget",
+                       epilog="schemes:\n" + SCHEME_HELP + "\n" + plan_doc,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", help="a .ttm or a source model")
     p.add_argument("-v", "--verbose", action="store_true", help="print the per-op memory report")
+    p.add_argument("--classes", type=int, help="source models: new classifier with this many classes")
+    p.add_argument("--head", choices=("first", "fresh"), default="first",
+                   help="new classifier: first N rows of the old one, or fresh random weights")
+    p.add_argument("--check-peak", action="store_true",
+                   help="train two steps in the simulator and check the arena bytes touched are the plan's")
     scheme_args(p)
-    p.set_defaults(fn=cmd_plan)
+    p.set_defaults(fn=cmd_plan, scheme=None)  # --scheme: default last, unless --budget searches one
+    add_plan_arguments(p)  # --budget, --data, ... (tinytrain/plancmd.py)
 
     p = sub.add_parser("info", help="describe a model file")
     p.add_argument("model")
     p.set_defaults(fn=cmd_info)
 
-    p = sub.add_parser("demo", help="run a demo (personalize: fine-tune to a new user on the device)")
-    p.add_argument("name", choices=("personalize",))
+    p = sub.add_parser("demo", help="run a demo (personalize: fine-tune to a new user on the device; "
+                       "vision: transfer learning on images)")
+    p.add_argument("name", choices=("personalize", "vision"))
     p.add_argument("--target", default="sim", help="where to train: sim (default), qemu, or a board's serial port")
-    p.add_argument("--subject", default="4", help="held-out subject 1..10, or 'all' (default 4)")
+    p.add_argument("--subject", help="personalize: held-out subject 1..10, or 'all' (default 4)")
     p.add_argument("--seed", type=int, default=0, help="init, calibration and sample-order seed (default 0)")
-    p.add_argument("--epochs", type=int, help="fine-tuning epochs (default 5; 3 with --quick)")
-    p.add_argument("--plot", default="personalize.png", help="PNG of the learning curve (default personalize.png)")
-    p.add_argument("--quick", action="store_true", help="reduced run (shorter pretraining, 3 epochs)")
+    p.add_argument("--epochs", type=int, help="fine-tuning epochs (personalize: default 5, 3 with --quick; "
+                   "vision: 2)")
+    p.add_argument("--plot", help="PNG of the learning curve (default personalize.png, vision.png)")
+    p.add_argument("--quick", action="store_true", help="reduced run (personalize: shorter pretraining, 3 epochs; "
+                   "vision: fewer images, well under a minute)")
+    p.add_argument("--data", choices=("digits", "faces"), help="vision: digits (default; 10 classes) or faces "
+                   "(lfw_subset: faces vs other patches)")
+    p.add_argument("--model", help="vision: the paper's int8 .pkl (default ../shared/models/tte/mcunet-5fps.pkl "
+                   "beside the repository, else a small CNN), or 'small'")
+    p.add_argument("--scheme", help="vision: what to train, comma-separated to compare (default auto: the "
+                   "published scheme that fits the F746's 160 KiB arena; see `tinytrain convert -h`)")
+    p.add_argument("--budget", help="vision: plan the scheme under this many bytes of arena (contribution "
+                   "analysis + search: a few minutes more)")
     p.set_defaults(fn=cmd_demo)
 
     from .stream.commands import add_commands as add_stream_commands

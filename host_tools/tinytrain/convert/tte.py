@@ -13,6 +13,7 @@ import numpy as np
 
 from ..compiler import Scheme
 from ..graph import QGraph, QLayer, QTensor
+from .head import new_head
 
 # Only what numpy arrays need to unpickle; everything else is refused.
 _ALLOWED = {
@@ -132,15 +133,7 @@ def to_graph(raw: dict, n_classes: int | None = None, head: str = "first",
     b = np.asarray(cp["bias"], dtype=np.int32)
     sw = np.asarray(cp["w_scales"], dtype=np.float32).reshape(-1)
     if n_classes is not None:
-        if head == "first":
-            w, b, sw = w[:n_classes], b[:n_classes], sw[:n_classes]
-        elif head == "fresh":
-            rng = np.random.default_rng(seed)
-            w = rng.integers(-16, 17, size=(n_classes, w.shape[1])).astype(np.int8)
-            b = np.zeros(n_classes, np.int32)
-            sw = np.full(n_classes, float(np.median(sw)), np.float32)
-        else:
-            raise ValueError("head must be 'first' or 'fresh'")
+        w, b, sw = new_head(w, b, sw, n_classes, head, seed)
     n = w.shape[0]
     tensors["logits"] = QTensor("logits", (1, 1, n), float(cp["y_scale"]), int(cp["y_zero"]))
     layers.append(QLayer("classifier", "conv", ["pool"], "logits", weight=w.reshape(n, 1, 1, -1),
