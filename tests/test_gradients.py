@@ -294,6 +294,16 @@ def float_forward(graph, params, x_real, masks, clamp_vals):
     return acts
 
 
+def saturation_gate(graph, logits, g):
+    """0 where a logit sits at an end of its clamp range and g would push it
+    further out (it cannot lower the loss there), else 1."""
+    t = graph.tensors[graph.output]
+    q = np.rint(np.asarray(logits, np.float64).ravel() / t.scale + t.zero)
+    head = next(layer for layer in graph.layers if layer.output == graph.output)
+    g = np.asarray(g).ravel()
+    return np.where(((q >= head.act_max) & (g < 0)) | ((q <= head.act_min) & (g > 0)), 0.0, 1.0)
+
+
 def float_backward(graph, params, acts, masks, label, pool_divisor=True):
     """Float64 autodiff of softmax cross-entropy: layer name -> (dW, db).
 
@@ -302,6 +312,7 @@ def float_backward(graph, params, acts, masks, label, pool_divisor=True):
     _, p = softmax_ce(acts[graph.output], label)
     g = p.copy()
     g[label] -= 1.0
+    g = g * saturation_gate(graph, acts[graph.output], g)
     grads = {graph.output: g.reshape(graph.tensors[graph.output].shape)}
     out = {}
     needs = set()  # tensors whose gradient someone uses (all but the input)
@@ -408,9 +419,10 @@ def trainer_for(plan):
 
 def loss_grad_norm(graph, acts_q, label):
     """||dL/dlogits|| in float64 from the int8 logits."""
-    _, p = softmax_ce(dequantise(graph, {graph.output: acts_q[graph.output]})[graph.output], label)
+    logits = dequantise(graph, {graph.output: acts_q[graph.output]})[graph.output]
+    _, p = softmax_ce(logits, label)
     p[label] -= 1.0
-    return float(np.linalg.norm(p))
+    return float(np.linalg.norm(p * saturation_gate(graph, logits, p)))
 
 
 def sample_tol(graph, acts_q, label):

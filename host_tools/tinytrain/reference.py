@@ -198,6 +198,16 @@ def softmax_ce(q, label, table):
     return np.array(G, dtype=I64), pow2(-24), loss
 
 
+def gate_saturated(G, q, clamp):
+    """Drop the gradient of a logit sitting at an end of its clamp range
+    (lo, hi) that would push it further out (it cannot lower the loss)."""
+    lo, hi = clamp
+    q = np.asarray(q, dtype=I64).ravel()
+    G = np.array(G, dtype=I64)
+    G[((q >= hi) & (G < 0)) | ((q <= lo) & (G > 0))] = 0
+    return G
+
+
 def mse(q, target, s_y):
     """MSE against an int8 target in the output quantisation. Returns (G, s_g, loss)."""
     q = np.asarray(q, dtype=I64).ravel()
@@ -619,6 +629,12 @@ class Reference:
         dX = np.broadcast_to(G.reshape(1, 1, C), (H, W, C)).copy()
         self._set_grad(op.t[3], F32(s_g / F32(H * W)), dX)
 
+    def _logits_clamp(self, tid: int) -> tuple:
+        for L in self.layers:
+            if L.rec.out == tid:
+                return L.act_min, L.act_max
+        return -128, 127
+
     def step(self, x, label=None, target=None) -> np.float32:
         h = self.header
         self.forward(x, training=True)
@@ -640,7 +656,7 @@ class Reference:
                                            self.tensors[op.t[0]].scale)
                     else:
                         raise ValueError(f"unknown loss kind {h.loss_kind}")
-                    self._set_grad(op.t[1], s_g, G)
+                    self._set_grad(op.t[1], s_g, gate_saturated(G, q, self._logits_clamp(op.t[0])))
                 elif op.kind == mf.OP_BWD:
                     L = self.layers[op.layer]
                     if L.kind in (mf.L_CONV, mf.L_DWCONV):

@@ -24,6 +24,25 @@ static float ln_u64(uint64_t n) {
     return (float)b * 0.693147182464599609375f + (2.0f * y) * p;
 }
 
+/* The logits get no clamp mask (a wrong class stuck at the top of the int8
+   range must still be pushed down), but a gradient that would push a logit
+   further past the end of its range it already sits at is dropped: it
+   cannot lower the loss, and kept it grows the weights without bound. */
+static void gate_saturated(const tt_model *m, uint32_t logits_id, const int8_t *q, int32_t *g, uint32_t n) {
+    int32_t lo = -128, hi = 127;
+    for (uint32_t l = 0; l < m->hdr->n_layers; l++) {
+        if (m->layers[l].out == logits_id) {
+            lo = m->layers[l].act_min;
+            hi = m->layers[l].act_max;
+        }
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        if ((q[i] >= hi && g[i] < 0) || (q[i] <= lo && g[i] > 0)) {
+            g[i] = 0;
+        }
+    }
+}
+
 float tt_loss_softmax_ce(tt_trainer *t, uint32_t logits_id, uint32_t grad_id, int32_t label) {
     const tt_model *m = &t->model;
     const int8_t *q = tt_act_data(t, logits_id);
@@ -42,6 +61,7 @@ float tt_loss_softmax_ce(tt_trainer *t, uint32_t logits_id, uint32_t grad_id, in
         uint64_t e = tab[qmax - q[i]];
         g[i] = (int32_t)(((e << 24) + sum / 2u) / sum) - ((int32_t)i == label ? ONE_Q24 : 0);
     }
+    gate_saturated(m, logits_id, q, g, n);
     *tt_grad_scale(t, grad_id) = tt_pow2f(-24);
     e_label = tab[qmax - q[label]];
     return ln_u64(sum) - ln_u64(e_label ? e_label : 1u);
@@ -58,6 +78,7 @@ float tt_loss_mse(tt_trainer *t, uint32_t logits_id, uint32_t grad_id, const int
         g[i] = (int32_t)q[i] - target[i];
         sq += (int64_t)g[i] * g[i];
     }
+    gate_saturated(m, logits_id, q, g, n);
     *tt_grad_scale(t, grad_id) = (2.0f * lg->scale) / (float)n;
     return ((tt_f32_from_i64(sq) * lg->scale) * lg->scale) / (float)n;
 }
