@@ -144,6 +144,17 @@ class Plan:
     def peak_op(self) -> int:
         return int(np.argmax(self.live_bytes))
 
+    @property
+    def used_bytes(self) -> int:
+        """The end of the highest placed tensor (or of the trained parameters):
+        the last arena byte one training step touches, which the simulator
+        measures (trainer.measure_peak). arena_size is this rounded up to
+        ALIGN; peak_live (the most bytes live at once) is at most this, less
+        where the placement leaves gaps."""
+        ends = [t.rec.arena_off + t.rec.size for t in self.tensors
+                if t.rec.size and not t.rec.flags & (mf.TF_EXTERNAL | mf.TF_STREAMED)]
+        return max(ends + [self.persist_size])
+
     def live_at(self, op_index: int) -> list:
         return [t for t in self.tensors if t.first <= op_index <= t.last and t.rec.size]
 

@@ -59,8 +59,9 @@ whose analysis and search code the paper never published).
      if the exact arena fits, else rejected).
    - `method="brute"`: every combination, each compiled (small spaces only).
 
-`plan_under_budget(graph, budget, train, val, **kw)` runs both (what
-`tinytrain plan MODEL --budget BYTES --data FILE.npz` calls);
+`plan_under_budget(graph, budget, train, val, **kw)` runs both (as
+`tinytrain plan MODEL --budget BYTES --data FILE.npz` does, in
+tinytrain/plancmd.py);
 `evaluate_schemes` trains and scores any schemes the same way (held-out test).
 
 The gains are measurements of short batch-1 fine-tuning runs and carry the
@@ -658,6 +659,7 @@ class _Space:
         self.cache_tag = (graph_fingerprint(graph), st["lr"], json.dumps(st["lr_scale"], sort_keys=True),
                           st["qas"], st["residue"])
         self.compiles = 0
+        self.progress = None  # a tqdm bar counting compiles, if any
 
     def weights_of(self, choice) -> dict:
         return {name: rs[c] for name, rs, c in zip(self.layers, self.ratios, choice) if c}
@@ -671,6 +673,8 @@ class _Space:
         if key not in self.cache:
             plan = compile_model(self.graph, self.scheme(k, choice))
             self.compiles += 1
+            if self.progress is not None:
+                self.progress.update(1)
             self.cache[key] = (plan.arena_size, plan.peak_live, plan.persist_size, plan.trained_params)
         return self.cache[key]
 
@@ -892,17 +896,28 @@ def _check_budget(budget, need: int) -> int:
 
 def search(analysis: Analysis, budget_bytes: int, graph: QGraph, *, method: str = "exact",
            max_compiles: int = 20_000, seed: int = 0, population: int = 50,
-           generations: int = 40, cache: dict | None = None) -> SearchResult:
+           generations: int = 40, cache: dict | None = None, progress: bool = False) -> SearchResult:
     """The scheme of highest summed gain whose exact arena fits budget_bytes.
 
     method: 'exact' (branch and bound, the default), 'dp' (additive memory
     estimate + repair), 'evolution' (seed, population, generations) or
     'brute'. max_compiles bounds the exact method's work. cache: a dict kept
-    between calls on the same graph to reuse exact compiles (several budgets)."""
+    between calls on the same graph to reuse exact compiles (several budgets).
+    progress: a progress bar counting the compiles."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, not {method!r}")
-    t0 = time.perf_counter()
     space = _Space(analysis, graph, cache)
+    if not progress:
+        return _search(space, analysis, budget_bytes, method, max_compiles, seed, population, generations)
+    from tqdm.auto import tqdm
+    with tqdm(desc=f"search ({method})", unit=" compiles", dynamic_ncols=True) as bar:
+        space.progress = bar
+        return _search(space, analysis, budget_bytes, method, max_compiles, seed, population, generations)
+
+
+def _search(space: _Space, analysis: Analysis, budget_bytes: int, method: str, max_compiles: int, seed: int,
+            population: int, generations: int) -> SearchResult:
+    t0 = time.perf_counter()
     need = space.measure(0, space.zero)[0]
     budget = _check_budget(budget_bytes, need)
     optimal = False

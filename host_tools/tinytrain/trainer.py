@@ -22,6 +22,7 @@ _N = _native.lib
 PARAMS_MAGIC = b"TTPS"
 PARAMS_VERSION = 1
 _CANARY = 0xA5
+_CANARY_2 = 0x5A  # measure_peak's second run
 
 
 def _as_int8_buffer(x, what: str) -> memoryview:
@@ -64,7 +65,12 @@ def _raise(err: _native.Error, status: int):
 class Trainer:
     """Trains one model in one static arena, sample by sample."""
 
-    def __init__(self, model, lr=None, arena_size=None):
+    def __init__(self, model, lr=None, arena_size=None, *, canary: int = _CANARY):
+        # canary (host only): the byte the arena is filled with before use;
+        # info()["peak_bytes"] is the end of the last byte that differs from it.
+        if isinstance(canary, bool) or not isinstance(canary, int) or not 0 <= canary <= 255:
+            raise ValueError(f"canary must be a byte value 0..255, not {canary!r}")
+        self._canary = canary
         data = _read_model(model)
         self._model_buf = (ctypes.c_uint8 * max(len(data), 1)).from_buffer_copy(data or b"\0")
         self._model = ctypes.create_string_buffer(_N.tts_sizeof_model())
@@ -79,7 +85,7 @@ class Trainer:
             raise ValueError("arena_size must be >= 0")
         # Python owns the arena; the core only uses it. The canary shows the
         # high-water mark actually touched.
-        self._arena = (ctypes.c_uint8 * max(size, 4))(*([_CANARY] * max(size, 4)))
+        self._arena = (ctypes.c_uint8 * max(size, 4))(*([canary] * max(size, 4)))
         if lr is not None and not isinstance(lr, (int, float)):
             raise TypeError("lr must be a number or None")
         s = _N.tt_trainer_init(self._tr, self._model, self._arena, size,
@@ -203,9 +209,12 @@ class Trainer:
 
     # -- introspection -----------------------------------------------------
     def info(self) -> dict:
+        # peak_bytes: the end of the last arena byte that differs from the
+        # canary; short by any trailing bytes written with the canary's value
+        # (measure_peak below is exact).
         arena = bytes(self._arena)
         touched = len(arena)
-        while touched and arena[touched - 1] == _CANARY:
+        while touched and arena[touched - 1] == self._canary:
             touched -= 1
         return {
             "arena_bytes": self._arena_need,
@@ -231,6 +240,31 @@ class Trainer:
         self._hook = _native.GRAD_HOOK(lambda ctx, layer, idx, acc, scale: fn(layer, idx, acc, scale)) \
             if fn else _native.GRAD_HOOK()
         _N.tts_set_grad_hook(self._tr, self._hook, None)
+
+
+def measure_peak(model, samples, lr=None, canaries=(_CANARY, _CANARY_2)) -> int:
+    """The arena bytes one training run really touches: the end of the last
+    byte written, measured exactly. info()["peak_bytes"] alone can come out
+    short when the last byte written happens to equal the canary; the core
+    is deterministic and never reads arena bytes it has not written, so two
+    runs over the same samples, one per canary (default 0xA5, 0x5A), leave
+    the same values, no byte equals both canaries, and the larger of the two
+    marks is exact. samples: (x, label) pairs, each trained once in order.
+    Raises RuntimeError if the two runs differ (the core read memory it had
+    not written)."""
+    samples = list(samples)
+    if len(canaries) != 2 or canaries[0] == canaries[1]:
+        raise ValueError(f"canaries must be two different byte values, not {canaries!r}")
+    marks, losses, params = [], [], []
+    for canary in canaries:
+        t = Trainer(model, lr=lr, canary=canary)
+        losses.append([t.step(x, label) for x, label in samples])
+        params.append(t.params())
+        marks.append(t.info()["peak_bytes"])
+    if losses[0] != losses[1] or params[0] != params[1]:
+        raise RuntimeError("training depends on the arena's initial contents: the core read bytes "
+                           "it had not written")
+    return max(marks)
 
 
 def params_whole(blob: bytes) -> bool:
