@@ -145,7 +145,7 @@ def _demo_vision(args):
     try:
         vision.run(args.target, data=args.data or "digits", model=args.model, scheme=args.scheme or "auto",
                    budget=budget, seed=args.seed, epochs=args.epochs, quick=args.quick,
-                   plot_path="vision.png" if args.plot is None else args.plot)
+                   plot="vision.png" if args.plot is None else args.plot)
     except (NotImplementedError, ImportError, FileNotFoundError) as e:
         raise ValueError(str(e)) from None
 
@@ -208,7 +208,7 @@ def main(argv=None):
     p.add_argument("--subject", help="personalize: held-out subject 1..10, or 'all' (default 4)")
     p.add_argument("--seed", type=int, default=0, help="init, calibration and sample-order seed (default 0)")
     p.add_argument("--epochs", type=int, help="fine-tuning epochs (personalize: default 5, 3 with --quick; "
-                   "vision: 2)")
+                   "vision: 3, 2 with --quick)")
     p.add_argument("--plot", help="PNG of the learning curve (default personalize.png, vision.png)")
     p.add_argument("--quick", action="store_true", help="reduced run (personalize: shorter pretraining, 3 epochs; "
                    "vision: fewer images, well under a minute)")

@@ -2,6 +2,9 @@
 
     d = watch_dataset()                      # the raw recordings (dict)
     w = watch_windows(held_out=3)            # windows, standardised, split by subject
+    images, labels, i_tr, i_va, i_te = digits_split(300, 300, seed=0)   # scikit-learn's digits
+    images, labels = lfw_faces()             # scikit-image's lfw_subset: faces vs other patches
+    x = to_model_inputs(graph, images, i_tr) # resized to a model's input, int8
 
 The smartwatch IMU data set ships inside seglearn's wheel
 (`seglearn/data/watch_dataset.npy`, 18 MB): 140 recordings of 10 subjects
@@ -138,3 +141,108 @@ def watch_windows(window: int = 100, step: int = 50, train_subjects=None, held_o
     x = ((x - mean) / std)[:, None, :, :]
     return Windows(x, np.concatenate(ys), subj, np.concatenate(rec), np.concatenate(start),
                    mean, std, window, step, list(d["y_labels"]), list(d["X_labels"]))
+
+
+# -- images: scikit-learn's digits, scikit-image's lfw_subset -----------------------
+def digits_images() -> tuple:
+    """scikit-learn's digits (shipped in its wheel): images (1797, 8, 8) in
+    [0, 1] and labels 0..9."""
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        raise ImportError("the digits data set ships with scikit-learn, which is not installed: "
+                          "pip install scikit-learn") from None
+    d = load_digits()
+    return d.images / 16.0, np.asarray(d.target, dtype=np.int64)
+
+
+def stratified_split(labels, n_train: int, n_val: int, seed: int) -> tuple:
+    """(train, validation, rest) index arrays, stratified by label and seeded
+    (scikit-learn's train_test_split); the rest is in shuffled order."""
+    from sklearn.model_selection import train_test_split
+
+    labels = np.asarray(labels)
+    n_cls = len(np.unique(labels))
+    if n_train < n_cls or n_val < n_cls or n_train + n_val + n_cls > len(labels):
+        raise ValueError(f"cannot split {len(labels)} samples of {n_cls} classes into {n_train} train, "
+                         f"{n_val} validation and a test set (each needs at least one sample per class)")
+    idx = np.arange(len(labels))
+    rest, i_tr = train_test_split(idx, test_size=n_train, stratify=labels, random_state=seed)
+    i_te, i_va = train_test_split(rest, test_size=n_val, stratify=labels[rest], random_state=seed)
+    return i_tr, i_va, i_te
+
+
+def digits_split(n_train: int, n_val: int, seed: int):
+    """Digits split stratified and seeded: (images (N, 8, 8) in [0, 1],
+    labels, train indices, validation indices, test indices = the rest)."""
+    images, labels = digits_images()
+    return (images, labels) + stratified_split(labels, n_train, n_val, seed)
+
+
+FACE_LABELS = ("not a face", "face")
+
+
+def lfw_path() -> Path:
+    spec = importlib.util.find_spec("skimage")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("the faces data set (lfw_subset) ships with scikit-image, which is not installed: "
+                          "pip install scikit-image")
+    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "lfw_subset.npy"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not found; reinstall scikit-image")
+    return path
+
+
+def lfw_faces() -> tuple:
+    """scikit-image's lfw_subset (in its wheel; the file is read, skimage is
+    not imported): images (200, 25, 25) in [0, 1], labels 1 for the 100
+    faces (the first 100 images), 0 for the 100 non-face patches."""
+    x = np.load(lfw_path(), allow_pickle=False).astype(np.float64)
+    if x.ndim != 3 or len(x) != 200:
+        raise ValueError(f"{lfw_path()}: expected 200 images, got shape {x.shape}")
+    if x.max() > 1.0:
+        x = x / 255.0
+    return x, np.r_[np.ones(100, np.int64), np.zeros(100, np.int64)]
+
+
+def bilinear_matrix(n_out: int, n_in: int = 8) -> np.ndarray:
+    """(n_out, n_in) linear interpolation matrix: resize an axis by m @ x."""
+    src = np.linspace(0, n_in - 1, n_out)
+    i0 = np.clip(np.floor(src).astype(int), 0, max(n_in - 2, 0))
+    f = src - i0
+    m = np.zeros((n_out, n_in))
+    m[np.arange(n_out), i0] += 1 - f
+    if n_in > 1:
+        m[np.arange(n_out), i0 + 1] += f
+    return m
+
+
+def resize_images(images, h: int, w: int) -> np.ndarray:
+    """Grey images (N, H, W) resized bilinearly to (N, h, w)."""
+    images = np.asarray(images, dtype=np.float64)
+    return np.einsum("hi,nij,wj->nhw", bilinear_matrix(h, images.shape[1]), images,
+                     bilinear_matrix(w, images.shape[2]))
+
+
+def model_floats(images, shape) -> np.ndarray:
+    """Grey images (N, H, W) in [0, 1] as float inputs (N, h, w, c) of a model
+    whose input is `shape` (h, w, c): resized bilinearly, the grey channel
+    replicated to the c channels, [0, 1] mapped to [-1, 1]."""
+    h, w, c = shape
+    up = resize_images(images, h, w).astype(np.float32)
+    return np.repeat(up[..., None], c, axis=-1) * 2.0 - 1.0
+
+
+def to_model_inputs(graph, images, idx=None, chunk: int = 128) -> np.ndarray:
+    """Grey images (N, H, W) in [0, 1] as a model's int8 inputs (N, h*w*c):
+    `model_floats` quantised with the model's input scale and zero point."""
+    from .builder import quantize_input
+
+    shape = graph.tensors[graph.input].shape
+    images = np.asarray(images)
+    idx = np.arange(len(images)) if idx is None else np.asarray(idx)
+    out = np.empty((len(idx), int(np.prod(shape))), np.int8)
+    for s in range(0, len(idx), chunk):
+        x = model_floats(images[idx[s:s + chunk]], shape)
+        out[s:s + chunk] = quantize_input(graph, x).reshape(len(x), -1)
+    return out
