@@ -8,8 +8,8 @@ at a time; the device learns from each and reports its loss.
 
 `--target qemu` runs the same stream against the MicroPython firmware on an
 emulated Cortex-M7 (qemu-system-arm); it needs the firmware built first
-(`make qemu`, see README.md and docs/micropython.md) and mpremote (`pip
-install -e ".[device]"`). A board's serial port works too (`--target
+(`make qemu`, see README.md and docs/micropython.md); mpremote comes with
+the package. A board's serial port works too (`--target
 /dev/ttyACM0`). The link, not the device, sets the pace there: about 15
 training samples per second through qemu's emulated UART, 7-8 with the
 held-out evaluations (docs/streaming.md).
