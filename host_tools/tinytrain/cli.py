@@ -227,11 +227,14 @@ def main(argv=None):
 
     args = ap.parse_args(argv)
     try:
-        args.fn(args)
+        rc = args.fn(args)
     except (ValueError, KeyError) as e:
         print(f"tinytrain: {e}", file=sys.stderr)
         return 2
-    return 0
+    except KeyboardInterrupt:
+        print("tinytrain: interrupted", file=sys.stderr)
+        return 130
+    return rc if isinstance(rc, int) else 0  # stream from a live source: 130 when Ctrl-C ended it
 
 
 if __name__ == "__main__":

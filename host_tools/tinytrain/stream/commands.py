@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..trainer import atomic_write, check_params_file, params_whole, read_params_file
 from .session import StreamError, TrainStats
+from .sources import DATASETS_HELP
 from .targets import connect, serial_port, target_kind
 
 TARGET_HELP = "sim (default), qemu, or a board's serial port (/dev/ttyACM0, COM3, serial:PORT)"
@@ -20,9 +21,16 @@ def add_commands(sub) -> None:
                                    "reports loss and accuracy as it learns. See docs/streaming.md.")
     p.add_argument("--target", default="sim", help=TARGET_HELP)
     p.add_argument("--model", required=True, help="the model file (.ttm); sent to the device over the link")
-    p.add_argument("--data", required=True, help=".npz (x, y[, x_eval, y_eval]), .npy (with --labels) or .csv")
+    p.add_argument("--data", required=True,
+                   help=".npz (x, y[, x_eval, y_eval]), .npy (with --labels) or .csv; live: serial:PORT[@BAUD] (a "
+                        "sensor printing one sample per line: values then label) or - (the same lines on stdin); "
+                        "a data set: " + DATASETS_HELP)
     p.add_argument("--labels", help="labels for a .npy or label-less .csv (.npy, .csv, .txt)")
-    p.add_argument("--raw", action="store_true", help="the inputs are int8 already (a .csv is read as floats)")
+    p.add_argument("--raw", action="store_true",
+                   help="the inputs are int8 already (a .csv or a live line is read as floats)")
+    p.add_argument("--label-first", action="store_true", help="live lines: the label comes before the values")
+    p.add_argument("--max-samples", type=int, metavar="N", help="train on the first N samples (a live source: "
+                                                                "stop after N)")
     p.add_argument("--epochs", type=int, default=1, help="passes over the data (default 1)")
     p.add_argument("--shuffle", type=int, metavar="SEED", help="shuffle each epoch with this seed")
     p.add_argument("--load", metavar="FILE", help="start from these parameters: a host file, or :PATH on the device")
@@ -58,12 +66,38 @@ def _one_line(fn):
 
 # -- stream -------------------------------------------------------------------
 @_one_line
-def cmd_stream(args) -> None:
-    from . import data
+def cmd_stream(args):
+    from . import data, sources
     model = Path(args.model).read_bytes()
     if args.epochs < 1:
         raise ValueError("--epochs must be >= 1")
-    x, y, xe, ye = data.load(args.data, args.labels)
+    if args.max_samples is not None and args.max_samples < 1:
+        raise ValueError("--max-samples must be >= 1")
+    kind = sources.kind(args.data)
+    if kind != "file" and args.labels:
+        raise ValueError(f"--labels applies to a .npy or .csv file, not to {args.data}")
+    if kind in ("serial", "stdin"):
+        if args.epochs != 1 or args.shuffle is not None:
+            raise ValueError("--epochs and --shuffle need a data file or data set: a live source is read once")
+        if kind == "serial" and target_kind(args.target) == "serial" and \
+                serial_port(args.target) == sources.serial_spec(args.data)[0]:
+            raise ValueError(f"{args.data} is the target's port: the sensor needs a port of its own")
+        src = sources.live(args.data, model, raw=args.raw, label_first=args.label_first,
+                           max_samples=args.max_samples)
+        res = stream_live(args.target, model, src, load=args.load, save=args.save, window=args.window,
+                          max_payload=args.max_payload, prequential=not args.no_accuracy, progress=not args.quiet)
+        print(res["summary"])
+        return 130 if res["interrupted"] else 0
+    if args.label_first:
+        raise ValueError("--label-first applies to live sources (serial:PORT, -)")
+    if kind == "dataset":
+        x, y, xe, ye, what = sources.dataset(args.data, model)
+        if not args.quiet:
+            print(f"{args.data}: {what}", file=sys.stderr)
+    else:
+        x, y, xe, ye = data.load(args.data, args.labels)
+    if args.max_samples is not None:
+        x, y = x[:args.max_samples], y[:args.max_samples]
     raw = True if args.raw else None
     train = data.samples(model, x, y, raw)
     evalset = data.samples(model, xe, ye, raw) if xe is not None and ye is not None else None
@@ -87,30 +121,14 @@ def stream(target, model: bytes, samples, *, epochs: int = 1, shuffle=None, eval
         from tqdm.auto import tqdm
         bar = tqdm(total=n_total, unit="sample", desc=f"stream on {target}", dynamic_ncols=True, file=out)
     stats = TrainStats()
-    marks = [(0, 0)]  # (samples reported, prequential hits): for the accuracy of the last stretch
+    report = _reporter(bar, prequential)
     epochs_out = []
     t0 = time.monotonic()
     try:
         with connect(target, model, window=window, max_payload=max_payload, prequential=prequential) as conn:
             s = conn.session
-            if load:
-                if load.startswith(":"):
-                    s.device_load(load[1:])
-                else:
-                    s.push_params(read_params_file(load))
+            _start(s, load)
             t_train = time.monotonic()
-
-            def report(st):
-                if bar is not None:
-                    bar.update(st.n - bar.n)
-                    marks.append((st.n, st.hits))
-                    while len(marks) > 2 and st.n - marks[1][0] >= 200:
-                        marks.pop(0)
-                    post = {"loss": f"{st.recent(200):.4f}"}
-                    if prequential and st.n > marks[0][0]:
-                        post["acc"] = f"{(st.hits - marks[0][1]) / (st.n - marks[0][0]):.3f}"
-                    bar.set_postfix(post, refresh=False)
-
             for e in range(epochs):
                 order = list(range(len(samples)))
                 if shuffle is not None:
@@ -127,11 +145,7 @@ def stream(target, model: bytes, samples, *, epochs: int = 1, shuffle=None, eval
                 if bar is not None:
                     bar.write(_epoch_line(ep))
             t_done = time.monotonic()
-            if save:
-                if save.startswith(":"):
-                    s.device_save(save[1:])
-                else:
-                    atomic_write(save, s.params_file())
+            _keep(s, save)
             dev_info = s.info()
             dev = conn.end()
             counts = dict(s.counts)
@@ -145,13 +159,153 @@ def stream(target, model: bytes, samples, *, epochs: int = 1, shuffle=None, eval
     lines = [f"{n_total} samples ({len(samples)} x {epochs} epochs) on {target}: {rate:.0f} samples/s, "
              f"{time.monotonic() - t0:.1f} s in all"]
     lines += [_epoch_line(ep) for ep in epochs_out]
-    lines.append(f"link: {counts['frames']} frames, {counts['resent']} resent, {counts['naks']} NAKs, "
-                 f"{counts['timeouts']} timeouts; device: {dev['trained']} trained, "
-                 f"{dev_info['steps']} steps in all")
+    lines.append(_link_line(counts, dev, dev_info))
     if save:
         lines.append(f"saved the trained parameters to {save}")
     return {"losses": stats.losses, "hits": stats.hits, "epochs": epochs_out, "device": dev, "link": counts,
             "samples_per_s": rate, "summary": "\n".join(lines)}
+
+
+def _reporter(bar, prequential: bool):
+    """The callback that moves the progress bar as the device reports."""
+    marks = [(0, 0)]  # (samples reported, prequential hits): for the accuracy of the last stretch
+
+    def report(st):
+        if bar is not None:
+            bar.update(st.n - bar.n)
+            marks.append((st.n, st.hits))
+            while len(marks) > 2 and st.n - marks[1][0] >= 200:
+                marks.pop(0)
+            post = {"loss": f"{st.recent(200):.4f}"}
+            if prequential and st.n > marks[0][0]:
+                post["acc"] = f"{(st.hits - marks[0][1]) / (st.n - marks[0][0]):.3f}"
+            bar.set_postfix(post, refresh=False)
+    return report
+
+
+def _start(s, load) -> None:
+    if load:
+        if load.startswith(":"):
+            s.device_load(load[1:])
+        else:
+            s.push_params(read_params_file(load))
+
+
+def _keep(s, save) -> None:
+    if save:
+        if save.startswith(":"):
+            s.device_save(save[1:])
+        else:
+            atomic_write(save, s.params_file())
+
+
+def _link_line(counts, dev, dev_info) -> str:
+    return (f"link: {counts['frames']} frames, {counts['resent']} resent, {counts['naks']} NAKs, "
+            f"{counts['timeouts']} timeouts; device: {dev['trained']} trained, {dev_info['steps']} steps in all")
+
+
+def stream_live(target, model: bytes, source, *, load=None, save=None, window=None, max_payload=None,
+                prequential=True, progress=False, out=None) -> dict:
+    """Train on target from a live source (sources.LineSource) as its samples
+    come, until it ends (end of input, its max_samples) or Ctrl-C; then the
+    parameters are saved (save) and the summary made. Ctrl-C is taken
+    between samples (a second one aborts at once); the result says
+    whether it came ("interrupted")."""
+    import signal
+    out = out or sys.stderr
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=source.max_samples, unit="sample", desc=f"{source.name} to {target}", dynamic_ncols=True,
+                   file=out)
+    shown = []
+
+    def bad(lineno, why):
+        if len(shown) < MAX_SHOWN:
+            msg = f"tinytrain: {source.name} line {lineno}: {why}; skipped" + \
+                  ("" if len(shown) < MAX_SHOWN - 1 else " (further malformed lines are counted, not shown)")
+            shown.append(lineno)
+            if bar is not None:
+                bar.write(msg, file=out)
+            else:
+                print(msg, file=out, flush=True)
+    source.on_bad = bad
+    stats = TrainStats()
+    report = _reporter(bar, prequential)
+    interrupted = []
+
+    previous = signal.getsignal(signal.SIGINT)
+    previous = signal.default_int_handler if previous is None else previous  # None: not set from Python
+
+    def on_sigint(signum, frame):
+        interrupted.append(True)
+        signal.signal(signal.SIGINT, previous)  # a second Ctrl-C stops at once
+
+    try:
+        signal.signal(signal.SIGINT, on_sigint)
+    except ValueError:  # not the main thread: Ctrl-C stays KeyboardInterrupt
+        previous = None
+    t0 = time.monotonic()
+    try:
+        with connect(target, model, window=window, max_payload=max_payload, prequential=prequential) as conn:
+            s = conn.session
+            _start(s, load)
+            if bar is not None:
+                bar.write(f"training on {target} from {source.name} as its samples come; Ctrl-C ends it"
+                          f"{' (the parameters are saved)' if save else ''}", file=out)
+            t_train = time.monotonic()
+            try:
+                while True:
+                    if interrupted:
+                        raise KeyboardInterrupt
+                    batch = source.take(0.05 if s.out else 0.2)
+                    if batch:
+                        s.send_train(batch, stats, report)  # waits while the window is full: reading pauses
+                    if interrupted:  # Ctrl-C ends a pipe's writer too: its end of input comes with it
+                        raise KeyboardInterrupt
+                    if source.ended is not None:
+                        break
+                    s.poll()
+            except KeyboardInterrupt:
+                interrupted.append(True)
+                source.ended = "Ctrl-C"
+            finally:
+                source.close()
+            s.drain()
+            t_done = time.monotonic()
+            _keep(s, save)
+            dev_info = s.info()
+            dev = conn.end()
+            counts = dict(s.counts)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+        if bar is not None:
+            bar.close()
+    n = stats.n
+    if dev["trained"] != n or n != source.n:
+        raise StreamError(f"the device trained {dev['trained']} samples and reported {n}, {source.n} were sent")
+    rate = n / max(1e-9, t_done - t_train)
+    lines = [f"{n} samples from {source.name} on {target} ({rate:.1f} samples/s, {time.monotonic() - t0:.1f} s "
+             f"in all); the stream ended: {source.ended}"]
+    if n:
+        line = f"mean loss {sum(stats.losses) / n:.4f}"
+        if prequential:
+            line += f", accuracy {100 * stats.hits / n:.1f}% (predicted before learning each sample)"
+        lines.append(line)
+    if source.bad:
+        nums = ", ".join(str(k) for k, _ in source.bad[:MAX_SHOWN])
+        lines.append(f"{len(source.bad)} malformed line{'s' if len(source.bad) > 1 else ''} skipped (line "
+                     f"numbers: {nums}{', ...' if len(source.bad) > MAX_SHOWN else ''})")
+    lines.append(_link_line(counts, dev, dev_info))
+    if save:
+        lines.append(f"saved the trained parameters to {save}")
+    return {"losses": stats.losses, "hits": stats.hits, "device": dev, "link": counts, "samples_per_s": rate,
+            "bad": list(source.bad), "ended": source.ended, "interrupted": bool(interrupted),
+            "summary": "\n".join(lines)}
+
+
+MAX_SHOWN = 20  # malformed lines printed as they come (all are counted)
 
 
 def _epoch_line(ep) -> str:

@@ -16,6 +16,9 @@ per sample (int8, or floats quantised with the output's scale and zero).
 
 Iterables (`samples`): anything yielding (x, label) pairs, x a buffer of
 int8 or an array of floats (quantised the same way).
+
+Live sources (a serial port, stdin) and the data sets of installed
+packages: sources.py.
 """
 from __future__ import annotations
 

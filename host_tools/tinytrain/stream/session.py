@@ -310,7 +310,15 @@ class Session:
         the device reports each sample's loss (and, with prequential on,
         whether it predicted it right before learning it)."""
         stats = stats or TrainStats()
+        self.send_train(samples, stats, on_report)
+        self.drain()
+        return stats
 
+    def send_train(self, samples: Iterable, stats: TrainStats, on_report: Callable | None = None) -> None:
+        """As train, without waiting for the replies: the samples go now, in
+        as few frames as hold them, each frame waiting only for room in the
+        window (a live source sends what it has as it comes); `poll` and
+        `drain` take the replies."""
         def got(p):
             k, hits, total = struct.unpack_from("<HHI", p)
             stats.losses.extend(struct.unpack_from(f"<{k}f", p, 8))
@@ -321,8 +329,21 @@ class Session:
 
         for payload in self._frames(self.record(x, y) for x, y in samples):
             self.submit(P.TRAIN, payload, got)
-        self.drain()
-        return stats
+
+    def poll(self) -> None:
+        """Take the replies that have come and resend what is overdue, without waiting."""
+        while self.out:
+            try:
+                data = self.link.read(65536, 0.0)
+            except LinkClosed as e:
+                raise LinkError(f"the link closed: {e}{self._said()}") from None
+            if not data:
+                oldest = next(iter(self.out.values()))
+                if time.monotonic() >= self._deadline(oldest):
+                    self._timeout(oldest)
+                return
+            for f in self.parser.feed(data):
+                self._frame(f)
 
     def evaluate(self, samples: Iterable):
         """(hits, predicted classes) over (x, label) samples, on the device."""
