@@ -231,6 +231,43 @@ def test_add_shifts_and_clamps(request, target, extra_shift, lo, hi):
     assert (opt.logits, opt.params) == (ref.logits, ref.params)
 
 
+def _small_cin_net(seed, shape):
+    """A k x k conv and an fc over a spatial input, both on few input
+    channels: the column is then laid out as the weights are stored (every
+    channel trained, perm order; trained part and frozen part; frozen)."""
+    b = NetBuilder(shape, seed=seed)
+    b.conv(shape[2], k=3, act="relu")    # cin -> cin: 2 x 2 tiles, 9 taps
+    b.fc(5, act="relu")                  # kernel over the whole input: one pixel, h * w taps
+    b.fc(3)
+    return b
+
+
+@pytest.mark.parametrize("target", ["host", "m7"])
+@pytest.mark.parametrize("shape", [(5, 6, 1), (5, 6, 2), (5, 6, 3), (8, 8, 6)])
+@pytest.mark.parametrize("scheme", ["full", "partial", "frozen", "stem"])
+def test_small_cin(request, target, shape, scheme):
+    """Few input channels per kernel tap, n_train == cin and n_train < cin
+    with a perm, and frozen without one (8x8x6: a column too long for the
+    byte buffer, filled element by element)."""
+    b = _small_cin_net(5, shape)
+    graph = b.quantize(netzoo.calib(b, n=8, seed=5))
+    plan = compile_model(graph, _schemes(graph)[scheme])
+    cin = shape[2]
+    conv, fc = mf.Model.parse(plan.data).layers[:2]
+    part = cin if cin == 1 else None  # None: 0 < n_train < cin
+    want = {"full": (cin, cin), "partial": (part, part), "frozen": (0, 0), "stem": (part, 0)}[scheme]
+    for layer, nt in zip((conv, fc), want):
+        if nt is None:
+            assert 0 < layer.n_train < cin
+        else:
+            assert layer.n_train == nt
+        assert (layer.perm_off != mf.NO_OFFSET) == (layer.n_train > 0)
+    xs, ys = _samples(b, graph, 3, 6)
+    ref, _ = _same(request.getfixturevalue(f"{target}_exes"), target, plan, xs, ys, xs[:2])
+    if scheme != "frozen":
+        assert len(set(ref.losses)) > 1  # training moved something
+
+
 @pytest.mark.parametrize("name,scheme", [("mbnet", "sparse"), ("cnn", "full_residue")])
 def test_zoo_m7(m7_exes, name, scheme):
     b, g, plan = netzoo.build(name, scheme, seed=13)

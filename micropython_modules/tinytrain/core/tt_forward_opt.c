@@ -10,7 +10,8 @@
  *    sum w (x - z) = sum w x - z sum w.
  *  - any other conv (k x k, stride, padding, permuted/trained channels, the
  *    FC head): the patches of 2 output pixels are copied to an int16 column
- *    on the stack, zero point subtracted and padding 0, then 2 x 2 tiles.
+ *    on the stack, zero point subtracted and padding 0, laid out as the
+ *    layer's weights are stored (COL_FLAT etc.), then 2 x 2 tiles.
  *  - depthwise without perm, channels a multiple of 4: 4 channels per load,
  *    weights regrouped per tap on the stack, SXTAB16 + SMLABB/SMLATT.
  *  - other depthwise: per channel, the kh input rows of a window in an int16
@@ -376,111 +377,183 @@ static inline void col_put(int16_t *col, uint32_t k, uint32_t e, int32_t v) {
     col[2u * (e & ~3u) + 4u * k + (((e & 1u) << 1) | ((e >> 1) & 1u))] = (int16_t)v;
 }
 
-/* Pixel k's half of the column of output pixel (oh, ow): without split the
-   patch in (kh, kw, j) order as one run; with split per tap the trained then
-   the frozen channels, each run padded with zeros to a multiple of 4. */
-static void fill_col(int16_t *col, uint32_t k, const tt_layer_rec *L, const tt_tensor_rec *in, const int8_t *x,
-                     const uint16_t *perm, uint32_t split, uint32_t oh, uint32_t ow) {
-    const uint32_t cin = in->c, nt = L->n_train;
-    const int32_t zx = in->zero;
-    uint32_t e = 0;
-    for (uint32_t kh = 0; kh < L->kh; kh++) {
-        const int32_t ih = (int32_t)(oh * L->stride + kh) - L->pad_top;
-        for (uint32_t kw = 0; kw < L->kw; kw++) {
-            const int32_t iw = (int32_t)(ow * L->stride + kw) - L->pad_left;
-            const int8_t *xp = x + ((uint32_t)ih * in->w + (uint32_t)iw) * cin;
-            const int inside = ih >= 0 && ih < in->h && iw >= 0 && iw < in->w;
-            for (uint32_t j = 0; j < cin; j++) {
-                if (split && (j == 0 || j == nt)) {
-                    while (e & 3u) { /* a new run: pad the previous one */
-                        col_put(col, k, e++, 0);
-                    }
-                }
-                col_put(col, k, e++, inside ? xp[perm ? perm[j] : j] - zx : 0);
-            }
-        }
-    }
-    while (e & 3u) {
-        col_put(col, k, e++, 0);
-    }
-}
-
-/* fill_col's column, faster: first in natural order into nat (each run
-   padded to a multiple of 4), then each group of 4 moved into place. */
-static void fill_col_nat(int16_t *col, uint32_t k, int16_t *nat, uint32_t len, const tt_layer_rec *L,
-                         const tt_tensor_rec *in, const int8_t *x, const uint16_t *perm, uint32_t split, uint32_t oh,
-                         uint32_t ow) {
-    const uint32_t cin = in->c, nt = L->n_train;
-    const int32_t zx = in->zero;
-    int16_t *np = nat;
-    for (uint32_t kh = 0; kh < L->kh; kh++) {
-        const int32_t ih = (int32_t)(oh * L->stride + kh) - L->pad_top;
-        const int32_t iw0 = (int32_t)(ow * L->stride) - L->pad_left;
-        if (!split && !perm && ih >= 0 && ih < in->h && iw0 >= 0 && iw0 + L->kw <= in->w) {
-            /* the whole kernel row inside: kw * cin contiguous bytes */
-            const int8_t *xp = x + ((uint32_t)ih * in->w + (uint32_t)iw0) * cin;
-            const uint32_t nrow = (uint32_t)L->kw * cin;
-            for (uint32_t j = 0; j < nrow; j++) {
-                np[j] = (int16_t)(xp[j] - zx);
-            }
-            np += nrow;
-            continue;
-        }
-        for (uint32_t kw = 0; kw < L->kw; kw++) {
-            const int32_t iw = (int32_t)(ow * L->stride + kw) - L->pad_left;
-            const int8_t *xp = x + ((uint32_t)ih * in->w + (uint32_t)iw) * cin;
-            const int inside = ih >= 0 && ih < in->h && iw >= 0 && iw < in->w;
-            if (!split) {
-                if (!inside) {
-                    for (uint32_t j = 0; j < cin; j++) {
-                        *np++ = 0;
-                    }
-                } else if (perm) {
-                    for (uint32_t j = 0; j < cin; j++) {
-                        *np++ = (int16_t)(xp[perm[j]] - zx);
-                    }
-                } else {
-                    for (uint32_t j = 0; j < cin; j++) {
-                        *np++ = (int16_t)(xp[j] - zx);
-                    }
-                }
-                continue;
-            }
-            for (uint32_t part = 0; part < 2u; part++) {
-                const uint32_t j0 = part ? nt : 0u, j1 = part ? cin : nt;
-                for (uint32_t j = j0; j < j1; j++) {
-                    *np++ = inside ? (int16_t)(xp[perm[j]] - zx) : (int16_t)0;
-                }
-                for (uint32_t j = j1 - j0; j & 3u; j++) {
-                    *np++ = 0;
-                }
-            }
-        }
-    }
-    while ((uint32_t)(np - nat) < len) {
-        *np++ = 0;
-    }
-    /* (e0, e1) (e2, e3) -> (e0, e2) (e1, e3), into pixel k's slots */
-    for (uint32_t i = 0; i < len; i += 4u) {
-        const uint32_t w0 = tt_ld32(nat + i), w1 = tt_ld32(nat + i + 2u);
-        const uint32_t a = (w0 & 0xFFFFu) | (w1 << 16), b = (w0 >> 16) | (w1 & 0xFFFF0000u);
-        memcpy(col + 2u * i + 4u * k, &a, 4);
-        memcpy(col + 2u * i + 4u * k + 2u, &b, 4);
-    }
-}
-
 static uint32_t ceil4(uint32_t n) {
     return (n + 3u) & ~3u;
 }
 
+/* Column layouts, chosen per layer to match how its weights are stored, so
+   that every dot product runs over one long contiguous run where it can
+   (a call and a padded tail per kernel tap cost more than the MACs when
+   there are few channels: cin = 1 would be padded 4x):
+   COL_FLAT  every tap's cin channels back to back, in perm order if there is
+             one; matches the frozen weights, and with every channel trained
+             (n_train = cin) the arena's [cout][kh][kw][n_train] as well;
+   COL_FULL  the trained channels of every tap back to back (the arena's
+             layout), then COL_FLAT with the trained positions 0 (the frozen
+             weights' layout; those weights then meet zeros);
+   COL_TAPS  the trained run as in COL_FULL, then per tap the frozen channels
+             padded to 4 (one dot per tap, no wasted MACs: wins for many
+             channels and few taps, e.g. 1x1). */
+enum { COL_FLAT, COL_FULL, COL_TAPS };
+
+/* One call of a dot over the column costs about as much as this many
+   tenths of a group of 4 elements (call, accumulators in and out, the
+   tail): the break-even of COL_TAPS and COL_FULL measured on the M7. */
+#ifndef TT_COL_CALL_TENTHS
+#define TT_COL_CALL_TENTHS 11u
+#endif
+
+/* A run of the column: per kernel tap zlead zeros, then the input channels
+   at storage positions [j0, j1); zero padded to a multiple of 4 after each
+   tap (per_tap) or at the run's end. */
+typedef struct {
+    uint32_t j0, j1, zlead, per_tap;
+} run_t;
+
+typedef struct {
+    const tt_layer_rec *L;
+    const tt_tensor_rec *in;
+    const int8_t *x;
+    const uint16_t *perm; /* NULL without one or when it is the identity */
+    uint32_t nrun, len;   /* len: elements per pixel */
+    run_t run[2];
+} fill_t;
+
+static uint32_t run_len(const run_t *u, uint32_t kk) {
+    const uint32_t n = u->zlead + u->j1 - u->j0;
+    return u->per_tap ? kk * ceil4(n) : ceil4(kk * n);
+}
+
+/* Pixel k's half of the column of output pixel (oh, ow), zero point
+   subtracted, padding 0, element by element into its slots (col_put): for
+   columns too long to leave room for gather's bytes. */
+static void fill_col(int16_t *col, uint32_t k, const fill_t *F, uint32_t oh, uint32_t ow) {
+    const tt_layer_rec *L = F->L;
+    const tt_tensor_rec *in = F->in;
+    const uint32_t cin = in->c;
+    uint32_t e = 0;
+    for (uint32_t u = 0; u < F->nrun; u++) {
+        const run_t *R = &F->run[u];
+        for (uint32_t kh = 0; kh < L->kh; kh++) {
+            const int32_t ih = (int32_t)(oh * L->stride + kh) - L->pad_top;
+            for (uint32_t kw = 0; kw < L->kw; kw++) {
+                const int32_t iw = (int32_t)(ow * L->stride + kw) - L->pad_left;
+                const int inside = ih >= 0 && ih < in->h && iw >= 0 && iw < in->w;
+                const int8_t *xp = inside ? F->x + ((uint32_t)ih * in->w + (uint32_t)iw) * cin : NULL;
+                for (uint32_t z = 0; z < R->zlead; z++) {
+                    col_put(col, k, e++, 0);
+                }
+                for (uint32_t j = R->j0; j < R->j1; j++) {
+                    col_put(col, k, e++, xp ? xp[F->perm ? F->perm[j] : j] - in->zero : 0);
+                }
+                while (R->per_tap && (e & 3u)) {
+                    col_put(col, k, e++, 0);
+                }
+            }
+        }
+        while (e & 3u) { /* the next run starts a group */
+            col_put(col, k, e++, 0);
+        }
+    }
+}
+
+/* Pixel (oh, ow)'s column in natural order as input bytes, every padding
+   (taps outside the input, zlead, run and tap padding) the input zero point,
+   which to_col turns into 0; b holds F->len bytes. */
+static void gather(int8_t *b, const fill_t *F, uint32_t oh, uint32_t ow) {
+    const tt_layer_rec *L = F->L;
+    const tt_tensor_rec *in = F->in;
+    const uint32_t cin = in->c, kw_n = L->kw;
+    const int32_t iw0 = (int32_t)(ow * L->stride) - L->pad_left, lim = in->w - iw0;
+    /* the taps [kw0, kw1) of a kernel row are inside the input */
+    const uint32_t kw0 = iw0 >= 0 ? 0u : ((uint32_t)-iw0 < kw_n ? (uint32_t)-iw0 : kw_n);
+    const uint32_t kw1 = lim <= (int32_t)kw0 ? kw0 : (lim < (int32_t)kw_n ? (uint32_t)lim : kw_n);
+    const int zb = (int8_t)in->zero;
+    const uint16_t *perm = F->perm;
+    int8_t *p = b;
+    for (uint32_t u = 0; u < F->nrun; u++) {
+        const run_t *R = &F->run[u];
+        const uint32_t j0 = R->j0, j1 = R->j1, n = R->zlead + j1 - j0, tap = R->per_tap ? ceil4(n) : n;
+        /* every channel in storage order: a kernel row's taps inside the
+           input are contiguous bytes */
+        const int whole = !perm && j0 == 0u && n == cin && tap == n;
+        for (uint32_t kh = 0; kh < L->kh; kh++) {
+            const int32_t ih = (int32_t)(oh * L->stride + kh) - L->pad_top;
+            const int8_t *xp;
+            if (ih < 0 || ih >= in->h) { /* a row of padding */
+                memset(p, zb, kw_n * tap);
+                p += kw_n * tap;
+                continue;
+            }
+            if (kw0) {
+                memset(p, zb, kw0 * tap);
+                p += kw0 * tap;
+            }
+            xp = kw1 > kw0 ? F->x + ((uint32_t)ih * in->w + (uint32_t)(iw0 + (int32_t)kw0)) * cin : F->x;
+            if (whole) {
+                memcpy(p, xp, (kw1 - kw0) * cin);
+                p += (kw1 - kw0) * cin;
+            } else {
+                for (uint32_t kw = kw0; kw < kw1; kw++, xp += cin) {
+                    for (uint32_t z = 0; z < R->zlead; z++) {
+                        *p++ = (int8_t)zb;
+                    }
+                    if (perm) {
+                        for (uint32_t j = j0; j < j1; j++) {
+                            *p++ = xp[perm[j]];
+                        }
+                    } else {
+                        for (uint32_t j = j0; j < j1; j++) {
+                            *p++ = xp[j];
+                        }
+                    }
+                    for (uint32_t z = n; z < tap; z++) {
+                        *p++ = (int8_t)zb;
+                    }
+                }
+            }
+            if (kw1 < kw_n) {
+                memset(p, zb, (kw_n - kw1) * tap);
+                p += (kw_n - kw1) * tap;
+            }
+        }
+        while ((uint32_t)(p - b) & 3u) { /* the next run starts a group */
+            *p++ = (int8_t)zb;
+        }
+    }
+}
+
+/* gather's bytes, zero point subtracted, into pixel k's slots of the column:
+   per group of 4 bytes the words (e0, e2) (e1, e3), which SXTAB16 gives. */
+static void to_col(int16_t *col, uint32_t k, const int8_t *b, uint32_t len, int32_t zx) {
+    int16_t *c = col + 4u * k;
+#if TT_DSP
+    const uint32_t nz = pack16(-zx, -zx);
+    for (uint32_t i = 0; i < len; i += 4u, c += 8) {
+        const uint32_t v = tt_ld32(b + i);
+        const uint32_t w0 = (uint32_t)__sxtab16((int32_t)nz, (int32_t)v), w1 = tt_sxtab16_hi(nz, v);
+        memcpy(c, &w0, 4);
+        memcpy(c + 2, &w1, 4);
+    }
+#else
+    for (uint32_t i = 0; i < len; i += 4u, c += 8) {
+        c[0] = (int16_t)(b[i] - zx);
+        c[1] = (int16_t)(b[i + 2u] - zx);
+        c[2] = (int16_t)(b[i + 1u] - zx);
+        c[3] = (int16_t)(b[i + 3u] - zx);
+    }
+#endif
+}
+
 typedef struct {
     const int16_t *col;
-    const int8_t *wf, *wt;
+    const int8_t *w0, *wf; /* the first run's weights (frozen or arena), the frozen ones */
     const int32_t *bias, *mult;
     const int8_t *shift;
     int8_t *y;
     uint8_t *mask;
-    uint32_t cin, cout, nt, kk, split;
+    uint32_t cin, cout, nt, kk, mode;
+    uint32_t n0, c1; /* first run: weights per output channel; int16 offset of the second run */
     int32_t zy, lo, hi;
 } im2col_t;
 
@@ -488,7 +561,7 @@ typedef struct {
    every shift >= 33 and the clamp is [-128, 127]. */
 TT_INLINE void im2col_channels(const im2col_t *A, uint32_t p, uint32_t pb, int fast_full) {
     const int16_t *col = A->col;
-    const uint32_t cin = A->cin, cout = A->cout, nt = A->nt, kk = A->kk;
+    const uint32_t cin = A->cin, cout = A->cout, nt = A->nt, kk = A->kk, n0 = A->n0;
     const int32_t lo = fast_full ? -128 : A->lo, hi = fast_full ? 127 : A->hi, zy = A->zy;
     for (uint32_t c = 0; c < cout; c += 2u) {
         const uint32_t cb = c + 1u < cout ? c + 1u : c;
@@ -501,13 +574,12 @@ TT_INLINE void im2col_channels(const im2col_t *A, uint32_t p, uint32_t pb, int f
         /* one pixel left (odd count, the FC head): pixel 1 of the column is not filled */
         void (*dot)(const int16_t *, const int8_t *, uint32_t, uint32_t, int32_t *) =
             pb != p ? dot_s16_2x2 : dot_s16_1x2;
-        if (!A->split) {
-            dot(col, A->wf + c * kk * cin, (cb - c) * kk * cin, kk * cin, a);
-        } else {
-            const int16_t *cp = col;
+        dot(col, A->w0 + c * n0, (cb - c) * n0, n0, a);
+        if (A->mode == COL_FULL) {
+            dot(col + A->c1, A->wf + c * kk * cin, (cb - c) * kk * cin, kk * cin, a);
+        } else if (A->mode == COL_TAPS) {
+            const int16_t *cp = col + A->c1;
             for (uint32_t r = 0; r < kk; r++) {
-                dot(cp, A->wt + (c * kk + r) * nt, (cb - c) * kk * nt, nt, a);
-                cp += 2u * ceil4(nt);
                 dot(cp, A->wf + (c * kk + r) * cin + nt, (cb - c) * kk * cin, cin - nt, a);
                 cp += 2u * ceil4(cin - nt);
             }
@@ -559,27 +631,67 @@ static int fast_full_layer(const tt_model *m, const tt_layer_rec *L, uint32_t co
     return 1;
 }
 
+static int perm_identity(const uint16_t *perm, uint32_t n) {
+    for (uint32_t j = 0; j < n; j++) {
+        if (perm[j] != j) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 /* Output rows [R->oh0, R->oh1) of a whole input (R->row0 = 0); mask offset
    to y[0]. */
 static int conv_im2col(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, uint8_t *mask) {
     int16_t col[TT_OPT_STACK_BYTES / 2u];
     const tt_model *m = &t->model;
     const tt_tensor_rec *in = tt_tensor(m, L->in), *out = tt_tensor(m, L->out);
-    const int8_t *x = R->x;
     const uint16_t *perm = perm_of(m, L);
     const uint32_t cin = in->c, cout = out->c, nt = L->n_train, kk = (uint32_t)L->kh * L->kw;
     const uint32_t ow_n = out->w, p0 = R->oh0 * out->w, npix = R->oh1 * out->w;
-    /* The reference reads trained weights only when there is a perm. */
-    const uint32_t split = perm && nt ? 1u : 0u;
-    const uint32_t len = split ? kk * (ceil4(nt) + ceil4(cin - nt)) : ceil4(kk * cin); /* per pixel */
-    const int fast_full = fast_full_layer(m, L, cout);
+    const int8_t *wt = nt ? TT_ARENA(t, int8_t, L->w_arena) : NULL;
+    int fast_full;
+    fill_t F;
     im2col_t A;
-    if (2u * len > TT_OPT_STACK_BYTES / 2u) {
-        return 0;
-    }
-    A.col = col;
+    F.run[0].j0 = 0;
+    F.run[0].zlead = 0;
+    F.run[0].per_tap = 0;
     A.wf = tt_weights_frozen(m, L);
-    A.wt = L->n_train ? TT_ARENA(t, int8_t, L->w_arena) : NULL;
+    if (nt == 0u || nt == cin) {
+        /* one run (nt > 0 implies a perm; the reference reads the arena then) */
+        A.mode = COL_FLAT;
+        A.w0 = nt ? wt : A.wf;
+        A.n0 = kk * cin;
+        F.nrun = 1;
+        F.run[0].j1 = cin;
+    } else {
+        /* the frozen part per tap (padded, a call each) or as one run over
+           every channel (the trained ones as zeros), whichever costs less
+           and fits the stack (COL_FULL's column is the longer one) */
+        const uint32_t taps = kk * (TT_COL_CALL_TENTHS + 10u * (ceil4(cin - nt) / 4u));
+        const uint32_t full = TT_COL_CALL_TENTHS + 10u * (ceil4(kk * cin) / 4u);
+        const uint32_t full_len = ceil4(kk * nt) + ceil4(kk * cin);
+        A.mode = taps <= full || 2u * full_len > TT_OPT_STACK_BYTES / 2u ? COL_TAPS : COL_FULL;
+        A.w0 = wt;
+        A.n0 = kk * nt;
+        F.nrun = 2;
+        F.run[0].j1 = nt;
+        F.run[1].j0 = nt;
+        F.run[1].j1 = cin;
+        F.run[1].zlead = A.mode == COL_FULL ? nt : 0u;
+        F.run[1].per_tap = A.mode == COL_TAPS;
+    }
+    A.c1 = 2u * ceil4(A.n0);
+    F.len = run_len(&F.run[0], kk) + (F.nrun > 1u ? run_len(&F.run[1], kk) : 0u);
+    if (2u * F.len > TT_OPT_STACK_BYTES / 2u) {
+        return 0; /* decided before any work: the reference runs at its own cost */
+    }
+    F.L = L;
+    F.in = in;
+    F.x = R->x;
+    F.perm = perm && !perm_identity(perm, cin) ? perm : NULL;
+    fast_full = fast_full_layer(m, L, cout);
+    A.col = col;
     A.bias = bias_of(t, L);
     A.mult = TT_BLOB(m, int32_t, L->mult_off);
     A.shift = TT_BLOB(m, int8_t, L->shift_off);
@@ -589,22 +701,24 @@ static int conv_im2col(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, u
     A.cout = cout;
     A.nt = nt;
     A.kk = kk;
-    A.split = split;
     A.zy = out->zero;
     A.lo = L->act_min;
     A.hi = L->act_max;
     for (uint32_t p = p0; p < npix; p += 2u) {
         const uint32_t pb = p + 1u < npix ? p + 1u : p;
-        if (3u * len <= TT_OPT_STACK_BYTES / 2u) {
-            int16_t *nat = col + 2u * len; /* the rest of the buffer */
-            fill_col_nat(col, 0, nat, len, L, in, x, perm, split, p / ow_n, p % ow_n);
+        if (5u * F.len <= TT_OPT_STACK_BYTES) {
+            /* room for the bytes after the column (2 len int16) */
+            int8_t *bytes = (int8_t *)(col + 2u * F.len);
+            gather(bytes, &F, p / ow_n, p % ow_n);
+            to_col(col, 0, bytes, F.len, in->zero);
             if (pb != p) {
-                fill_col_nat(col, 1, nat, len, L, in, x, perm, split, pb / ow_n, pb % ow_n);
+                gather(bytes, &F, pb / ow_n, pb % ow_n);
+                to_col(col, 1, bytes, F.len, in->zero);
             }
         } else {
-            fill_col(col, 0, L, in, x, perm, split, p / ow_n, p % ow_n);
+            fill_col(col, 0, &F, p / ow_n, p % ow_n);
             if (pb != p) {
-                fill_col(col, 1, L, in, x, perm, split, pb / ow_n, pb % ow_n);
+                fill_col(col, 1, &F, pb / ow_n, pb % ow_n);
             }
         }
         if (fast_full) { /* output pixels counted from y[0] */
