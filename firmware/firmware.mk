@@ -14,6 +14,7 @@
 #
 # Options: MICROPY_TINYTRAIN_ARENA_SIZE (static arena bytes, default 163840),
 # QEMU_HEAP_SIZE (qemu GC heap, default the heap the F746 build leaves),
+# QEMU_FLASH_SIZE (qemu's /flash, a FAT RAM disk, default 98304 as the F746's),
 # QEMU_EXTRA (more qemu arguments, e.g. -icount shift=0).
 
 TT_FW_DIR := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
@@ -30,6 +31,11 @@ MICROPY_TINYTRAIN_ARENA_SIZE ?= 163840
 # The F746 build with the default arena leaves 69 KiB of GC heap in SRAM
 # (make firmware prints it); qemu gets no more than that.
 QEMU_HEAP_SIZE ?= 65536
+# qemu's /flash: a FAT filesystem of this many bytes (a multiple of 512, 32 KiB
+# to 4 MiB) on a RAM disk in the MPS2-AN500's second SSRAM bank, which the
+# firmware does not otherwise use: like the F746's 96 KiB FAT in flash, it
+# takes nothing from the GC heap or the arena (micropython_modules/tinytrain/qemu_flash.c).
+QEMU_FLASH_SIZE ?= 98304
 QEMU_EXTRA ?=
 
 TT_MP_GOALS := firmware flash qemu qemu-pty unix natmod test-device mpy-cross
@@ -45,8 +51,8 @@ TT_MP := $(abspath $(MICROPY_DIR))
 
 TT_MPY_CROSS := $(TT_BUILD)/mpy-cross/mpy-cross
 TT_STM32_BUILD := $(TT_BUILD)/stm32-$(BOARD)
-# (another heap size builds into its own folder)
-TT_QEMU_BUILD := $(TT_BUILD)/qemu-MPS2_AN500$(if $(filter-out 65536,$(QEMU_HEAP_SIZE)),-heap$(QEMU_HEAP_SIZE))
+# (another heap or /flash size builds into its own folder)
+TT_QEMU_BUILD := $(TT_BUILD)/qemu-MPS2_AN500$(if $(filter-out 65536,$(QEMU_HEAP_SIZE)),-heap$(QEMU_HEAP_SIZE))$(if $(filter-out 98304,$(QEMU_FLASH_SIZE)),-flash$(QEMU_FLASH_SIZE))
 TT_UNIX_BUILD := $(TT_BUILD)/unix
 TT_NATMOD_BUILD := $(TT_BUILD)/natmod-$(ARCH)
 TT_BOARD_DIR := $(TT_ROOT)/boards/$(BOARD)
@@ -57,9 +63,11 @@ TT_PORT_ARGS := USER_C_MODULES=$(TT_USER_C) MICROPY_MPYCROSS=$(TT_MPY_CROSS) \
 	MICROPY_TINYTRAIN_ARENA_SIZE=$(MICROPY_TINYTRAIN_ARENA_SIZE)
 
 TT_STM32_ARGS := BOARD_DIR=$(TT_BOARD_DIR) BUILD=$(TT_STM32_BUILD) $(TT_PORT_ARGS)
-# qemu freezes tinytrain_stream (firmware/qemu_manifest.py) instead of the port's test modules.
+# qemu freezes tinytrain_stream and qemu_flash (firmware/qemu_manifest.py) instead of
+# the port's test modules, and gets FAT for its /flash.
 TT_QEMU_ARGS := BOARD=MPS2_AN500 BUILD=$(TT_QEMU_BUILD) MICROPY_HEAP_SIZE=$(QEMU_HEAP_SIZE) \
-	FROZEN_MANIFEST=$(TT_FW_DIR)/qemu_manifest.py $(TT_PORT_ARGS)
+	FROZEN_MANIFEST=$(TT_FW_DIR)/qemu_manifest.py MICROPY_VFS_FAT=1 \
+	TINYTRAIN_QEMU_FLASH_SIZE=$(QEMU_FLASH_SIZE) $(TT_PORT_ARGS)
 TT_UNIX_ARGS := BUILD=$(TT_UNIX_BUILD) MICROPY_PY_BTREE=0 MICROPY_PY_SSL=0 MICROPY_PY_FFI=0 \
 	$(TT_PORT_ARGS)
 
@@ -140,8 +148,14 @@ endif
 
 # ---------------------------------------------------------------------------
 # qemu Cortex-M7 (MPS2_AN500), GC heap capped at what the F746 leaves.
+# MicroPython's make does not track -D flags: a build folder made before its
+# objects had FAT and the /flash boot hook (no stamp) is rebuilt from scratch.
+TT_QEMU_STAMP := $(TT_QEMU_BUILD)/tinytrain-vfs-fat-flash.stamp
 qemu: $(TT_MPY_CROSS)
+	@if [ -d $(TT_QEMU_BUILD) ] && [ ! -e $(TT_QEMU_STAMP) ]; then \
+	  echo "$(TT_QEMU_BUILD) was built without /flash: rebuilding it"; rm -rf $(TT_QEMU_BUILD); fi
 	$(MAKE) -C $(TT_MP)/ports/qemu $(TT_QEMU_ARGS)
+	@touch $(TT_QEMU_STAMP)
 
 # Run it with the REPL on a pseudo-terminal; connect with mpremote.
 qemu-pty: qemu

@@ -553,7 +553,7 @@ def _npz(tmp_path, name="cnn", n=60, float_inputs=True):
     return plan.data, g, xf, y
 
 
-def test_cli_stream_save_pull_push(tmp_path, capsys):
+def test_cli_stream_save_pull_push(tmp_path, capsys, monkeypatch):
     model, g, xf, y = _npz(tmp_path)
     m, d = str(tmp_path / "m.ttm"), str(tmp_path / "d.npz")
     assert cli.main(["stream", "--model", m, "--data", d, "--epochs", "2", "--save", str(tmp_path / "a.ttp"),
@@ -576,7 +576,7 @@ def test_cli_stream_save_pull_push(tmp_path, capsys):
     assert cli.main(["push", str(tmp_path / "a.ttp"), f":{tmp_path / 'dev.ttp'}"]) == 0
     assert (tmp_path / "dev.ttp").read_bytes() == (tmp_path / "a.ttp").read_bytes()
     capsys.readouterr()
-    # refused: a damaged file, parameters of another model, qemu's missing filesystem
+    # refused: a damaged file, parameters of another model, a qemu target without its firmware
     (tmp_path / "bad.ttp").write_bytes((tmp_path / "a.ttp").read_bytes()[:-1])
     assert cli.main(["push", str(tmp_path / "bad.ttp"), ":x.ttp"]) == 2
     assert "not a whole tinytrain parameter file" in capsys.readouterr().err
@@ -584,8 +584,13 @@ def test_cli_stream_save_pull_push(tmp_path, capsys):
     other.write_bytes(netzoo.build("mlp", "full")[2].data)
     assert cli.main(["pull", str(tmp_path / "a.ttp"), str(tmp_path / "c.ttp"), "--model", str(other)]) == 2
     assert "another model" in capsys.readouterr().err and not (tmp_path / "c.ttp").exists()
-    assert cli.main(["pull", "--target", "qemu", ":p.ttp", str(tmp_path / "c.ttp")]) == 2
-    assert "no filesystem of its own" in capsys.readouterr().err
+    monkeypatch.setenv("TINYTRAIN_QEMU_ELF", str(tmp_path / "none.elf"))
+    for cmd in (["pull", "--target", "qemu", ":p.ttp", str(tmp_path / "c.ttp")],
+                ["push", "--target", "qemu", str(tmp_path / "a.ttp"), ":p.ttp"]):
+        assert cli.main(cmd) == 2
+        err = capsys.readouterr().err.strip()
+        assert "needs the qemu firmware" in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "c.ttp").exists()
 
 
 def test_cli_stream_csv_npy_and_raw(tmp_path, capsys):
@@ -768,8 +773,104 @@ def test_qemu_frozen_module_and_demo_backend(qemu_elf, monkeypatch):
         dev.close()
 
 
+def test_qemu_flash_stream_pull_push(qemu_elf, tmp_path, monkeypatch, capsys):
+    """qemu's /flash, a FAT like the F746's, kept between runs in its image:
+    stream --save :p.ttp, then pull (another qemu run) gives the simulator's
+    file; a pushed file is what --load :p.ttp continues from; damaged files
+    and other models' parameters are refused on the host and on the device."""
+    from tinytrain.stream.commands import _board
+    from tinytrain.stream.data import ModelIO
+    monkeypatch.setenv("TINYTRAIN_QEMU_ELF", str(qemu_elf))
+    image = tmp_path / "flash.img"
+    monkeypatch.setenv("TINYTRAIN_QEMU_FLASH", str(image))
+    model, g, xf, y = _npz(tmp_path, "mlp", n=40)
+    m, d = str(tmp_path / "m.ttm"), str(tmp_path / "d.npz")
+    samples = [(r.tobytes(), int(v)) for r, v in zip(ModelIO(model).inputs(xf), y)]
+
+    assert cli.main(["stream", "--target", "qemu", "--model", m, "--data", d, "--epochs", "2",
+                     "--save", ":p.ttp", "-q"]) == 0
+    assert "saved the trained parameters to :p.ttp" in capsys.readouterr().out
+    assert image.stat().st_size == 98304  # the default QEMU_FLASH_SIZE, as the F746's /flash
+    assert cli.main(["pull", "--target", "qemu", ":p.ttp", str(tmp_path / "local.ttp"), "--model", m]) == 0
+    t, _, _ = clean_run(model, samples, epochs=2)
+    assert (tmp_path / "local.ttp").read_bytes() == saved_blob(t, tmp_path)
+
+    # another parameter file (the simulator, trained on the samples backwards),
+    # pushed over p.ttp: the device continues from it, step for step
+    t2 = tinytrain.Trainer(model)
+    for x, lab in samples[::-1]:
+        t2.step(x, lab)
+    other = tmp_path / "other.ttp"
+    t2.save(str(other))
+    assert cli.main(["push", "--target", "qemu", str(other), ":p.ttp", "--model", m]) == 0
+    assert "checksum verified on the device" in capsys.readouterr().out
+    res = stream("qemu", model, samples[:25], load=":p.ttp", save=str(tmp_path / "cont.ttp"))
+    assert f32(res["losses"]) == f32([t2.step(x, lab) for x, lab in samples[:25]])
+    assert (tmp_path / "cont.ttp").read_bytes() == saved_blob(t2, tmp_path)
+
+    # refused on the host: a damaged file, another model's parameters (given --model)
+    bad = bytearray(other.read_bytes())
+    bad[30] ^= 1
+    (tmp_path / "bad.ttp").write_bytes(bytes(bad))
+    assert cli.main(["push", "--target", "qemu", str(tmp_path / "bad.ttp"), ":p.ttp"]) == 2
+    assert "not a whole tinytrain parameter file" in capsys.readouterr().err
+    o_model, o_samples = make("mlp", "full_residue", n=2)  # another training scheme: another model
+    to = tinytrain.Trainer(o_model)
+    to.step(*o_samples[0])
+    to.save(str(tmp_path / "o.ttp"))
+    assert cli.main(["push", "--target", "qemu", str(tmp_path / "o.ttp"), ":p.ttp", "--model", m]) == 2
+    assert "another model" in capsys.readouterr().err
+    # ... and on the device: without --model the host cannot tell, Trainer.load can;
+    # a file damaged on the device is neither pulled nor loaded
+    assert cli.main(["push", "--target", "qemu", str(tmp_path / "o.ttp"), ":o.ttp"]) == 0
+    with _board("qemu") as b:
+        b.tr.fs_writefile("bad.ttp", bytes(bad))
+    capsys.readouterr()
+    base = ["stream", "--target", "qemu", "--model", m, "--data", d, "-q", "--load"]
+    assert cli.main(base + [":o.ttp"]) == 2
+    assert "ValueError: these parameters belong to another model" in capsys.readouterr().err
+    assert cli.main(base + [":bad.ttp"]) == 2
+    assert "ValueError" in capsys.readouterr().err
+    assert cli.main(["pull", "--target", "qemu", ":bad.ttp", str(tmp_path / "b.ttp")]) == 2
+    assert "not a whole tinytrain parameter file" in capsys.readouterr().err and not (tmp_path / "b.ttp").exists()
+    # p.ttp is still the pushed file
+    assert cli.main(["pull", "--target", "qemu", ":p.ttp", str(tmp_path / "again.ttp")]) == 0
+    assert (tmp_path / "again.ttp").read_bytes() == other.read_bytes()
+
+
+def test_qemu_flash_save_soft_reset_load(qemu_elf, mpdevice, tmp_path):
+    """Trainer.save on qemu's /flash (twice: the second renames over the first,
+    as FAT does it), mpremote soft-reset, then Trainer.load: the parameters
+    come back, the simulator's; a save cut between FAT's remove and rename
+    (only p.ttp.tmp left) still loads."""
+    model, samples = make("mlp", "full_residue", n=12)
+    (tmp_path / "m.ttm").write_bytes(model)
+    t, _, _ = clean_run(model, samples, prequential=False)
+    params = saved_blob(t, tmp_path)[20:-4]
+    data = repr([(x, lab) for x, lab in samples])
+    q = mpdevice.Qemu(qemu_elf, icount=False)
+    try:
+        q.mpremote("cp", str(tmp_path / "m.ttm"), ":m.ttm")
+        out = q.mpremote("exec", "import os, tinytrain\nt = tinytrain.Trainer('m.ttm')\n"
+                         f"data = {data}\nfor x, y in data[:6]:\n    t.step(x, y)\nt.save('p.ttp')\n"
+                         "for x, y in data[6:]:\n    t.step(x, y)\nt.save('p.ttp')\n"
+                         "print(os.getcwd(), '/'.join(sorted(os.listdir())), t.params().hex())")
+        cwd, files, before = out.split()
+        assert cwd == "/flash" and files == "m.ttm/p.ttp" and bytes.fromhex(before) == params
+        q.mpremote("soft-reset")
+        out = q.mpremote("exec", "import os, tinytrain\nt = tinytrain.Trainer('m.ttm')\nn0 = t.info()['steps']\n"
+                         "t.load('p.ttp')\np = t.params()\nprint(n0, t.info()['steps'], p.hex())\n"
+                         "os.rename('p.ttp', 'p.ttp.tmp')\nt = tinytrain.Trainer('m.ttm')\nt.load('p.ttp')\n"
+                         "print(t.info()['steps'], t.params() == p)")
+        n0, steps, after, steps2, same = out.split()
+        assert (n0, steps, steps2, same) == ("0", "12", "12", "True") and bytes.fromhex(after) == params
+    finally:
+        q.close()
+
+
 if not MICROPY_DIR:  # one skip line for the MicroPython variants, as tests/device does
     del test_unix_port_device_module, test_qemu_stream_bit_identical, test_qemu_frozen_module_and_demo_backend
+    del test_qemu_flash_stream_pull_push, test_qemu_flash_save_soft_reset_load
 
     def test_micropython_variants():
         pytest.skip("MICROPY_DIR is not set: the MicroPython stream tests (unix port, qemu) need a MicroPython "

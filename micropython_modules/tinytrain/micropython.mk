@@ -13,6 +13,16 @@ SRC_USERMOD_LIB_C += $(TINYTRAIN_CORE_C)
 
 CFLAGS_USERMOD += -I$(TINYTRAIN_MOD_DIR)/core -DMICROPY_TINYTRAIN_ARENA_SIZE=$(MICROPY_TINYTRAIN_ARENA_SIZE)
 
+# The qemu firmware's /flash, a FAT RAM disk mounted at boot (qemu_flash.c):
+# only when firmware/firmware.mk passes TINYTRAIN_QEMU_FLASH_SIZE (and
+# MICROPY_VFS_FAT=1). The header sets the FAT options and the boot hook.
+ifneq ($(TINYTRAIN_QEMU_FLASH_SIZE),)
+SRC_USERMOD_C += $(TINYTRAIN_MOD_DIR)/qemu_flash.c
+# (VfsFat's stat needs MicroPython's time conversions, which the qemu port lacks)
+SRC_C += shared/timeutils/timeutils.c
+CFLAGS_USERMOD += -include $(TINYTRAIN_MOD_DIR)/qemu_flash.h -DTINYTRAIN_QEMU_FLASH_SIZE=$(TINYTRAIN_QEMU_FLASH_SIZE)
+endif
+
 # Bit-exact with the host simulator: no fused multiply-add contraction and
 # single-precision literals, as the simulator's build uses (only for the core).
 $(addprefix $(BUILD)/,$(patsubst $(USER_C_MODULES)/%.c,%.o,$(TINYTRAIN_CORE_C))): \

@@ -356,10 +356,8 @@ def pull(target: str, src: str, dest, model=None) -> int:
     src = _device_path(src)
     if kind == "sim":
         blob = read_params_file(src)  # the device's files are the host's
-    elif kind == "qemu":
-        raise ValueError(_NO_FS)
     else:
-        with _Board(serial_port(target)) as b:
+        with _board(target) as b:
             blob = b.read_params(src)
     _check_whole(blob, src)
     check_model(blob)
@@ -377,22 +375,31 @@ def push(target: str, src, dest: str, model=None) -> int:
     dest = _device_path(dest)
     if kind == "sim":
         atomic_write(dest, blob)
-    elif kind == "qemu":
-        raise ValueError(_NO_FS)
     else:
-        with _Board(serial_port(target)) as b:
+        with _board(target) as b:
             b.write_atomic(dest, blob)
     return len(blob)
 
 
-_NO_FS = ("the qemu device has no filesystem of its own: keep its parameters on the host with "
-          "`tinytrain stream --save FILE` and start from them with `--load FILE`")
+def _board(target: str) -> "_Board":
+    if target_kind(target) != "qemu":
+        return _Board(serial_port(target))
+    from .targets import QemuProcess, check, qemu_firmware, qemu_flash_image
+    check(target)
+    q = QemuProcess(qemu_firmware(), flash=qemu_flash_image())
+    try:
+        return _Board(q.pty, qemu=q)
+    except BaseException:
+        q.close()
+        raise
 
 
 class _Board:
-    """Files on a board through mpremote's transport (raw REPL)."""
+    """Files on a board through mpremote's transport (raw REPL); on qemu,
+    a qemu started for it, whose /flash is kept in its image file."""
 
-    def __init__(self, port: str):
+    def __init__(self, port: str, qemu=None):
+        self.qemu = qemu
         try:
             from mpremote.transport_serial import SerialTransport
         except ImportError:
@@ -412,7 +419,11 @@ class _Board:
         try:
             self.tr.exit_raw_repl()
         finally:
-            self.tr.close()
+            try:
+                self.tr.close()
+            finally:
+                if self.qemu is not None:
+                    self.qemu.close()  # saves its /flash
 
     def _read(self, path):
         try:

@@ -3,7 +3,9 @@
     sim          the device module in a thread of this process, against the
                  simulator (tinytrain.Trainer), over in-process byte queues
     qemu         the Cortex-M7 firmware (build/qemu-MPS2_AN500/firmware.elf,
-                 `make qemu`) under qemu-system-arm, its UART on a pty
+                 `make qemu`) under qemu-system-arm, its UART on a pty; its
+                 /flash is kept between runs in flash.img beside the firmware
+                 ($TINYTRAIN_QEMU_FLASH)
     PORT         a board running MicroPython with tinytrain: /dev/ttyACM0,
                  COM3, serial:PORT, or the pty `make qemu-pty` printed
 
@@ -20,6 +22,8 @@ import select
 import shutil
 import struct
 import subprocess
+import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -138,7 +142,7 @@ def connect(target: str, model=None, *, window=None, max_payload=None, rto=None,
     if kind == "sim":
         conn = _connect_sim(target, serve_kw, mk)
     elif kind == "qemu":
-        q = QemuProcess(qemu_firmware())
+        q = QemuProcess(qemu_firmware(), flash=qemu_flash_image())
         try:
             conn = _connect_repl(q.pty, 115200, target, serve_kw, mk, extra_close=q.close)
         except BaseException:
@@ -256,18 +260,56 @@ def _leave_repl(tr, link, s) -> None:
 
 
 # -- qemu ---------------------------------------------------------------------
-class QemuProcess:
-    """qemu-system-arm -machine mps2-an500 with the firmware's UART on a pty."""
+# The qemu firmware's /flash (micropython_modules/tinytrain/qemu_flash.c): a FAT
+# RAM disk at the start of the MPS2-AN500's second SSRAM bank.
+FLASH_ADDR = 0x20000000
+FLASH_BANK = 4 << 20
 
-    def __init__(self, elf: Path, extra=()):
+
+def qemu_flash_image(elf=None) -> Path:
+    """Where the qemu device's /flash is kept between runs, as a board's flash
+    keeps its files: $TINYTRAIN_QEMU_FLASH, else flash.img beside the firmware."""
+    env = os.environ.get("TINYTRAIN_QEMU_FLASH")
+    return Path(env) if env else Path(elf or qemu_firmware()).with_name("flash.img")
+
+
+def fat_image_size(boot: bytes) -> int:
+    """The byte size of a FAT volume of 512-byte sectors from its boot sector;
+    0 if boot is not one (or the volume would not fit the memory bank)."""
+    if len(boot) < 512 or boot[510:512] != b"\x55\xaa" or struct.unpack_from("<H", boot, 11)[0] != 512:
+        return 0
+    n = struct.unpack_from("<H", boot, 19)[0] or struct.unpack_from("<I", boot, 32)[0]
+    return n * 512 if 0 < n * 512 <= FLASH_BANK else 0
+
+
+class QemuProcess:
+    """qemu-system-arm -machine mps2-an500 with the firmware's UART on a pty.
+
+    With flash (a file path), the device's /flash persists in that file: qemu
+    loads it into the disk's memory before the firmware starts, and close()
+    stops the machine and saves the disk back (through QMP's pmemsave),
+    written atomically. A firmware finding no FAT of its size there formats it.
+    Without, every start has an empty /flash."""
+
+    def __init__(self, elf: Path, extra=(), flash=None):
         cmd = ["qemu-system-arm", "-machine", "mps2-an500", "-nographic", "-monitor", "null", "-semihosting",
-               *extra, "-serial", "pty", "-kernel", str(elf)]
+               *extra]
+        self.flash = Path(flash).resolve() if flash else None
+        self._qmp_dir = None
+        if self.flash is not None:
+            self._qmp_dir = tempfile.mkdtemp(prefix="tinytrain-qemu-")
+            cmd += ["-qmp", f"unix:{self._qmp_dir}/qmp.sock,server=on,wait=off"]
+            if self.flash.is_file() and 0 < self.flash.stat().st_size <= FLASH_BANK:
+                img = str(self.flash).replace(",", ",,")  # qemu's option syntax
+                cmd += ["-device", f"loader,file={img},addr={FLASH_ADDR:#x},force-raw=on"]
+        cmd += ["-serial", "pty", "-kernel", str(elf)]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, start_new_session=True)
         atexit.register(self.close)
         try:
             self.pty = self._wait_for_pty()
         except BaseException:
+            self.flash = None  # it never ran: nothing to keep
             self.close()
             raise
 
@@ -286,7 +328,59 @@ class QemuProcess:
                     return m.group(0).decode()
         raise StreamError(f"qemu gave no pty: {buf.decode(errors='replace').strip()}")
 
+    def save_flash(self) -> bool:
+        """Stop the machine and write its /flash to self.flash (atomically);
+        False if the memory holds no FAT (a firmware without /flash)."""
+        import json
+        import socket
+        tmp = self.flash.with_name(f"{self.flash.name}.{os.getpid()}-{id(self)}.tmp")
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(10)
+            sock.connect(f"{self._qmp_dir}/qmp.sock")
+            f = sock.makefile("rwb")
+
+            def qmp(name, **args):
+                f.write(json.dumps({"execute": name, "arguments": args} if args else {"execute": name})
+                        .encode() + b"\n")
+                f.flush()
+                while True:  # events may come first
+                    line = f.readline()
+                    if not line:
+                        raise StreamError(f"qemu closed its QMP socket during {name}")
+                    r = json.loads(line)
+                    if "error" in r:
+                        raise StreamError(f"qemu {name}: {r['error'].get('desc', r['error'])}")
+                    if "return" in r:
+                        return r["return"]
+
+            f.readline()  # the greeting
+            qmp("qmp_capabilities")
+            qmp("stop")
+            self.flash.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                qmp("pmemsave", val=FLASH_ADDR, size=512, filename=str(tmp))
+                size = fat_image_size(tmp.read_bytes())
+                if not size:
+                    return False
+                qmp("pmemsave", val=FLASH_ADDR, size=size, filename=str(tmp))
+                if tmp.stat().st_size != size:
+                    raise StreamError(f"qemu saved {tmp.stat().st_size} bytes of {size}")
+                os.replace(tmp, self.flash)
+                return True
+            finally:
+                tmp.unlink(missing_ok=True)
+
     def close(self) -> None:
+        if self.flash is not None and self.proc.poll() is None:
+            try:
+                self.save_flash()
+            except (OSError, ValueError, StreamError) as e:
+                print(f"tinytrain: the qemu device's /flash was not saved to {self.flash}: {e}", file=sys.stderr)
+            finally:
+                self.flash = None
+        if self._qmp_dir is not None:
+            shutil.rmtree(self._qmp_dir, ignore_errors=True)
+            self._qmp_dir = None
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
