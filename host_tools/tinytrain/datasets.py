@@ -59,15 +59,20 @@ def _load_object_npy(path) -> object:
     return arr.item() if isinstance(arr, np.ndarray) else arr
 
 
-def watch_path() -> Path:
-    spec = importlib.util.find_spec("seglearn")
+def package_data(package: str, pip_name: str, name: str, what: str) -> Path:
+    """data/<name> inside an installed package, located without importing it."""
+    spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise ImportError("the watch data set ships with seglearn, which is not installed: "
-                          "pip install seglearn")
-    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "watch_dataset.npy"
+        raise ImportError(f"{what} ships with {pip_name}, which is not installed: pip install {pip_name}")
+    path = Path(list(spec.submodule_search_locations)[0]) / "data" / name
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: not found; reinstall seglearn (pip install --force-reinstall seglearn)")
+        raise FileNotFoundError(f"{path}: not found; reinstall {pip_name} "
+                                f"(pip install --force-reinstall {pip_name})")
     return path
+
+
+def watch_path() -> Path:
+    return package_data("seglearn", "seglearn", "watch_dataset.npy", "the watch data set")
 
 
 _CACHE: dict = {}
@@ -183,14 +188,7 @@ FACE_LABELS = ("not a face", "face")
 
 
 def lfw_path() -> Path:
-    spec = importlib.util.find_spec("skimage")
-    if spec is None or not spec.submodule_search_locations:
-        raise ImportError("the faces data set (lfw_subset) ships with scikit-image, which is not installed: "
-                          "pip install scikit-image")
-    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "lfw_subset.npy"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: not found; reinstall scikit-image")
-    return path
+    return package_data("skimage", "scikit-image", "lfw_subset.npy", "the faces data set (lfw_subset)")
 
 
 def lfw_faces() -> tuple:

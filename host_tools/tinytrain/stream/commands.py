@@ -145,10 +145,7 @@ def stream(target, model: bytes, samples, *, epochs: int = 1, shuffle=None, eval
                 if bar is not None:
                     bar.write(_epoch_line(ep))
             t_done = time.monotonic()
-            _keep(s, save)
-            dev_info = s.info()
-            dev = conn.end()
-            counts = dict(s.counts)
+            dev_info, dev, counts = _finish(conn, s, save)
     finally:
         if bar is not None:
             bar.close()
@@ -189,6 +186,13 @@ def _start(s, load) -> None:
             s.device_load(load[1:])
         else:
             s.push_params(read_params_file(load))
+
+
+def _finish(conn, s, save) -> tuple:
+    """Keep the parameters, end the session: (device info, end report, link counts)."""
+    _keep(s, save)
+    dev_info = s.info()
+    return dev_info, conn.end(), dict(s.counts)
 
 
 def _keep(s, save) -> None:
@@ -273,10 +277,7 @@ def stream_live(target, model: bytes, source, *, load=None, save=None, window=No
                 source.close()
             s.drain()
             t_done = time.monotonic()
-            _keep(s, save)
-            dev_info = s.info()
-            dev = conn.end()
-            counts = dict(s.counts)
+            dev_info, dev, counts = _finish(conn, s, save)
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
