@@ -4,13 +4,14 @@
 #   make test         the whole test suite (what CI runs)
 #   make demo         the main job: personalise an IMU model on the simulator
 #   make bench        benchmarks that print figures (instructions on the Cortex-M7)
+#   make bench-sparse sparse update vs last layer / bias-only under budgets (MCUNet, ~20 min)
 #   make m7-selftest  the bare-metal Cortex-M7 harness under qemu
 
 PYTHON ?= python3
 APT_PACKAGES := gcc make gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
 NEEDED_TOOLS := gcc make arm-none-eabi-gcc qemu-system-arm
 
-.PHONY: setup test demo bench m7-selftest clean
+.PHONY: setup test demo bench bench-sparse m7-selftest clean
 
 # MicroPython firmware, the qemu device, the unix port and the .mpy module
 include firmware/firmware.mk
@@ -34,6 +35,9 @@ demo:
 
 bench:
 	$(PYTHON) benchmarks/bench_m7.py
+
+bench-sparse:
+	$(PYTHON) benchmarks/bench_sparse_update.py
 
 m7-selftest:
 	$(MAKE) -C firmware/baremetal run
