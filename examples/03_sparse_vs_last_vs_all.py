@@ -112,23 +112,21 @@ def main(argv=None):
     task = transfer.shifted_digits(args.seed)
     print(task.summary())
     g = task.graph
-    opts = dict(lr=args.lr, qas=True, residue=False)
-    refs = transfer.reference_schemes(g, **opts)
+    refs = transfer.reference_schemes(g, lr=args.lr, qas=True, residue=False)
     arena = transfer.arenas(g, refs)
     if args.budget < arena["last layer"]:
         ap.error(f"--budget {args.budget}: training the last layer alone needs {arena['last layer']} bytes")
 
     # The planner: contribution analysis on train/validation, then the search.
-    backbone, _ = planner.split_layers(g)
     found = planner.plan_under_budget(g, args.budget, task.train.pair(), task.val.pair(),
-                                      bias_ks=range(len(backbone) + 1), weight_layers=backbone,
-                                      ratios=(0.25, 0.5, 1.0), epochs=epochs, seeds=seeds, jobs=args.jobs, **opts)
+                                      **transfer.analysis_options(g, lr=args.lr, epochs=epochs, seeds=seeds,
+                                                                  jobs=args.jobs))
     print()
     print(found.analysis.table())
     print()
     print(found.report)
 
-    fits = [k for k in range(1, len(backbone) + 1) if arena[f"bias last {k}"] <= args.budget]
+    fits = [k for k in range(1, len(planner.split_layers(g)[0]) + 1) if arena[f"bias last {k}"] <= args.budget]
     bias_name = f"bias last {max(fits)}" if fits else None
     schemes = {"last layer": refs["last layer"]}
     if bias_name:

@@ -108,15 +108,13 @@ def main(argv=None):
     task = transfer.shifted_digits(args.seed)
     print(task.summary())
     g = task.graph
-    opts = dict(lr=args.lr, qas=True, residue=False)
-    refs = transfer.reference_schemes(g, **opts)
+    refs = transfer.reference_schemes(g, lr=args.lr, qas=True, residue=False)
     arena = transfer.arenas(g, refs)
     lo, hi = arena["last layer"], arena["all layers"]
 
-    backbone, _ = planner.split_layers(g)
-    analysis = planner.contribution_analysis(g, task.train.pair(), task.val.pair(), bias_ks=range(len(backbone) + 1),
-                                             weight_layers=backbone, ratios=(0.25, 0.5, 1.0), epochs=epochs,
-                                             seeds=seeds, jobs=args.jobs, **opts)
+    analysis = planner.contribution_analysis(g, task.train.pair(), task.val.pair(),
+                                             **transfer.analysis_options(g, lr=args.lr, epochs=epochs, seeds=seeds,
+                                                                         jobs=args.jobs))
     print()
     print(analysis.table())
 

@@ -223,6 +223,16 @@ def arenas(graph: QGraph, schemes: dict) -> dict:
     return {name: compile_model(graph, s).arena_size for name, s in schemes.items()}
 
 
+def analysis_options(graph: QGraph, *, lr: float, epochs: int, seeds, jobs=None) -> dict:
+    """The contribution analysis the budget examples share: biases of the last
+    k backbone layers for every k, each backbone layer's weights at 1/4, 1/2
+    and all channels; QAS, no residue (keyword arguments of
+    planner.contribution_analysis / plan_under_budget)."""
+    backbone, _ = split_layers(graph)
+    return dict(bias_ks=range(len(backbone) + 1), weight_layers=backbone, ratios=(0.25, 0.5, 1.0),
+                epochs=epochs, seeds=seeds, jobs=jobs, lr=lr, qas=True, residue=False)
+
+
 def scheme_label(graph: QGraph, k: int, weights: dict) -> str:
     """A short description of a planner scheme (k, {layer: ratio}), trained
     channels counted: 'bias last 2 + conv2 8/16 + conv3 32/32' (the last
