@@ -120,13 +120,18 @@ class NetBuilder:
         for L in self.layers:
             xs = [acts[i] for i in L.inputs]
             if L.kind in ("conv", "dwconv"):
-                y = conv_forward(xs[0], L.weight, L.bias, L.stride, L.pad, L.kind == "dwconv")
+                y = self.conv_layer_forward(L, xs[0])
             elif L.kind == "add":
                 y = xs[0] + xs[1]
             else:
                 y = xs[0].mean(axis=(1, 2), keepdims=True)
             acts[L.output] = apply_act(y, L.act)
         return acts
+
+    def conv_layer_forward(self, L: FloatLayer, x) -> np.ndarray:
+        """A conv or depthwise layer before its activation (top/left padding;
+        the output shape implies the rest)."""
+        return conv_forward(x, L.weight, L.bias, L.stride, L.pad, L.kind == "dwconv")
 
     # -- quantisation -------------------------------------------------------
     def quantize(self, calib_x, input_range=None) -> QGraph:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..builder import FloatLayer, NetBuilder, conv_forward, apply_act
+from ..builder import FloatLayer, NetBuilder, conv_forward
 from ..graph import QGraph
 from .head import replace_head
 
@@ -86,19 +86,13 @@ class OnnxNet(NetBuilder):
         return layer
 
     def forward(self, x) -> dict:
-        acts = {"input": np.asarray(x, dtype=np.float64).reshape((-1,) + self.input_shape)}
-        for L in self.layers:
-            xs = [acts[i] for i in L.inputs]
-            if L.kind in ("conv", "dwconv"):
-                t, left, b, r = self.pads4[L.name]
-                xp = np.pad(xs[0], ((0, 0), (t, b), (left, r), (0, 0)))
-                y = conv_forward(xp, L.weight, L.bias, L.stride, (0, 0), L.kind == "dwconv")
-            elif L.kind == "add":
-                y = xs[0] + xs[1]
-            else:
-                y = xs[0].mean(axis=(1, 2), keepdims=True)
-            acts[L.output] = apply_act(y, L.act)
-        return acts
+        return super().forward(np.asarray(x, dtype=np.float64).reshape((-1,) + self.input_shape))
+
+    def conv_layer_forward(self, L, x) -> np.ndarray:
+        # ONNX pads all four sides: bottom/right padding changes the output size
+        t, left, b, r = self.pads4[L.name]
+        xp = np.pad(x, ((0, 0), (t, b), (left, r), (0, 0)))
+        return conv_forward(xp, L.weight, L.bias, L.stride, (0, 0), L.kind == "dwconv")
 
     def logits(self, x) -> np.ndarray:
         """Float outputs (N, classes) for inputs in the ONNX layout."""
