@@ -136,12 +136,8 @@ def _demo_vision(args):
         raise ValueError("--subject applies to the personalize demo, not to vision")
     if args.budget is not None and args.scheme is not None:
         raise ValueError("give --scheme or --budget, not both")
-    budget = None
-    if args.budget is not None:
-        try:
-            budget = int(float(args.budget))
-        except ValueError:
-            raise ValueError(f"--budget must be a number of bytes, not {args.budget!r}") from None
+    from .plancmd import parse_bytes
+    budget = parse_bytes(args.budget) if args.budget is not None else None
     try:
         vision.run(args.target, data=args.data or "digits", model=args.model, scheme=args.scheme or "auto",
                    budget=budget, seed=args.seed, epochs=args.epochs, quick=args.quick,
@@ -218,7 +214,7 @@ def main(argv=None):
                    "beside the repository, else a small CNN), or 'small'")
     p.add_argument("--scheme", help="vision: what to train, comma-separated to compare (default auto: the "
                    "published scheme that fits the F746's 160 KiB arena; see `tinytrain convert -h`)")
-    p.add_argument("--budget", help="vision: plan the scheme under this many bytes of arena (contribution "
+    p.add_argument("--budget", help="vision: plan the scheme under this many bytes of arena, e.g. 150000 or 150k (contribution "
                    "analysis + search: a few minutes more)")
     p.set_defaults(fn=cmd_demo)
 
