@@ -478,7 +478,7 @@ def test_integer_gradients_match_float_autodiff(net, seed):
 
 # Partly trained layers exercise the perm paths and give saved inputs and
 # masks whose sizes are not multiples of 4. These cases found a bug in the
-# host's arena planner (compiler.py, "Arena placement"): the first-fit loop
+# host's arena planner (compiler/place.py, first_fit): the first-fit loop
 # checked `off + size <= p.arena_off` with an unaligned `off` and rounded `off`
 # up to 4 only afterwards, so a tensor could be placed over the start of a
 # neighbour live at the same time - the last layer's clamp mask over the first

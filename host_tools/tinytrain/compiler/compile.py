@@ -1,0 +1,50 @@
+"""compile_model: a quantised graph and a training scheme -> a model file."""
+from __future__ import annotations
+
+from .. import modelfile as mf
+from ..graph import QGraph
+from .emit import layer_records, model_file
+from .fuse import check_fuse_mode, drop_unneeded_fusions, find_fusions
+from .place import persistent_area, place
+from .plan import Plan
+from .schedule import gradient_needs, schedule
+from .scheme import Scheme
+
+
+def compile_model(graph: QGraph, scheme: Scheme, reuse_memory: bool = True, fuse=True) -> Plan:
+    """reuse_memory=False gives every tensor its own bytes (for inspecting
+    every intermediate after a step; the arena grows accordingly).
+
+    fuse: run frozen depthwise layers row by row together with the conv
+    producing their input and/or the 1x1 conv consuming their output (see
+    find_fusions), so those tensors never exist in full. True (default):
+    the legal fusions the arena needs: starting from all of them, a fusion
+    (its consumer part, its producer part, or whole) is undone when the arena
+    does not grow without it, late layers first, since a fused op costs a
+    little time per row (relatively most in small late layers). 'all':
+    every legal fusion. 'producer' / 'consumer': every legal fusion of that
+    side only. False: none. Results are bit-identical whatever the choice;
+    only the memory plan and the op list differ."""
+    check_fuse_mode(fuse)
+    graph.check()
+    scheme.check(graph)
+    needs = gradient_needs(graph, scheme)
+    area = persistent_area(graph, needs.n_train, scheme)
+
+    def arena_for(fusions: dict) -> tuple:
+        sched = schedule(graph, needs, fusions)
+        placement = place(sched.tensors, area.size, len(sched.ops), reuse_memory)
+        return placement.arena_size, (sched, placement)
+
+    fusions = find_fusions(graph, needs.needs_grad, needs.n_train, "all" if fuse is True else fuse)
+    _, (sched, placement) = arena_for(fusions)
+    blob = mf.Blob()
+    layer_recs = layer_records(graph, sched.act_id, needs, scheme, area, blob)
+    if fuse is True:
+        fusions, _, kept = drop_unneeded_fusions(fusions, placement.arena_size, arena_for)
+        if kept is not None:
+            sched, placement = kept
+    model = model_file(graph, scheme, sched, layer_recs, blob, placement.arena_size, area.size)
+    fused = {b: tuple(x.name if x is not None else None for x in ac) for b, ac in fusions.items()}
+    return Plan(model.pack(), model, sched.tensors, sched.op_names, area.size, placement.arena_size,
+                placement.live_bytes, area.n_params, fused)
