@@ -9,7 +9,7 @@ FLAGS = ["-std=c99", "-O2", "-ffp-contract=off", "-fno-fast-math", "-Wall", "-We
 
 setup(ext_modules=[Extension(
     "tinytrain._core",
-    sources=sorted(glob(f"{CORE}/*.c")) + ["host_tools/tinytrain/native/sim_api.c"],
+    sources=sorted(glob(f"{CORE}/*.c") + glob(f"{CORE}/kernels/*.c")) + ["host_tools/tinytrain/native/sim_api.c"],
     include_dirs=[CORE],
     extra_compile_args=FLAGS,
 )])

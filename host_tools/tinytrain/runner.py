@@ -31,7 +31,7 @@ def missing_tools(target: str) -> list:
 
 
 def _core_sources() -> list:
-    return sorted(str(p) for p in CORE.glob("*.c"))
+    return sorted(str(p) for p in [*CORE.glob("*.c"), *CORE.glob("kernels/*.c")])
 
 
 def build(target: str, out_dir, extra_flags=()) -> Path:

@@ -5,7 +5,7 @@
 # Not built in this project's CI (no rp2/esp32 toolchain there).
 add_library(usermod_tinytrain INTERFACE)
 
-file(GLOB TINYTRAIN_CORE_C ${CMAKE_CURRENT_LIST_DIR}/core/*.c)
+file(GLOB TINYTRAIN_CORE_C ${CMAKE_CURRENT_LIST_DIR}/core/*.c ${CMAKE_CURRENT_LIST_DIR}/core/kernels/*.c)
 
 set(MICROPY_TINYTRAIN_ARENA_SIZE 163840 CACHE STRING "tinytrain static arena in bytes")
 

@@ -8,7 +8,7 @@ MICROPY_TINYTRAIN_ARENA_SIZE ?= 163840
 
 # The binding is scanned for qstrs; the portable core is plain C.
 SRC_USERMOD_C += $(TINYTRAIN_MOD_DIR)/modtinytrain.c
-TINYTRAIN_CORE_C := $(sort $(wildcard $(TINYTRAIN_MOD_DIR)/core/*.c))
+TINYTRAIN_CORE_C := $(sort $(wildcard $(TINYTRAIN_MOD_DIR)/core/*.c $(TINYTRAIN_MOD_DIR)/core/kernels/*.c))
 SRC_USERMOD_LIB_C += $(TINYTRAIN_CORE_C)
 
 CFLAGS_USERMOD += -I$(TINYTRAIN_MOD_DIR)/core -DMICROPY_TINYTRAIN_ARENA_SIZE=$(MICROPY_TINYTRAIN_ARENA_SIZE)

@@ -5,8 +5,8 @@
 #include "tt_core.h"
 #include "tt_arith.h"
 
-/* Optimised kernels beside the reference ones (tt_opt.h); 0 builds the
-   reference kernels only. */
+/* Optimised kernels beside the reference ones (kernels/tt_opt.h); 0 builds
+   the reference kernels only. */
 #ifndef TT_OPTIMIZED
 #define TT_OPTIMIZED 1
 #endif
@@ -43,23 +43,10 @@ static inline int8_t *tt_act_data(tt_trainer *t, uint32_t id) {
     return TT_ARENA(t, int8_t, r->arena_off);
 }
 
-/* Output rows [oh0, oh1) of a conv or depthwise layer. Input row r lies at
-   x + (r - row0) * (in.w * in.c): the whole input (row0 = 0) or the rows a
-   fused op holds (every row the output rows read is there). Output row oh0
-   starts at y; mask (or NULL) is the whole output's, indexed by element of
-   the full tensor. */
-typedef struct {
-    const int8_t *x;
-    uint32_t row0;
-    int8_t *y;
-    uint8_t *mask;
-    uint32_t oh0, oh1;
-} tt_rows;
-
-/* Kernels (tt_forward.c, tt_backward.c, tt_loss.c) */
+/* The trainer's ops: dispatch (tt_forward.c, tt_fused.c, tt_backward.c)
+   and the kernels it calls directly (kernels/tt_add.c, kernels/tt_loss.c). */
 void tt_forward_layer(tt_trainer *t, const tt_layer_rec *L, uint32_t mask_id, uint32_t saved_id);
 void tt_forward_fused(tt_trainer *t, const tt_op_rec *op, int training);
-void tt_conv_rows(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R);
 void tt_backward_layer(tt_trainer *t, uint32_t layer, const tt_op_rec *op);
 void tt_grad_add(tt_trainer *t, uint32_t a_id, uint32_t b_id);
 float tt_loss_softmax_ce(tt_trainer *t, uint32_t logits_id, uint32_t grad_id, int32_t label);

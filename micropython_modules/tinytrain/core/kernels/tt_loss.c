@@ -4,7 +4,7 @@
  * integer: exp comes from a 256-entry table the host computed for the fixed
  * logit scale, and the division is exact integer division.
  */
-#include "tt_internal.h"
+#include "tt_kernels.h"
 
 #define ONE_Q24 (1 << 24)
 

@@ -1,0 +1,495 @@
+/*
+ * Depthwise kernels, optimised (selected by TT_OPTIMIZED, see tt_opt.h).
+ * Same results as the reference bit for bit (integer sums reordered only).
+ *
+ *  - forward without perm, channels a multiple of 4: 4 channels per load,
+ *    weights regrouped per tap on the stack, SXTAB16 + SMLABB/SMLATT.
+ *  - other forward: per channel, the kh input rows of a window in an int16
+ *    ring on the stack (zero point subtracted, padding 0), SMLAD on pairs.
+ *  - input gradient: 4 channels at a time when there is no perm and C is a
+ *    multiple of 4, else per channel; the taps that reach each input row and
+ *    column worked out once per layer.
+ * The weight gradient is tt_update_opt.c's.
+ */
+#include "tt_opt.h"
+
+#if TT_OPTIMIZED
+
+/* acc + one kernel row: kp weight pairs (w_2k, w_2k+1) times the int16
+   window row xr (the row's odd last weight is paired with 0). */
+TT_INLINE int32_t dw_krow(const int16_t *xr, const uint32_t *w, uint32_t kp, int32_t acc) {
+    for (uint32_t k = 0; k < kp; k++) {
+#if TT_DSP
+        acc = __smlad((int32_t)w[k], (int32_t)tt_ld32(xr + 2u * k), acc);
+#else
+        acc += lo16(w[k]) * xr[2u * k] + hi16(w[k]) * xr[2u * k + 1u];
+#endif
+    }
+    return acc;
+}
+
+/* One output row of one channel. kh and kp are constants where it counts
+   (the loops then unroll), fast: every shift >= 33 (rq_fast applies). */
+TT_INLINE void dw_row(const int16_t *const *rp, const uint32_t *wp, uint32_t kh, uint32_t kp, uint32_t stride,
+                      uint32_t ow_n, int32_t b, const rq_t *r, int fast, int8_t *y, uint8_t *mask, uint32_t idx,
+                      uint32_t C, int32_t zy, int32_t lo, int32_t hi) {
+    for (uint32_t ow = 0; ow < ow_n; ow++, idx += C) {
+        const uint32_t base = ow * stride;
+        int32_t acc = b, q, v;
+        if (kh <= 7u) {
+            /* unrolled for constant kh */
+            acc = dw_krow(rp[0] + base, wp, kp, acc);
+            if (kh > 1u) {
+                acc = dw_krow(rp[1] + base, wp + kp, kp, acc);
+            }
+            if (kh > 2u) {
+                acc = dw_krow(rp[2] + base, wp + 2u * kp, kp, acc);
+            }
+            if (kh > 3u) {
+                acc = dw_krow(rp[3] + base, wp + 3u * kp, kp, acc);
+            }
+            if (kh > 4u) {
+                acc = dw_krow(rp[4] + base, wp + 4u * kp, kp, acc);
+            }
+            if (kh > 5u) {
+                acc = dw_krow(rp[5] + base, wp + 5u * kp, kp, acc);
+            }
+            if (kh > 6u) {
+                acc = dw_krow(rp[6] + base, wp + 6u * kp, kp, acc);
+            }
+        } else {
+            for (uint32_t rr = 0; rr < kh; rr++) {
+                acc = dw_krow(rp[rr] + base, wp + rr * kp, kp, acc);
+            }
+        }
+        v = fast ? rq_fast(acc, r) : rq_apply(acc, r);
+        q = v + zy;
+        v = clamp_act(q, lo, hi);
+        y[idx] = (int8_t)v;
+        if (mask && v == q) {
+            mask[idx >> 3] |= (uint8_t)(1u << (idx & 7u));
+        }
+    }
+}
+
+#define DW_MAX_PAIRS 32u
+
+/* ---- depthwise, 4 channels at a time (no perm, C a multiple of 4): one
+   load gives 4 channels of a tap; weights regrouped per tap on the stack as
+   int16 pairs (c0, c2) (c1, c3), matching SXTAB16 of the 4 input bytes. ---- */
+
+#define DW4_MAX_TAPS 64u
+
+typedef struct {
+    const int8_t *x; /* input row r at x + (r - row0) W C */
+    int8_t *y;       /* output row oh0 */
+    uint8_t *mask;   /* offset to y[0] */
+    const uint32_t *wtab; /* 2 words per tap */
+    uint32_t C, H, W, OH, OW, KH, KW, s, pt, pl, c0, row0, oh0, oh1;
+    int32_t zx, zy, lo, hi;
+    int32_t b[4];
+    rq_t rq[4];
+} dw4_t;
+
+/* Tap k of a kernel row: input bytes xr + k C, weights wr[2k], wr[2k + 1]. */
+#if TT_DSP
+#define DW4_TAP(k)                                                                                                   \
+    do {                                                                                                             \
+        const uint32_t v_ = tt_ld32(xr + (k) * C);                                                                   \
+        const int32_t pa_ = __sxtab16((int32_t)nz, (int32_t)v_), pb_ = (int32_t)tt_sxtab16_hi(nz, v_);              \
+        a0 = __smlabb(pa_, (int32_t)wr[2 * (k)], a0);                                                                \
+        a2 = __smlatt(pa_, (int32_t)wr[2 * (k)], a2);                                                                \
+        a1 = __smlabb(pb_, (int32_t)wr[2 * (k) + 1], a1);                                                            \
+        a3 = __smlatt(pb_, (int32_t)wr[2 * (k) + 1], a3);                                                            \
+    } while (0)
+#else
+#define DW4_TAP(k)                                                                                                   \
+    do {                                                                                                             \
+        const uint32_t v_ = tt_ld32(xr + (k) * C);                                                                   \
+        a0 += ((int8_t)(v_ & 0xFFu) - zx) * lo16(wr[2 * (k)]);                                                       \
+        a1 += ((int8_t)((v_ >> 8) & 0xFFu) - zx) * lo16(wr[2 * (k) + 1]);                                            \
+        a2 += ((int8_t)((v_ >> 16) & 0xFFu) - zx) * hi16(wr[2 * (k)]);                                               \
+        a3 += ((int8_t)(v_ >> 24) - zx) * hi16(wr[2 * (k) + 1]);                                                     \
+    } while (0)
+#endif
+
+/* Output rows of 4 channels; kfull: the kernel width where it counts as a
+   constant (a full kernel row is then straight-line code), fast_full as in
+   im2col_channels (tt_conv_opt.c). */
+TT_INLINE void dw4_rows(const dw4_t *D, uint32_t kfull, int fast_full) {
+    const uint32_t C = D->C, W = D->W, KW = D->KW, s = D->s;
+    const int32_t zx = D->zx, zy = D->zy, lo = fast_full ? -128 : D->lo, hi = fast_full ? 127 : D->hi;
+#if TT_DSP
+    const uint32_t nz = pack16(-zx, -zx);
+#endif
+    for (uint32_t oh = D->oh0; oh < D->oh1; oh++) {
+        const int32_t ih0 = (int32_t)(oh * s) - (int32_t)D->pt;
+        const uint32_t kh0 = ih0 < 0 ? (uint32_t)-ih0 : 0u;
+        const uint32_t kh1 = (int32_t)D->KH < (int32_t)D->H - ih0 ? D->KH : (uint32_t)((int32_t)D->H - ih0);
+        uint32_t idx = (oh - D->oh0) * D->OW * C + D->c0;
+        /* the window's first input row inside the input, at channel c0 */
+        const int8_t *xrow = D->x + (uint32_t)(ih0 + (int32_t)kh0 - (int32_t)D->row0) * W * C + D->c0;
+        for (uint32_t ow = 0; ow < D->OW; ow++, idx += C) {
+            const int32_t iw0 = (int32_t)(ow * s) - (int32_t)D->pl;
+            const uint32_t kw0 = iw0 < 0 ? (uint32_t)-iw0 : 0u;
+            const uint32_t kw1 = (int32_t)KW < (int32_t)W - iw0 ? KW : (uint32_t)((int32_t)W - iw0);
+            const uint32_t n = kw0 == 0 && kw1 == KW ? kfull : kw1 - kw0;
+            const int8_t *xr = xrow + (uint32_t)(iw0 + (int32_t)kw0) * C;
+            const uint32_t *wr = D->wtab + 2u * (kh0 * KW + kw0);
+            int32_t a0 = D->b[0], a1 = D->b[1], a2 = D->b[2], a3 = D->b[3], q0, q1, q2, q3, r0, r1, r2, r3;
+            for (uint32_t kh = kh0; kh < kh1; kh++, xr += W * C, wr += 2u * KW) {
+                switch (n) { /* unrolled; the order of integer sums does not matter */
+                default:
+                    for (uint32_t k = 7; k < n; k++) {
+                        DW4_TAP(k);
+                    }
+                    /* fall through */
+                case 7:
+                    DW4_TAP(6);
+                    /* fall through */
+                case 6:
+                    DW4_TAP(5);
+                    /* fall through */
+                case 5:
+                    DW4_TAP(4);
+                    /* fall through */
+                case 4:
+                    DW4_TAP(3);
+                    /* fall through */
+                case 3:
+                    DW4_TAP(2);
+                    /* fall through */
+                case 2:
+                    DW4_TAP(1);
+                    /* fall through */
+                case 1:
+                    DW4_TAP(0);
+                    /* fall through */
+                case 0:
+                    break;
+                }
+            }
+            if (fast_full) {
+                q0 = rq_fast(a0, &D->rq[0]) + zy;
+                q1 = rq_fast(a1, &D->rq[1]) + zy;
+                q2 = rq_fast(a2, &D->rq[2]) + zy;
+                q3 = rq_fast(a3, &D->rq[3]) + zy;
+            } else {
+                q0 = rq_apply(a0, &D->rq[0]) + zy;
+                q1 = rq_apply(a1, &D->rq[1]) + zy;
+                q2 = rq_apply(a2, &D->rq[2]) + zy;
+                q3 = rq_apply(a3, &D->rq[3]) + zy;
+            }
+            r0 = clamp_act(q0, lo, hi);
+            r1 = clamp_act(q1, lo, hi);
+            r2 = clamp_act(q2, lo, hi);
+            r3 = clamp_act(q3, lo, hi);
+            D->y[idx] = (int8_t)r0;
+            D->y[idx + 1u] = (int8_t)r1;
+            D->y[idx + 2u] = (int8_t)r2;
+            D->y[idx + 3u] = (int8_t)r3;
+            if (D->mask) { /* idx is a multiple of 4: one byte holds the 4 bits */
+                const uint32_t bits = (uint32_t)(r0 == q0) | ((uint32_t)(r1 == q1) << 1) |
+                                      ((uint32_t)(r2 == q2) << 2) | ((uint32_t)(r3 == q3) << 3);
+                D->mask[idx >> 3] |= (uint8_t)(bits << (idx & 4u));
+            }
+        }
+    }
+}
+
+static TT_NOINLINE void dw4_rows_k3_fast(const dw4_t *D) {
+    dw4_rows(D, 3u, 1);
+}
+static TT_NOINLINE void dw4_rows_k5_fast(const dw4_t *D) {
+    dw4_rows(D, 5u, 1);
+}
+static TT_NOINLINE void dw4_rows_k7_fast(const dw4_t *D) {
+    dw4_rows(D, 7u, 1);
+}
+static TT_NOINLINE void dw4_rows_any(const dw4_t *D) {
+    dw4_rows(D, D->KW, 0);
+}
+
+static int dwconv4(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, uint8_t *mask) {
+    uint32_t wtab[2u * DW4_MAX_TAPS];
+    const tt_model *m = &t->model;
+    const tt_tensor_rec *in = tt_tensor(m, L->in), *out = tt_tensor(m, L->out);
+    const int8_t *wf = tt_weights_frozen(m, L);
+    const int8_t *wt = L->n_train ? TT_ARENA(t, int8_t, L->w_arena) : NULL;
+    const int32_t *bias = tt_bias_of(t, L);
+    const int32_t *mult = TT_BLOB(m, int32_t, L->mult_off);
+    const int8_t *shift = TT_BLOB(m, int8_t, L->shift_off);
+    const uint32_t C = out->c, kk = (uint32_t)L->kh * L->kw;
+    const int fast_full = tt_fast_full_layer(m, L, C);
+    dw4_t D;
+    if (L->perm_off != TT_NO_OFFSET || C % 4u || kk > DW4_MAX_TAPS) {
+        return 0;
+    }
+    D.x = R->x;
+    D.row0 = R->row0;
+    D.oh0 = R->oh0;
+    D.oh1 = R->oh1;
+    D.y = R->y;
+    D.mask = mask;
+    D.wtab = wtab;
+    D.C = C;
+    D.H = in->h;
+    D.W = in->w;
+    D.OH = out->h;
+    D.OW = out->w;
+    D.KH = L->kh;
+    D.KW = L->kw;
+    D.s = L->stride;
+    D.pt = L->pad_top;
+    D.pl = L->pad_left;
+    D.zx = in->zero;
+    D.zy = out->zero;
+    D.lo = L->act_min;
+    D.hi = L->act_max;
+    for (uint32_t c0 = 0; c0 < C; c0 += 4u) {
+        const int8_t *w[4];
+        for (uint32_t i = 0; i < 4u; i++) {
+            const uint32_t j = c0 + i; /* no perm: storage position = channel */
+            w[i] = j < L->n_train ? wt + j * kk : wf + j * kk;
+            D.b[i] = bias[j];
+            D.rq[i] = rq_make(mult[j], shift[j]);
+        }
+        for (uint32_t tap = 0; tap < kk; tap++) {
+            wtab[2u * tap] = pack16(w[0][tap], w[2][tap]);
+            wtab[2u * tap + 1u] = pack16(w[1][tap], w[3][tap]);
+        }
+        D.c0 = c0;
+        if (fast_full && D.KW == 3u) {
+            dw4_rows_k3_fast(&D);
+        } else if (fast_full && D.KW == 5u) {
+            dw4_rows_k5_fast(&D);
+        } else if (fast_full && D.KW == 7u) {
+            dw4_rows_k7_fast(&D);
+        } else {
+            dw4_rows_any(&D);
+        }
+    }
+    return 1;
+}
+
+/* ---- depthwise, one channel at a time (any perm, any C) ---- */
+
+static int dwconv_rows(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, uint8_t *mask) {
+    int16_t rows[TT_OPT_STACK_BYTES / 2u];
+    uint32_t wp[DW_MAX_PAIRS];
+    const int16_t *rp[16];
+    const tt_model *m = &t->model;
+    const tt_tensor_rec *in = tt_tensor(m, L->in), *out = tt_tensor(m, L->out);
+    const int8_t *x = R->x;
+    int8_t *y = R->y;
+    const int8_t *wf = tt_weights_frozen(m, L);
+    const int8_t *wt = L->n_train ? TT_ARENA(t, int8_t, L->w_arena) : NULL;
+    const int32_t *bias = tt_bias_of(t, L);
+    const int32_t *mult = TT_BLOB(m, int32_t, L->mult_off);
+    const int8_t *shift = TT_BLOB(m, int8_t, L->shift_off);
+    const uint16_t *perm = tt_perm_of(m, L);
+    const uint32_t C = out->c, kh = L->kh, kw = L->kw, kk = kh * kw, kp = (kw + 1u) / 2u, s = L->stride;
+    const uint32_t H = in->h, W = in->w, ow_n = out->w;
+    const uint32_t lb = (ow_n - 1u) * s + 2u * kp; /* row length: covers every pair read */
+    const uint32_t pl = L->pad_left;
+    const int32_t zx = in->zero, zy = out->zero, lo = L->act_min, hi = L->act_max;
+    if (kh > 16u || kh * kp > DW_MAX_PAIRS || kh * lb > TT_OPT_STACK_BYTES / 2u) {
+        return 0;
+    }
+    for (uint32_t j = 0; j < C; j++) {
+        const uint32_t c = perm ? perm[j] : j;
+        const int8_t *w = j < L->n_train ? wt + j * kk : wf + j * kk;
+        const int32_t b = bias[c];
+        const rq_t rq = rq_make(mult[c], shift[c]);
+        /* valid input columns land at [pl, pl + nv) of a row */
+        const uint32_t nv = W < lb - pl ? W : lb - pl;
+        uint32_t next_v = R->oh0 * s; /* next virtual row (ih + pad_top) to fill */
+        for (uint32_t r = 0; r < kh; r++) {
+            for (uint32_t k = 0; k < kp; k++) {
+                wp[r * kp + k] = pack16(w[r * kw + 2u * k], 2u * k + 1u < kw ? w[r * kw + 2u * k + 1u] : 0);
+            }
+        }
+        for (uint32_t oh = R->oh0; oh < R->oh1; oh++) {
+            const uint32_t v0 = oh * s;
+            for (; next_v < v0 + kh; next_v++) {
+                int16_t *row = rows + (next_v % kh) * lb;
+                const int32_t ih = (int32_t)next_v - L->pad_top;
+                if (ih < 0 || ih >= (int32_t)H) {
+                    memset(row, 0, 2u * lb);
+                    continue;
+                }
+                {
+                    const int8_t *xp = x + ((uint32_t)ih - R->row0) * W * C + c;
+                    uint32_t b2 = 0;
+                    for (; b2 < pl; b2++) {
+                        row[b2] = 0;
+                    }
+                    for (uint32_t i = 0; i < nv; i++, xp += C) {
+                        row[pl + i] = (int16_t)(*xp - zx);
+                    }
+                    for (b2 = pl + nv; b2 < lb; b2++) {
+                        row[b2] = 0;
+                    }
+                }
+            }
+            for (uint32_t r = 0; r < kh; r++) {
+                rp[r] = rows + ((v0 + r) % kh) * lb;
+            }
+            {
+                const uint32_t idx = (oh - R->oh0) * ow_n * C + c;
+                if (!rq.k) {
+                    dw_row(rp, wp, kh, kp, s, ow_n, b, &rq, 0, y, mask, idx, C, zy, lo, hi);
+                } else if (kh == 3u && kp == 2u) {
+                    dw_row(rp, wp, 3u, 2u, s, ow_n, b, &rq, 1, y, mask, idx, C, zy, lo, hi);
+                } else if (kh == 5u && kp == 3u) {
+                    dw_row(rp, wp, 5u, 3u, s, ow_n, b, &rq, 1, y, mask, idx, C, zy, lo, hi);
+                } else if (kh == 7u && kp == 4u) {
+                    dw_row(rp, wp, 7u, 4u, s, ow_n, b, &rq, 1, y, mask, idx, C, zy, lo, hi);
+                } else {
+                    dw_row(rp, wp, kh, kp, s, ow_n, b, &rq, 1, y, mask, idx, C, zy, lo, hi);
+                }
+            }
+        }
+    }
+    return 1;
+}
+
+int tt_dwconv_opt(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R) {
+    const tt_tensor_rec *out = tt_tensor(&t->model, L->out);
+    uint8_t *mask;
+    if (!tt_mask_at(R, (uint32_t)out->w * out->c, &mask)) {
+        return 0;
+    }
+    return dwconv4(t, L, R, mask) || dwconv_rows(t, L, R, mask);
+}
+
+/* ---- input gradient ---- */
+
+#define DW_MAX_SIDE 256u
+#define DW_MAX_TAPS 64u
+
+/* For input index i: the kernel taps k = first, first + s, ... (n of them)
+   that reach it, from output index o = (i + pad - k) / s = ofirst, ofirst - 1, ... */
+static void dw_taps(uint32_t i, uint32_t pad, uint32_t s, uint32_t ksize, uint32_t on, uint8_t *first, uint8_t *n,
+                    uint16_t *ofirst) {
+    const int32_t tt = (int32_t)(i + pad);
+    int32_t lo = tt - (int32_t)(s * (on - 1u)), hi = tt < (int32_t)ksize - 1 ? tt : (int32_t)ksize - 1;
+    lo = lo < 0 ? 0 : lo;
+    lo += (int32_t)((uint32_t)(tt - lo) % s); /* same residue as tt */
+    if (lo > hi) {
+        *first = 0;
+        *n = 0;
+        *ofirst = 0;
+        return;
+    }
+    *first = (uint8_t)lo;
+    *n = (uint8_t)((uint32_t)(hi - lo) / s + 1u);
+    *ofirst = (uint16_t)((uint32_t)(tt - lo) / s);
+}
+
+static int dw_input_grad(tt_trainer *t, const tt_layer_rec *L, const int32_t *g, int32_t *dx, uint32_t r) {
+    uint8_t hf[DW_MAX_SIDE], hn[DW_MAX_SIDE], wfst[DW_MAX_SIDE], wn[DW_MAX_SIDE];
+    uint16_t ho[DW_MAX_SIDE], wo[DW_MAX_SIDE];
+    int32_t wk[DW_MAX_TAPS];
+    const tt_model *m = &t->model;
+    const tt_tensor_rec *in = tt_tensor(m, L->in), *out = tt_tensor(m, L->out);
+    const int8_t *wf = tt_weights_frozen(m, L);
+    const int8_t *wt = L->n_train ? TT_ARENA(t, int8_t, L->w_arena) : NULL;
+    const uint16_t *perm = tt_perm_of(m, L);
+    const uint32_t C = in->c, H = in->h, W = in->w, OW = out->w, KW = L->kw, kk = (uint32_t)L->kh * L->kw;
+    const uint32_t s = L->stride;
+    if (H > DW_MAX_SIDE || W > DW_MAX_SIDE || kk > DW_MAX_TAPS) {
+        return 0;
+    }
+    for (uint32_t i = 0; i < H; i++) {
+        dw_taps(i, L->pad_top, s, L->kh, out->h, &hf[i], &hn[i], &ho[i]);
+    }
+    for (uint32_t i = 0; i < W; i++) {
+        dw_taps(i, L->pad_left, s, L->kw, OW, &wfst[i], &wn[i], &wo[i]);
+    }
+    for (uint32_t j = 0; j < C; j++) {
+        const uint32_t c = perm ? perm[j] : j;
+        const int8_t *w = j < L->n_train ? wt + j * kk : wf + j * kk;
+        for (uint32_t i = 0; i < kk; i++) {
+            wk[i] = w[i];
+        }
+        for (uint32_t ih = 0; ih < H; ih++) {
+            for (uint32_t iw = 0; iw < W; iw++) {
+                int64_t acc = 0;
+                for (uint32_t a = 0; a < hn[ih]; a++) {
+                    const int32_t *wr = wk + (hf[ih] + a * s) * KW + wfst[iw];
+                    const int32_t *gr = g + ((ho[ih] - a) * OW + wo[iw]) * C + c;
+                    for (uint32_t b = 0; b < wn[iw]; b++) {
+                        acc += (int64_t)wr[b * s] * gr[0];
+                        gr -= C;
+                    }
+                }
+                dx[(ih * W + iw) * C + c] = tt_dx_round(acc, r);
+            }
+        }
+    }
+    return 1;
+}
+
+/* Depthwise input gradient, 4 channels at a time (no perm, C a multiple
+   of 4): the gradients of 4 channels and their weights (regrouped per tap
+   on the stack) are contiguous; the taps reaching an input row / column are
+   worked out once per layer, as in dw_input_grad. */
+static int dw_input_grad_c4(tt_trainer *t, const tt_layer_rec *L, const int32_t *g, int32_t *dx, uint32_t r) {
+    uint8_t hf[DW_MAX_SIDE], hn[DW_MAX_SIDE], wfst[DW_MAX_SIDE], wn[DW_MAX_SIDE];
+    uint16_t ho[DW_MAX_SIDE], wo[DW_MAX_SIDE];
+    int32_t wtab[DW_MAX_TAPS * 4u];
+    const tt_model *m = &t->model;
+    const tt_tensor_rec *in = tt_tensor(m, L->in), *out = tt_tensor(m, L->out);
+    const int8_t *wf = tt_weights_frozen(m, L);
+    const int8_t *wt = L->n_train ? TT_ARENA(t, int8_t, L->w_arena) : NULL;
+    const uint32_t C = in->c, H = in->h, W = in->w, OW = out->w, KW = L->kw, kk = (uint32_t)L->kh * L->kw;
+    const uint32_t s = L->stride;
+    if (L->perm_off != TT_NO_OFFSET || C % 4u || H > DW_MAX_SIDE || W > DW_MAX_SIDE || kk > DW_MAX_TAPS) {
+        return 0;
+    }
+    for (uint32_t i = 0; i < H; i++) {
+        dw_taps(i, L->pad_top, s, L->kh, out->h, &hf[i], &hn[i], &ho[i]);
+    }
+    for (uint32_t i = 0; i < W; i++) {
+        dw_taps(i, L->pad_left, s, L->kw, OW, &wfst[i], &wn[i], &wo[i]);
+    }
+    for (uint32_t c0 = 0; c0 < C; c0 += 4u) {
+        for (uint32_t i = 0; i < 4u; i++) {
+            const uint32_t j = c0 + i; /* no perm: storage position = channel */
+            const int8_t *w = j < L->n_train ? wt + j * kk : wf + j * kk;
+            for (uint32_t tap = 0; tap < kk; tap++) {
+                wtab[tap * 4u + i] = w[tap];
+            }
+        }
+        for (uint32_t ih = 0; ih < H; ih++) {
+            int32_t *dp = dx + ih * W * C + c0;
+            for (uint32_t iw = 0; iw < W; iw++, dp += C) {
+                int64_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+                for (uint32_t a = 0; a < hn[ih]; a++) {
+                    const int32_t *wp = wtab + ((hf[ih] + a * s) * KW + wfst[iw]) * 4u;
+                    const int32_t *gp = g + ((ho[ih] - a) * OW + wo[iw]) * C + c0;
+                    for (uint32_t b = 0; b < wn[iw]; b++, wp += 4u * s, gp -= C) {
+                        a0 += (int64_t)wp[0] * gp[0];
+                        a1 += (int64_t)wp[1] * gp[1];
+                        a2 += (int64_t)wp[2] * gp[2];
+                        a3 += (int64_t)wp[3] * gp[3];
+                    }
+                }
+                dp[0] = tt_dx_round(a0, r);
+                dp[1] = tt_dx_round(a1, r);
+                dp[2] = tt_dx_round(a2, r);
+                dp[3] = tt_dx_round(a3, r);
+            }
+        }
+    }
+    return 1;
+}
+
+int tt_dwconv_input_grad_opt(tt_trainer *t, const tt_layer_rec *L, const int32_t *g, int32_t *dx, uint32_t r) {
+    return dw_input_grad_c4(t, L, g, dx, r) || dw_input_grad(t, L, g, dx, r);
+}
+
+#else
+typedef int tt_depthwise_opt_unused; /* ISO C: a translation unit is not empty */
+#endif

@@ -1,0 +1,78 @@
+/*
+ * The kernels, one family a file (docs/kernels.md): <family>.c holds the
+ * reference kernels, <family>_opt.c the optimised ones (tt_opt.h). The
+ * dispatch (tt_forward.c, tt_fused.c, tt_backward.c) runs an optimised
+ * kernel where it handles the case and the reference otherwise.
+ *
+ * What every kernel may assume (checked when the model was opened,
+ * tt_model.c): tensor ids, shapes, arena and blob offsets of the layer are
+ * valid and aligned; an activation is int8 NHWC; a gradient is a float
+ * scale then int32 values (tt_grad_scale, tt_grad_data); weights are stored
+ * [cout][kh][kw][cin] (conv) or [c][kh][kw] (depthwise) in storage order
+ * (perm), the first n_train input positions in the arena.
+ */
+#ifndef TT_KERNELS_H
+#define TT_KERNELS_H
+
+#include "tt_internal.h"
+
+/* Output rows [oh0, oh1) of a conv or depthwise layer. Input row r lies at
+   x + (r - row0) * (in.w * in.c): the whole input (row0 = 0) or the rows a
+   fused op holds (every row the output rows read is there). Output row oh0
+   starts at y; mask (or NULL) is the whole output's, indexed by element of
+   the full tensor. */
+typedef struct {
+    const int8_t *x;
+    uint32_t row0;
+    int8_t *y;
+    uint8_t *mask;
+    uint32_t oh0, oh1;
+} tt_rows;
+
+/* Channel of each storage position, or NULL when storage order is channel order. */
+static inline const uint16_t *tt_perm_of(const tt_model *m, const tt_layer_rec *L) {
+    return L->perm_off == TT_NO_OFFSET ? NULL : TT_BLOB(m, uint16_t, L->perm_off);
+}
+
+/* Output value and clamp-mask bit from a requantised accumulator (the
+   reference kernels' one rule; the mask was cleared first). */
+static inline int8_t tt_finish(int64_t v, int32_t zero, const tt_layer_rec *L, uint8_t *mask, uint32_t idx) {
+    int64_t q = v + zero;
+    if (mask && q >= L->act_min && q <= L->act_max) {
+        mask[idx >> 3] |= (uint8_t)(1u << (idx & 7u));
+    }
+    return (int8_t)tt_clamp32(q, L->act_min, L->act_max);
+}
+
+/* Bias update limits and the grad hook's bias flag (tt_update.c, tt_update_opt.c). */
+#define TT_BIAS_LIMIT (1 << 30)
+#define TT_GRAD_HOOK_BIAS 0x80000000u
+
+/* tt_forward.c: the rows R of a conv or depthwise layer, optimised or reference. */
+void tt_conv_rows(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R);
+
+/* ---- reference kernels ---- */
+
+/* tt_conv.c: any conv (k x k, stride, padding, perm, trained channels, the FC head). */
+void tt_conv_ref(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R);
+/* tt_conv.c: input gradient of a conv or depthwise layer, dx = 2^-r sum w g,
+   r = bit length of the taps summed; scale sgp 2^r (all zero when sgp is 0). */
+void tt_input_grad_ref(tt_trainer *t, const tt_layer_rec *L, const int32_t *g, float sgp, uint32_t dx_id);
+/* tt_depthwise.c */
+void tt_dwconv_ref(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R);
+/* tt_add.c: y = rs((a - za) ma + (b - zb) mb, shift) + zy, clamped. */
+void tt_add_ref(tt_trainer *t, const tt_layer_rec *L, uint8_t *mask);
+void tt_add_backward(tt_trainer *t, uint32_t g_id, uint32_t da_id, uint32_t db_id);
+/* tt_pool.c: global average pool, forward and backward. */
+void tt_avgpool_ref(tt_trainer *t, const tt_layer_rec *L, uint8_t *mask);
+void tt_avgpool_backward(tt_trainer *t, const tt_layer_rec *L, uint32_t g_id, uint32_t dx_id);
+/* tt_mask.c: g[i] = 0 where the forward pass clamped (mask bit 0). */
+void tt_apply_mask_ref(int32_t *g, const uint8_t *mask, uint32_t n);
+/* tt_update.c: bias and weight gradients, each applied as soon as it is summed (QAS SGD). */
+void tt_update_biases_ref(tt_trainer *t, uint32_t li, const tt_layer_rec *L, const int32_t *g, uint32_t npos,
+                          uint32_t C, float sg, float k);
+void tt_update_weights_ref(tt_trainer *t, uint32_t li, const tt_layer_rec *L, const int32_t *g, uint32_t saved_id,
+                           float sg, float k, const float *hook_div);
+float tt_prescale_ref(const tt_model *m, const tt_layer_rec *L, int32_t *g, uint32_t n, uint32_t C, float sg);
+
+#endif

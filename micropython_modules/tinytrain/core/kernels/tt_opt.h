@@ -1,0 +1,235 @@
+/*
+ * Shared by the optimised kernels (the kernels/ files named _opt) and the dispatch.
+ *
+ * TT_OPTIMIZED (default 1) selects optimised kernels beside the reference
+ * ones; -DTT_OPTIMIZED=0 builds the reference kernels only. An optimised
+ * kernel returns 0 for a case it does not handle and the reference runs.
+ * Every optimised kernel gives the reference's result bit for bit: integer
+ * sums are only reordered, requantisation and float steps are the same.
+ *
+ * With the Cortex-M DSP extension (__ARM_FEATURE_DSP) the inner loops use
+ * SXTB16/SMLAD; elsewhere (the host) a plain C path with the same data
+ * layout and the same result.
+ */
+#ifndef TT_OPT_H
+#define TT_OPT_H
+
+#include <string.h>
+#include "tt_kernels.h"
+
+#if TT_OPTIMIZED
+
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+#define TT_DSP 1
+#include <arm_acle.h>
+#else
+#define TT_DSP 0
+#endif
+
+/* Bytes of stack a kernel may use for an im2col column or the rows of a
+   depthwise window; larger layers run the reference kernels. Other fixed
+   stack tables: 2304 bytes of regrouped weights (pointwise input gradient),
+   about 2 KB of per-row/column tap tables (depthwise input gradient). The
+   whole core then peaks at about 4 KB of stack (bench_m7.py prints it). */
+#ifndef TT_OPT_STACK_BYTES
+#define TT_OPT_STACK_BYTES 2304u
+#endif
+
+/* Unaligned 32-bit load (one LDR on the Cortex-M7). */
+static inline uint32_t tt_ld32(const void *p) {
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+/* The 16-bit halves of a word as signed values, and two values packed. */
+static inline int32_t lo16(uint32_t v) {
+    return (int32_t)(int16_t)(uint16_t)(v & 0xFFFFu);
+}
+static inline int32_t hi16(uint32_t v) {
+    return (int32_t)(int16_t)(uint16_t)(v >> 16);
+}
+static inline uint32_t pack16(int32_t lo, int32_t hi) {
+    return (uint32_t)(uint16_t)lo | ((uint32_t)(uint16_t)hi << 16);
+}
+
+#if TT_DSP
+/* (sign-extended byte 1, byte 3): SXTB16 with ROR #8, which ACLE lacks. */
+static inline uint32_t tt_sxtb16_hi(uint32_t x) {
+    uint32_t r;
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+    return r;
+}
+/* (b + byte 1, t + byte 3) lane-wise, bytes sign-extended. */
+static inline uint32_t tt_sxtab16_hi(uint32_t a, uint32_t x) {
+    uint32_t r;
+    __asm__("sxtab16 %0, %1, %2, ror #8" : "=r"(r) : "r"(a), "r"(x));
+    return r;
+}
+#endif
+
+/* tt_bitlen64 with a count-leading-zeros instruction where there is one. */
+static inline uint32_t tt_bitlen64_fast(uint64_t v) {
+#if defined(__GNUC__)
+    return v ? 64u - (uint32_t)__builtin_clzll(v) : 0u;
+#else
+    return tt_bitlen64(v);
+#endif
+}
+
+/* tt_f32_from_i64, the same rule, with the fast bit length. */
+static inline float tt_f32_from_i64_fast(int64_t a) {
+    uint32_t n = tt_bitlen64_fast(tt_abs64(a));
+    if (n <= 24) {
+        return (float)(int32_t)a;
+    }
+    return (float)(int32_t)tt_round_shift(a, n - 24) * tt_pow2f((int32_t)(n - 24));
+}
+
+/* y = clamp(v + zero), mask bit when v + zero was inside the clamp range.
+   v is within +-2^30 here (the requantisation saturates there; the clamp
+   range is int8 so saturating does not change y or the mask). */
+static inline void tt_store_out(int8_t *y, uint8_t *mask, uint32_t idx, int32_t v, int32_t zero, int32_t lo,
+                                int32_t hi) {
+    int32_t q = v + zero;
+    int32_t r = q < lo ? lo : (q > hi ? hi : q);
+    if (mask && r == q) {
+        mask[idx >> 3] |= (uint8_t)(1u << (idx & 7u));
+    }
+    y[idx] = (int8_t)r;
+}
+
+#if defined(__GNUC__)
+#define TT_INLINE static inline __attribute__((always_inline))
+#define TT_NOINLINE __attribute__((noinline))
+#else
+#define TT_INLINE static inline
+#define TT_NOINLINE
+#endif
+
+/* The layer's biases: the arena's when they are trained, else the model's. */
+static inline const int32_t *tt_bias_of(tt_trainer *t, const tt_layer_rec *L) {
+    return (L->flags & TT_LF_TRAIN_BIAS) ? TT_ARENA(t, int32_t, L->b_arena) : TT_BLOB(&t->model, int32_t, L->b_off);
+}
+
+/* Requantisation of one output channel, constants prepared once. */
+typedef struct {
+    int32_t mult, rnd;
+    uint32_t shift, k; /* k = shift - 32, rnd = 2^(shift - 33) when shift >= 33 */
+} rq_t;
+
+static inline rq_t rq_make(int32_t mult, int8_t shift) {
+    rq_t r;
+    r.mult = mult;
+    r.shift = (uint32_t)shift;
+    r.k = r.shift >= 33u ? r.shift - 32u : 0u;
+    r.rnd = r.shift >= 33u ? (int32_t)(1u << (r.shift - 33u)) : 0;
+    return r;
+}
+
+/* tt_requant(acc, mult, shift) for shift >= 33: floor((P + 2^(s-1)) / 2^s)
+   with P = acc * mult = hi * 2^32 + lo, 0 <= lo < 2^32, equals
+   floor((hi + 2^(s-33)) / 2^(s-32)) as lo / 2^32 < 1; |hi| < 2^30. */
+static inline int32_t rq_fast(int32_t acc, const rq_t *r) {
+    return ((int32_t)(((int64_t)acc * r->mult) >> 32) + r->rnd) >> r->k;
+}
+
+/* tt_requant(acc, mult, shift), saturated to +-2^30 (see tt_store_out). */
+static inline int32_t rq_apply(int32_t acc, const rq_t *r) {
+    if (r->k) {
+        return rq_fast(acc, r);
+    }
+    return tt_clamp32(tt_requant(acc, r->mult, r->shift), -(1 << 30), 1 << 30);
+}
+
+static inline int32_t clamp_act(int32_t q, int32_t lo, int32_t hi) {
+#if TT_DSP
+    if (lo == -128 && hi == 127) { /* constant where it counts: one SSAT */
+        return __ssat(q, 8);
+    }
+#endif
+    return q < lo ? lo : (q > hi ? hi : q);
+}
+
+/* Outputs idx and idx + 1 (two channels of one pixel), values before the
+   output zero point: y, and the mask bits when inside the clamp range. */
+static inline void out2(int8_t *y, uint8_t *mask, uint32_t idx, int32_t va, int32_t vb, int32_t zy, int32_t lo,
+                        int32_t hi) {
+    const int32_t qa = va + zy, qb = vb + zy;
+    const int32_t ra = clamp_act(qa, lo, hi), rb = clamp_act(qb, lo, hi);
+    y[idx] = (int8_t)ra;
+    y[idx + 1u] = (int8_t)rb;
+    if (mask) {
+        const uint32_t bits = (uint32_t)(ra == qa) | ((uint32_t)(rb == qb) << 1), sh = idx & 7u;
+        mask[idx >> 3] |= (uint8_t)(bits << sh);
+        if (sh == 7u) {
+            mask[(idx >> 3) + 1u] |= (uint8_t)(bits >> 1);
+        }
+    }
+}
+
+/* Every shift of the layer >= 33 and the clamp [-128, 127]. */
+static inline int tt_fast_full_layer(const tt_model *m, const tt_layer_rec *L, uint32_t cout) {
+    const int8_t *shift = TT_BLOB(m, int8_t, L->shift_off);
+    if (L->act_min != -128 || L->act_max != 127) {
+        return 0;
+    }
+    for (uint32_t c = 0; c < cout; c++) {
+        if (shift[c] < 33) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* The output's mask from y[0] on: the optimised kernels write mask bits
+   relative to y, so y[0] must start a mask byte (else NULL: the reference runs). */
+static inline int tt_mask_at(const tt_rows *R, uint32_t row_elems, uint8_t **mask) {
+    const uint32_t base = R->oh0 * row_elems;
+    *mask = R->mask;
+    if (R->mask && base % 8u) {
+        return 0;
+    }
+    if (R->mask) {
+        *mask += base / 8u;
+    }
+    return 1;
+}
+
+/* A 1x1 conv, stride 1, on equal grids. */
+static inline int tt_is_pointwise(const tt_model *m, const tt_layer_rec *L) {
+    const tt_tensor_rec *in = tt_tensor(m, L->in), *out = tt_tensor(m, L->out);
+    return L->kind == TT_L_CONV && L->kh == 1u && L->kw == 1u && L->stride == 1u && in->h == out->h &&
+           in->w == out->w;
+}
+
+/* An input-gradient sum 2^-r acc, rounded and saturated to int32. */
+static inline int32_t tt_dx_round(int64_t acc, uint32_t r) {
+    return tt_clamp32(tt_round_shift(acc, r), INT32_MIN, INT32_MAX);
+}
+
+/* Each returns 0 when it does not handle the case (the reference runs). */
+/* tt_conv_opt.c: pointwise (tt_pointwise_opt) or im2col; not for a fused
+   op's ring (row0 > 0) unless pointwise, nor a mask not starting a byte. */
+int tt_conv_opt(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R);
+/* tt_pointwise_opt.c: 1x1, stride 1, in.w == out.w, no perm; mask offset to y[0]. */
+void tt_pointwise_opt(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, uint8_t *mask);
+/* tt_pointwise_opt.c: input gradient of a tt_is_pointwise layer, sgp > 0. */
+void tt_pointwise_input_grad_opt(tt_trainer *t, const tt_layer_rec *L, int32_t *g, int32_t *dx, uint32_t r);
+/* tt_depthwise_opt.c */
+int tt_dwconv_opt(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R);
+int tt_dwconv_input_grad_opt(tt_trainer *t, const tt_layer_rec *L, const int32_t *g, int32_t *dx, uint32_t r);
+/* tt_add_opt.c */
+int tt_add_opt(tt_trainer *t, const tt_layer_rec *L, uint8_t *mask);
+/* tt_mask_opt.c */
+int tt_apply_mask_opt(int32_t *g, const uint8_t *mask, uint32_t n);
+/* tt_update_opt.c */
+int tt_update_weights_opt(tt_trainer *t, uint32_t li, const tt_layer_rec *L, const int32_t *g, uint32_t saved_id,
+                          float sg, float k, const float *hook_div);
+int tt_update_biases_opt(tt_trainer *t, uint32_t li, const tt_layer_rec *L, const int32_t *g, uint32_t npos,
+                         uint32_t C, float sg, float k);
+int tt_prescale_opt(const tt_model *m, const tt_layer_rec *L, int32_t *g, uint32_t n, uint32_t C, float sg,
+                    float *sgp);
+
+#endif /* TT_OPTIMIZED */
+#endif

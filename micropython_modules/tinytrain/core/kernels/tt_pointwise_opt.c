@@ -1,0 +1,387 @@
+/*
+ * Pointwise (1x1) kernels, optimised (the reference is tt_conv.c's conv and
+ * input gradient). Same results bit for bit.
+ *
+ *  - forward (1x1, stride 1, no channel permutation): 2 output pixels x 2
+ *    output channels per tile, int8 operands straight from the tensors
+ *    (SXTB16 + SMLAD), the input zero point folded into the bias:
+ *    sum w (x - z) = sum w x - z sum w.
+ *  - input gradient: SMLAD on the gradient split into 16-bit halves
+ *    (pw_input_grad_smlad); otherwise (odd or more than 576 output
+ *    channels) per pixel 4 input channels at a time with SMLAL.
+ * The weight gradient is tt_update_opt.c's.
+ */
+#include "tt_opt.h"
+
+#if TT_OPTIMIZED
+
+/* ---- pointwise: int8 operands, zero point folded into the bias ---- */
+
+#if TT_DSP
+/* 4 bytes of pixels x0 (q), x1 (p) times 4 bytes of channels a (u), b (v). */
+#define TT_CHUNK_2X2(q, p, u, v)                                                                                     \
+    do {                                                                                                             \
+        int32_t t1 = __sxtb16(q), t2 = __sxtb16(u), t3;                                                              \
+        q = (int32_t)tt_sxtb16_hi((uint32_t)q);                                                                      \
+        u = (int32_t)tt_sxtb16_hi((uint32_t)u);                                                                      \
+        a0 = __smlad(t1, t2, a0);                                                                                    \
+        a0 = __smlad(q, u, a0);                                                                                      \
+        t3 = __sxtb16(p);                                                                                            \
+        p = (int32_t)tt_sxtb16_hi((uint32_t)p);                                                                      \
+        a1 = __smlad(t3, t2, a1);                                                                                    \
+        a1 = __smlad(p, u, a1);                                                                                      \
+        t2 = __sxtb16(v);                                                                                            \
+        v = (int32_t)tt_sxtb16_hi((uint32_t)v);                                                                      \
+        a2 = __smlad(t1, t2, a2);                                                                                    \
+        a2 = __smlad(q, v, a2);                                                                                      \
+        a3 = __smlad(t3, t2, a3);                                                                                    \
+        a3 = __smlad(p, v, a3);                                                                                      \
+    } while (0)
+#endif
+
+/* a[0] += x0.wa, a[1] += x1.wa, a[2] += x0.wb, a[3] += x1.wb over n int8,
+   with x1 = x0 + off and wb = wa + off. Sums wrap (two's complement): with
+   the zero point folded into the bias a partial sum may leave int32 by a
+   little though the total (the reference's) fits. */
+TT_INLINE void dot_s8_2x2(const int8_t *x0, const int8_t *wa, uint32_t off, uint32_t n, int32_t *a) {
+    int32_t a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3];
+#if TT_DSP
+    const int8_t *end = x0 + (n & ~7u);
+    for (; x0 != end; x0 += 8, wa += 8) {
+        int32_t q = (int32_t)tt_ld32(x0), p = (int32_t)tt_ld32(x0 + off);
+        int32_t u = (int32_t)tt_ld32(wa), v = (int32_t)tt_ld32(wa + off);
+        TT_CHUNK_2X2(q, p, u, v);
+        q = (int32_t)tt_ld32(x0 + 4);
+        p = (int32_t)tt_ld32(x0 + off + 4);
+        u = (int32_t)tt_ld32(wa + 4);
+        v = (int32_t)tt_ld32(wa + off + 4);
+        TT_CHUNK_2X2(q, p, u, v);
+    }
+    if (n & 4u) {
+        int32_t q = (int32_t)tt_ld32(x0), p = (int32_t)tt_ld32(x0 + off);
+        int32_t u = (int32_t)tt_ld32(wa), v = (int32_t)tt_ld32(wa + off);
+        TT_CHUNK_2X2(q, p, u, v);
+        x0 += 4;
+        wa += 4;
+    }
+    n &= 3u;
+#endif
+    for (uint32_t i = 0; i < n; i++) {
+        const int32_t p = x0[i], q = x0[off + i], u = wa[i], v = wa[off + i];
+        a0 = (int32_t)((uint32_t)a0 + (uint32_t)(p * u));
+        a1 = (int32_t)((uint32_t)a1 + (uint32_t)(q * u));
+        a2 = (int32_t)((uint32_t)a2 + (uint32_t)(p * v));
+        a3 = (int32_t)((uint32_t)a3 + (uint32_t)(q * v));
+    }
+    a[0] = a0;
+    a[1] = a1;
+    a[2] = a2;
+    a[3] = a3;
+}
+
+/* sum x w over n int8 (wrapping, as above). */
+static int32_t dot_s8(const int8_t *x, const int8_t *w, uint32_t n) {
+    uint32_t a = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        a += (uint32_t)(x[i] * w[i]);
+    }
+    return (int32_t)a;
+}
+
+static int32_t sum_s8(const int8_t *w, uint32_t n) {
+    int32_t s = 0;
+    uint32_t i = 0;
+#if TT_DSP
+    for (; i + 4u <= n; i += 4u) {
+        const int32_t u = (int32_t)tt_ld32(w + i);
+        s = __smlad((int32_t)tt_sxtab16_hi((uint32_t)__sxtb16(u), (uint32_t)u), 0x00010001, s);
+    }
+#endif
+    for (; i < n; i++) {
+        s += w[i];
+    }
+    return s;
+}
+
+typedef struct {
+    const int8_t *x, *wa;
+    int8_t *y;
+    uint8_t *mask;
+    uint32_t cin, cout, npix, c;
+    int32_t ba, bb, zy, lo, hi;
+    rq_t ra, rb;
+} pw_pass_t;
+
+/* Channels c, c + 1 at every pixel. fast: both shifts >= 33 (rq_fast);
+   the clamp bounds are constants where the caller passes them so. */
+TT_INLINE void pw_pass_body(const pw_pass_t *P, int fast, int32_t lo, int32_t hi) {
+    const int8_t *xp = P->x, *wa = P->wa;
+    const uint32_t cin = P->cin, cout = P->cout, npix = P->npix;
+    int8_t *y = P->y;
+    uint8_t *mask = P->mask;
+    const int32_t zy = P->zy;
+    uint32_t idx = P->c, p = 0;
+    for (; p + 2u <= npix; p += 2u, xp += 2u * cin, idx += 2u * cout) {
+        int32_t a[4];
+        a[0] = P->ba;
+        a[1] = P->ba;
+        a[2] = P->bb;
+        a[3] = P->bb;
+        dot_s8_2x2(xp, wa, cin, cin, a);
+        if (fast) {
+            out2(y, mask, idx, rq_fast(a[0], &P->ra), rq_fast(a[2], &P->rb), zy, lo, hi);
+            out2(y, mask, idx + cout, rq_fast(a[1], &P->ra), rq_fast(a[3], &P->rb), zy, lo, hi);
+        } else {
+            out2(y, mask, idx, rq_apply(a[0], &P->ra), rq_apply(a[2], &P->rb), zy, lo, hi);
+            out2(y, mask, idx + cout, rq_apply(a[1], &P->ra), rq_apply(a[3], &P->rb), zy, lo, hi);
+        }
+    }
+    if (p < npix) {
+        out2(y, mask, idx, rq_apply(P->ba + dot_s8(xp, wa, cin), &P->ra),
+             rq_apply(P->bb + dot_s8(xp, wa + cin, cin), &P->rb), zy, lo, hi);
+    }
+}
+
+static TT_NOINLINE void pw_pass_fast_full(const pw_pass_t *P) {
+    pw_pass_body(P, 1, -128, 127);
+}
+
+static TT_NOINLINE void pw_pass_any(const pw_pass_t *P) {
+    pw_pass_body(P, 0, P->lo, P->hi);
+}
+
+/* 1x1 conv, stride 1, rows of input and output alike, no perm (the
+   reference then reads every weight from the model). Output rows
+   [R->oh0, R->oh1); mask offset to y[0]. */
+void tt_pointwise_opt(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, uint8_t *mask) {
+    const tt_model *m = &t->model;
+    const tt_tensor_rec *in = tt_tensor(m, L->in), *out = tt_tensor(m, L->out);
+    const int8_t *x = R->x + (R->oh0 - R->row0) * (uint32_t)in->w * in->c;
+    int8_t *y = R->y;
+    const int8_t *wf = tt_weights_frozen(m, L);
+    const int32_t *bias = tt_bias_of(t, L);
+    const int32_t *mult = TT_BLOB(m, int32_t, L->mult_off);
+    const int8_t *shift = TT_BLOB(m, int8_t, L->shift_off);
+    const uint32_t cin = in->c, cout = out->c, npix = (R->oh1 - R->oh0) * out->w;
+    const int32_t zx = in->zero, zy = out->zero, lo = L->act_min, hi = L->act_max;
+    pw_pass_t P;
+    uint32_t c = 0;
+    P.x = x;
+    P.y = y;
+    P.mask = mask;
+    P.cin = cin;
+    P.cout = cout;
+    P.npix = npix;
+    P.zy = zy;
+    P.lo = lo;
+    P.hi = hi;
+    for (; c + 2u <= cout; c += 2u) {
+        P.c = c;
+        P.wa = wf + c * cin;
+        P.ba = bias[c] - zx * sum_s8(P.wa, cin);
+        P.bb = bias[c + 1u] - zx * sum_s8(P.wa + cin, cin);
+        P.ra = rq_make(mult[c], shift[c]);
+        P.rb = rq_make(mult[c + 1u], shift[c + 1u]);
+        if (P.ra.k && P.rb.k && lo == -128 && hi == 127) {
+            pw_pass_fast_full(&P);
+        } else {
+            pw_pass_any(&P);
+        }
+    }
+    if (c < cout) { /* the last of an odd number of channels */
+        const int8_t *wa = wf + c * cin;
+        const int32_t ba = bias[c] - zx * sum_s8(wa, cin);
+        const rq_t ra = rq_make(mult[c], shift[c]);
+        for (uint32_t p = 0; p < npix; p++) {
+            tt_store_out(y, mask, p * cout + c, rq_apply(ba + dot_s8(x + p * cin, wa, cin), &ra), zy, lo, hi);
+        }
+    }
+}
+
+/* ---- input gradient ---- */
+
+/* dx[p][perm[j]] for the 4 input channels j..j+3 of one part (trained or
+   frozen weights): rows of w are wstride bytes apart, one per output channel. */
+static void pw_input_grad4(const int32_t *gp, const int8_t *w, uint32_t wstride, uint32_t cout, int64_t *acc) {
+    int64_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+    uint32_t c = 0;
+    for (; c + 2u <= cout; c += 2u, w += 2u * wstride) {
+        const int64_t g0 = gp[c], g1 = gp[c + 1u];
+        const uint32_t v0 = tt_ld32(w), v1 = tt_ld32(w + wstride);
+        a0 += g0 * (int8_t)(v0 & 0xFFu);
+        a1 += g0 * (int8_t)((v0 >> 8) & 0xFFu);
+        a2 += g0 * (int8_t)((v0 >> 16) & 0xFFu);
+        a3 += g0 * (int8_t)(v0 >> 24);
+        a0 += g1 * (int8_t)(v1 & 0xFFu);
+        a1 += g1 * (int8_t)((v1 >> 8) & 0xFFu);
+        a2 += g1 * (int8_t)((v1 >> 16) & 0xFFu);
+        a3 += g1 * (int8_t)(v1 >> 24);
+    }
+    if (c < cout) {
+        const int64_t g0 = gp[c];
+        const uint32_t v0 = tt_ld32(w);
+        a0 += g0 * (int8_t)(v0 & 0xFFu);
+        a1 += g0 * (int8_t)((v0 >> 8) & 0xFFu);
+        a2 += g0 * (int8_t)((v0 >> 16) & 0xFFu);
+        a3 += g0 * (int8_t)(v0 >> 24);
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
+}
+static void pw_input_grad(tt_trainer *t, const tt_layer_rec *L, const int32_t *g, int32_t *dx, uint32_t r) {
+    const tt_model *m = &t->model;
+    const tt_tensor_rec *in = tt_tensor(m, L->in), *out = tt_tensor(m, L->out);
+    const int8_t *wf = tt_weights_frozen(m, L);
+    const int8_t *wt = L->n_train ? TT_ARENA(t, int8_t, L->w_arena) : NULL;
+    const uint16_t *perm = tt_perm_of(m, L);
+    const uint32_t cin = in->c, cout = out->c, nt = L->n_train, npix = (uint32_t)out->h * out->w;
+    for (uint32_t p = 0; p < npix; p++) {
+        const int32_t *gp = g + p * cout;
+        int32_t *dp = dx + p * cin;
+        /* the reference reads positions j < n_train from the trained copy */
+        for (uint32_t part = 0; part < 2u; part++) {
+            const uint32_t j0 = part ? nt : 0u, j1 = part ? cin : nt, ws = part ? cin : nt;
+            const int8_t *wb = part ? wf : wt;
+            uint32_t j = j0;
+            for (; j + 4u <= j1; j += 4u) {
+                int64_t acc[4];
+                pw_input_grad4(gp, wb + j, ws, cout, acc);
+                for (uint32_t i = 0; i < 4u; i++) {
+                    dp[perm ? perm[j + i] : j + i] = tt_dx_round(acc[i], r);
+                }
+            }
+            for (; j < j1; j++) {
+                int64_t a = 0;
+                for (uint32_t c = 0; c < cout; c++) {
+                    a += (int64_t)gp[c] * wb[c * ws + j];
+                }
+                dp[perm ? perm[j] : j] = tt_dx_round(a, r);
+            }
+        }
+    }
+}
+
+/* Pointwise input gradient with 16-bit multiplies (SMLAD): each gradient
+   value g (|g| <= 2^24 after the prescale) is split exactly into
+   g = 65536 h + l, l = g's low 16 bits sign-extended, |h| <= 2^8, and
+   sum_c w g = 65536 sum_c w h + sum_c w l, both int32 sums (|w l| <= 2^22,
+   folded into int64 every 256 channels). The gradient tensor is rewritten in
+   place as pairs over output channels c, c + 1: word (l_c, l_c+1) then word
+   (h_c, h_c+1), and restored exactly afterwards. The weights of two input
+   channels are regrouped on the stack as pairs (w[c][j], w[c+1][j]). */
+#define PW_SMLAD_MAX_COUT 576u
+
+static inline int32_t smlad_c(uint32_t a, uint32_t b, int32_t acc) {
+#if TT_DSP
+    return __smlad((int32_t)a, (int32_t)b, acc);
+#else
+    return acc + lo16(a) * lo16(b) + hi16(a) * hi16(b);
+#endif
+}
+
+static int pw_input_grad_smlad(tt_trainer *t, const tt_layer_rec *L, int32_t *g, int32_t *dx, uint32_t r) {
+    uint32_t wp[PW_SMLAD_MAX_COUT]; /* cout / 2 pairs x 2 input channels */
+    const tt_model *m = &t->model;
+    const tt_tensor_rec *in = tt_tensor(m, L->in), *out = tt_tensor(m, L->out);
+    const int8_t *wf = tt_weights_frozen(m, L);
+    const int8_t *wt = L->n_train ? TT_ARENA(t, int8_t, L->w_arena) : NULL;
+    const uint16_t *perm = tt_perm_of(m, L);
+    const uint32_t cin = in->c, cout = out->c, nt = L->n_train, npix = (uint32_t)out->h * out->w;
+    const uint32_t npair = cout / 2u;
+    const uint32_t n = npix * cout;
+    if (cout % 2u || cout > PW_SMLAD_MAX_COUT) {
+        return 0;
+    }
+    for (uint32_t i = 0; i < n; i++) { /* |g| <= 2^24 is what the split needs */
+        if (g[i] > (1 << 24) || g[i] < -(1 << 24)) {
+            return 0;
+        }
+    }
+    for (uint32_t i = 0; i < n; i += 2u) {
+        const int32_t l0 = (int16_t)(uint16_t)((uint32_t)g[i] & 0xFFFFu);
+        const int32_t l1 = (int16_t)(uint16_t)((uint32_t)g[i + 1u] & 0xFFFFu);
+        const int32_t h0 = (g[i] - l0) / 65536, h1 = (g[i + 1u] - l1) / 65536;
+        g[i] = (int32_t)pack16(l0, l1);
+        g[i + 1u] = (int32_t)pack16(h0, h1);
+    }
+    for (uint32_t j = 0; j < cin; j += 2u) {
+        const uint32_t j1 = j + 1u < cin ? j + 1u : j; /* odd cin: the last one twice */
+        /* the reference reads positions j < n_train from the trained copy */
+        const int8_t *pa = j < nt ? wt + j : wf + j, *pb = j1 < nt ? wt + j1 : wf + j1;
+        const uint32_t sa = j < nt ? nt : cin, sb = j1 < nt ? nt : cin;
+        for (uint32_t cp = 0; cp < npair; cp++, pa += 2u * sa, pb += 2u * sb) {
+            wp[2u * cp] = pack16(pa[0], pa[sa]);
+            wp[2u * cp + 1u] = pack16(pb[0], pb[sb]);
+        }
+        for (uint32_t p = 0; p < npix; p++) {
+            const uint32_t *gp = (const uint32_t *)(const void *)(g + p * cout);
+            int64_t s0 = 0, s1 = 0;
+            for (uint32_t cp0 = 0; cp0 < npair; cp0 += 128u) {
+                const uint32_t nb = npair - cp0 < 128u ? npair - cp0 : 128u;
+                const uint32_t *w = wp + 2u * cp0, *gg = gp + 2u * cp0, *end = w + 2u * (nb & ~1u);
+                int32_t l0 = 0, h0 = 0, l1 = 0, h1 = 0;
+#if TT_DSP
+                /* GCC does not pair these loads into LDRD by itself */
+                for (; w != end;) { /* two channel pairs */
+                    uint32_t a, b, c, d;
+                    __asm__("ldrd %[a], %[b], [%[w]], #8\n\t"
+                            "ldrd %[c], %[d], [%[g]], #8\n\t"
+                            "smlad %[l0], %[a], %[c], %[l0]\n\t"
+                            "smlad %[h0], %[a], %[d], %[h0]\n\t"
+                            "smlad %[l1], %[b], %[c], %[l1]\n\t"
+                            "smlad %[h1], %[b], %[d], %[h1]\n\t"
+                            "ldrd %[a], %[b], [%[w]], #8\n\t"
+                            "ldrd %[c], %[d], [%[g]], #8\n\t"
+                            "smlad %[l0], %[a], %[c], %[l0]\n\t"
+                            "smlad %[h0], %[a], %[d], %[h0]\n\t"
+                            "smlad %[l1], %[b], %[c], %[l1]\n\t"
+                            "smlad %[h1], %[b], %[d], %[h1]"
+                            : [a] "=&r"(a), [b] "=&r"(b), [c] "=&r"(c), [d] "=&r"(d), [w] "+r"(w), [g] "+r"(gg),
+                              [l0] "+r"(l0), [h0] "+r"(h0), [l1] "+r"(l1), [h1] "+r"(h1)
+                            :
+                            : "memory");
+                }
+#else
+                for (; w != end; w += 4, gg += 4) { /* two channel pairs */
+                    l0 = smlad_c(w[0], gg[0], l0);
+                    h0 = smlad_c(w[0], gg[1], h0);
+                    l1 = smlad_c(w[1], gg[0], l1);
+                    h1 = smlad_c(w[1], gg[1], h1);
+                    l0 = smlad_c(w[2], gg[2], l0);
+                    h0 = smlad_c(w[2], gg[3], h0);
+                    l1 = smlad_c(w[3], gg[2], l1);
+                    h1 = smlad_c(w[3], gg[3], h1);
+                }
+#endif
+                if (nb & 1u) {
+                    l0 = smlad_c(w[0], gg[0], l0);
+                    h0 = smlad_c(w[0], gg[1], h0);
+                    l1 = smlad_c(w[1], gg[0], l1);
+                    h1 = smlad_c(w[1], gg[1], h1);
+                }
+                s0 += (int64_t)h0 * 65536 + l0;
+                s1 += (int64_t)h1 * 65536 + l1;
+            }
+            dx[p * cin + (perm ? perm[j] : j)] = tt_dx_round(s0, r);
+            dx[p * cin + (perm ? perm[j1] : j1)] = tt_dx_round(s1, r);
+        }
+    }
+    for (uint32_t i = 0; i < n; i += 2u) { /* restore g exactly */
+        const uint32_t lw = (uint32_t)g[i], hw = (uint32_t)g[i + 1u];
+        g[i] = lo16(hw) * 65536 + lo16(lw);
+        g[i + 1u] = hi16(hw) * 65536 + hi16(lw);
+    }
+    return 1;
+}
+
+void tt_pointwise_input_grad_opt(tt_trainer *t, const tt_layer_rec *L, int32_t *g, int32_t *dx, uint32_t r) {
+    if (!pw_input_grad_smlad(t, L, g, dx, r)) {
+        pw_input_grad(t, L, g, dx, r);
+    }
+}
+
+#else
+typedef int tt_pointwise_opt_unused; /* ISO C: a translation unit is not empty */
+#endif

@@ -1,0 +1,112 @@
+/*
+ * Weight and bias updates, reference versions: QAS-scaled SGD
+ * (docs/arithmetic.md). Each bias and weight gradient is applied as soon as
+ * it is summed (the weight-gradient tensor never exists); sums are integer
+ * (int64), floats only scale single elements. prescale folds the
+ * per-channel weight scales into a gradient before the input gradient.
+ */
+#include "tt_kernels.h"
+
+/* QAS-scaled SGD on one int8 weight: w -= round(u), u in weight units. With a
+   residue, w carries 8 more fraction bits so small updates accumulate. */
+static void update_weight(int8_t *w, int8_t *res, float u) {
+    if (res) {
+        int32_t total = (int32_t)*w * 256 + *res - tt_rint_sat(u * 256.0f, 65535);
+        int32_t q;
+        total = tt_clamp32(total, -127 * 256, 127 * 256);
+        q = (total + 128) >> 8;
+        *w = (int8_t)q;
+        *res = (int8_t)(total - q * 256);
+    } else {
+        *w = (int8_t)tt_clamp32((int32_t)*w - tt_rint_sat(u, 255), -127, 127);
+    }
+}
+
+void tt_update_biases_ref(tt_trainer *t, uint32_t li, const tt_layer_rec *L, const int32_t *g,
+                          uint32_t npos, uint32_t C, float sg, float k) {
+    int32_t *b = TT_ARENA(t, int32_t, L->b_arena);
+    const float *qas = TT_BLOB(&t->model, float, L->qas_b_off);
+    for (uint32_t c = 0; c < C; c++) {
+        int64_t a = 0;
+        for (uint32_t p = 0; p < npos; p++) {
+            a += g[p * C + c];
+        }
+        if (t->grad_hook) {
+            t->grad_hook(t->grad_hook_ctx, li, TT_GRAD_HOOK_BIAS | c, a, sg);
+        }
+        b[c] = tt_clamp32((int64_t)b[c] - tt_rint_sat((tt_f32_from_i64(a) * k) * qas[c], TT_BIAS_LIMIT),
+                          -TT_BIAS_LIMIT, TT_BIAS_LIMIT);
+    }
+}
+
+/* Sum over the output positions that weight tap (kh, kw) touched. */
+static int64_t weight_grad(const tt_layer_rec *L, const tt_tensor_rec *in, const tt_tensor_rec *out,
+                           const int32_t *g, uint32_t gstride, const int8_t *s, uint32_t sstride,
+                           uint32_t kh, uint32_t kw) {
+    int64_t a = 0;
+    for (uint32_t oh = 0; oh < out->h; oh++) {
+        int32_t ih = (int32_t)(oh * L->stride + kh) - L->pad_top;
+        if (ih < 0 || ih >= in->h) {
+            continue;
+        }
+        for (uint32_t ow = 0; ow < out->w; ow++) {
+            int32_t iw = (int32_t)(ow * L->stride + kw) - L->pad_left;
+            if (iw < 0 || iw >= in->w) {
+                continue;
+            }
+            a += (int64_t)g[(oh * out->w + ow) * gstride] *
+                 (s[((uint32_t)ih * in->w + (uint32_t)iw) * sstride] - in->zero);
+        }
+    }
+    return a;
+}
+
+void tt_update_weights_ref(tt_trainer *t, uint32_t li, const tt_layer_rec *L, const int32_t *g,
+                           uint32_t saved_id, float sg, float k, const float *hook_div) {
+    const tt_model *m = &t->model;
+    const tt_tensor_rec *in = tt_tensor(m, L->in), *out = tt_tensor(m, L->out);
+    const int8_t *s = tt_act_data(t, saved_id);
+    int8_t *w = TT_ARENA(t, int8_t, L->w_arena);
+    int8_t *res = (L->flags & TT_LF_RESIDUE) ? TT_ARENA(t, int8_t, L->wres_arena) : NULL;
+    const float *qas = TT_BLOB(m, float, L->qas_w_off);
+    const float scale = sg * in->scale; /* real gradient = acc * scale */
+    const uint32_t nt = L->n_train, C = out->c, kk = (uint32_t)L->kh * L->kw;
+    const uint16_t *perm = TT_BLOB(m, uint16_t, L->perm_off);
+    /* Depthwise: storage position j holds channel perm[j], one output channel. */
+    const uint32_t nc = L->kind == TT_L_DWCONV ? 1u : C;
+    for (uint32_t c = 0; c < nc; c++) {
+        for (uint32_t r = 0; r < kk; r++) {
+            const uint32_t kh = r / L->kw, kw = r % L->kw;
+            for (uint32_t j = 0; j < nt; j++) {
+                const uint32_t ch = L->kind == TT_L_DWCONV ? perm[j] : c;
+                const uint32_t idx = L->kind == TT_L_DWCONV ? j * kk + r : (c * kk + r) * nt + j;
+                const int64_t a = weight_grad(L, in, out, g + ch, C, s + j, nt, kh, kw);
+                if (t->grad_hook) {
+                    t->grad_hook(t->grad_hook_ctx, li, idx, a, scale / (hook_div ? hook_div[ch] : 1.0f));
+                }
+                update_weight(w + idx, res ? res + idx : NULL, (tt_f32_from_i64(a) * k) * qas[ch]);
+            }
+        }
+    }
+}
+
+/* Fold the per-channel weight scales into the gradient and renormalise it so
+   its largest magnitude is just under 2^24. Returns the new tensor scale
+   (0 when the gradient is all zero). */
+float tt_prescale_ref(const tt_model *m, const tt_layer_rec *L, int32_t *g, uint32_t n, uint32_t C, float sg) {
+    const int32_t *pm = TT_BLOB(m, int32_t, L->gscale_off);
+    uint64_t gmax = 0;
+    int32_t k;
+    for (uint32_t i = 0; i < n; i++) {
+        uint64_t a = tt_abs64(g[i]);
+        gmax = a > gmax ? a : gmax;
+    }
+    if (gmax == 0 || !(sg > 0.0f)) {
+        return 0.0f;
+    }
+    k = 24 - (int32_t)tt_bitlen64(gmax);
+    for (uint32_t i = 0; i < n; i++) {
+        g[i] = (int32_t)tt_round_shift((int64_t)g[i] * pm[i % C], (uint32_t)(31 - k));
+    }
+    return (sg * tt_pow2f(-k)) * L->wscale_max;
+}

@@ -1,0 +1,233 @@
+/*
+ * Weight and bias updates, optimised (selected by TT_OPTIMIZED, see
+ * tt_opt.h). Same results as tt_update.c bit for bit: the int64 sums are
+ * reordered only; each weight and bias is updated by the same float
+ * operations in the same order.
+ *
+ *  - weight gradient of a pointwise layer (and the FC head): per output
+ *    channel 4 trained input channels at a time, the input zero point taken
+ *    out of the sum: sum g (s - z) = sum g s - z sum g. Depthwise: per tap
+ *    the rectangle of output positions that reach the input, no test inside.
+ *  - bias gradient and the prescale of the output gradient: the reference's
+ *    loops without per-element division or bit loops.
+ */
+#include "tt_opt.h"
+
+#if TT_OPTIMIZED
+
+/* The reference's update_weight (tt_update.c), the same operations in the
+   same order, and its grad hook; only the bit length is found faster. */
+static void weight_step(tt_trainer *t, uint32_t li, int8_t *w, int8_t *res, uint32_t idx, int64_t a, float scale,
+                        float scale_div, float k, float qas) {
+    float u;
+    if (t->grad_hook) {
+        t->grad_hook(t->grad_hook_ctx, li, idx, a, scale / scale_div);
+    }
+    u = (tt_f32_from_i64_fast(a) * k) * qas;
+    if (res) {
+        int32_t total = (int32_t)w[idx] * 256 + res[idx] - tt_rint_sat(u * 256.0f, 65535);
+        int32_t q;
+        total = tt_clamp32(total, -127 * 256, 127 * 256);
+        q = (total + 128) >> 8;
+        w[idx] = (int8_t)q;
+        res[idx] = (int8_t)(total - q * 256);
+    } else {
+        w[idx] = (int8_t)tt_clamp32((int32_t)w[idx] - tt_rint_sat(u, 255), -127, 127);
+    }
+}
+
+/* sum_p g[p][c], 4 channels per pass over the positions. */
+int tt_update_biases_opt(tt_trainer *t, uint32_t li, const tt_layer_rec *L, const int32_t *g, uint32_t npos,
+                         uint32_t C, float sg, float k) {
+    int32_t *b = TT_ARENA(t, int32_t, L->b_arena);
+    const float *qas = TT_BLOB(&t->model, float, L->qas_b_off);
+    int64_t a[4];
+    for (uint32_t c0 = 0; c0 < C; c0 += 4u) {
+        const uint32_t nc = C - c0 < 4u ? C - c0 : 4u;
+        const int32_t *gp = g + c0;
+        a[0] = a[1] = a[2] = a[3] = 0;
+        if (nc == 4u) {
+            int64_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+            for (uint32_t p = 0; p < npos; p++, gp += C) {
+                a0 += gp[0];
+                a1 += gp[1];
+                a2 += gp[2];
+                a3 += gp[3];
+            }
+            a[0] = a0;
+            a[1] = a1;
+            a[2] = a2;
+            a[3] = a3;
+        } else {
+            for (uint32_t p = 0; p < npos; p++, gp += C) {
+                for (uint32_t i = 0; i < nc; i++) {
+                    a[i] += gp[i];
+                }
+            }
+        }
+        for (uint32_t i = 0; i < nc; i++) {
+            const uint32_t c = c0 + i;
+            if (t->grad_hook) {
+                t->grad_hook(t->grad_hook_ctx, li, TT_GRAD_HOOK_BIAS | c, a[i], sg);
+            }
+            b[c] = tt_clamp32((int64_t)b[c] - tt_rint_sat((tt_f32_from_i64_fast(a[i]) * k) * qas[c], TT_BIAS_LIMIT),
+                              -TT_BIAS_LIMIT, TT_BIAS_LIMIT);
+        }
+    }
+    return 1;
+}
+
+/* The reference's prescale without a division per element. */
+int tt_prescale_opt(const tt_model *m, const tt_layer_rec *L, int32_t *g, uint32_t n, uint32_t C, float sg,
+                    float *sgp) {
+    const int32_t *pm = TT_BLOB(m, int32_t, L->gscale_off);
+    uint32_t gmax = 0, sh;
+    int32_t k;
+    for (uint32_t i = 0; i < n; i++) {
+        const uint32_t a = g[i] < 0 ? 0u - (uint32_t)g[i] : (uint32_t)g[i];
+        gmax = a > gmax ? a : gmax;
+    }
+    if (gmax == 0 || !(sg > 0.0f)) {
+        *sgp = 0.0f;
+        return 1;
+    }
+    k = 24 - (int32_t)tt_bitlen64_fast(gmax);
+    sh = (uint32_t)(31 - k);
+    for (uint32_t i = 0; i < n; i += C) {
+        int32_t *gp = g + i;
+        for (uint32_t c = 0; c < C; c++) {
+            gp[c] = (int32_t)tt_round_shift((int64_t)gp[c] * pm[c], sh);
+        }
+    }
+    *sgp = (sg * tt_pow2f(-k)) * L->wscale_max;
+    return 1;
+}
+
+static int is_fc(const tt_model *m, const tt_layer_rec *L) {
+    const tt_tensor_rec *in = tt_tensor(m, L->in), *out = tt_tensor(m, L->out);
+    return L->kind == TT_L_CONV && out->h == 1u && out->w == 1u && L->kh == in->h && L->kw == in->w &&
+           L->pad_top == 0u && L->pad_left == 0u;
+}
+
+/* Output indices o in [0, on) whose input index o s + k - pad lies in [0, n). */
+static void tap_range(uint32_t k, uint32_t pad, uint32_t s, uint32_t n, uint32_t on, uint32_t *lo, uint32_t *hi) {
+    const int32_t first = (int32_t)pad - (int32_t)k; /* need o s >= first */
+    const int32_t last = (int32_t)n - 1 + (int32_t)pad - (int32_t)k; /* and o s <= last */
+    uint32_t a = first <= 0 ? 0u : ((uint32_t)first + s - 1u) / s;
+    uint32_t b = last < 0 ? 0u : (uint32_t)last / s + 1u;
+    b = b < on ? b : on;
+    *lo = a;
+    *hi = last < 0 || a > b ? a : b;
+}
+
+/* Depthwise weight gradient: per tap the rectangle of output positions whose
+   input lies inside, walked with pointers (the reference tests every one). */
+static void dw_update_weights(tt_trainer *t, uint32_t li, const tt_layer_rec *L, const int32_t *g,
+                              uint32_t saved_id, float sg, float k, const float *hook_div) {
+    const tt_model *m = &t->model;
+    const tt_tensor_rec *in = tt_tensor(m, L->in), *out = tt_tensor(m, L->out);
+    const int8_t *s = tt_act_data(t, saved_id);
+    int8_t *w = TT_ARENA(t, int8_t, L->w_arena);
+    int8_t *res = (L->flags & TT_LF_RESIDUE) ? TT_ARENA(t, int8_t, L->wres_arena) : NULL;
+    const float *qas = TT_BLOB(m, float, L->qas_w_off);
+    const uint16_t *perm = TT_BLOB(m, uint16_t, L->perm_off);
+    const float scale = sg * in->scale; /* as the reference */
+    const uint32_t nt = L->n_train, C = out->c, kk = (uint32_t)L->kh * L->kw, st = L->stride;
+    const uint32_t W = in->w, OW = out->w;
+    const int32_t zx = in->zero;
+    for (uint32_t r = 0; r < kk; r++) { /* the reference's order: tap, then channel */
+        const uint32_t kh = r / L->kw, kw = r % L->kw;
+        uint32_t oh0, oh1, ow0, ow1;
+        tap_range(kh, L->pad_top, st, in->h, out->h, &oh0, &oh1);
+        tap_range(kw, L->pad_left, st, W, OW, &ow0, &ow1);
+        for (uint32_t j = 0; j < nt; j++) {
+            const uint32_t ch = perm[j];
+            int64_t a = 0;
+            for (uint32_t oh = oh0; oh < oh1; oh++) {
+                const uint32_t ih = oh * st + kh - L->pad_top, iw0 = ow0 * st + kw - L->pad_left;
+                const int32_t *gp = g + (oh * OW + ow0) * C + ch;
+                const int8_t *sp = s + (ih * W + iw0) * nt + j;
+                for (uint32_t ow = ow0; ow < ow1; ow++, gp += C, sp += st * nt) {
+                    a += (int64_t)*gp * (*sp - zx);
+                }
+            }
+            weight_step(t, li, w, res, j * kk + r, a, scale, hook_div ? hook_div[ch] : 1.0f, k, qas[ch]);
+        }
+    }
+}
+
+/* Weight gradient of a 1x1 conv on equal grids, or of a conv whose kernel
+   covers the whole input (FC): both are sum_p g[p][c] (s[p][j] - z) with p
+   running over the positions of one output pixel's window. */
+int tt_update_weights_opt(tt_trainer *t, uint32_t li, const tt_layer_rec *L, const int32_t *g, uint32_t saved_id,
+                          float sg, float k, const float *hook_div) {
+    const tt_model *m = &t->model;
+    const tt_tensor_rec *in = tt_tensor(m, L->in), *out = tt_tensor(m, L->out);
+    const int8_t *s = tt_act_data(t, saved_id);
+    int8_t *w = TT_ARENA(t, int8_t, L->w_arena);
+    int8_t *res = (L->flags & TT_LF_RESIDUE) ? TT_ARENA(t, int8_t, L->wres_arena) : NULL;
+    const float *qas = TT_BLOB(m, float, L->qas_w_off);
+    const float scale = sg * in->scale; /* as the reference */
+    const uint32_t nt = L->n_train, C = out->c;
+    const int32_t zx = in->zero;
+    uint32_t npos, gstride, sstride, kk;
+    if (tt_is_pointwise(m, L)) {
+        /* A[c][j] = sum over pixels p of g[p][c] (s[p][j] - z) */
+        npos = (uint32_t)out->h * out->w;
+        gstride = C;
+        kk = 1u;
+    } else if (is_fc(m, L)) {
+        /* A[c][r][j] = g[c] (s[r][j] - z): one term, r = kernel tap */
+        npos = 1u;
+        gstride = 0u;
+        kk = (uint32_t)L->kh * L->kw;
+    } else if (L->kind == TT_L_DWCONV) {
+        dw_update_weights(t, li, L, g, saved_id, sg, k, hook_div);
+        return 1;
+    } else {
+        return 0;
+    }
+    sstride = nt;
+    for (uint32_t c = 0; c < C; c++) {
+        const int32_t *gc = g + c;
+        const float div = hook_div ? hook_div[c] : 1.0f;
+        int64_t gsum = 0;
+        for (uint32_t p = 0; p < npos; p++) {
+            gsum += gc[p * gstride];
+        }
+        for (uint32_t r = 0; r < kk; r++) {
+            const int8_t *sr = s + r * nt; /* FC: tap r's trained channels */
+            const uint32_t base = (c * kk + r) * nt;
+            uint32_t j = 0;
+            for (; j + 4u <= nt; j += 4u) {
+                int64_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+                const int8_t *sp = sr + j;
+                for (uint32_t p = 0; p < npos; p++, sp += sstride) {
+                    const int64_t gv = gc[p * gstride];
+                    const uint32_t v = tt_ld32(sp);
+                    a0 += gv * (int8_t)(v & 0xFFu);
+                    a1 += gv * (int8_t)((v >> 8) & 0xFFu);
+                    a2 += gv * (int8_t)((v >> 16) & 0xFFu);
+                    a3 += gv * (int8_t)(v >> 24);
+                }
+                weight_step(t, li, w, res, base + j, a0 - zx * gsum, scale, div, k, qas[c]);
+                weight_step(t, li, w, res, base + j + 1u, a1 - zx * gsum, scale, div, k, qas[c]);
+                weight_step(t, li, w, res, base + j + 2u, a2 - zx * gsum, scale, div, k, qas[c]);
+                weight_step(t, li, w, res, base + j + 3u, a3 - zx * gsum, scale, div, k, qas[c]);
+            }
+            for (; j < nt; j++) {
+                int64_t a = 0;
+                const int8_t *sp = sr + j;
+                for (uint32_t p = 0; p < npos; p++, sp += sstride) {
+                    a += (int64_t)gc[p * gstride] * *sp;
+                }
+                weight_step(t, li, w, res, base + j, a - zx * gsum, scale, div, k, qas[c]);
+            }
+        }
+    }
+    return 1;
+}
+
+#else
+typedef int tt_update_opt_unused; /* ISO C: a translation unit is not empty */
+#endif
