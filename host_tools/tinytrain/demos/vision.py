@@ -276,7 +276,7 @@ def default_scheme(model: Model, st: dict) -> Choice:
         fits = []
         for label in tte.PUBLISHED[model.name]:
             s = tte.published_scheme(g, model.name, label, lr=st["lr"], residue=st["residue"])
-            s.lr_scale = planner._lr_scale_dict(g, st["lr_scale"])
+            s.lr_scale = planner.lr_scale_dict(g, st["lr_scale"])
             arena = compile_model(g, s).arena_size
             if arena <= BOARD_ARENA:
                 fits.append((arena, label, s))
@@ -306,7 +306,7 @@ def parse_schemes(spec: str, model: Model, st: dict) -> list:
             continue
         s = parse_scheme(name, model.graph, lr=st["lr"], residue=st["residue"])
         if not s.lr_scale and st["lr_scale"] != 1:
-            s.lr_scale = planner._lr_scale_dict(model.graph, st["lr_scale"])
+            s.lr_scale = planner.lr_scale_dict(model.graph, st["lr_scale"])
         out.append(Choice(name, s))
     names = [c.name for c in out]
     if len(set(names)) != len(names):
@@ -622,7 +622,7 @@ def run(target: str = "sim", data: str = "digits", model=None, scheme: str = "au
                                       qas=True, residue=st["residue"], seeds=(cfg.seed,), jobs=jobs,
                                       progress=progress, **analysis_space(m, cfg.quick))
         parts = ([f"biases of the last {r.k} layers"] if r.k else []) + \
-            [f"{n} weights x{planner._fmt_ratio(x)}" for n, x in r.weights.items()] + ["the classifier"]
+            [f"{n} weights x{planner.fmt_ratio(x)}" for n, x in r.weights.items()] + ["the classifier"]
         what = (f"searched under {int(budget):,} B: " + ", ".join(parts)
                 + f"; predicted validation accuracy {100 * r.predicted_acc:.1f}%")
         choices = [Choice(f"searched@{int(budget)}", r.scheme, what, r)]
