@@ -119,8 +119,61 @@ def contribution_analysis(graph: QGraph, train, val, *, bias_ks=None, weight_lay
     """
     t_start = time.perf_counter()
     backbone, head = split_layers(graph)
-    bias_ks = default_bias_ks(graph) if bias_ks is None else list(bias_ks)
-    weight_layers = default_weight_layers(graph) if weight_layers is None else list(weight_layers)
+    names, ratios, seeds, ks, base_k, base_choice = _check_options(
+        graph, backbone, default_bias_ks(graph) if bias_ks is None else list(bias_ks),
+        default_weight_layers(graph) if weight_layers is None else list(weight_layers),
+        ratios, epochs, seeds, base_k)
+    xtr, ytr = as_dataset(train, graph, "train")
+    xva, yva = as_dataset(val, graph, "val")
+    jobs = default_jobs() if jobs is None else int(jobs)
+    if jobs < 1:
+        raise ValueError("jobs must be >= 1")
+
+    m = _Measurements(graph, dict(lr=lr, lr_scale=lr_scale, qas=qas, residue=residue), seeds, int(epochs))
+    weight_keys = [("w", name, r) for name in names for r in ratios]
+    for k in ks:
+        m.prepare(("b", k), k, {})
+    if base_k is not None:
+        for key in weight_keys:
+            m.prepare(key, base_k, {key[1]: key[2]})
+
+    n_total = len(m.tasks_of) + (0 if base_k is not None else len(weight_keys))
+    if progress:
+        from tqdm.auto import tqdm
+        m.bar = tqdm(total=n_total, desc="contribution analysis", unit="run", dynamic_ncols=True)
+    data = (xtr, ytr, xva.tobytes(), [int(v) for v in yva])
+    try:
+        with Runner(data, min(jobs, max(1, n_total))) as runner:
+            first = list(m.configs)
+            m.run(runner, first)
+            if base_k is None:  # the weight runs sit on the best bias setting, known only now
+                base_k = max(ks, key=lambda k: (m.configs[("b", k)].acc, -k))
+                for key in weight_keys:
+                    m.prepare(key, base_k, {key[1]: key[2]})
+                if m.bar is not None:
+                    m.bar.total = len(first) - sum(1 for key in first if key in m.alias) + \
+                        sum(1 for key in weight_keys if key in m.tasks_of)
+                    m.bar.refresh()
+                m.run(runner, weight_keys)
+    finally:
+        if m.bar is not None:
+            m.bar.close()
+
+    bias = {k: m.configs[("b", k)] for k in ks}
+    weight = {(name, r): m.configs[("w", name, r)] for name in names for r in ratios}
+    settings = {"epochs": int(epochs), "lr": float(lr),
+                "lr_scale": lr_scale if lr_scale is None or isinstance(lr_scale, (int, float))
+                else {str(a): float(b) for a, b in dict(lr_scale).items()},
+                "qas": bool(qas), "residue": bool(residue), "seeds": seeds, "n_train": len(xtr),
+                "n_val": len(xva), "jobs": jobs, "runs": m.n_runs, "cpu_seconds": m.seconds,
+                "seconds": time.perf_counter() - t_start}
+    return Analysis(backbone, head, ratios, names, base_k, base_choice, bias, weight, settings,
+                    graph_fingerprint(graph))
+
+
+def _check_options(graph: QGraph, backbone: list, bias_ks: list, weight_layers: list, ratios, epochs, seeds,
+                   base_k) -> tuple:
+    """(layer names, ratios, seeds, ks, base_k or None for 'best', base_choice), or ValueError."""
     names = []
     for key in weight_layers:
         name = resolve_layer(graph, key)
@@ -138,105 +191,55 @@ def contribution_analysis(graph: QGraph, train, val, *, bias_ks=None, weight_lay
     if not seeds:
         raise ValueError("give at least one seed")
     ks = sorted({0} | {int(k) for k in bias_ks})
-    base_choice = "best"
-    if base_k is not None and base_k != "best":
-        if base_k == "largest":
-            base_choice, base_k = "largest", max(ks)
-        else:
-            if not 0 <= int(base_k) <= len(backbone):
-                raise ValueError(f"base_k = {base_k}: not in [0, {len(backbone)}]")
-            base_choice, base_k = "given", int(base_k)
-            ks = sorted(set(ks) | {base_k})
-    else:
-        base_k = None
-    xtr, ytr = as_dataset(train, graph, "train")
-    xva, yva = as_dataset(val, graph, "val")
-    opts = dict(lr=lr, lr_scale=lr_scale, qas=qas, residue=residue)
-    jobs = default_jobs() if jobs is None else int(jobs)
-    if jobs < 1:
-        raise ValueError("jobs must be >= 1")
+    if base_k is None or base_k == "best":
+        return names, ratios, seeds, ks, None, "best"
+    if base_k == "largest":
+        return names, ratios, seeds, ks, max(ks), "largest"
+    if not 0 <= int(base_k) <= len(backbone):
+        raise ValueError(f"base_k = {base_k}: not in [0, {len(backbone)}]")
+    return names, ratios, seeds, sorted(set(ks) | {int(base_k)}), int(base_k), "given"
 
-    configs: dict = {}  # key -> Config (accuracy filled in later)
-    by_model: dict = {}  # model digest -> key of the run that measures it
-    alias: dict = {}  # key -> key whose run it shares (same compiled model)
-    tasks_of: dict = {}
 
-    def prepare(key, k, weights):
-        plan = compile_model(graph, make_scheme(graph, k, weights, **opts))
-        configs[key] = Config(k, dict(weights), float("nan"), [], plan.arena_size, plan.persist_size,
-                              plan.trained_params)
+class _Measurements:
+    """The configurations of an analysis, each compiled once; configurations
+    whose model files are identical share one run."""
+
+    def __init__(self, graph: QGraph, opts: dict, seeds: list, epochs: int):
+        self.graph, self.opts, self.seeds, self.epochs = graph, opts, seeds, epochs
+        self.configs: dict = {}   # key -> Config (accuracy filled in by run)
+        self.by_model: dict = {}  # model digest -> key of the run that measures it
+        self.alias: dict = {}     # key -> key whose run it shares (same compiled model)
+        self.tasks_of: dict = {}  # key -> pool task
+        self.seconds, self.n_runs = 0.0, 0
+        self.bar = None
+
+    def prepare(self, key, k: int, weights: dict) -> None:
+        plan = compile_model(self.graph, make_scheme(self.graph, k, weights, **self.opts))
+        self.configs[key] = Config(k, dict(weights), float("nan"), [], plan.arena_size, plan.persist_size,
+                                   plan.trained_params)
         digest = hashlib.sha1(plan.data).hexdigest()
-        if digest in by_model:
-            alias[key] = by_model[digest]
+        if digest in self.by_model:
+            self.alias[key] = self.by_model[digest]
         else:
-            by_model[digest] = key
-            tasks_of[key] = (key, plan.data, seeds, int(epochs))
+            self.by_model[digest] = key
+            self.tasks_of[key] = (key, plan.data, self.seeds, self.epochs)
 
-    def weight_keys():
-        return [(name, r) for name in names for r in ratios]
-
-    for k in ks:
-        prepare(("b", k), k, {})
-    if base_k is not None:
-        for name, r in weight_keys():
-            prepare(("w", name, r), base_k, {name: r})
-
-    n_total = len(tasks_of) + (0 if base_k is not None else len(names) * len(ratios))
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=n_total, desc="contribution analysis", unit="run", dynamic_ncols=True)
-    data = (xtr, ytr, xva.tobytes(), [int(v) for v in yva])
-    seconds = 0.0
-    n_runs = 0
-
-    def run_all(runner, keys):
-        nonlocal seconds, n_runs
+    def run(self, runner: Runner, keys: list) -> None:
         # Longest first (a bigger arena means more layers in the backward pass).
-        tasks = sorted((tasks_of[key] for key in keys if key in tasks_of),
-                       key=lambda t: -configs[t[0]].arena)
+        tasks = sorted((self.tasks_of[key] for key in keys if key in self.tasks_of),
+                       key=lambda t: -self.configs[t[0]].arena)
         for key, accs, secs in runner.run(tasks):
-            c = configs[key]
+            c = self.configs[key]
             c.accs, c.acc, c.seconds = accs, float(np.mean(accs)), secs
-            seconds += secs
-            n_runs += len(accs)
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix_str(f"{key_text(key)}: {100 * c.acc:.1f}%")
-        for key, src in alias.items():
+            self.seconds += secs
+            self.n_runs += len(accs)
+            if self.bar is not None:
+                self.bar.update(1)
+                self.bar.set_postfix_str(f"{key_text(key)}: {100 * c.acc:.1f}%")
+        for key, src in self.alias.items():
             if key in keys:
-                c = configs[key]
-                c.accs, c.acc = list(configs[src].accs), configs[src].acc
-
-    try:
-        with Runner(data, min(jobs, max(1, n_total))) as runner:
-            first = list(configs)
-            run_all(runner, first)
-            if base_k is None:
-                base_k = max(ks, key=lambda k: (configs[("b", k)].acc, -k))
-                keys = []
-                for name, r in weight_keys():
-                    prepare(("w", name, r), base_k, {name: r})
-                    keys.append(("w", name, r))
-                if bar is not None:
-                    bar.total = len(first) - sum(1 for key in first if key in alias) + \
-                        sum(1 for key in keys if key in tasks_of)
-                    bar.refresh()
-                run_all(runner, keys)
-    finally:
-        if bar is not None:
-            bar.close()
-
-    bias = {k: configs[("b", k)] for k in ks}
-    weight = {(name, r): configs[("w", name, r)] for name in names for r in ratios}
-    settings = {"epochs": int(epochs), "lr": float(lr),
-                "lr_scale": lr_scale if lr_scale is None or isinstance(lr_scale, (int, float))
-                else {str(a): float(b) for a, b in dict(lr_scale).items()},
-                "qas": bool(qas), "residue": bool(residue), "seeds": seeds, "n_train": len(xtr),
-                "n_val": len(xva), "jobs": jobs, "runs": n_runs, "cpu_seconds": seconds,
-                "seconds": time.perf_counter() - t_start}
-    return Analysis(backbone, head, ratios, names, base_k, base_choice, bias, weight, settings,
-                    graph_fingerprint(graph))
+                c = self.configs[key]
+                c.accs, c.acc = list(self.configs[src].accs), self.configs[src].acc
 
 
 def key_text(key) -> str:
