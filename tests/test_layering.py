@@ -16,22 +16,21 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def imported_modules(path: Path) -> set:
-    """Absolute names of every module an import statement in the file names
-    (for `from X import a`, both X and X.a: a may be a submodule)."""
-    name = module_name(path)
-    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+def imported_modules(source: str, name: str, is_package: bool = False) -> set:
+    """Absolute names of every module the import statements of module `name`
+    name, at any depth (for `from X import a`, both X and X.a: a may be a
+    submodule)."""
+    package = name if is_package else name.rpartition(".")[0]
     out = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
             out.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom):
-            base = package.split(".")
+            mod = node.module
             if node.level:
+                base = package.split(".")
                 base = base[:len(base) - (node.level - 1)]
                 mod = ".".join(base + ([node.module] if node.module else []))
-            else:
-                mod = node.module
             out.add(mod)
             out.update(f"{mod}.{a.name}" for a in node.names)
     return out
@@ -41,13 +40,22 @@ def is_demo(name: str) -> bool:
     return name == "tinytrain.demos" or name.startswith("tinytrain.demos.")
 
 
-def test_import_resolution_sees_relative_imports(tmp_path):
-    """The checker itself: relative imports of every level resolve to the demos."""
-    assert is_demo("tinytrain.demos.vision")
-    found = {p.name: imported_modules(p) for p in PACKAGE.rglob("*.py")}
-    assert "tinytrain.demos.backends" in found["vision.py"]  # `from .backends import ...` in demos/
-    assert "tinytrain.compiler" in found["transfer.py"]     # `from .compiler import ...`
-    assert any(n.startswith("tinytrain.demos") for n in imported_modules(PACKAGE / "cli.py"))
+def test_checker_sees_every_form_of_import():
+    src = ("import tinytrain.demos.vision\n"
+           "def f():\n"
+           "    from ..demos import personalize\n"
+           "    from ..demos.backends import open_device\n"
+           "class C:\n"
+           "    def g(self):\n"
+           "        from tinytrain.demos import vision\n"
+           "from . import sources\n")
+    found = imported_modules(src, "tinytrain.stream.x")
+    assert {"tinytrain.demos.vision", "tinytrain.demos.personalize", "tinytrain.demos.backends",
+            "tinytrain.stream.sources"} <= found
+    assert "tinytrain.demos" in imported_modules("from . import demos\n", "tinytrain", is_package=True)
+    assert "tinytrain.demos.vision" in imported_modules("from .vision import run\n", "tinytrain.demos.x")
+    assert not any(is_demo(m) for m in imported_modules("from .demosaic import x\nimport demos\n",
+                                                        "tinytrain.x"))
 
 
 def test_library_does_not_import_demos():
@@ -56,7 +64,8 @@ def test_library_does_not_import_demos():
         name = module_name(path)
         if is_demo(name) or name in ENTRY_POINTS:
             continue
-        bad = sorted(m for m in imported_modules(path) if is_demo(m))
+        bad = sorted(m for m in imported_modules(path.read_text(), name, path.name == "__init__.py")
+                     if is_demo(m))
         if bad:
             offenders.append(f"{name} imports {', '.join(bad)}")
     assert not offenders, "library modules import demo code:\n" + "\n".join(offenders)
