@@ -116,7 +116,7 @@ def time_step(graph, scheme, x, y, n: int = 5):
 
 def describe(k, weights) -> str:
     parts = [f"bias last {k}"] if k else []
-    parts += [f"{n}@{planner._fmt_ratio(r)}" for n, r in weights.items()]
+    parts += [f"{n}@{planner.fmt_ratio(r)}" for n, r in weights.items()]
     return ", ".join(parts) if parts else "classifier only"
 
 
@@ -217,7 +217,7 @@ def main(argv=None):
         from tinytrain.convert import tte
         for label in PUBLISHED:
             s = tte.published_scheme(graph, "mcunet-5fps", label, lr=args.lr)
-            s.lr_scale = planner._lr_scale_dict(graph, args.backbone_lr_scale)
+            s.lr_scale = planner.lr_scale_dict(graph, args.backbone_lr_scale)
             published[label] = s
     if args.budgets:
         budgets = [int(float(v)) for v in args.budgets.split(",")]

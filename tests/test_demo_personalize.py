@@ -14,7 +14,7 @@ pytest.importorskip("matplotlib")
 if __import__("importlib").util.find_spec("seglearn") is None:
     pytest.skip("the watch data set ships with seglearn: pip install seglearn", allow_module_level=True)
 
-from tinytrain import cli, datasets  # noqa: E402
+from tinytrain import cli, datasets, tasks  # noqa: E402
 from tinytrain.demos import backends, personalize  # noqa: E402
 
 # Quick mode, subject 4, seeds 0..5 measured: before 75.0-83.8%, after
@@ -59,7 +59,7 @@ def test_deterministic(quick_runs):
 
 def test_time_split_has_no_shared_samples():
     w = datasets.watch_windows(held_out=4)
-    learn, ev = personalize.time_split(w, 4, 0.5)
+    learn, ev = tasks.time_split(w, 4, 0.5)
     assert len(learn) > 100 and len(ev) > 100
     assert set(w.subject[learn]) == {4} and set(w.subject[ev]) == {4}
     for r in np.unique(w.rec[learn]):

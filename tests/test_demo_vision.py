@@ -15,7 +15,7 @@ import pytest
 pytest.importorskip("matplotlib")
 pytest.importorskip("sklearn")
 
-from tinytrain import cli, datasets, planner  # noqa: E402
+from tinytrain import cli, datasets, planner, tasks  # noqa: E402
 from tinytrain.compiler import compile_model  # noqa: E402
 from tinytrain.demos import vision  # noqa: E402
 
@@ -56,7 +56,7 @@ def test_training_loop_is_the_planners(quick_small):
     planner.train_and_evaluate gives for the same model, data and seed."""
     res, _ = quick_small
     cfg = vision.quick_config()
-    task = vision.load_task("digits", 0, *vision.QUICK_SIZES["digits"])
+    task = tasks.load_image_task("digits", 0, *vision.QUICK_SIZES["digits"])
     xtr = datasets.to_model_inputs(res.graph, task.images, task.i_train)
     xte = datasets.to_model_inputs(res.graph, task.images, task.i_test)
     acc = planner.train_and_evaluate(res.rows[0].model, (xtr, task.labels[task.i_train]), xte.tobytes(),
@@ -65,7 +65,7 @@ def test_training_loop_is_the_planners(quick_small):
 
 
 def test_source_task_is_disjoint_from_the_target_task():
-    task = vision.load_task("digits", 3, 100, 60, 200)
+    task = tasks.load_image_task("digits", 3, 100, 60, 200)
     parts = [set(task.i_train), set(task.i_val), set(task.i_test), set(task.i_rest)]
     assert sum(map(len, parts)) == len(task.labels) == 1797
     assert len(set().union(*parts)) == 1797  # a partition
@@ -105,7 +105,7 @@ def test_faces_data():
     x, y = datasets.lfw_faces()
     assert x.shape == (200, 25, 25) and 0 <= x.min() and x.max() <= 1
     assert (y == 1).sum() == 100 and (y[:100] == 1).all()
-    task = vision.load_task("faces", 0, *vision.SIZES["faces"])
+    task = tasks.load_image_task("faces", 0, *tasks.IMAGE_SIZES["faces"])
     assert task.classes == ["not a face", "face"]
     for idx in (task.i_train, task.i_val, task.i_test):
         assert set(np.unique(task.labels[idx])) == {0, 1}
@@ -181,7 +181,7 @@ def test_mcunet_pipeline_reduced():
     assert row.arena_bytes == arenas["49kb"] <= vision.BOARD_ARENA == 163840
     # inputs: the digits upscaled and quantised with the model's input scale
     t = g.tensors[g.input]
-    task = vision.load_task("digits", 0, 24, 10, 30)
+    task = tasks.load_image_task("digits", 0, 24, 10, 30)
     x = datasets.to_model_inputs(g, task.images, task.i_test[:2]).astype(np.float64)
     deq = (x - t.zero) * t.scale
     ref = datasets.model_floats(task.images[task.i_test[:2]], (hw, hw, 3)).reshape(2, -1)

@@ -162,7 +162,7 @@ def test_exact_equals_brute_force_with_random_gains(mbnet):
     branch and bound always finds the brute-force optimum, the evolution never
     does better."""
     g, _, _, a = mbnet
-    space = planner._Space(a, g, cache_of(g))
+    space = planner.SearchSpace(a, g, cache_of(g))
     arena = {(k, ch): space.measure(k, ch)[0] for k in space.ks
              for ch in itertools.product(*(range(len(r)) for r in space.ratios))}
     rng = np.random.default_rng(3)
@@ -173,7 +173,7 @@ def test_exact_equals_brute_force_with_random_gains(mbnet):
             c.acc = float(rng.uniform(0.2, 0.9))
         b.bias[0].acc = 0.5
         b.bias[b.base_k].acc = 0.55
-        sp = planner._Space(b, g)
+        sp = planner.SearchSpace(b, g)
         for budget in budgets:
             best = max(sp.gain(k, ch) for (k, ch), ar in arena.items() if ar <= budget)
             exact = planner.search(b, budget, g, cache=cache_of(g))

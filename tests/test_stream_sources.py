@@ -310,9 +310,10 @@ def test_dataset_digits(tmp_path, capsys):
     as the Trainer trains on those inputs."""
     from tinytrain import datasets as ds
     from tinytrain.compiler import Scheme, compile_model
-    from tinytrain.demos.vision import SIZES, build_small_cnn, load_task
+    from tinytrain.demos.vision import build_small_cnn
+    from tinytrain.tasks import IMAGE_SIZES, load_image_task
     b = build_small_cnn(10, 0, input_shape=(12, 12, 2))
-    task = load_task("digits", 0, *SIZES["digits"])
+    task = load_image_task("digits", 0, *IMAGE_SIZES["digits"])
     g = exact_input_scale(b.quantize(ds.model_floats(task.images[task.i_rest[:64]], (12, 12, 2))))
     model = compile_model(g, Scheme.full(g, lr=0.02)).data
     x, y, xe, ye, what = sources.dataset("dataset:digits", model)
@@ -339,8 +340,8 @@ def test_dataset_imu():
     from tinytrain.builder import quantize_input
     from tinytrain.compiler import Scheme, compile_model
     from tinytrain.datasets import watch_windows
-    from tinytrain.demos.personalize import build_net, time_split
-    b = build_net(0)
+    from tinytrain.tasks import imu_cnn, time_split
+    b = imu_cnn(0)
     w = watch_windows(100, 50, held_out=7)
     g = exact_input_scale(b.quantize(w.x[w.subject != 7][::40]))
     model = compile_model(g, Scheme.last_layers(g, n_bias=1, n_weights=1)).data

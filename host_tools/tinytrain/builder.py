@@ -1,7 +1,8 @@
 """Small float networks, calibrated and quantised into a QGraph.
 
 For tests, examples and fresh models: layers with random (He) or given float
-weights; activation ranges come from calibration data when the model is built.
+weights; activation ranges come from calibration data when the model is built
+(run by tinytrain.floatops, the float network FloatNet trains with too).
 
     b = NetBuilder((8, 8, 1))
     b.fc(32, act="relu"); b.fc(10)
@@ -13,9 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import floatops
+from .floatops import ACTS, conv_forward  # noqa: F401  (conv_forward: for converters)
 from .graph import QGraph, QLayer, QTensor
-
-ACTS = (None, "relu", "relu6")
 
 
 @dataclass
@@ -29,31 +30,6 @@ class FloatLayer:
     stride: int = 1
     pad: tuple = (0, 0)
     act: str | None = None
-
-
-def conv_forward(x, w, b, stride, pad, depthwise=False):
-    """Float conv, NHWC, top/left padding `pad`, bottom/right whatever the output needs."""
-    n, h, wd, c = x.shape
-    kh, kw = w.shape[1:3]
-    oh = (h + 2 * pad[0] - kh) // stride + 1
-    ow = (wd + 2 * pad[1] - kw) // stride + 1
-    xp = np.zeros((n, max(pad[0] + h, (oh - 1) * stride + kh), max(pad[1] + wd, (ow - 1) * stride + kw), c))
-    xp[:, pad[0]:pad[0] + h, pad[1]:pad[1] + wd] = x
-    cout = w.shape[0]
-    y = np.zeros((n, oh, ow, cout)) + b
-    for i in range(kh):
-        for j in range(kw):
-            patch = xp[:, i:i + (oh - 1) * stride + 1:stride, j:j + (ow - 1) * stride + 1:stride]
-            y += patch * w[:, i, j] if depthwise else patch @ w[:, i, j, :].T
-    return y
-
-
-def apply_act(y, act):
-    if act == "relu":
-        return np.maximum(y, 0)
-    if act == "relu6":
-        return np.clip(y, 0, 6)
-    return y
 
 
 class NetBuilder:
@@ -116,17 +92,8 @@ class NetBuilder:
     # -- float execution ----------------------------------------------------
     def forward(self, x) -> dict:
         """Float activations of every tensor for a batch x of shape (N, h, w, c)."""
-        acts = {"input": np.asarray(x, dtype=np.float64)}
-        for L in self.layers:
-            xs = [acts[i] for i in L.inputs]
-            if L.kind in ("conv", "dwconv"):
-                y = self.conv_layer_forward(L, xs[0])
-            elif L.kind == "add":
-                y = xs[0] + xs[1]
-            else:
-                y = xs[0].mean(axis=(1, 2), keepdims=True)
-            acts[L.output] = apply_act(y, L.act)
-        return acts
+        return floatops.forward(self.layers, np.asarray(x, dtype=np.float64),
+                                lambda L, xi: (self.conv_layer_forward(L, xi), None))
 
     def conv_layer_forward(self, L: FloatLayer, x) -> np.ndarray:
         """A conv or depthwise layer before its activation (top/left padding;

@@ -5,106 +5,22 @@
                  weight_decay=1e-4, seed=0)         # minibatch SGD, softmax cross-entropy
     graph = builder.quantize(calib_x)                # train() wrote the weights back
 
-Forward and backward for every layer kind the builder makes: conv (any
-kernel, stride, top/left padding as in `builder.conv_forward`), depthwise,
-pointwise and fc (convs), add, global average pool, relu and relu6. Convs
-run as one matmul per kernel tap (fc, whose kernel covers its input: one
-matmul), so a small 1-D CNN trains on a few thousand windows in seconds.
+Forward and backward of every layer come from `tinytrain.floatops` (the one
+float network, which NetBuilder's calibration runs too); this module holds
+the parameters, the backward pass over the graph and the optimiser. A small
+1-D CNN trains on a few thousand windows in seconds.
 
 Only some parameters can be made trainable (`trainable`, and `masks` for a
 subset of a tensor's elements), which gives the float reference of a sparse
 on-device training scheme: `scheme_trainable(graph, scheme)` builds both
 from a compiler `Scheme`.
-
-The gradient of relu (relu6) is 1 where 0 < y (0 < y < 6) before the clamp,
-0 elsewhere, as in the device's clamp masks.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .builder import NetBuilder, apply_act
-
-
-def _act_grad(dy, pre, act):
-    if act == "relu":
-        return dy * (pre > 0)
-    if act == "relu6":
-        return dy * ((pre > 0) & (pre < 6))
-    return dy
-
-
-def _pad(x, kh, kw, stride, pad):
-    n, h, w, c = x.shape
-    oh = (h + 2 * pad[0] - kh) // stride + 1
-    ow = (w + 2 * pad[1] - kw) // stride + 1
-    if oh < 1 or ow < 1:
-        raise ValueError(f"kernel {kh}x{kw} does not fit input {h}x{w} with padding {pad}")
-    hp = max(pad[0] + h, (oh - 1) * stride + kh)
-    wp = max(pad[1] + w, (ow - 1) * stride + kw)
-    if (hp, wp) == (h, w):
-        return x, oh, ow
-    xp = np.zeros((n, hp, wp, c))
-    xp[:, pad[0]:pad[0] + h, pad[1]:pad[1] + w] = x
-    return xp, oh, ow
-
-
-def _tap(a, i, j, oh, ow, stride):
-    return a[:, i:i + (oh - 1) * stride + 1:stride, j:j + (ow - 1) * stride + 1:stride]
-
-
-def conv_fwd(x, w, b, stride, pad, depthwise=False):
-    """y (pre-activation) and the padded input (the cache of the backward pass)."""
-    kh, kw = w.shape[1:3]
-    xp, oh, ow = _pad(x, kh, kw, stride, pad)
-    n = x.shape[0]
-    cout = w.shape[0]
-    if not depthwise and oh == 1 and ow == 1:  # fc: the kernel covers the (padded) input
-        y = xp[:, :kh, :kw, :].reshape(n, -1) @ w.reshape(cout, -1).T + b
-        return y.reshape(n, 1, 1, cout), xp
-    y = np.empty((n, oh, ow, cout))
-    y[...] = b
-    for i in range(kh):
-        for j in range(kw):
-            patch = _tap(xp, i, j, oh, ow, stride)
-            if depthwise:
-                y += patch * w[:, i, j]
-            else:
-                y += patch @ w[:, i, j, :].T
-    return y, xp
-
-
-def conv_bwd(dy, xp, x_shape, w, stride, pad, depthwise=False, need_dx=True):
-    """(dx, dw, db) of conv_fwd; dx is None when not needed."""
-    kh, kw = w.shape[1:3]
-    n, oh, ow, cout = dy.shape
-    db = dy.sum(axis=(0, 1, 2))
-    dxp = np.zeros_like(xp) if need_dx else None
-    if not depthwise and oh == 1 and ow == 1:
-        flat = xp[:, :kh, :kw, :].reshape(n, -1)
-        d2 = dy.reshape(n, cout)
-        dw = (d2.T @ flat).reshape(w.shape)
-        if need_dx:
-            dxp[:, :kh, :kw, :] = (d2 @ w.reshape(cout, -1)).reshape(n, kh, kw, -1)
-    else:
-        dw = np.empty_like(w)
-        d2 = dy.reshape(-1, cout)
-        for i in range(kh):
-            for j in range(kw):
-                patch = _tap(xp, i, j, oh, ow, stride)
-                if depthwise:
-                    dw[:, i, j] = (dy * patch).sum(axis=(0, 1, 2))
-                    if need_dx:
-                        _tap(dxp, i, j, oh, ow, stride)[...] += dy * w[:, i, j]
-                else:
-                    dw[:, i, j, :] = d2.T @ patch.reshape(-1, patch.shape[-1])
-                    if need_dx:
-                        _tap(dxp, i, j, oh, ow, stride)[...] += dy @ w[:, i, j, :]
-    dx = None
-    if need_dx:
-        h, wd = x_shape[1:3]
-        dx = dxp[:, pad[0]:pad[0] + h, pad[1]:pad[1] + wd]
-    return dx, dw, db
+from .builder import NetBuilder
+from .floatops import act_grad, conv_backward, conv_forward_cached, forward
 
 
 def softmax_cross_entropy(logits, y):
@@ -172,29 +88,14 @@ class FloatNet:
     def forward(self, x, cache=False):
         """Logits (N, C); with cache=True also the caches for backward()."""
         x = np.asarray(x, dtype=np.float64).reshape((-1,) + self.input_shape)
-        acts = {"input": x}
-        caches = {}
-        for L in self.layers:
-            xs = [acts[i] for i in L.inputs]
-            if L.kind in ("conv", "dwconv"):
-                pre, xp = conv_fwd(xs[0], self.params[(L.name, "weight")], self.params[(L.name, "bias")],
-                                   L.stride, L.pad, L.kind == "dwconv")
-                if cache:
-                    caches[L.name] = (xp, xs[0].shape, pre)
-            elif L.kind == "add":
-                pre = xs[0] + xs[1]
-                if cache:
-                    caches[L.name] = (None, None, pre)
-            elif L.kind == "avgpool":
-                pre = xs[0].mean(axis=(1, 2), keepdims=True)
-                if cache:
-                    caches[L.name] = (None, xs[0].shape, pre)
-            else:
-                raise ValueError(f"layer kind {L.kind!r} is not supported")
-            acts[L.output] = apply_act(pre, L.act)
-        out = acts[self.output]
+        caches = {} if cache else None
+        out = forward(self.layers, x, self._conv, caches)[self.output]
         logits = out.reshape(out.shape[0], -1)
         return (logits, caches) if cache else logits
+
+    def _conv(self, L, x):
+        return conv_forward_cached(x, self.params[(L.name, "weight")], self.params[(L.name, "bias")],
+                                   L.stride, L.pad, L.kind == "dwconv")
 
     def backward(self, caches, dlogits, need_input_grad=False):
         """Gradients {param key: array} of the trainable parameters (masked);
@@ -214,13 +115,13 @@ class FloatNet:
             if L.output not in dacts:
                 continue
             xp, x_shape, pre = caches[L.name]
-            dy = _act_grad(dacts.pop(L.output), pre, L.act)
+            dy = act_grad(dacts.pop(L.output), pre, L.act)
             want = [need_input_grad and i == "input" or i in self._needs for i in L.inputs]
             if L.kind in ("conv", "dwconv"):
                 w = self.params[(L.name, "weight")]
                 if not (want[0] or (L.name, "weight") in tr or (L.name, "bias") in tr):
                     continue
-                dx, dw, db = conv_bwd(dy, xp, x_shape, w, L.stride, L.pad, L.kind == "dwconv",
+                dx, dw, db = conv_backward(dy, xp, x_shape, w, L.stride, L.pad, L.kind == "dwconv",
                                       need_dx=want[0])
                 for key, g in (((L.name, "weight"), dw), ((L.name, "bias"), db)):
                     if key in tr:

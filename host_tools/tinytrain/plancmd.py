@@ -275,7 +275,7 @@ def _requested(args, graph) -> dict:
     if r["epochs"] is not None and r["epochs"] < 1:
         raise ValueError(f"--epochs {r['epochs']}: must be >= 1")
     if r["weight_layers"] is not None:
-        r["weight_layers"] = [planner._resolve_layer(graph, k) for k in r["weight_layers"]]
+        r["weight_layers"] = [planner.resolve_layer(graph, k) for k in r["weight_layers"]]
     return r
 
 

@@ -27,6 +27,7 @@ from .datasets import digits_images, resize_images
 from .floatnet import FloatNet, train as float_train
 from .graph import QGraph
 from .planner import make_scheme, split_layers
+from .tasks import imu_cnn, time_split
 
 SHIFTED = {"mirror": "mirrored", "rotate": "rotated by 90 degrees", "invert": "inverted"}
 SHIFTS = tuple(SHIFTED)
@@ -171,7 +172,6 @@ def imu_subject(held_out: int = 4, seed: int = 0, *, pretrain_epochs: int = 15, 
     on nine subjects; the target is the held-out subject: `train` the first
     `learn_frac` of each of their recordings, `test` the windows that start
     after the last training window ends (no shared samples); no validation."""
-    from .demos.personalize import build_net, time_split
     from .datasets import watch_windows
 
     w = watch_windows(100, 50, held_out=held_out)
@@ -179,7 +179,7 @@ def imu_subject(held_out: int = 4, seed: int = 0, *, pretrain_epochs: int = 15, 
     if not src.any() or src.all():
         raise ValueError(f"subject must be one of {sorted(set(w.subject.tolist()))}, not {held_out}")
     learn, ev = time_split(w, held_out, learn_frac)
-    b = build_net(seed, input_shape=w.x.shape[1:], n_classes=len(w.y_labels))
+    b = imu_cnn(seed, input_shape=w.x.shape[1:], n_classes=len(w.y_labels))
     secs = {"pretrain": _pretrain(b, w.x[src], w.y[src], epochs=pretrain_epochs, lr=0.05, batch=32, seed=seed,
                                   progress=progress)}
     net = FloatNet(b)

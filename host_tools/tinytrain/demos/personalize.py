@@ -14,9 +14,10 @@ repetitions better. No data leaves the watch.
 Steps (all deterministic given the seed):
 1. windows of 2 s (100 samples at 50 Hz), 50% overlap, standardised with the
    statistics of the 9 training subjects (`tinytrain.datasets.watch_windows`);
-2. pretrain in float64 on the 9 subjects (`tinytrain.floatnet`):
-   conv(16, 1x5, s2) -> conv(32, 1x5, s2) -> conv(32, 1x3, s2), relu6 each,
-   global average pool, fc(7); minibatch SGD with momentum, cosine schedule;
+2. pretrain in float64 on the 9 subjects (`tinytrain.floatnet`) the 1-D CNN
+   `tinytrain.tasks.imu_cnn`: conv(16, 1x5, s2) -> conv(32, 1x5, s2) ->
+   conv(32, 1x3, s2), relu6 each, global average pool, fc(7); minibatch SGD
+   with momentum, cosine schedule;
 3. quantise to int8 with calibration on training windows and compile with a
    sparse scheme (default 'bias+last2': the biases of every layer and the
    weights of the last conv and the classifier; QAS, 8-bit residue);
@@ -40,13 +41,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..builder import NetBuilder, quantize_input
+from ..builder import quantize_input
 from ..compiler import Scheme, compile_model
 from ..datasets import watch_windows
 from ..floatnet import FloatNet, scheme_trainable, train
+from ..tasks import SUBJECTS, imu_cnn, time_split
 from .backends import check_target, open_device
 
-SUBJECTS = tuple(range(1, 11))
 DEFAULT_SUBJECT = 4
 SCHEMES = {
     "last": "weights and biases of the classifier only",
@@ -84,16 +85,6 @@ def quick_config(**kw) -> Config:
 
 
 # -- pieces ---------------------------------------------------------------
-def build_net(seed: int, input_shape=(1, 100, 6), n_classes: int = 7) -> NetBuilder:
-    b = NetBuilder(input_shape, seed=seed)
-    b.conv(16, k=(1, 5), stride=2, act="relu6")
-    b.conv(32, k=(1, 5), stride=2, act="relu6")
-    b.conv(32, k=(1, 3), stride=2, act="relu6")
-    b.avgpool()
-    b.fc(n_classes)
-    return b
-
-
 def make_scheme(graph, name: str, lr: float, residue: bool = True) -> Scheme:
     names = [layer.name for layer in graph.param_layers]
     if name == "last":
@@ -105,24 +96,6 @@ def make_scheme(graph, name: str, lr: float, residue: bool = True) -> Scheme:
     if name == "full":
         return Scheme.full(graph, lr=lr, residue=residue)
     raise ValueError(f"unknown scheme {name!r}; schemes: {', '.join(SCHEMES)}")
-
-
-def time_split(w, subject: int, learn_frac: float):
-    """(learn, eval) window indices of `subject`: per recording, the first
-    `learn_frac` of its windows to learn on, and the windows that start after
-    the last learning window ends to evaluate on (none shares a sample)."""
-    if not 0 < learn_frac < 1:
-        raise ValueError("learn_frac must be in (0, 1)")
-    learn, ev = [], []
-    for r in np.unique(w.rec[w.subject == subject]):
-        idx = np.flatnonzero(w.rec == r)  # in time order
-        n = min(len(idx) - 1, max(1, int(round(learn_frac * len(idx)))))
-        learn.extend(idx[:n])
-        end = w.start[idx[n - 1]] + w.window
-        ev.extend(i for i in idx[n:] if w.start[i] >= end)
-    if not learn or not ev:
-        raise ValueError(f"subject {subject}: no windows to learn on or to evaluate")
-    return np.array(learn), np.array(ev)
 
 
 @dataclass
@@ -233,7 +206,7 @@ def run(target: str = "sim", held_out: int = DEFAULT_SUBJECT, seed: int = 0, epo
     try:
         # 1. pretrain in float on the other subjects
         t0 = time.time()
-        b = build_net(cfg.seed, input_shape=w.x.shape[1:], n_classes=len(w.y_labels))
+        b = imu_cnn(cfg.seed, input_shape=w.x.shape[1:], n_classes=len(w.y_labels))
         net = FloatNet(b)
         train(net, x_tr, y_tr, epochs=cfg.pretrain_epochs, lr=cfg.pretrain_lr, batch_size=cfg.pretrain_batch,
               momentum=cfg.momentum, weight_decay=cfg.weight_decay, seed=cfg.seed, progress=bar)

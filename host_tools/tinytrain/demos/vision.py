@@ -69,9 +69,10 @@ import numpy as np
 from .. import datasets as ds
 from .. import planner
 from ..compiler import compile_model
+from ..elfsize import elf_symbol_sizes
+from ..tasks import IMAGE_SETS, IMAGE_SIZES, ImageTask, load_image_task
 from .backends import check_target, open_device
 
-DATASETS = ("digits", "faces")
 BOARD_ARENA = 163840  # the F746 build's MICROPY_TINYTRAIN_ARENA_SIZE (boards/TINYTRAIN_F746DISC)
 F746_SRAM = 320 * 1024  # everything the F746 has on chip: a streamed model must fit in its GC heap
 SHARED_MODELS = Path(__file__).resolve().parents[4] / "shared" / "models" / "tte"
@@ -86,8 +87,7 @@ SETTINGS = {
     "paper": dict(lr=0.03, lr_scale=1 / 30, residue=False),
     "small": dict(lr=0.02, lr_scale=1.0, residue=True),
 }
-# (train, validation, test) sizes; the test set is a cap on what the split leaves.
-SIZES = {"digits": (500, 150, 400), "faces": (80, 40, 80)}
+# --quick: (train, validation, test) sizes (default: tinytrain.tasks.IMAGE_SIZES).
 QUICK_SIZES = {"digits": (100, 60, 200), "faces": (60, 40, 80)}
 
 
@@ -96,7 +96,7 @@ class Config:
     data: str = "digits"
     seed: int = 0
     epochs: int = 3
-    n_train: int | None = None       # None: SIZES[data]
+    n_train: int | None = None       # None: IMAGE_SIZES[data]
     n_val: int | None = None
     n_test: int | None = None
     lr: float | None = None          # None: SETTINGS of the model kind
@@ -114,39 +114,6 @@ def quick_config(**kw) -> Config:
     base = dict(epochs=2, evals_per_epoch=1, quick=True, analysis_train=60, analysis_epochs=1)
     base.update(kw)
     return Config(**base)
-
-
-# -- data -----------------------------------------------------------------------
-@dataclass
-class Task:
-    name: str
-    images: np.ndarray  # (N, H, W) grey in [0, 1]
-    labels: np.ndarray
-    i_train: np.ndarray
-    i_val: np.ndarray
-    i_test: np.ndarray
-    i_rest: np.ndarray  # images of the data set the task does not use
-    classes: list
-
-    def describe(self) -> str:
-        h, w = self.images.shape[1:]
-        what = {"digits": "scikit-learn's digits", "faces": "scikit-image's lfw_subset (faces vs other patches)"}
-        return f"{what[self.name]}, {h}x{w} grey, {len(self.classes)} classes"
-
-
-def load_task(name: str, seed: int, n_train: int, n_val: int, n_test: int) -> Task:
-    if name == "digits":
-        images, labels, i_tr, i_va, rest = ds.digits_split(n_train, n_val, seed)
-        classes = [str(i) for i in range(10)]
-    elif name == "faces":
-        images, labels = ds.lfw_faces()
-        i_tr, i_va, rest = ds.stratified_split(labels, n_train, n_val, seed)
-        classes = list(ds.FACE_LABELS)
-    else:
-        raise ValueError(f"unknown data set {name!r}; data sets: {', '.join(DATASETS)}")
-    if n_test < 1:
-        raise ValueError("the test set needs at least one image")
-    return Task(name, images, labels, i_tr, i_va, rest[:n_test], rest[n_test:], classes)
 
 
 # -- models ---------------------------------------------------------------------
@@ -173,7 +140,7 @@ def build_small_cnn(n_classes: int, seed: int, input_shape=SMALL_INPUT):
     return b
 
 
-def source_task(task: Task) -> tuple:
+def source_task(task: ImageTask) -> tuple:
     """The small CNN's source task: digits 0..4 that the target task does not
     use (for the digits task: those outside its train/validation/test sets)."""
     if task.name == "digits":
@@ -187,7 +154,7 @@ def source_task(task: Task) -> tuple:
     return images[keep], labels[keep]
 
 
-def pretrain_small_cnn(task: Task, seed: int, epochs: int, progress=None) -> Model:
+def pretrain_small_cnn(task: ImageTask, seed: int, epochs: int, progress=None) -> Model:
     """Pretrain in float on the source task, then a fresh classifier of the
     task's classes, quantised with calibration on the source images."""
     from ..floatnet import FloatNet, train
@@ -231,7 +198,7 @@ def resolve_model(model) -> tuple:
     return "paper", p
 
 
-def load_model(model, task: Task, seed: int, pretrain_epochs: int, progress=None) -> Model:
+def load_model(model, task: ImageTask, seed: int, pretrain_epochs: int, progress=None) -> Model:
     kind, what = resolve_model(model)
     if kind == "small":
         m = pretrain_small_cnn(task, seed, pretrain_epochs, progress)
@@ -276,7 +243,7 @@ def default_scheme(model: Model, st: dict) -> Choice:
         fits = []
         for label in tte.PUBLISHED[model.name]:
             s = tte.published_scheme(g, model.name, label, lr=st["lr"], residue=st["residue"])
-            s.lr_scale = planner._lr_scale_dict(g, st["lr_scale"])
+            s.lr_scale = planner.lr_scale_dict(g, st["lr_scale"])
             arena = compile_model(g, s).arena_size
             if arena <= BOARD_ARENA:
                 fits.append((arena, label, s))
@@ -306,7 +273,7 @@ def parse_schemes(spec: str, model: Model, st: dict) -> list:
             continue
         s = parse_scheme(name, model.graph, lr=st["lr"], residue=st["residue"])
         if not s.lr_scale and st["lr_scale"] != 1:
-            s.lr_scale = planner._lr_scale_dict(model.graph, st["lr_scale"])
+            s.lr_scale = planner.lr_scale_dict(model.graph, st["lr_scale"])
         out.append(Choice(name, s))
     names = [c.name for c in out]
     if len(set(names)) != len(names):
@@ -337,25 +304,6 @@ def analysis_space(model: Model, quick: bool) -> dict:
 
 
 # -- checks of a stream target ------------------------------------------------------
-def elf_symbol_sizes(path, names) -> dict:
-    """{name: size} of symbols in an ELF file (pyelftools); {} if it cannot be read."""
-    try:
-        from elftools.elf.elffile import ELFFile
-    except ImportError:
-        return {}
-    out = {}
-    try:
-        with open(path, "rb") as f:
-            tab = ELFFile(f).get_section_by_name(".symtab")
-            for n in names:
-                syms = tab.get_symbol_by_name(n) if tab is not None else None
-                if syms:
-                    out[n] = int(syms[0]["st_size"])
-    except Exception:
-        return {}
-    return out
-
-
 def _shown(path) -> str:
     """A path relative to the working directory when it is below it."""
     try:
@@ -570,8 +518,8 @@ def run(target: str = "sim", data: str = "digits", model=None, scheme: str = "au
         config = quick_config() if quick else Config()
     cfg = Config(**{**config.__dict__, "data": data, "seed": seed, **overrides,
                     **({"epochs": epochs} if epochs is not None else {})})
-    if cfg.data not in DATASETS:
-        raise ValueError(f"unknown data set {cfg.data!r}; data sets: {', '.join(DATASETS)}")
+    if cfg.data not in IMAGE_SETS:
+        raise ValueError(f"unknown data set {cfg.data!r}; data sets: {', '.join(IMAGE_SETS)}")
     if cfg.epochs < 1:
         raise ValueError("epochs must be >= 1")
     if budget is not None and scheme not in (None, "auto"):
@@ -580,14 +528,14 @@ def run(target: str = "sim", data: str = "digits", model=None, scheme: str = "au
         raise ValueError(f"--budget must be a number of bytes, not {budget!r}")
     check_target(target)  # fail early on a target that does not exist
     kind, _ = resolve_model(model)  # and on a model file that does not
-    sizes = (QUICK_SIZES if cfg.quick else SIZES)[cfg.data]
+    sizes = (QUICK_SIZES if cfg.quick else IMAGE_SIZES)[cfg.data]
     n_train, n_val, n_test = [v if v is not None else d for v, d in zip((cfg.n_train, cfg.n_val, cfg.n_test), sizes)]
     say = print if verbose else (lambda *a, **k: None)
     t_all = t0 = time.time()
     seconds = {}
 
     # 1. data and model
-    task = load_task(cfg.data, cfg.seed, n_train, n_val, n_test)
+    task = load_image_task(cfg.data, cfg.seed, n_train, n_val, n_test)
     bar = None
     if kind == "small":
         bar = _bar(progress, cfg.pretrain_epochs * -(-len(source_task(task)[0]) // 32),
@@ -622,7 +570,7 @@ def run(target: str = "sim", data: str = "digits", model=None, scheme: str = "au
                                       qas=True, residue=st["residue"], seeds=(cfg.seed,), jobs=jobs,
                                       progress=progress, **analysis_space(m, cfg.quick))
         parts = ([f"biases of the last {r.k} layers"] if r.k else []) + \
-            [f"{n} weights x{planner._fmt_ratio(x)}" for n, x in r.weights.items()] + ["the classifier"]
+            [f"{n} weights x{planner.fmt_ratio(x)}" for n, x in r.weights.items()] + ["the classifier"]
         what = (f"searched under {int(budget):,} B: " + ", ".join(parts)
                 + f"; predicted validation accuracy {100 * r.predicted_acc:.1f}%")
         choices = [Choice(f"searched@{int(budget)}", r.scheme, what, r)]

@@ -258,8 +258,8 @@ def dataset(spec: str, model: bytes) -> tuple:
             x, y, xe, ye, n_cls, what = _imu(spec, arg, (h, w, c))
         elif name in ("digits", "faces") and not arg:
             from .. import datasets as ds
-            from ..demos.vision import SIZES, load_task
-            task = load_task(name, 0, *SIZES[name])
+            from ..tasks import IMAGE_SIZES, load_image_task
+            task = load_image_task(name, 0, *IMAGE_SIZES[name])
             x, xe = (ds.model_floats(task.images[i], (h, w, c)) for i in (task.i_train, task.i_test))
             y, ye, n_cls = task.labels[task.i_train], task.labels[task.i_test], len(task.classes)
             what = (f"{task.describe()}: the split of `tinytrain demo vision` (seed 0), resized to {h}x{w}x{c} "
@@ -275,7 +275,7 @@ def dataset(spec: str, model: bytes) -> tuple:
 
 def _imu(spec: str, arg: str, shape) -> tuple:
     from ..datasets import watch_windows
-    from ..demos.personalize import SUBJECTS, time_split
+    from ..tasks import SUBJECTS, time_split
     if not arg.isdigit() or int(arg) not in SUBJECTS:
         raise ValueError(f"{spec}: give a subject, dataset:imu:1 .. dataset:imu:{SUBJECTS[-1]}")
     h, w, c = shape

@@ -1,0 +1,71 @@
+"""The library never imports the demos: tinytrain.demos builds on the
+library (tasks, data sets, compiler, planner...), never the reverse. Checked
+on the source with ast, so a lazy import inside a function counts too."""
+import ast
+from pathlib import Path
+
+import tinytrain
+
+PACKAGE = Path(tinytrain.__file__).parent
+# The `tinytrain` command: its `demo` subcommand runs the demos (it sits above them).
+ENTRY_POINTS = {"tinytrain.cli"}
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imported_modules(source: str, name: str, is_package: bool = False) -> set:
+    """Absolute names of every module the import statements of module `name`
+    name, at any depth (for `from X import a`, both X and X.a: a may be a
+    submodule)."""
+    package = name if is_package else name.rpartition(".")[0]
+    out = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            mod = node.module
+            if node.level:
+                base = package.split(".")
+                base = base[:len(base) - (node.level - 1)]
+                mod = ".".join(base + ([node.module] if node.module else []))
+            out.add(mod)
+            out.update(f"{mod}.{a.name}" for a in node.names)
+    return out
+
+
+def is_demo(name: str) -> bool:
+    return name == "tinytrain.demos" or name.startswith("tinytrain.demos.")
+
+
+def test_checker_sees_every_form_of_import():
+    src = ("import tinytrain.demos.vision\n"
+           "def f():\n"
+           "    from ..demos import personalize\n"
+           "    from ..demos.backends import open_device\n"
+           "class C:\n"
+           "    def g(self):\n"
+           "        from tinytrain.demos import vision\n"
+           "from . import sources\n")
+    found = imported_modules(src, "tinytrain.stream.x")
+    assert {"tinytrain.demos.vision", "tinytrain.demos.personalize", "tinytrain.demos.backends",
+            "tinytrain.stream.sources"} <= found
+    assert "tinytrain.demos" in imported_modules("from . import demos\n", "tinytrain", is_package=True)
+    assert "tinytrain.demos.vision" in imported_modules("from .vision import run\n", "tinytrain.demos.x")
+    assert not any(is_demo(m) for m in imported_modules("from .demosaic import x\nimport demos\n",
+                                                        "tinytrain.x"))
+
+
+def test_library_does_not_import_demos():
+    offenders = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        name = module_name(path)
+        if is_demo(name) or name in ENTRY_POINTS:
+            continue
+        bad = sorted(m for m in imported_modules(path.read_text(), name, path.name == "__init__.py")
+                     if is_demo(m))
+        if bad:
+            offenders.append(f"{name} imports {', '.join(bad)}")
+    assert not offenders, "library modules import demo code:\n" + "\n".join(offenders)
