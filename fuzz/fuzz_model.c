@@ -2,7 +2,8 @@
  * libFuzzer harness: one input is a model file, taken through the core's
  * whole API as a board would: open, a trainer, steps, predictions and their
  * logits (evaluate), the trained parameters saved and loaded into a second
- * trainer, which then steps and predicts too. Built with ASan and UBSan,
+ * trainer, which then steps and predicts too (with some bytes of the
+ * parameters set to extremes, where tt_model_check_params accepts them). Built with ASan and UBSan,
  * every buffer exactly sized, so any access the reader let through shows.
  * model_mutator.c rewrites whole fields and keeps the CRC right.
  */
@@ -100,10 +101,19 @@ static void exercise(const tt_model *m) {
     {
         uint32_t plen2 = 0;
         uint8_t *p2 = tt_trainer_params(&t2, &plen2);
-        if (plen2 != plen) {
-            abort();
+        if (plen2 != plen || tt_model_check_params(m, saved, plen, &err) != TT_OK) {
+            abort(); /* what training produced must load again */
         }
-        memcpy(p2, saved, plen);
+        /* a parameter file from elsewhere: some bytes set to extremes, loaded
+           if the check lets it through (the kernels then show whether the
+           check was enough) */
+        for (uint32_t k = 0; plen && k < 4u; k++) {
+            static const uint8_t extremes[] = {0x80, 0x7F, 0x81, 0x40, 0xC0, 0x00, 0xFF};
+            saved[next_rand(&s) % plen] = extremes[next_rand(&s) % sizeof(extremes)];
+        }
+        if (tt_model_check_params(m, saved, plen, &err) == TT_OK) {
+            memcpy(p2, saved, plen);
+        }
     }
     train_and_predict(&t2, h, x, in_bytes, target, &s);
     free(saved);

@@ -3,6 +3,7 @@ the mutations that reach it, each refused at open with its status and a
 message naming the record and field. The roles, uses and kinds below are
 stated here from the format, independently of the reader's tables."""
 import ctypes
+import zlib
 import struct
 
 import pytest
@@ -391,3 +392,40 @@ def test_pool_sum_bound(plain):
         mm.layers[li].inp = len(mm.tensors) - 1
         grow_arena(mm, t)
     assert_refused(edited(plain, fn), "shape", f"layer {li}: pool of 2902x2902")
+
+
+# -- parameters loaded later meet the same value ranges as the model's own --
+
+def params_file(t, tmp_path, edit=None):
+    path = tmp_path / "p.ttps"
+    t.save(str(path))
+    b = bytearray(path.read_bytes())
+    if edit:
+        edit(b)
+        struct.pack_into("<I", b, len(b) - 4, zlib.crc32(bytes(b[:-4])))
+    return bytes(b)
+
+
+def test_loaded_parameters_checked(plain, tmp_path):
+    import numpy as np
+    import tinytrain
+    m = mf.Model.parse(plain)
+    t = tinytrain.Trainer(plain)
+    x = np.zeros(m.tensors[m.header.input_tensor].numel, np.int8).tobytes()
+    for k in range(3):
+        t.step(x, k % m.header.n_classes)
+    t.load(params_file(t, tmp_path))  # what training produced loads again
+    before = t.params()
+    for li, L in enumerate(m.layers):
+        cases = []
+        if L.n_train:
+            cases.append((L.w_arena, b"\x80", f"layer {li}: trained weight 0 is -128"))
+        if L.flags & mf.LF_TRAIN_BIAS:
+            for v in ((1 << 30) + 1, -(1 << 30) - 1):
+                cases.append((L.b_arena, struct.pack("<i", v), f"layer {li}: trained bias 0 beyond"))
+        for off, value, message in cases:
+            def edit(b, off=off, value=value):
+                b[20 + off:20 + off + len(value)] = value
+            with pytest.raises(ValueError, match=rf"^{message}.*\(params\)$"):
+                t.load(params_file(t, tmp_path, edit))
+            assert t.params() == before  # refused before the trainer is touched

@@ -470,6 +470,40 @@ tt_status tt_model_open(tt_model *m, const uint8_t *buf, size_t len, tt_error *e
     return TT_OK;
 }
 
+tt_status tt_model_check_params(const tt_model *m, const uint8_t *params, size_t len, tt_error *err) {
+    checker c;
+    if (!m || !m->hdr) {
+        return tt_fail(err, TT_E_STATE, "model was not opened");
+    }
+    if (!params || len != m->hdr->persist_size) {
+        return tt_fail(err, TT_E_PARAMS, "%u bytes of parameters, this model trains %u",
+                       (unsigned)(params ? len : 0), m->hdr->persist_size);
+    }
+    c.m = m;
+    c.h = m->hdr;
+    c.err = err;
+    /* The same value ranges as the model's own initial parameters (the
+       int32 accumulator bounds rest on them); training keeps them there. */
+    for (uint32_t li = 0; li < m->hdr->n_layers; li++) {
+        const tt_layer_rec *L = &m->layers[li];
+        uint32_t off = 0, n = param_range(&c, L, 0, &off);
+        for (uint32_t i = 0; i < n; i++) {
+            if ((int8_t)params[off + i] < -127) {
+                return tt_fail(err, TT_E_PARAMS, "layer %u: trained weight %u is -128", li, i);
+            }
+        }
+        n = param_range(&c, L, 2, &off) / 4u;
+        for (uint32_t i = 0; i < n; i++) {
+            int32_t b;
+            memcpy(&b, params + off + 4u * i, 4);
+            if (b < -BIAS_LIMIT || b > BIAS_LIMIT) {
+                return tt_fail(err, TT_E_PARAMS, "layer %u: trained bias %u beyond +-2^30", li, i);
+            }
+        }
+    }
+    return TT_OK;
+}
+
 uint32_t tt_model_arena_bytes(const tt_model *m) {
     return m->hdr ? m->hdr->arena_size : 0u;
 }
