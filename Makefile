@@ -9,8 +9,8 @@
 #   make fuzz SECONDS=N  libFuzzer on model files (clang), N seconds (default 60)
 
 PYTHON ?= python3
-APT_PACKAGES := gcc make gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
-NEEDED_TOOLS := gcc make arm-none-eabi-gcc qemu-system-arm
+APT_PACKAGES := gcc make gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm clang
+NEEDED_TOOLS := gcc make arm-none-eabi-gcc qemu-system-arm clang
 
 .PHONY: setup test demo bench bench-sparse m7-selftest fuzz clean
 
