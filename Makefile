@@ -6,12 +6,13 @@
 #   make bench        benchmarks that print figures (instructions on the Cortex-M7)
 #   make bench-sparse sparse update vs last layer / bias-only under budgets (MCUNet, ~20 min)
 #   make m7-selftest  the bare-metal Cortex-M7 harness under qemu
+#   make fuzz SECONDS=N  libFuzzer on model files (clang), N seconds (default 60)
 
 PYTHON ?= python3
-APT_PACKAGES := gcc make gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
-NEEDED_TOOLS := gcc make arm-none-eabi-gcc qemu-system-arm
+APT_PACKAGES := gcc make gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm clang
+NEEDED_TOOLS := gcc make arm-none-eabi-gcc qemu-system-arm clang
 
-.PHONY: setup test demo bench bench-sparse m7-selftest clean
+.PHONY: setup test demo bench bench-sparse m7-selftest fuzz clean
 
 # MicroPython firmware, the qemu device, the unix port and the .mpy module
 include firmware/firmware.mk
@@ -41,6 +42,9 @@ bench-sparse:
 
 m7-selftest:
 	$(MAKE) -C firmware/baremetal run
+
+fuzz:
+	$(PYTHON) fuzz/run_fuzz.py --seconds $(or $(SECONDS),60)
 
 clean:
 	rm -rf build firmware/baremetal/build host_tools/tinytrain/_core*.so host_tools/*.egg-info

@@ -202,6 +202,10 @@ class Trainer:
                 raise TypeError("load takes a path or the bytes of a parameter file, not "
                                 f"{type(src).__name__}") from None
         body = check_params_file(blob, self._model_crc, len(self.params()))
+        err = _native.Error()
+        s = _N.tt_model_check_params(self._model, body, len(body), ctypes.byref(err))
+        if s:
+            _raise(err, s)
         n = ctypes.c_uint32()
         p = _N.tt_trainer_params(self._tr, ctypes.byref(n))
         ctypes.memmove(p, body, len(body))

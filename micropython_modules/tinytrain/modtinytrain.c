@@ -665,6 +665,11 @@ static mp_obj_t tinytrain_trainer_load(mp_obj_t self_in, mp_obj_t src) {
     if (n != size) {
         raise_msg(EXC_TYPE(ValueError), "parameter file holds %u bytes, this model trains %u", n, size);
     }
+    tt_error err;
+    tt_status s = tt_model_check_params(&self->model, b + TT_PARAMS_HEADER, n, &err);
+    if (s != TT_OK) {
+        raise_status(s, &err);
+    }
     memcpy(params, b + TT_PARAMS_HEADER, n);
     self->tr.steps = rd32(b + 12);
     return mp_const_none;

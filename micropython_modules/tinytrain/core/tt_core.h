@@ -70,6 +70,11 @@ typedef struct {
 /* Validate buf[0, len) as a model file. Nothing else reads the buffer unchecked. */
 tt_status tt_model_open(tt_model *m, const uint8_t *buf, size_t len, tt_error *err);
 
+/* Whether params[0, len) may be loaded as the trained parameters
+   (arena[0, persist_size)) of this model: the size, and the value ranges the
+   model's own parameters are checked against at open. */
+tt_status tt_model_check_params(const tt_model *m, const uint8_t *params, size_t len, tt_error *err);
+
 /* Bytes of arena the model's plan needs. */
 uint32_t tt_model_arena_bytes(const tt_model *m);
 uint32_t tt_model_input_bytes(const tt_model *m);

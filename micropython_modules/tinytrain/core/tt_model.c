@@ -3,15 +3,15 @@
  * once, so the kernels can trust the records.
  */
 #include <string.h>
-#include "tt_internal.h"
+#include "tt_model_check.h"
 
 #define MAX_SHIFT 62u
+#define BIAS_LIMIT ((int64_t)1 << 30)
+/* int64 gradient sums of int32 gradients times |w| <= 127 or |x - zero| <= 255
+   stay below 2^63 with fewer than 2^23 terms. */
+#define MAX_INT64_TERMS ((uint64_t)1 << 23)
 
-typedef struct {
-    const tt_model *m;
-    const tt_header_rec *h;
-    tt_error *err;
-} checker;
+typedef tt_checker checker;
 
 static int is_finite_nonneg(float f) {
     return f == f && f >= 0.0f && f <= 3.0e38f;
@@ -49,6 +49,10 @@ static tt_status check_header(tt_model *m, const uint8_t *buf, size_t len, tt_er
         return tt_fail(err, TT_E_TRUNCATED, "header says %u bytes, buffer has %u", h->file_size,
                        (unsigned)len);
     }
+    if (h->file_size != len) {
+        return tt_fail(err, TT_E_HEADER, "file_size %u, but %u bytes given (trailing bytes)", h->file_size,
+                       (unsigned)len);
+    }
     if (tt_crc32(0, buf + 16, h->file_size - 16u) != h->crc32) {
         return tt_fail(err, TT_E_CRC, "CRC mismatch: model file is damaged");
     }
@@ -77,6 +81,10 @@ static tt_status check_header(tt_model *m, const uint8_t *buf, size_t len, tt_er
         return tt_fail(err, TT_E_HEADER, "input tensor %u or logits tensor %u not among %u",
                        h->input_tensor, h->logits_tensor, h->n_tensors);
     }
+    if (h->input_tensor == h->logits_tensor) {
+        /* the logits are read from the arena; the input is the caller's */
+        return tt_fail(err, TT_E_HEADER, "logits_tensor %u is the input tensor", h->logits_tensor);
+    }
     if (h->loss_kind > TT_LOSS_MSE) {
         return tt_fail(err, TT_E_HEADER, "unknown loss kind %u", h->loss_kind);
     }
@@ -99,6 +107,9 @@ static tt_status check_header(tt_model *m, const uint8_t *buf, size_t len, tt_er
 
 static tt_status check_tensors(const checker *c) {
     const tt_header_rec *h = c->h;
+    if (!(c->m->tensors[h->input_tensor].flags & TT_TF_EXTERNAL)) {
+        return tt_fail(c->err, TT_E_TENSOR, "input tensor %u is not marked external", h->input_tensor);
+    }
     for (uint32_t i = 0; i < h->n_tensors; i++) {
         const tt_tensor_rec *t = &c->m->tensors[i];
         uint64_t n = (uint64_t)t->h * t->w * t->c, want;
@@ -127,9 +138,16 @@ static tt_status check_tensors(const checker *c) {
                 return tt_fail(c->err, TT_E_TENSOR, "tensor %u: a streamed tensor must be an inner activation "
                                "without arena storage", i);
             }
-        } else if (t->arena_off % 4u || (uint64_t)t->arena_off + t->size > h->arena_size) {
-            return tt_fail(c->err, TT_E_ARENA, "tensor %u: [%u, +%u) outside the arena of %u", i,
-                           t->arena_off, t->size, h->arena_size);
+        }
+        /* Stored tensors lie in the working part of the arena, after the
+           trained parameters; the input's record, which the kernels never use
+           for storage, still names bytes inside the arena. */
+        if (!(t->flags & TT_TF_STREAMED) &&
+            (t->arena_off % 4u || (uint64_t)t->arena_off + t->size > h->arena_size ||
+             (!(t->flags & TT_TF_EXTERNAL) && t->arena_off < h->persist_size))) {
+            return tt_fail(c->err, TT_E_ARENA, "tensor %u: [%u, +%u) outside the arena's working part [%u, %u)",
+                           i, t->arena_off, t->size, t->flags & TT_TF_EXTERNAL ? 0u : h->persist_size,
+                           h->arena_size);
         }
         if (t->kind == TT_T_ACT || t->kind == TT_T_SAVED) {
             if (t->zero < -128 || t->zero > 127 || !(t->scale > 0.0f) || !is_finite_nonneg(t->scale)) {
@@ -137,22 +155,7 @@ static tt_status check_tensors(const checker *c) {
             }
         }
     }
-    if (!(c->m->tensors[h->input_tensor].flags & TT_TF_EXTERNAL)) {
-        return tt_fail(c->err, TT_E_TENSOR, "input tensor %u is not marked external", h->input_tensor);
-    }
     return TT_OK;
-}
-
-static int is_kind(const checker *c, uint32_t id, uint8_t kind) {
-    return id < c->h->n_tensors && c->m->tensors[id].kind == kind;
-}
-
-static int is_streamed(const checker *c, uint32_t id) {
-    return id < c->h->n_tensors && (c->m->tensors[id].flags & TT_TF_STREAMED);
-}
-
-static int same_numel(const checker *c, uint32_t a, uint32_t b) {
-    return tt_numel(&c->m->tensors[a]) == tt_numel(&c->m->tensors[b]);
 }
 
 static tt_status check_requant_arrays(const checker *c, uint32_t li, const tt_layer_rec *L, uint32_t n) {
@@ -232,14 +235,26 @@ static tt_status check_conv(const checker *c, uint32_t li, const tt_layer_rec *L
     if ((s = check_perm(c, li, L, perm_n)) != TT_OK) {
         return s;
     }
-    /* int32 accumulators cannot overflow: |b| + 255 * 127 * terms < 2^31. */
+    /* int32 accumulators cannot overflow: |b| + 255 * 127 * terms < 2^31,
+       which holds for the values checked here: weights in [-127, 127] (the
+       update clamps trained ones there too), trained biases within +-2^30
+       (where their update saturates) from the start. */
+    for (uint64_t i = 0; i < nw; i++) {
+        if (TT_BLOB(c->m, int8_t, L->w_off)[i] < -127) {
+            return tt_fail(c->err, TT_E_QUANT, "layer %u: weight %u is -128, weights lie in [-127, 127]", li,
+                           (unsigned)i);
+        }
+    }
     for (uint32_t i = 0; i < cout; i++) {
         int64_t b = TT_BLOB(c->m, int32_t, L->b_off)[i];
         b = b < 0 ? -b : b;
+        if ((L->flags & TT_LF_TRAIN_BIAS) && b > BIAS_LIMIT) {
+            return tt_fail(c->err, TT_E_QUANT, "layer %u: trained bias %u beyond +-2^30", li, i);
+        }
         bmax = b > bmax ? b : bmax;
     }
     if (L->flags & TT_LF_TRAIN_BIAS) {
-        bmax = (int64_t)1 << 30; /* trained biases saturate there */
+        bmax = BIAS_LIMIT; /* trained biases saturate there */
     }
     wmax = 255u * 127u;
     if (bmax + (int64_t)wmax * per_out >= ((int64_t)1 << 31)) {
@@ -256,6 +271,10 @@ static tt_status check_conv(const checker *c, uint32_t li, const tt_layer_rec *L
                 return tt_fail(c->err, TT_E_QUANT, "layer %u: negative gradient scale", li);
             }
         }
+    }
+    if ((L->gscale_off != TT_NO_OFFSET && (dw ? kk : (uint64_t)kk * cout) >= MAX_INT64_TERMS) ||
+        ((L->n_train || (L->flags & TT_LF_TRAIN_BIAS)) && (uint64_t)out->h * out->w >= MAX_INT64_TERMS)) {
+        return tt_fail(c->err, TT_E_SHAPE, "layer %u: gradient sums of this size could overflow int64", li);
     }
     if (L->wscale_off != TT_NO_OFFSET && !blob_ok(c, L->wscale_off, cout, 4u, 4u)) {
         return tt_fail(c->err, TT_E_BLOB, "layer %u: weight scales outside the blob", li);
@@ -294,14 +313,39 @@ static tt_status check_conv(const checker *c, uint32_t li, const tt_layer_rec *L
     return TT_OK;
 }
 
+/* A layer's tensor field: an activation (or none where the kind has no such
+   operand); the output is never the network input, which is the caller's. */
+static tt_status check_layer_ref(const checker *c, uint32_t li, const char *field, uint32_t id, int used,
+                                 int written) {
+    if (!used) {
+        return id == TT_NONE ? TT_OK
+                             : tt_fail(c->err, TT_E_LAYER, "layer %u %s: %u, this kind takes none", li, field, id);
+    }
+    if (id >= c->h->n_tensors) {
+        return tt_fail(c->err, TT_E_LAYER, "layer %u %s: tensor %u not among %u", li, field, id, c->h->n_tensors);
+    }
+    if (c->m->tensors[id].kind != TT_T_ACT) {
+        return tt_fail(c->err, TT_E_LAYER, "layer %u %s: tensor %u is a %s, needs an activation", li, field, id,
+                       tt_tensor_kind_name[c->m->tensors[id].kind]);
+    }
+    if (written && (c->m->tensors[id].flags & TT_TF_EXTERNAL)) {
+        return tt_fail(c->err, TT_E_LAYER, "layer %u %s: tensor %u is the network input", li, field, id);
+    }
+    return TT_OK;
+}
+
 static tt_status check_layers(const checker *c) {
     for (uint32_t li = 0; li < c->h->n_layers; li++) {
         const tt_layer_rec *L = &c->m->layers[li];
         const tt_tensor_rec *in, *out;
         tt_status s;
-        if (!is_kind(c, L->in, TT_T_ACT) || !is_kind(c, L->out, TT_T_ACT) || L->in == L->out) {
-            return tt_fail(c->err, TT_E_LAYER, "layer %u: input %u / output %u are not activations", li,
-                           L->in, L->out);
+        if ((s = check_layer_ref(c, li, "in", L->in, 1, 0)) != TT_OK ||
+            (s = check_layer_ref(c, li, "in2", L->in2, L->kind == TT_L_ADD, 0)) != TT_OK ||
+            (s = check_layer_ref(c, li, "out", L->out, 1, 1)) != TT_OK) {
+            return s;
+        }
+        if (L->in == L->out || L->in2 == L->out) {
+            return tt_fail(c->err, TT_E_LAYER, "layer %u out: tensor %u is also its input", li, L->out);
         }
         if (L->act_min < -128 || L->act_max > 127 || L->act_min > L->act_max) {
             return tt_fail(c->err, TT_E_QUANT, "layer %u: clamp [%d, %d] invalid", li, L->act_min, L->act_max);
@@ -319,8 +363,8 @@ static tt_status check_layers(const checker *c) {
             }
             break;
         case TT_L_ADD:
-            if (!is_kind(c, L->in2, TT_T_ACT) || L->in2 == L->out || !same_numel(c, L->in, L->out) ||
-                !same_numel(c, L->in2, L->out) || in->c != out->c || c->m->tensors[L->in2].c != out->c) {
+            if (!tt_same_numel(c, L->in, L->out) ||
+                !tt_same_numel(c, L->in2, L->out) || in->c != out->c || c->m->tensors[L->in2].c != out->c) {
                 return tt_fail(c->err, TT_E_SHAPE, "layer %u: add operands do not match its output", li);
             }
             /* same requantisation checks as the pool */
@@ -328,6 +372,10 @@ static tt_status check_layers(const checker *c) {
         case TT_L_AVGPOOL:
             if (L->kind == TT_L_AVGPOOL && (out->h != 1 || out->w != 1 || out->c != in->c)) {
                 return tt_fail(c->err, TT_E_SHAPE, "layer %u: pool output must be 1x1x%u", li, in->c);
+            }
+            /* the pool sums h*w terms of |x - zero| <= 255 in int32 */
+            if (L->kind == TT_L_AVGPOOL && 255u * (uint64_t)in->h * in->w >= ((uint64_t)1 << 31)) {
+                return tt_fail(c->err, TT_E_SHAPE, "layer %u: pool of %ux%u could overflow int32", li, in->h, in->w);
             }
             if (L->mult_a < 0 || L->mult_b < 0 || L->shift < 1 || L->shift > MAX_SHIFT) {
                 return tt_fail(c->err, TT_E_QUANT, "layer %u: multiplier or shift out of range", li);
@@ -343,128 +391,31 @@ static tt_status check_layers(const checker *c) {
     return TT_OK;
 }
 
-/* Rows of tensor `of` (h >= rows): an ACT tensor with storage, the same
-   width, channels and quantisation. */
-static int is_rows_of(const checker *c, uint32_t id, uint32_t of, uint32_t rows) {
-    const tt_tensor_rec *r, *o = &c->m->tensors[of];
-    if (!is_kind(c, id, TT_T_ACT) || (c->m->tensors[id].flags & (TT_TF_EXTERNAL | TT_TF_STREAMED))) {
+/* Trained parameter range k (0 weights, 1 their fraction bits, 2 biases) of a
+   layer the reader has checked; length 0 where the layer has none. */
+static uint32_t param_range(const checker *c, const tt_layer_rec *L, uint32_t k, uint32_t *off) {
+    const uint32_t cout = c->m->tensors[L->out].c, kk = (uint32_t)L->kh * L->kw;
+    const uint32_t nw = L->n_train * kk * (L->kind == TT_L_DWCONV ? 1u : cout);
+    if (L->kind > TT_L_DWCONV) {
         return 0;
     }
-    r = &c->m->tensors[id];
-    return r->h >= rows && r->w == o->w && r->c == o->c && r->zero == o->zero &&
-           memcmp(&r->scale, &o->scale, sizeof(float)) == 0;
+    *off = k == 0 ? L->w_arena : k == 1 ? L->wres_arena : L->b_arena;
+    return k == 0 ? nw : k == 1 ? ((L->flags & TT_LF_RESIDUE) ? nw : 0u)
+                               : ((L->flags & TT_LF_TRAIN_BIAS) ? 4u * cout : 0u);
 }
 
-/* A fused op: depthwise B row by row, its input streamed from producer A
-   through a ring of at least B.kh rows, and/or its output streamed row by
-   row into the 1x1 consumer C. The kernels rely on every shape checked here. */
-static tt_status check_fused(const checker *c, uint32_t i, const tt_op_rec *op) {
-    const tt_header_rec *h = c->h;
-    const uint16_t *t = op->t;
-    const tt_layer_rec *A, *B, *C;
-    uint32_t out;
-    if (op->layer >= h->n_layers || c->m->layers[op->layer].kind != TT_L_DWCONV ||
-        c->m->layers[op->layer].n_train) {
-        return tt_fail(c->err, TT_E_OP, "op %u: fused op needs a depthwise layer with frozen weights", i);
-    }
-    B = &c->m->layers[op->layer];
-    A = t[TT_FUSED_A] < h->n_layers ? &c->m->layers[t[TT_FUSED_A]] : NULL;
-    C = t[TT_FUSED_C] < h->n_layers ? &c->m->layers[t[TT_FUSED_C]] : NULL;
-    if ((t[TT_FUSED_A] != TT_NONE && !A) || (t[TT_FUSED_C] != TT_NONE && !C) || (!A && !C) || t[5] != TT_NONE) {
-        return tt_fail(c->err, TT_E_OP, "op %u: fused op needs a producer or a consumer layer", i);
-    }
-    if (A) {
-        if (A->kind != TT_L_CONV || A->n_train || A->out != B->in || !is_streamed(c, A->out) ||
-            is_streamed(c, A->in) || !is_rows_of(c, t[TT_FUSED_RING], A->out, B->kh)) {
-            return tt_fail(c->err, TT_E_OP, "op %u: fused producer layer %u or its ring invalid", i,
-                           t[TT_FUSED_A]);
-        }
-    } else if (t[TT_FUSED_RING] != TT_NONE || is_streamed(c, B->in)) {
-        return tt_fail(c->err, TT_E_OP, "op %u: fused op without producer reads a stored input", i);
-    }
-    if (C) {
-        const tt_tensor_rec *ci = &c->m->tensors[C->in], *co = &c->m->tensors[C->out];
-        if (C->kind != TT_L_CONV || C->n_train || C->kh != 1 || C->kw != 1 || C->stride != 1 ||
-            C->in != B->out || !is_streamed(c, B->out) || is_streamed(c, C->out) || co->h != ci->h ||
-            co->w != ci->w || !is_rows_of(c, t[TT_FUSED_ROW], B->out, 1u)) {
-            return tt_fail(c->err, TT_E_OP, "op %u: fused consumer layer %u or its row invalid", i,
-                           t[TT_FUSED_C]);
-        }
-        out = C->out;
-    } else if (t[TT_FUSED_ROW] != TT_NONE || is_streamed(c, B->out)) {
-        return tt_fail(c->err, TT_E_OP, "op %u: fused op without consumer writes a stored output", i);
-    } else {
-        out = B->out;
-    }
-    if (t[TT_FUSED_MASK] != TT_NONE &&
-        (!is_kind(c, t[TT_FUSED_MASK], TT_T_MASK) || !same_numel(c, t[TT_FUSED_MASK], out))) {
-        return tt_fail(c->err, TT_E_OP, "op %u: fused op's mask invalid", i);
-    }
-    return TT_OK;
-}
-
-static tt_status check_ops(const checker *c) {
-    const tt_header_rec *h = c->h;
-    for (uint32_t i = 0; i < h->n_ops; i++) {
-        const tt_op_rec *op = &c->m->ops[i];
-        const tt_layer_rec *L = op->layer < h->n_layers ? &c->m->layers[op->layer] : NULL;
-        const uint16_t *t = op->t;
-        tt_status s;
-        if ((i < h->n_fwd_ops) != (op->kind == TT_OP_FWD || op->kind == TT_OP_FWD_FUSED)) {
-            return tt_fail(c->err, TT_E_OP, "op %u: forward ops must come first, and only they", i);
-        }
-        switch (op->kind) {
-        case TT_OP_FWD:
-            if (!L || (t[0] != TT_NONE && (!is_kind(c, t[0], TT_T_MASK) || !same_numel(c, t[0], L->out))) ||
-                (t[1] != TT_NONE && (!is_kind(c, t[1], TT_T_SAVED) || L->kind > TT_L_DWCONV || !L->n_train ||
-                                     c->m->tensors[t[1]].c != L->n_train ||
-                                     c->m->tensors[t[1]].h != c->m->tensors[L->in].h ||
-                                     c->m->tensors[t[1]].w != c->m->tensors[L->in].w))) {
-                return tt_fail(c->err, TT_E_OP, "op %u: forward op's layer, mask or saved input invalid", i);
+/* Each trained parameter has its own bytes: one update must not change another. */
+static tt_status check_params_disjoint(const checker *c) {
+    static const char *const what[3] = {"weights", "weight fractions", "biases"};
+    const uint32_t n = c->h->n_layers;
+    for (uint32_t a = 0; a < 3u * n; a++) {
+        uint32_t oa = 0, na = param_range(c, &c->m->layers[a / 3u], a % 3u, &oa);
+        for (uint32_t b = a + 1u; b < 3u * n && na; b++) {
+            uint32_t ob = 0, nb = param_range(c, &c->m->layers[b / 3u], b % 3u, &ob);
+            if (tt_overlap(oa, na, ob, nb)) {
+                return tt_fail(c->err, TT_E_ARENA, "layer %u trained %s and layer %u trained %s share bytes",
+                               a / 3u, what[a % 3u], b / 3u, what[b % 3u]);
             }
-            if (is_streamed(c, L->in) || is_streamed(c, L->out) || (L->kind == TT_L_ADD && is_streamed(c, L->in2))) {
-                return tt_fail(c->err, TT_E_OP, "op %u: layer %u reads or writes a streamed tensor", i, op->layer);
-            }
-            break;
-        case TT_OP_FWD_FUSED:
-            if ((s = check_fused(c, i, op)) != TT_OK) {
-                return s;
-            }
-            break;
-        case TT_OP_LOSS:
-            if (t[0] != h->logits_tensor || !is_kind(c, t[1], TT_T_GRAD) || !same_numel(c, t[0], t[1])) {
-                return tt_fail(c->err, TT_E_OP, "op %u: loss needs the logits and a gradient of their size", i);
-            }
-            break;
-        case TT_OP_BWD:
-            if (!L || !is_kind(c, t[0], TT_T_GRAD) || !same_numel(c, t[0], L->out) ||
-                (t[1] != TT_NONE && (!is_kind(c, t[1], TT_T_MASK) || !same_numel(c, t[1], L->out))) ||
-                (t[3] != TT_NONE && (!is_kind(c, t[3], TT_T_GRAD) || !same_numel(c, t[3], L->in))) ||
-                (t[4] != TT_NONE && (L->kind != TT_L_ADD || !is_kind(c, t[4], TT_T_GRAD) ||
-                                     !same_numel(c, t[4], L->in2)))) {
-                return tt_fail(c->err, TT_E_OP, "op %u: backward op's gradients or mask invalid", i);
-            }
-            if (L->kind <= TT_L_DWCONV) {
-                if (L->n_train && (!is_kind(c, t[2], TT_T_SAVED) || c->m->tensors[t[2]].c != L->n_train ||
-                                   c->m->tensors[t[2]].h != c->m->tensors[L->in].h ||
-                                   c->m->tensors[t[2]].w != c->m->tensors[L->in].w)) {
-                    return tt_fail(c->err, TT_E_OP, "op %u: weight update needs the saved input", i);
-                }
-                if (t[3] != TT_NONE && (L->gscale_off == TT_NO_OFFSET || t[3] == t[0])) {
-                    return tt_fail(c->err, TT_E_OP, "op %u: input gradient needs gradient scales", i);
-                }
-            } else if (L->kind == TT_L_AVGPOOL && t[3] == t[0]) {
-                return tt_fail(c->err, TT_E_OP, "op %u: pool gradient cannot be in place", i);
-            }
-            break;
-        case TT_OP_GRAD_ADD:
-            if (!is_kind(c, t[0], TT_T_GRAD) || !is_kind(c, t[1], TT_T_GRAD) || t[0] == t[1] ||
-                !same_numel(c, t[0], t[1])) {
-                return tt_fail(c->err, TT_E_OP, "op %u: gradient sum needs two gradients of one size", i);
-            }
-            break;
-        default:
-            return tt_fail(c->err, TT_E_OP, "op %u: unknown kind %u", i, op->kind);
         }
     }
     return TT_OK;
@@ -507,13 +458,48 @@ tt_status tt_model_open(tt_model *m, const uint8_t *buf, size_t len, tt_error *e
     c.h = m->hdr;
     c.err = err;
     if ((s = check_tensors(&c)) != TT_OK || (s = check_layers(&c)) != TT_OK ||
-        (s = check_ops(&c)) != TT_OK || (s = check_output(&c)) != TT_OK) {
+        (s = check_params_disjoint(&c)) != TT_OK ||
+        (s = tt_check_ops(&c)) != TT_OK || (s = check_output(&c)) != TT_OK) {
         memset(m, 0, sizeof(*m));
         return s;
     }
     if (err) {
         err->code = TT_OK;
         err->msg[0] = 0;
+    }
+    return TT_OK;
+}
+
+tt_status tt_model_check_params(const tt_model *m, const uint8_t *params, size_t len, tt_error *err) {
+    checker c;
+    if (!m || !m->hdr) {
+        return tt_fail(err, TT_E_STATE, "model was not opened");
+    }
+    if (!params || len != m->hdr->persist_size) {
+        return tt_fail(err, TT_E_PARAMS, "%u bytes of parameters, this model trains %u",
+                       (unsigned)(params ? len : 0), m->hdr->persist_size);
+    }
+    c.m = m;
+    c.h = m->hdr;
+    c.err = err;
+    /* The same value ranges as the model's own initial parameters (the
+       int32 accumulator bounds rest on them); training keeps them there. */
+    for (uint32_t li = 0; li < m->hdr->n_layers; li++) {
+        const tt_layer_rec *L = &m->layers[li];
+        uint32_t off = 0, n = param_range(&c, L, 0, &off);
+        for (uint32_t i = 0; i < n; i++) {
+            if ((int8_t)params[off + i] < -127) {
+                return tt_fail(err, TT_E_PARAMS, "layer %u: trained weight %u is -128", li, i);
+            }
+        }
+        n = param_range(&c, L, 2, &off) / 4u;
+        for (uint32_t i = 0; i < n; i++) {
+            int32_t b;
+            memcpy(&b, params + off + 4u * i, 4);
+            if (b < -BIAS_LIMIT || b > BIAS_LIMIT) {
+                return tt_fail(err, TT_E_PARAMS, "layer %u: trained bias %u beyond +-2^30", li, i);
+            }
+        }
     }
     return TT_OK;
 }

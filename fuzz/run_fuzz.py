@@ -1,0 +1,121 @@
+"""Build the model fuzzer (clang, libFuzzer + ASan + UBSan), make its seeds,
+replay every saved regression input, then fuzz for a while and print
+executions, coverage and crashes (also written as JSON).
+
+    python fuzz/run_fuzz.py --seconds 600          # what `make fuzz SECONDS=600` runs
+"""
+import argparse
+import json
+import os
+import re
+import resource
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+FUZZ = ROOT / "fuzz"
+CORE = ROOT / "micropython_modules" / "tinytrain" / "core"
+REGRESSIONS = FUZZ / "regressions"
+FLAGS = ["-std=c99", "-g", "-O2", "-Wall", "-Wextra", "-Werror", "-Wdouble-promotion", "-Wfloat-conversion",
+         "-ffp-contract=off", "-fno-omit-frame-pointer",
+         "-fsanitize=fuzzer,address,undefined,float-divide-by-zero", "-fno-sanitize-recover=all"]
+
+
+def find_clang() -> str:
+    for name in ("clang", "clang-14", "clang-15", "clang-16"):
+        if shutil.which(name):
+            return name
+    return ""
+
+
+def build(out: Path, clang: str) -> Path:
+    exe = out / "fuzz_model"
+    sources = [FUZZ / "fuzz_model.c", FUZZ / "model_mutator.c", *sorted(CORE.glob("*.c"))]
+    subprocess.run([clang, *FLAGS, f"-I{CORE}", *map(str, sources), "-o", str(exe)], check=True)
+    return exe
+
+
+def make_seeds(seeds: Path) -> None:
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "host_tools"))
+    subprocess.run([sys.executable, str(FUZZ / "make_seeds.py"), str(seeds)], check=True, env=env)
+
+
+def replay(exe: Path) -> int:
+    """Every saved crash input, once each: they must all pass now."""
+    files = sorted(REGRESSIONS.glob("*")) if REGRESSIONS.is_dir() else []
+    files = [f for f in files if f.is_file() and f.suffix != ".md"]
+    if files:
+        subprocess.run([str(exe), *map(str, files)], check=True, capture_output=True)
+    return len(files)
+
+
+def fuzz(exe: Path, out: Path, seeds: Path, seconds: int, jobs: int) -> dict:
+    corpus, crashes = out / "corpus", out / "crashes"
+    corpus.mkdir(exist_ok=True)
+    crashes.mkdir(exist_ok=True)
+    log = out / "fuzz.log"
+    cmd = [str(exe), f"-max_total_time={seconds}", "-print_final_stats=1", "-max_len=262144",
+           "-timeout=10", "-rss_limit_mb=2048", f"-artifact_prefix={crashes}/", str(corpus), str(seeds)]
+    if jobs > 1:
+        cmd[1:1] = [f"-fork={jobs}", "-ignore_crashes=0"]
+    env = dict(os.environ, ASAN_OPTIONS="detect_leaks=1:abort_on_error=0",
+               UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1")
+    cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime
+    with open(log, "w") as f:
+        p = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env)
+    cpu = resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime - cpu0
+    text = log.read_text(errors="replace")
+    stats = dict(re.findall(r"stat::(\w+):\s+(\d+)", text))
+    progress = re.findall(r"#(\d+)\s+\w+\s+cov: (\d+) ft: (\d+)", text)
+    found = sorted(str(c) for c in crashes.iterdir() if c.name.startswith(("crash-", "leak-", "timeout-", "oom-")))
+    execs = int(stats.get("number_of_executed_units", progress[-1][0] if progress else 0))
+    return {
+        "seconds": seconds,
+        "executions": execs,
+        "exec_per_second": int(stats.get("average_exec_per_sec", 0)) or (execs // max(seconds, 1)),
+        "cpu_seconds": round(cpu, 1),
+        "exec_per_cpu_second": int(execs / cpu) if cpu > 0 else 0,
+        "coverage_edges": int(progress[-1][1]) if progress else 0,
+        "features": int(progress[-1][2]) if progress else 0,
+        "corpus_files": len(list(corpus.iterdir())),
+        "crashes": found,
+        "exit_code": p.returncode,
+        "log": str(log),
+    }
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seconds", type=int, default=60)
+    ap.add_argument("--jobs", type=int, default=1, help="libFuzzer -fork workers")
+    ap.add_argument("--out", type=Path, default=ROOT / "build" / "fuzz")
+    ap.add_argument("--fresh", action="store_true", help="start from the seeds only, not the saved corpus")
+    args = ap.parse_args(argv)
+    clang = find_clang()
+    if not clang:
+        print("clang with libFuzzer is needed (Debian: apt-get install clang)", file=sys.stderr)
+        return 2
+    out = args.out.resolve()
+    if args.fresh and out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    exe = build(out, clang)
+    make_seeds(out / "seeds")
+    n = replay(exe)
+    print(f"replayed {n} regression inputs: all pass")
+    res = fuzz(exe, out, out / "seeds", args.seconds, args.jobs)
+    res["regressions_replayed"] = n
+    (out / "summary.json").write_text(json.dumps(res, indent=2) + "\n")
+    print(f"fuzzed {res['seconds']} s: {res['executions']} executions ({res['exec_per_second']}/s; "
+          f"{res['exec_per_cpu_second']} per CPU second of {res['cpu_seconds']}), "
+          f"coverage {res['coverage_edges']} edges, {res['features']} features, "
+          f"corpus {res['corpus_files']} files, crashes {len(res['crashes'])}")
+    for c in res["crashes"]:
+        print(f"  crash input: {c} (replay: {exe} {c}; log {res['log']})")
+    return 1 if res["crashes"] or res["exit_code"] not in (0,) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

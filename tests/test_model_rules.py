@@ -1,0 +1,431 @@
+"""The reader's rules (docs/format.md), one class at a time: for each rule,
+the mutations that reach it, each refused at open with its status and a
+message naming the record and field. The roles, uses and kinds below are
+stated here from the format, independently of the reader's tables."""
+import ctypes
+import zlib
+import struct
+
+import pytest
+
+from tinytrain import _native, runner
+from tinytrain import modelfile as mf
+from tinytrain.compiler import compile_model
+
+import netzoo
+
+NONE = mf.NONE
+R, W, RW = "r", "w", "rw"
+LAYER = "layer"
+# (op kind) -> per slot: (tensor kind or LAYER, use, none allowed), or None: the slot must be none
+SLOTS = {
+    mf.OP_FWD: [(mf.T_MASK, W, True), (mf.T_SAVED, W, True), None, None, None, None],
+    mf.OP_LOSS: [(mf.T_ACT, R, False), (mf.T_GRAD, W, False), None, None, None, None],
+    mf.OP_BWD: [(mf.T_GRAD, RW, False), (mf.T_MASK, R, True), (mf.T_SAVED, R, True),
+                (mf.T_GRAD, W, True), (mf.T_GRAD, W, True), None],
+    mf.OP_GRAD_ADD: [(mf.T_GRAD, RW, False), (mf.T_GRAD, R, False), None, None, None, None],
+    mf.OP_FWD_FUSED: [(LAYER, None, True), (mf.T_ACT, W, True), (LAYER, None, True),
+                      (mf.T_ACT, W, True), (mf.T_MASK, W, True), None],
+}
+
+
+@pytest.fixture(scope="module")
+def plain():
+    """Every weight and bias trained: gradients flow into the add's both inputs and are summed."""
+    _, _, plan = netzoo.build("mbnet", "full", seed=1)
+    return plan.data
+
+
+@pytest.fixture(scope="module")
+def sparse():
+    _, _, plan = netzoo.build("mbnet", "sparse", seed=1)
+    return plan.data
+
+
+@pytest.fixture(scope="module")
+def fused():
+    _, g, _ = netzoo.build("mbnet", "bias_only", seed=1)
+    return compile_model(g, netzoo.SCHEMES["bias_only"](g), fuse="all").data
+
+
+@pytest.fixture(scope="module", params=["plain", "sparse", "fused"])
+def good(request):
+    return request.getfixturevalue(request.param)
+
+
+def open_model(data: bytes):
+    """(status name, message) of tt_model_open on data, through the core itself."""
+    buf = (ctypes.c_uint8 * max(len(data), 1)).from_buffer_copy(data or b"\0")
+    model = ctypes.create_string_buffer(_native.lib.tts_sizeof_model())
+    err = _native.Error()
+    s = _native.lib.tt_model_open(model, buf, len(data), ctypes.byref(err))
+    return _native.STATUS[s], err.text
+
+
+def edited(data: bytes, fn) -> bytes:
+    m = mf.Model.parse(data)
+    fn(m)
+    return m.pack()
+
+
+def assert_refused(data: bytes, status: str, message: str):
+    got = open_model(data)
+    assert got[0] == status and got[1].startswith(message), (status, message, got)
+
+
+def input_id(m):
+    return m.header.input_tensor
+
+
+def stored(t):
+    return not t.flags & (mf.TF_EXTERNAL | mf.TF_STREAMED)
+
+
+# -- the findings of the hardening issue, each reproduced as a crafted file --
+
+def pool_backward_without_gradient(m):
+    op = next(o for o in m.ops if o.kind == mf.OP_BWD and m.layers[o.layer].kind == mf.L_AVGPOOL)
+    op.t[3] = NONE
+
+
+def logits_are_input(m):
+    m.header.logits_tensor = m.header.input_tensor
+
+
+def layer_writes_input(m):
+    m.layers[1].out = m.header.input_tensor
+
+
+def frozen_weight_min(m, blob):
+    L = next(L for L in m.layers if L.kind == mf.L_CONV)
+    blob[L.w_off] = 0x80
+
+
+def trained_bias_too_big(m, blob):
+    L = next(L for L in m.layers if L.flags & mf.LF_TRAIN_BIAS)
+    struct.pack_into("<i", blob, L.b_off, (1 << 30) + 1)
+
+
+def gradients_overlap(m):
+    """The add's second input gradient 4 bytes into its output gradient: a partial overlap."""
+    op = next(o for o in m.ops if o.kind == mf.OP_BWD and m.layers[o.layer].kind == mf.L_ADD
+              and o.t[4] != NONE and o.t[4] != o.t[0])
+    m.tensors[op.t[4]].arena_off = m.tensors[op.t[0]].arena_off + 4
+    grow_arena(m, m.tensors[op.t[4]])
+
+
+def with_blob(fn):
+    def f(m):
+        blob = bytearray(m.blob)
+        fn(m, blob)
+        m.blob = bytes(blob)
+    return f
+
+
+def grow_arena(m, t):
+    m.header.arena_size = max(m.header.arena_size, (t.arena_off + t.size + 3) // 4 * 4)
+
+
+FINDINGS = {
+    "pool backward without input gradient": (pool_backward_without_gradient, "op", "op "),
+    "logits are the input": (logits_are_input, "header", "logits_tensor"),
+    "layer writes the input": (layer_writes_input, "layer", "layer 1 out: tensor 0 is the network input"),
+    "frozen weight -128": (with_blob(frozen_weight_min), "quant", "layer "),
+    "initial trained bias past 2^30": (with_blob(trained_bias_too_big), "quant", "layer "),
+    "overlapping gradients": (gradients_overlap, "arena", "op "),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FINDINGS))
+def test_findings_refused(plain, case):
+    fn, status, message = FINDINGS[case]
+    assert_refused(edited(plain, fn), status, message)
+
+
+@pytest.mark.parametrize("extra", [1, 3, 4, 64])
+def test_trailing_bytes_refused(good, extra):
+    assert_refused(good + b"\0" * extra, "header", f"file_size {len(good)}, but {len(good) + extra} bytes")
+
+
+@pytest.fixture(scope="module")
+def host_exe(tmp_path_factory):
+    if runner.missing_tools("host"):
+        pytest.skip("needs a C compiler")
+    return runner.build("host", tmp_path_factory.mktemp("asan"))
+
+
+def test_sanitized_core_refuses_findings(plain, host_exe):
+    for case, (fn, status, message) in sorted(FINDINGS.items()):
+        res = runner.run(host_exe, edited(plain, fn), job=False)
+        assert _native.STATUS[res.status] == status and res.message.startswith(message), (case, res.message)
+        assert "runtime error" not in res.stdout and "AddressSanitizer" not in res.stdout, case
+
+
+# -- roles: every op kind x every slot x {none, input, logits, wrong kind} --
+
+def role_mutations(m):
+    """(op index, slot, value, why) for each op kind's first op, where the
+    value breaks the slot's role."""
+    inp, lg = m.header.input_tensor, m.header.logits_tensor
+    seen = set()
+    for i, op in enumerate(m.ops):
+        if op.kind in seen:
+            continue
+        seen.add(op.kind)
+        for s, rule in enumerate(SLOTS[op.kind]):
+            if rule is not None and rule[0] == LAYER:
+                continue  # layer slots: test_fused_layer_slots
+            wrong = next(j for j, t in enumerate(m.tensors)
+                         if j not in (inp, lg) and (rule is None or t.kind != rule[0]))
+            for name, v in (("none", NONE), ("input", inp), ("logits", lg), ("wrong kind", wrong)):
+                if v == op.t[s]:
+                    continue
+                if rule is None:
+                    bad = v != NONE
+                elif v == NONE:
+                    bad = not rule[2]
+                elif op.kind == mf.OP_LOSS and s == 0:
+                    bad = v != lg
+                else:  # the input has no storage to write, every slot but the logits' is written or non-ACT
+                    bad = m.tensors[v].kind != rule[0] or v == inp
+                if bad:
+                    yield i, s, v, name
+
+
+def test_op_roles(good):
+    m = mf.Model.parse(good)
+    cases = list(role_mutations(m))
+    kinds = {m.ops[i].kind for i, *_ in cases}
+    assert kinds == {op.kind for op in m.ops}  # every op kind of the model reached
+    for i, s, v, name in cases:
+        def fn(mm, i=i, s=s, v=v):
+            mm.ops[i].t[s] = v
+        got = open_model(edited(good, fn))
+        assert got[0] == "op" and got[1].startswith(f"op {i} t{s}: "), (i, s, name, got)
+
+
+def test_fused_layer_slots(fused):
+    m = mf.Model.parse(fused)
+    i = next(k for k, op in enumerate(m.ops) if op.kind == mf.OP_FWD_FUSED)
+    for s in (mf.FUSED_A, mf.FUSED_C):
+        def fn(mm, s=s):
+            mm.ops[i].t[s] = len(mm.layers)
+        assert_refused(edited(fused, fn), "op", f"op {i} t{s}: layer {len(m.layers)} not among")
+
+
+def test_op_layer_field(plain):
+    m = mf.Model.parse(plain)
+    for i, op in enumerate(m.ops):
+        v = NONE if op.kind in (mf.OP_FWD, mf.OP_BWD) else 0
+        if op.kind in (mf.OP_FWD, mf.OP_BWD, mf.OP_LOSS, mf.OP_GRAD_ADD):
+            def fn(mm, i=i, v=v):
+                mm.ops[i].layer = v
+            assert_refused(edited(plain, fn), "op", f"op {i} layer: ")
+
+
+def layer_mutations(m):
+    inp = m.header.input_tensor
+    seen = set()
+    for li, L in enumerate(m.layers):
+        if L.kind in seen:
+            continue
+        seen.add(L.kind)
+        wrong = next(j for j, t in enumerate(m.tensors) if t.kind != mf.T_ACT)
+        for field in ("inp", "in2", "out"):
+            used = field != "in2" or L.kind == mf.L_ADD
+            for name, v in (("none", NONE), ("input", inp), ("wrong kind", wrong)):
+                if v == getattr(L, field):
+                    continue
+                bad = (v == NONE) == used if v == NONE else (not used or m.tensors[v].kind != mf.T_ACT
+                                                              or (field == "out" and v == inp))
+                if bad:
+                    yield li, field, v, name
+
+
+def test_layer_roles(good):
+    m = mf.Model.parse(good)
+    cases = list(layer_mutations(m))
+    assert {m.layers[li].kind for li, *_ in cases} == {L.kind for L in m.layers}
+    for li, field, v, name in cases:
+        def fn(mm, li=li, field=field, v=v):
+            setattr(mm.layers[li], field, v)
+        label = {"inp": "in"}.get(field, field)
+        assert_refused(edited(good, fn), "layer", f"layer {li} {label}: ")
+
+
+# -- arena ranges: every tensor inside the working part, parameters apart --
+
+def test_every_tensor_past_the_arena_end(good):
+    m = mf.Model.parse(good)
+    for i, t in enumerate(m.tensors):
+        if t.flags & mf.TF_STREAMED:
+            continue
+        def fn(mm, i=i):
+            mm.tensors[i].arena_off = (mm.header.arena_size - mm.tensors[i].size + 4 + 3) // 4 * 4
+        assert_refused(edited(good, fn), "arena", f"tensor {i}: ")
+
+
+def test_every_stored_tensor_in_the_parameter_area(good):
+    m = mf.Model.parse(good)
+    assert m.header.persist_size > 0
+    for i, t in enumerate(m.tensors):
+        if stored(t):
+            def fn(mm, i=i):
+                mm.tensors[i].arena_off = 0
+            assert_refused(edited(good, fn), "arena", f"tensor {i}: ")
+
+
+def test_trained_parameters_apart(plain):
+    m = mf.Model.parse(plain)
+    trained = [li for li, L in enumerate(m.layers) if L.flags & mf.LF_TRAIN_BIAS]
+    assert len(trained) >= 2
+    a, b = trained[:2]
+
+    def biases_shared(mm):
+        mm.layers[b].b_arena = mm.layers[a].b_arena
+
+    assert_refused(edited(plain, biases_shared), "arena", f"layer {a} trained biases and layer {b} trained biases")
+    w = next(li for li, L in enumerate(m.layers) if L.n_train)
+
+    def weights_on_biases(mm):
+        mm.layers[w].w_arena = mm.layers[a].b_arena
+
+    assert_refused(edited(plain, weights_on_biases), "arena", "layer ")
+
+
+# -- aliasing: the tensors one op touches, where one is written, never share bytes --
+
+def touched(m, op):
+    """(tensor id, use) of an op, from the format's description of each kind."""
+    out = []
+    if op.kind == mf.OP_FWD:
+        L = m.layers[op.layer]
+        out += [(L.inp, R), (L.out, W)] + ([(L.in2, R)] if L.kind == mf.L_ADD else [])
+    elif op.kind == mf.OP_FWD_FUSED:
+        L = m.layers[op.layer]
+        a, c = op.t[mf.FUSED_A], op.t[mf.FUSED_C]
+        out += [(m.layers[a].inp if a != NONE else L.inp, R), (m.layers[c].out if c != NONE else L.out, W)]
+    for s, rule in enumerate(SLOTS[op.kind]):
+        if rule is not None and rule[0] != LAYER and op.t[s] != NONE:
+            out.append((op.t[s], rule[1]))
+    return [(t, u) for t, u in out if stored(m.tensors[t])]
+
+
+def test_overlap_of_written_tensors(good):
+    m = mf.Model.parse(good)
+    n = 0
+    for i, op in enumerate(m.ops):
+        tt = touched(m, op)
+        for a, (ta, ua) in enumerate(tt):
+            for tb, ub in tt[a + 1:]:
+                if ta == tb or "w" not in ua + ub:
+                    continue  # one tensor twice: the add's in-place gradient, or two reads
+
+                def fn(mm, ta=ta, tb=tb):
+                    x, y = mm.tensors[ta], mm.tensors[tb]
+                    y.arena_off = x.arena_off + (x.size // 2) // 4 * 4  # a partial overlap
+                    grow_arena(mm, y)
+                got = open_model(edited(good, fn))
+                assert got[0] == "arena" and "share arena bytes" in got[1], (i, ta, tb, got)
+                n += 1
+    assert n >= 20
+
+
+def test_add_gradient_in_place_allowed_only_for_add(plain):
+    m = mf.Model.parse(plain)
+    i, op = next((i, o) for i, o in enumerate(m.ops)
+                 if o.kind == mf.OP_BWD and m.layers[o.layer].kind == mf.L_CONV and o.t[3] != NONE)
+
+    def conv_in_place(mm):
+        x = mm.tensors[op.t[3]]
+        x.arena_off = mm.tensors[op.t[0]].arena_off
+        grow_arena(mm, x)
+
+    assert_refused(edited(plain, conv_in_place), "arena", f"op {i}: t0")
+
+
+# -- the value ranges behind the overflow bounds --
+
+def test_weight_min_refused_in_every_conv(good):
+    m = mf.Model.parse(good)
+    for li, L in enumerate(m.layers):
+        if L.kind in (mf.L_CONV, mf.L_DWCONV):
+            def fn(mm, L=L):
+                blob = bytearray(mm.blob)
+                blob[L.w_off] = 0x80
+                mm.blob = bytes(blob)
+            assert_refused(edited(good, fn), "quant", f"layer {li}: weight 0 is -128")
+
+
+@pytest.mark.parametrize("value", [(1 << 30) + 1, -(1 << 30) - 1, 2**31 - 1, -2**31])
+def test_trained_bias_range_in_every_layer(plain, value):
+    m = mf.Model.parse(plain)
+    for li, L in enumerate(m.layers):
+        if L.flags & mf.LF_TRAIN_BIAS:
+            def fn(mm, L=L):
+                blob = bytearray(mm.blob)
+                struct.pack_into("<i", blob, L.b_off + 4 * (mm.tensors[L.out].c - 1), value)
+                mm.blob = bytes(blob)
+            assert_refused(edited(plain, fn), "quant", f"layer {li}: trained bias")
+
+
+def test_trained_bias_at_the_limit_opens(plain):
+    m = mf.Model.parse(plain)
+    L = next(L for L in m.layers if L.flags & mf.LF_TRAIN_BIAS)
+
+    def fn(mm):
+        blob = bytearray(mm.blob)
+        struct.pack_into("<i", blob, L.b_off, -(1 << 30))
+        mm.blob = bytes(blob)
+    assert open_model(edited(plain, fn))[0] == "ok"
+
+
+def test_pool_sum_bound(plain):
+    """A pool over 2902 x 2902 positions: 255 * h * w passes 2^31."""
+    m = mf.Model.parse(plain)
+    li = next(li for li, L in enumerate(m.layers) if L.kind == mf.L_AVGPOOL)
+
+    def fn(mm):
+        c = mm.tensors[mm.layers[li].inp].c
+        t = mf.TensorRec(mm.header.arena_size, 2902 * 2902 * c, mf.T_ACT, 0, 2902, 2902, c, 0.1, 0)
+        mm.tensors.append(t)
+        mm.layers[li].inp = len(mm.tensors) - 1
+        grow_arena(mm, t)
+    assert_refused(edited(plain, fn), "shape", f"layer {li}: pool of 2902x2902")
+
+
+# -- parameters loaded later meet the same value ranges as the model's own --
+
+def params_file(t, tmp_path, edit=None):
+    path = tmp_path / "p.ttps"
+    t.save(str(path))
+    b = bytearray(path.read_bytes())
+    if edit:
+        edit(b)
+        struct.pack_into("<I", b, len(b) - 4, zlib.crc32(bytes(b[:-4])))
+    return bytes(b)
+
+
+def test_loaded_parameters_checked(plain, tmp_path):
+    import numpy as np
+    import tinytrain
+    m = mf.Model.parse(plain)
+    t = tinytrain.Trainer(plain)
+    x = np.zeros(m.tensors[m.header.input_tensor].numel, np.int8).tobytes()
+    for k in range(3):
+        t.step(x, k % m.header.n_classes)
+    t.load(params_file(t, tmp_path))  # what training produced loads again
+    before = t.params()
+    for li, L in enumerate(m.layers):
+        cases = []
+        if L.n_train:
+            cases.append((L.w_arena, b"\x80", f"layer {li}: trained weight 0 is -128"))
+        if L.flags & mf.LF_TRAIN_BIAS:
+            for v in ((1 << 30) + 1, -(1 << 30) - 1):
+                cases.append((L.b_arena, struct.pack("<i", v), f"layer {li}: trained bias 0 beyond"))
+        for off, value, message in cases:
+            def edit(b, off=off, value=value):
+                b[20 + off:20 + off + len(value)] = value
+            with pytest.raises(ValueError, match=rf"^{message}.*\(params\)$"):
+                t.load(params_file(t, tmp_path, edit))
+            assert t.params() == before  # refused before the trainer is touched
