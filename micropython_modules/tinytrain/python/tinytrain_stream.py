@@ -123,15 +123,28 @@ class _StdIO:
     def readinto(self, buf, n, ms):
         # byte by byte, each after a poll: stdin's own readinto blocks until
         # it has all n, forever if the host died in the middle of a frame
-        b1 = self.b1
+        b1, rd, p = self.b1, self.i.readinto, self.p
         for i in range(n):
-            for _ in self.p.ipoll(ms):
+            for _ in p.ipoll(0):
                 break
             else:
-                return i
-            self.i.readinto(b1, 1)
+                if not self.wait(ms):
+                    return i
+            rd(b1, 1)
             buf[i] = b1[0]
         return n
+
+    def wait(self, ms):
+        # spin a while first: a poll with a timeout sleeps a tick (a ms or
+        # more) at a time, longer than a byte takes at the line's speed
+        p = self.p
+        t = ticks_ms()
+        while ticks_diff(ticks_ms(), t) < 5:
+            for _ in p.ipoll(0):
+                return True
+        for _ in p.ipoll(ms):
+            return True
+        return False
 
     def write(self, b):
         self.o.write(b)
@@ -172,6 +185,7 @@ class Server:
         self.expect = -1
         self.aseq = -1     # the request being gathered from PART frames
         self.cr = False    # the last noise byte was a \r after a pause
+        self.hist = 0      # the last 4 noise bytes
         self.nak = False
         self.applied = 0
         self.preq = True
@@ -208,10 +222,17 @@ class Server:
         # "\r\x03" before entering the raw REPL; a user presses Ctrl-C) ends
         # serve() at once, so that what follows it reaches the REPL. Inside a
         # stream of frames bytes come without pauses, so a 0x03 of a damaged
-        # frame does not count.
+        # frame does not count. When the device was busy as the interrupt
+        # came there was no pause: then mpremote's whole "\r\x03\r\x01"
+        # (Ctrl-C, Ctrl-A: enter the raw REPL) ends serve(), which answers
+        # with the raw REPL's banner as the REPL would have.
         if c == 3 and (paused or self.cr):
             raise _Stop("interrupt")
         self.cr = c == 13 and paused
+        self.hist = (self.hist << 8 | c) & 0xFFFFFFFF
+        if self.hist == 0x0D030D01:
+            self.io.write(b"raw REPL; CTRL-B to exit\r\n>")
+            raise _Stop("interrupt")
 
     def read_frame(self):
         """(type, seq, n) of the next frame whose CRC holds, or None after a
@@ -238,6 +259,7 @@ class Server:
                     rx[i] = rx[i + 1]
                 k -= 1
         self.cr = False
+        self.hist = 0
         n = rx[5] | rx[6] << 8
         if io.readinto(self.rx8, n + 4, min(self.idle, MID_MS)) != n + 4:
             return None
