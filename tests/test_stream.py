@@ -633,6 +633,77 @@ def test_cli_targets_fail_in_one_line(tmp_path, capsys, monkeypatch):
     assert "unknown target" in capsys.readouterr().err
 
 
+def test_cli_ctrl_c_during_a_file_stream_saves(tmp_path, capsys, monkeypatch):
+    """Ctrl-C while a data file streams: the stream ends between samples,
+    what was sent is trained and saved (a clean run over those samples),
+    the summary says so, the exit code is 130."""
+    import signal
+    from tinytrain.stream import commands
+    model, g, xf, y = _npz(tmp_path, "mlp", n=200)
+    real = commands._reporter
+
+    def reporter(bar, prequential):
+        inner = real(bar, prequential)
+
+        def report(st):
+            inner(st)
+            if st.n >= 40 and not reporter.sent:
+                reporter.sent = True
+                os.kill(os.getpid(), signal.SIGINT)
+        return report
+    reporter.sent = False
+    monkeypatch.setattr(commands, "_reporter", reporter)
+    m, d, p = str(tmp_path / "m.ttm"), str(tmp_path / "d.npz"), tmp_path / "p.ttp"
+    assert cli.main(["stream", "--model", m, "--data", d, "--epochs", "3", "--save", str(p), "-q"]) == 130
+    out = capsys.readouterr().out
+    assert "Ctrl-C: the stream ended after" in out and f"saved the trained parameters to {p}" in out
+    sent = int(out.split("ended after ")[1].split()[0])
+    assert 40 <= sent < 600
+    from tinytrain.stream.data import ModelIO
+    samples = [(r.tobytes(), int(v)) for r, v in zip(ModelIO(model).inputs(xf), y)] * 3
+    t, _, _ = clean_run(model, samples[:sent], prequential=False)
+    assert p.read_bytes() == saved_blob(t, tmp_path)
+
+
+def test_cli_refuses_non_finite_inputs(tmp_path, capsys):
+    """NaN or infinity in stream's inputs, targets or labels are refused in
+    one line naming the sample (they would quantise to garbage)."""
+    model, g, xf, y = _npz(tmp_path, "mlp", n=10)
+    m = str(tmp_path / "m.ttm")
+    for k, bad in ((3, np.nan), (7, np.inf), (0, -np.inf)):
+        x = xf.copy()
+        x.reshape(10, -1)[k, 5] = bad
+        np.savez(tmp_path / "bad.npz", x=x, y=y)
+        assert cli.main(["stream", "--model", m, "--data", str(tmp_path / "bad.npz"), "-q"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert f"sample {k} " in err and "NaN or infinity" in err and len(err.splitlines()) == 1, err
+    np.savez(tmp_path / "bad.npz", x=xf, y=np.where(np.arange(10) == 4, np.nan, y.astype(float)))
+    assert cli.main(["stream", "--model", m, "--data", str(tmp_path / "bad.npz"), "-q"]) == 2
+    assert "labels: sample 4 " in capsys.readouterr().err
+
+
+def test_cli_files_that_cannot_be_read_or_written(tmp_path, capsys):
+    """A model, scheme or output file that cannot be read or written: one
+    line naming it, exit code 2, no traceback."""
+    model, g, xf, y = _npz(tmp_path, "mlp", n=5)
+    m = str(tmp_path / "m.ttm")
+    (tmp_path / "ro").mkdir()
+    cases = [
+        (["info", str(tmp_path / "missing.ttm")], "missing.ttm"),
+        (["plan", m, "--scheme", str(tmp_path / "none.json"), "-o", str(tmp_path / "o.ttm")], "none.json"),
+        (["plan", m, "-o", str(tmp_path / "no-dir" / "o.ttm")], "o.ttm"),
+        (["plan", m, "-o", str(tmp_path / "ro")], "ro"),
+        (["plan", m, "-o", str(tmp_path / "o.ttm"), "--report", str(tmp_path / "no-dir" / "r.txt")], "r.txt"),
+        (["stream", "--model", str(tmp_path / "missing.ttm"), "--data", str(tmp_path / "d.npz"), "-q"],
+         "missing.ttm"),
+    ]
+    for argv, name in cases:
+        assert cli.main(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("tinytrain: ") and name in err and len(err.splitlines()) == 1, (argv, err)
+        assert "Traceback" not in err
+
+
 def test_in_process_throughput():
     model, samples = make("cnn", "full", n=400)
     with connect("sim", model) as c:
