@@ -227,6 +227,10 @@ def main(argv=None):
     except (ValueError, KeyError) as e:
         print(f"tinytrain: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a file that cannot be read or written: -o, --report, a scheme .json, info's model
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"tinytrain: {where}{e.strerror or e}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("tinytrain: interrupted", file=sys.stderr)
         return 130

@@ -38,6 +38,9 @@ def add_commands(sub) -> None:
                                                   "link), or :PATH on the device (Trainer.save there)")
     p.add_argument("--window", type=int, help="frames in flight (default: 4; 1 on a serial port)")
     p.add_argument("--max-payload", type=int, help="bytes per frame (default 2048; qemu 4096)")
+    p.add_argument("--fresh", action="store_true",
+                   help="start from the model file's parameters even if the board still holds this model's "
+                        "Trainer from an earlier session (by default the session goes on with it)")
     p.add_argument("--no-accuracy", action="store_true",
                    help="no prequential accuracy (saves the device one prediction per sample)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -85,7 +88,8 @@ def cmd_stream(args):
         src = sources.live(args.data, model, raw=args.raw, label_first=args.label_first,
                            max_samples=args.max_samples)
         res = stream_live(args.target, model, src, load=args.load, save=args.save, window=args.window,
-                          max_payload=args.max_payload, prequential=not args.no_accuracy, progress=not args.quiet)
+                          max_payload=args.max_payload, prequential=not args.no_accuracy, progress=not args.quiet,
+                          resume=not args.fresh)
         print(res["summary"])
         return 130 if res["interrupted"] else 0
     if args.label_first:
@@ -105,14 +109,51 @@ def cmd_stream(args):
         raise ValueError(f"{args.data}: no samples")
     res = stream(args.target, model, train, epochs=args.epochs, shuffle=args.shuffle, evalset=evalset,
                  load=args.load, save=args.save, window=args.window, max_payload=args.max_payload,
-                 prequential=not args.no_accuracy, progress=not args.quiet)
+                 prequential=not args.no_accuracy, progress=not args.quiet, resume=not args.fresh)
     print(res["summary"])
+    return 130 if res["interrupted"] else 0
+
+
+class _CtrlC:
+    """While active, a first Ctrl-C only sets `self.came` (the stream then
+    ends between samples, and what was learned is saved); a second one stops
+    at once (KeyboardInterrupt)."""
+
+    def __init__(self):
+        self.came = False
+        self.previous = None
+
+    def __enter__(self):
+        import signal
+        previous = signal.getsignal(signal.SIGINT)
+        previous = signal.default_int_handler if previous is None else previous
+
+        def on_sigint(signum, frame):
+            self.came = True
+            signal.signal(signal.SIGINT, previous)
+
+        try:
+            signal.signal(signal.SIGINT, on_sigint)
+            self.previous = previous
+        except ValueError:  # not the main thread: Ctrl-C stays KeyboardInterrupt
+            pass
+        return self
+
+    def __exit__(self, *exc):
+        import signal
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
 
 
 def stream(target, model: bytes, samples, *, epochs: int = 1, shuffle=None, evalset=None, load=None, save=None,
-           window=None, max_payload=None, prequential=True, progress=False, out=sys.stderr) -> dict:
+           window=None, max_payload=None, prequential=True, progress=False, out=sys.stderr,
+           resume: bool = True) -> dict:
     """Train on target from samples [(int8 input bytes, label)]; returns the
-    per-sample losses, accuracies, the device's counters and a summary."""
+    per-sample losses, accuracies, the device's counters and a summary.
+    Ctrl-C ends the stream between samples: what was sent is trained, saved
+    (save) and summed up ("interrupted" in the result); a second one stops at
+    once. resume: go on with the Trainer a board kept from an earlier session
+    of this model (targets.connect)."""
     import random
     samples = list(samples)
     n_total = len(samples) * epochs
@@ -124,9 +165,21 @@ def stream(target, model: bytes, samples, *, epochs: int = 1, shuffle=None, eval
     report = _reporter(bar, prequential)
     epochs_out = []
     t0 = time.monotonic()
+    sent = [0]
+    resumed = None
+
+    def until_ctrl_c(order):
+        for i in order:
+            if ctrl_c.came:
+                return
+            sent[0] += 1
+            yield samples[i]
+
     try:
-        with connect(target, model, window=window, max_payload=max_payload, prequential=prequential) as conn:
+        with _CtrlC() as ctrl_c, connect(target, model, window=window, max_payload=max_payload,
+                                         prequential=prequential, resume=resume and not load) as conn:
             s = conn.session
+            resumed = conn.resumed
             _start(s, load)
             t_train = time.monotonic()
             for e in range(epochs):
@@ -134,7 +187,9 @@ def stream(target, model: bytes, samples, *, epochs: int = 1, shuffle=None, eval
                 if shuffle is not None:
                     random.Random(shuffle * 1000003 + e).shuffle(order)
                 n0, h0 = stats.n, stats.hits
-                s.train((samples[i] for i in order), stats, report)
+                s.train(until_ctrl_c(order), stats, report)
+                if ctrl_c.came:
+                    break
                 ep = {"epoch": e + 1, "loss": sum(stats.losses[n0:]) / max(1, stats.n - n0)}
                 if prequential:
                     ep["accuracy"] = (stats.hits - h0) / max(1, stats.n - n0)
@@ -149,18 +204,24 @@ def stream(target, model: bytes, samples, *, epochs: int = 1, shuffle=None, eval
     finally:
         if bar is not None:
             bar.close()
-    if dev["trained"] != n_total or stats.n != n_total:
+    if dev["trained"] != sent[0] or stats.n != sent[0]:
         raise StreamError(f"the device trained {dev['trained']} samples and reported {stats.n}, "
-                          f"{n_total} were sent")
-    rate = n_total / max(1e-9, t_done - t_train)
-    lines = [f"{n_total} samples ({len(samples)} x {epochs} epochs) on {target}: {rate:.0f} samples/s, "
+                          f"{sent[0]} were sent")
+    rate = sent[0] / max(1e-9, t_done - t_train)
+    lines = [f"{sent[0]} samples ({len(samples)} x {epochs} epochs) on {target}: {rate:.0f} samples/s, "
              f"{time.monotonic() - t0:.1f} s in all"]
+    if ctrl_c.came:
+        lines[0] = (f"Ctrl-C: the stream ended after {sent[0]} of {n_total} samples, which were trained; "
+                    f"{rate:.0f} samples/s, {time.monotonic() - t0:.1f} s in all")
+    if resumed is not None:
+        lines.insert(0, f"went on with the Trainer the device kept ({resumed} steps; --fresh starts from the "
+                        "model file)")
     lines += [_epoch_line(ep) for ep in epochs_out]
     lines.append(_link_line(counts, dev, dev_info))
     if save:
         lines.append(f"saved the trained parameters to {save}")
     return {"losses": stats.losses, "hits": stats.hits, "epochs": epochs_out, "device": dev, "link": counts,
-            "samples_per_s": rate, "summary": "\n".join(lines)}
+            "samples_per_s": rate, "summary": "\n".join(lines), "interrupted": ctrl_c.came, "resumed": resumed}
 
 
 def _reporter(bar, prequential: bool):
@@ -209,7 +270,7 @@ def _link_line(counts, dev, dev_info) -> str:
 
 
 def stream_live(target, model: bytes, source, *, load=None, save=None, window=None, max_payload=None,
-                prequential=True, progress=False, out=None) -> dict:
+                prequential=True, progress=False, out=None, resume: bool = True) -> dict:
     """Train on target from a live source (sources.LineSource) as its samples
     come, until it ends (end of input, its max_samples) or Ctrl-C; then the
     parameters are saved (save) and the summary made. Ctrl-C is taken
@@ -251,7 +312,8 @@ def stream_live(target, model: bytes, source, *, load=None, save=None, window=No
         previous = None
     t0 = time.monotonic()
     try:
-        with connect(target, model, window=window, max_payload=max_payload, prequential=prequential) as conn:
+        with connect(target, model, window=window, max_payload=max_payload, prequential=prequential,
+                     resume=resume and not load) as conn:
             s = conn.session
             _start(s, load)
             if bar is not None:

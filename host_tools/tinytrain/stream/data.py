@@ -65,6 +65,7 @@ class ModelIO:
         if len(y) != n:
             raise ValueError(f"{n} inputs but {len(y)} labels")
         if y.dtype.kind == "f":
+            _not_finite(y, "labels")
             if not np.all(y == np.round(y)):
                 raise ValueError("labels must be class indices (integers)")
             y = y.astype(np.int64)
@@ -73,7 +74,15 @@ class ModelIO:
         return [int(v) for v in y]
 
 
+def _not_finite(a: np.ndarray, what: str) -> None:
+    """Refuse NaN or infinity (they would quantise to garbage), naming the first sample."""
+    if a.dtype.kind in "fc" and a.size and not np.all(np.isfinite(a)):
+        i = int(np.argwhere(~np.isfinite(a.reshape(len(a), -1)))[0][0])
+        raise ValueError(f"{what}: sample {i} (counting from 0) holds NaN or infinity")
+
+
 def _to_int8(x: np.ndarray, scale: float, zero: int, raw, what: str) -> np.ndarray:
+    _not_finite(x, what)
     if raw is None:
         raw = x.dtype.kind in "iu"
     if raw:

@@ -40,15 +40,15 @@ MAGIC = _D.MAGIC
 HDR = _D.HDR
 HELLO, MODEL, TRAIN, EVAL, INFO = _D.HELLO, _D.MODEL, _D.TRAIN, _D.EVAL, _D.INFO
 PGET, PPUT, SAVE, LOAD, STATS, END = _D.PGET, _D.PPUT, _D.SAVE, _D.LOAD, _D.STATS, _D.END
-REPLY, READY, NAK, ERROR = _D.REPLY, _D.READY, _D.NAK, _D.ERROR
+REPLY, READY, NAK, ERROR, PART, PING = _D.REPLY, _D.READY, _D.NAK, _D.ERROR, _D.PART, _D.PING
 F_PREQUENTIAL = _D.F_PREQUENTIAL
-INFO_FMT, STATS_FMT = _D.INFO_FMT, _D.STATS_FMT
+INFO_FMT, STATS_FMT, HELLO_FMT = _D.INFO_FMT, _D.STATS_FMT, _D.HELLO_FMT
 MAX_WINDOW, MAX_RECORDS = _D.MAX_WINDOW, _D.MAX_RECORDS
 INFO_KEYS = ("arena_bytes", "peak_bytes", "param_bytes", "steps", "trained_params", "input_bytes", "classes",
              "lr", "model_crc", "loss_kind", "label_bytes", "max_records")
 NAMES = {HELLO: "HELLO", MODEL: "MODEL", TRAIN: "TRAIN", EVAL: "EVAL", INFO: "INFO", PGET: "PGET",
          PPUT: "PPUT", SAVE: "SAVE", LOAD: "LOAD", STATS: "STATS", END: "END", READY: "READY", NAK: "NAK",
-         ERROR: "ERROR"}
+         ERROR: "ERROR", PART: "PART", PING: "PING"}
 
 
 class Frame(NamedTuple):

@@ -12,6 +12,15 @@ Timeouts adapt: rto follows the round trips of short frames (RFC 6298
 style, Karn's rule), per_byte the time a long frame's bytes take to arrive
 and be worked on; a frame is given rto + 2 * per_byte * its length, counted
 from when it was sent or from the device's last frame, whichever is later.
+
+Frame sizes adapt too: every lost frame (a timeout, a NAK) halves `size`,
+the payload bytes a frame may carry, down to MIN_SIZE; four frames in a row
+answered at their first sending double it, up to max_payload. New requests
+are cut to `size` (records per TRAIN frame, MODEL/PPUT chunks, PGET chunks);
+a request made before the line got worse goes as PART frames of `size`,
+in order, each answered with the bytes the device holds, and the device
+applies it once whole: its content never changes, so a copy of the whole
+frame still on the line is harmless.
 """
 from __future__ import annotations
 
@@ -37,13 +46,20 @@ class DeviceError(StreamError):
     """The device refused a request: its exception, as it worded it."""
 
 
-class _Out:
-    __slots__ = ("frame", "typ", "sent", "tries", "cb")
+MIN_SIZE = 48       # the smallest frame payload the host cuts to
+GROW_AFTER = 4      # frames answered at their first sending before size doubles
 
-    def __init__(self, frame, typ, cb):
-        self.frame, self.typ, self.cb = frame, typ, cb
+
+class _Out:
+    __slots__ = ("frame", "typ", "payload", "seq", "sent", "sent_len", "tries", "have", "cb")
+
+    def __init__(self, typ, seq, payload, cb):
+        self.typ, self.seq, self.payload, self.cb = typ, seq, payload, cb
+        self.frame = P.encode(typ, seq, payload)
         self.sent = 0.0
+        self.sent_len = len(self.frame)
         self.tries = 0
+        self.have = 0   # bytes the device holds, when it goes in PART frames
 
 
 class TrainStats:
@@ -67,12 +83,19 @@ class TrainStats:
 class Session:
     def __init__(self, link, *, window: int = 4, max_payload: int = 2048, rto: float = 1.0,
                  min_rto: float = 0.05, max_rto: float = 20.0, per_byte: float = 0.0, retries: int = 12,
-                 start_seq: int = 0, repl: bool = False, on_event: Callable | None = None):
+                 start_seq: int = 0, repl: bool = False, on_event: Callable | None = None,
+                 lr: float | None = None, idle_ms: int = 0, ping_s: float = 0.5):
         self.link = link
         self.want_window = max(1, min(P.MAX_WINDOW, window))
         self.want_payload = max_payload
         self.window = 1
         self.max_payload = max_payload
+        self.size = max_payload   # what a frame carries now (shrinks on losses)
+        self.streak = 0
+        self.lr = lr              # for the device's next Trainer (None: the model's)
+        self.idle_ms = idle_ms    # the device's silence limit (0: its default)
+        self.ping_s = ping_s      # a PING after this long without writing
+        self.last_write = 0.0
         self.rto = rto
         self.min_rto, self.max_rto = min_rto, max_rto
         self.per_byte = per_byte  # seconds a frame byte takes to arrive (and be worked on): learnt
@@ -88,7 +111,8 @@ class Session:
         self.on_event = on_event
         self.device = None      # the HELLO reply
         self.model = None       # info of the model loaded
-        self.counts = {"frames": 0, "resent": 0, "naks": 0, "timeouts": 0, "duplicate_replies": 0}
+        self.counts = {"frames": 0, "resent": 0, "naks": 0, "timeouts": 0, "duplicate_replies": 0, "parts": 0,
+                       "smallest_frame": max_payload}
         self.ready = None
         self.progress = 0.0     # when the device last sent a frame
 
@@ -97,13 +121,54 @@ class Session:
         if self.on_event:
             self.on_event(what, kw)
 
-    def _send(self, o: _Out) -> None:
-        o.sent = time.monotonic()
-        o.tries += 1
+    def _write(self, frame: bytes) -> None:
         try:
-            self.link.write(o.frame)
+            self.link.write(frame)
         except (LinkClosed, TimeoutError) as e:
             raise LinkError(f"cannot send: {e}{self._said()}") from None
+        self.last_write = time.monotonic()
+
+    def _send(self, o: _Out) -> None:
+        """Send o whole, or its next PART if it is longer than `size` (only
+        the oldest request goes in parts: the device takes them for the
+        sequence number it expects)."""
+        if len(o.payload) <= self.size and o.have == 0:
+            frame = o.frame
+        elif o is next(iter(self.out.values())):
+            c = max(8, self.size - 5)
+            frame = P.encode(P.PART, o.seq, struct.pack("<BHH", o.typ, len(o.payload), o.have)
+                             + o.payload[o.have:o.have + c])
+            self.counts["parts"] += 1
+        else:
+            return  # waits until it is the oldest
+        o.sent = time.monotonic()
+        o.sent_len = len(frame)
+        o.tries += 1
+        self._write(frame)
+
+    def _kick(self) -> None:
+        # requests that waited (too long while an older one was out) go now
+        for o in list(self.out.values()):
+            if o.tries == 0:
+                self._send(o)
+
+    def _lost(self) -> None:
+        self.streak = 0
+        self.size = max(MIN_SIZE, self.size // 2)
+        self.counts["smallest_frame"] = min(self.counts["smallest_frame"], self.size)
+
+    def _answered(self, o: _Out) -> None:
+        if o.tries == 1 and o.sent_len >= self.size // 2:
+            self.streak += 1
+            if self.streak >= GROW_AFTER:
+                self.streak = 0
+                self.size = min(self.max_payload, self.size * 2)
+
+    def ping(self) -> None:
+        """Tell the device the host is alive, if nothing was written for a while
+        (the device leaves its receiver after a silence)."""
+        if time.monotonic() - self.last_write >= self.ping_s:
+            self._write(P.encode(P.PING, 0))
 
     def submit(self, typ: int, payload: bytes = b"", cb: Callable | None = None) -> int:
         """Send a request once the window has room; cb(reply payload) runs
@@ -115,7 +180,7 @@ class Session:
             self._pump()
         seq = self.seq
         self.seq = (seq + 1) & 0xFFFF
-        o = _Out(P.encode(typ, seq, payload), typ, cb)
+        o = _Out(typ, seq, bytes(payload), cb)
         self.out[seq] = o
         self.counts["frames"] += 1
         self._send(o)
@@ -138,21 +203,33 @@ class Session:
         # alive, and a frame lost on the way gets a NAK, not a wait.
         oldest = next(iter(self.out.values()))
         deadline = self._deadline(oldest)
+        self.ping()
         try:
-            data = self.link.read(65536, min(max(0.0, deadline - time.monotonic()), 0.5))
+            data = self.link.read(65536, min(max(0.0, deadline - time.monotonic()), 0.25))
         except LinkClosed as e:
             raise LinkError(f"the link closed: {e}{self._said()}") from None
         if data:
-            for f in self.parser.feed(data):
-                self._frame(f)
-            if self.repl and b"\x04>" in self.parser.noise and b"Traceback" in self.parser.noise:
-                raise LinkError(f"the device module stopped:{self._said()}")
+            self._feed(data)
         elif self.out and time.monotonic() >= self._deadline(next(iter(self.out.values()))):
             self._timeout(next(iter(self.out.values())))
 
+    def _feed(self, data: bytes) -> None:
+        for f in self.parser.feed(data):
+            self._frame(f)
+        if self.repl:
+            self.check_receiver()
+
+    def check_receiver(self) -> None:
+        """On a REPL target: raise if the device's text says that serve()
+        returned (the raw REPL's end-of-output marks) or failed."""
+        noise = self.parser.noise
+        if b"\x04\x04>" in noise or (b"\x04>" in noise and b"Traceback" in noise):
+            raise LinkError(f"the device's receiver stopped (it returns to its REPL after a silence, or on "
+                            f"Ctrl-C){self._said()}")
+
     def _deadline(self, o: _Out) -> float:
         # the round trip of a small frame, plus twice the time its bytes take
-        return max(o.sent, self.progress) + self.rto + 2 * self.per_byte * len(o.frame)
+        return max(o.sent, self.progress) + self.rto + 2 * self.per_byte * o.sent_len
 
     def _timeout(self, oldest: _Out) -> None:
         if oldest.tries > self.retries:
@@ -161,11 +238,13 @@ class Session:
                             f"{oldest.tries} tries{self._said()}")
         self.counts["timeouts"] += 1
         self.rto = min(self.max_rto, self.rto * 2)  # back off
+        self._lost()
         self._resend_all()
 
     def _resend_all(self) -> None:
         for o in self.out.values():
-            self.counts["resent"] += 1
+            if o.tries:
+                self.counts["resent"] += 1
             self._send(o)
 
     def _frame(self, f: P.Frame) -> None:
@@ -175,22 +254,35 @@ class Session:
             self.counts["naks"] += 1
             self._event("nak", seq=f.seq)
             if self.out:
+                self._lost()
                 self._resend_all()
             return
         if f.type == P.READY:
             self.ready = f.payload
             return
         o = self.out.get(f.seq)
+        if f.type == P.PART | P.REPLY:
+            if o is not None and o is next(iter(self.out.values())) and len(f.payload) >= 2:
+                have = struct.unpack_from("<H", f.payload)[0]
+                if o.have < have <= len(o.payload):  # progress (else a repeat: the timer resends)
+                    self._answered(o)
+                    o.have, o.tries = have, 0
+                    self._send(o)
+                    return
+            self.counts["duplicate_replies"] += 1
+            return
         if o is None or f.type not in (o.typ | P.REPLY, P.ERROR):
             self.counts["duplicate_replies"] += 1
             return
         del self.out[f.seq]
         if o.tries == 1:  # Karn: time only frames sent once, over the span the timer covers
             r = now - max(o.sent, last)
-            if len(o.frame) >= 512:  # a long frame: how long its bytes take (and its work)
-                self.per_byte = 0.75 * self.per_byte + 0.25 * r / len(o.frame)
+            if o.sent_len >= 512:  # a long frame: how long its bytes take (and its work)
+                self.per_byte = 0.75 * self.per_byte + 0.25 * r / o.sent_len
             else:
                 self._rtt(r)
+        self._answered(o)
+        self._kick()
         self.done[f.seq] = (o, f)
         while self.deliver in self.done:
             o, f = self.done.pop(self.deliver)
@@ -232,11 +324,20 @@ class Session:
                 raise LinkError(f"the device module did not start:{self._said()}")
         return self.ready is not None
 
+    def hello_payload(self, prequential: bool = True) -> bytes:
+        """HELLO: the protocol version and this session's settings (window,
+        frame size, the learning rate of a Trainer made from now on, the
+        device's silence limit)."""
+        lr = math.nan if self.lr is None else float(self.lr)
+        return struct.pack(P.HELLO_FMT, P.VERSION, P.F_PREQUENTIAL if prequential else 0, self.want_window,
+                           min(self.want_payload, 60000), lr, int(self.idle_ms))
+
     def hello(self, prequential: bool = True) -> dict:
-        r = self.call(P.HELLO, struct.pack("<BB", P.VERSION, P.F_PREQUENTIAL if prequential else 0))
+        r = self.call(P.HELLO, self.hello_payload(prequential))
         version, window, maxp, rp, has_model = struct.unpack_from("<BBHHB", r)
         self.window = max(1, min(self.want_window, window))
         self.max_payload = min(self.want_payload, maxp)
+        self.size = min(self.size, self.max_payload)
         self.parser.max_payload = rp + 16
         self.device = {"version": version, "window": window, "max_payload": maxp, "reply_payload": rp}
         if has_model:
@@ -244,11 +345,14 @@ class Session:
         return dict(self.device, model=self.model)
 
     def _transfer(self, typ: int, data: bytes) -> bytes:
-        step = self.max_payload - 8
         last = []
-        for off in range(0, max(len(data), 1), step):
-            chunk = struct.pack("<II", len(data), off) + data[off:off + step]
-            self.submit(typ, chunk, last.append)
+        off = 0
+        while True:
+            step = max(8, self.size - 8)  # the size now: it follows the line
+            self.submit(typ, struct.pack("<II", len(data), off) + data[off:off + step], last.append)
+            off += step
+            if off >= len(data):
+                break
         self.drain()
         return last[-1]
 
@@ -289,16 +393,22 @@ class Session:
         larger than a frame goes in pieces."""
         m = self._need_model()
         rs = m["input_bytes"] + m["label_bytes"]
-        per = min(m["max_records"], P.MAX_RECORDS, self.max_payload // rs)
         buf, k = bytearray(), 0
         for rec in records:
-            if per == 0:
-                for off in range(0, rs, self.max_payload):
-                    yield bytes(rec[off:off + self.max_payload])
+            per = min(m["max_records"], P.MAX_RECORDS, self.size // rs)  # the size now
+            if per == 0:  # a record longer than a frame: in pieces
+                if buf:
+                    yield bytes(buf)
+                    buf, k = bytearray(), 0
+                off = 0
+                while off < rs:
+                    step = self.size
+                    yield bytes(rec[off:off + step])
+                    off += step
                 continue
             buf += rec
             k += 1
-            if k == per:
+            if k >= per:
                 yield bytes(buf)
                 buf, k = bytearray(), 0
         if buf:
@@ -332,6 +442,7 @@ class Session:
 
     def poll(self) -> None:
         """Take the replies that have come and resend what is overdue, without waiting."""
+        self.ping()
         while self.out:
             try:
                 data = self.link.read(65536, 0.0)
@@ -342,8 +453,7 @@ class Session:
                 if time.monotonic() >= self._deadline(oldest):
                     self._timeout(oldest)
                 return
-            for f in self.parser.feed(data):
-                self._frame(f)
+            self._feed(data)
 
     def evaluate(self, samples: Iterable):
         """(hits, predicted classes) over (x, label) samples, on the device."""
@@ -376,7 +486,7 @@ class Session:
         from ..trainer import check_params_file
         parts, total, off = [], None, 0
         while total is None or off < total:
-            p = self.call(P.PGET, struct.pack("<I", off))
+            p = self.call(P.PGET, struct.pack("<IH", off, max(8, self.size - 8)))
             total, o = struct.unpack_from("<II", p)
             if o != off:
                 raise LinkError(f"parameter chunk at {o}, asked for {off}")

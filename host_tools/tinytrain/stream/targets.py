@@ -9,9 +9,11 @@
     PORT         a board running MicroPython with tinytrain: /dev/ttyACM0,
                  COM3, serial:PORT, or the pty `make qemu-pty` printed
 
-On qemu and boards the host enters the raw REPL with mpremote, starts
-tinytrain_stream.serve() (frozen into the firmware; sent as source when a
-firmware lacks it) and then speaks frames on the same port.
+On qemu and boards the host interrupts whatever runs, enters the raw REPL,
+types one short line that starts tinytrain_stream.serve() (frozen into the
+firmware; sent as source through mpremote when a firmware lacks it), waits
+for its READY frame (retrying the whole start when a byte was lost), then
+speaks frames on the same port; the settings go in the HELLO frame.
 """
 from __future__ import annotations
 
@@ -94,6 +96,7 @@ class Connection:
         self.target = target
         self._closer = closer
         self.ended = None
+        self.resumed = None  # the steps of the device's Trainer that this session went on with
 
     def end(self) -> dict:
         if self.ended is None:
@@ -120,10 +123,16 @@ class Connection:
 
 
 def connect(target: str, model=None, *, window=None, max_payload=None, rto=None, lr=None,
-            prequential: bool = True, start_seq: int = 0, retries: int = 12, on_event=None) -> Connection:
+            prequential: bool = True, start_seq: int = 0, retries: int = 12, on_event=None,
+            resume: bool = False, idle_ms: int = 0) -> Connection:
     """A Connection to target with model loaded: model is the bytes of a .ttm
     (sent over the stream), a path on the device ':path' (its own file), or
-    None (load one later with session.load_model)."""
+    None (load one later with session.load_model). resume: if the device
+    still holds a Trainer of this model (and lr) from an earlier session
+    (a board keeps it in RAM after its receiver returns), go on with it
+    instead of sending the model (conn.resumed: its steps). idle_ms: the
+    device leaves its receiver after this long without a byte (0: its
+    default, tinytrain_stream.IDLE_MS)."""
     kind = target_kind(target)
     check(target)
     opt = dict(DEFAULTS[kind])
@@ -137,7 +146,8 @@ def connect(target: str, model=None, *, window=None, max_payload=None, rto=None,
                              "file's bytes instead")
         device_model, model = model[1:], None
     mk = dict(window=opt["window"], max_payload=opt["max_payload"], rto=opt["rto"], min_rto=opt["min_rto"],
-              per_byte=opt["per_byte"], start_seq=start_seq, retries=retries, on_event=on_event)
+              per_byte=opt["per_byte"], start_seq=start_seq, retries=retries, on_event=on_event, lr=lr,
+              idle_ms=idle_ms)
     serve_kw = dict(model=device_model, window=opt["window"], max_payload=opt["max_payload"], lr=lr)
     if kind == "sim":
         conn = _connect_sim(target, serve_kw, mk)
@@ -153,11 +163,24 @@ def connect(target: str, model=None, *, window=None, max_payload=None, rto=None,
     try:
         conn.session.hello(prequential)
         if model is not None:
-            conn.session.load_model(bytes(model))
+            if resume and _same_trainer(conn.session.model, bytes(model), lr):
+                conn.resumed = conn.session.model["steps"]
+            else:
+                conn.session.load_model(bytes(model))
     except BaseException:
         conn.close()
         raise
     return conn
+
+
+def _same_trainer(info, model: bytes, lr) -> bool:
+    """Does the device's Trainer (its INFO) belong to this model and lr?"""
+    if info is None or len(model) < 16 or info["model_crc"] != struct.unpack_from("<I", model, 12)[0]:
+        return False
+    if lr is None:
+        from ..trainer import Trainer
+        lr = Trainer(model).info()["lr"]
+    return struct.pack("<f", float(lr)) == struct.pack("<f", info["lr"])
 
 
 def start_sim_device(io, **serve_kw) -> threading.Thread:
@@ -185,12 +208,52 @@ def _connect_sim(target, serve_kw, mk) -> Connection:
 
 
 # -- MicroPython over a serial port (boards, qemu) ---------------------------
-def _lr_literal(lr) -> str:
-    if lr is None:
-        return "None"
-    # the float32 the host would use, bit for bit (a decimal literal may round
-    # differently on a single-precision port)
-    return f"__import__('struct').unpack('<f', {struct.pack('<f', float(lr))!r})[0]"
+BANNER = b"raw REPL; CTRL-B to exit\r\n>"
+START_TRIES = 8
+
+
+def _read_for(link, seconds: float, want=None, into=None) -> bool:
+    """Read for up to `seconds` (into `into`); True as soon as `want` came."""
+    buf = bytearray() if into is None else into
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        buf += link.read(4096, min(0.1, max(0.0, end - time.monotonic())))
+        if want is not None and want in buf:
+            return True
+    return False
+
+
+def _start_receiver(link, s: Session, call: bytes, port) -> str:
+    """Start serve() on the board at the other end of link, bounded in time,
+    through a line that may lose bytes. What is typed into the raw REPL is
+    one short line; a wrong byte in it makes an error or nothing at all,
+    and only the receiver's READY frame (checked by its CRC) counts. Each
+    try interrupts first: "\r\x03" after a pause ends a receiver left running
+    (and a running program), "\r\x01" enters the raw REPL, whose banner must
+    come back. Returns "ok", or "no module" when the firmware lacks it."""
+    said = bytearray()
+    for _ in range(START_TRIES):
+        time.sleep(0.15)  # the pause that makes the receiver take Ctrl-C as one
+        link.write(b"\r\x03")
+        _read_for(link, 0.3, into=said)
+        link.write(b"\r\x01")
+        if not _read_for(link, 3.0, BANNER, said):
+            continue
+        s.parser = P.Parser(s.parser.max_payload)
+        s.ready = None
+        link.write(call + b"\x04")
+        try:
+            if s.wait_ready(4):
+                return "ok"
+        except LinkError:
+            if b"no module named 'tinytrain_stream'" in s.parser.noise:
+                return "no module"
+        said += s.parser.noise
+        del said[:-2000]
+    text = bytes(c for c in said if c in (9, 10, 13) or 32 <= c < 127).decode().strip()
+    raise LinkError(f"{port}: the device did not start tinytrain_stream.serve() in {START_TRIES} tries (no raw "
+                    f"REPL banner or no READY frame)" + (f"; it said: {text[-600:]}" if text else ": it sent "
+                                                          "nothing"))
 
 
 def _connect_repl(port, baudrate, target, serve_kw, mk, extra_close=None) -> Connection:
@@ -216,23 +279,19 @@ def _connect_repl(port, baudrate, target, serve_kw, mk, extra_close=None) -> Con
                 if extra_close:
                     extra_close()
 
-    link = s = None
+    link = SerialLink(tr.serial)
+    s = Session(link, repl=True, **mk)
+    m = serve_kw["model"]
+    args = "" if m is None else repr(m)
     try:
-        tr.enter_raw_repl(soft_reset=True)
-        probe = tr.exec("try:\n import tinytrain_stream\n print('TS1')\nexcept ImportError:\n print('TS0')")
-        if b"TS1" in probe:
-            call = "import tinytrain_stream\ntinytrain_stream.serve("
-        else:  # a firmware without the frozen module: send its source
+        if _start_receiver(link, s, f"import tinytrain_stream as T;T.serve({args})".encode(), port) != "ok":
+            # a firmware without the frozen module: its source, through mpremote's raw REPL
+            tr.enter_raw_repl(soft_reset=False)
             tr.exec(P.DEVICE_SOURCE.read_bytes())
-            call = "serve("
-        m = serve_kw["model"]
-        call += (f"{m!r}, window={serve_kw['window']}, max_payload={serve_kw['max_payload']}, "
-                 f"lr={_lr_literal(serve_kw['lr'])})")
-        tr.exec_raw_no_follow(call)
-        link = SerialLink(tr.serial)
-        s = Session(link, repl=True, **mk)
-        if not s.wait_ready(15):
-            raise LinkError(f"the device did not start tinytrain_stream.serve(){s._said()}")
+            tr.exec_raw_no_follow(f"serve({args})")
+            if not s.wait_ready(15):
+                raise LinkError(f"the device did not start tinytrain_stream.serve(){s._said()}")
+        s.parser = P.Parser(s.parser.max_payload)  # the REPL's text before READY is not the receiver's
     except TransportError as e:
         close()
         raise StreamError(f"{port}: {e}") from None
@@ -244,16 +303,18 @@ def _connect_repl(port, baudrate, target, serve_kw, mk, extra_close=None) -> Con
 
 def _leave_repl(tr, link, s) -> None:
     """After END: wait for serve() to return (the raw REPL's end-of-output
-    marker), then back to the friendly REPL."""
-    if link is not None and s is not None:
-        end = time.monotonic() + 3
-        while b"\x04>" not in s.parser.noise and time.monotonic() < end:
-            try:
-                s.parser.feed(link.read(4096, 0.2))
-            except Exception:
-                break
+    marker), then back to the friendly REPL. A receiver still running (END
+    not delivered) takes the Ctrl-C after the pause."""
+    end = time.monotonic() + 2
+    while b"\x04>" not in s.parser.noise and time.monotonic() < end:
+        try:
+            s.parser.feed(link.read(4096, 0.2))
+        except Exception:
+            break
     try:
-        tr.serial.write(b"\r\x03")  # clears a partial line left in the raw REPL
+        time.sleep(0.15)
+        tr.serial.write(b"\r\x03")
+        time.sleep(0.05)
         tr.exit_raw_repl()
     except Exception:
         pass

@@ -10,8 +10,8 @@ nothing came in time), close().
     thread of this process against the simulator.
 
 Device side (what tinytrain_stream.serve(io=...) takes under CPython):
-readinto(buf, n) -> n (fewer only at the end of the stream), write(b),
-poll(ms) -> bool, close(). `DeviceEnd` (loopback) and `FdDeviceEnd` (a tty).
+readinto(buf, n, ms) -> bytes read (fewer when none came for ms, or at the
+end of the stream), write(b), poll(ms) -> bool, close(). `DeviceEnd` (loopback) and `FdDeviceEnd` (a tty).
 """
 from __future__ import annotations
 
@@ -96,13 +96,13 @@ class DeviceEnd:
     def __init__(self, rx: _Pipe, tx: _Pipe):
         self.rx, self.tx = rx, tx
 
-    def readinto(self, buf, n: int) -> int:
+    def readinto(self, buf, n: int, ms=None) -> int:
         mv = memoryview(buf)
         got = 0
         while got < n:
-            chunk = self.rx.get(n - got, None)
+            chunk = self.rx.get(n - got, None if ms is None else ms / 1000)
             if not chunk:
-                break  # closed
+                break  # closed, or silent for ms
             mv[got:got + len(chunk)] = chunk
             got += len(chunk)
         return got
@@ -195,11 +195,12 @@ class FdDeviceEnd:
         if raw:
             set_raw(fd)
 
-    def readinto(self, buf, n: int) -> int:
+    def readinto(self, buf, n: int, ms=None) -> int:
         mv = memoryview(buf)
         got = 0
         while got < n:
-            select.select([self.fd], [], [])
+            if not select.select([self.fd], [], [], None if ms is None else ms / 1000)[0]:
+                break
             try:
                 chunk = os.read(self.fd, n - got)
             except BlockingIOError:

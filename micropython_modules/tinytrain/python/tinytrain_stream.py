@@ -2,12 +2,15 @@
 #
 # Runs on MicroPython (frozen into the firmware: boards/*/manifest.py and
 # firmware/qemu_manifest.py) and unchanged under CPython, where the host runs
-# it in a thread against the simulator's tinytrain.Trainer. The host starts it
-# from the raw REPL:
+# it in a thread against the simulator's tinytrain.Trainer. The host types
+# into the raw REPL only
 #
-#     import tinytrain_stream; tinytrain_stream.serve(None, window=4, max_payload=2048)
+#     import tinytrain_stream as T;T.serve()
 #
-# then speaks binary frames on stdin/stdout (Ctrl-C is data: kbd_intr(-1)).
+# then speaks binary frames on stdin/stdout (Ctrl-C is data: kbd_intr(-1));
+# the settings come in the HELLO frame. serve() returns to the REPL after a
+# silence (idle) or on an interrupt typed into the line (mpremote's "\r\x03"),
+# and on a board it keeps its Trainer for the next serve() (`_kept`).
 # Frame: a5 c3 | type u8 | seq u16 | len u16 | hchk u8 | payload[len] | crc32 u32
 # (little-endian; crc32 over everything before it). Buffers are allocated once
 # per session; training a whole record allocates nothing on the heap.
@@ -44,22 +47,29 @@ except ImportError:  # CPython
     def ticks_diff(a, b):
         return a - b
 
-VERSION = 1
+VERSION = 2
 MAGIC = b"\xa5\xc3"
 HDR = 8               # header bytes; the CRC adds 4
 MAX_WINDOW = 8
 MAX_RECORDS = 32      # records a TRAIN/EVAL frame may complete
 # requests (host -> device), sequenced
 HELLO, MODEL, TRAIN, EVAL, INFO, PGET, PPUT, SAVE, LOAD, STATS, END = 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11
+PART = 12             # a piece of a request too long for the line: u8 type, u16 total, u16 offset, bytes
 REPLY = 0x80          # reply type = request type | REPLY, same seq
 READY = 0x7E          # device -> host, unsequenced: serving
 NAK = 0x7F            # device -> host, unsequenced: seq = the next one expected
+PING = 0x7D           # host -> device, unsequenced, ignored: the host is alive
 ERROR = 0xFF          # reply to a request that failed: "Type: message"
 F_PREQUENTIAL = 1     # HELLO flag: predict each training sample before its step
 # arena_bytes peak_bytes param_bytes steps trained_params input_bytes classes lr
 # model_crc loss_kind label_bytes max_records
 INFO_FMT = "<IIIIIIIfIBBH"
 STATS_FMT = "<IIII"   # trained, prequential hits, evaluated, evaluation hits
+HELLO_FMT = "<BBBHfI" # version, flags, window, max_payload, lr (NaN: the model's), idle ms (0: as is)
+IDLE_MS = 5000        # serve() returns after this long without a byte between frames
+MID_MS = 500          # ... and drops a frame whose bytes stop this long
+PAUSE_MS = 100        # a byte after a pause this long starts a new header hunt
+_kept = None          # (Trainer, model crc, mse) left by the last serve() on a board
 
 
 def hchk(b):
@@ -106,11 +116,35 @@ class _StdIO:
         self.o = sys.stdout.buffer
         self.p = select.poll()
         self.p.register(sys.stdin, select.POLLIN)
+        self.b1 = bytearray(1)
         self.m = micropython
         micropython.kbd_intr(-1)  # 0x03 is data from now on
 
-    def readinto(self, buf, n):
-        return self.i.readinto(buf, n)
+    def readinto(self, buf, n, ms):
+        # byte by byte, each after a poll: stdin's own readinto blocks until
+        # it has all n, forever if the host died in the middle of a frame
+        b1, rd, p = self.b1, self.i.readinto, self.p
+        for i in range(n):
+            for _ in p.ipoll(0):
+                break
+            else:
+                if not self.wait(ms):
+                    return i
+            rd(b1, 1)
+            buf[i] = b1[0]
+        return n
+
+    def wait(self, ms):
+        # spin a while first: a poll with a timeout sleeps a tick (a ms or
+        # more) at a time, longer than a byte takes at the line's speed
+        p = self.p
+        t = ticks_ms()
+        while ticks_diff(ticks_ms(), t) < 5:
+            for _ in p.ipoll(0):
+                return True
+        for _ in p.ipoll(ms):
+            return True
+        return False
 
     def write(self, b):
         self.o.write(b)
@@ -135,46 +169,100 @@ class _Slot:
         self.tv = None
 
 
+class _Stop(Exception):
+    """serve() returns to the REPL: the line was silent, or an interrupt came."""
+
+
 class Server:
-    def __init__(self, io, window=4, max_payload=2048, reply_payload=512, lr=None):
+    def __init__(self, io, window=4, max_payload=2048, reply_payload=512, lr=None, idle=IDLE_MS):
         self.io = io
-        self.w = max(1, min(MAX_WINDOW, window))
-        self.maxp = max(64, min(60000, max_payload))
         self.rp = max(64, reply_payload)
         self.lr = lr
-        self.rx = bytearray(HDR + self.maxp + 4)
-        self.rxv = memoryview(self.rx)
-        self.rx7 = self.rxv[7:8]
-        self.rx8 = self.rxv[HDR:]
-        self.slots = [_Slot(self.rp) for _ in range(self.w)]
+        self.idle = max(1, idle)
+        self.t = None
         self.small = bytearray(HDR + 8 + 4)
+        self.buffers(window, max_payload)
         self.expect = -1
+        self.aseq = -1     # the request being gathered from PART frames
+        self.cr = False    # the last noise byte was a \r after a pause
+        self.hist = 0      # the last 4 noise bytes
         self.nak = False
         self.applied = 0
         self.preq = True
-        self.t = None
         self.part = None   # model or parameter file being received
         self.blob = None   # parameter file being sent
         self.trained = self.hits = self.evaluated = self.ehits = 0
         self.fill = 0
         self.fill_type = 0
 
+    def buffers(self, window, max_payload):
+        """(Re)make the buffers of a window and a frame size (serve(), HELLO)."""
+        self.w = max(1, min(MAX_WINDOW, window))
+        self.maxp = max(64, min(60000, max_payload))
+        self.rx = None
+        self.slots = None
+        self.abuf = None
+        self.rx = bytearray(HDR + self.maxp + 4)
+        self.rxv = memoryview(self.rx)
+        self.rxb = [self.rxv[i:i + 1] for i in range(HDR)]
+        self.rx8 = self.rxv[HDR:]
+        self.slots = [_Slot(self.rp) for _ in range(self.w)]
+        if self.t is not None:
+            self.views()
+
     # -- frames --------------------------------------------------------
-    def _read(self, buf, n):
-        if self.io.readinto(buf, n) != n:
-            raise EOFError
+    def _prefix(self, k):
+        # can rx[0:k] begin a frame header?
+        rx = self.rx
+        return rx[0] == 0xA5 and (k < 2 or rx[1] == 0xC3) and \
+            (k < HDR or (rx[7] == hchk(rx) and (rx[5] | rx[6] << 8) <= self.maxp))
+
+    def _noise(self, c, paused):
+        # A byte outside any frame. Ctrl-C after a pause (mpremote sends
+        # "\r\x03" before entering the raw REPL; a user presses Ctrl-C) ends
+        # serve() at once, so that what follows it reaches the REPL. Inside a
+        # stream of frames bytes come without pauses, so a 0x03 of a damaged
+        # frame does not count. When the device was busy as the interrupt
+        # came there was no pause: then mpremote's whole "\r\x03\r\x01"
+        # (Ctrl-C, Ctrl-A: enter the raw REPL) ends serve(), which answers
+        # with the raw REPL's banner as the REPL would have.
+        if c == 3 and (paused or self.cr):
+            raise _Stop("interrupt")
+        self.cr = c == 13 and paused
+        self.hist = (self.hist << 8 | c) & 0xFFFFFFFF
+        if self.hist == 0x0D030D01:
+            self.io.write(b"raw REPL; CTRL-B to exit\r\n>")
+            raise _Stop("interrupt")
 
     def read_frame(self):
         """(type, seq, n) of the next frame whose CRC holds, or None after a
-        damaged one; resynchronises on the magic bytes."""
-        rx = self.rx
-        self._read(rx, HDR)
-        while rx[0] != 0xA5 or rx[1] != 0xC3 or rx[7] != hchk(rx) or (rx[5] | rx[6] << 8) > self.maxp:
-            for i in range(HDR - 1):
-                rx[i] = rx[i + 1]
-            self._read(self.rx7, 1)
+        damaged one or one whose bytes stopped; resynchronises on the magic
+        bytes. Raises _Stop after `idle` ms without a byte, or on an interrupt."""
+        rx, io, rxb = self.rx, self.io, self.rxb
+        k = 0
+        p0 = False  # rx[0] came after a pause
+        while k < HDR:
+            t0 = ticks_ms()
+            if io.readinto(rxb[k], 1, self.idle) != 1:
+                raise _Stop("idle")
+            paused = ticks_diff(ticks_ms(), t0) >= PAUSE_MS
+            if paused and k:  # what came before was a header cut short
+                rx[0] = rx[k]
+                k = 0
+            if k == 0:
+                p0 = paused
+            k += 1
+            while k and not self._prefix(k):
+                self._noise(rx[0], p0)
+                p0 = False
+                for i in range(k - 1):
+                    rx[i] = rx[i + 1]
+                k -= 1
+        self.cr = False
+        self.hist = 0
         n = rx[5] | rx[6] << 8
-        self._read(self.rx8, n + 4)
+        if io.readinto(self.rx8, n + 4, min(self.idle, MID_MS)) != n + 4:
+            return None
         if _crc(self.rxv[0:HDR + n]) != struct.unpack_from("<I", rx, HDR + n)[0]:
             return None
         return rx[2], rx[3] | rx[4] << 8, n
@@ -206,17 +294,17 @@ class Server:
                 self.send_nak()
                 continue
             typ, seq, n = f
-            if typ == HELLO and not self.cached(seq):
+            if typ == PING:
+                continue
+            if typ == PART:
+                typ, n = self.gather(seq, n)
+                if typ < 0:
+                    continue
+            elif typ == HELLO and not self.cached(seq):
                 self.expect = seq  # a new session: its first seq
                 self.fill = 0
             if seq == self.expect:
-                s = self.slots[self.applied % self.w]
-                self.applied += 1
-                self.expect = (seq + 1) & 0xFFFF
-                self.nak = False
-                s.seq = seq
-                self.handle(s, typ, seq, n)
-                self.send_slot(s)
+                s = self.apply(typ, seq, n)
                 if typ == END:
                     self.linger(s)
                     return
@@ -224,6 +312,44 @@ class Server:
                 self.send_slot(self.cached(seq))
             else:
                 self.send_nak()
+
+    def apply(self, typ, seq, n):
+        s = self.slots[self.applied % self.w]
+        self.applied += 1
+        self.expect = (seq + 1) & 0xFFFF
+        self.nak = False
+        self.aseq = -1
+        s.seq = seq
+        self.handle(s, typ, seq, n)
+        self.send_slot(s)
+        return s
+
+    def gather(self, seq, n):
+        """A PART frame: a piece of request seq, sent when the whole would not
+        pass the line. The pieces come in order into a buffer made when the
+        first one does; the whole request is then applied as if it had come
+        in one frame. Returns (type, length) of the request once whole, else
+        (-1, 0) after answering with the bytes held (PART | REPLY, u16)."""
+        if seq != self.expect:
+            return 0, 0  # applied already (its reply again), or ahead (NAK)
+        if n < 5:
+            return -1, 0
+        typ, total, off = struct.unpack_from("<BHH", self.rx, HDR)
+        if total > self.maxp or typ == PART:
+            return -1, 0
+        if off == 0 and (self.aseq != seq or self.atyp != typ or self.atot != total):
+            if self.abuf is None:
+                self.abuf = bytearray(self.maxp)
+            self.aseq, self.atyp, self.atot, self.ahave = seq, typ, total, 0
+        if self.aseq == seq and self.atyp == typ and self.atot == total and off == self.ahave \
+                and off + n - 5 <= total:
+            self.abuf[off:off + n - 5] = self.rxv[HDR + 5:HDR + n]
+            self.ahave += n - 5
+            if self.ahave == total:
+                self.rx[HDR:HDR + total] = memoryview(self.abuf)[0:total]
+                return typ, total
+        self.send_small(PART | REPLY, seq, struct.pack("<H", self.ahave if self.aseq == seq else 0))
+        return -1, 0
 
     def cached(self, seq):
         if (self.expect - 1 - seq) & 0xFFFF < self.w:
@@ -267,14 +393,22 @@ class Server:
                 if self.rx[HDR] != VERSION:
                     raise ValueError("protocol version %d, device speaks %d" % (self.rx[HDR], VERSION))
                 self.preq = bool(self.rx[HDR + 1] & F_PREQUENTIAL)
+                if n >= struct.calcsize(HELLO_FMT):
+                    _, _, w, mp, lr, idle = struct.unpack_from(HELLO_FMT, self.rx, HDR)
+                    self.lr = None if lr != lr else lr  # NaN: the model's own
+                    if idle:
+                        self.idle = idle
+                    if max(1, min(MAX_WINDOW, w)) != self.w or max(64, min(60000, mp)) != self.maxp:
+                        self.buffers(w, mp)  # (the reply still goes out of the old slot s)
                 struct.pack_into("<BBHHB", s.g, HDR, VERSION, self.w, self.maxp, self.rp, self.t is not None)
                 m = 7 + (self.pack_info(s.g, HDR + 7) if self.t is not None else 0)
             elif typ == MODEL or typ == PPUT:
                 m = self.receive(s, typ, n)
             elif typ == INFO:
                 m = self.pack_info(s.g, HDR)
-            elif typ == PGET:
-                m = self.send_params(s, struct.unpack_from("<I", self.rx, HDR)[0])
+            elif typ == PGET:  # u32 offset[, u16 most bytes wanted]
+                m = self.send_params(s, struct.unpack_from("<I", self.rx, HDR)[0],
+                                     struct.unpack_from("<H", self.rx, HDR + 4)[0] if n >= 6 else self.rp)
             elif typ == SAVE or typ == LOAD:
                 path = str(bytes(self.rxv[HDR:HDR + n]), "utf-8")
                 if typ == SAVE:
@@ -383,14 +517,21 @@ class Server:
                 head = f.read(72)
         else:
             head = bytes(memoryview(model)[0:72])
-        self.t = tinytrain.Trainer(model, lr=self.lr)
-        self.crc = struct.unpack_from("<I", head, 12)[0]
-        self.mse = head[70] == 1
-        info = self.t.info()
-        self.ib = ib = info["input_bytes"]
+        self.adopt(tinytrain.Trainer(model, lr=self.lr), struct.unpack_from("<I", head, 12)[0], head[70] == 1)
+
+    def adopt(self, t, crc, mse):
+        """Serve Trainer t (of the model whose crc is given)."""
+        self.t, self.crc, self.mse = t, crc, mse
+        info = t.info()
+        self.ib = info["input_bytes"]
         self.ncls = info["classes"]
-        self.lb = self.ncls if self.mse else (1 if self.ncls <= 256 else 2)
-        self.rs = rs = ib + self.lb
+        self.lb = self.ncls if mse else (1 if self.ncls <= 256 else 2)
+        self.rs = self.ib + self.lb
+        self.views()
+
+    def views(self):
+        # the buffers that depend on the model and the frame size
+        rs, ib = self.rs, self.ib
         self.kx = kx = min(MAX_RECORDS, self.maxp // rs)
         self.kmax = min(MAX_RECORDS, self.maxp // rs + 2, (self.rp - 4) // 2)
         self.fill = 0
@@ -411,7 +552,7 @@ class Server:
                          1 if self.mse else 0, self.lb, self.kmax)
         return struct.calcsize(INFO_FMT)
 
-    def send_params(self, s, off):
+    def send_params(self, s, off, most):
         # the parameter file of Trainer.save (docs/format.md), in chunks
         if off == 0 or self.blob is None:
             self.blob = None
@@ -424,7 +565,7 @@ class Server:
             struct.pack_into("<I", b, len(b) - 4, _crc(memoryview(b)[0:len(b) - 4]))
             self.blob = b
         b = self.blob
-        c = max(0, min(self.rp - 8, len(b) - off))
+        c = max(0, min(self.rp - 8, most, len(b) - off))
         struct.pack_into("<II", s.g, HDR, len(b), off)
         s.g[HDR + 8:HDR + 8 + c] = memoryview(b)[off:off + c]
         if off + c >= len(b):
@@ -432,16 +573,28 @@ class Server:
         return 8 + c
 
 
-def serve(model=None, window=4, max_payload=2048, reply_payload=512, lr=None, io=None):
-    """Serve one session on stdin/stdout (or io: readinto(buf, n), write(b),
-    poll(ms), close()). model: a path, bytes, or None to receive it.
-    Returns (trained, hits, evaluated, evaluation hits) after END."""
+def serve(model=None, window=4, max_payload=2048, reply_payload=512, lr=None, io=None, idle=IDLE_MS,
+          keep=None):
+    """Serve one session on stdin/stdout (or io: readinto(buf, n, ms) -> bytes
+    read, fewer if none came for ms; write(b), poll(ms), close()). model: a
+    path, bytes, or None to receive it (or to go on with the kept Trainer).
+    Returns (trained, hits, evaluated, evaluation hits) after END, after
+    `idle` ms without a byte, or on an interrupt. keep (default: on
+    stdin/stdout, i.e. a board): the Trainer outlives serve() in RAM, and the
+    next serve() starts with it."""
+    global _kept
+    keep = io is None if keep is None else keep
     io = io or _StdIO()
-    s = Server(io, window, max_payload, reply_payload, lr)
+    s = Server(io, window, max_payload, reply_payload, lr, idle)
+    if keep and _kept is not None and model is None:
+        s.adopt(*_kept)
+    _kept = None  # (a new model must not find the old Trainer still held)
     try:
         s.run(model)
-    except EOFError:
+    except (EOFError, _Stop):
         pass
     finally:
         io.close()
+        if keep and s.t is not None:
+            _kept = (s.t, s.crc, s.mse)
     return s.trained, s.hits, s.evaluated, s.ehits
