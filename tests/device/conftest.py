@@ -1,8 +1,8 @@
-"""Fixtures for the MicroPython device tests (test_micropython.py).
+"""Fixtures for the MicroPython device tests (test_micropython.py, test_firmware.py).
 
-Without MICROPY_DIR nothing here builds or starts anything: the test module
-skips itself with one line saying why."""
-import os
+The tree is MICROPY_DIR or ../shared/micropython (tests/micropython_tree.py).
+Without one nothing here builds or starts anything: the test modules skip
+themselves with one line saying why."""
 import sys
 from pathlib import Path
 
@@ -13,8 +13,9 @@ sys.path.insert(0, str(HERE.parent))  # netzoo
 sys.path.insert(0, str(HERE))         # mpdevice
 
 import mpdevice  # noqa: E402
+from micropython_tree import SKIP_REASON, resolve  # noqa: E402,F401 (SKIP_REASON: for the test modules)
 
-MICROPY_DIR = os.environ.get("MICROPY_DIR", "")
+MICROPY_DIR = resolve()
 
 
 def _built(path, target):
@@ -49,10 +50,6 @@ def qemu_big_heap():
 def device(request):
     """Each test that takes `device` runs on both targets."""
     return request.getfixturevalue(request.param)
-
-
-SKIP_REASON = ("MICROPY_DIR is not set: the MicroPython device tests need a MicroPython v1.28.0 "
-               "tree (see docs/micropython.md)")
 
 
 def pytest_terminal_summary(terminalreporter, config):
