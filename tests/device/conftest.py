@@ -16,6 +16,9 @@ import mpdevice  # noqa: E402
 from micropython_tree import SKIP_REASON, resolve  # noqa: E402,F401 (SKIP_REASON: for the test modules)
 
 MICROPY_DIR = resolve()
+REPORT = mpdevice.BUILD / "device-report.txt"  # figures the tests measure, printed at the end
+if MICROPY_DIR:
+    REPORT.unlink(missing_ok=True)
 
 
 def _built(path, target):
@@ -60,8 +63,7 @@ def pytest_terminal_summary(terminalreporter, config):
         if not any(c in chars for c in "saA"):
             terminalreporter.write_line(f"SKIPPED tests/device: {SKIP_REASON}")
         return
-    report = mpdevice.BUILD / "device-report.txt"
-    if MICROPY_DIR and report.exists():
+    if REPORT.exists():
         terminalreporter.section("tinytrain on MicroPython: measured")
-        for line in report.read_text().splitlines():
+        for line in REPORT.read_text().splitlines():
             terminalreporter.write_line(line)

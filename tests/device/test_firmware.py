@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from conftest import MICROPY_DIR, SKIP_REASON  # noqa: E402
+from conftest import MICROPY_DIR, REPORT, SKIP_REASON  # noqa: E402
 
 if not MICROPY_DIR:
     pytest.skip(SKIP_REASON, allow_module_level=True)
@@ -45,9 +45,12 @@ def parse_report(out: str) -> dict:
         "stack": r"stack\s+([\d.]+) KiB",
         "sram": r"total SRAM1\+SRAM2\s+([\d.]+) KiB of\s+([\d.]+) KiB",
     }
+    head = f"== {BOARD}: flash"
+    assert head in out, f"`make firmware` printed no report:\n{out[-3000:]}"
+    out = out[out.index(head):]
     got = {}
     for key, pat in pats.items():
-        m = re.search(pat, out)
+        m = re.search(r"^\s*" + pat, out, re.M)
         assert m, f"`make firmware` did not print the {key} figure:\n{out[-3000:]}"
         got[key] = _kib(m.group(1))
         if m.lastindex == 2:
@@ -78,8 +81,7 @@ def test_f746_firmware_fits(build):
     assert fig["sram"] <= fig["sram_room"], "SRAM1+SRAM2 overcommitted"
     assert fig["heap"] >= MIN_HEAP, f"GC heap {fig['heap'] / 1024:.1f} KiB below {MIN_HEAP // 1024} KiB"
     assert build.returncode == 0 and "fits:" in build.stdout, out[-3000:]
-    report = mpdevice.BUILD / "device-report.txt"
-    with open(report, "a") as f:
+    with open(REPORT, "a") as f:
         f.write(f"{BOARD}: firmware text {fig['text'] / 1024:.1f} KiB of {TEXT_ROOM // 1024} KiB "
                 f"({fig['free'] / 1024:.1f} KiB free); SRAM {fig['sram'] / 1024:.1f} of "
                 f"{fig['sram_room'] / 1024:.1f} KiB with a {fig['arena'] / 1024:.0f} KiB arena and "
