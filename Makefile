@@ -9,8 +9,13 @@
 #   make fuzz SECONDS=N  libFuzzer on model files (clang), N seconds (default 60)
 
 PYTHON ?= python3
-APT_PACKAGES := gcc make gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm clang
-NEEDED_TOOLS := gcc make arm-none-eabi-gcc qemu-system-arm clang
+# gcc/libc6-dev: the host core, the unix port and the x64 .mpy; arm-none-eabi + newlib:
+# the Cortex-M7 harness, the qemu and F746 firmware and the armv7emsp .mpy.
+# clang: the libFuzzer harness (make fuzz and its smoke test).
+APT_PACKAGES := gcc libc6-dev make gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm clang
+NEEDED_TOOLS := gcc make arm-none-eabi-gcc arm-none-eabi-nm arm-none-eabi-size qemu-system-arm clang
+# Python extras: test (the suite) and device (pyelftools and ar: the .mpy build).
+PIP_EXTRAS := test,device
 
 .PHONY: setup test demo bench bench-sparse m7-selftest fuzz clean
 
@@ -19,6 +24,8 @@ include firmware/firmware.mk
 
 setup:
 	@missing=""; for t in $(NEEDED_TOOLS); do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	command -v arm-none-eabi-gcc >/dev/null && [ "$$(arm-none-eabi-gcc -print-file-name=libc.a)" = libc.a ] \
+	  && missing="$$missing newlib"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages for:$$missing"; \
 	  if ! command -v apt-get >/dev/null; then \
@@ -26,10 +33,13 @@ setup:
 	  SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(APT_PACKAGES); \
 	fi
-	$(PYTHON) -m pip install -q -e ".[test]"
+	$(PYTHON) -m pip install -q -e ".[$(PIP_EXTRAS)]"
 
+# With a MicroPython tree (MICROPY_DIR, else ../shared/micropython) this includes
+# tests/device (unix port, qemu, .mpy, the F746 firmware build) and the stream
+# tests on MicroPython; the ports are built once into build/ and reused.
 test:
-	$(PYTHON) -m pytest -q -ra tests
+	MICROPY_DIR=$(MICROPY_DIR) $(PYTHON) -m pytest -q -ra tests
 
 demo:
 	tinytrain demo personalize

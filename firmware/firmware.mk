@@ -12,6 +12,8 @@
 #   make natmod ARCH=armv7emsp|x64             tinytrain.mpy, a dynamic native module
 #   make test-device                           tests/device on the unix port and on qemu
 #
+# MICROPY_DIR defaults to ../shared/micropython when that folder exists.
+#
 # Options: MICROPY_TINYTRAIN_ARENA_SIZE (static arena bytes, default 163840),
 # QEMU_HEAP_SIZE (qemu GC heap, default the heap the F746 build leaves),
 # QEMU_FLASH_SIZE (qemu's /flash, a FAT RAM disk, default 98304 as the F746's),
@@ -23,7 +25,13 @@ TT_BUILD := $(TT_ROOT)/build
 TT_USER_C ?= $(TT_ROOT)/micropython_modules
 TT_PY ?= python3
 
-MICROPY_DIR ?=
+# The MicroPython tree: MICROPY_DIR, else ../shared/micropython beside the
+# repository when that folder exists (tests/micropython_tree.py: the same rule
+# for pytest run directly).
+TT_DEFAULT_MICROPY_DIR := $(abspath $(TT_ROOT)/../shared/micropython)
+ifeq ($(strip $(MICROPY_DIR)),)
+override MICROPY_DIR := $(if $(wildcard $(TT_DEFAULT_MICROPY_DIR)/.),$(TT_DEFAULT_MICROPY_DIR))
+endif
 BOARD ?= TINYTRAIN_F746DISC
 ARCH ?= armv7emsp
 FLASH_TOOL ?= stlink
@@ -41,7 +49,7 @@ QEMU_EXTRA ?=
 TT_MP_GOALS := firmware flash qemu qemu-pty unix natmod test-device mpy-cross
 ifneq ($(filter $(TT_MP_GOALS),$(MAKECMDGOALS)),)
 ifeq ($(strip $(MICROPY_DIR)),)
-$(error set MICROPY_DIR to a MicroPython v1.28.0 checkout with its submodules (see docs/micropython.md))
+$(error set MICROPY_DIR to a MicroPython v1.28.0 checkout with its submodules, or put one at ../shared/micropython (see docs/micropython.md))
 endif
 ifeq ($(wildcard $(MICROPY_DIR)/py/mkenv.mk),)
 $(error MICROPY_DIR=$(MICROPY_DIR) is not a MicroPython source tree (no py/mkenv.mk); see docs/micropython.md)

@@ -33,9 +33,10 @@ from tinytrain.stream.session import Session
 from tinytrain.stream.transport import FdDeviceEnd, FdLink, _write_all, loopback_pair, set_raw
 
 import netzoo
+from micropython_tree import SKIP_REASON, resolve
 
 DEV = P.device_module()
-MICROPY_DIR = os.environ.get("MICROPY_DIR", "")
+MICROPY_DIR = resolve()  # MICROPY_DIR or ../shared/micropython
 REPORT = Path(__file__).resolve().parents[1] / "build" / "stream-report.txt"
 
 
@@ -1100,5 +1101,4 @@ if not MICROPY_DIR:  # one skip line for the MicroPython variants, as tests/devi
     del test_qemu_lossy_line_both_ways, test_qemu_host_killed_mid_session
 
     def test_micropython_variants():
-        pytest.skip("MICROPY_DIR is not set: the MicroPython stream tests (unix port, qemu) need a MicroPython "
-                    "v1.28.0 tree (see docs/micropython.md)")
+        pytest.skip(f"MicroPython stream tests (unix port, qemu): {SKIP_REASON}")

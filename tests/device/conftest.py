@@ -1,8 +1,8 @@
-"""Fixtures for the MicroPython device tests (test_micropython.py).
+"""Fixtures for the MicroPython device tests (test_micropython.py, test_firmware.py).
 
-Without MICROPY_DIR nothing here builds or starts anything: the test module
-skips itself with one line saying why."""
-import os
+The tree is MICROPY_DIR or ../shared/micropython (tests/micropython_tree.py).
+Without one nothing here builds or starts anything: the test modules skip
+themselves with one line saying why."""
 import sys
 from pathlib import Path
 
@@ -13,8 +13,12 @@ sys.path.insert(0, str(HERE.parent))  # netzoo
 sys.path.insert(0, str(HERE))         # mpdevice
 
 import mpdevice  # noqa: E402
+from micropython_tree import SKIP_REASON, resolve  # noqa: E402,F401 (SKIP_REASON: for the test modules)
 
-MICROPY_DIR = os.environ.get("MICROPY_DIR", "")
+MICROPY_DIR = resolve()
+REPORT = mpdevice.BUILD / "device-report.txt"  # figures the tests measure, printed at the end
+if MICROPY_DIR:
+    REPORT.unlink(missing_ok=True)
 
 
 def _built(path, target):
@@ -51,10 +55,6 @@ def device(request):
     return request.getfixturevalue(request.param)
 
 
-SKIP_REASON = ("MICROPY_DIR is not set: the MicroPython device tests need a MicroPython v1.28.0 "
-               "tree (see docs/micropython.md)")
-
-
 def pytest_terminal_summary(terminalreporter, config):
     """Why the folder skipped (unless -rs/-ra already says it), or the figures
     the device tests measured (build/device-report.txt)."""
@@ -63,8 +63,7 @@ def pytest_terminal_summary(terminalreporter, config):
         if not any(c in chars for c in "saA"):
             terminalreporter.write_line(f"SKIPPED tests/device: {SKIP_REASON}")
         return
-    report = mpdevice.BUILD / "device-report.txt"
-    if MICROPY_DIR and report.exists():
+    if REPORT.exists():
         terminalreporter.section("tinytrain on MicroPython: measured")
-        for line in report.read_text().splitlines():
+        for line in REPORT.read_text().splitlines():
             terminalreporter.write_line(line)

@@ -24,15 +24,21 @@ class DeviceError(AssertionError):
     pass
 
 
-def make(target: str, micropy_dir: str, extra=()) -> None:
-    """Build a target of the project's Makefile (make unix, make qemu, ...).
-    TINYTRAIN_DEVICE_NO_BUILD=1 uses the builds in build/ as they are."""
-    if os.environ.get("TINYTRAIN_DEVICE_NO_BUILD") == "1":
-        return
+def make(target: str, micropy_dir: str, extra=(), check: bool = True,
+         builds: bool = True) -> subprocess.CompletedProcess | None:
+    """Run a target of the project's Makefile (make unix, make qemu, ...);
+    make's up-to-date checks make a second call cheap, so each port is built
+    once per tree and reused. TINYTRAIN_DEVICE_NO_BUILD=1 uses the builds in
+    build/ as they are: a target that `builds` is then not run (returns None).
+    check=False returns a failed run instead of raising."""
+    if builds and os.environ.get("TINYTRAIN_DEVICE_NO_BUILD") == "1":
+        return None
     env = dict(os.environ, MICROPY_DIR=micropy_dir)
-    r = subprocess.run(["make", "-j2", target, *extra], cwd=ROOT, env=env, capture_output=True, text=True)
-    if r.returncode:
+    r = subprocess.run(["make", "-j2", target, *extra], cwd=ROOT, env=env, capture_output=True, text=True,
+                       stdin=subprocess.DEVNULL)
+    if check and r.returncode:
         raise RuntimeError(f"make {target} failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
+    return r
 
 
 def script_path(script) -> Path:
