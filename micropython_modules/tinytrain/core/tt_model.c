@@ -137,8 +137,18 @@ static tt_status check_tensors(const checker *c) {
             }
         }
     }
-    if (!(c->m->tensors[h->input_tensor].flags & TT_TF_EXTERNAL)) {
-        return tt_fail(c->err, TT_E_TENSOR, "input tensor %u is not marked external", h->input_tensor);
+    {
+        /* The input slot: in the arena past the trained parameters (the caller
+           writes it between steps), or after the plan's bytes (1.1: external). */
+        const tt_tensor_rec *in = &c->m->tensors[h->input_tensor];
+        if (in->kind != TT_T_ACT) {
+            return tt_fail(c->err, TT_E_TENSOR, "input tensor %u is not an activation", h->input_tensor);
+        }
+        if (in->flags & TT_TF_EXTERNAL ? (uint64_t)h->arena_size + in->size + 3u > 0xFFFFFFFFu
+                                       : in->arena_off < h->persist_size) {
+            return tt_fail(c->err, TT_E_ARENA, "input tensor %u: slot overlaps the trained parameters "
+                           "or ends past 4 GiB", h->input_tensor);
+        }
     }
     return TT_OK;
 }
@@ -518,8 +528,15 @@ tt_status tt_model_open(tt_model *m, const uint8_t *buf, size_t len, tt_error *e
     return TT_OK;
 }
 
+uint32_t tt_model_input_outside_plan(const tt_model *m) {
+    if (!m->hdr || !(m->tensors[m->hdr->input_tensor].flags & TT_TF_EXTERNAL)) {
+        return 0u;
+    }
+    return (tt_model_input_bytes(m) + 3u) & ~3u;
+}
+
 uint32_t tt_model_arena_bytes(const tt_model *m) {
-    return m->hdr ? m->hdr->arena_size : 0u;
+    return m->hdr ? m->hdr->arena_size + tt_model_input_outside_plan(m) : 0u;
 }
 
 uint32_t tt_model_input_bytes(const tt_model *m) {

@@ -39,8 +39,8 @@ tt_status tt_trainer_init(tt_trainer *t, const tt_model *m, uint8_t *arena, size
     if (!arena || (uintptr_t)arena % 4u) {
         return tt_fail(err, TT_E_ALIGN, "arena must be 4-byte aligned");
     }
-    if (arena_len < m->hdr->arena_size) {
-        return tt_fail(err, TT_E_NOMEM, "model needs %u bytes of arena, %u available", m->hdr->arena_size,
+    if (arena_len < tt_model_arena_bytes(m)) {
+        return tt_fail(err, TT_E_NOMEM, "model needs %u bytes of arena, %u available", tt_model_arena_bytes(m),
                        (unsigned)arena_len);
     }
     if (!(lr == lr) || lr > 3.0e38f) {
@@ -50,19 +50,33 @@ tt_status tt_trainer_init(tt_trainer *t, const tt_model *m, uint8_t *arena, size
     t->arena = arena;
     t->arena_len = (uint32_t)arena_len;
     t->lr = lr > 0.0f ? lr : m->hdr->lr;
+    t->input = tt_model_input_outside_plan(m) ? (int8_t *)(arena + m->hdr->arena_size)
+                                               : (int8_t *)(arena + m->tensors[m->hdr->input_tensor].arena_off);
     load_initial_params(t);
     return TT_OK;
 }
 
-static tt_status check_input(tt_trainer *t, const int8_t *x, size_t x_len, tt_error *err) {
+/* x NULL: the slot holds the input; else x goes into the slot (memmove: x
+   may be the slot itself or overlap it). */
+static tt_status take_input(tt_trainer *t, const int8_t *x, size_t x_len, tt_error *err) {
     if (!t->model.hdr) {
         return tt_fail(err, TT_E_STATE, "trainer is not initialised");
     }
-    if (!x || x_len != tt_model_input_bytes(&t->model)) {
-        return tt_fail(err, TT_E_ARG, "input has %u bytes, model takes %u", (unsigned)(x ? x_len : 0),
+    if (x && x_len != tt_model_input_bytes(&t->model)) {
+        return tt_fail(err, TT_E_ARG, "input has %u bytes, model takes %u", (unsigned)x_len,
                        tt_model_input_bytes(&t->model));
     }
+    if (x && x != t->input) {
+        memmove(t->input, x, x_len);
+    }
     return TT_OK;
+}
+
+int8_t *tt_trainer_input(tt_trainer *t, uint32_t *len) {
+    if (len) {
+        *len = t->model.hdr ? tt_model_input_bytes(&t->model) : 0u;
+    }
+    return t->model.hdr ? t->input : NULL;
 }
 
 static void run_forward(tt_trainer *t, int training) {
@@ -81,10 +95,10 @@ static void run_forward(tt_trainer *t, int training) {
 tt_status tt_trainer_step(tt_trainer *t, const int8_t *x, size_t x_len, int32_t label,
                           const int8_t *target, size_t target_len, float *loss, tt_error *err) {
     const tt_model *m = &t->model;
-    tt_status s = check_input(t, x, x_len, err);
+    tt_status s;
     float l = 0.0f;
-    if (s != TT_OK) {
-        return s;
+    if (!m->hdr) {
+        return tt_fail(err, TT_E_STATE, "trainer is not initialised");
     }
     if (m->hdr->loss_kind == TT_LOSS_SOFTMAX_CE && (label < 0 || (uint32_t)label >= m->hdr->n_classes)) {
         return tt_fail(err, TT_E_ARG, "label %d outside [0, %u)", (int)label, m->hdr->n_classes);
@@ -93,7 +107,10 @@ tt_status tt_trainer_step(tt_trainer *t, const int8_t *x, size_t x_len, int32_t 
         return tt_fail(err, TT_E_ARG, "target has %u values, model has %u outputs",
                        (unsigned)(target ? target_len : 0), m->hdr->n_classes);
     }
-    t->input = x;
+    s = take_input(t, x, x_len, err);
+    if (s != TT_OK) {
+        return s;
+    }
     run_forward(t, 1);
     for (uint32_t i = m->hdr->n_fwd_ops; i < m->hdr->n_ops; i++) {
         const tt_op_rec *op = &m->ops[i];
@@ -110,7 +127,6 @@ tt_status tt_trainer_step(tt_trainer *t, const int8_t *x, size_t x_len, int32_t 
             break;
         }
     }
-    t->input = NULL;
     t->steps++;
     if (loss) {
         *loss = l;
@@ -119,15 +135,13 @@ tt_status tt_trainer_step(tt_trainer *t, const int8_t *x, size_t x_len, int32_t 
 }
 
 tt_status tt_trainer_predict(tt_trainer *t, const int8_t *x, size_t x_len, int32_t *cls, tt_error *err) {
-    tt_status s = check_input(t, x, x_len, err);
+    tt_status s = take_input(t, x, x_len, err);
     const int8_t *q;
     int32_t best = 0;
     if (s != TT_OK) {
         return s;
     }
-    t->input = x;
     run_forward(t, 0);
-    t->input = NULL;
     q = tt_trainer_logits(t);
     for (uint32_t i = 1; i < t->model.hdr->n_classes; i++) {
         if (q[i] > q[best]) {
