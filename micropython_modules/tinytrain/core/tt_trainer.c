@@ -79,10 +79,20 @@ int8_t *tt_trainer_input(tt_trainer *t, uint32_t *len) {
     return t->model.hdr ? t->input : NULL;
 }
 
+#ifdef TT_OP_PROFILE
+/* Benchmark builds only (firmware/baremetal/tt_run.c): called as op i starts
+   and with i = the number of ops the call ran when it ends. */
+void tt_op_profile(uint32_t i);
+#define OP_PROFILE(i) tt_op_profile(i)
+#else
+#define OP_PROFILE(i) ((void)0)
+#endif
+
 static void run_forward(tt_trainer *t, int training) {
     const tt_model *m = &t->model;
     for (uint32_t i = 0; i < m->hdr->n_fwd_ops; i++) {
         const tt_op_rec *op = &m->ops[i];
+        OP_PROFILE(i);
         if (op->kind == TT_OP_FWD_FUSED) {
             tt_forward_fused(t, op, training);
             continue;
@@ -114,6 +124,7 @@ tt_status tt_trainer_step(tt_trainer *t, const int8_t *x, size_t x_len, int32_t 
     run_forward(t, 1);
     for (uint32_t i = m->hdr->n_fwd_ops; i < m->hdr->n_ops; i++) {
         const tt_op_rec *op = &m->ops[i];
+        OP_PROFILE(i);
         switch (op->kind) {
         case TT_OP_LOSS:
             l = m->hdr->loss_kind == TT_LOSS_MSE ? tt_loss_mse(t, op->t[0], op->t[1], target)
@@ -127,6 +138,7 @@ tt_status tt_trainer_step(tt_trainer *t, const int8_t *x, size_t x_len, int32_t 
             break;
         }
     }
+    OP_PROFILE(m->hdr->n_ops);
     t->steps++;
     if (loss) {
         *loss = l;
@@ -142,6 +154,7 @@ tt_status tt_trainer_predict(tt_trainer *t, const int8_t *x, size_t x_len, int32
         return s;
     }
     run_forward(t, 0);
+    OP_PROFILE(t->model.hdr->n_fwd_ops);
     q = tt_trainer_logits(t);
     for (uint32_t i = 1; i < t->model.hdr->n_classes; i++) {
         if (q[i] > q[best]) {
