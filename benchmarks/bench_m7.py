@@ -1,21 +1,48 @@
 """Instructions per training step and per inference on the emulated Cortex-M7
-(qemu mps2-an500, -icount shift=0: deterministic), with arena and stack bytes:
-the reference kernels (-DTT_OPTIMIZED=0) beside the optimised ones (default).
+(qemu mps2-an500, -icount shift=0: deterministic), and the whole-step SRAM
+(arena + input + stack), for every published sparse scheme of the paper's
+three models on real inputs, beside the paper's figures; then the host
+simulator against PyTorch on the same MCUNet step.
 
-    python benchmarks/bench_m7.py [--steps N]
+    python benchmarks/bench_m7.py [--steps N] [--evals M] [--quick] [--out DIR]
+
+Per case: the median over N training steps on N different digits (upscaled
+to 128x128x3) and over M inferences; the stack the core's calls used (the
+most of any call); instructions per op kind from one more step and one
+inference with a per-op counter (-DTT_OP_PROFILE, a separate build: the
+medians come from the build without it). The M7's trained parameters and
+logits are checked bit for bit against the host simulator. Small networks
+of our own run first with the reference kernels beside the optimised ones.
+Writes DIR/m7.json and DIR/m7.md (default benchmarks/results; --quick writes
+nothing unless --out is given). Run time on 2 shared cores: about 15 minutes
+in full, 3 with --quick (2 steps, 1 inference, the 49kb scheme of each model).
 """
 import argparse
+import json
+import statistics
+import struct
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tests"))
+sys.path.insert(0, str(HERE))
 import netzoo  # noqa: E402
+import paper_models  # noqa: E402
+import report  # noqa: E402
 from tinytrain import runner  # noqa: E402
 from tinytrain.builder import NetBuilder  # noqa: E402
 from tinytrain.compiler import Scheme, compile_model  # noqa: E402
+from tinytrain.sram import step_sram  # noqa: E402
+from tinytrain.trainer import Trainer  # noqa: E402
+
+
+def crc_of(data: bytes) -> int:
+    return struct.unpack_from("<I", data, 12)[0]
 
 
 def mbnet32(seed=0):
@@ -34,63 +61,122 @@ def mbnet32(seed=0):
     return b
 
 
-def mcunet_cases():
-    """MCUNet-5fps (128x128x3) with the paper's '49kb' sparse scheme, if the
-    converted model is in shared/ beside the repository: the default plan
-    (fused where the arena needs it), every legal fusion, and none."""
-    path = Path(__file__).resolve().parents[2] / "shared" / "models" / "tte" / "mcunet-5fps.pkl"
-    if not path.exists():
-        return [], f"mcunet-5fps/49kb: skipped, {path} not found"
-    from tinytrain.convert import tte
-    g = tte.load(str(path), n_classes=10)
-    scheme = tte.published_scheme(g, "mcunet-5fps", "49kb")
-    x = np.random.default_rng(0).integers(-128, 128, size=128 * 128 * 3).astype(np.int8)
-    return [(f"mcunet-5fps/49kb{label}", compile_model(g, scheme, fuse=fuse), [x], [3])
-            for label, fuse in (("", True), (" all fused", "all"), (" unfused", False))], None
-
-
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=3)
-    args = ap.parse_args()
-    missing = runner.missing_tools("m7")
-    if missing:
-        sys.exit(f"needs {', '.join(missing)}: run make setup")
+def zoo_cases(steps):
     cases = []
     for name in ("mlp", "cnn", "mbnet"):
         for scheme in ("full", "sparse", "bias_only"):
             b, g, plan = netzoo.build(name, scheme, seed=0)
-            xs, ys = netzoo.samples(b, g, args.steps, seed=1)
+            xs, ys = netzoo.samples(b, g, steps, seed=1)
             cases.append((f"{name}/{scheme}", plan, xs, ys))
     b = mbnet32()
     g = b.quantize(netzoo.calib(b))
-    for label, scheme in (("last layer", Scheme.last_layers(g, 1, 1)),
-                          ("sparse", netzoo.sparse_scheme(g)),
+    for label, scheme in (("last layer", Scheme.last_layers(g, 1, 1)), ("sparse", netzoo.sparse_scheme(g)),
                           ("full", Scheme.full(g))):
-        xs, ys = netzoo.samples(b, g, args.steps, seed=1)
+        xs, ys = netzoo.samples(b, g, steps, seed=1)
         cases.append((f"mbnet32/{label}", compile_model(g, scheme), xs, ys))
-    mcunet, note = mcunet_cases()
-    cases += mcunet
+    return cases
+
+
+def run_zoo(exes, steps):
+    """Reference and optimised kernels side by side, bit-identical."""
+    rows = []
+    print(f"{'network/scheme':22s} {'step ref':>10s} {'step opt':>10s} {'infer ref':>10s} {'infer opt':>10s} "
+          f"{'arena B':>8s} {'stack B':>8s}")
+    for label, plan, xs, ys in zoo_cases(steps):
+        r = {k: runner.run(exes[k], plan.data, list(zip(xs, ys)), xs[:1], target="m7") for k in ("ref", "opt")}
+        if r["ref"].status or r["opt"].status:
+            sys.exit(f"{label}: {r['ref'].message or r['opt'].message}")
+        if r["ref"].params != r["opt"].params or r["ref"].logits != r["opt"].logits:
+            sys.exit(f"{label}: optimised and reference kernels differ")
+        row = {"case": label, "model_crc32": crc_of(plan.data),
+               "step_ref": statistics.median(r["ref"].step_instructions),
+               "step_opt": statistics.median(r["opt"].step_instructions),
+               "inference_ref": r["ref"].predict_instructions[0], "inference_opt": r["opt"].predict_instructions[0],
+               "arena": plan.arena_size, "stack": max(r["ref"].stack_bytes, r["opt"].stack_bytes)}
+        rows.append(row)
+        print(f"{label:22s} {row['step_ref']:10.0f} {row['step_opt']:10.0f} {row['inference_ref']:10d} "
+              f"{row['inference_opt']:10d} {row['arena']:8d} {row['stack']:8d}")
+    return rows
+
+
+def check_against_simulator(case, steps, evals, res):
+    t = Trainer(case.plan.data)
+    losses = [t.step(x, y) for x, y in zip(case.xs[:steps], case.ys[:steps])]
+    logits = [t.logits(x) for x in case.xs[:evals]]
+    if t.params() != res.params or logits != res.logits or \
+            np.float32(losses).tobytes() != np.float32(res.losses).tobytes():
+        sys.exit(f"{case.model}/{case.scheme}: the M7 and the simulator differ")
+
+
+def run_paper(exes, steps, evals, only):
+    rows = []
+    for case in paper_models.cases(max(steps, evals), only):
+        t0 = time.time()
+        res = runner.run(exes["opt"], case.plan.data, list(zip(case.xs[:steps], case.ys[:steps])),
+                         case.xs[:evals], target="m7", timeout=3600)
+        if res.status:
+            sys.exit(f"{case.model}/{case.scheme}: {res.message}")
+        check_against_simulator(case, steps, evals, res)
+        prof = runner.run(exes["prof"], case.plan.data, [(case.xs[0], case.ys[0])], case.xs[:1], target="m7",
+                          timeout=3600)
+        sram = step_sram(case.plan.data, {crc_of(case.plan.data): res.stack_bytes})
+        row = {"model": case.model, "scheme": case.scheme, "model_crc32": crc_of(case.plan.data),
+               "samples": steps, "step_instructions": statistics.median(res.step_instructions),
+               "step_instructions_all": res.step_instructions,
+               "inference_instructions": statistics.median(res.predict_instructions),
+               "inference_instructions_all": res.predict_instructions,
+               "arena": sram.arena, "input": sram.input, "input_bytes": sram.input_bytes, "stack": sram.stack,
+               "step_sram": sram.total, "trained_params": case.plan.trained_params,
+               "step_breakdown": paper_models.breakdown(case.plan.model, prof.step_ops[0]),
+               "inference_breakdown": paper_models.breakdown(case.plan.model, prof.predict_ops[0]),
+               "paper_kb": paper_models.PAPER_KB[case.model], "paper_ms": paper_models.PAPER_MS[case.model]}
+        rows.append(row)
+        print(f"{case.model:15s} {case.scheme:6s} {sram.line()}")
+        print(f"{'':22s} step {row['step_instructions'] / 1e6:.1f}M instructions (median of {steps}), "
+              f"inference {row['inference_instructions'] / 1e6:.1f}M; checked against the simulator; "
+              f"{time.time() - t0:.0f} s")
+    return rows
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=5, help="training steps (digits) per case: the median's samples")
+    ap.add_argument("--evals", type=int, default=3, help="inferences per case")
+    ap.add_argument("--quick", action="store_true", help="2 steps, 1 inference, each model's 49kb scheme")
+    ap.add_argument("--out", help="folder for m7.json and m7.md (default benchmarks/results; --quick: none)")
+    ap.add_argument("--no-host", action="store_true", help="skip the simulator-against-PyTorch table")
+    args = ap.parse_args()
+    if args.quick:
+        args.steps, args.evals = 2, 1
+    out = Path(args.out) if args.out else (None if args.quick else HERE / "results")
+    missing = runner.missing_tools("m7")
+    if missing:
+        sys.exit(f"needs {', '.join(missing)}: run make setup")
+    t_start = time.time()
     with tempfile.TemporaryDirectory() as tmp:
-        # reference kernels only (-DTT_OPTIMIZED=0) and the optimised ones (the default)
         exes = {"ref": runner.build("m7", Path(tmp) / "ref", ["-DTT_OPTIMIZED=0"]),
-                "opt": runner.build("m7", Path(tmp) / "opt")}
-        print(f"{'model/scheme':27s} {'step ref':>12s} {'step opt':>12s} {'infer ref':>12s} {'infer opt':>12s} "
-              f"{'arena B':>8s} {'params B':>8s} {'stack B':>8s} {'model B':>8s}")
-        for label, plan, xs, ys in cases:
-            r = {k: runner.run(e, plan.data, list(zip(xs, ys)), xs[:1], target="m7") for k, e in exes.items()}
-            if r["ref"].status or r["opt"].status:
-                print(f"{label}: {r['ref'].message or r['opt'].message}")
-                continue
-            if r["ref"].params != r["opt"].params or r["ref"].logits != r["opt"].logits:
-                print(f"{label}: optimised and reference kernels differ")
-                continue
-            print(f"{label:27s} {int(np.mean(r['ref'].step_instructions)):12d} "
-                  f"{int(np.mean(r['opt'].step_instructions)):12d} {r['ref'].predict_instructions[0]:12d} "
-                  f"{r['opt'].predict_instructions[0]:12d} {plan.arena_size:8d} {plan.persist_size:8d} "
-                  f"{max(r['ref'].stack_bytes, r['opt'].stack_bytes):8d} {len(plan.data):8d}")
+                "opt": runner.build("m7", Path(tmp) / "opt"),
+                "prof": runner.build("m7", Path(tmp) / "prof", ["-DTT_OP_PROFILE"])}
+        zoo = run_zoo(exes, 3)
+        note = paper_models.missing()
+        paper = []
         if note:
-            print(note)
+            print(f"paper models skipped: {note}")
+        else:
+            only = {m: ["49kb"] for m in paper_models.MODELS} if args.quick else None
+            paper = run_paper(exes, args.steps, args.evals, only)
+    host = None
+    if not args.no_host and not note:
+        import host_vs_torch
+        host = host_vs_torch.run(steps=3 if args.quick else 10)
+    results = {"steps": args.steps, "evals": args.evals, "cases": paper + zoo, "host": host,
+               "seconds": round(time.time() - t_start)}
+    print(report.markdown(results))
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "m7.json").write_text(json.dumps(results, indent=1) + "\n")
+        (out / "m7.md").write_text(report.markdown(results))
+        print(f"wrote {out / 'm7.json'} and {out / 'm7.md'}")
 
 
 if __name__ == "__main__":

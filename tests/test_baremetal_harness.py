@@ -76,10 +76,19 @@ def test_selftest_matches_host(selftest_elf, tmp_path):
 
 
 def test_exit_status_nonzero(selftest_elf, tmp_path):
-    # No input file: main returns 2, which must reach the host as a failure.
+    # The output cannot be written (a folder has its name): main returns 2,
+    # which must reach the host as a failure.
+    (tmp_path / "selftest_out.bin").mkdir()
     rc, log = run(selftest_elf, tmp_path)
     assert rc == 1, log
-    assert "cannot open" in log
+    assert "cannot write selftest_out.bin" in log
+
+
+def test_runs_without_an_input_file(selftest_elf, tmp_path):
+    # `make m7-selftest` on a fresh checkout: no selftest_in.bin, a built-in pattern.
+    rc, log = run(selftest_elf, tmp_path)
+    assert rc == 0, log
+    assert "built-in 4096-byte pattern" in log and "selftest: ok" in log
 
 
 @pytest.mark.parametrize("kind, name", [(1, "UsageFault"), (2, "BusFault"), (3, "MemManage")])

@@ -116,7 +116,8 @@ CASES = {
     "tensor size": (set_attr(lambda m: m.tensors[1], size=5), "tensor"),
     "tensor outside arena": (set_attr(lambda m: m.tensors[1], arena_off=1 << 24), "arena"),
     "zero point": (set_attr(lambda m: m.tensors[1], zero=300), "quant"),
-    "input not external": (set_attr(lambda m: m.tensors[m.header.input_tensor], flags=0), "tensor"),
+    "input slot over trained params": (set_attr(lambda m: m.tensors[m.header.input_tensor], arena_off=0), "arena"),
+    "input not an activation": (set_attr(lambda m: m.tensors[m.header.input_tensor], kind=mf.T_SAVED), "tensor"),
     "layer kind": (set_attr(lambda m: m.layers[0], kind=9), "layer"),
     "stride 0": (set_attr(lambda m: m.layers[0], stride=0), "layer"),
     "output shape": (set_attr(lambda m: m.layers[0], stride=7), "shape"),
@@ -253,7 +254,7 @@ def test_trainer_refuses_fused(good_fused, case):
 def test_good_fused_model_opens(good_fused):
     t = tinytrain.Trainer(good_fused)
     m = mf.Model.parse(good_fused)
-    assert m.header.version_minor == 1
+    assert m.header.version_minor == 2
     for tid in streamed_ids(m):
         with pytest.raises(ValueError, match="no arena storage"):
             t.tensor(tid, 1)

@@ -65,3 +65,23 @@ size_t m7_stack_size(void)
 {
     return (size_t)((const char *)__stack_top - (const char *)__stack_bottom);
 }
+
+static uintptr_t stack_mark;
+
+void m7_stack_mark(void)
+{
+    uint32_t *p = __stack_bottom, *sp;
+    __asm__ volatile("mov %0, sp" : "=r"(sp));
+    /* this leaf function's frame is below the caller's: its sp is the mark */
+    stack_mark = (uintptr_t)sp;
+    while (p < sp - 4)
+        *p++ = M7_STACK_PAINT;
+}
+
+size_t m7_stack_since_mark(void)
+{
+    const uint32_t *p = __stack_bottom;
+    while ((uintptr_t)p < stack_mark && *p == M7_STACK_PAINT)
+        p++;
+    return (uintptr_t)p < stack_mark ? (size_t)(stack_mark - (uintptr_t)p) : 0u;
+}

@@ -20,6 +20,12 @@ uint64_t m7_counter_instructions(void);
 size_t m7_stack_high_water(void);
 size_t m7_stack_size(void);
 
+/* The stack one call uses: m7_stack_mark() repaints the free stack below the
+ * caller; m7_stack_since_mark() then gives the most bytes used below the
+ * caller's frame since (the call's own frames: its locals, spills, callees). */
+void m7_stack_mark(void);
+size_t m7_stack_since_mark(void);
+
 /* Put a big zero-initialised static buffer in the 16 MB PSRAM instead of the
  * 4 MB RAM: static uint8_t buf[N] M7_PSRAM; */
 #define M7_PSRAM __attribute__((section(".psram")))

@@ -8,8 +8,11 @@
  *                 targets), then the inputs to evaluate
  * and writes tt_result.bin: u32 status, u32 message length, message; if the
  * status is 0: f32 loss per step, per evaluation i32 class and the logits,
- * then the trained parameters. On the M7 it prints instructions per step
- * and the stack high-water mark.
+ * then the trained parameters. Each input is written into the trainer's
+ * input slot (as a camera would fill it) and the call takes it from there.
+ * On the M7 it prints, per call, the instructions and the stack the call
+ * used below tt_run's own frame; built with -DTT_OP_PROFILE also the
+ * instructions of every op of the call.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,7 +27,8 @@ static uint8_t *alloc_bytes(size_t n, int is_arena) {
 }
 #define COUNTER_START() ((void)0)
 #define COUNTER_READ() 0ull
-#define STACK_HIGH_WATER() 0u
+#define STACK_MARK() ((void)0)
+#define STACK_SINCE_MARK() 0u
 #else
 #include "m7_runtime.h"
 /* Files go to the large PSRAM (flash stands in on a board), the arena to RAM. */
@@ -47,7 +51,41 @@ static uint8_t *alloc_bytes(size_t n, int is_arena) {
 }
 #define COUNTER_START() m7_counter_start()
 #define COUNTER_READ() ((unsigned long long)m7_counter_instructions())
-#define STACK_HIGH_WATER() ((unsigned)m7_stack_high_water())
+#define STACK_MARK() m7_stack_mark()
+#define STACK_SINCE_MARK() ((unsigned)m7_stack_since_mark())
+#endif
+
+#ifdef TT_OP_PROFILE
+/* Instructions per op of one call (the core calls tt_op_profile as each op
+   starts and once at the end; the counter is read before and after this
+   function's own work, which stays outside every op's figure). */
+#define MAX_PROFILED_OPS 4096u
+static unsigned long long op_instructions[MAX_PROFILED_OPS];
+static uint32_t op_current = MAX_PROFILED_OPS, op_count;
+static unsigned long long op_t0;
+
+void tt_op_profile(uint32_t i) {
+    const unsigned long long now = COUNTER_READ();
+    if (op_current < MAX_PROFILED_OPS) {
+        op_instructions[op_current] += now - op_t0;
+    }
+    op_current = i;
+    op_count = i > op_count ? i : op_count;
+    op_t0 = COUNTER_READ();
+}
+
+static void print_ops(const char *what, uint32_t k) {
+    printf("ops %s %u:", what, (unsigned)k);
+    for (uint32_t i = 0; i < op_count && i < MAX_PROFILED_OPS; i++) {
+        printf(" %llu", op_instructions[i]);
+        op_instructions[i] = 0;
+    }
+    printf("\n");
+    op_current = MAX_PROFILED_OPS;
+    op_count = 0;
+}
+#else
+#define print_ops(what, k) ((void)0)
 #endif
 
 static tt_model model;
@@ -150,15 +188,19 @@ int main(void) {
         if (!mse) {
             memcpy(&label, job + pos + in_bytes, 4);
         }
+        memcpy(tt_trainer_input(&trainer, NULL), job + pos, in_bytes);
+        STACK_MARK();
         COUNTER_START();
         t0 = COUNTER_READ();
-        s = tt_trainer_step(&trainer, (const int8_t *)(job + pos), in_bytes, label,
-                            mse ? (const int8_t *)(job + pos + in_bytes) : NULL, mse ? ncls : 0u, &loss, &err);
+        s = tt_trainer_step(&trainer, NULL, 0, label, mse ? (const int8_t *)(job + pos + in_bytes) : NULL,
+                            mse ? ncls : 0u, &loss, &err);
+        t0 = COUNTER_READ() - t0;
         if (s != TT_OK) {
             return finish(out, s, &err);
         }
 #ifndef TT_RUN_HOSTED
-        printf("step %u: %llu instructions\n", (unsigned)i, COUNTER_READ() - t0);
+        printf("step %u: %llu instructions, stack %u bytes\n", (unsigned)i, t0, STACK_SINCE_MARK());
+        print_ops("step", i);
 #else
         (void)t0;
 #endif
@@ -172,14 +214,18 @@ int main(void) {
             printf("job file ends at evaluation %u\n", (unsigned)i);
             return 1;
         }
+        memcpy(tt_trainer_input(&trainer, NULL), job + pos, in_bytes);
+        STACK_MARK();
         COUNTER_START();
         t0 = COUNTER_READ();
-        s = tt_trainer_predict(&trainer, (const int8_t *)(job + pos), in_bytes, &cls, &err);
+        s = tt_trainer_predict(&trainer, NULL, 0, &cls, &err);
+        t0 = COUNTER_READ() - t0;
         if (s != TT_OK) {
             return finish(out, s, &err);
         }
 #ifndef TT_RUN_HOSTED
-        printf("predict %u: %llu instructions\n", (unsigned)i, COUNTER_READ() - t0);
+        printf("predict %u: %llu instructions, stack %u bytes\n", (unsigned)i, t0, STACK_SINCE_MARK());
+        print_ops("predict", i);
 #else
         (void)t0;
 #endif
@@ -191,6 +237,5 @@ int main(void) {
         const uint8_t *p = tt_trainer_params(&trainer, &params_len);
         fwrite(p, 1, params_len, out);
     }
-    printf("stack high-water %u bytes\n", STACK_HIGH_WATER());
     return finish(out, TT_OK, &err);
 }

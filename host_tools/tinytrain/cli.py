@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from . import modelfile as mf
+from .sram import step_sram
 
 
 def _load_graph(src: str, classes=None, head="first", calib=None):
@@ -72,6 +73,7 @@ def cmd_plan(args):
     args.scheme = args.scheme or "last"
     plan = _compile(graph, args)
     print(plan.report() if args.verbose else "\n".join(plan.report().splitlines()[:3]))
+    print(step_sram(plan.data).line())
     if budget is not None:
         print(plancmd.check_scheme(plan, budget, args.scheme))
     if args.check_peak:
@@ -90,6 +92,7 @@ def cmd_info(args):
     print(f"input {t_in.h}x{t_in.w}x{t_in.c} int8 (scale {t_in.scale:.6g}, zero {t_in.zero}), "
           f"{h.n_classes} outputs, loss {'softmax cross-entropy' if h.loss_kind == 0 else 'MSE'}, lr {h.lr:g}")
     print(f"arena {h.arena_size} bytes, of which trained parameters {h.persist_size}")
+    print(step_sram(data).line())
     print(f"{'#':>3} {'kind':8} {'in':>12} {'out':>12} {'k':>5} {'s':>2} {'trained':>16}")
     for i, L in enumerate(m.layers):
         x, y = m.tensors[L.inp], m.tensors[L.out]

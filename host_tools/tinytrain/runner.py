@@ -65,7 +65,11 @@ class Result:
     stdout: str = ""
     step_instructions: list = field(default_factory=list)
     predict_instructions: list = field(default_factory=list)
-    stack_bytes: int = 0
+    stack_bytes: int = 0  # the most stack any call used (M7)
+    step_stack: list = field(default_factory=list)  # bytes of stack each call used (M7)
+    predict_stack: list = field(default_factory=list)
+    step_ops: list = field(default_factory=list)  # instructions per op of each call (-DTT_OP_PROFILE)
+    predict_ops: list = field(default_factory=list)
 
 
 def write_job(path, input_bytes: int, steps=(), evals=(), lr: float = 0.0) -> None:
@@ -106,10 +110,15 @@ def run(exe, model: bytes, steps=(), evals=(), lr: float = 0.0, target: str = "h
         raise RuntimeError(f"tt_run failed (exit {p.returncode}):\n{p.stdout}\n{p.stderr}")
     status, n = struct.unpack_from("<II", raw, 0)
     res = Result(status, raw[8:8 + n].decode("utf-8", "replace"), stdout=p.stdout + p.stderr)
-    res.step_instructions = [int(v) for v in re.findall(r"step \d+: (\d+) instructions", p.stdout)]
-    res.predict_instructions = [int(v) for v in re.findall(r"predict \d+: (\d+) instructions", p.stdout)]
-    m = re.search(r"stack high-water (\d+) bytes", p.stdout)
-    res.stack_bytes = int(m.group(1)) if m else 0
+    res.step_instructions = [int(v) for v in re.findall(r"^step \d+: (\d+) instructions", p.stdout, re.M)]
+    res.predict_instructions = [int(v) for v in re.findall(r"^predict \d+: (\d+) instructions", p.stdout, re.M)]
+    res.step_stack = [int(v) for v in re.findall(r"^step \d+: \d+ instructions, stack (\d+) bytes", p.stdout, re.M)]
+    res.predict_stack = [int(v) for v in re.findall(r"^predict \d+: \d+ instructions, stack (\d+) bytes",
+                                                    p.stdout, re.M)]
+    res.step_ops = [[int(v) for v in line.split()] for line in re.findall(r"^ops step \d+:(.*)$", p.stdout, re.M)]
+    res.predict_ops = [[int(v) for v in line.split()]
+                       for line in re.findall(r"^ops predict \d+:(.*)$", p.stdout, re.M)]
+    res.stack_bytes = max(res.step_stack + res.predict_stack, default=0)
     if status != 0 or not job or not header_ok:
         return res
     from .modelfile import Model

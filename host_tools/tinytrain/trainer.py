@@ -3,8 +3,10 @@
 A script written for the board runs unchanged here:
 
     t = tinytrain.Trainer(model, lr=None)   # bytes/bytearray/memoryview or a path
-    loss = t.step(x, label)                 # x: int8 buffer of one input
+    loss = t.step(x, label)                 # x: int8 buffer of one input, copied into the slot
     cls = t.predict(x)
+    buf = t.input()                         # the model's input slot in the arena (int8 memoryview)
+    loss = t.step(label); cls = t.predict() # ... filled in place, as a camera would (refill per call)
     acc = t.evaluate(xs, labels)            # xs: N inputs back to back
     t.save(path); t.load(path)              # trained parameters only (load: also bytes)
     t.info()
@@ -99,21 +101,42 @@ class Trainer:
         self._arena_need = need
 
     # -- training and inference -------------------------------------------
-    def step(self, x, label=None, *, out=None):
-        """One SGD step on one sample; returns the loss. For an MSE model the
-        label is an int8 buffer of targets in the output quantisation.
-        out: an array('f') of length >= 1 that receives the loss instead; then
-        step returns None and (on the board) allocates nothing."""
+    def input(self) -> memoryview:
+        """The model's input slot: a writable int8 memoryview into the arena
+        (TensorFlow Lite Micro's input(0)). Write one input there, in the
+        input's quantisation, then call step(label) or predict() without x.
+        The plan reuses these bytes once the first layers have read them:
+        fill the slot again before every call."""
+        n = ctypes.c_uint32()
+        p = _N.tt_trainer_input(self._tr, ctypes.byref(n))
+        return memoryview((ctypes.c_int8 * n.value).from_address(p)).cast("B").cast("b")
+
+    def _x_arg(self, x):
+        """A ctypes buffer and length for x, or (None, 0): the slot as filled."""
+        if x is None:
+            return None, 0
         mv = _as_int8_buffer(x, "x")
         self._check_len(mv)
-        err = _native.Error()
-        loss = ctypes.c_float()
         xb = (ctypes.c_uint8 * len(mv)).from_buffer_copy(mv) if mv.readonly else \
             (ctypes.c_uint8 * len(mv)).from_buffer(mv)
+        return xb, len(mv)
+
+    def step(self, x=None, label=None, *, out=None):
+        """One SGD step on one sample; returns the loss. step(x, label) copies
+        x into the input slot first; step(label) trains on the slot as filled
+        through input(). For an MSE model the label is an int8 buffer of
+        targets in the output quantisation.
+        out: an array('f') of length >= 1 that receives the loss instead; then
+        step returns None and (on the board) allocates nothing."""
+        if label is None:
+            x, label = None, x
+        xb, n = self._x_arg(x)
+        err = _native.Error()
+        loss = ctypes.c_float()
         if self._loss_kind == 1:
             tv = _as_int8_buffer(label, "label")
             tb = (ctypes.c_uint8 * max(len(tv), 1)).from_buffer_copy(tv.tobytes() or b"\0")
-            s = _N.tt_trainer_step(self._tr, xb, len(mv), 0, tb, len(tv), ctypes.byref(loss),
+            s = _N.tt_trainer_step(self._tr, xb, n, 0, tb, len(tv), ctypes.byref(loss),
                                    ctypes.byref(err))
         else:
             if isinstance(label, bool) or not isinstance(label, int):
@@ -127,7 +150,7 @@ class Trainer:
                     raise TypeError(f"label must be an int class index, not {type(label).__name__}") from None
             if not 0 <= label < self._n_classes:
                 raise ValueError(f"label {label} outside [0, {self._n_classes})")
-            s = _N.tt_trainer_step(self._tr, xb, len(mv), label, None, 0, ctypes.byref(loss),
+            s = _N.tt_trainer_step(self._tr, xb, n, label, None, 0, ctypes.byref(loss),
                                    ctypes.byref(err))
         if s:
             _raise(err, s)
@@ -136,7 +159,10 @@ class Trainer:
             return None
         return loss.value
 
-    def predict(self, x) -> int:
+    def predict(self, x=None) -> int:
+        """The class of x, or without x of the input slot as filled."""
+        if x is None:
+            return self._predict_mv(None)
         mv = _as_int8_buffer(x, "x")
         self._check_len(mv)
         return self._predict_mv(mv)
@@ -144,14 +170,15 @@ class Trainer:
     def _predict_mv(self, mv) -> int:
         err = _native.Error()
         cls = ctypes.c_int32()
-        xb = (ctypes.c_uint8 * len(mv)).from_buffer_copy(mv)
-        s = _N.tt_trainer_predict(self._tr, xb, len(mv), ctypes.byref(cls), ctypes.byref(err))
+        xb = None if mv is None else (ctypes.c_uint8 * len(mv)).from_buffer_copy(mv)
+        s = _N.tt_trainer_predict(self._tr, xb, 0 if mv is None else len(mv), ctypes.byref(cls),
+                                  ctypes.byref(err))
         if s:
             _raise(err, s)
         return cls.value
 
-    def logits(self, x) -> bytes:
-        """int8 logits of one input (the forward pass of predict)."""
+    def logits(self, x=None) -> bytes:
+        """int8 logits of one input (the forward pass of predict; without x, of the slot)."""
         self.predict(x)
         p = _N.tt_trainer_logits(self._tr)
         return ctypes.string_at(p, self._n_classes)

@@ -7,6 +7,8 @@
  *     loss = t.step(x, label)           # float; label: int (MSE: int8 targets)
  *     t.step(x, label, out=buf)         # writes the loss to buf[0], returns None
  *     cls = t.predict(x); q = t.logits(x); acc = t.evaluate(xs, labels)
+ *     buf = t.input()                   # the input slot in the arena (int8 memoryview)
+ *     t.step(label); t.predict()        # on the slot as filled (refill before each call)
  *     t.params(); t.save(path); t.load(path or the file's bytes); t.info()
  *
  * Built two ways from this one file:
@@ -36,6 +38,7 @@
 #include "py/binary.h"
 #endif
 #include "py/mperrno.h"
+#include "py/objarray.h"
 
 #include "tt_core.h"
 
@@ -72,6 +75,7 @@ typedef struct _tinytrain_trainer_obj_t {
     uint32_t input_bytes;
     uint32_t n_classes;
     uint32_t loss_kind;
+    mp_obj_t input_view;  // int8 memoryview of the input slot, made once: input() allocates nothing
     tt_model model;
     tt_trainer tr;
 } tinytrain_trainer_obj_t;
@@ -270,6 +274,38 @@ static void check_input(tinytrain_trainer_obj_t *self, mp_obj_t x, mp_buffer_inf
     }
 }
 
+// x, or NULL for None: the input slot as filled through input().
+static const int8_t *input_arg(tinytrain_trainer_obj_t *self, mp_obj_t x, size_t *len) {
+    mp_buffer_info_t bi;
+    if (x == mp_const_none) {
+        *len = 0;
+        return NULL;
+    }
+    check_input(self, x, &bi);
+    *len = bi.len;
+    return (const int8_t *)bi.buf;
+}
+
+// The input slot as a writable int8 memoryview. Its items point at the
+// arena's start (the offset field, as in a memoryview slice, selects the
+// slot), so the view keeps a natmod's GC-allocated arena alive. The natmod
+// has no mp_obj_new_memoryview: it views a bytearray over the arena and sets
+// the fields.
+static mp_obj_t new_input_view(tinytrain_trainer_obj_t *self) {
+    uint32_t n = 0;
+    const size_t off = (size_t)((uint8_t *)tt_trainer_input(&self->tr, &n) - self->arena);
+    #if MICROPY_ENABLE_DYNRUNTIME
+    mp_obj_t view = call1(mp_load_global(MP_QSTR_memoryview), mp_obj_new_bytearray_by_ref(off + n, self->arena));
+    #else
+    mp_obj_t view = mp_obj_new_memoryview(BYTEARRAY_TYPECODE, off + n, self->arena);
+    #endif
+    mp_obj_array_t *a = MP_OBJ_TO_PTR(view);
+    a->typecode = MP_OBJ_ARRAY_TYPECODE_FLAG_RW | 'b';
+    a->free = off;
+    a->len = n;
+    return view;
+}
+
 static int32_t predict_raw(tinytrain_trainer_obj_t *self, const void *x, size_t len) {
     tt_error err;
     int32_t cls = 0;
@@ -424,17 +460,24 @@ static mp_obj_t tinytrain_trainer_make_new(const mp_obj_type_t *type, size_t n_a
     self->input_bytes = tt_model_input_bytes(&self->model);
     self->n_classes = (uint32_t)hdr[68] | (uint32_t)hdr[69] << 8;
     self->loss_kind = hdr[70];
+    self->input_view = new_input_view(self);
     return MP_OBJ_FROM_PTR(self);
 }
 
 /******************************************************************************/
 // Training and inference
 
-// step(x, label=None, *, out=None)
+// input(): the input slot (TensorFlow Lite Micro's input(0)).
+static mp_obj_t tinytrain_trainer_input(mp_obj_t self_in) {
+    return get_self(self_in)->input_view;
+}
+static MP_DEFINE_CONST_FUN_OBJ_1(tinytrain_trainer_input_obj, tinytrain_trainer_input);
+
+// step(x, label, *, out=None); step(label) trains on the input slot as filled.
 static mp_obj_t tinytrain_trainer_step(size_t n_args, const mp_obj_t *pos_args, mp_map_t *kw_args) {
     enum { ARG_x, ARG_label, ARG_out };
     ARG_TABLE allowed_args[] = {
-        ARG_SPEC(MP_QSTR_x, MP_ARG_REQUIRED | MP_ARG_OBJ),
+        ARG_SPEC(MP_QSTR_x, MP_ARG_OBJ),
         ARG_SPEC(MP_QSTR_label, MP_ARG_OBJ),
         ARG_SPEC(MP_QSTR_out, MP_ARG_KW_ONLY | MP_ARG_OBJ),
     };
@@ -445,14 +488,18 @@ static mp_obj_t tinytrain_trainer_step(size_t n_args, const mp_obj_t *pos_args, 
     mp_arg_parse_all(n_args - 1, pos_args + 1, kw_args, MP_ARRAY_SIZE(allowed_args), allowed_args, args);
     tinytrain_trainer_obj_t *self = get_self(pos_args[0]);
 
-    mp_buffer_info_t xb, out;
-    mp_obj_t label = arg_obj(&args[ARG_label]);
-    const int8_t *target = NULL;
-    size_t target_len = 0;
+    mp_buffer_info_t out;
+    mp_obj_t x = arg_obj(&args[ARG_x]), label = arg_obj(&args[ARG_label]);
+    const int8_t *target = NULL, *xp;
+    size_t target_len = 0, x_len;
     int32_t cls = 0;
     tt_error err;
     float loss = 0.0f;
-    check_input(self, args[ARG_x].u_obj, &xb);
+    if (label == mp_const_none) { // step(label)
+        label = x;
+        x = mp_const_none;
+    }
+    xp = input_arg(self, x, &x_len);
     if (self->loss_kind == 1) {
         mp_buffer_info_t tb;
         get_int8_buffer(label, "label", &tb);
@@ -476,7 +523,7 @@ static mp_obj_t tinytrain_trainer_step(size_t n_args, const mp_obj_t *pos_args, 
             raise_msg(EXC_TYPE(TypeError), "out must be a writable array('f') of at least one element");
         }
     }
-    tt_status s = tt_trainer_step(&self->tr, (const int8_t *)xb.buf, xb.len, cls, target, target_len, &loss, &err);
+    tt_status s = tt_trainer_step(&self->tr, xp, x_len, cls, target, target_len, &loss, &err);
     if (s != TT_OK) {
         raise_status(s, &err);
     }
@@ -488,22 +535,23 @@ static mp_obj_t tinytrain_trainer_step(size_t n_args, const mp_obj_t *pos_args, 
 }
 static MP_DEFINE_CONST_FUN_OBJ_KW(tinytrain_trainer_step_obj, 2, tinytrain_trainer_step);
 
-static mp_obj_t tinytrain_trainer_predict(mp_obj_t self_in, mp_obj_t x) {
-    tinytrain_trainer_obj_t *self = get_self(self_in);
-    mp_buffer_info_t xb;
-    check_input(self, x, &xb);
-    return MP_OBJ_NEW_SMALL_INT(predict_raw(self, xb.buf, xb.len));
+// predict(x=None) and logits(x=None): without x, of the input slot as filled.
+static mp_obj_t tinytrain_trainer_predict(size_t n_args, const mp_obj_t *args) {
+    tinytrain_trainer_obj_t *self = get_self(args[0]);
+    size_t len;
+    const int8_t *x = input_arg(self, n_args > 1 ? args[1] : mp_const_none, &len);
+    return MP_OBJ_NEW_SMALL_INT(predict_raw(self, x, len));
 }
-static MP_DEFINE_CONST_FUN_OBJ_2(tinytrain_trainer_predict_obj, tinytrain_trainer_predict);
+static MP_DEFINE_CONST_FUN_OBJ_VAR_BETWEEN(tinytrain_trainer_predict_obj, 1, 2, tinytrain_trainer_predict);
 
-static mp_obj_t tinytrain_trainer_logits(mp_obj_t self_in, mp_obj_t x) {
-    tinytrain_trainer_obj_t *self = get_self(self_in);
-    mp_buffer_info_t xb;
-    check_input(self, x, &xb);
-    predict_raw(self, xb.buf, xb.len);
+static mp_obj_t tinytrain_trainer_logits(size_t n_args, const mp_obj_t *args) {
+    tinytrain_trainer_obj_t *self = get_self(args[0]);
+    size_t len;
+    const int8_t *x = input_arg(self, n_args > 1 ? args[1] : mp_const_none, &len);
+    predict_raw(self, x, len);
     return mp_obj_new_bytes((const byte *)tt_trainer_logits(&self->tr), self->n_classes);
 }
-static MP_DEFINE_CONST_FUN_OBJ_2(tinytrain_trainer_logits_obj, tinytrain_trainer_logits);
+static MP_DEFINE_CONST_FUN_OBJ_VAR_BETWEEN(tinytrain_trainer_logits_obj, 1, 2, tinytrain_trainer_logits);
 
 // evaluate(xs, labels): accuracy over the inputs stored back to back in xs.
 static mp_obj_t tinytrain_trainer_evaluate(mp_obj_t self_in, mp_obj_t xs, mp_obj_t labels_in) {
@@ -725,6 +773,7 @@ static const mp_rom_map_elem_t tinytrain_trainer_locals_dict_table[] = {
     { MP_ROM_QSTR(MP_QSTR_save), MP_ROM_PTR(&tinytrain_trainer_save_obj) },
     { MP_ROM_QSTR(MP_QSTR_load), MP_ROM_PTR(&tinytrain_trainer_load_obj) },
     { MP_ROM_QSTR(MP_QSTR_info), MP_ROM_PTR(&tinytrain_trainer_info_obj) },
+    { MP_ROM_QSTR(MP_QSTR_input), MP_ROM_PTR(&tinytrain_trainer_input_obj) },
 };
 static MP_DEFINE_CONST_DICT(tinytrain_trainer_locals_dict, tinytrain_trainer_locals_dict_table);
 
@@ -770,7 +819,7 @@ int memcmp(const void *a, const void *b, size_t n) {
     return 0;
 }
 
-#define N_METHODS (8)
+#define N_METHODS (9)
 mp_map_elem_t tinytrain_trainer_locals_dict_table[N_METHODS];
 static MP_DEFINE_CONST_DICT(tinytrain_trainer_locals_dict, tinytrain_trainer_locals_dict_table);
 
@@ -789,6 +838,7 @@ mp_obj_t mpy_init(mp_obj_fun_bc_t *self, size_t n_args, size_t n_kw, mp_obj_t *a
     e[5] = (mp_map_elem_t) { MP_OBJ_NEW_QSTR(MP_QSTR_save), MP_OBJ_FROM_PTR(&tinytrain_trainer_save_obj) };
     e[6] = (mp_map_elem_t) { MP_OBJ_NEW_QSTR(MP_QSTR_load), MP_OBJ_FROM_PTR(&tinytrain_trainer_load_obj) };
     e[7] = (mp_map_elem_t) { MP_OBJ_NEW_QSTR(MP_QSTR_info), MP_OBJ_FROM_PTR(&tinytrain_trainer_info_obj) };
+    e[8] = (mp_map_elem_t) { MP_OBJ_NEW_QSTR(MP_QSTR_input), MP_OBJ_FROM_PTR(&tinytrain_trainer_input_obj) };
     MP_OBJ_TYPE_SET_SLOT(&tinytrain_trainer_type, locals_dict, (void *)&tinytrain_trainer_locals_dict, 1);
 
     mp_store_global(MP_QSTR_Trainer, MP_OBJ_FROM_PTR(&tinytrain_trainer_type));

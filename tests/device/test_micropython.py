@@ -101,6 +101,18 @@ def test_bit_identical(device, tmp_path, name, scheme):
     assert sum(l.startswith("L ") for l in want.splitlines()) == STEPS
 
 
+@pytest.mark.parametrize("name,scheme", [("cnn", "sparse"), ("mbnet", "bias_only")])
+def test_input_slot(device, tmp_path, name, scheme):
+    """Trainer.input() on the device: training and predicting through the
+    slot filled in place equal passing x (and the simulator, bit for bit),
+    and the slot loop allocates nothing under heap_lock."""
+    prepare(tmp_path, name, scheme, steps=6, evals=3)
+    want = host_run("input_slot.py", tmp_path)
+    got = device.run("input_slot.py", tmp_path)
+    assert got.splitlines() == want.splitlines()
+    assert "SAME True" in want.splitlines() and "LOCKED 1" in got.splitlines()
+
+
 def _errors_fixture(d: Path) -> None:
     model = prepare(d, "cnn", "full")
     mse = build_model("mlp", "mse")[2].data

@@ -104,8 +104,7 @@ class _Scheduler:
     def activation(self, name: str) -> int:
         if name not in self.act_id:
             t = self.graph.tensors[name]
-            self.act_id[name] = self.new_tensor(name, mf.T_ACT, t.shape, t.scale, t.zero,
-                                                mf.TF_EXTERNAL if name == self.graph.input else 0)
+            self.act_id[name] = self.new_tensor(name, mf.T_ACT, t.shape, t.scale, t.zero)
         return self.act_id[name]
 
     def add_activations(self) -> None:
@@ -213,6 +212,8 @@ class _Scheduler:
                         f"sum gradient {self.tensors[total].name}")
 
     # Lifetimes: a tensor lives from the first op touching it to the last.
+    # The input is an arena tensor like any other: the caller fills it
+    # before op 0 and its bytes serve others after its last reader.
     def touched(self, op: mf.OpRec) -> list:
         if op.kind == mf.OP_FWD_FUSED:
             b = self.graph.layers[op.layer]

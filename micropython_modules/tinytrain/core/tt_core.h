@@ -60,7 +60,8 @@ typedef struct {
     tt_model model;
     uint8_t *arena;
     uint32_t arena_len;
-    const int8_t *input;  /* the caller's input during a call */
+    int8_t *input;        /* the input slot: the input tensor's arena bytes, or (a 1.1 file whose
+                             input is external) arena_size bytes into the arena */
     float lr;
     uint32_t steps;
     tt_grad_hook grad_hook;
@@ -75,21 +76,33 @@ tt_status tt_model_open(tt_model *m, const uint8_t *buf, size_t len, tt_error *e
    model's own parameters are checked against at open. */
 tt_status tt_model_check_params(const tt_model *m, const uint8_t *params, size_t len, tt_error *err);
 
-/* Bytes of arena the model's plan needs. */
+/* Bytes of arena a trainer needs: the plan's arena_size, which holds the
+   input slot (format 1.2); for a 1.1 file, whose input the plan leaves
+   outside (EXTERNAL), the slot follows the plan's bytes, 4-byte aligned. */
 uint32_t tt_model_arena_bytes(const tt_model *m);
 uint32_t tt_model_input_bytes(const tt_model *m);
+/* Bytes of input held outside the plan's arena (a 1.1 file's external input), else 0. */
+uint32_t tt_model_input_outside_plan(const tt_model *m);
 
 /* Bind a validated model to an arena and load its initial trained parameters.
    lr <= 0 takes the model's default. */
 tt_status tt_trainer_init(tt_trainer *t, const tt_model *m, uint8_t *arena, size_t arena_len,
                           float lr, tt_error *err);
 
-/* One SGD step on one sample. target: class label (softmax CE), or for MSE an
-   int8 vector of n_classes in the output quantisation. */
+/* The input slot (TensorFlow Lite Micro's input(0)): the caller (a sensor, a
+   camera) writes one input here, in the input's quantisation, then calls
+   step or predict with x NULL. The plan reuses these bytes once the layers
+   reading the input have run: fill the slot again before every call. */
+int8_t *tt_trainer_input(tt_trainer *t, uint32_t *len);
+
+/* One SGD step on one sample: x NULL takes the input slot as filled, else
+   x_len bytes of x are copied into the slot first. target: class label
+   (softmax CE), or for MSE an int8 vector of n_classes in the output
+   quantisation. */
 tt_status tt_trainer_step(tt_trainer *t, const int8_t *x, size_t x_len, int32_t label,
                           const int8_t *target, size_t target_len, float *loss, tt_error *err);
 
-/* Forward pass only; *cls = argmax of the logits (lowest index wins ties). */
+/* Forward pass only (x as for step); *cls = argmax of the logits (lowest index wins ties). */
 tt_status tt_trainer_predict(tt_trainer *t, const int8_t *x, size_t x_len, int32_t *cls,
                              tt_error *err);
 

@@ -14,7 +14,7 @@
 #define TT_MAGIC2 'R'
 #define TT_MAGIC3 'N'
 #define TT_VERSION_MAJOR 1
-#define TT_VERSION_MINOR 1
+#define TT_VERSION_MINOR 2
 
 #define TT_HEADER_SIZE 128u
 #define TT_NONE 0xFFFFu        /* "no tensor" in a 16-bit tensor id */
@@ -30,7 +30,7 @@ enum {
     TT_T_MASK = 3,  /* 1 bit per element, LSB first: 1 = clamp was inactive */
     TT_T_SAVED = 4, /* int8 copy of the trained input channels of a layer */
 };
-#define TT_TF_EXTERNAL 0x01u /* the network input: read from the caller's buffer */
+#define TT_TF_EXTERNAL 0x01u /* format 1.1: the network input, outside the plan's arena */
 #define TT_TF_STREAMED 0x02u /* produced and consumed row by row inside one fused op: no storage */
 
 /* Layer kinds */

@@ -34,11 +34,12 @@ static inline int32_t *tt_grad_data(tt_trainer *t, uint32_t id) {
     return TT_ARENA(t, int32_t, t->model.tensors[id].arena_off + 4u);
 }
 
-/* Storage of an activation-like tensor (the input may be the caller's). */
+/* Storage of an activation-like tensor (a 1.1 file's external input lies
+   after the plan's bytes). */
 static inline int8_t *tt_act_data(tt_trainer *t, uint32_t id) {
     const tt_tensor_rec *r = &t->model.tensors[id];
     if (r->flags & TT_TF_EXTERNAL) {
-        return (int8_t *)(uintptr_t)t->input; /* read only by every kernel */
+        return t->input;
     }
     return TT_ARENA(t, int8_t, r->arena_off);
 }

@@ -82,7 +82,7 @@ static tt_status check_header(tt_model *m, const uint8_t *buf, size_t len, tt_er
                        h->input_tensor, h->logits_tensor, h->n_tensors);
     }
     if (h->input_tensor == h->logits_tensor) {
-        /* the logits are read from the arena; the input is the caller's */
+        /* the logits outlive the forward pass; the input's bytes do not */
         return tt_fail(err, TT_E_HEADER, "logits_tensor %u is the input tensor", h->logits_tensor);
     }
     if (h->loss_kind > TT_LOSS_MSE) {
@@ -107,9 +107,6 @@ static tt_status check_header(tt_model *m, const uint8_t *buf, size_t len, tt_er
 
 static tt_status check_tensors(const checker *c) {
     const tt_header_rec *h = c->h;
-    if (!(c->m->tensors[h->input_tensor].flags & TT_TF_EXTERNAL)) {
-        return tt_fail(c->err, TT_E_TENSOR, "input tensor %u is not marked external", h->input_tensor);
-    }
     for (uint32_t i = 0; i < h->n_tensors; i++) {
         const tt_tensor_rec *t = &c->m->tensors[i];
         uint64_t n = (uint64_t)t->h * t->w * t->c, want;
@@ -153,6 +150,19 @@ static tt_status check_tensors(const checker *c) {
             if (t->zero < -128 || t->zero > 127 || !(t->scale > 0.0f) || !is_finite_nonneg(t->scale)) {
                 return tt_fail(c->err, TT_E_QUANT, "tensor %u: scale or zero point out of range", i);
             }
+        }
+    }
+    {
+        /* The input slot: in the arena past the trained parameters (the caller
+           writes it between steps), or after the plan's bytes (1.1: external). */
+        const tt_tensor_rec *in = &c->m->tensors[h->input_tensor];
+        if (in->kind != TT_T_ACT) {
+            return tt_fail(c->err, TT_E_TENSOR, "input tensor %u is not an activation", h->input_tensor);
+        }
+        if (in->flags & TT_TF_EXTERNAL ? (uint64_t)h->arena_size + in->size + 3u > 0xFFFFFFFFu
+                                       : in->arena_off < h->persist_size) {
+            return tt_fail(c->err, TT_E_ARENA, "input tensor %u: slot overlaps the trained parameters "
+                           "or ends past 4 GiB", h->input_tensor);
         }
     }
     return TT_OK;
@@ -328,7 +338,7 @@ static tt_status check_layer_ref(const checker *c, uint32_t li, const char *fiel
         return tt_fail(c->err, TT_E_LAYER, "layer %u %s: tensor %u is a %s, needs an activation", li, field, id,
                        tt_tensor_kind_name[c->m->tensors[id].kind]);
     }
-    if (written && (c->m->tensors[id].flags & TT_TF_EXTERNAL)) {
+    if (written && id == c->h->input_tensor) {
         return tt_fail(c->err, TT_E_LAYER, "layer %u %s: tensor %u is the network input", li, field, id);
     }
     return TT_OK;
@@ -504,8 +514,15 @@ tt_status tt_model_check_params(const tt_model *m, const uint8_t *params, size_t
     return TT_OK;
 }
 
+uint32_t tt_model_input_outside_plan(const tt_model *m) {
+    if (!m->hdr || !(m->tensors[m->hdr->input_tensor].flags & TT_TF_EXTERNAL)) {
+        return 0u;
+    }
+    return (tt_model_input_bytes(m) + 3u) & ~3u;
+}
+
 uint32_t tt_model_arena_bytes(const tt_model *m) {
-    return m->hdr ? m->hdr->arena_size : 0u;
+    return m->hdr ? m->hdr->arena_size + tt_model_input_outside_plan(m) : 0u;
 }
 
 uint32_t tt_model_input_bytes(const tt_model *m) {

@@ -39,8 +39,8 @@ tt_status tt_trainer_init(tt_trainer *t, const tt_model *m, uint8_t *arena, size
     if (!arena || (uintptr_t)arena % 4u) {
         return tt_fail(err, TT_E_ALIGN, "arena must be 4-byte aligned");
     }
-    if (arena_len < m->hdr->arena_size) {
-        return tt_fail(err, TT_E_NOMEM, "model needs %u bytes of arena, %u available", m->hdr->arena_size,
+    if (arena_len < tt_model_arena_bytes(m)) {
+        return tt_fail(err, TT_E_NOMEM, "model needs %u bytes of arena, %u available", tt_model_arena_bytes(m),
                        (unsigned)arena_len);
     }
     if (!(lr == lr) || lr > 3.0e38f) {
@@ -50,25 +50,49 @@ tt_status tt_trainer_init(tt_trainer *t, const tt_model *m, uint8_t *arena, size
     t->arena = arena;
     t->arena_len = (uint32_t)arena_len;
     t->lr = lr > 0.0f ? lr : m->hdr->lr;
+    t->input = tt_model_input_outside_plan(m) ? (int8_t *)(arena + m->hdr->arena_size)
+                                               : (int8_t *)(arena + m->tensors[m->hdr->input_tensor].arena_off);
     load_initial_params(t);
     return TT_OK;
 }
 
-static tt_status check_input(tt_trainer *t, const int8_t *x, size_t x_len, tt_error *err) {
+/* x NULL: the slot holds the input; else x goes into the slot (memmove: x
+   may be the slot itself or overlap it). */
+static tt_status take_input(tt_trainer *t, const int8_t *x, size_t x_len, tt_error *err) {
     if (!t->model.hdr) {
         return tt_fail(err, TT_E_STATE, "trainer is not initialised");
     }
-    if (!x || x_len != tt_model_input_bytes(&t->model)) {
-        return tt_fail(err, TT_E_ARG, "input has %u bytes, model takes %u", (unsigned)(x ? x_len : 0),
+    if (x && x_len != tt_model_input_bytes(&t->model)) {
+        return tt_fail(err, TT_E_ARG, "input has %u bytes, model takes %u", (unsigned)x_len,
                        tt_model_input_bytes(&t->model));
+    }
+    if (x && x != t->input) {
+        memmove(t->input, x, x_len);
     }
     return TT_OK;
 }
+
+int8_t *tt_trainer_input(tt_trainer *t, uint32_t *len) {
+    if (len) {
+        *len = t->model.hdr ? tt_model_input_bytes(&t->model) : 0u;
+    }
+    return t->model.hdr ? t->input : NULL;
+}
+
+#ifdef TT_OP_PROFILE
+/* Benchmark builds only (firmware/baremetal/tt_run.c): called as op i starts
+   and with i = the number of ops the call ran when it ends. */
+void tt_op_profile(uint32_t i);
+#define OP_PROFILE(i) tt_op_profile(i)
+#else
+#define OP_PROFILE(i) ((void)0)
+#endif
 
 static void run_forward(tt_trainer *t, int training) {
     const tt_model *m = &t->model;
     for (uint32_t i = 0; i < m->hdr->n_fwd_ops; i++) {
         const tt_op_rec *op = &m->ops[i];
+        OP_PROFILE(i);
         if (op->kind == TT_OP_FWD_FUSED) {
             tt_forward_fused(t, op, training);
             continue;
@@ -81,10 +105,10 @@ static void run_forward(tt_trainer *t, int training) {
 tt_status tt_trainer_step(tt_trainer *t, const int8_t *x, size_t x_len, int32_t label,
                           const int8_t *target, size_t target_len, float *loss, tt_error *err) {
     const tt_model *m = &t->model;
-    tt_status s = check_input(t, x, x_len, err);
+    tt_status s;
     float l = 0.0f;
-    if (s != TT_OK) {
-        return s;
+    if (!m->hdr) {
+        return tt_fail(err, TT_E_STATE, "trainer is not initialised");
     }
     if (m->hdr->loss_kind == TT_LOSS_SOFTMAX_CE && (label < 0 || (uint32_t)label >= m->hdr->n_classes)) {
         return tt_fail(err, TT_E_ARG, "label %d outside [0, %u)", (int)label, m->hdr->n_classes);
@@ -93,10 +117,14 @@ tt_status tt_trainer_step(tt_trainer *t, const int8_t *x, size_t x_len, int32_t 
         return tt_fail(err, TT_E_ARG, "target has %u values, model has %u outputs",
                        (unsigned)(target ? target_len : 0), m->hdr->n_classes);
     }
-    t->input = x;
+    s = take_input(t, x, x_len, err);
+    if (s != TT_OK) {
+        return s;
+    }
     run_forward(t, 1);
     for (uint32_t i = m->hdr->n_fwd_ops; i < m->hdr->n_ops; i++) {
         const tt_op_rec *op = &m->ops[i];
+        OP_PROFILE(i);
         switch (op->kind) {
         case TT_OP_LOSS:
             l = m->hdr->loss_kind == TT_LOSS_MSE ? tt_loss_mse(t, op->t[0], op->t[1], target)
@@ -110,7 +138,7 @@ tt_status tt_trainer_step(tt_trainer *t, const int8_t *x, size_t x_len, int32_t 
             break;
         }
     }
-    t->input = NULL;
+    OP_PROFILE(m->hdr->n_ops);
     t->steps++;
     if (loss) {
         *loss = l;
@@ -119,15 +147,14 @@ tt_status tt_trainer_step(tt_trainer *t, const int8_t *x, size_t x_len, int32_t 
 }
 
 tt_status tt_trainer_predict(tt_trainer *t, const int8_t *x, size_t x_len, int32_t *cls, tt_error *err) {
-    tt_status s = check_input(t, x, x_len, err);
+    tt_status s = take_input(t, x, x_len, err);
     const int8_t *q;
     int32_t best = 0;
     if (s != TT_OK) {
         return s;
     }
-    t->input = x;
     run_forward(t, 0);
-    t->input = NULL;
+    OP_PROFILE(t->model.hdr->n_fwd_ops);
     q = tt_trainer_logits(t);
     for (uint32_t i = 1; i < t->model.hdr->n_classes; i++) {
         if (q[i] > q[best]) {
