@@ -6,12 +6,14 @@
 #   make bench        benchmarks that print figures (instructions on the Cortex-M7)
 #   make bench-sparse sparse update vs last layer / bias-only under budgets (MCUNet, ~20 min)
 #   make m7-selftest  the bare-metal Cortex-M7 harness under qemu
+#   make rv32-selftest the bare-metal RV32 (ESP32-C3/C6 class) harness under qemu
 
 PYTHON ?= python3
-APT_PACKAGES := gcc make gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
-NEEDED_TOOLS := gcc make arm-none-eabi-gcc qemu-system-arm
+APT_PACKAGES := gcc make gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm \
+                gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf qemu-system-misc
+NEEDED_TOOLS := gcc make arm-none-eabi-gcc qemu-system-arm riscv64-unknown-elf-gcc qemu-system-riscv32
 
-.PHONY: setup test demo bench bench-sparse m7-selftest clean
+.PHONY: setup test demo bench bench-sparse m7-selftest rv32-selftest clean
 
 # MicroPython firmware, the qemu device, the unix port and the .mpy module
 include firmware/firmware.mk
@@ -42,5 +44,10 @@ bench-sparse:
 m7-selftest:
 	$(MAKE) -C firmware/baremetal run
 
+rv32-selftest:
+	@mkdir -p firmware/baremetal-rv32/build
+	@head -c 4096 /dev/urandom > firmware/baremetal-rv32/build/selftest_in.bin
+	$(MAKE) -C firmware/baremetal-rv32 run
+
 clean:
-	rm -rf build firmware/baremetal/build host_tools/tinytrain/_core*.so host_tools/*.egg-info
+	rm -rf build firmware/baremetal/build firmware/baremetal-rv32/build host_tools/tinytrain/_core*.so host_tools/*.egg-info

@@ -8,8 +8,8 @@
  *                 targets), then the inputs to evaluate
  * and writes tt_result.bin: u32 status, u32 message length, message; if the
  * status is 0: f32 loss per step, per evaluation i32 class and the logits,
- * then the trained parameters. On the M7 it prints instructions per step
- * and the stack high-water mark.
+ * then the trained parameters. On the M7 and RV32 (-DTT_RUN_RV32) it prints
+ * instructions per step and the stack high-water mark.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,11 +26,24 @@ static uint8_t *alloc_bytes(size_t n, int is_arena) {
 #define COUNTER_READ() 0ull
 #define STACK_HIGH_WATER() 0u
 #else
+#ifdef TT_RUN_RV32
+/* RV32 (firmware/baremetal-rv32): one 128 MB RAM holds files and arena. */
+#include "rv32_runtime.h"
+#define FILES_MEM_SECTION
+#define COUNTER_START() rv32_counter_start()
+#define COUNTER_READ() ((unsigned long long)rv32_counter_instructions())
+#define STACK_HIGH_WATER() ((unsigned)rv32_stack_high_water())
+#else
 #include "m7_runtime.h"
+#define FILES_MEM_SECTION M7_PSRAM
+#define COUNTER_START() m7_counter_start()
+#define COUNTER_READ() ((unsigned long long)m7_counter_instructions())
+#define STACK_HIGH_WATER() ((unsigned)m7_stack_high_water())
+#endif
 /* Files go to the large PSRAM (flash stands in on a board), the arena to RAM. */
 #define FILES_MAX (8u << 20)
 #define ARENA_MAX (1u << 20)
-static uint32_t files_mem[FILES_MAX / 4] M7_PSRAM;
+static uint32_t files_mem[FILES_MAX / 4] FILES_MEM_SECTION;
 static uint32_t arena_mem[ARENA_MAX / 4];
 static size_t files_used;
 static uint8_t *alloc_bytes(size_t n, int is_arena) {
@@ -45,9 +58,6 @@ static uint8_t *alloc_bytes(size_t n, int is_arena) {
     files_used += (n + 7u) & ~(size_t)7u;
     return p;
 }
-#define COUNTER_START() m7_counter_start()
-#define COUNTER_READ() ((unsigned long long)m7_counter_instructions())
-#define STACK_HIGH_WATER() ((unsigned)m7_stack_high_water())
 #endif
 
 static tt_model model;
