@@ -3,7 +3,8 @@
 #   make setup        install everything a fresh machine needs
 #   make test         the whole test suite (what CI runs)
 #   make demo         the main job: personalise an IMU model on the simulator
-#   make bench        benchmarks that print figures (instructions on the Cortex-M7)
+#   make bench        benchmarks that print figures (instructions on the Cortex-M7 and RV32)
+#   make bench-rv32   instructions on the emulated RV32 core beside the Cortex-M7
 #   make bench-sparse sparse update vs last layer / bias-only under budgets (MCUNet, ~20 min)
 #   make m7-selftest  the bare-metal Cortex-M7 harness under qemu
 #   make rv32-selftest the bare-metal RV32 (ESP32-C3/C6 class) harness under qemu
@@ -13,7 +14,7 @@ APT_PACKAGES := gcc make gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-a
                 gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf qemu-system-misc
 NEEDED_TOOLS := gcc make arm-none-eabi-gcc qemu-system-arm riscv64-unknown-elf-gcc qemu-system-riscv32
 
-.PHONY: setup test demo bench bench-sparse m7-selftest rv32-selftest clean
+.PHONY: setup test demo bench bench-rv32 bench-sparse m7-selftest rv32-selftest clean
 
 # MicroPython firmware, the qemu device, the unix port and the .mpy module
 include firmware/firmware.mk
@@ -37,6 +38,10 @@ demo:
 
 bench:
 	$(PYTHON) benchmarks/bench_m7.py
+	$(PYTHON) benchmarks/bench_rv32.py
+
+bench-rv32:
+	$(PYTHON) benchmarks/bench_rv32.py
 
 bench-sparse:
 	$(PYTHON) benchmarks/bench_sparse_update.py
