@@ -8,6 +8,8 @@
 #   make flash [FLASH_TOOL=stlink|dfu]         write it to the board
 #   make qemu                                  the qemu Cortex-M7 (MPS2_AN500) firmware
 #   make qemu-pty                              run it on a pty (for mpremote)
+#   make qemu-rv32                             the qemu RISC-V (VIRT_RV32) firmware
+#   make qemu-rv32-pty                         run it on a pty (for mpremote)
 #   make unix                                  the unix port with tinytrain
 #   make natmod ARCH=armv7emsp|x64             tinytrain.mpy, a dynamic native module
 #   make test-device                           tests/device on the unix port and on qemu
@@ -38,7 +40,7 @@ QEMU_HEAP_SIZE ?= 65536
 QEMU_FLASH_SIZE ?= 98304
 QEMU_EXTRA ?=
 
-TT_MP_GOALS := firmware flash qemu qemu-pty unix natmod test-device mpy-cross
+TT_MP_GOALS := firmware flash qemu qemu-pty qemu-rv32 qemu-rv32-pty unix natmod test-device mpy-cross
 ifneq ($(filter $(TT_MP_GOALS),$(MAKECMDGOALS)),)
 ifeq ($(strip $(MICROPY_DIR)),)
 $(error set MICROPY_DIR to a MicroPython v1.28.0 checkout with its submodules (see docs/micropython.md))
@@ -54,6 +56,7 @@ TT_STM32_BUILD := $(TT_BUILD)/stm32-$(BOARD)
 # (another heap or /flash size builds into its own folder)
 TT_QEMU_BUILD := $(TT_BUILD)/qemu-MPS2_AN500$(if $(filter-out 65536,$(QEMU_HEAP_SIZE)),-heap$(QEMU_HEAP_SIZE))$(if $(filter-out 98304,$(QEMU_FLASH_SIZE)),-flash$(QEMU_FLASH_SIZE))
 TT_UNIX_BUILD := $(TT_BUILD)/unix
+TT_QEMU_RV32_BUILD := $(TT_BUILD)/qemu-VIRT_RV32$(if $(filter-out 65536,$(QEMU_HEAP_SIZE)),-heap$(QEMU_HEAP_SIZE))
 TT_NATMOD_BUILD := $(TT_BUILD)/natmod-$(ARCH)
 TT_BOARD_DIR := $(TT_ROOT)/boards/$(BOARD)
 
@@ -70,6 +73,14 @@ TT_QEMU_ARGS := BOARD=MPS2_AN500 BUILD=$(TT_QEMU_BUILD) MICROPY_HEAP_SIZE=$(QEMU
 	TINYTRAIN_QEMU_FLASH_SIZE=$(QEMU_FLASH_SIZE) $(TT_PORT_ARGS)
 TT_UNIX_ARGS := BUILD=$(TT_UNIX_BUILD) MICROPY_PY_BTREE=0 MICROPY_PY_SSL=0 MICROPY_PY_FFI=0 \
 	$(TT_PORT_ARGS)
+
+# VIRT_RV32 (rv32imac, the ESP32-C3/C6 class): compiled as the port does
+# (-march=rv32imac_zicsr), linked against gcc's rv32imac/ilp32 multilib, since
+# gcc 12's table has no _zicsr entry and would pick the rv64 libgcc.
+TT_QEMU_RV32_ARGS := BOARD=VIRT_RV32 BUILD=$(TT_QEMU_RV32_BUILD) MICROPY_HEAP_SIZE=$(QEMU_HEAP_SIZE) \
+	FROZEN_MANIFEST=$(TT_FW_DIR)/qemu_rv32_manifest.py LIBS="-march=rv32imac -mabi=ilp32" $(TT_PORT_ARGS)
+TT_QEMU_RV32_CMD := qemu-system-riscv32 -machine virt -bios none -nographic -monitor null -semihosting \
+	$(QEMU_EXTRA) -serial pty -kernel $(TT_QEMU_RV32_BUILD)/firmware.elf
 
 # How qemu runs the MPS2_AN500 firmware (as ports/qemu does for `make run`).
 TT_QEMU_CMD := qemu-system-arm -machine mps2-an500 -nographic -monitor null -semihosting \
@@ -161,6 +172,19 @@ qemu: $(TT_MPY_CROSS)
 qemu-pty: qemu
 	@echo "starting $(TT_QEMU_CMD)"
 	@$(TT_QEMU_CMD) 2>&1 | while IFS= read -r line; do \
+	  echo "$$line"; \
+	  case "$$line" in *"/dev/pts/"*) pts=$$(echo "$$line" | grep -o '/dev/pts/[0-9]*'); \
+	    echo "REPL on $$pts: mpremote connect $$pts   (Ctrl-C here stops qemu)";; esac; \
+	done
+
+# ---------------------------------------------------------------------------
+# qemu RISC-V (VIRT_RV32), GC heap capped as for the M7.
+qemu-rv32: $(TT_MPY_CROSS)
+	$(MAKE) -C $(TT_MP)/ports/qemu $(TT_QEMU_RV32_ARGS)
+
+qemu-rv32-pty: qemu-rv32
+	@echo "starting $(TT_QEMU_RV32_CMD)"
+	@$(TT_QEMU_RV32_CMD) 2>&1 | while IFS= read -r line; do \
 	  echo "$$line"; \
 	  case "$$line" in *"/dev/pts/"*) pts=$$(echo "$$line" | grep -o '/dev/pts/[0-9]*'); \
 	    echo "REPL on $$pts: mpremote connect $$pts   (Ctrl-C here stops qemu)";; esac; \

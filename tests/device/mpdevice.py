@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 BUILD = ROOT / "build"
 UNIX_EXE = BUILD / "unix" / "micropython"
 QEMU_ELF = BUILD / "qemu-MPS2_AN500" / "firmware.elf"
+QEMU_RV32_ELF = BUILD / "qemu-VIRT_RV32" / "firmware.elf"
 SCRIPTS = Path(__file__).resolve().parent / "mp"
 
 
@@ -75,9 +76,12 @@ class Qemu:
 
     name = "qemu"
 
-    def __init__(self, elf: Path = QEMU_ELF, icount: bool = True):
-        from tinytrain.stream.targets import QemuProcess  # the same launcher tinytrain stream uses
-        self.qemu = QemuProcess(elf, extra=("-icount", "shift=0") if icount else ())
+    def __init__(self, elf: Path = QEMU_ELF, icount: bool = True, rv32: bool = False):
+        from tinytrain.stream import targets  # the same launcher tinytrain stream uses
+        if rv32:
+            self.name = "qemu_rv32"
+        self.qemu = targets.QemuProcess(elf, extra=("-icount", "shift=0") if icount else (),
+                                        machine=targets.RV32_VIRT if rv32 else targets.MPS2_AN500)
         self.pty = self.qemu.pty
 
     def mpremote(self, *args: str, workdir: Path | None = None, timeout: float = 300) -> str:
