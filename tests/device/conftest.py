@@ -38,7 +38,8 @@ def qemu():
 @pytest.fixture(scope="session")
 def qemu_rv32():
     """MicroPython's VIRT_RV32 board (rv32imac, the ESP32-C3/C6 class) with the module."""
-    dev = mpdevice.Qemu(_built(mpdevice.QEMU_RV32_ELF, "qemu-rv32"), rv32=True)
+    from tinytrain.stream.targets import RV32_VIRT
+    dev = mpdevice.Qemu(_built(mpdevice.QEMU_RV32_ELF, "qemu-rv32"), machine=RV32_VIRT, name="qemu_rv32")
     yield dev
     dev.close()
 

@@ -76,12 +76,12 @@ class Qemu:
 
     name = "qemu"
 
-    def __init__(self, elf: Path = QEMU_ELF, icount: bool = True, rv32: bool = False):
+    def __init__(self, elf: Path = QEMU_ELF, icount: bool = True, machine=None, name: str = "qemu"):
+        """machine: the qemu command and machine options (default the MPS2-AN500)."""
         from tinytrain.stream import targets  # the same launcher tinytrain stream uses
-        if rv32:
-            self.name = "qemu_rv32"
+        self.name = name
         self.qemu = targets.QemuProcess(elf, extra=("-icount", "shift=0") if icount else (),
-                                        machine=targets.RV32_VIRT if rv32 else targets.MPS2_AN500)
+                                        machine=machine or targets.MPS2_AN500)
         self.pty = self.qemu.pty
 
     def mpremote(self, *args: str, workdir: Path | None = None, timeout: float = 300) -> str:
