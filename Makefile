@@ -3,21 +3,26 @@
 #   make setup        install everything a fresh machine needs
 #   make test         the whole test suite (what CI runs)
 #   make demo         the main job: personalise an IMU model on the simulator
-#   make bench        benchmarks that print figures (instructions on the Cortex-M7)
+#   make bench        benchmarks that print figures (instructions on the Cortex-M7 and RV32)
+#   make bench-rv32   instructions on the emulated RV32 core beside the Cortex-M7
 #   make bench-sparse sparse update vs last layer / bias-only under budgets (MCUNet, ~20 min)
 #   make m7-selftest  the bare-metal Cortex-M7 harness under qemu
 #   make fuzz SECONDS=N  libFuzzer on model files (clang), N seconds (default 60)
+#   make rv32-selftest the bare-metal RV32 (ESP32-C3/C6 class) harness under qemu
 
 PYTHON ?= python3
 # gcc/libc6-dev: the host core, the unix port and the x64 .mpy; arm-none-eabi + newlib:
 # the Cortex-M7 harness, the qemu and F746 firmware and the armv7emsp .mpy.
 # clang: the libFuzzer harness (make fuzz and its smoke test).
-APT_PACKAGES := gcc libc6-dev make gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm clang
-NEEDED_TOOLS := gcc make arm-none-eabi-gcc arm-none-eabi-nm arm-none-eabi-size qemu-system-arm clang
+# riscv64-unknown-elf + picolibc, qemu-system-misc: the core on RV32 under qemu.
+APT_PACKAGES := gcc libc6-dev make gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm clang \
+                gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf qemu-system-misc
+NEEDED_TOOLS := gcc make arm-none-eabi-gcc arm-none-eabi-nm arm-none-eabi-size qemu-system-arm clang \
+                riscv64-unknown-elf-gcc qemu-system-riscv32
 # Python extras: test (the suite) and device (pyelftools and ar: the .mpy build).
 PIP_EXTRAS := test,device
 
-.PHONY: setup test demo bench bench-sparse m7-selftest fuzz clean
+.PHONY: setup test demo bench bench-rv32 bench-sparse m7-selftest rv32-selftest fuzz clean
 
 # MicroPython firmware, the qemu device, the unix port and the .mpy module
 include firmware/firmware.mk
@@ -46,6 +51,10 @@ demo:
 
 bench:
 	$(PYTHON) benchmarks/bench_m7.py
+	$(PYTHON) benchmarks/bench_rv32.py
+
+bench-rv32:
+	$(PYTHON) benchmarks/bench_rv32.py
 
 bench-sparse:
 	$(PYTHON) benchmarks/bench_sparse_update.py
@@ -56,5 +65,10 @@ m7-selftest:
 fuzz:
 	$(PYTHON) fuzz/run_fuzz.py --seconds $(or $(SECONDS),60)
 
+rv32-selftest:
+	@mkdir -p firmware/baremetal-rv32/build
+	@head -c 4096 /dev/urandom > firmware/baremetal-rv32/build/selftest_in.bin
+	$(MAKE) -C firmware/baremetal-rv32 run
+
 clean:
-	rm -rf build firmware/baremetal/build host_tools/tinytrain/_core*.so host_tools/*.egg-info
+	rm -rf build firmware/baremetal/build firmware/baremetal-rv32/build host_tools/tinytrain/_core*.so host_tools/*.egg-info

@@ -8,8 +8,14 @@
 #   make flash [FLASH_TOOL=stlink|dfu]         write it to the board
 #   make qemu                                  the qemu Cortex-M7 (MPS2_AN500) firmware
 #   make qemu-pty                              run it on a pty (for mpremote)
+#   make qemu-rv32                             the qemu RISC-V (VIRT_RV32) firmware
+#   make qemu-rv32-pty                         run it on a pty (for mpremote)
 #   make unix                                  the unix port with tinytrain
-#   make natmod ARCH=armv7emsp|x64             tinytrain.mpy, a dynamic native module
+#   make natmod ARCH=armv7emsp|x64|rv32imc|... tinytrain.mpy, a dynamic native module
+#                [TT_OPTIMIZED=0]               (without the optimised kernels: smaller)
+#   make natmod-all                            every architecture whose compiler is here
+#   make stock STOCK=unix|MPS2_AN500|MPS2_AN385|VIRT_RV32  MicroPython without tinytrain
+#                                               (what `tinytrain install` is tested against)
 #   make test-device                           tests/device on the unix port and on qemu
 #
 # MICROPY_DIR defaults to ../shared/micropython when that folder exists.
@@ -46,7 +52,7 @@ QEMU_HEAP_SIZE ?= 65536
 QEMU_FLASH_SIZE ?= 98304
 QEMU_EXTRA ?=
 
-TT_MP_GOALS := firmware flash qemu qemu-pty unix natmod test-device mpy-cross
+TT_MP_GOALS := firmware flash qemu qemu-pty qemu-rv32 qemu-rv32-pty unix natmod natmod-all stock test-device mpy-cross
 ifneq ($(filter $(TT_MP_GOALS),$(MAKECMDGOALS)),)
 ifeq ($(strip $(MICROPY_DIR)),)
 $(error set MICROPY_DIR to a MicroPython v1.28.0 checkout with its submodules, or put one at ../shared/micropython (see docs/micropython.md))
@@ -62,7 +68,9 @@ TT_STM32_BUILD := $(TT_BUILD)/stm32-$(BOARD)
 # (another heap or /flash size builds into its own folder)
 TT_QEMU_BUILD := $(TT_BUILD)/qemu-MPS2_AN500$(if $(filter-out 65536,$(QEMU_HEAP_SIZE)),-heap$(QEMU_HEAP_SIZE))$(if $(filter-out 98304,$(QEMU_FLASH_SIZE)),-flash$(QEMU_FLASH_SIZE))
 TT_UNIX_BUILD := $(TT_BUILD)/unix
-TT_NATMOD_BUILD := $(TT_BUILD)/natmod-$(ARCH)
+TT_QEMU_RV32_BUILD := $(TT_BUILD)/qemu-VIRT_RV32$(if $(filter-out 65536,$(QEMU_HEAP_SIZE)),-heap$(QEMU_HEAP_SIZE))
+TT_OPTIMIZED ?= 1
+TT_NATMOD_BUILD := $(TT_BUILD)/natmod-$(ARCH)$(if $(filter 0,$(TT_OPTIMIZED)),-small)
 TT_BOARD_DIR := $(TT_ROOT)/boards/$(BOARD)
 
 # Settings common to every port build: our module, our mpy-cross, our arena.
@@ -78,6 +86,14 @@ TT_QEMU_ARGS := BOARD=MPS2_AN500 BUILD=$(TT_QEMU_BUILD) MICROPY_HEAP_SIZE=$(QEMU
 	TINYTRAIN_QEMU_FLASH_SIZE=$(QEMU_FLASH_SIZE) $(TT_PORT_ARGS)
 TT_UNIX_ARGS := BUILD=$(TT_UNIX_BUILD) MICROPY_PY_BTREE=0 MICROPY_PY_SSL=0 MICROPY_PY_FFI=0 \
 	$(TT_PORT_ARGS)
+
+# VIRT_RV32 (rv32imac, the ESP32-C3/C6 class): compiled as the port does
+# (-march=rv32imac_zicsr), linked against gcc's rv32imac/ilp32 multilib, since
+# gcc 12's table has no _zicsr entry and would pick the rv64 libgcc.
+TT_QEMU_RV32_ARGS := BOARD=VIRT_RV32 BUILD=$(TT_QEMU_RV32_BUILD) MICROPY_HEAP_SIZE=$(QEMU_HEAP_SIZE) \
+	FROZEN_MANIFEST=$(TT_FW_DIR)/qemu_rv32_manifest.py LIBS="-march=rv32imac -mabi=ilp32" $(TT_PORT_ARGS)
+TT_QEMU_RV32_CMD := qemu-system-riscv32 -machine virt -bios none -nographic -monitor null -semihosting \
+	$(QEMU_EXTRA) -serial pty -kernel $(TT_QEMU_RV32_BUILD)/firmware.elf
 
 # How qemu runs the MPS2_AN500 firmware (as ports/qemu does for `make run`).
 TT_QEMU_CMD := qemu-system-arm -machine mps2-an500 -nographic -monitor null -semihosting \
@@ -175,6 +191,33 @@ qemu-pty: qemu
 	done
 
 # ---------------------------------------------------------------------------
+# qemu RISC-V (VIRT_RV32), GC heap capped as for the M7.
+qemu-rv32: $(TT_MPY_CROSS)
+	$(MAKE) -C $(TT_MP)/ports/qemu $(TT_QEMU_RV32_ARGS)
+
+qemu-rv32-pty: qemu-rv32
+	@echo "starting $(TT_QEMU_RV32_CMD)"
+	@$(TT_QEMU_RV32_CMD) 2>&1 | while IFS= read -r line; do \
+	  echo "$$line"; \
+	  case "$$line" in *"/dev/pts/"*) pts=$$(echo "$$line" | grep -o '/dev/pts/[0-9]*'); \
+	    echo "REPL on $$pts: mpremote connect $$pts   (Ctrl-C here stops qemu)";; esac; \
+	done
+
+# ---------------------------------------------------------------------------
+# Stock MicroPython, no tinytrain inside: build/stock-$(STOCK)/ (firmware.elf,
+# or micropython for unix).
+STOCK ?= unix
+TT_STOCK_BUILD := $(TT_BUILD)/stock-$(STOCK)
+stock: $(TT_MPY_CROSS)
+ifeq ($(STOCK),unix)
+	$(MAKE) -C $(TT_MP)/ports/unix BUILD=$(TT_STOCK_BUILD) \
+	  MICROPY_PY_BTREE=0 MICROPY_PY_SSL=0 MICROPY_PY_FFI=0 MICROPY_MPYCROSS=$(TT_MPY_CROSS) MICROPY_MPYCROSS_DEPENDENCY=
+else
+	$(MAKE) -C $(TT_MP)/ports/qemu BOARD=$(STOCK) BUILD=$(TT_STOCK_BUILD) MICROPY_MPYCROSS=$(TT_MPY_CROSS) \
+	  MICROPY_MPYCROSS_DEPENDENCY= $(if $(filter VIRT_RV32,$(STOCK)),LIBS="-march=rv32imac -mabi=ilp32")
+endif
+
+# ---------------------------------------------------------------------------
 # unix port (no btree, ssl, ffi: nothing beyond lib/micropython-lib is needed).
 unix: $(TT_MPY_CROSS)
 	$(MAKE) -C $(TT_MP)/ports/unix $(TT_UNIX_ARGS)
@@ -185,8 +228,45 @@ natmod:
 	@$(TT_PY) -c "import elftools, ar" 2>/dev/null || { echo "natmod needs the Python packages pyelftools and ar: pip install pyelftools ar" >&2; exit 1; }
 	@mkdir -p $(TT_NATMOD_BUILD)
 	@ln -sf $(TT_USER_C)/tinytrain/natmod/Makefile $(TT_NATMOD_BUILD)/Makefile
-	$(MAKE) -C $(TT_NATMOD_BUILD) MPY_DIR=$(TT_MP) ARCH=$(ARCH) BUILD=$(TT_NATMOD_BUILD)
+	$(MAKE) -C $(TT_NATMOD_BUILD) MPY_DIR=$(TT_MP) ARCH=$(ARCH) BUILD=$(TT_NATMOD_BUILD) TT_OPTIMIZED=$(TT_OPTIMIZED)
+
+# Every MicroPython native architecture, each with the compiler it needs;
+# one line for each that cannot be built here and why.
+TT_NATMOD_ARCHS := x64:gcc x86:gcc armv6m:arm-none-eabi-gcc armv7m:arm-none-eabi-gcc \
+	armv7emsp:arm-none-eabi-gcc armv7emdp:arm-none-eabi-gcc rv32imc:riscv64-unknown-elf-gcc \
+	xtensawin:xtensa-esp32-elf-gcc
+natmod-all:
+	@for pair in $(TT_NATMOD_ARCHS); do a=$${pair%%:*}; cc=$${pair#*:}; \
+	  if ! command -v $$cc >/dev/null; then \
+	    case $$a in xtensawin) echo "natmod $$a: skipped, needs Espressif's $$cc (ESP-IDF's toolchain, see docs/micropython.md)";; \
+	    *) echo "natmod $$a: skipped, needs $$cc";; esac; continue; fi; \
+	  if [ $$a = x86 ] && ! gcc -m32 -print-file-name=crtbegin.o | grep -q /; then \
+	    echo "natmod $$a: skipped, needs gcc-multilib (32-bit libgcc)"; continue; fi; \
+	  $(MAKE) --no-print-directory natmod ARCH=$$a TT_OPTIMIZED=$(TT_OPTIMIZED) >/dev/null || exit 1; \
+	  echo "natmod $$a: $$(wc -c < $(TT_BUILD)/natmod-$$a$(if $(filter 0,$(TT_OPTIMIZED)),-small)/tinytrain.mpy) bytes"; \
+	done
 
 # ---------------------------------------------------------------------------
 test-device: unix qemu
 	cd $(TT_ROOT) && MICROPY_DIR=$(TT_MP) $(TT_PY) -m pytest -q -ra tests/device
+
+# ---------------------------------------------------------------------------
+# ESP32 boards (stock MicroPython + the .mpy; docs/micropython.md, "ESP32").
+# No MICROPY_DIR needed: FIRMWARE is the .bin from
+# https://micropython.org/download/ESP32_GENERIC_C3/ (or _C6, ESP32_GENERIC,
+# ESP32_GENERIC_S3), written with esptool (pip install "tinytrain[device]").
+#   make esp32-flash PORT=/dev/ttyUSB0 CHIP=esp32c3 FIRMWARE=ESP32_GENERIC_C3-...-v1.28.0.bin
+#   make esp32-install PORT=/dev/ttyUSB0     (= tinytrain install --target PORT)
+CHIP ?= esp32c3
+PORT ?=
+# Where the image starts: after the 4 KiB reserved block on the ESP32 and
+# ESP32-S2, at 0 on the C3, C6, S3 and H2.
+TT_ESP_ADDR = $(if $(filter esp32 esp32s2,$(CHIP)),0x1000,0x0)
+.PHONY: esp32-flash esp32-install
+esp32-flash:
+	@[ -n "$(PORT)" ] && [ -f "$(FIRMWARE)" ] || { echo "usage: make esp32-flash PORT=/dev/ttyUSB0 CHIP=esp32c3|esp32c6|esp32|esp32s3 FIRMWARE=file.bin (from micropython.org/download)" >&2; exit 2; }
+	$(TT_PY) -m esptool --chip $(CHIP) --port $(PORT) erase_flash
+	$(TT_PY) -m esptool --chip $(CHIP) --port $(PORT) --baud 460800 write_flash $(TT_ESP_ADDR) $(FIRMWARE)
+esp32-install:
+	@[ -n "$(PORT)" ] || { echo "usage: make esp32-install PORT=/dev/ttyUSB0" >&2; exit 2; }
+	tinytrain install --target $(PORT)

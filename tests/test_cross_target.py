@@ -1,5 +1,5 @@
-"""The same C core on the host (ASan/UBSan) and on the Cortex-M7 (qemu) gives
-the simulator's results bit for bit."""
+"""The same C core on the host (ASan/UBSan), on the Cortex-M7 and on the RV32
+core (both under qemu) gives the simulator's results bit for bit."""
 import numpy as np
 import pytest
 
@@ -34,6 +34,14 @@ def m7_exe(tmp_path_factory):
     return runner.build("m7", tmp_path_factory.mktemp("m7"))
 
 
+@pytest.fixture(scope="module")
+def rv32_exe(tmp_path_factory):
+    missing = runner.missing_tools("rv32")
+    if missing:
+        pytest.skip(f"needs {', '.join(missing)} (make setup installs them)")
+    return runner.build("rv32", tmp_path_factory.mktemp("rv32"))
+
+
 # mbnet/bias_only runs fused ops (expand + depthwise + project); test_fusion.py has more
 CASES = [("mlp", "full_residue"), ("cnn", "full"), ("mbnet", "sparse"), ("mbnet", "full_residue"),
          ("cnn", "bias_only"), ("mbnet", "bias_only")]
@@ -63,4 +71,11 @@ def test_host_sanitized_matches_simulator(host_exe, name, scheme):
 @pytest.mark.parametrize("name,scheme", CASES)
 def test_cortex_m7_matches_simulator(m7_exe, name, scheme):
     got = _check(m7_exe, "m7", name, scheme)
+    assert len(got.step_instructions) == STEPS and min(got.step_instructions) > 0
+
+
+@pytest.mark.parametrize("name,scheme", CASES)
+def test_rv32_matches_simulator(rv32_exe, name, scheme):
+    """rv32imac without an FPU: the float parts of the core run on libgcc's soft float."""
+    got = _check(rv32_exe, "rv32", name, scheme)
     assert len(got.step_instructions) == STEPS and min(got.step_instructions) > 0

@@ -4,7 +4,8 @@ kernels' results bit for bit: `tt_run` built twice, once with
 to reach every optimised kernel's edge cases (channel counts not a multiple
 of 4, odd sizes, stride 2, padding, permuted and partly trained channels, the
 fallback to the reference when the stack budget is exceeded). On the host the
-plain C path runs under ASan/UBSan; on the emulated Cortex-M7 the DSP path."""
+plain C path runs under ASan/UBSan; on the emulated Cortex-M7 the DSP path;
+on the emulated RV32 core the plain C path built by the RISC-V compiler."""
 import numpy as np
 import pytest
 
@@ -36,6 +37,11 @@ def host_exes(tmp_path_factory):
 @pytest.fixture(scope="module")
 def m7_exes(tmp_path_factory):
     return _exes(tmp_path_factory, "m7")
+
+
+@pytest.fixture(scope="module")
+def rv32_exes(tmp_path_factory):
+    return _exes(tmp_path_factory, "rv32")
 
 
 def _same(exes, target, plan, xs, ys, evals):
@@ -268,11 +274,12 @@ def test_small_cin(request, target, shape, scheme):
         assert len(set(ref.losses)) > 1  # training moved something
 
 
+@pytest.mark.parametrize("target", ["m7", "rv32"])
 @pytest.mark.parametrize("name,scheme", [("mbnet", "sparse"), ("cnn", "full_residue")])
-def test_zoo_m7(m7_exes, name, scheme):
+def test_zoo_emulated(request, target, name, scheme):
     b, g, plan = netzoo.build(name, scheme, seed=13)
     xs, ys = netzoo.samples(b, g, 3, seed=14)
-    ref, opt = _same(m7_exes, "m7", plan, xs, ys, xs[:1])
+    ref, opt = _same(request.getfixturevalue(f"{target}_exes"), target, plan, xs, ys, xs[:1])
     assert sum(opt.step_instructions) < sum(ref.step_instructions)
 
 
@@ -282,3 +289,10 @@ def test_shaped_m7(m7_exes, name, scheme):
     """The DSP path (SXTB16/SMLAD) on the emulated Cortex-M7."""
     plan, xs, ys = _shaped_case(name, scheme, seed=3)
     _same(m7_exes, "m7", plan, xs, ys, xs[:1])
+
+
+@pytest.mark.parametrize("name", sorted(SHAPED))
+def test_shaped_rv32(rv32_exes, name):
+    """The plain C optimised path as the RISC-V compiler builds it (32-bit, no DSP)."""
+    plan, xs, ys = _shaped_case(name, "partial", seed=3)
+    _same(rv32_exes, "rv32", plan, xs, ys, xs[:1])

@@ -10,9 +10,9 @@
  * status is 0: f32 loss per step, per evaluation i32 class and the logits,
  * then the trained parameters. Each input is written into the trainer's
  * input slot (as a camera would fill it) and the call takes it from there.
- * On the M7 it prints, per call, the instructions and the stack the call
- * used below tt_run's own frame; built with -DTT_OP_PROFILE also the
- * instructions of every op of the call.
+ * On the M7 and RV32 (-DTT_RUN_RV32) it prints, per call, the instructions
+ * and the stack the call used below tt_run's own frame; built with
+ * -DTT_OP_PROFILE also the instructions of every op of the call.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,11 +30,26 @@ static uint8_t *alloc_bytes(size_t n, int is_arena) {
 #define STACK_MARK() ((void)0)
 #define STACK_SINCE_MARK() 0u
 #else
+#ifdef TT_RUN_RV32
+/* RV32 (firmware/baremetal-rv32): one 128 MB RAM holds files and arena. */
+#include "rv32_runtime.h"
+#define FILES_MEM_SECTION
+#define COUNTER_START() rv32_counter_start()
+#define COUNTER_READ() ((unsigned long long)rv32_counter_instructions())
+#define STACK_MARK() rv32_stack_mark()
+#define STACK_SINCE_MARK() ((unsigned)rv32_stack_since_mark())
+#else
 #include "m7_runtime.h"
+#define FILES_MEM_SECTION M7_PSRAM
+#define COUNTER_START() m7_counter_start()
+#define COUNTER_READ() ((unsigned long long)m7_counter_instructions())
+#define STACK_MARK() m7_stack_mark()
+#define STACK_SINCE_MARK() ((unsigned)m7_stack_since_mark())
+#endif
 /* Files go to the large PSRAM (flash stands in on a board), the arena to RAM. */
 #define FILES_MAX (8u << 20)
 #define ARENA_MAX (1u << 20)
-static uint32_t files_mem[FILES_MAX / 4] M7_PSRAM;
+static uint32_t files_mem[FILES_MAX / 4] FILES_MEM_SECTION;
 static uint32_t arena_mem[ARENA_MAX / 4];
 static size_t files_used;
 static uint8_t *alloc_bytes(size_t n, int is_arena) {
@@ -49,10 +64,6 @@ static uint8_t *alloc_bytes(size_t n, int is_arena) {
     files_used += (n + 7u) & ~(size_t)7u;
     return p;
 }
-#define COUNTER_START() m7_counter_start()
-#define COUNTER_READ() ((unsigned long long)m7_counter_instructions())
-#define STACK_MARK() m7_stack_mark()
-#define STACK_SINCE_MARK() ((unsigned)m7_stack_since_mark())
 #endif
 
 #ifdef TT_OP_PROFILE

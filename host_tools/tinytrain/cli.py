@@ -223,6 +223,8 @@ def main(argv=None):
 
     from .stream.commands import add_commands as add_stream_commands
     add_stream_commands(sub)  # stream, pull, push (tinytrain/stream/commands.py)
+    from .install import add_command as add_install_command
+    add_install_command(sub)  # install (tinytrain/install.py)
 
     args = ap.parse_args(argv)
     try:

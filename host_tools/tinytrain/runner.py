@@ -1,5 +1,5 @@
 """Build and drive `tt_run` (firmware/baremetal/tt_run.c): the C core on the
-emulated Cortex-M7 under qemu, or on the host under ASan and UBSan.
+emulated Cortex-M7 or RV32 core under qemu, or on the host under ASan and UBSan.
 
 Used by the tests (bit-exactness across targets, malformed files under the
 sanitizers) and by the benchmarks (instruction counts).
@@ -20,14 +20,31 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 CORE = ROOT / "micropython_modules" / "tinytrain" / "core"
 BAREMETAL = ROOT / "firmware" / "baremetal"
+# Per emulated target: the folder with its Makefile and run-qemu.sh, the tools
+# it needs, and what tt_run.c is told.
+EMULATED = {
+    "m7": (BAREMETAL, ["arm-none-eabi-gcc", "qemu-system-arm", "make"], []),
+    "rv32": (ROOT / "firmware" / "baremetal-rv32", ["riscv64-unknown-elf-gcc", "qemu-system-riscv32", "make"],
+             ["-DTT_RUN_RV32"]),
+}
+TARGETS = ("host", *EMULATED)
 HOST_FLAGS = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-Wdouble-promotion", "-Wfloat-conversion",
               "-ffp-contract=off", "-O1", "-g", "-fno-omit-frame-pointer",
               "-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-DTT_RUN_HOSTED"]
 
 
 def missing_tools(target: str) -> list:
-    need = ["cc"] if target == "host" else ["arm-none-eabi-gcc", "qemu-system-arm", "make"]
-    return [t for t in need if shutil.which(t) is None]
+    need = ["cc"] if target == "host" else EMULATED[target][1]
+    missing = [t for t in need if shutil.which(t) is None]
+    if target == "rv32" and not missing and not _has_picolibc():
+        missing.append("picolibc-riscv64-unknown-elf")
+    return missing
+
+
+def _has_picolibc() -> bool:
+    p = subprocess.run(["riscv64-unknown-elf-gcc", "-print-file-name=picolibc.specs"],
+                       capture_output=True, text=True)
+    return p.returncode == 0 and os.path.isabs(p.stdout.strip())
 
 
 def _core_sources() -> list:
@@ -35,7 +52,7 @@ def _core_sources() -> list:
 
 
 def build(target: str, out_dir, extra_flags=()) -> Path:
-    """target 'host' (sanitizers) or 'm7' (qemu mps2-an500). Returns the executable.
+    """target 'host' (sanitizers), 'm7' (qemu mps2-an500) or 'rv32' (qemu virt). Returns the executable.
     extra_flags: more compiler flags, e.g. ["-DTT_OPTIMIZED=0"] for the reference kernels only."""
     if not (BAREMETAL / "tt_run.c").exists():
         raise FileNotFoundError("tt_run.c not found: the runner needs the project's source tree")
@@ -46,9 +63,11 @@ def build(target: str, out_dir, extra_flags=()) -> Path:
         subprocess.run(["cc", *HOST_FLAGS, *extra_flags, f"-I{CORE}", str(BAREMETAL / "tt_run.c"),
                         *_core_sources(), "-o", str(exe)], check=True, capture_output=True, text=True)
         return exe
-    if target == "m7":
-        subprocess.run(["make", "-s", "-C", str(BAREMETAL), f"APP={BAREMETAL / 'tt_run.c'}",
-                        f"EXTRA_SRC={' '.join(_core_sources())}", f"EXTRA_CFLAGS={' '.join([f'-I{CORE}', *extra_flags])}",
+    if target in EMULATED:
+        folder, _, defines = EMULATED[target]
+        subprocess.run(["make", "-s", "-C", str(folder), f"APP={BAREMETAL / 'tt_run.c'}",
+                        f"EXTRA_SRC={' '.join(_core_sources())}",
+                        f"EXTRA_CFLAGS={' '.join([f'-I{CORE}', *defines, *extra_flags])}",
                         f"OUT={out.resolve()}"], check=True, capture_output=True, text=True)
         return out / "tt_run.elf"
     raise ValueError(f"unknown target {target!r}")
@@ -102,7 +121,7 @@ def run(exe, model: bytes, steps=(), evals=(), lr: float = 0.0, target: str = "h
             env = dict(os.environ, ASAN_OPTIONS="detect_leaks=0:abort_on_error=0",
                        UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1")
         else:
-            cmd = ["sh", str(BAREMETAL / "run-qemu.sh"), str(exe), str(tmp)]
+            cmd = ["sh", str(EMULATED[target][0] / "run-qemu.sh"), str(exe), str(tmp)]
             env = dict(os.environ, QEMU_TIMEOUT=str(int(timeout)))
         p = subprocess.run(cmd, cwd=tmp, env=env, capture_output=True, text=True, timeout=timeout + 30)
         raw = (tmp / "tt_result.bin").read_bytes() if (tmp / "tt_result.bin").exists() else b""
@@ -110,14 +129,16 @@ def run(exe, model: bytes, steps=(), evals=(), lr: float = 0.0, target: str = "h
         raise RuntimeError(f"tt_run failed (exit {p.returncode}):\n{p.stdout}\n{p.stderr}")
     status, n = struct.unpack_from("<II", raw, 0)
     res = Result(status, raw[8:8 + n].decode("utf-8", "replace"), stdout=p.stdout + p.stderr)
-    res.step_instructions = [int(v) for v in re.findall(r"^step \d+: (\d+) instructions", p.stdout, re.M)]
-    res.predict_instructions = [int(v) for v in re.findall(r"^predict \d+: (\d+) instructions", p.stdout, re.M)]
-    res.step_stack = [int(v) for v in re.findall(r"^step \d+: \d+ instructions, stack (\d+) bytes", p.stdout, re.M)]
+    # qemu gives the program's output on stdout (Arm) or stderr (RISC-V semihosting console)
+    out = res.stdout
+    res.step_instructions = [int(v) for v in re.findall(r"^step \d+: (\d+) instructions", out, re.M)]
+    res.predict_instructions = [int(v) for v in re.findall(r"^predict \d+: (\d+) instructions", out, re.M)]
+    res.step_stack = [int(v) for v in re.findall(r"^step \d+: \d+ instructions, stack (\d+) bytes", out, re.M)]
     res.predict_stack = [int(v) for v in re.findall(r"^predict \d+: \d+ instructions, stack (\d+) bytes",
-                                                    p.stdout, re.M)]
-    res.step_ops = [[int(v) for v in line.split()] for line in re.findall(r"^ops step \d+:(.*)$", p.stdout, re.M)]
+                                                    out, re.M)]
+    res.step_ops = [[int(v) for v in line.split()] for line in re.findall(r"^ops step \d+:(.*)$", out, re.M)]
     res.predict_ops = [[int(v) for v in line.split()]
-                       for line in re.findall(r"^ops predict \d+:(.*)$", p.stdout, re.M)]
+                       for line in re.findall(r"^ops predict \d+:(.*)$", out, re.M)]
     res.stack_bytes = max(res.step_stack + res.predict_stack, default=0)
     if status != 0 or not job or not header_ok:
         return res

@@ -444,7 +444,16 @@ static mp_obj_t tinytrain_trainer_make_new(const mp_obj_type_t *type, size_t n_a
     }
 
     #if MICROPY_ENABLE_DYNRUNTIME
-    self->arena = m_malloc(size > 4 ? (size_t)size : 4u);
+    self->arena = m_realloc_maybe(NULL, size > 4 ? (size_t)size : 4u, false);
+    if (self->arena == NULL) {
+        // The module's code already sits on this heap (a natmod is loaded
+        // there): say what the model needs and what is left, not a bare error.
+        mp_obj_t gc = mp_import_name(MP_QSTR_gc, mp_const_none, MP_OBJ_NEW_SMALL_INT(0));
+        mp_int_t free_bytes = mp_obj_get_int(mp_call_function_n_kw(mp_load_attr(gc, MP_QSTR_mem_free), 0, 0, NULL));
+        raise_msg(EXC_TYPE(MemoryError), "model of %u bytes needs a %u-byte arena; GC heap has %u "
+            "free (the .mpy's code is on it too): gc.collect(), or the TT_OPTIMIZED=0 .mpy",
+            (uint32_t)bi.len, (uint32_t)size, (uint32_t)free_bytes);
+    }
     #else
     self->arena = (uint8_t *)tinytrain_arena;
     self->epoch = ++tinytrain_epoch; // from here on every older Trainer is invalid
@@ -802,7 +811,9 @@ MP_REGISTER_MODULE(MP_QSTR_tinytrain, tinytrain_user_cmodule);
 
 #else // MICROPY_ENABLE_DYNRUNTIME
 
-// The core calls these; a natmod has no C library of its own.
+// The core calls these; a natmod has no C library of its own. (On rv32imc
+// the build links picolibc for the float maths, which brings its own.)
+#if !defined(__riscv)
 void *memcpy(void *dst, const void *src, size_t n) {
     return mp_fun_table.memmove_(dst, src, n);
 }
@@ -818,6 +829,7 @@ int memcmp(const void *a, const void *b, size_t n) {
     }
     return 0;
 }
+#endif
 
 #define N_METHODS (9)
 mp_map_elem_t tinytrain_trainer_locals_dict_table[N_METHODS];

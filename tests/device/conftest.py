@@ -40,6 +40,15 @@ def qemu():
 
 
 @pytest.fixture(scope="session")
+def qemu_rv32():
+    """MicroPython's VIRT_RV32 board (rv32imac, the ESP32-C3/C6 class) with the module."""
+    from tinytrain.stream.targets import RV32_VIRT
+    dev = mpdevice.Qemu(_built(mpdevice.QEMU_RV32_ELF, "qemu-rv32"), machine=RV32_VIRT, name="qemu_rv32")
+    yield dev
+    dev.close()
+
+
+@pytest.fixture(scope="session")
 def qemu_big_heap():
     """qemu with the qemu port's own 140 KiB heap: room for a natmod's code."""
     elf = mpdevice.BUILD / "qemu-MPS2_AN500-heap143360" / "firmware.elf"
@@ -49,9 +58,9 @@ def qemu_big_heap():
     dev.close()
 
 
-@pytest.fixture(scope="session", params=["unix", "qemu"])
+@pytest.fixture(scope="session", params=["unix", "qemu", "qemu_rv32"])
 def device(request):
-    """Each test that takes `device` runs on both targets."""
+    """Each test that takes `device` runs on every target."""
     return request.getfixturevalue(request.param)
 
 

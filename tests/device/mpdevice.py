@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 BUILD = ROOT / "build"
 UNIX_EXE = BUILD / "unix" / "micropython"
 QEMU_ELF = BUILD / "qemu-MPS2_AN500" / "firmware.elf"
+QEMU_RV32_ELF = BUILD / "qemu-VIRT_RV32" / "firmware.elf"
 SCRIPTS = Path(__file__).resolve().parent / "mp"
 
 
@@ -81,9 +82,12 @@ class Qemu:
 
     name = "qemu"
 
-    def __init__(self, elf: Path = QEMU_ELF, icount: bool = True):
-        from tinytrain.stream.targets import QemuProcess  # the same launcher tinytrain stream uses
-        self.qemu = QemuProcess(elf, extra=("-icount", "shift=0") if icount else ())
+    def __init__(self, elf: Path = QEMU_ELF, icount: bool = True, machine=None, name: str = "qemu"):
+        """machine: the qemu command and machine options (default the MPS2-AN500)."""
+        from tinytrain.stream import targets  # the same launcher tinytrain stream uses
+        self.name = name
+        self.qemu = targets.QemuProcess(elf, extra=("-icount", "shift=0") if icount else (),
+                                        machine=machine or targets.MPS2_AN500)
         self.pty = self.qemu.pty
 
     def mpremote(self, *args: str, workdir: Path | None = None, timeout: float = 300) -> str:

@@ -343,6 +343,10 @@ def fat_image_size(boot: bytes) -> int:
     return n * 512 if 0 < n * 512 <= FLASH_BANK else 0
 
 
+MPS2_AN500 = ("qemu-system-arm", "-machine", "mps2-an500")
+RV32_VIRT = ("qemu-system-riscv32", "-machine", "virt", "-bios", "none")
+
+
 class QemuProcess:
     """qemu-system-arm -machine mps2-an500 with the firmware's UART on a pty.
 
@@ -352,9 +356,10 @@ class QemuProcess:
     written atomically. A firmware finding no FAT of its size there formats it.
     Without, every start has an empty /flash."""
 
-    def __init__(self, elf: Path, extra=(), flash=None):
-        cmd = ["qemu-system-arm", "-machine", "mps2-an500", "-nographic", "-monitor", "null", "-semihosting",
-               *extra]
+    def __init__(self, elf: Path, extra=(), flash=None, machine=MPS2_AN500):
+        """machine: the qemu command and its machine options (RV32_VIRT for
+        MicroPython's VIRT_RV32 board, which has no /flash)."""
+        cmd = [*machine, "-nographic", "-monitor", "null", "-semihosting", *extra]
         self.flash = Path(flash).resolve() if flash else None
         self._qmp_dir = None
         if self.flash is not None:

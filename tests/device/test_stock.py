@@ -1,0 +1,96 @@
+"""tinytrain on stock MicroPython (no module built in): the .mpy of each
+buildable architecture, put there by `tinytrain install` where the firmware
+has a filesystem (the unix port) or served by `mpremote mount` where it has
+none (the stock qemu firmwares), trains bit for bit as the simulator does.
+
+Needs MICROPY_DIR; builds the stock ports (`make stock STOCK=...`) and the
+.mpy files (`make natmod ARCH=...`) with the project's Makefile."""
+import os
+import shutil
+
+import pytest
+
+from conftest import SKIP_REASON  # noqa: E402
+
+if not os.environ.get("MICROPY_DIR"):
+    pytest.skip(SKIP_REASON, allow_module_level=True)
+
+from tinytrain import install  # noqa: E402
+from tinytrain.stream import targets  # noqa: E402
+
+import mpdevice  # noqa: E402
+from test_micropython import host_run, prepare, report  # noqa: E402
+
+MICROPY_DIR = os.environ["MICROPY_DIR"]
+# stock qemu board: (qemu machine, native architecture the board reports)
+QEMU_BOARDS = {
+    "VIRT_RV32": (targets.RV32_VIRT, "rv32imc"),
+    "MPS2_AN500": (targets.MPS2_AN500, "armv7emdp"),
+    "MPS2_AN385": (("qemu-system-arm", "-machine", "mps2-an385"), "armv7m"),
+}
+# the .mpy each is given: MPS2_AN500 has a double-precision FPU, but the
+# armv7emsp build (the F746's) runs there too, which is what install picks
+# when no armv7emdp build exists
+MPY_FOR = {"VIRT_RV32": "rv32imc", "MPS2_AN500": "armv7emsp", "MPS2_AN385": "armv7m"}
+
+
+def natmod(arch):
+    mpdevice.make("natmod", MICROPY_DIR, [f"ARCH={arch}"])
+    return mpdevice.BUILD / f"natmod-{arch}"
+
+
+@pytest.fixture(scope="module", params=sorted(QEMU_BOARDS))
+def stock_qemu(request):
+    board = request.param
+    mpdevice.make("stock", MICROPY_DIR, [f"STOCK={board}"])
+    dev = mpdevice.Qemu(mpdevice.BUILD / f"stock-{board}" / "firmware.elf", machine=QEMU_BOARDS[board][0],
+                        name=f"stock-{board}")
+    dev.board = board
+    yield dev
+    dev.close()
+
+
+def test_unix_install_then_train(tmp_path, monkeypatch):
+    """`tinytrain install --target unix:EXE` on the stock unix port: the x64
+    .mpy and the stream receiver land in ~/.micropython/lib and import from
+    there; training then matches the simulator."""
+    mpdevice.make("stock", MICROPY_DIR, ["STOCK=unix"])
+    natmod("x64")
+    exe = mpdevice.BUILD / "stock-unix" / "micropython"
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    said = []
+    info = install.install(f"unix:{exe}", say=said.append)
+    lib = tmp_path / "home" / ".micropython" / "lib"
+    assert info["arch"] == "x64" and info["lib"] == str(lib)
+    assert (lib / "tinytrain.mpy").read_bytes() == (mpdevice.BUILD / "natmod-x64" / "tinytrain.mpy").read_bytes()
+    assert (lib / "tinytrain_stream.py").is_file()
+    assert info["module_heap_bytes"] > 0
+    work = tmp_path / "work"
+    work.mkdir()
+    prepare(work, "cnn", "full", steps=8)
+    got = mpdevice.Unix(exe).run("train_dump.py", work)
+    assert got.splitlines() == host_run("train_dump.py", work).splitlines()
+
+
+def test_stock_qemu_mpy(stock_qemu, tmp_path):
+    """The board reports the architecture install expects; `tinytrain install`
+    says clearly that it has no filesystem; the .mpy served from the host
+    trains bit-identically to the simulator."""
+    machine, arch = QEMU_BOARDS[stock_qemu.board]
+    out = stock_qemu.mpremote("exec", "import sys; print('MPY', sys.implementation._mpy)")
+    version, got_arch = install.decode_sys_mpy(int(out.split("MPY")[1].split()[0]))
+    assert (version, got_arch) == (install.MPY_VERSION, arch)
+    with pytest.raises(install.InstallError, match="no writable filesystem"):
+        install.install(stock_qemu.pty, say=lambda s: None)
+    build = natmod(MPY_FOR[stock_qemu.board])
+    shutil.copy(build / "tinytrain.mpy", tmp_path / "tinytrain.mpy")
+    out = stock_qemu.mpremote("exec", "import gc; gc.collect(); a = gc.mem_free(); import tinytrain; gc.collect(); "
+                              "print('HEAP', a, gc.mem_free())", workdir=tmp_path)
+    before, after = map(int, out.split("HEAP")[1].split()[:2])
+    assert before > after
+    report(f"stock {stock_qemu.board} ({MPY_FOR[stock_qemu.board]}.mpy, {(build / 'tinytrain.mpy').stat().st_size} B): "
+           f"import takes {before - after} B of GC heap, {after} B left (mpremote mount's helper loaded)")
+    prepare(tmp_path, "cnn", "full", steps=8)
+    got = stock_qemu.run("train_dump.py", tmp_path, timeout=300)
+    (tmp_path / "tinytrain.mpy").unlink()
+    assert got.splitlines() == host_run("train_dump.py", tmp_path).splitlines()
