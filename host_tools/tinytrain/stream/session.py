@@ -265,6 +265,7 @@ class Session:
             if o is not None and o is next(iter(self.out.values())) and len(f.payload) >= 2:
                 have = struct.unpack_from("<H", f.payload)[0]
                 if o.have < have <= len(o.payload):  # progress (else a repeat: the timer resends)
+                    self._time(o, now, last)
                     self._answered(o)
                     o.have, o.tries = have, 0
                     self._send(o)
@@ -275,12 +276,7 @@ class Session:
             self.counts["duplicate_replies"] += 1
             return
         del self.out[f.seq]
-        if o.tries == 1:  # Karn: time only frames sent once, over the span the timer covers
-            r = now - max(o.sent, last)
-            if o.sent_len >= 512:  # a long frame: how long its bytes take (and its work)
-                self.per_byte = 0.75 * self.per_byte + 0.25 * r / o.sent_len
-            else:
-                self._rtt(r)
+        self._time(o, now, last)
         self._answered(o)
         self._kick()
         self.done[f.seq] = (o, f)
@@ -295,6 +291,17 @@ class Session:
                 raise DeviceError(f.payload.decode("utf-8", "replace"))
             if o.cb:
                 o.cb(f.payload)
+
+    def _time(self, o: _Out, now: float, last: float) -> None:
+        """Learn from the reply to o (a whole frame or a PART). Karn: time
+        only what was sent once, over the span the timer covers. A new round
+        trip also ends the back-off of earlier timeouts."""
+        if o.tries == 1:
+            r = now - max(o.sent, last)
+            if o.sent_len >= 512:  # a long frame: how long its bytes take (and its work)
+                self.per_byte = 0.75 * self.per_byte + 0.25 * r / o.sent_len
+            else:
+                self._rtt(r)
 
     def _rtt(self, r: float) -> None:
         if self.srtt is None:
