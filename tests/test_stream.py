@@ -405,6 +405,120 @@ def test_link_gives_up_in_bounded_time():
     assert time.monotonic() - t0 < 2
 
 
+class _LongFramesLost:
+    """A loopback link whose line loses every frame longer than `limit`
+    bytes (host to device) until `healed` is set."""
+
+    def __init__(self, link, limit):
+        self.link, self.limit, self.healed, self.lost = link, limit, False, 0
+
+    def write(self, data):
+        if len(data) > self.limit and not self.healed:
+            self.lost += 1
+            return
+        self.link.write(data)
+
+    def read(self, n, timeout):
+        return self.link.read(n, timeout)
+
+    def close(self):
+        self.link.close()
+
+
+def test_frames_shrink_then_grow_back(tmp_path):
+    """A line that loses long frames: the frame size halves until frames
+    pass, the requests made before (the model's first chunk, TRAIN frames in
+    flight) go as PART frames and are applied once; once the line heals the
+    size grows back. Bit-identical to a clean run throughout."""
+    model, samples = make("mlp", "full_residue", n=120)
+    t, losses, hits = clean_run(model, samples)
+    host, dev = loopback_pair()
+    th = targets.start_sim_device(dev, window=4, max_payload=2048)
+    line = _LongFramesLost(host, 300)
+    s = Session(line, window=4, max_payload=2048, rto=0.2, min_rto=0.1, max_rto=0.5)
+    try:
+        assert s.wait_ready(5)
+        s.hello()
+        s.load_model(model)
+        st = s.train(samples[:60])
+        assert s.size <= 300 - 12 and s.counts["parts"] > 0 and line.lost > 0
+        line.healed = True
+        st = s.train(samples[60:], st)
+        grown = s.size
+        blob = s.params_file()
+        end = s.end()
+    finally:
+        host.close()
+        th.join(5)
+    assert grown >= 512 and end["trained"] == 120  # past what the lossy line let through
+    assert f32(st.losses) == f32(losses) and st.hits == hits and blob == saved_blob(t, tmp_path)
+
+
+def test_device_returns_after_silence_or_interrupt():
+    """serve() returns after `idle` ms without a byte, and at once on Ctrl-C
+    after a pause or on mpremote's "\\r\\x03\\r\\x01" (answering with the raw REPL
+    banner); a 0x03 among the bytes of a damaged frame does not stop it."""
+    host, dev = loopback_pair()
+    th = targets.start_sim_device(dev, idle=300)
+    t0 = time.monotonic()
+    th.join(5)
+    assert not th.is_alive() and time.monotonic() - t0 < 2
+
+    host, dev = loopback_pair()
+    th = targets.start_sim_device(dev, idle=20000)
+    s = Session(host, rto=0.5)
+    assert s.wait_ready(5)
+    s.hello()
+    damaged = bytearray(P.encode(P.STATS, 9, b"\r\x03\r\x03"))
+    damaged[0] ^= 0xFF  # no magic: the device slides through it byte by byte
+    host.write(bytes(damaged) + P.encode(P.PING, 0))
+    assert s.stats()["trained"] == 0 and th.is_alive()  # still serving
+    time.sleep(0.3)
+    host.write(b"\r\x03")
+    th.join(2)
+    assert not th.is_alive()
+
+    host, dev = loopback_pair()
+    th = targets.start_sim_device(dev, idle=20000)
+    s = Session(host, rto=0.5)
+    assert s.wait_ready(5)
+    s.hello()
+    host.write(P.encode(P.PING, 0) + b"\r\x03\r\x01")  # no pause: the device was busy
+    th.join(2)
+    assert not th.is_alive()
+    assert b"raw REPL; CTRL-B to exit\r\n>" in host.read(4096, 1)
+
+
+def test_device_keeps_its_trainer_between_serves(tmp_path):
+    """serve(keep=True) (the default on a board): the Trainer outlives
+    serve(); the next one reports it in HELLO and goes on from it, and
+    connect(resume=True) on such a device sends no model."""
+    model, samples = make("mlp", "full_residue", n=30)
+    t, losses, _ = clean_run(model, samples)
+    try:
+        for first, part in ((True, samples[:12]), (False, samples[12:])):
+            host, dev = loopback_pair()
+            th = targets.start_sim_device(dev, keep=True)
+            s = Session(host, rto=0.5)
+            assert s.wait_ready(5)
+            s.hello()
+            if first:
+                assert s.model is None
+                s.load_model(model)
+            else:
+                assert s.model["steps"] == 12
+                assert targets._same_trainer(s.model, model, None)
+                assert not targets._same_trainer(s.model, model, 0.5)
+            s.train(part)
+            blob = s.params_file()
+            s.end()
+            host.close()
+            th.join(5)
+    finally:
+        DEV._kept = None
+    assert blob == saved_blob(t, tmp_path)
+
+
 # -- saving, interrupted anywhere -------------------------------------------
 class PowerCut(Exception):
     pass

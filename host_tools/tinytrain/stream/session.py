@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import struct
+import threading
 import time
 from collections import OrderedDict
 from typing import Callable, Iterable
@@ -96,6 +97,8 @@ class Session:
         self.idle_ms = idle_ms    # the device's silence limit (0: its default)
         self.ping_s = ping_s      # a PING after this long without writing
         self.last_write = 0.0
+        self._wlock = threading.Lock()  # a keep-alive thread may PING between two frames
+        self.ended = False        # END sent: no more PINGs (the REPL would read them)
         self.rto = rto
         self.min_rto, self.max_rto = min_rto, max_rto
         self.per_byte = per_byte  # seconds a frame byte takes to arrive (and be worked on): learnt
@@ -123,10 +126,11 @@ class Session:
 
     def _write(self, frame: bytes) -> None:
         try:
-            self.link.write(frame)
+            with self._wlock:
+                self.link.write(frame)
+                self.last_write = time.monotonic()
         except (LinkClosed, TimeoutError) as e:
             raise LinkError(f"cannot send: {e}{self._said()}") from None
-        self.last_write = time.monotonic()
 
     def _send(self, o: _Out) -> None:
         """Send o whole, or its next PART if it is longer than `size` (only
@@ -167,8 +171,27 @@ class Session:
     def ping(self) -> None:
         """Tell the device the host is alive, if nothing was written for a while
         (the device leaves its receiver after a silence)."""
-        if time.monotonic() - self.last_write >= self.ping_s:
+        if not self.ended and time.monotonic() - self.last_write >= self.ping_s:
             self._write(P.encode(P.PING, 0))
+
+    def keep_alive(self) -> Callable:
+        """PING from a thread while the program does other things between
+        calls; returns the function that stops it."""
+        stop = threading.Event()
+
+        def run():
+            while not stop.wait(self.ping_s / 2):
+                try:
+                    self.ping()
+                except StreamError:
+                    return
+        th = threading.Thread(target=run, name="tinytrain-stream-ping", daemon=True)
+        th.start()
+
+        def halt():
+            stop.set()
+            th.join(2)
+        return halt
 
     def submit(self, typ: int, payload: bytes = b"", cb: Callable | None = None) -> int:
         """Send a request once the window has room; cb(reply payload) runs
@@ -265,6 +288,7 @@ class Session:
             if o is not None and o is next(iter(self.out.values())) and len(f.payload) >= 2:
                 have = struct.unpack_from("<H", f.payload)[0]
                 if o.have < have <= len(o.payload):  # progress (else a repeat: the timer resends)
+                    self._time(o, now, last)
                     self._answered(o)
                     o.have, o.tries = have, 0
                     self._send(o)
@@ -275,12 +299,7 @@ class Session:
             self.counts["duplicate_replies"] += 1
             return
         del self.out[f.seq]
-        if o.tries == 1:  # Karn: time only frames sent once, over the span the timer covers
-            r = now - max(o.sent, last)
-            if o.sent_len >= 512:  # a long frame: how long its bytes take (and its work)
-                self.per_byte = 0.75 * self.per_byte + 0.25 * r / o.sent_len
-            else:
-                self._rtt(r)
+        self._time(o, now, last)
         self._answered(o)
         self._kick()
         self.done[f.seq] = (o, f)
@@ -295,6 +314,17 @@ class Session:
                 raise DeviceError(f.payload.decode("utf-8", "replace"))
             if o.cb:
                 o.cb(f.payload)
+
+    def _time(self, o: _Out, now: float, last: float) -> None:
+        """Learn from the reply to o (a whole frame or a PART). Karn: time
+        only what was sent once, over the span the timer covers. A new round
+        trip also ends the back-off of earlier timeouts."""
+        if o.tries == 1:
+            r = now - max(o.sent, last)
+            if o.sent_len >= 512:  # a long frame: how long its bytes take (and its work)
+                self.per_byte = 0.75 * self.per_byte + 0.25 * r / o.sent_len
+            else:
+                self._rtt(r)
 
     def _rtt(self, r: float) -> None:
         if self.srtt is None:
@@ -514,5 +544,6 @@ class Session:
 
     def end(self) -> dict:
         """Flush and end: the device answers with its counters and stops serving."""
+        self.ended = True
         return dict(zip(("trained", "hits", "evaluated", "eval_hits"),
                         struct.unpack(P.STATS_FMT, self.call(P.END))))

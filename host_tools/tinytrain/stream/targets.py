@@ -271,6 +271,7 @@ def _connect_repl(port, baudrate, target, serve_kw, mk, extra_close=None) -> Con
             return
         closed.append(1)
         try:
+            halt_pings()
             _leave_repl(tr, link, s)
         finally:
             try:
@@ -293,11 +294,14 @@ def _connect_repl(port, baudrate, target, serve_kw, mk, extra_close=None) -> Con
                 raise LinkError(f"the device did not start tinytrain_stream.serve(){s._said()}")
         s.parser = P.Parser(s.parser.max_payload)  # the REPL's text before READY is not the receiver's
     except TransportError as e:
+        halt_pings = lambda: None  # noqa: E731
         close()
         raise StreamError(f"{port}: {e}") from None
     except BaseException:
+        halt_pings = lambda: None  # noqa: E731
         close()
         raise
+    halt_pings = s.keep_alive()  # the device leaves after a silence: not while this program pauses
     return Connection(s, target, close)
 
 

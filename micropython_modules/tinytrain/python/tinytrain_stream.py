@@ -178,7 +178,7 @@ class Server:
         self.io = io
         self.rp = max(64, reply_payload)
         self.lr = lr
-        self.idle = max(1, idle)
+        self.idle = idle if idle is None else max(1, idle)  # None: wait for ever (a host's thread)
         self.t = None
         self.small = bytearray(HDR + 8 + 4)
         self.buffers(window, max_payload)
@@ -261,7 +261,7 @@ class Server:
         self.cr = False
         self.hist = 0
         n = rx[5] | rx[6] << 8
-        if io.readinto(self.rx8, n + 4, min(self.idle, MID_MS)) != n + 4:
+        if io.readinto(self.rx8, n + 4, MID_MS if self.idle is None else min(self.idle, MID_MS)) != n + 4:
             return None
         if _crc(self.rxv[0:HDR + n]) != struct.unpack_from("<I", rx, HDR + n)[0]:
             return None
@@ -573,17 +573,19 @@ class Server:
         return 8 + c
 
 
-def serve(model=None, window=4, max_payload=2048, reply_payload=512, lr=None, io=None, idle=IDLE_MS,
+def serve(model=None, window=4, max_payload=2048, reply_payload=512, lr=None, io=None, idle=None,
           keep=None):
     """Serve one session on stdin/stdout (or io: readinto(buf, n, ms) -> bytes
     read, fewer if none came for ms; write(b), poll(ms), close()). model: a
     path, bytes, or None to receive it (or to go on with the kept Trainer).
     Returns (trained, hits, evaluated, evaluation hits) after END, after
-    `idle` ms without a byte, or on an interrupt. keep (default: on
+    `idle` ms without a byte (default: IDLE_MS on stdin/stdout; with io, no
+    limit: the host's end of it closes), or on an interrupt. keep (default: on
     stdin/stdout, i.e. a board): the Trainer outlives serve() in RAM, and the
     next serve() starts with it."""
     global _kept
     keep = io is None if keep is None else keep
+    idle = (IDLE_MS if io is None else None) if idle is None else idle
     io = io or _StdIO()
     s = Server(io, window, max_payload, reply_payload, lr, idle)
     if keep and _kept is not None and model is None:
