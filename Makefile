@@ -3,7 +3,7 @@
 #   make setup        install everything a fresh machine needs
 #   make test         the whole test suite (what CI runs)
 #   make demo         the main job: personalise an IMU model on the simulator
-#   make bench        benchmarks that print figures (instructions on the Cortex-M7 and RV32)
+#   make bench        the paper's models on the Cortex-M7 (step SRAM, instructions; BENCH_ARGS=--quick), then RV32
 #   make bench-rv32   instructions on the emulated RV32 core beside the Cortex-M7
 #   make bench-sparse sparse update vs last layer / bias-only under budgets (MCUNet, ~20 min)
 #   make m7-selftest  the bare-metal Cortex-M7 harness under qemu
@@ -49,8 +49,9 @@ test:
 demo:
 	tinytrain demo personalize
 
+BENCH_ARGS ?=
 bench:
-	$(PYTHON) benchmarks/bench_m7.py
+	$(PYTHON) benchmarks/bench_m7.py $(BENCH_ARGS)
 	$(PYTHON) benchmarks/bench_rv32.py
 
 bench-rv32:

@@ -14,7 +14,7 @@ medians come from the build without it). The M7's trained parameters and
 logits are checked bit for bit against the host simulator. Small networks
 of our own run first with the reference kernels beside the optimised ones.
 Writes DIR/m7.json and DIR/m7.md (default benchmarks/results; --quick writes
-nothing unless --out is given). Run time on 2 shared cores: about 15 minutes
+nothing unless --out is given). Run time on 2 shared cores: about 7 minutes
 in full, 3 with --quick (2 steps, 1 inference, the 49kb scheme of each model).
 """
 import argparse

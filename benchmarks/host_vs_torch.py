@@ -1,7 +1,9 @@
 """The host simulator against PyTorch (CPU, one thread) on the same MCUNet-5fps
 training step: the 49kb published scheme, batch 1, digits at 128x128x3.
-Each engine runs in its own process; time is CPU time per step (median),
-memory the growth of the process's peak resident set during the steps.
+Each engine runs in its own process, three times, alternating with the
+other; time is CPU time per step (median over the steps; the fastest of
+the three runs), memory the growth of the process's peak resident set over
+the steps.
 
     python benchmarks/host_vs_torch.py [--steps N]            both, as a table
     python benchmarks/host_vs_torch.py --engine sim|torch      one, as JSON
@@ -26,6 +28,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 MODEL, SCHEME = "mcunet-5fps", "49kb"
 WARMUP = 2
+ROUNDS = 3
 
 
 def _rss(field: str) -> int:
@@ -158,7 +161,7 @@ def run_torch(n: int) -> dict:
 def run(steps: int = 10) -> dict:
     """Both engines, each in a fresh process; the table's dict."""
     cmd = f"python benchmarks/host_vs_torch.py --steps {steps}"
-    out = {"case": f"{MODEL} {SCHEME}", "steps": steps, "warmup": WARMUP, "command": cmd,
+    out = {"case": f"{MODEL} {SCHEME}", "steps": steps, "warmup": WARMUP, "rounds": ROUNDS, "command": cmd,
            "note": "PyTorch computes whole weight gradients where the scheme trains part of a layer."}
     try:
         import torch  # noqa: F401
@@ -166,12 +169,18 @@ def run(steps: int = 10) -> dict:
         out["skipped"] = "torch is not installed (pip install torch)"
         print(f"host table: {out['skipped']}")
         return out
-    for engine in ("sim", "torch"):
-        p = subprocess.run([sys.executable, str(Path(__file__)), "--engine", engine, "--steps", str(steps)],
-                           capture_output=True, text=True, timeout=3600)
-        if p.returncode:
-            raise RuntimeError(f"{engine}: {p.stderr}")
-        out["simulator" if engine == "sim" else "torch"] = json.loads(p.stdout.splitlines()[-1])
+    # Other work on a shared machine only ever slows a run down: each engine
+    # runs ROUNDS times, alternating, and its fastest run counts.
+    for _ in range(ROUNDS):
+        for engine in ("sim", "torch"):
+            p = subprocess.run([sys.executable, str(Path(__file__)), "--engine", engine, "--steps", str(steps)],
+                               capture_output=True, text=True, timeout=3600)
+            if p.returncode:
+                raise RuntimeError(f"{engine}: {p.stderr}")
+            r = json.loads(p.stdout.splitlines()[-1])
+            key = "simulator" if engine == "sim" else "torch"
+            if key not in out or r["ms"] < out[key]["ms"]:
+                out[key] = r
     s, t = out["simulator"], out["torch"]
     print(f"host, {out['case']}: simulator {s['ms']:.1f} ms/step, PyTorch {t['ms']:.1f} ms/step "
           f"({s['ms'] / t['ms']:.2f}x); peak RSS growth {s['rss_growth'] / 1e6:.2f} MB vs {t['rss_growth'] / 1e6:.2f} MB")

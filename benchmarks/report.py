@@ -39,7 +39,8 @@ def host_table(host: dict | None) -> list:
         return [f"Host: PyTorch skipped: {host['skipped']}"]
     s, t = host["simulator"], host["torch"]
     return [f"Host, {host['case']}, batch 1, one thread, median CPU time of {host['steps']} steps after "
-            f"{host['warmup']} warm-up steps, one run each in its own process (`{host['command']}`):", "",
+            f"{host['warmup']} warm-up steps; each engine in its own process, {host.get('rounds', 1)} runs "
+            f"alternating, the fastest counts (`{host['command']}`):", "",
             "| engine | ms per step | peak memory growth during the steps (RSS) |", "|---|---:|---:|",
             f"| tinytrain simulator (C core via ctypes) | {s['ms']:.1f} | {s['rss_growth'] / 1e6:.2f} MB "
             f"(arena {s['arena'] / 1e3:.1f} kB) |",
