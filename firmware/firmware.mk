@@ -242,7 +242,8 @@ natmod-all:
 	    *) echo "natmod $$a: skipped, needs $$cc";; esac; continue; fi; \
 	  if [ $$a = x86 ] && ! gcc -m32 -print-file-name=crtbegin.o | grep -q /; then \
 	    echo "natmod $$a: skipped, needs gcc-multilib (32-bit libgcc)"; continue; fi; \
-	  $(MAKE) --no-print-directory natmod ARCH=$$a TT_OPTIMIZED=$(TT_OPTIMIZED) >/dev/null || exit 1; \
+	  out=$$($(MAKE) --no-print-directory natmod ARCH=$$a TT_OPTIMIZED=$(TT_OPTIMIZED) 2>&1) || \
+	    { echo "$$out" | tail -n 20; echo "natmod $$a: FAILED" >&2; exit 1; }; \
 	  echo "natmod $$a: $$(wc -c < $(TT_BUILD)/natmod-$$a$(if $(filter 0,$(TT_OPTIMIZED)),-small)/tinytrain.mpy) bytes"; \
 	done
 

@@ -3,16 +3,15 @@ buildable architecture, put there by `tinytrain install` where the firmware
 has a filesystem (the unix port) or served by `mpremote mount` where it has
 none (the stock qemu firmwares), trains bit for bit as the simulator does.
 
-Needs MICROPY_DIR; builds the stock ports (`make stock STOCK=...`) and the
+Needs a MicroPython tree (MICROPY_DIR); builds the stock ports (`make stock STOCK=...`) and the
 .mpy files (`make natmod ARCH=...`) with the project's Makefile."""
-import os
 import shutil
 
 import pytest
 
-from conftest import SKIP_REASON  # noqa: E402
+from conftest import MICROPY_DIR, SKIP_REASON  # noqa: E402
 
-if not os.environ.get("MICROPY_DIR"):
+if not MICROPY_DIR:
     pytest.skip(SKIP_REASON, allow_module_level=True)
 
 from tinytrain import install  # noqa: E402
@@ -21,7 +20,6 @@ from tinytrain.stream import targets  # noqa: E402
 import mpdevice  # noqa: E402
 from test_micropython import host_run, prepare, report  # noqa: E402
 
-MICROPY_DIR = os.environ["MICROPY_DIR"]
 # stock qemu board: (qemu machine, native architecture the board reports)
 QEMU_BOARDS = {
     "VIRT_RV32": (targets.RV32_VIRT, "rv32imc"),
@@ -94,3 +92,14 @@ def test_stock_qemu_mpy(stock_qemu, tmp_path):
     got = stock_qemu.run("train_dump.py", tmp_path, timeout=300)
     (tmp_path / "tinytrain.mpy").unlink()
     assert got.splitlines() == host_run("train_dump.py", tmp_path).splitlines()
+
+
+def test_install_over_serial_finds_the_built_in_module(qemu):
+    """Through the raw REPL (the path real boards take): the files land in the
+    firmware's writable /flash/lib, and install then refuses to call it done,
+    because the module built into this firmware shadows the .mpy."""
+    natmod("armv7emdp")
+    with pytest.raises(install.InstallError, match="built in"):
+        install.install(qemu.pty, say=lambda s: None)
+    out = qemu.mpremote("exec", "import os; print('LS', sorted(os.listdir('/flash/lib')))")
+    assert "'tinytrain.mpy'" in out and "'tinytrain_stream.py'" in out
