@@ -62,6 +62,9 @@ SCHEMES = {
     "full_residue": lambda g: Scheme.full(g, residue=True),
     "sparse": lambda g: sparse_scheme(g),
     "bias_only": lambda g: Scheme.last_layers(g, n_bias=3, n_weights=0),
+    # every bias and the classifier: frozen depthwise layers take their input
+    # gradient in place (compiler.in_place)
+    "biases": lambda g: Scheme.last_layers(g, n_bias=len(g.param_layers), n_weights=1),
     "no_qas": lambda g: Scheme.full(g, qas=False, lr=50.0),
 }
 

@@ -80,7 +80,7 @@ def compare_step(plan, x, label):
             if tid not in ref.grads:
                 continue
             scale, g = ref.grads[tid]
-            want = np.float32(scale).tobytes() + np.asarray(g, "<i4").tobytes()
+            want = np.float32(scale).tobytes() + np.asarray(g, "<i2").tobytes()
         assert got == want, f"tensor {tid} ({plan.tensors[tid].name}) differs"
     assert t.params() == ref.params_bytes()
     return t, ref

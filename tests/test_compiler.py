@@ -16,8 +16,22 @@ def check_plan(plan):
     for t in placed:
         assert plan.persist_size <= t.rec.arena_off and t.rec.arena_off + t.rec.size <= plan.arena_size
         assert t.rec.arena_off % 4 == 0
+    shared = set()
+    byname = {t.name: t for t in plan.tensors}
+    for dx_name, (g_name, gap) in plan.in_place.items():
+        # an input gradient written over its output gradient: a frozen stride-1
+        # depthwise layer, the output gradient dying where the input's is born,
+        # and at least kh - pad_top rows between them (compiler.in_place)
+        dx, g = byname[dx_name], byname[g_name]
+        op, = [op for op in plan.model.ops if op.kind == mf.OP_BWD and op.t[0] == plan.tensors.index(g)]
+        L = plan.model.layers[op.layer]
+        assert op.t[3] == plan.tensors.index(dx)
+        assert L.kind == mf.L_DWCONV and L.stride == 1 and L.n_train == 0
+        assert g.last == dx.first and dx.rec.shape == g.rec.shape
+        assert g.rec.arena_off - dx.rec.arena_off == gap >= 2 * (L.kh - L.pad_top) * dx.rec.w * dx.rec.c
+        shared.add(frozenset((dx_name, g_name)))
     for a, b in itertools.combinations(placed, 2):
-        if a.first <= b.last and b.first <= a.last:
+        if a.first <= b.last and b.first <= a.last and frozenset((a.name, b.name)) not in shared:
             assert a.rec.arena_off + a.rec.size <= b.rec.arena_off or \
                 b.rec.arena_off + b.rec.size <= a.rec.arena_off, (a.name, b.name)
     assert plan.peak_live <= plan.arena_size

@@ -42,9 +42,10 @@ def rv32_exe(tmp_path_factory):
     return runner.build("rv32", tmp_path_factory.mktemp("rv32"))
 
 
-# mbnet/bias_only runs fused ops (expand + depthwise + project); test_fusion.py has more
+# mbnet/bias_only runs fused ops (expand + depthwise + project); test_fusion.py has more;
+# */biases take depthwise input gradients in place
 CASES = [("mlp", "full_residue"), ("cnn", "full"), ("mbnet", "sparse"), ("mbnet", "full_residue"),
-         ("cnn", "bias_only"), ("mbnet", "bias_only")]
+         ("cnn", "bias_only"), ("mbnet", "bias_only"), ("cnn", "biases"), ("mbnet", "biases")]
 
 
 def _check(exe, target, name, scheme):

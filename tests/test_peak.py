@@ -136,4 +136,6 @@ def test_cli_reports_mcunet_peaks(label, tmp_path, capsys):
     assert mf.Model.parse(model).header.arena_size == arena
     # measured here, independently of the command's own check
     xs = np.zeros((2, 128 * 128 * 3), np.int8)
-    assert measure_peak(model, [(xs[0], 1), (xs[1], 2)]) == touched == arena == peak
+    assert measure_peak(model, [(xs[0], 1), (xs[1], 2)]) == touched == arena
+    # the most bytes live at once; first fit may leave a gap below the arena's end
+    assert peak <= arena

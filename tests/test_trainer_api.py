@@ -104,8 +104,8 @@ def test_bad_model_arguments(model):
     with pytest.raises(FileNotFoundError):
         tinytrain.Trainer("/nonexistent/model.ttm")
     newer = bytearray(plan.data)
-    struct.pack_into("<HH", newer, 4, 2, 0)
-    with pytest.raises(ValueError, match=r"version 2\.0, this core reads 1\.x"):
+    struct.pack_into("<HH", newer, 4, 3, 0)
+    with pytest.raises(ValueError, match=r"version 3\.0, this core reads 2\.x"):
         tinytrain.Trainer(bytes(newer))
     with pytest.raises(TypeError, match="lr"):
         tinytrain.Trainer(plan.data, lr="fast")

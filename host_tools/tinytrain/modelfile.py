@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 
 MAGIC = b"TTRN"
-VERSION = (1, 2)
+VERSION = (2, 0)
 HEADER_SIZE = 128
 NONE = 0xFFFF
 NO_OFFSET = 0xFFFFFFFF

@@ -6,7 +6,7 @@ arrays (or Python ints); every float operation is a single binary32 operation
 on np.float32 scalars or arrays, in the order the spec gives.
 
 Public helpers (also used by the self-check tests): ``rs``, ``bitlen``,
-``pow2``, ``f32_i64``, ``rint_sat``, ``ln_fixed``, ``q31``, ``grad_add``,
+``pow2``, ``f32_i64``, ``rint_sat``, ``ln_fixed``, ``q31``, ``to_int16``, ``grad_add``,
 ``softmax_ce``, ``mse``, ``pack_mask``, ``unpack_mask``.
 """
 from __future__ import annotations
@@ -24,6 +24,7 @@ NONE = mf.NONE
 NO_OFFSET = mf.NO_OFFSET
 
 INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
+G16_MAX = (1 << 15) - 1  # gradient values are int16 in [-G16_MAX, G16_MAX]
 BIAS_LIMIT = 1 << 30
 LN2_F32 = F32(0.693147182464599609375)
 BIAS_KEY = 0x80000000
@@ -153,8 +154,22 @@ def q31(ratio):
     return m, sh
 
 
-def _clamp32(v):
-    return np.clip(v, INT32_MIN, INT32_MAX)
+def _clamp16(v):
+    return np.clip(v, -G16_MAX, G16_MAX)
+
+
+def to_int16(v, s):
+    """A gradient of int64 values v with scale s as int16 values and a scale:
+    e = max(bitlen(max |v|) - 15, 0), G = clamp16(rs(v, e)), s' = f32(s * 2^e);
+    all zero gives scale 0. Returns (values int64, scale float32)."""
+    v = np.asarray(v, dtype=I64)
+    vmax = int(np.abs(v).max()) if v.size else 0
+    if vmax == 0:
+        return np.zeros_like(v), F32(0)
+    e = max(bitlen(vmax) - 15, 0)
+    if e == 0:
+        return v.copy(), F32(s)
+    return _clamp16(rs(v, e)), F32(F32(s) * pow2(e))
 
 
 def grad_add(a, s_a, b, s_b):
@@ -174,15 +189,16 @@ def grad_add(a, s_a, b, s_b):
 
     if s_a >= s_b:
         m, sh = q31(F32(s_b / s_a))
-        out = _clamp32(rs(a, 1) + scaled(b, m, sh))
+        out = _clamp16(rs(a, 1) + scaled(b, m, sh))
         return out, F32(s_a * F32(2))
     m, sh = q31(F32(s_a / s_b))
-    out = _clamp32(scaled(a, m, sh) + rs(b, 1))
+    out = _clamp16(scaled(a, m, sh) + rs(b, 1))
     return out, F32(s_b * F32(2))
 
 
 def softmax_ce(q, label, table):
-    """Softmax cross-entropy on int8 logits q. Returns (G int64, s_g, loss)."""
+    """Softmax cross-entropy on int8 logits q. Returns (G int64, s_g, loss):
+    G in Q24, before the saturation gate and the conversion to int16."""
     q = [int(v) for v in np.asarray(q).ravel()]
     label = int(label)
     if not 0 <= label < len(q):
@@ -581,10 +597,16 @@ class Reference:
             return
         if L.gscale is None:
             raise ValueError(f"layer {li}: input gradient needs gscale")
-        k2 = 24 - bitlen(gmax)
-        Gp = rs(G * L.gscale, 31 - k2)
+        P = G * L.gscale                   # s_w[c] / max(s_w) in Q31, exact in int64
+        pmax = int(np.abs(P).max())
+        if pmax == 0:
+            self._set_grad(op.t[3], F32(0), np.zeros(L.tin.numel, dtype=I64))
+            self._s_prescaled = F32(0)
+            return
+        e = max(bitlen(pmax) - 15, 0)
+        Gp = _clamp16(rs(P, e)) if e else P    # to16 of the products
         self._g[op.t[0]] = (s_g, Gp)  # t0 is prescaled in place (its scale field is kept)
-        s_p = F32(F32(s_g * pow2(-k2)) * L.wscale_max)
+        s_p = F32(F32(s_g * pow2(e - 31)) * L.wscale_max)
         self._s_prescaled = s_p
         W = self.weights(li)
         H, Wd = L.tin.h, L.tin.w
@@ -606,9 +628,8 @@ class Reference:
         acc_st = accp[rec.pad_top:rec.pad_top + H, rec.pad_left:rec.pad_left + Wd, :]
         acc = np.empty_like(acc_st)
         acc[:, :, L.perm] = acc_st
-        r = bitlen(L.taps)
-        dX = _clamp32(rs(acc, r))
-        self._set_grad(op.t[3], F32(s_p * pow2(r)), dX)
+        dX, s_dx = to_int16(acc, s_p)
+        self._set_grad(op.t[3], s_dx, dX)
 
 
     def _bwd_add(self, L, op):
@@ -656,7 +677,8 @@ class Reference:
                                            self.tensors[op.t[0]].scale)
                     else:
                         raise ValueError(f"unknown loss kind {h.loss_kind}")
-                    self._set_grad(op.t[1], s_g, gate_saturated(G, q, self._logits_clamp(op.t[0])))
+                    G, s_g = to_int16(gate_saturated(G, q, self._logits_clamp(op.t[0])), s_g)
+                    self._set_grad(op.t[1], s_g, G)
                 elif op.kind == mf.OP_BWD:
                     L = self.layers[op.layer]
                     if L.kind in (mf.L_CONV, mf.L_DWCONV):
@@ -674,6 +696,6 @@ class Reference:
                     self._set_grad(op.t[0], s, out)
                 else:
                     raise ValueError(f"op of kind {op.kind} after the forward ops")
-        self.grads = {tid: (s, v.astype(np.int32)) for tid, (s, v) in self._g.items()}
+        self.grads = {tid: (s, v.astype(np.int16)) for tid, (s, v) in self._g.items()}
         self.loss = loss
         return loss

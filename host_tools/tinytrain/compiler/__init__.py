@@ -11,6 +11,8 @@ This is the host half of the engine, one step a module:
                  their producer and/or consumer conv
     place.py     the arena: trained parameters first, then every working
                  tensor placed by lifetime (first fit, largest first)
+    inplace.py   backward ops writing their input gradient over their
+                 output gradient (frozen stride-1 depthwise layers)
     requant.py   the fixed-point requantisation factors
     emit.py      layer records, the constant blob (QAS factors included),
                  the header

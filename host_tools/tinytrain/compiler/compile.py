@@ -5,6 +5,7 @@ from .. import modelfile as mf
 from ..graph import QGraph
 from .emit import layer_records, model_file
 from .fuse import check_fuse_mode, drop_unneeded_fusions, find_fusions
+from .inplace import in_place_pairs
 from .place import persistent_area, place
 from .plan import Plan
 from .schedule import gradient_needs, schedule
@@ -33,7 +34,8 @@ def compile_model(graph: QGraph, scheme: Scheme, reuse_memory: bool = True, fuse
 
     def arena_for(fusions: dict) -> tuple:
         sched = schedule(graph, needs, fusions)
-        placement = place(sched.tensors, area.size, len(sched.ops), reuse_memory)
+        pairs = in_place_pairs(graph, needs.n_train, sched.tensors, sched.ops)
+        placement = place(sched.tensors, area.size, len(sched.ops), reuse_memory, pairs)
         return placement.arena_size, (sched, placement)
 
     fusions = find_fusions(graph, needs.needs_grad, needs.n_train, "all" if fuse is True else fuse)
@@ -47,4 +49,4 @@ def compile_model(graph: QGraph, scheme: Scheme, reuse_memory: bool = True, fuse
     model = model_file(graph, scheme, sched, layer_recs, blob, placement.arena_size, area.size)
     fused = {b: tuple(x.name if x is not None else None for x in ac) for b, ac in fusions.items()}
     return Plan(model.pack(), model, sched.tensors, sched.op_names, area.size, placement.arena_size,
-                placement.live_bytes, area.n_params, fused)
+                placement.live_bytes, area.n_params, fused, placement.in_place)

@@ -2,7 +2,9 @@
 
 The arena starts with the persistent area (the trained parameters, layer by
 layer); the working tensors follow, each placed by lifetime: first fit over
-(lifetime x size), largest first, so tensors never live at once share bytes.
+(lifetime x size), largest first, so tensors never live at once share bytes;
+an in-place input gradient (inplace.py) is placed with the output gradient it
+overwrites.
 """
 from __future__ import annotations
 
@@ -72,30 +74,52 @@ def persistent_area(graph: QGraph, n_train: dict, scheme: Scheme) -> PersistentA
 class Placement:
     arena_size: int
     live_bytes: list    # per op: persistent + tensors live at that op
+    in_place: dict      # input-gradient name -> (output-gradient name it overwrites, gap bytes)
 
 
-def place(tensors: list, persist: int, n_ops: int, reuse_memory: bool = True) -> Placement:
+def place(tensors: list, persist: int, n_ops: int, reuse_memory: bool = True, pairs=None) -> Placement:
     """Set arena_off of every stored tensor (PlannedTensor, lifetimes set)
-    after the persistent area. reuse_memory=False gives each its own bytes."""
+    after the persistent area. reuse_memory=False gives each its own bytes.
+    pairs (inplace.in_place_pairs, only with reuse_memory): an input gradient
+    is placed with its output gradient as one unit, gap bytes below it."""
+    pairs = pairs if reuse_memory and pairs else {}
+    paired = {g for g, _ in pairs.values()}
+    units = []  # (span bytes, first op, [(tensor, offset in the unit)])
+    for tid, t in enumerate(tensors):
+        if t.rec.flags & NO_STORAGE or tid in paired:
+            continue
+        if tid in pairs:
+            g, gap = pairs[tid]
+            units.append((gap + tensors[g].rec.size, tensors[g].first, [(t, 0), (tensors[g], gap)]))
+        else:
+            units.append((t.rec.size, t.first, [(t, 0)]))
     placed = []
-    work_end = 0
-    for t in sorted((t for t in tensors if not t.rec.flags & NO_STORAGE),
-                    key=lambda t: (-t.rec.size, t.first)):
-        clashes = [p for p in placed if not reuse_memory or (p.first <= t.last and t.first <= p.last)]
-        t.rec.arena_off = first_fit(t.rec.size, align(persist), clashes)
-        work_end = max(work_end, t.rec.arena_off + t.rec.size)
-        placed.append(t)
-    return Placement(align(max(work_end, persist)), live_bytes(tensors, persist, n_ops))
+    for _, _, parts in sorted(units, key=lambda u: (-u[0], u[1])):
+        clashes = [(t.rec.size, rel, [p for p in placed if not reuse_memory or (p.first <= t.last and
+                                                                               t.first <= p.last)])
+                   for t, rel in parts]
+        off = first_fit(align(persist), clashes)
+        for t, rel in parts:
+            t.rec.arena_off = off + rel
+        placed += [t for t, _ in parts]
+    work_end = max([t.rec.arena_off + t.rec.size for t in placed] + [0])
+    live = live_bytes(tensors, persist, n_ops)
+    for dx, (g, gap) in pairs.items():  # the pair shares all but the gap at its op
+        live[tensors[dx].first] -= max(tensors[g].rec.size - gap, 0)
+    return Placement(align(max(work_end, persist)), live,
+                     {tensors[dx].name: (tensors[g].name, gap) for dx, (g, gap) in pairs.items()})
 
 
-def first_fit(size: int, start: int, clashes: list) -> int:
-    """The lowest aligned offset from start where size bytes overlap none of clashes."""
-    off = start
-    for p in sorted(clashes, key=lambda p: p.rec.arena_off):
-        if off + size <= p.rec.arena_off:
-            break
-        off = max(off, align(p.rec.arena_off + p.rec.size))
-    return off
+def first_fit(start: int, parts: list) -> int:
+    """The lowest aligned offset from start where each part (size, offset in
+    the unit, tensors it clashes with) overlaps none of its clashes. The
+    lowest puts some part at start or at the aligned end of a clash."""
+    cands = {start} | {align(p.rec.arena_off + p.rec.size) - rel for _, rel, ps in parts for p in ps}
+    for off in sorted(c for c in cands if c >= start):
+        if all(off + rel + size <= p.rec.arena_off or p.rec.arena_off + p.rec.size <= off + rel
+               for size, rel, ps in parts for p in ps):
+            return off
+    raise AssertionError("unreachable: the end of every clash is a candidate")
 
 
 def live_bytes(tensors: list, persist: int, n_ops: int) -> list:

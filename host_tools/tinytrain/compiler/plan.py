@@ -21,6 +21,7 @@ class Plan:
     live_bytes: list  # per op: persistent + tensors live at that op
     trained_params: int
     fusions: dict = field(default_factory=dict)  # fused ops: {depthwise: (producer or None, consumer or None)}
+    in_place: dict = field(default_factory=dict)  # {input gradient: (output gradient it overwrites, gap bytes)}
 
     @property
     def peak_live(self) -> int:

@@ -61,8 +61,8 @@ class Schedule:
 
 def tensor_bytes(kind: int, n: int) -> int:
     """Storage of a tensor of n elements: int8 activations, a float32 scale
-    and int32 values for a gradient, one bit per element for a clamp mask."""
-    return {mf.T_ACT: n, mf.T_SAVED: n, mf.T_GRAD: 4 + 4 * n, mf.T_MASK: (n + 7) // 8}[kind]
+    and int16 values for a gradient, one bit per element for a clamp mask."""
+    return {mf.T_ACT: n, mf.T_SAVED: n, mf.T_GRAD: 4 + 2 * n, mf.T_MASK: (n + 7) // 8}[kind]
 
 
 def schedule(graph: QGraph, needs: GradientNeeds, fusions: dict) -> Schedule:

@@ -57,6 +57,18 @@ static inline float tt_f32_from_i64(int64_t a) {
     return (float)(int32_t)tt_round_shift(a, n - 24) * tt_pow2f((int32_t)(n - 24));
 }
 
+/* Gradients are int16 with a per-tensor scale: to16(V, s) stores int64 sums
+   V as clamp(rs(V, e), -32767, 32767) with e = max(bitlen(max |V|) - 15, 0)
+   and scale s * 2^e. tt_g16_shift gives e, tt_g16 one stored value. */
+#define TT_G16_MAX 32767
+static inline uint32_t tt_g16_shift(uint64_t vmax) {
+    const uint32_t n = tt_bitlen64(vmax);
+    return n > 15u ? n - 15u : 0u;
+}
+static inline int16_t tt_g16(int64_t v, uint32_t e) {
+    return (int16_t)tt_clamp32(e ? tt_round_shift(v, e) : v, -TT_G16_MAX, TT_G16_MAX);
+}
+
 /* Round to nearest, ties to even, saturating to [-lim, lim]; NaN gives 0. */
 static inline int32_t tt_rint_sat(float u, int32_t lim) {
     const float two23 = 8388608.0f;

@@ -2,7 +2,7 @@
  * Backward dispatch: one layer's backward op, each kernel the optimised
  * one where it handles the case, else the reference (kernels/).
  *
- * Gradients are block floating point: int32 values and one float scale per
+ * Gradients are block floating point: int16 values and one float scale per
  * tensor (docs/arithmetic.md). Per layer, in this order:
  *   1. clamp mask on the output gradient;
  *   2. bias gradient, applied at once;
@@ -16,30 +16,47 @@
 #include "kernels/tt_opt.h"
 
 #if TT_OPTIMIZED
-/* The optimised input gradients (pointwise, depthwise); 0: the reference runs. */
-static int input_grad_opt(tt_trainer *t, const tt_layer_rec *L, int32_t *g, float sgp, uint32_t dx_id) {
-    const tt_model *m = &t->model;
-    const uint32_t kk = (uint32_t)L->kh * L->kw, cout = tt_tensor(m, L->out)->c;
-    const uint32_t r = tt_bitlen64(L->kind == TT_L_DWCONV ? kk : kk * cout);
-    int32_t *dx = tt_grad_data(t, dx_id);
-    if (sgp == 0.0f) {
-        return 0; /* the reference writes zeros */
+/* The optimised input-gradient sums (pointwise, depthwise); 0: the reference runs. */
+static int input_grad_opt(tt_trainer *t, const tt_layer_rec *L, const int16_t *g, tt_g16_sink *dx) {
+    if (tt_is_pointwise(&t->model, L)) {
+        tt_pointwise_input_grad_opt(t, L, g, dx);
+        return 1;
     }
-    if (tt_is_pointwise(m, L)) {
-        tt_pointwise_input_grad_opt(t, L, g, dx, r);
-    } else if (L->kind != TT_L_DWCONV || !tt_dwconv_input_grad_opt(t, L, g, dx, r)) {
-        return 0;
-    }
-    *tt_grad_scale(t, dx_id) = sgp * tt_pow2f((int32_t)r);
-    return 1;
+    return L->kind == TT_L_DWCONV && tt_dwconv_input_grad_opt(t, L, g, dx);
 }
 #endif
+
+/* The input gradient, to16 of the int64 sums (docs/arithmetic.md): the
+   kernel runs once for the largest sum, once to store. */
+static void input_grad(tt_trainer *t, const tt_layer_rec *L, const int16_t *g, float sgp, uint32_t dx_id) {
+    tt_g16_sink s = {NULL, 0u, 0u};
+    float *scale = tt_grad_scale(t, dx_id);
+    for (uint32_t pass = 0; sgp != 0.0f && pass < 2u; pass++) {
+        if (pass) {
+            if (s.vmax == 0) {
+                break;
+            }
+            s.dx = tt_grad_data(t, dx_id);
+            s.e = tt_g16_shift(s.vmax);
+        }
+#if TT_OPTIMIZED
+        if (!input_grad_opt(t, L, g, &s))
+#endif
+            tt_input_grad_ref(t, L, g, &s);
+    }
+    if (!s.dx) { /* all zero */
+        memset(tt_grad_data(t, dx_id), 0, 2u * tt_numel(tt_tensor(&t->model, L->in)));
+        *scale = 0.0f;
+        return;
+    }
+    *scale = s.e ? sgp * tt_pow2f((int32_t)s.e) : sgp;
+}
 
 void tt_backward_layer(tt_trainer *t, uint32_t li, const tt_op_rec *op) {
     const tt_model *m = &t->model;
     const tt_layer_rec *L = &m->layers[li];
     const tt_tensor_rec *out = tt_tensor(m, L->out);
-    int32_t *g = tt_grad_data(t, op->t[0]);
+    int16_t *g = tt_grad_data(t, op->t[0]);
     const float sg = *tt_grad_scale(t, op->t[0]);
     const uint32_t n = tt_numel(out);
     if (op->t[1] != TT_NONE) {
@@ -77,10 +94,7 @@ void tt_backward_layer(tt_trainer *t, uint32_t li, const tt_op_rec *op) {
             if (!tt_prescale_opt(m, L, g, n, out->c, sg, &sgp))
 #endif
                 sgp = tt_prescale_ref(m, L, g, n, out->c, sg);
-#if TT_OPTIMIZED
-            if (!input_grad_opt(t, L, g, sgp, op->t[3]))
-#endif
-                tt_input_grad_ref(t, L, g, sgp, op->t[3]);
+            input_grad(t, L, g, sgp, op->t[3]);
             if (L->n_train) {
                 const float kp = (t->lr * L->lr_scale) * sgp;
 #if TT_OPTIMIZED

@@ -13,8 +13,8 @@
 #define TT_MAGIC1 'T'
 #define TT_MAGIC2 'R'
 #define TT_MAGIC3 'N'
-#define TT_VERSION_MAJOR 1
-#define TT_VERSION_MINOR 2
+#define TT_VERSION_MAJOR 2
+#define TT_VERSION_MINOR 0
 
 #define TT_HEADER_SIZE 128u
 #define TT_NONE 0xFFFFu        /* "no tensor" in a 16-bit tensor id */
@@ -26,7 +26,7 @@ enum { TT_LOSS_SOFTMAX_CE = 0, TT_LOSS_MSE = 1 };
 /* Tensor kinds */
 enum {
     TT_T_ACT = 1,   /* int8 activation, NHWC, per-tensor scale and zero point */
-    TT_T_GRAD = 2,  /* float32 scale followed by int32 values (block floating point) */
+    TT_T_GRAD = 2,  /* float32 scale followed by int16 values (block floating point) */
     TT_T_MASK = 3,  /* 1 bit per element, LSB first: 1 = clamp was inactive */
     TT_T_SAVED = 4, /* int8 copy of the trained input channels of a layer */
 };

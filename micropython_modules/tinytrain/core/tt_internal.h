@@ -26,12 +26,30 @@ static inline uint32_t tt_numel(const tt_tensor_rec *t) {
 #define TT_BLOB(m, type, off) ((const type *)(const void *)((m)->blob + (off)))
 #define TT_ARENA(t, type, off) ((type *)(void *)((t)->arena + (off)))
 
-/* Gradient tensors: float scale, then int32 values. */
+/* Gradient tensors: float scale, then int16 values (docs/arithmetic.md). */
 static inline float *tt_grad_scale(tt_trainer *t, uint32_t id) {
     return TT_ARENA(t, float, t->model.tensors[id].arena_off);
 }
-static inline int32_t *tt_grad_data(tt_trainer *t, uint32_t id) {
-    return TT_ARENA(t, int32_t, t->model.tensors[id].arena_off + 4u);
+static inline int16_t *tt_grad_data(tt_trainer *t, uint32_t id) {
+    return TT_ARENA(t, int16_t, t->model.tensors[id].arena_off + 4u);
+}
+
+/* Where a kernel puts the int64 sums of a gradient it forms: the largest
+   magnitude must be known before the first int16 value is stored, so the
+   kernel runs twice, first with dx NULL (vmax is found), then with dx and
+   the shift e of to16 set (the values are stored). */
+typedef struct {
+    int16_t *dx;
+    uint64_t vmax;
+    uint32_t e;
+} tt_g16_sink;
+static inline void tt_g16_put(tt_g16_sink *s, uint32_t i, int64_t v) {
+    if (s->dx) {
+        s->dx[i] = tt_g16(v, s->e);
+    } else {
+        const uint64_t a = tt_abs64(v);
+        s->vmax = a > s->vmax ? a : s->vmax;
+    }
 }
 
 /* Storage of an activation-like tensor (a 1.1 file's external input lies

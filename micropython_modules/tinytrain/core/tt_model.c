@@ -116,7 +116,7 @@ static tt_status check_tensors(const checker *c) {
         if (n == 0) {
             return tt_fail(c->err, TT_E_TENSOR, "tensor %u: empty shape", i);
         }
-        want = t->kind == TT_T_GRAD ? 4u + 4u * n : t->kind == TT_T_MASK ? (n + 7u) / 8u : n;
+        want = t->kind == TT_T_GRAD ? 4u + 2u * n : t->kind == TT_T_MASK ? (n + 7u) / 8u : n;
         if (t->size != want) {
             return tt_fail(c->err, TT_E_TENSOR, "tensor %u: size %u, its shape needs %u", i, t->size,
                            (unsigned)want);

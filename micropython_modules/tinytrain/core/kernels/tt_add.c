@@ -32,8 +32,8 @@ void tt_add_backward(tt_trainer *t, uint32_t g_id, uint32_t da_id, uint32_t db_i
 }
 
 void tt_grad_add(tt_trainer *t, uint32_t a_id, uint32_t b_id) {
-    int32_t *a = tt_grad_data(t, a_id);
-    const int32_t *b = tt_grad_data(t, b_id);
+    int16_t *a = tt_grad_data(t, a_id);
+    const int16_t *b = tt_grad_data(t, b_id);
     float *sa = tt_grad_scale(t, a_id);
     const float sb = *tt_grad_scale(t, b_id);
     const uint32_t n = tt_numel(tt_tensor(&t->model, a_id));
@@ -50,13 +50,15 @@ void tt_grad_add(tt_trainer *t, uint32_t a_id, uint32_t b_id) {
     if (*sa >= sb) {
         tt_float_to_q31(sb / *sa, &mult, &shift);
         for (uint32_t i = 0; i < n; i++) {
-            a[i] = tt_clamp32(tt_round_shift(a[i], 1) + tt_requant(b[i], mult, shift + 1u), INT32_MIN, INT32_MAX);
+            a[i] = (int16_t)tt_clamp32(tt_round_shift(a[i], 1) + tt_requant(b[i], mult, shift + 1u), -TT_G16_MAX,
+                                       TT_G16_MAX);
         }
         *sa = *sa * 2.0f;
     } else {
         tt_float_to_q31(*sa / sb, &mult, &shift);
         for (uint32_t i = 0; i < n; i++) {
-            a[i] = tt_clamp32(tt_requant(a[i], mult, shift + 1u) + tt_round_shift(b[i], 1), INT32_MIN, INT32_MAX);
+            a[i] = (int16_t)tt_clamp32(tt_requant(a[i], mult, shift + 1u) + tt_round_shift(b[i], 1), -TT_G16_MAX,
+                                       TT_G16_MAX);
         }
         *sa = sb * 2.0f;
     }

@@ -66,7 +66,7 @@ void tt_conv_ref(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R) {
     }
 }
 
-void tt_input_grad_ref(tt_trainer *t, const tt_layer_rec *L, const int32_t *g, float sgp, uint32_t dx_id) {
+void tt_input_grad_ref(tt_trainer *t, const tt_layer_rec *L, const int16_t *g, tt_g16_sink *dx) {
     const tt_model *m = &t->model;
     const tt_tensor_rec *in = tt_tensor(m, L->in), *out = tt_tensor(m, L->out);
     const int8_t *wf = tt_weights_frozen(m, L);
@@ -74,13 +74,6 @@ void tt_input_grad_ref(tt_trainer *t, const tt_layer_rec *L, const int32_t *g, f
     const uint16_t *perm = tt_perm_of(m, L);
     const int dw = L->kind == TT_L_DWCONV;
     const uint32_t cin = in->c, cout = out->c, nt = L->n_train, kk = (uint32_t)L->kh * L->kw;
-    const uint32_t r = tt_bitlen64(dw ? kk : kk * cout);
-    int32_t *dx = tt_grad_data(t, dx_id);
-    *tt_grad_scale(t, dx_id) = sgp == 0.0f ? 0.0f : sgp * tt_pow2f((int32_t)r);
-    if (sgp == 0.0f) {
-        memset(dx, 0, 4u * tt_numel(in));
-        return;
-    }
     for (uint32_t ih = 0; ih < in->h; ih++) {
         for (uint32_t iw = 0; iw < in->w; iw++) {
             for (uint32_t j = 0; j < cin; j++) {
@@ -97,7 +90,7 @@ void tt_input_grad_ref(tt_trainer *t, const tt_layer_rec *L, const int32_t *g, f
                     }
                     for (uint32_t kw = 0; kw < L->kw; kw++) {
                         int32_t numw = (int32_t)iw + L->pad_left - (int32_t)kw, ow;
-                        const int32_t *gp;
+                        const int16_t *gp;
                         if (numw < 0 || numw % L->stride) {
                             continue;
                         }
@@ -118,7 +111,7 @@ void tt_input_grad_ref(tt_trainer *t, const tt_layer_rec *L, const int32_t *g, f
                         }
                     }
                 }
-                dx[(ih * in->w + iw) * cin + ci] = tt_clamp32(tt_round_shift(acc, r), INT32_MIN, INT32_MAX);
+                tt_g16_put(dx, (ih * in->w + iw) * cin + ci, acc);
             }
         }
     }

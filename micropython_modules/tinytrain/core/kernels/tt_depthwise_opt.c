@@ -387,7 +387,7 @@ static void dw_taps(uint32_t i, uint32_t pad, uint32_t s, uint32_t ksize, uint32
     *ofirst = (uint16_t)((uint32_t)(tt - lo) / s);
 }
 
-static int dw_input_grad(tt_trainer *t, const tt_layer_rec *L, const int32_t *g, int32_t *dx, uint32_t r) {
+static int dw_input_grad(tt_trainer *t, const tt_layer_rec *L, const int16_t *g, tt_g16_sink *dx) {
     uint8_t hf[DW_MAX_SIDE], hn[DW_MAX_SIDE], wfst[DW_MAX_SIDE], wn[DW_MAX_SIDE];
     uint16_t ho[DW_MAX_SIDE], wo[DW_MAX_SIDE];
     int32_t wk[DW_MAX_TAPS];
@@ -418,13 +418,13 @@ static int dw_input_grad(tt_trainer *t, const tt_layer_rec *L, const int32_t *g,
                 int64_t acc = 0;
                 for (uint32_t a = 0; a < hn[ih]; a++) {
                     const int32_t *wr = wk + (hf[ih] + a * s) * KW + wfst[iw];
-                    const int32_t *gr = g + ((ho[ih] - a) * OW + wo[iw]) * C + c;
+                    const int16_t *gr = g + ((ho[ih] - a) * OW + wo[iw]) * C + c;
                     for (uint32_t b = 0; b < wn[iw]; b++) {
                         acc += (int64_t)wr[b * s] * gr[0];
                         gr -= C;
                     }
                 }
-                dx[(ih * W + iw) * C + c] = tt_dx_round(acc, r);
+                tt_g16_put(dx, (ih * W + iw) * C + c, acc);
             }
         }
     }
@@ -435,7 +435,7 @@ static int dw_input_grad(tt_trainer *t, const tt_layer_rec *L, const int32_t *g,
    of 4): the gradients of 4 channels and their weights (regrouped per tap
    on the stack) are contiguous; the taps reaching an input row / column are
    worked out once per layer, as in dw_input_grad. */
-static int dw_input_grad_c4(tt_trainer *t, const tt_layer_rec *L, const int32_t *g, int32_t *dx, uint32_t r) {
+static int dw_input_grad_c4(tt_trainer *t, const tt_layer_rec *L, const int16_t *g, tt_g16_sink *dx) {
     uint8_t hf[DW_MAX_SIDE], hn[DW_MAX_SIDE], wfst[DW_MAX_SIDE], wn[DW_MAX_SIDE];
     uint16_t ho[DW_MAX_SIDE], wo[DW_MAX_SIDE];
     int32_t wtab[DW_MAX_TAPS * 4u];
@@ -463,12 +463,12 @@ static int dw_input_grad_c4(tt_trainer *t, const tt_layer_rec *L, const int32_t 
             }
         }
         for (uint32_t ih = 0; ih < H; ih++) {
-            int32_t *dp = dx + ih * W * C + c0;
+            uint32_t dp = ih * W * C + c0;
             for (uint32_t iw = 0; iw < W; iw++, dp += C) {
                 int64_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
                 for (uint32_t a = 0; a < hn[ih]; a++) {
                     const int32_t *wp = wtab + ((hf[ih] + a * s) * KW + wfst[iw]) * 4u;
-                    const int32_t *gp = g + ((ho[ih] - a) * OW + wo[iw]) * C + c0;
+                    const int16_t *gp = g + ((ho[ih] - a) * OW + wo[iw]) * C + c0;
                     for (uint32_t b = 0; b < wn[iw]; b++, wp += 4u * s, gp -= C) {
                         a0 += (int64_t)wp[0] * gp[0];
                         a1 += (int64_t)wp[1] * gp[1];
@@ -476,18 +476,18 @@ static int dw_input_grad_c4(tt_trainer *t, const tt_layer_rec *L, const int32_t 
                         a3 += (int64_t)wp[3] * gp[3];
                     }
                 }
-                dp[0] = tt_dx_round(a0, r);
-                dp[1] = tt_dx_round(a1, r);
-                dp[2] = tt_dx_round(a2, r);
-                dp[3] = tt_dx_round(a3, r);
+                tt_g16_put(dx, dp, a0);
+                tt_g16_put(dx, dp + 1u, a1);
+                tt_g16_put(dx, dp + 2u, a2);
+                tt_g16_put(dx, dp + 3u, a3);
             }
         }
     }
     return 1;
 }
 
-int tt_dwconv_input_grad_opt(tt_trainer *t, const tt_layer_rec *L, const int32_t *g, int32_t *dx, uint32_t r) {
-    return dw_input_grad_c4(t, L, g, dx, r) || dw_input_grad(t, L, g, dx, r);
+int tt_dwconv_input_grad_opt(tt_trainer *t, const tt_layer_rec *L, const int16_t *g, tt_g16_sink *dx) {
+    return dw_input_grad_c4(t, L, g, dx) || dw_input_grad(t, L, g, dx);
 }
 
 #else

@@ -7,7 +7,7 @@
  * What every kernel may assume (checked when the model was opened,
  * tt_model.c): tensor ids, shapes, arena and blob offsets of the layer are
  * valid and aligned; an activation is int8 NHWC; a gradient is a float
- * scale then int32 values (tt_grad_scale, tt_grad_data); weights are stored
+ * scale then int16 values (tt_grad_scale, tt_grad_data); weights are stored
  * [cout][kh][kw][cin] (conv) or [c][kh][kw] (depthwise) in storage order
  * (perm), the first n_train input positions in the arena.
  */
@@ -55,9 +55,10 @@ void tt_conv_rows(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R);
 
 /* tt_conv.c: any conv (k x k, stride, padding, perm, trained channels, the FC head). */
 void tt_conv_ref(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R);
-/* tt_conv.c: input gradient of a conv or depthwise layer, dx = 2^-r sum w g,
-   r = bit length of the taps summed; scale sgp 2^r (all zero when sgp is 0). */
-void tt_input_grad_ref(tt_trainer *t, const tt_layer_rec *L, const int32_t *g, float sgp, uint32_t dx_id);
+/* tt_conv.c: input gradient sums of a conv or depthwise layer, sum w g, into
+   a sink (tt_backward.c runs it twice and stores to16); input rows of each
+   channel in increasing order (an in-place depthwise backward relies on it). */
+void tt_input_grad_ref(tt_trainer *t, const tt_layer_rec *L, const int16_t *g, tt_g16_sink *dx);
 /* tt_depthwise.c */
 void tt_dwconv_ref(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R);
 /* tt_add.c: y = rs((a - za) ma + (b - zb) mb, shift) + zy, clamped. */
@@ -67,12 +68,12 @@ void tt_add_backward(tt_trainer *t, uint32_t g_id, uint32_t da_id, uint32_t db_i
 void tt_avgpool_ref(tt_trainer *t, const tt_layer_rec *L, uint8_t *mask);
 void tt_avgpool_backward(tt_trainer *t, const tt_layer_rec *L, uint32_t g_id, uint32_t dx_id);
 /* tt_mask.c: g[i] = 0 where the forward pass clamped (mask bit 0). */
-void tt_apply_mask_ref(int32_t *g, const uint8_t *mask, uint32_t n);
+void tt_apply_mask_ref(int16_t *g, const uint8_t *mask, uint32_t n);
 /* tt_update.c: bias and weight gradients, each applied as soon as it is summed (QAS SGD). */
-void tt_update_biases_ref(tt_trainer *t, uint32_t li, const tt_layer_rec *L, const int32_t *g, uint32_t npos,
+void tt_update_biases_ref(tt_trainer *t, uint32_t li, const tt_layer_rec *L, const int16_t *g, uint32_t npos,
                           uint32_t C, float sg, float k);
-void tt_update_weights_ref(tt_trainer *t, uint32_t li, const tt_layer_rec *L, const int32_t *g, uint32_t saved_id,
+void tt_update_weights_ref(tt_trainer *t, uint32_t li, const tt_layer_rec *L, const int16_t *g, uint32_t saved_id,
                            float sg, float k, const float *hook_div);
-float tt_prescale_ref(const tt_model *m, const tt_layer_rec *L, int32_t *g, uint32_t n, uint32_t C, float sg);
+float tt_prescale_ref(const tt_model *m, const tt_layer_rec *L, int16_t *g, uint32_t n, uint32_t C, float sg);
 
 #endif

@@ -28,19 +28,49 @@ static float ln_u64(uint64_t n) {
    range must still be pushed down), but a gradient that would push a logit
    further past the end of its range it already sits at is dropped: it
    cannot lower the loss, and kept it grows the weights without bound. */
-static void gate_saturated(const tt_model *m, uint32_t logits_id, const int8_t *q, int32_t *g, uint32_t n) {
-    int32_t lo = -128, hi = 127;
+static void logits_clamp(const tt_model *m, uint32_t logits_id, int32_t *lo, int32_t *hi) {
+    *lo = -128;
+    *hi = 127;
     for (uint32_t l = 0; l < m->hdr->n_layers; l++) {
         if (m->layers[l].out == logits_id) {
-            lo = m->layers[l].act_min;
-            hi = m->layers[l].act_max;
+            *lo = m->layers[l].act_min;
+            *hi = m->layers[l].act_max;
         }
     }
-    for (uint32_t i = 0; i < n; i++) {
-        if ((q[i] >= hi && g[i] < 0) || (q[i] <= lo && g[i] > 0)) {
-            g[i] = 0;
+}
+
+static int64_t gated(int32_t q, int64_t v, int32_t lo, int32_t hi) {
+    return (q >= hi && v < 0) || (q <= lo && v > 0) ? 0 : v;
+}
+
+/* The loss gradient V_i = num_i / den - sub_i, gated, stored with to16:
+   one pass for the largest magnitude, one to store (docs/arithmetic.md).
+   MSE has den = 1 and sub = target. */
+static void store_grad(tt_trainer *t, uint32_t logits_id, uint32_t grad_id, const uint32_t *num_tab, int32_t qmax,
+                       uint64_t den, int32_t label, const int8_t *target, float scale) {
+    const tt_model *m = &t->model;
+    const int8_t *q = tt_act_data(t, logits_id);
+    const uint32_t n = m->hdr->n_classes;
+    tt_g16_sink s = {NULL, 0u, 0u};
+    int32_t lo, hi;
+    logits_clamp(m, logits_id, &lo, &hi);
+    for (uint32_t pass = 0; pass < 2u; pass++) {
+        if (pass) {
+            s.dx = tt_grad_data(t, grad_id);
+            s.e = tt_g16_shift(s.vmax);
+        }
+        for (uint32_t i = 0; i < n; i++) {
+            int64_t v;
+            if (target) {
+                v = (int64_t)q[i] - target[i];
+            } else {
+                const uint64_t e = num_tab[qmax - q[i]];
+                v = (int64_t)(((e << 24) + den / 2u) / den) - ((int32_t)i == label ? ONE_Q24 : 0);
+            }
+            tt_g16_put(&s, i, gated(q[i], v, lo, hi));
         }
     }
+    *tt_grad_scale(t, grad_id) = s.vmax == 0 ? 0.0f : s.e ? scale * tt_pow2f((int32_t)s.e) : scale;
 }
 
 float tt_loss_softmax_ce(tt_trainer *t, uint32_t logits_id, uint32_t grad_id, int32_t label) {
@@ -48,7 +78,6 @@ float tt_loss_softmax_ce(tt_trainer *t, uint32_t logits_id, uint32_t grad_id, in
     const int8_t *q = tt_act_data(t, logits_id);
     const uint32_t *tab = TT_BLOB(m, uint32_t, m->hdr->exp_table_off);
     const uint32_t n = m->hdr->n_classes;
-    int32_t *g = tt_grad_data(t, grad_id);
     uint64_t sum = 0, e_label;
     int32_t qmax = q[0];
     for (uint32_t i = 1; i < n; i++) {
@@ -57,12 +86,7 @@ float tt_loss_softmax_ce(tt_trainer *t, uint32_t logits_id, uint32_t grad_id, in
     for (uint32_t i = 0; i < n; i++) {
         sum += tab[qmax - q[i]];
     }
-    for (uint32_t i = 0; i < n; i++) {
-        uint64_t e = tab[qmax - q[i]];
-        g[i] = (int32_t)(((e << 24) + sum / 2u) / sum) - ((int32_t)i == label ? ONE_Q24 : 0);
-    }
-    gate_saturated(m, logits_id, q, g, n);
-    *tt_grad_scale(t, grad_id) = tt_pow2f(-24);
+    store_grad(t, logits_id, grad_id, tab, qmax, sum, label, NULL, tt_pow2f(-24));
     e_label = tab[qmax - q[label]];
     return ln_u64(sum) - ln_u64(e_label ? e_label : 1u);
 }
@@ -72,13 +96,11 @@ float tt_loss_mse(tt_trainer *t, uint32_t logits_id, uint32_t grad_id, const int
     const tt_tensor_rec *lg = tt_tensor(m, logits_id);
     const int8_t *q = tt_act_data(t, logits_id);
     const uint32_t n = m->hdr->n_classes;
-    int32_t *g = tt_grad_data(t, grad_id);
     int64_t sq = 0;
     for (uint32_t i = 0; i < n; i++) {
-        g[i] = (int32_t)q[i] - target[i];
-        sq += (int64_t)g[i] * g[i];
+        const int32_t d = (int32_t)q[i] - target[i];
+        sq += (int64_t)d * d;
     }
-    gate_saturated(m, logits_id, q, g, n);
-    *tt_grad_scale(t, grad_id) = (2.0f * lg->scale) / (float)n;
+    store_grad(t, logits_id, grad_id, NULL, 0, 1u, -1, target, (2.0f * lg->scale) / (float)n);
     return ((tt_f32_from_i64(sq) * lg->scale) * lg->scale) / (float)n;
 }

@@ -5,7 +5,7 @@
  */
 #include "tt_kernels.h"
 
-void tt_apply_mask_ref(int32_t *g, const uint8_t *mask, uint32_t n) {
+void tt_apply_mask_ref(int16_t *g, const uint8_t *mask, uint32_t n) {
     for (uint32_t i = 0; i < n; i++) {
         if (!((mask[i >> 3] >> (i & 7u)) & 1u)) {
             g[i] = 0;

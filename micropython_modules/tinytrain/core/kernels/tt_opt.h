@@ -203,11 +203,6 @@ static inline int tt_is_pointwise(const tt_model *m, const tt_layer_rec *L) {
            in->w == out->w;
 }
 
-/* An input-gradient sum 2^-r acc, rounded and saturated to int32. */
-static inline int32_t tt_dx_round(int64_t acc, uint32_t r) {
-    return tt_clamp32(tt_round_shift(acc, r), INT32_MIN, INT32_MAX);
-}
-
 /* Each returns 0 when it does not handle the case (the reference runs). */
 /* tt_conv_opt.c: pointwise (tt_pointwise_opt) or im2col; not for a fused
    op's ring (row0 > 0) unless pointwise, nor a mask not starting a byte. */
@@ -215,20 +210,20 @@ int tt_conv_opt(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R);
 /* tt_pointwise_opt.c: 1x1, stride 1, in.w == out.w, no perm; mask offset to y[0]. */
 void tt_pointwise_opt(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, uint8_t *mask);
 /* tt_pointwise_opt.c: input gradient of a tt_is_pointwise layer, sgp > 0. */
-void tt_pointwise_input_grad_opt(tt_trainer *t, const tt_layer_rec *L, int32_t *g, int32_t *dx, uint32_t r);
+void tt_pointwise_input_grad_opt(tt_trainer *t, const tt_layer_rec *L, const int16_t *g, tt_g16_sink *dx);
 /* tt_depthwise_opt.c */
 int tt_dwconv_opt(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R);
-int tt_dwconv_input_grad_opt(tt_trainer *t, const tt_layer_rec *L, const int32_t *g, int32_t *dx, uint32_t r);
+int tt_dwconv_input_grad_opt(tt_trainer *t, const tt_layer_rec *L, const int16_t *g, tt_g16_sink *dx);
 /* tt_add_opt.c */
 int tt_add_opt(tt_trainer *t, const tt_layer_rec *L, uint8_t *mask);
 /* tt_mask_opt.c */
-int tt_apply_mask_opt(int32_t *g, const uint8_t *mask, uint32_t n);
+int tt_apply_mask_opt(int16_t *g, const uint8_t *mask, uint32_t n);
 /* tt_update_opt.c */
-int tt_update_weights_opt(tt_trainer *t, uint32_t li, const tt_layer_rec *L, const int32_t *g, uint32_t saved_id,
+int tt_update_weights_opt(tt_trainer *t, uint32_t li, const tt_layer_rec *L, const int16_t *g, uint32_t saved_id,
                           float sg, float k, const float *hook_div);
-int tt_update_biases_opt(tt_trainer *t, uint32_t li, const tt_layer_rec *L, const int32_t *g, uint32_t npos,
+int tt_update_biases_opt(tt_trainer *t, uint32_t li, const tt_layer_rec *L, const int16_t *g, uint32_t npos,
                          uint32_t C, float sg, float k);
-int tt_prescale_opt(const tt_model *m, const tt_layer_rec *L, int32_t *g, uint32_t n, uint32_t C, float sg,
+int tt_prescale_opt(const tt_model *m, const tt_layer_rec *L, int16_t *g, uint32_t n, uint32_t C, float sg,
                     float *sgp);
 
 #endif /* TT_OPTIMIZED */

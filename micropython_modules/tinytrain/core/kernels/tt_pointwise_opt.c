@@ -6,9 +6,9 @@
  *    output channels per tile, int8 operands straight from the tensors
  *    (SXTB16 + SMLAD), the input zero point folded into the bias:
  *    sum w (x - z) = sum w x - z sum w.
- *  - input gradient: SMLAD on the gradient split into 16-bit halves
+ *  - input gradient: SMLAD on pairs of int16 gradient values
  *    (pw_input_grad_smlad); otherwise (odd or more than 576 output
- *    channels) per pixel 4 input channels at a time with SMLAL.
+ *    channels) per pixel 4 input channels at a time.
  * The weight gradient is tt_update_opt.c's.
  */
 #include "tt_opt.h"
@@ -202,7 +202,7 @@ void tt_pointwise_opt(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, ui
 
 /* dx[p][perm[j]] for the 4 input channels j..j+3 of one part (trained or
    frozen weights): rows of w are wstride bytes apart, one per output channel. */
-static void pw_input_grad4(const int32_t *gp, const int8_t *w, uint32_t wstride, uint32_t cout, int64_t *acc) {
+static void pw_input_grad4(const int16_t *gp, const int8_t *w, uint32_t wstride, uint32_t cout, int64_t *acc) {
     int64_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
     uint32_t c = 0;
     for (; c + 2u <= cout; c += 2u, w += 2u * wstride) {
@@ -230,7 +230,7 @@ static void pw_input_grad4(const int32_t *gp, const int8_t *w, uint32_t wstride,
     acc[2] = a2;
     acc[3] = a3;
 }
-static void pw_input_grad(tt_trainer *t, const tt_layer_rec *L, const int32_t *g, int32_t *dx, uint32_t r) {
+static void pw_input_grad(tt_trainer *t, const tt_layer_rec *L, const int16_t *g, tt_g16_sink *dx) {
     const tt_model *m = &t->model;
     const tt_tensor_rec *in = tt_tensor(m, L->in), *out = tt_tensor(m, L->out);
     const int8_t *wf = tt_weights_frozen(m, L);
@@ -238,8 +238,8 @@ static void pw_input_grad(tt_trainer *t, const tt_layer_rec *L, const int32_t *g
     const uint16_t *perm = tt_perm_of(m, L);
     const uint32_t cin = in->c, cout = out->c, nt = L->n_train, npix = (uint32_t)out->h * out->w;
     for (uint32_t p = 0; p < npix; p++) {
-        const int32_t *gp = g + p * cout;
-        int32_t *dp = dx + p * cin;
+        const int16_t *gp = g + p * cout;
+        const uint32_t dp = p * cin;
         /* the reference reads positions j < n_train from the trained copy */
         for (uint32_t part = 0; part < 2u; part++) {
             const uint32_t j0 = part ? nt : 0u, j1 = part ? cin : nt, ws = part ? cin : nt;
@@ -249,7 +249,7 @@ static void pw_input_grad(tt_trainer *t, const tt_layer_rec *L, const int32_t *g
                 int64_t acc[4];
                 pw_input_grad4(gp, wb + j, ws, cout, acc);
                 for (uint32_t i = 0; i < 4u; i++) {
-                    dp[perm ? perm[j + i] : j + i] = tt_dx_round(acc[i], r);
+                    tt_g16_put(dx, dp + (perm ? perm[j + i] : j + i), acc[i]);
                 }
             }
             for (; j < j1; j++) {
@@ -257,20 +257,17 @@ static void pw_input_grad(tt_trainer *t, const tt_layer_rec *L, const int32_t *g
                 for (uint32_t c = 0; c < cout; c++) {
                     a += (int64_t)gp[c] * wb[c * ws + j];
                 }
-                dp[perm ? perm[j] : j] = tt_dx_round(a, r);
+                tt_g16_put(dx, dp + (perm ? perm[j] : j), a);
             }
         }
     }
 }
 
-/* Pointwise input gradient with 16-bit multiplies (SMLAD): each gradient
-   value g (|g| <= 2^24 after the prescale) is split exactly into
-   g = 65536 h + l, l = g's low 16 bits sign-extended, |h| <= 2^8, and
-   sum_c w g = 65536 sum_c w h + sum_c w l, both int32 sums (|w l| <= 2^22,
-   folded into int64 every 256 channels). The gradient tensor is rewritten in
-   place as pairs over output channels c, c + 1: word (l_c, l_c+1) then word
-   (h_c, h_c+1), and restored exactly afterwards. The weights of two input
-   channels are regrouped on the stack as pairs (w[c][j], w[c+1][j]). */
+/* Pointwise input gradient with 16-bit dual multiplies (SMLAD): the int16
+   gradient of output channels c, c + 1 is one word; the weights of two input
+   channels are regrouped on the stack as pairs (w[c][j], w[c+1][j]). Each
+   SMLAD adds at most 2 * 127 * 32767 < 2^23, so the int32 sums are folded
+   into int64 every 128 channel pairs. */
 #define PW_SMLAD_MAX_COUT 576u
 
 static inline int32_t smlad_c(uint32_t a, uint32_t b, int32_t acc) {
@@ -281,7 +278,7 @@ static inline int32_t smlad_c(uint32_t a, uint32_t b, int32_t acc) {
 #endif
 }
 
-static int pw_input_grad_smlad(tt_trainer *t, const tt_layer_rec *L, int32_t *g, int32_t *dx, uint32_t r) {
+static int pw_input_grad_smlad(tt_trainer *t, const tt_layer_rec *L, const int16_t *g, tt_g16_sink *dx) {
     uint32_t wp[PW_SMLAD_MAX_COUT]; /* cout / 2 pairs x 2 input channels */
     const tt_model *m = &t->model;
     const tt_tensor_rec *in = tt_tensor(m, L->in), *out = tt_tensor(m, L->out);
@@ -290,21 +287,8 @@ static int pw_input_grad_smlad(tt_trainer *t, const tt_layer_rec *L, int32_t *g,
     const uint16_t *perm = tt_perm_of(m, L);
     const uint32_t cin = in->c, cout = out->c, nt = L->n_train, npix = (uint32_t)out->h * out->w;
     const uint32_t npair = cout / 2u;
-    const uint32_t n = npix * cout;
     if (cout % 2u || cout > PW_SMLAD_MAX_COUT) {
         return 0;
-    }
-    for (uint32_t i = 0; i < n; i++) { /* |g| <= 2^24 is what the split needs */
-        if (g[i] > (1 << 24) || g[i] < -(1 << 24)) {
-            return 0;
-        }
-    }
-    for (uint32_t i = 0; i < n; i += 2u) {
-        const int32_t l0 = (int16_t)(uint16_t)((uint32_t)g[i] & 0xFFFFu);
-        const int32_t l1 = (int16_t)(uint16_t)((uint32_t)g[i + 1u] & 0xFFFFu);
-        const int32_t h0 = (g[i] - l0) / 65536, h1 = (g[i + 1u] - l1) / 65536;
-        g[i] = (int32_t)pack16(l0, l1);
-        g[i + 1u] = (int32_t)pack16(h0, h1);
     }
     for (uint32_t j = 0; j < cin; j += 2u) {
         const uint32_t j1 = j + 1u < cin ? j + 1u : j; /* odd cin: the last one twice */
@@ -316,69 +300,39 @@ static int pw_input_grad_smlad(tt_trainer *t, const tt_layer_rec *L, int32_t *g,
             wp[2u * cp + 1u] = pack16(pb[0], pb[sb]);
         }
         for (uint32_t p = 0; p < npix; p++) {
+            /* cout is even and the values start 4 bytes into the tensor */
             const uint32_t *gp = (const uint32_t *)(const void *)(g + p * cout);
             int64_t s0 = 0, s1 = 0;
             for (uint32_t cp0 = 0; cp0 < npair; cp0 += 128u) {
                 const uint32_t nb = npair - cp0 < 128u ? npair - cp0 : 128u;
-                const uint32_t *w = wp + 2u * cp0, *gg = gp + 2u * cp0, *end = w + 2u * (nb & ~1u);
-                int32_t l0 = 0, h0 = 0, l1 = 0, h1 = 0;
-#if TT_DSP
-                /* GCC does not pair these loads into LDRD by itself */
-                for (; w != end;) { /* two channel pairs */
-                    uint32_t a, b, c, d;
-                    __asm__("ldrd %[a], %[b], [%[w]], #8\n\t"
-                            "ldrd %[c], %[d], [%[g]], #8\n\t"
-                            "smlad %[l0], %[a], %[c], %[l0]\n\t"
-                            "smlad %[h0], %[a], %[d], %[h0]\n\t"
-                            "smlad %[l1], %[b], %[c], %[l1]\n\t"
-                            "smlad %[h1], %[b], %[d], %[h1]\n\t"
-                            "ldrd %[a], %[b], [%[w]], #8\n\t"
-                            "ldrd %[c], %[d], [%[g]], #8\n\t"
-                            "smlad %[l0], %[a], %[c], %[l0]\n\t"
-                            "smlad %[h0], %[a], %[d], %[h0]\n\t"
-                            "smlad %[l1], %[b], %[c], %[l1]\n\t"
-                            "smlad %[h1], %[b], %[d], %[h1]"
-                            : [a] "=&r"(a), [b] "=&r"(b), [c] "=&r"(c), [d] "=&r"(d), [w] "+r"(w), [g] "+r"(gg),
-                              [l0] "+r"(l0), [h0] "+r"(h0), [l1] "+r"(l1), [h1] "+r"(h1)
-                            :
-                            : "memory");
+                const uint32_t *w = wp + 2u * cp0, *gg = gp + cp0, *end = w + 2u * (nb & ~1u);
+                int32_t a0 = 0, a1 = 0;
+                for (; w != end; w += 4, gg += 2) { /* two channel pairs */
+                    const uint32_t g0 = gg[0], g1 = gg[1];
+                    a0 = smlad_c(w[0], g0, a0);
+                    a1 = smlad_c(w[1], g0, a1);
+                    a0 = smlad_c(w[2], g1, a0);
+                    a1 = smlad_c(w[3], g1, a1);
                 }
-#else
-                for (; w != end; w += 4, gg += 4) { /* two channel pairs */
-                    l0 = smlad_c(w[0], gg[0], l0);
-                    h0 = smlad_c(w[0], gg[1], h0);
-                    l1 = smlad_c(w[1], gg[0], l1);
-                    h1 = smlad_c(w[1], gg[1], h1);
-                    l0 = smlad_c(w[2], gg[2], l0);
-                    h0 = smlad_c(w[2], gg[3], h0);
-                    l1 = smlad_c(w[3], gg[2], l1);
-                    h1 = smlad_c(w[3], gg[3], h1);
-                }
-#endif
                 if (nb & 1u) {
-                    l0 = smlad_c(w[0], gg[0], l0);
-                    h0 = smlad_c(w[0], gg[1], h0);
-                    l1 = smlad_c(w[1], gg[0], l1);
-                    h1 = smlad_c(w[1], gg[1], h1);
+                    a0 = smlad_c(w[0], gg[0], a0);
+                    a1 = smlad_c(w[1], gg[0], a1);
                 }
-                s0 += (int64_t)h0 * 65536 + l0;
-                s1 += (int64_t)h1 * 65536 + l1;
+                s0 += a0;
+                s1 += a1;
             }
-            dx[p * cin + (perm ? perm[j] : j)] = tt_dx_round(s0, r);
-            dx[p * cin + (perm ? perm[j1] : j1)] = tt_dx_round(s1, r);
+            tt_g16_put(dx, p * cin + (perm ? perm[j] : j), s0);
+            if (j1 != j) {
+                tt_g16_put(dx, p * cin + (perm ? perm[j1] : j1), s1);
+            }
         }
-    }
-    for (uint32_t i = 0; i < n; i += 2u) { /* restore g exactly */
-        const uint32_t lw = (uint32_t)g[i], hw = (uint32_t)g[i + 1u];
-        g[i] = lo16(hw) * 65536 + lo16(lw);
-        g[i + 1u] = hi16(hw) * 65536 + hi16(lw);
     }
     return 1;
 }
 
-void tt_pointwise_input_grad_opt(tt_trainer *t, const tt_layer_rec *L, int32_t *g, int32_t *dx, uint32_t r) {
-    if (!pw_input_grad_smlad(t, L, g, dx, r)) {
-        pw_input_grad(t, L, g, dx, r);
+void tt_pointwise_input_grad_opt(tt_trainer *t, const tt_layer_rec *L, const int16_t *g, tt_g16_sink *dx) {
+    if (!pw_input_grad_smlad(t, L, g, dx)) {
+        pw_input_grad(t, L, g, dx);
     }
 }
 

@@ -23,14 +23,14 @@ void tt_avgpool_ref(tt_trainer *t, const tt_layer_rec *L, uint8_t *mask) {
 void tt_avgpool_backward(tt_trainer *t, const tt_layer_rec *L, uint32_t g_id, uint32_t dx_id) {
     const tt_tensor_rec *in = tt_tensor(&t->model, L->in);
     const uint32_t hw = (uint32_t)in->h * in->w;
-    const int32_t *g = tt_grad_data(t, g_id);
-    int32_t *dx;
+    const int16_t *g = tt_grad_data(t, g_id);
+    int16_t *dx;
     if (dx_id == TT_NONE) {
         return;
     }
     dx = tt_grad_data(t, dx_id);
     for (uint32_t p = 0; p < hw; p++) {
-        memcpy(dx + p * in->c, g, 4u * in->c);
+        memcpy(dx + p * in->c, g, 2u * in->c);
     }
     *tt_grad_scale(t, dx_id) = *tt_grad_scale(t, g_id) / (float)hw;
 }

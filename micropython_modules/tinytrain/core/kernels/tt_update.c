@@ -22,7 +22,7 @@ static void update_weight(int8_t *w, int8_t *res, float u) {
     }
 }
 
-void tt_update_biases_ref(tt_trainer *t, uint32_t li, const tt_layer_rec *L, const int32_t *g,
+void tt_update_biases_ref(tt_trainer *t, uint32_t li, const tt_layer_rec *L, const int16_t *g,
                           uint32_t npos, uint32_t C, float sg, float k) {
     int32_t *b = TT_ARENA(t, int32_t, L->b_arena);
     const float *qas = TT_BLOB(&t->model, float, L->qas_b_off);
@@ -41,7 +41,7 @@ void tt_update_biases_ref(tt_trainer *t, uint32_t li, const tt_layer_rec *L, con
 
 /* Sum over the output positions that weight tap (kh, kw) touched. */
 static int64_t weight_grad(const tt_layer_rec *L, const tt_tensor_rec *in, const tt_tensor_rec *out,
-                           const int32_t *g, uint32_t gstride, const int8_t *s, uint32_t sstride,
+                           const int16_t *g, uint32_t gstride, const int8_t *s, uint32_t sstride,
                            uint32_t kh, uint32_t kw) {
     int64_t a = 0;
     for (uint32_t oh = 0; oh < out->h; oh++) {
@@ -61,7 +61,7 @@ static int64_t weight_grad(const tt_layer_rec *L, const tt_tensor_rec *in, const
     return a;
 }
 
-void tt_update_weights_ref(tt_trainer *t, uint32_t li, const tt_layer_rec *L, const int32_t *g,
+void tt_update_weights_ref(tt_trainer *t, uint32_t li, const tt_layer_rec *L, const int16_t *g,
                            uint32_t saved_id, float sg, float k, const float *hook_div) {
     const tt_model *m = &t->model;
     const tt_tensor_rec *in = tt_tensor(m, L->in), *out = tt_tensor(m, L->out);
@@ -90,23 +90,22 @@ void tt_update_weights_ref(tt_trainer *t, uint32_t li, const tt_layer_rec *L, co
     }
 }
 
-/* Fold the per-channel weight scales into the gradient and renormalise it so
-   its largest magnitude is just under 2^24. Returns the new tensor scale
-   (0 when the gradient is all zero). */
-float tt_prescale_ref(const tt_model *m, const tt_layer_rec *L, int32_t *g, uint32_t n, uint32_t C, float sg) {
+/* Fold the per-channel weight scales into the gradient, G' = to16(G gs[c]),
+   in place. Returns the new tensor scale (0 when the gradient is all zero). */
+float tt_prescale_ref(const tt_model *m, const tt_layer_rec *L, int16_t *g, uint32_t n, uint32_t C, float sg) {
     const int32_t *pm = TT_BLOB(m, int32_t, L->gscale_off);
-    uint64_t gmax = 0;
-    int32_t k;
+    uint64_t pmax = 0;
+    uint32_t e;
     for (uint32_t i = 0; i < n; i++) {
-        uint64_t a = tt_abs64(g[i]);
-        gmax = a > gmax ? a : gmax;
+        uint64_t a = tt_abs64((int64_t)g[i] * pm[i % C]);
+        pmax = a > pmax ? a : pmax;
     }
-    if (gmax == 0 || !(sg > 0.0f)) {
+    if (pmax == 0 || !(sg > 0.0f)) {
         return 0.0f;
     }
-    k = 24 - (int32_t)tt_bitlen64(gmax);
+    e = tt_g16_shift(pmax);
     for (uint32_t i = 0; i < n; i++) {
-        g[i] = (int32_t)tt_round_shift((int64_t)g[i] * pm[i % C], (uint32_t)(31 - k));
+        g[i] = tt_g16((int64_t)g[i] * pm[i % C], e);
     }
-    return (sg * tt_pow2f(-k)) * L->wscale_max;
+    return (sg * tt_pow2f((int32_t)e - 31)) * L->wscale_max;
 }

@@ -37,14 +37,14 @@ static void weight_step(tt_trainer *t, uint32_t li, int8_t *w, int8_t *res, uint
 }
 
 /* sum_p g[p][c], 4 channels per pass over the positions. */
-int tt_update_biases_opt(tt_trainer *t, uint32_t li, const tt_layer_rec *L, const int32_t *g, uint32_t npos,
+int tt_update_biases_opt(tt_trainer *t, uint32_t li, const tt_layer_rec *L, const int16_t *g, uint32_t npos,
                          uint32_t C, float sg, float k) {
     int32_t *b = TT_ARENA(t, int32_t, L->b_arena);
     const float *qas = TT_BLOB(&t->model, float, L->qas_b_off);
     int64_t a[4];
     for (uint32_t c0 = 0; c0 < C; c0 += 4u) {
         const uint32_t nc = C - c0 < 4u ? C - c0 : 4u;
-        const int32_t *gp = g + c0;
+        const int16_t *gp = g + c0;
         a[0] = a[1] = a[2] = a[3] = 0;
         if (nc == 4u) {
             int64_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
@@ -78,28 +78,31 @@ int tt_update_biases_opt(tt_trainer *t, uint32_t li, const tt_layer_rec *L, cons
 }
 
 /* The reference's prescale without a division per element. */
-int tt_prescale_opt(const tt_model *m, const tt_layer_rec *L, int32_t *g, uint32_t n, uint32_t C, float sg,
+int tt_prescale_opt(const tt_model *m, const tt_layer_rec *L, int16_t *g, uint32_t n, uint32_t C, float sg,
                     float *sgp) {
     const int32_t *pm = TT_BLOB(m, int32_t, L->gscale_off);
-    uint32_t gmax = 0, sh;
-    int32_t k;
-    for (uint32_t i = 0; i < n; i++) {
-        const uint32_t a = g[i] < 0 ? 0u - (uint32_t)g[i] : (uint32_t)g[i];
-        gmax = a > gmax ? a : gmax;
+    uint64_t pmax = 0;
+    uint32_t e;
+    for (uint32_t i = 0; i < n; i += C) {
+        const int16_t *gp = g + i;
+        for (uint32_t c = 0; c < C; c++) {
+            const uint64_t a = tt_abs64((int64_t)gp[c] * pm[c]);
+            pmax = a > pmax ? a : pmax;
+        }
     }
-    if (gmax == 0 || !(sg > 0.0f)) {
+    if (pmax == 0 || !(sg > 0.0f)) {
         *sgp = 0.0f;
         return 1;
     }
-    k = 24 - (int32_t)tt_bitlen64_fast(gmax);
-    sh = (uint32_t)(31 - k);
+    e = tt_bitlen64_fast(pmax);
+    e = e > 15u ? e - 15u : 0u; /* tt_g16_shift */
     for (uint32_t i = 0; i < n; i += C) {
-        int32_t *gp = g + i;
+        int16_t *gp = g + i;
         for (uint32_t c = 0; c < C; c++) {
-            gp[c] = (int32_t)tt_round_shift((int64_t)gp[c] * pm[c], sh);
+            gp[c] = tt_g16((int64_t)gp[c] * pm[c], e);
         }
     }
-    *sgp = (sg * tt_pow2f(-k)) * L->wscale_max;
+    *sgp = (sg * tt_pow2f((int32_t)e - 31)) * L->wscale_max;
     return 1;
 }
 
@@ -122,7 +125,7 @@ static void tap_range(uint32_t k, uint32_t pad, uint32_t s, uint32_t n, uint32_t
 
 /* Depthwise weight gradient: per tap the rectangle of output positions whose
    input lies inside, walked with pointers (the reference tests every one). */
-static void dw_update_weights(tt_trainer *t, uint32_t li, const tt_layer_rec *L, const int32_t *g,
+static void dw_update_weights(tt_trainer *t, uint32_t li, const tt_layer_rec *L, const int16_t *g,
                               uint32_t saved_id, float sg, float k, const float *hook_div) {
     const tt_model *m = &t->model;
     const tt_tensor_rec *in = tt_tensor(m, L->in), *out = tt_tensor(m, L->out);
@@ -145,7 +148,7 @@ static void dw_update_weights(tt_trainer *t, uint32_t li, const tt_layer_rec *L,
             int64_t a = 0;
             for (uint32_t oh = oh0; oh < oh1; oh++) {
                 const uint32_t ih = oh * st + kh - L->pad_top, iw0 = ow0 * st + kw - L->pad_left;
-                const int32_t *gp = g + (oh * OW + ow0) * C + ch;
+                const int16_t *gp = g + (oh * OW + ow0) * C + ch;
                 const int8_t *sp = s + (ih * W + iw0) * nt + j;
                 for (uint32_t ow = ow0; ow < ow1; ow++, gp += C, sp += st * nt) {
                     a += (int64_t)*gp * (*sp - zx);
@@ -159,7 +162,7 @@ static void dw_update_weights(tt_trainer *t, uint32_t li, const tt_layer_rec *L,
 /* Weight gradient of a 1x1 conv on equal grids, or of a conv whose kernel
    covers the whole input (FC): both are sum_p g[p][c] (s[p][j] - z) with p
    running over the positions of one output pixel's window. */
-int tt_update_weights_opt(tt_trainer *t, uint32_t li, const tt_layer_rec *L, const int32_t *g, uint32_t saved_id,
+int tt_update_weights_opt(tt_trainer *t, uint32_t li, const tt_layer_rec *L, const int16_t *g, uint32_t saved_id,
                           float sg, float k, const float *hook_div) {
     const tt_model *m = &t->model;
     const tt_tensor_rec *in = tt_tensor(m, L->in), *out = tt_tensor(m, L->out);
@@ -189,7 +192,7 @@ int tt_update_weights_opt(tt_trainer *t, uint32_t li, const tt_layer_rec *L, con
     }
     sstride = nt;
     for (uint32_t c = 0; c < C; c++) {
-        const int32_t *gc = g + c;
+        const int16_t *gc = g + c;
         const float div = hook_div ? hook_div[c] : 1.0f;
         int64_t gsum = 0;
         for (uint32_t p = 0; p < npos; p++) {
