@@ -59,12 +59,15 @@ def test_in_place_trains_as_the_reference(case):
 
 
 def test_a_gap_one_row_short_is_caught(case):
-    """Negative control: with the input gradient one row closer, the kernel
-    overwrites output-gradient rows it still reads, and training differs."""
+    """Negative control: with the input gradient one row closer the kernel
+    would overwrite output-gradient rows it still reads; the model reader
+    refuses such a plan at open, naming the op and both tensors."""
     _, plan, xs, ys = case
-    m = mf.Model.parse(plan.data)
     ids = {t.name: i for i, t in enumerate(plan.tensors)}
+    assert plan.in_place
     for dx in plan.in_place:
+        m = mf.Model.parse(plan.data)
         t = m.tensors[ids[dx]]
         t.arena_off += 2 * t.w * t.c
-    assert _train(m.pack(), xs, ys) != _reference(plan.data, xs, ys)
+        with pytest.raises(ValueError, match=rf"t0 \(tensor \d+\) and t3 \(tensor {ids[dx]}\) share arena bytes"):
+            _train(m.pack(), xs, ys)

@@ -71,7 +71,8 @@ static tt_status check_slots(const tt_checker *c, uint32_t i, const tt_op_rec *o
             return tt_fail(c->err, TT_E_OP, "op %u t%u: tensor %u is a %s, needs a %s", i, s, id,
                            kind_name(t->kind), kind_name(r.kind));
         }
-        if (!tt_has_storage(t)) {
+        /* No op slot reads the input (each is written, or of another kind, or the logits). */
+        if (id == h->input_tensor || !tt_has_storage(t)) {
             return tt_fail(c->err, TT_E_OP, "op %u t%u: tensor %u is the input or streamed (no storage)", i,
                            s, id);
         }
@@ -202,7 +203,7 @@ typedef struct {
 static uint32_t add_touch(const tt_checker *c, touch *list, uint32_t n, uint32_t id, uint8_t use,
                           const char *name) {
     if (id == TT_NONE || !tt_has_storage(&c->m->tensors[id])) {
-        return n; /* the input is only read (check_slots), streamed tensors have no bytes */
+        return n; /* streamed tensors (and a 1.x file's external input) have no bytes */
     }
     list[n].id = id;
     list[n].use = use;
@@ -210,10 +211,23 @@ static uint32_t add_touch(const tt_checker *c, touch *list, uint32_t n, uint32_t
     return n + 1u;
 }
 
+/* The backward of a frozen stride-1 depthwise layer may write its input
+   gradient over its output gradient when the input gradient starts at least
+   kh - pad_top rows lower: the kernels form each channel's input rows in
+   increasing order, and input row i then overwrites only output rows that no
+   input row from i on reads (docs/format.md, "Op record"). */
+static int is_depthwise_in_place(const tt_checker *c, const tt_layer_rec *L, uint32_t out_grad,
+                                 uint32_t in_grad) {
+    const tt_tensor_rec *g = &c->m->tensors[out_grad], *dx = &c->m->tensors[in_grad];
+    const uint32_t rows = L->kh > L->pad_top ? (uint32_t)(L->kh - L->pad_top) : 0u;
+    return L->kind == TT_L_DWCONV && L->stride == 1 && L->n_train == 0 && g->h == dx->h && g->w == dx->w &&
+           g->c == dx->c && (uint64_t)dx->arena_off + 2u * (uint64_t)rows * g->w * g->c <= g->arena_off;
+}
+
 /* Tensors one op reads and writes at once must not share bytes (the plan may
-   give tensors that are never live together the same bytes). The one
-   exception: the backward of an add passes its output gradient through in
-   place, t3 or t4 being t0 itself. */
+   give tensors that are never live together the same bytes). The exceptions:
+   the backward of an add passes its output gradient through in place, t3 or
+   t4 being t0 itself; a frozen depthwise backward in place (above). */
 static tt_status check_aliasing(const tt_checker *c, uint32_t i, const tt_op_rec *op) {
     static const char *const slot_name[6] = {"t0", "t1", "t2", "t3", "t4", "t5"};
     const tt_layer_rec *L = op->layer < c->h->n_layers ? &c->m->layers[op->layer] : NULL;
@@ -240,7 +254,10 @@ static tt_status check_aliasing(const tt_checker *c, uint32_t i, const tt_op_rec
             const int in_place = op->kind == TT_OP_BWD && L->kind == TT_L_ADD && list[a].id == list[b].id &&
                                  list[a].name == slot_name[0] &&
                                  (list[b].name == slot_name[3] || list[b].name == slot_name[4]);
-            if (!((list[a].use | list[b].use) & USE_WRITE) || in_place) {
+            const int dw_in_place = op->kind == TT_OP_BWD && list[a].name == slot_name[0] &&
+                                    list[b].name == slot_name[3] &&
+                                    is_depthwise_in_place(c, L, list[a].id, list[b].id);
+            if (!((list[a].use | list[b].use) & USE_WRITE) || in_place || dw_in_place) {
                 continue;
             }
             if (tt_overlap(ta->arena_off, ta->size, tb->arena_off, tb->size)) {
