@@ -301,7 +301,7 @@ def compile_model(graph: QGraph, scheme: Scheme, reuse_memory: bool = True, fuse
         for layer in graph.layers:
             if layer.name in fused_into:
                 continue  # runs inside the fused op of its depthwise layer
-            t = [mf.NONE] * 6
+            t = [mf.NONE] * mf.OP_SLOTS
             if layer.name in fusions:
                 a, c = fusions[layer.name]
                 last = c or layer
@@ -328,20 +328,21 @@ def compile_model(graph: QGraph, scheme: Scheme, reuse_memory: bool = True, fuse
             # The logits get no clamp mask: a logit stuck at the int8 limit must
             # still be pushed back by the loss (straight-through at saturation).
             if layer.output in needs_grad and layer.output != graph.output:
-                t[0] = mask_of[layer.name] = new_tensor(f"{layer.name}.mask", mf.T_MASK,
-                                                        graph.tensors[layer.output].shape)
+                t[mf.FWD_MASK] = mask_of[layer.name] = new_tensor(f"{layer.name}.mask", mf.T_MASK,
+                                                                  graph.tensors[layer.output].shape)
             if n_train.get(layer.name):
                 x = graph.tensors[layer.inputs[0]]
-                t[1] = saved_of[layer.name] = new_tensor(f"{layer.name}.saved_input", mf.T_SAVED,
-                                                         (x.shape[0], x.shape[1], n_train[layer.name]),
-                                                         x.scale, x.zero)
+                t[mf.FWD_SAVED] = saved_of[layer.name] = new_tensor(f"{layer.name}.saved_input", mf.T_SAVED,
+                                                                   (x.shape[0], x.shape[1], n_train[layer.name]),
+                                                                   x.scale, x.zero)
             ops.append(mf.OpRec(mf.OP_FWD, layer_index[layer.name], t))
             op_names.append(f"forward {layer.name}")
         n_fwd = len(ops)
 
         grad_of: dict[str, int] = {}
         grad_of[graph.output] = new_tensor(f"d{graph.output}", mf.T_GRAD, logits.shape)
-        ops.append(mf.OpRec(mf.OP_LOSS, mf.NONE, [act_id[graph.output], grad_of[graph.output]] + [mf.NONE] * 4))
+        ops.append(mf.OpRec.with_slots(mf.OP_LOSS, mf.NONE, {mf.LOSS_LOGITS: act_id[graph.output],
+                                                              mf.LOSS_GRAD: grad_of[graph.output]}))
         op_names.append("loss")
         needs_input_grad: set[str] = set()
         for layer in reversed(graph.layers):
@@ -349,17 +350,18 @@ def compile_model(graph: QGraph, scheme: Scheme, reuse_memory: bool = True, fuse
                 continue
             if layer.output not in grad_of:
                 raise ValueError(f"layer {layer.name} does not reach the output")
-            t = [mf.NONE] * 6
-            t[0] = grad_of[layer.output]
-            t[1] = mask_of.get(layer.name, mf.NONE)
-            t[2] = saved_of.get(layer.name, mf.NONE)
+            t = [mf.NONE] * mf.OP_SLOTS
+            t[mf.BWD_OUT_GRAD] = grad_of[layer.output]
+            t[mf.BWD_MASK] = mask_of.get(layer.name, mf.NONE)
+            t[mf.BWD_SAVED] = saved_of.get(layer.name, mf.NONE)
             sums = []
-            for slot, name in zip((3, 4), layer.inputs):
+            for slot, name in zip((mf.BWD_IN_GRAD, mf.BWD_IN2_GRAD), layer.inputs):
                 if name not in needs_grad:
                     continue
                 needs_input_grad.add(layer.name)
-                if name not in grad_of and layer.kind == "add" and slot == 3:
-                    grad_of[name] = t[3] = t[0]  # the add passes its gradient through in place
+                if name not in grad_of and layer.kind == "add" and slot == mf.BWD_IN_GRAD:
+                    # the add passes its gradient through in place
+                    grad_of[name] = t[mf.BWD_IN_GRAD] = t[mf.BWD_OUT_GRAD]
                 elif name not in grad_of:
                     grad_of[name] = t[slot] = new_tensor(f"d{name}", mf.T_GRAD, graph.tensors[name].shape)
                 else:
@@ -368,7 +370,7 @@ def compile_model(graph: QGraph, scheme: Scheme, reuse_memory: bool = True, fuse
             ops.append(mf.OpRec(mf.OP_BWD, layer_index[layer.name], t))
             op_names.append(f"backward {layer.name}")
             for a, b in sums:
-                ops.append(mf.OpRec(mf.OP_GRAD_ADD, mf.NONE, [a, b] + [mf.NONE] * 4))
+                ops.append(mf.OpRec.with_slots(mf.OP_GRAD_ADD, mf.NONE, {mf.GRAD_ADD_SUM: a, mf.GRAD_ADD_PART: b}))
                 op_names.append(f"sum gradient {tensors[a].name}")
 
         # Lifetimes: a tensor lives from the first op touching it to the last.
