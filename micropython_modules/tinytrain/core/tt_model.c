@@ -370,7 +370,8 @@ static tt_status check_fused(const checker *c, uint32_t i, const tt_op_rec *op) 
     B = &c->m->layers[op->layer];
     A = t[TT_FUSED_A] < h->n_layers ? &c->m->layers[t[TT_FUSED_A]] : NULL;
     C = t[TT_FUSED_C] < h->n_layers ? &c->m->layers[t[TT_FUSED_C]] : NULL;
-    if ((t[TT_FUSED_A] != TT_NONE && !A) || (t[TT_FUSED_C] != TT_NONE && !C) || (!A && !C) || t[5] != TT_NONE) {
+    if ((t[TT_FUSED_A] != TT_NONE && !A) || (t[TT_FUSED_C] != TT_NONE && !C) || (!A && !C) ||
+        t[TT_FUSED_UNUSED] != TT_NONE) {
         return tt_fail(c->err, TT_E_OP, "op %u: fused op needs a producer or a consumer layer", i);
     }
     if (A) {
@@ -415,11 +416,14 @@ static tt_status check_ops(const checker *c) {
         }
         switch (op->kind) {
         case TT_OP_FWD:
-            if (!L || (t[0] != TT_NONE && (!is_kind(c, t[0], TT_T_MASK) || !same_numel(c, t[0], L->out))) ||
-                (t[1] != TT_NONE && (!is_kind(c, t[1], TT_T_SAVED) || L->kind > TT_L_DWCONV || !L->n_train ||
-                                     c->m->tensors[t[1]].c != L->n_train ||
-                                     c->m->tensors[t[1]].h != c->m->tensors[L->in].h ||
-                                     c->m->tensors[t[1]].w != c->m->tensors[L->in].w))) {
+            if (!L ||
+                (t[TT_FWD_MASK] != TT_NONE &&
+                 (!is_kind(c, t[TT_FWD_MASK], TT_T_MASK) || !same_numel(c, t[TT_FWD_MASK], L->out))) ||
+                (t[TT_FWD_SAVED] != TT_NONE &&
+                 (!is_kind(c, t[TT_FWD_SAVED], TT_T_SAVED) || L->kind > TT_L_DWCONV || !L->n_train ||
+                  c->m->tensors[t[TT_FWD_SAVED]].c != L->n_train ||
+                  c->m->tensors[t[TT_FWD_SAVED]].h != c->m->tensors[L->in].h ||
+                  c->m->tensors[t[TT_FWD_SAVED]].w != c->m->tensors[L->in].w))) {
                 return tt_fail(c->err, TT_E_OP, "op %u: forward op's layer, mask or saved input invalid", i);
             }
             if (is_streamed(c, L->in) || is_streamed(c, L->out) || (L->kind == TT_L_ADD && is_streamed(c, L->in2))) {
@@ -432,34 +436,40 @@ static tt_status check_ops(const checker *c) {
             }
             break;
         case TT_OP_LOSS:
-            if (t[0] != h->logits_tensor || !is_kind(c, t[1], TT_T_GRAD) || !same_numel(c, t[0], t[1])) {
+            if (t[TT_LOSS_LOGITS] != h->logits_tensor || !is_kind(c, t[TT_LOSS_GRAD], TT_T_GRAD) ||
+                !same_numel(c, t[TT_LOSS_LOGITS], t[TT_LOSS_GRAD])) {
                 return tt_fail(c->err, TT_E_OP, "op %u: loss needs the logits and a gradient of their size", i);
             }
             break;
         case TT_OP_BWD:
-            if (!L || !is_kind(c, t[0], TT_T_GRAD) || !same_numel(c, t[0], L->out) ||
-                (t[1] != TT_NONE && (!is_kind(c, t[1], TT_T_MASK) || !same_numel(c, t[1], L->out))) ||
-                (t[3] != TT_NONE && (!is_kind(c, t[3], TT_T_GRAD) || !same_numel(c, t[3], L->in))) ||
-                (t[4] != TT_NONE && (L->kind != TT_L_ADD || !is_kind(c, t[4], TT_T_GRAD) ||
-                                     !same_numel(c, t[4], L->in2)))) {
+            if (!L || !is_kind(c, t[TT_BWD_OUT_GRAD], TT_T_GRAD) || !same_numel(c, t[TT_BWD_OUT_GRAD], L->out) ||
+                (t[TT_BWD_MASK] != TT_NONE &&
+                 (!is_kind(c, t[TT_BWD_MASK], TT_T_MASK) || !same_numel(c, t[TT_BWD_MASK], L->out))) ||
+                (t[TT_BWD_IN_GRAD] != TT_NONE &&
+                 (!is_kind(c, t[TT_BWD_IN_GRAD], TT_T_GRAD) || !same_numel(c, t[TT_BWD_IN_GRAD], L->in))) ||
+                (t[TT_BWD_IN2_GRAD] != TT_NONE &&
+                 (L->kind != TT_L_ADD || !is_kind(c, t[TT_BWD_IN2_GRAD], TT_T_GRAD) ||
+                  !same_numel(c, t[TT_BWD_IN2_GRAD], L->in2)))) {
                 return tt_fail(c->err, TT_E_OP, "op %u: backward op's gradients or mask invalid", i);
             }
             if (L->kind <= TT_L_DWCONV) {
-                if (L->n_train && (!is_kind(c, t[2], TT_T_SAVED) || c->m->tensors[t[2]].c != L->n_train ||
-                                   c->m->tensors[t[2]].h != c->m->tensors[L->in].h ||
-                                   c->m->tensors[t[2]].w != c->m->tensors[L->in].w)) {
+                if (L->n_train &&
+                    (!is_kind(c, t[TT_BWD_SAVED], TT_T_SAVED) || c->m->tensors[t[TT_BWD_SAVED]].c != L->n_train ||
+                     c->m->tensors[t[TT_BWD_SAVED]].h != c->m->tensors[L->in].h ||
+                     c->m->tensors[t[TT_BWD_SAVED]].w != c->m->tensors[L->in].w)) {
                     return tt_fail(c->err, TT_E_OP, "op %u: weight update needs the saved input", i);
                 }
-                if (t[3] != TT_NONE && (L->gscale_off == TT_NO_OFFSET || t[3] == t[0])) {
+                if (t[TT_BWD_IN_GRAD] != TT_NONE &&
+                    (L->gscale_off == TT_NO_OFFSET || t[TT_BWD_IN_GRAD] == t[TT_BWD_OUT_GRAD])) {
                     return tt_fail(c->err, TT_E_OP, "op %u: input gradient needs gradient scales", i);
                 }
-            } else if (L->kind == TT_L_AVGPOOL && t[3] == t[0]) {
+            } else if (L->kind == TT_L_AVGPOOL && t[TT_BWD_IN_GRAD] == t[TT_BWD_OUT_GRAD]) {
                 return tt_fail(c->err, TT_E_OP, "op %u: pool gradient cannot be in place", i);
             }
             break;
         case TT_OP_GRAD_ADD:
-            if (!is_kind(c, t[0], TT_T_GRAD) || !is_kind(c, t[1], TT_T_GRAD) || t[0] == t[1] ||
-                !same_numel(c, t[0], t[1])) {
+            if (!is_kind(c, t[TT_GRAD_ADD_SUM], TT_T_GRAD) || !is_kind(c, t[TT_GRAD_ADD_PART], TT_T_GRAD) ||
+                t[TT_GRAD_ADD_SUM] == t[TT_GRAD_ADD_PART] || !same_numel(c, t[TT_GRAD_ADD_SUM], t[TT_GRAD_ADD_PART])) {
                 return tt_fail(c->err, TT_E_OP, "op %u: gradient sum needs two gradients of one size", i);
             }
             break;
