@@ -1,15 +1,18 @@
 """Builds the C core as a plain shared library that the simulator loads with ctypes."""
+import importlib.util
 from glob import glob
 
 from setuptools import Extension, setup
 
 CORE = "micropython_modules/tinytrain/core"
-FLAGS = ["-std=c99", "-O2", "-ffp-contract=off", "-fno-fast-math", "-Wall", "-Wextra", "-Werror",
-         "-Wdouble-promotion", "-Wfloat-conversion", "-fsingle-precision-constant"]
+# the core's flags from its one list (core_flags.mk), read without importing the package
+_spec = importlib.util.spec_from_file_location("core_flags", "host_tools/tinytrain/core_flags.py")
+core_flags = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(core_flags)
 
 setup(ext_modules=[Extension(
     "tinytrain._core",
     sources=sorted(glob(f"{CORE}/*.c") + glob(f"{CORE}/kernels/*.c")) + ["host_tools/tinytrain/native/sim_api.c"],
     include_dirs=[CORE],
-    extra_compile_args=FLAGS,
+    extra_compile_args=core_flags.core_cflags() + ["-O2"],
 )])

@@ -23,10 +23,22 @@ TF_EXTERNAL, TF_STREAMED = 0x01, 0x02
 L_CONV, L_DWCONV, L_ADD, L_AVGPOOL = 1, 2, 3, 4
 LF_TRAIN_BIAS, LF_RESIDUE = 0x01, 0x02
 OP_FWD, OP_LOSS, OP_BWD, OP_GRAD_ADD, OP_FWD_FUSED = 1, 2, 3, 4, 5
+# Slots of an op's tensor ids (OpRec.t), per kind; the slots a kind does not name hold NONE.
+OP_SLOTS = 6
+# OP_FWD: run layer, writing its clamp mask and saved input (each or NONE)
+FWD_MASK, FWD_SAVED = 0, 1
+# OP_LOSS: the logits, the gradient it writes
+LOSS_LOGITS, LOSS_GRAD = 0, 1
+# OP_BWD: backward of layer: its output gradient (modified in place), clamp mask, saved input
+# (weight-trained layers), input gradient to write, second input's gradient (add); all but the
+# first may be NONE
+BWD_OUT_GRAD, BWD_MASK, BWD_SAVED, BWD_IN_GRAD, BWD_IN2_GRAD = 0, 1, 2, 3, 4
+# OP_GRAD_ADD: sum += part (a tensor read by two layers)
+GRAD_ADD_SUM, GRAD_ADD_PART = 0, 1
 # OP_FWD_FUSED: layer = depthwise B; t[FUSED_A] producer layer A or NONE, t[FUSED_RING] ring of >=
 # B.kh rows of A's output, t[FUSED_C] 1x1 consumer layer C or NONE, t[FUSED_ROW] >= 1 row of B's
-# output, t[FUSED_MASK] mask of the op's output (C's, else B's)
-FUSED_A, FUSED_RING, FUSED_C, FUSED_ROW, FUSED_MASK = 0, 1, 2, 3, 4
+# output, t[FUSED_MASK] mask of the op's output (C's, else B's), t[FUSED_UNUSED] NONE
+FUSED_A, FUSED_RING, FUSED_C, FUSED_ROW, FUSED_MASK, FUSED_UNUSED = 0, 1, 2, 3, 4, 5
 
 LAYER_KIND_NAMES = {L_CONV: "conv", L_DWCONV: "dwconv", L_ADD: "add", L_AVGPOOL: "avgpool"}
 OP_KIND_NAMES = {OP_FWD: "fwd", OP_LOSS: "loss", OP_BWD: "bwd", OP_GRAD_ADD: "grad_add",
@@ -168,14 +180,27 @@ class LayerRec:
                    lr_scale=v[26], mult_a=v[27], mult_b=v[28], shift=v[29], wscale_off=v[30])
 
 
+def slots_list(slots: dict) -> list:
+    """An op's t[]: the named slots ({LOSS_LOGITS: id, ...}) hold the given ids, the rest NONE."""
+    t = [NONE] * OP_SLOTS
+    for slot, tid in slots.items():
+        t[slot] = tid
+    return t
+
+
 @dataclass
 class OpRec:
     kind: int
     layer: int = NONE
-    t: list = field(default_factory=lambda: [NONE] * 6)
+    t: list = field(default_factory=lambda: [NONE] * OP_SLOTS)
     flags: int = 0
 
-    FMT = "<BBH6H"
+    FMT = f"<BBH{OP_SLOTS}H"
+
+    @classmethod
+    def with_slots(cls, kind: int, layer: int, slots: dict) -> "OpRec":
+        """An op whose named slots ({FWD_MASK: id, ...}) hold the given ids, the rest NONE."""
+        return cls(kind, layer, slots_list(slots))
 
     def pack(self) -> bytes:
         return struct.pack(self.FMT, self.kind, self.flags, self.layer, *self.t)

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .core_flags import core_cflags
+
 ROOT = Path(__file__).resolve().parents[2]
 CORE = ROOT / "micropython_modules" / "tinytrain" / "core"
 BAREMETAL = ROOT / "firmware" / "baremetal"
@@ -28,8 +30,8 @@ EMULATED = {
              ["-DTT_RUN_RV32"]),
 }
 TARGETS = ("host", *EMULATED)
-HOST_FLAGS = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-Wdouble-promotion", "-Wfloat-conversion",
-              "-ffp-contract=off", "-O1", "-g", "-fno-omit-frame-pointer",
+# the core's flags (one list, core_flags.mk), then the sanitizer build's own
+HOST_FLAGS = [*core_cflags(), "-O1", "-g", "-fno-omit-frame-pointer",
               "-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-DTT_RUN_HOSTED"]
 
 

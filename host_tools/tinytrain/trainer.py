@@ -9,20 +9,18 @@ A script written for the board runs unchanged here:
     loss = t.step(label); cls = t.predict() # ... filled in place, as a camera would (refill per call)
     acc = t.evaluate(xs, labels)            # xs: N inputs back to back
     t.save(path); t.load(path)              # trained parameters only (load: also bytes)
+    t.params_file()                         # what save writes, as a bytearray
     t.info()
 """
 from __future__ import annotations
 
 import ctypes
 import os
-import struct
-import zlib
 
 from . import _native
+from . import modelfile as mf
 
 _N = _native.lib
-PARAMS_MAGIC = b"TTPS"
-PARAMS_VERSION = 1
 _CANARY = 0xA5
 _CANARY_2 = 0x5A  # measure_peak's second run
 
@@ -94,10 +92,10 @@ class Trainer:
                                float(lr) if lr is not None else 0.0, ctypes.byref(err))
         if s:
             _raise(err, s)
-        self._model_crc = struct.unpack_from("<I", data, 12)[0]
+        header = mf.Header.unpack(data)
         self._input_bytes = _N.tt_model_input_bytes(self._model)
-        self._n_classes = struct.unpack_from("<H", data, 68)[0]
-        self._loss_kind = data[70]
+        self._n_classes = header.n_classes
+        self._loss_kind = header.loss_kind
         self._arena_need = need
 
     # -- training and inference -------------------------------------------
@@ -208,13 +206,16 @@ class Trainer:
         p = _N.tt_trainer_params(self._tr, ctypes.byref(n))
         return ctypes.string_at(p, n.value)
 
+    def params_file(self) -> bytearray:
+        """The parameter file save() writes (docs/format.md), written by the core."""
+        size = _N.tt_params_file_size(self._tr)
+        blob = bytearray(size)
+        _N.tt_params_file_read(self._tr, 0, (ctypes.c_char * size).from_buffer(blob), size)
+        return blob
+
     def save(self, path) -> None:
         """Write the trained parameters; atomic: the old file or the new one."""
-        body = self.params()
-        head = PARAMS_MAGIC + struct.pack("<HHIII", PARAMS_VERSION, 0, self._model_crc,
-                                          _N.tts_steps(self._tr), len(body))
-        blob = head + body
-        atomic_write(path, blob + struct.pack("<I", zlib.crc32(blob)))
+        atomic_write(path, bytes(self.params_file()))
 
     def load(self, src) -> None:
         """Restore parameters written by save() for this same model: from a
@@ -228,15 +229,9 @@ class Trainer:
             except TypeError:
                 raise TypeError("load takes a path or the bytes of a parameter file, not "
                                 f"{type(src).__name__}") from None
-        body = check_params_file(blob, self._model_crc, len(self.params()))
         err = _native.Error()
-        s = _N.tt_model_check_params(self._model, body, len(body), ctypes.byref(err))
-        if s:
-            _raise(err, s)
-        n = ctypes.c_uint32()
-        p = _N.tt_trainer_params(self._tr, ctypes.byref(n))
-        ctypes.memmove(p, body, len(body))
-        _N.tts_set_steps(self._tr, struct.unpack_from("<I", blob, 12)[0])
+        if _N.tt_params_load(self._tr, blob, len(blob), ctypes.byref(err)):
+            raise ValueError(err.text)
 
     # -- introspection -----------------------------------------------------
     def info(self) -> dict:
@@ -301,10 +296,8 @@ def measure_peak(model, samples, lr=None, canaries=(_CANARY, _CANARY_2)) -> int:
 def params_whole(blob: bytes) -> bool:
     """The checks that do not depend on the model (magic, version, size,
     checksum): a file cut short or damaged fails them."""
-    return (len(blob) >= 24 and blob[:4] == PARAMS_MAGIC
-            and struct.unpack_from("<H", blob, 4)[0] == PARAMS_VERSION
-            and len(blob) == 24 + struct.unpack_from("<I", blob, 16)[0]
-            and zlib.crc32(blob[:-4]) == struct.unpack_from("<I", blob, len(blob) - 4)[0])
+    blob = bytes(blob)
+    return _N.tt_params_check(blob, len(blob), ctypes.byref(_native.Error())) == 0
 
 
 def atomic_write(path, data: bytes) -> None:
@@ -356,18 +349,10 @@ def read_params_file(path) -> bytes:
 
 
 def check_params_file(blob: bytes, model_crc: int, size: int) -> bytes:
-    """Validate a saved-parameter file; return the parameter bytes."""
-    if len(blob) < 24 or blob[:4] != PARAMS_MAGIC:
-        raise ValueError("not a tinytrain parameter file")
-    version, _, crc_model, _, n = struct.unpack_from("<HHIII", blob, 4)
-    if version != PARAMS_VERSION:
-        raise ValueError(f"parameter file version {version}, expected {PARAMS_VERSION}")
-    if len(blob) != 24 + n:
-        raise ValueError(f"parameter file is {len(blob)} bytes, its header says {24 + n}")
-    if zlib.crc32(blob[:-4]) != struct.unpack_from("<I", blob, len(blob) - 4)[0]:
-        raise ValueError("parameter file checksum mismatch: file is damaged")
-    if crc_model != model_crc:
-        raise ValueError("these parameters belong to another model (model CRC differs)")
-    if n != size:
-        raise ValueError(f"parameter file holds {n} bytes, this model trains {size}")
-    return blob[20:20 + n]
+    """Validate a saved-parameter file for the model with this CRC training
+    size bytes (the core's checks); return the parameter bytes."""
+    blob = bytes(blob)
+    err = _native.Error()
+    if _N.tt_params_check_model(blob, len(blob), model_crc, size, ctypes.byref(err)):
+        raise ValueError(err.text)
+    return blob[len(blob) - 4 - size:len(blob) - 4]  # the parameters end where the checksum starts

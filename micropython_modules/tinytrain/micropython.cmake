@@ -22,9 +22,15 @@ target_compile_definitions(usermod_tinytrain INTERFACE
     MICROPY_TINYTRAIN_ARENA_SIZE=${MICROPY_TINYTRAIN_ARENA_SIZE}
 )
 
-# Bit-exact with the host simulator: no FMA contraction, float literals.
+# The core's own flags (one list for every build, core/core_flags.mk: C99,
+# warnings, and bit-exact with the host simulator), on the core only.
+file(READ ${CMAKE_CURRENT_LIST_DIR}/core/core_flags.mk TINYTRAIN_FLAGS_MK)
+string(REGEX REPLACE "#[^\n]*" "" TINYTRAIN_FLAGS_MK "${TINYTRAIN_FLAGS_MK}")
+string(REGEX REPLACE "\\\\\n" " " TINYTRAIN_FLAGS_MK "${TINYTRAIN_FLAGS_MK}")
+string(REGEX MATCH "TT_CORE_CFLAGS[ \t]*:=([^\n]*)" TINYTRAIN_FLAGS_LINE "${TINYTRAIN_FLAGS_MK}")
+separate_arguments(TINYTRAIN_CORE_CFLAGS UNIX_COMMAND "${CMAKE_MATCH_1}")
 set_source_files_properties(${TINYTRAIN_CORE_C} PROPERTIES
-    COMPILE_OPTIONS "-ffp-contract=off;-fsingle-precision-constant"
+    COMPILE_OPTIONS "${TINYTRAIN_CORE_CFLAGS}"
 )
 
 target_link_libraries(usermod INTERFACE usermod_tinytrain)

@@ -23,10 +23,11 @@ SRC_C += shared/timeutils/timeutils.c
 CFLAGS_USERMOD += -include $(TINYTRAIN_MOD_DIR)/qemu_flash.h -DTINYTRAIN_QEMU_FLASH_SIZE=$(TINYTRAIN_QEMU_FLASH_SIZE)
 endif
 
-# Bit-exact with the host simulator: no fused multiply-add contraction and
-# single-precision literals, as the simulator's build uses (only for the core).
+# The core's own flags (one list for every build: C99, warnings, and bit-exact
+# with the host simulator: no FMA contraction, float literals), on the core only.
+include $(TINYTRAIN_MOD_DIR)/core/core_flags.mk
 $(addprefix $(BUILD)/,$(patsubst $(USER_C_MODULES)/%.c,%.o,$(TINYTRAIN_CORE_C))): \
-	CFLAGS += -ffp-contract=off -fsingle-precision-constant
+	CFLAGS += $(TT_CORE_CFLAGS)
 
 # Rebuild the binding when the arena size changes (make does not track -D
 # flags): its object depends on a stamp named after the size.

@@ -46,8 +46,6 @@
 #define BYTEARRAY_TYPECODE 1
 #endif
 
-#define TT_PARAMS_HEADER 20u
-#define TT_PARAMS_OVERHEAD 24u
 #define TT_CANARY 0xA5u
 #define TT_MSG_LEN 160
 
@@ -71,7 +69,6 @@ typedef struct _tinytrain_trainer_obj_t {
     uint8_t *arena;       // static arena, or (natmod) a GC block owned by this object
     uint32_t epoch;
     uint32_t need;        // bytes of arena the model's plan needs
-    uint32_t model_crc;
     uint32_t input_bytes;
     uint32_t n_classes;
     uint32_t loss_kind;
@@ -316,17 +313,6 @@ static int32_t predict_raw(tinytrain_trainer_obj_t *self, const void *x, size_t 
     return cls;
 }
 
-static inline uint32_t rd32(const uint8_t *p) {
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static inline void wr32(uint8_t *p, uint32_t v) {
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-    p[2] = (uint8_t)(v >> 16);
-    p[3] = (uint8_t)(v >> 24);
-}
-
 static mp_obj_t open_file(mp_obj_t path, const char *mode) {
     mp_obj_t args[2] = { path, mp_obj_new_str(mode, 2) }; // "rb" or "wb"
     return mp_call_function_n_kw(mp_load_global(MP_QSTR_open), 2, 0, args);
@@ -464,11 +450,9 @@ static mp_obj_t tinytrain_trainer_make_new(const mp_obj_type_t *type, size_t n_a
     if (s != TT_OK) {
         raise_status(s, &err);
     }
-    const uint8_t *hdr = (const uint8_t *)bi.buf;
-    self->model_crc = rd32(hdr + 12);
     self->input_bytes = tt_model_input_bytes(&self->model);
-    self->n_classes = (uint32_t)hdr[68] | (uint32_t)hdr[69] << 8;
-    self->loss_kind = hdr[70];
+    self->n_classes = self->model.hdr->n_classes;
+    self->loss_kind = self->model.hdr->loss_kind;
     self->input_view = new_input_view(self);
     return MP_OBJ_FROM_PTR(self);
 }
@@ -601,29 +585,33 @@ static mp_obj_t tinytrain_trainer_params(mp_obj_t self_in) {
 }
 static MP_DEFINE_CONST_FUN_OBJ_1(tinytrain_trainer_params_obj, tinytrain_trainer_params);
 
-// save(path): the parameter file of docs/format.md, written to path + ".tmp"
-// and renamed over path, so a power cut leaves the old file or the new one
-// (on FAT the rename removes path first: load() then finds path + ".tmp").
+// params_file(): the parameter file of docs/format.md (what save() writes),
+// as a new bytearray, written by the core (tt_params.c).
+static mp_obj_t params_file(tinytrain_trainer_obj_t *self) {
+    uint32_t size = tt_params_file_size(&self->tr);
+    mp_obj_t blob = call1(MP_OBJ_FROM_PTR(&mp_type_bytearray), mp_obj_new_int_from_uint(size));
+    mp_buffer_info_t bb;
+    mp_get_buffer_raise(blob, &bb, MP_BUFFER_WRITE);
+    tt_params_file_read(&self->tr, 0, bb.buf, size);
+    return blob;
+}
+
+static mp_obj_t tinytrain_trainer_params_file(mp_obj_t self_in) {
+    return params_file(get_self(self_in));
+}
+static MP_DEFINE_CONST_FUN_OBJ_1(tinytrain_trainer_params_file_obj, tinytrain_trainer_params_file);
+
+// save(path): params_file() written to path + ".tmp" and renamed over path,
+// so a power cut leaves the old file or the new one (on FAT the rename
+// removes path first: load() then finds path + ".tmp").
 static mp_obj_t tinytrain_trainer_save(mp_obj_t self_in, mp_obj_t path) {
     tinytrain_trainer_obj_t *self = get_self(self_in);
-    uint32_t n = 0;
-    const uint8_t *p = tt_trainer_params(&self->tr, &n);
     if (!mp_obj_is_str(path)) {
         raise_msg(EXC_TYPE(TypeError), "path must be a str, not %s", type_name(path));
     }
-    mp_obj_t len_obj = mp_obj_new_int_from_uint(n + TT_PARAMS_OVERHEAD);
-    mp_obj_t blob = call1(MP_OBJ_FROM_PTR(&mp_type_bytearray), len_obj);
+    mp_obj_t blob = params_file(self);
     mp_buffer_info_t bb;
-    mp_get_buffer_raise(blob, &bb, MP_BUFFER_WRITE);
-    uint8_t *b = bb.buf;
-    memcpy(b, "TTPS", 4);
-    b[4] = 1; // version 1, reserved 0
-    b[5] = b[6] = b[7] = 0;
-    wr32(b + 8, self->model_crc);
-    wr32(b + 12, self->tr.steps);
-    wr32(b + 16, n);
-    memcpy(b + TT_PARAMS_HEADER, p, n);
-    wr32(b + TT_PARAMS_HEADER + n, tt_crc32(0, b, TT_PARAMS_HEADER + n));
+    mp_get_buffer_raise(blob, &bb, MP_BUFFER_READ);
 
     mp_obj_t tmp = mp_binary_op(MP_BINARY_OP_ADD, path, mp_obj_new_str(".tmp", 4));
     mp_obj_t f = open_file(tmp, "wb");
@@ -648,11 +636,9 @@ static MP_DEFINE_CONST_FUN_OBJ_2(tinytrain_trainer_save_obj, tinytrain_trainer_s
 // (magic, version, size, checksum): a file cut short or damaged fails them.
 static bool params_whole(mp_obj_t data) {
     mp_buffer_info_t fb;
+    tt_error err;
     mp_get_buffer_raise(data, &fb, MP_BUFFER_READ);
-    const uint8_t *b = fb.buf;
-    return fb.len >= TT_PARAMS_OVERHEAD && memcmp(b, "TTPS", 4) == 0 && b[4] == 1 && b[5] == 0
-           && (uint64_t)fb.len == (uint64_t)rd32(b + 16) + TT_PARAMS_OVERHEAD
-           && tt_crc32(0, b, fb.len - 4) == rd32(b + fb.len - 4);
+    return tt_params_check(fb.buf, fb.len, &err) == TT_OK;
 }
 
 // Whether path names an existing entry, without raising (os.listdir of its
@@ -694,41 +680,15 @@ static mp_obj_t read_params(mp_obj_t path) {
 static mp_obj_t tinytrain_trainer_load(mp_obj_t self_in, mp_obj_t src) {
     tinytrain_trainer_obj_t *self = get_self(self_in);
     mp_buffer_info_t fb;
-    uint32_t size = 0;
-    uint8_t *params = tt_trainer_params(&self->tr, &size);
     mp_obj_t data = mp_obj_is_str(src) ? read_params(src) : src;
     if (!mp_get_buffer(data, &fb, MP_BUFFER_READ)) {
         raise_msg(EXC_TYPE(TypeError), "load takes a path or the bytes of a parameter file, not %s",
             type_name(src));
     }
-    const uint8_t *b = fb.buf;
-    if (fb.len < TT_PARAMS_OVERHEAD || memcmp(b, "TTPS", 4) != 0) {
-        raise_msg(EXC_TYPE(ValueError), "not a tinytrain parameter file");
-    }
-    uint32_t version = (uint32_t)b[4] | (uint32_t)b[5] << 8, n = rd32(b + 16);
-    if (version != 1) {
-        raise_msg(EXC_TYPE(ValueError), "parameter file version %u, expected 1", version);
-    }
-    if ((uint64_t)fb.len != (uint64_t)n + TT_PARAMS_OVERHEAD) {
-        raise_msg(EXC_TYPE(ValueError), "parameter file is %u bytes, its header says %u", (uint32_t)fb.len,
-            (uint32_t)(n + TT_PARAMS_OVERHEAD));
-    }
-    if (tt_crc32(0, b, fb.len - 4) != rd32(b + fb.len - 4)) {
-        raise_msg(EXC_TYPE(ValueError), "parameter file checksum mismatch: file is damaged");
-    }
-    if (rd32(b + 8) != self->model_crc) {
-        raise_msg(EXC_TYPE(ValueError), "these parameters belong to another model (model CRC differs)");
-    }
-    if (n != size) {
-        raise_msg(EXC_TYPE(ValueError), "parameter file holds %u bytes, this model trains %u", n, size);
-    }
     tt_error err;
-    tt_status s = tt_model_check_params(&self->model, b + TT_PARAMS_HEADER, n, &err);
-    if (s != TT_OK) {
-        raise_status(s, &err);
+    if (tt_params_load(&self->tr, fb.buf, fb.len, &err) != TT_OK) {
+        raise_msg(EXC_TYPE(ValueError), "%s", err.msg);
     }
-    memcpy(params, b + TT_PARAMS_HEADER, n);
-    self->tr.steps = rd32(b + 12);
     return mp_const_none;
 }
 static MP_DEFINE_CONST_FUN_OBJ_2(tinytrain_trainer_load_obj, tinytrain_trainer_load);
@@ -779,6 +739,7 @@ static const mp_rom_map_elem_t tinytrain_trainer_locals_dict_table[] = {
     { MP_ROM_QSTR(MP_QSTR_logits), MP_ROM_PTR(&tinytrain_trainer_logits_obj) },
     { MP_ROM_QSTR(MP_QSTR_evaluate), MP_ROM_PTR(&tinytrain_trainer_evaluate_obj) },
     { MP_ROM_QSTR(MP_QSTR_params), MP_ROM_PTR(&tinytrain_trainer_params_obj) },
+    { MP_ROM_QSTR(MP_QSTR_params_file), MP_ROM_PTR(&tinytrain_trainer_params_file_obj) },
     { MP_ROM_QSTR(MP_QSTR_save), MP_ROM_PTR(&tinytrain_trainer_save_obj) },
     { MP_ROM_QSTR(MP_QSTR_load), MP_ROM_PTR(&tinytrain_trainer_load_obj) },
     { MP_ROM_QSTR(MP_QSTR_info), MP_ROM_PTR(&tinytrain_trainer_info_obj) },
@@ -834,7 +795,7 @@ int memcmp(const void *a, const void *b, size_t n) {
 }
 #endif
 
-#define N_METHODS (9)
+#define N_METHODS (10)
 mp_map_elem_t tinytrain_trainer_locals_dict_table[N_METHODS];
 static MP_DEFINE_CONST_DICT(tinytrain_trainer_locals_dict, tinytrain_trainer_locals_dict_table);
 
@@ -854,6 +815,7 @@ mp_obj_t mpy_init(mp_obj_fun_bc_t *self, size_t n_args, size_t n_kw, mp_obj_t *a
     e[6] = (mp_map_elem_t) { MP_OBJ_NEW_QSTR(MP_QSTR_load), MP_OBJ_FROM_PTR(&tinytrain_trainer_load_obj) };
     e[7] = (mp_map_elem_t) { MP_OBJ_NEW_QSTR(MP_QSTR_info), MP_OBJ_FROM_PTR(&tinytrain_trainer_info_obj) };
     e[8] = (mp_map_elem_t) { MP_OBJ_NEW_QSTR(MP_QSTR_input), MP_OBJ_FROM_PTR(&tinytrain_trainer_input_obj) };
+    e[9] = (mp_map_elem_t) { MP_OBJ_NEW_QSTR(MP_QSTR_params_file), MP_OBJ_FROM_PTR(&tinytrain_trainer_params_file_obj) };
     MP_OBJ_TYPE_SET_SLOT(&tinytrain_trainer_type, locals_dict, (void *)&tinytrain_trainer_locals_dict, 1);
 
     mp_store_global(MP_QSTR_Trainer, MP_OBJ_FROM_PTR(&tinytrain_trainer_type));

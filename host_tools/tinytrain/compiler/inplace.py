@@ -19,13 +19,13 @@ def in_place_pairs(graph: QGraph, n_train: dict, tensors: list, ops: list) -> di
     """{input-gradient tensor id: (output-gradient tensor id, gap bytes)}."""
     pairs = {}
     for i, op in enumerate(ops):
-        if op.kind != mf.OP_BWD or op.t[3] == mf.NONE or op.t[3] == op.t[0]:
+        if op.kind != mf.OP_BWD or op.t[mf.BWD_IN_GRAD] == mf.NONE or op.t[mf.BWD_IN_GRAD] == op.t[mf.BWD_OUT_GRAD]:
             continue
         layer = graph.layers[op.layer]
-        g, dx = tensors[op.t[0]], tensors[op.t[3]]
+        g, dx = tensors[op.t[mf.BWD_OUT_GRAD]], tensors[op.t[mf.BWD_IN_GRAD]]
         if (layer.kind != "dwconv" or n_train.get(layer.name, 0) or layer.stride != 1 or
                 g.rec.shape != dx.rec.shape or g.last != i or dx.first != i):
             continue
         rows = max(layer.kernel[0] - layer.pad[0], 0)
-        pairs[op.t[3]] = (op.t[0], align(2 * rows * dx.rec.w * dx.rec.c))
+        pairs[op.t[mf.BWD_IN_GRAD]] = (op.t[mf.BWD_OUT_GRAD], align(2 * rows * dx.rec.w * dx.rec.c))
     return pairs

@@ -146,9 +146,9 @@ class _Scheduler:
         return self.saved_of[layer.name]
 
     def add_layer_forward(self, layer: QLayer) -> None:
-        t = [mf.NONE] * 6
-        t[0] = self.clamp_mask(layer)
-        t[1] = self.saved_input(layer)
+        t = [mf.NONE] * mf.OP_SLOTS
+        t[mf.FWD_MASK] = self.clamp_mask(layer)
+        t[mf.FWD_SAVED] = self.saved_input(layer)
         self.add_op(mf.OP_FWD, self.layer_index[layer.name], t, f"forward {layer.name}")
 
     def stream(self, name: str) -> None:
@@ -160,7 +160,7 @@ class _Scheduler:
         """Depthwise layer b with its producer a (through a ring of kernel-height
         input rows) and/or its 1x1 consumer c (through one output row)."""
         a, c = self.fusions[b.name]
-        t = [mf.NONE] * 6
+        t = [mf.NONE] * mf.OP_SLOTS
         if a is not None:
             x = self.graph.tensors[b.inputs[0]]
             t[mf.FUSED_A] = self.layer_index[a.name]
@@ -180,7 +180,7 @@ class _Scheduler:
     def add_loss(self) -> None:
         out = self.graph.output
         self.grad_of[out] = self.new_tensor(f"d{out}", mf.T_GRAD, self.graph.tensors[out].shape)
-        self.add_op(mf.OP_LOSS, mf.NONE, [self.act_id[out], self.grad_of[out]] + [mf.NONE] * 4, "loss")
+        self.add_op(mf.OP_LOSS, mf.NONE, mf.slots_list({mf.LOSS_LOGITS: self.act_id[out], mf.LOSS_GRAD: self.grad_of[out]}), "loss")
 
     def add_backward(self) -> None:
         for layer in reversed(self.graph.layers):
@@ -190,17 +190,18 @@ class _Scheduler:
     def add_layer_backward(self, layer: QLayer) -> None:
         if layer.output not in self.grad_of:
             raise ValueError(f"layer {layer.name} does not reach the output")
-        t = [mf.NONE] * 6
-        t[0] = self.grad_of[layer.output]
-        t[1] = self.mask_of.get(layer.name, mf.NONE)
-        t[2] = self.saved_of.get(layer.name, mf.NONE)
+        t = [mf.NONE] * mf.OP_SLOTS
+        t[mf.BWD_OUT_GRAD] = self.grad_of[layer.output]
+        t[mf.BWD_MASK] = self.mask_of.get(layer.name, mf.NONE)
+        t[mf.BWD_SAVED] = self.saved_of.get(layer.name, mf.NONE)
         sums = []
-        for slot, name in zip((3, 4), layer.inputs):
+        for slot, name in zip((mf.BWD_IN_GRAD, mf.BWD_IN2_GRAD), layer.inputs):
             if name not in self.needs.needs_grad:
                 continue
             shape = self.graph.tensors[name].shape
-            if name not in self.grad_of and layer.kind == "add" and slot == 3:
-                self.grad_of[name] = t[3] = t[0]  # the add passes its gradient through in place
+            if name not in self.grad_of and layer.kind == "add" and slot == mf.BWD_IN_GRAD:
+                # the add passes its gradient through in place
+                self.grad_of[name] = t[mf.BWD_IN_GRAD] = t[mf.BWD_OUT_GRAD]
             elif name not in self.grad_of:
                 self.grad_of[name] = t[slot] = self.new_tensor(f"d{name}", mf.T_GRAD, shape)
             else:  # a second consumer: its part is summed into the first one's gradient
@@ -208,7 +209,7 @@ class _Scheduler:
                 sums.append((self.grad_of[name], t[slot]))
         self.add_op(mf.OP_BWD, self.layer_index[layer.name], t, f"backward {layer.name}")
         for total, part in sums:
-            self.add_op(mf.OP_GRAD_ADD, mf.NONE, [total, part] + [mf.NONE] * 4,
+            self.add_op(mf.OP_GRAD_ADD, mf.NONE, mf.slots_list({mf.GRAD_ADD_SUM: total, mf.GRAD_ADD_PART: part}),
                         f"sum gradient {self.tensors[total].name}")
 
     # Lifetimes: a tensor lives from the first op touching it to the last.

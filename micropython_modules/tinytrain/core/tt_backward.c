@@ -56,21 +56,21 @@ void tt_backward_layer(tt_trainer *t, uint32_t li, const tt_op_rec *op) {
     const tt_model *m = &t->model;
     const tt_layer_rec *L = &m->layers[li];
     const tt_tensor_rec *out = tt_tensor(m, L->out);
-    int16_t *g = tt_grad_data(t, op->t[0]);
-    const float sg = *tt_grad_scale(t, op->t[0]);
+    int16_t *g = tt_grad_data(t, op->t[TT_BWD_OUT_GRAD]);
+    const float sg = *tt_grad_scale(t, op->t[TT_BWD_OUT_GRAD]);
     const uint32_t n = tt_numel(out);
-    if (op->t[1] != TT_NONE) {
+    if (op->t[TT_BWD_MASK] != TT_NONE) {
 #if TT_OPTIMIZED
-        if (!tt_apply_mask_opt(g, TT_ARENA(t, uint8_t, m->tensors[op->t[1]].arena_off), n))
+        if (!tt_apply_mask_opt(g, TT_ARENA(t, uint8_t, m->tensors[op->t[TT_BWD_MASK]].arena_off), n))
 #endif
-            tt_apply_mask_ref(g, TT_ARENA(t, uint8_t, m->tensors[op->t[1]].arena_off), n);
+            tt_apply_mask_ref(g, TT_ARENA(t, uint8_t, m->tensors[op->t[TT_BWD_MASK]].arena_off), n);
     }
     if (L->kind == TT_L_ADD) {
-        tt_add_backward(t, op->t[0], op->t[3], op->t[4]);
+        tt_add_backward(t, op->t[TT_BWD_OUT_GRAD], op->t[TT_BWD_IN_GRAD], op->t[TT_BWD_IN2_GRAD]);
         return;
     }
     if (L->kind == TT_L_AVGPOOL) {
-        tt_avgpool_backward(t, L, op->t[0], op->t[3]);
+        tt_avgpool_backward(t, L, op->t[TT_BWD_OUT_GRAD], op->t[TT_BWD_IN_GRAD]);
         return;
     }
     {
@@ -82,7 +82,7 @@ void tt_backward_layer(tt_trainer *t, uint32_t li, const tt_op_rec *op) {
 #endif
                 tt_update_biases_ref(t, li, L, g, npos, out->c, sg, k);
         }
-        if (op->t[3] != TT_NONE) {
+        if (op->t[TT_BWD_IN_GRAD] != TT_NONE) {
             /* The input gradient is taken with the weights before this step's
                update (true SGD); the weight update then reads the prescaled
                gradient G' = G s_w[c] / s_wmax 2^k, and the model's weight
@@ -94,19 +94,19 @@ void tt_backward_layer(tt_trainer *t, uint32_t li, const tt_op_rec *op) {
             if (!tt_prescale_opt(m, L, g, n, out->c, sg, &sgp))
 #endif
                 sgp = tt_prescale_ref(m, L, g, n, out->c, sg);
-            input_grad(t, L, g, sgp, op->t[3]);
+            input_grad(t, L, g, sgp, op->t[TT_BWD_IN_GRAD]);
             if (L->n_train) {
                 const float kp = (t->lr * L->lr_scale) * sgp;
 #if TT_OPTIMIZED
-                if (!tt_update_weights_opt(t, li, L, g, op->t[2], sgp, kp, hook_div))
+                if (!tt_update_weights_opt(t, li, L, g, op->t[TT_BWD_SAVED], sgp, kp, hook_div))
 #endif
-                    tt_update_weights_ref(t, li, L, g, op->t[2], sgp, kp, hook_div);
+                    tt_update_weights_ref(t, li, L, g, op->t[TT_BWD_SAVED], sgp, kp, hook_div);
             }
         } else if (L->n_train) {
 #if TT_OPTIMIZED
-            if (!tt_update_weights_opt(t, li, L, g, op->t[2], sg, k, NULL))
+            if (!tt_update_weights_opt(t, li, L, g, op->t[TT_BWD_SAVED], sg, k, NULL))
 #endif
-                tt_update_weights_ref(t, li, L, g, op->t[2], sg, k, NULL);
+                tt_update_weights_ref(t, li, L, g, op->t[TT_BWD_SAVED], sg, k, NULL);
         }
     }
 }

@@ -113,6 +113,26 @@ const int8_t *tt_trainer_logits(const tt_trainer *t);
 uint8_t *tt_trainer_params(tt_trainer *t, uint32_t *len);
 uint32_t tt_trainer_trained_param_count(const tt_trainer *t);
 
+/* The trained-parameter file (docs/format.md; tt_params.c): a header of
+   TT_PARAMS_HEADER_BYTES, the trained parameters, a 4-byte checksum. */
+#define TT_PARAMS_HEADER_BYTES 20u
+#define TT_PARAMS_OVERHEAD 24u
+/* Bytes of t's parameter file. */
+uint32_t tt_params_file_size(const tt_trainer *t);
+/* Bytes [off, off + len) of t's parameter file into out, in chunks of any
+   size (a chunk holding the checksum costs one pass over the parameters).
+   Returns the bytes written: fewer at the end of the file. */
+size_t tt_params_file_read(const tt_trainer *t, uint32_t off, uint8_t *out, size_t len);
+/* The checks that do not depend on the model (magic, version, size,
+   checksum): a file cut short or damaged fails them (TT_E_PARAMS). */
+tt_status tt_params_check(const uint8_t *b, size_t len, tt_error *err);
+/* Those and: made for the model with this CRC, holding param_bytes. */
+tt_status tt_params_check_model(const uint8_t *b, size_t len, uint32_t model_crc, uint32_t param_bytes,
+                                tt_error *err);
+/* Every check against t's model, then t's parameters and step count from the
+   file; t is untouched when a check fails. */
+tt_status tt_params_load(tt_trainer *t, const uint8_t *b, size_t len, tt_error *err);
+
 /* Pointer to a tensor's storage in the arena (NULL for external/invalid). */
 uint8_t *tt_trainer_tensor(tt_trainer *t, uint32_t id);
 

@@ -41,13 +41,26 @@ enum { TT_L_CONV = 1, TT_L_DWCONV = 2, TT_L_ADD = 3, TT_L_AVGPOOL = 4 };
 /* Op kinds */
 enum { TT_OP_FWD = 1, TT_OP_LOSS = 2, TT_OP_BWD = 3, TT_OP_GRAD_ADD = 4, TT_OP_FWD_FUSED = 5 };
 
+/* Slots of an op's tensor ids (tt_op_rec.t), per kind (docs/format.md).
+   TT_OP_FWD: run `layer`, writing its clamp mask and saved input (each or TT_NONE). */
+enum { TT_FWD_MASK = 0, TT_FWD_SAVED = 1 };
+/* TT_OP_LOSS: the logits, the gradient it writes. */
+enum { TT_LOSS_LOGITS = 0, TT_LOSS_GRAD = 1 };
+/* TT_OP_BWD: backward of `layer`: its output gradient (modified in place),
+   clamp mask, saved input (weight-trained layers), input gradient to write,
+   second input's gradient (add); each but the first may be TT_NONE. */
+enum { TT_BWD_OUT_GRAD = 0, TT_BWD_MASK = 1, TT_BWD_SAVED = 2, TT_BWD_IN_GRAD = 3, TT_BWD_IN2_GRAD = 4 };
+/* TT_OP_GRAD_ADD: sum += part (a tensor read by two layers). */
+enum { TT_GRAD_ADD_SUM = 0, TT_GRAD_ADD_PART = 1 };
+#define TT_OP_SLOTS 6u
+
 /* TT_OP_FWD_FUSED: `layer` is a depthwise layer B run row by row, with
    t[0] producer layer A (conv, A.out = B.in, streamed) or TT_NONE,
    t[1] ring: ACT tensor of >= B.kh rows of A's output (TT_NONE without A),
    t[2] consumer layer C (1x1 stride-1 conv, C.in = B.out, streamed) or TT_NONE,
    t[3] row: ACT tensor of >= 1 row of B's output (TT_NONE without C),
    t[4] mask of the op's output (C's, else B's) or TT_NONE, t[5] TT_NONE. */
-enum { TT_FUSED_A = 0, TT_FUSED_RING = 1, TT_FUSED_C = 2, TT_FUSED_ROW = 3, TT_FUSED_MASK = 4 };
+enum { TT_FUSED_A = 0, TT_FUSED_RING = 1, TT_FUSED_C = 2, TT_FUSED_ROW = 3, TT_FUSED_MASK = 4, TT_FUSED_UNUSED = 5 };
 
 typedef struct {
     uint8_t magic[4];
@@ -123,7 +136,7 @@ typedef struct {
     uint8_t kind;
     uint8_t flags;
     uint16_t layer;
-    uint16_t t[6];         /* tensor ids, meaning per kind (docs/format.md) */
+    uint16_t t[TT_OP_SLOTS]; /* tensor ids, slots named per kind above */
 } tt_op_rec;
 
 /* C99 has no static_assert: a negative array size fails the build. */

@@ -77,8 +77,8 @@ static tt_status check_slots(const tt_checker *c, uint32_t i, const tt_op_rec *o
                            s, id);
         }
     }
-    if (op->kind == TT_OP_LOSS && op->t[0] != h->logits_tensor) {
-        return tt_fail(c->err, TT_E_OP, "op %u t0: tensor %u is not the logits %u", i, op->t[0],
+    if (op->kind == TT_OP_LOSS && op->t[TT_LOSS_LOGITS] != h->logits_tensor) {
+        return tt_fail(c->err, TT_E_OP, "op %u t0: tensor %u is not the logits %u", i, op->t[TT_LOSS_LOGITS],
                        h->logits_tensor);
     }
     return TT_OK;

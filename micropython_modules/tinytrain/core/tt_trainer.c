@@ -97,8 +97,8 @@ static void run_forward(tt_trainer *t, int training) {
             tt_forward_fused(t, op, training);
             continue;
         }
-        tt_forward_layer(t, &m->layers[op->layer], training ? op->t[0] : TT_NONE,
-                         training ? op->t[1] : TT_NONE);
+        tt_forward_layer(t, &m->layers[op->layer], training ? op->t[TT_FWD_MASK] : TT_NONE,
+                         training ? op->t[TT_FWD_SAVED] : TT_NONE);
     }
 }
 
@@ -126,15 +126,17 @@ tt_status tt_trainer_step(tt_trainer *t, const int8_t *x, size_t x_len, int32_t 
         const tt_op_rec *op = &m->ops[i];
         OP_PROFILE(i);
         switch (op->kind) {
-        case TT_OP_LOSS:
-            l = m->hdr->loss_kind == TT_LOSS_MSE ? tt_loss_mse(t, op->t[0], op->t[1], target)
-                                                  : tt_loss_softmax_ce(t, op->t[0], op->t[1], label);
+        case TT_OP_LOSS: {
+            const uint32_t logits = op->t[TT_LOSS_LOGITS], grad = op->t[TT_LOSS_GRAD];
+            l = m->hdr->loss_kind == TT_LOSS_MSE ? tt_loss_mse(t, logits, grad, target)
+                                                  : tt_loss_softmax_ce(t, logits, grad, label);
             break;
+        }
         case TT_OP_BWD:
             tt_backward_layer(t, op->layer, op);
             break;
         default:
-            tt_grad_add(t, op->t[0], op->t[1]);
+            tt_grad_add(t, op->t[TT_GRAD_ADD_SUM], op->t[TT_GRAD_ADD_PART]);
             break;
         }
     }

@@ -556,14 +556,7 @@ class Server:
         # the parameter file of Trainer.save (docs/format.md), in chunks
         if off == 0 or self.blob is None:
             self.blob = None
-            t = self.trainer()
-            p = t.params()
-            b = bytearray(24 + len(p))
-            struct.pack_into("<4sHHIII", b, 0, b"TTPS", 1, 0, self.crc, t.info()["steps"], len(p))
-            b[20:20 + len(p)] = p
-            del p
-            struct.pack_into("<I", b, len(b) - 4, _crc(memoryview(b)[0:len(b) - 4]))
-            self.blob = b
+            self.blob = self.trainer().params_file()  # the core writes the file
         b = self.blob
         c = max(0, min(self.rp - 8, most, len(b) - off))
         struct.pack_into("<II", s.g, HDR, len(b), off)
