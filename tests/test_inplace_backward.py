@@ -71,3 +71,27 @@ def test_a_gap_one_row_short_is_caught(case):
         t.arena_off += 2 * t.w * t.c
         with pytest.raises(ValueError, match=rf"t0 \(tensor \d+\) and t3 \(tensor {ids[dx]}\) share arena bytes"):
             _train(m.pack(), xs, ys)
+
+
+def test_a_chain_of_in_place_layers():
+    """Two frozen stride-1 depthwise layers in a row: the first one's output
+    gradient is written over the second's, its input gradient over its own,
+    so three gradients form one unit; still the reference, bit for bit."""
+    from tinytrain.builder import NetBuilder
+    from tinytrain.compiler import Scheme
+    b = NetBuilder((6, 6, 2), seed=3)
+    b.conv(4, k=3, stride=1, act="relu")
+    b.dwconv(3, 1, act="relu6")
+    b.dwconv(3, 1, act="relu6")
+    b.pointwise(4, act="relu")
+    b.avgpool()
+    b.fc(3)
+    g = b.quantize(netzoo.calib(b))
+    scheme = Scheme(bias={layer.name for layer in g.param_layers}, weights={g.param_layers[-1].name: 1.0})
+    plan = compile_model(g, scheme)
+    chained = [dx for dx, (gname, _) in plan.in_place.items() if gname in plan.in_place]
+    assert chained, plan.in_place
+    check_plan(plan)
+    xs, ys = netzoo.samples(b, g, STEPS, seed=2)
+    got = _train(plan.data, xs, ys)
+    assert got == _reference(plan.data, xs, ys)

@@ -88,11 +88,14 @@ def place(tensors: list, persist: int, n_ops: int, reuse_memory: bool = True, pa
     for tid, t in enumerate(tensors):
         if t.rec.flags & NO_STORAGE or tid in paired:
             continue
-        if tid in pairs:
-            g, gap = pairs[tid]
-            units.append((gap + tensors[g].rec.size, tensors[g].first, [(t, 0), (tensors[g], gap)]))
-        else:
-            units.append((t.rec.size, t.first, [(t, 0)]))
+        # A chain of pairs (an output gradient that is itself written over
+        # the next layer's) is one unit, each tensor its gap above the last.
+        parts, off, cur = [(t, 0)], 0, tid
+        while cur in pairs:
+            cur, gap = pairs[cur]
+            off += gap
+            parts.append((tensors[cur], off))
+        units.append((off + tensors[cur].rec.size, min(p.first for p, _ in parts), parts))
     placed = []
     for _, _, parts in sorted(units, key=lambda u: (-u[0], u[1])):
         clashes = [(t.rec.size, rel, [p for p in placed if not reuse_memory or (p.first <= t.last and
