@@ -57,7 +57,7 @@ def markdown(results: dict) -> str:
              f"Emulated Cortex-M7 (qemu mps2-an500, -icount shift=0). Median over {results['steps']} training "
              f"steps on different digits (scikit-learn, upscaled to 128x128x3, 10 classes, fresh classifier) and "
              f"{results['evals']} inferences; run time {results['seconds']} s.", "",
-             "Step SRAM = arena (it holds the 128x128x3 input: format 1.2) + input outside the arena + the stack "
+             "Step SRAM = arena (it holds the 128x128x3 input) + input outside the arena + the stack "
              "the core's calls used on the M7. The paper's figures (STM32F746, sparse update + operator "
              "reordering) count their engine's whole peak, input included; one figure per model. Instructions "
              "are not cycles: the paper's ms/step at 216 MHz are 118M/81M/96M cycles (MCUNet/MbV2/Proxyless).",
