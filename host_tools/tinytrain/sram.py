@@ -17,7 +17,6 @@ everywhere (`tinytrain plan`, `tinytrain info`, `make bench`, the README):
 from __future__ import annotations
 
 import json
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,7 +61,7 @@ def step_sram(data: bytes, stacks: dict | None = None) -> StepSram:
     t_in = m.tensors[h.input_tensor]
     outside = (t_in.numel + 3) // 4 * 4 if t_in.flags & mf.TF_EXTERNAL else 0
     stacks = measured_stacks() if stacks is None else stacks
-    crc = struct.unpack_from("<I", data, 12)[0]
+    crc = h.crc32
     if crc in stacks:
         stack, note = stacks[crc], "measured on the Cortex-M7 for this model file (make bench)"
     elif stacks:

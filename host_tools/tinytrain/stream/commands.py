@@ -1,7 +1,6 @@
 """`tinytrain stream`, `tinytrain pull`, `tinytrain push` (registered by cli.py)."""
 from __future__ import annotations
 
-import struct
 import sys
 import time
 import zlib
@@ -11,6 +10,7 @@ from ..trainer import atomic_write, check_params_file, params_whole, read_params
 from .session import StreamError, TrainStats
 from .sources import DATASETS_HELP
 from .targets import connect, serial_port, target_kind
+from .. import modelfile as mf
 
 TARGET_HELP = "sim (default), qemu, or a board's serial port (/dev/ttyACM0, COM3, serial:PORT)"
 
@@ -387,7 +387,7 @@ def _model_check(model_path):
     from ..trainer import Trainer
     data = Path(model_path).read_bytes()
     t = Trainer(data)
-    crc, size = struct.unpack_from("<I", data, 12)[0], t.info()["param_bytes"]
+    crc, size = mf.Header.unpack(data).crc32, t.info()["param_bytes"]
     return lambda blob: check_params_file(blob, crc, size)
 
 

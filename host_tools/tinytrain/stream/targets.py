@@ -33,6 +33,7 @@ from pathlib import Path
 from . import protocol as P
 from .session import LinkError, Session, StreamError
 from .transport import SerialLink, loopback_pair
+from .. import modelfile as mf
 
 ROOT = Path(__file__).resolve().parents[3]
 QEMU_ELF = ROOT / "build" / "qemu-MPS2_AN500" / "firmware.elf"
@@ -175,7 +176,7 @@ def connect(target: str, model=None, *, window=None, max_payload=None, rto=None,
 
 def _same_trainer(info, model: bytes, lr) -> bool:
     """Does the device's Trainer (its INFO) belong to this model and lr?"""
-    if info is None or len(model) < 16 or info["model_crc"] != struct.unpack_from("<I", model, 12)[0]:
+    if info is None or len(model) < mf.HEADER_SIZE or info["model_crc"] != mf.Header.unpack(model).crc32:
         return False
     if lr is None:
         from ..trainer import Trainer
