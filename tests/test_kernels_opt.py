@@ -130,7 +130,21 @@ def _wide_pw_net(seed):
     return b
 
 
-SHAPED = {"pw": _pw_net, "conv": _conv_net, "dw": _dw_net, "dw4": _dw4_net, "big": _big_net, "wide_pw": _wide_pw_net}
+def _pw_tile_net(seed):
+    """Pointwise tiles: input-channel counts around the widened-weight budget
+    (576) and its chunks of 8 and 4 plus a tail, odd pixel and channel counts."""
+    b = NetBuilder((3, 5, 4), seed=seed)
+    b.pointwise(577, act="relu")         # cin 4: one chunk of 4, no tail; 15 pixels
+    b.pointwise(11, act="relu6")         # cin 577: beyond the budget (int8 weights)
+    b.pointwise(20, act=None)            # cin 11: a chunk of 8 and a tail of 3
+    b.pointwise(9, act="relu")           # cin 20: chunks of 8, 8 and 4
+    b.pointwise(576, act="relu")         # cin 9
+    b.pointwise(6, act="relu")           # cin 576: at the budget
+    b.fc(3)
+    return b
+
+
+SHAPED = {"pw": _pw_net, "pw_tile": _pw_tile_net, "conv": _conv_net, "dw": _dw_net, "dw4": _dw4_net, "big": _big_net, "wide_pw": _wide_pw_net}
 
 
 def _schemes(graph):
@@ -284,7 +298,7 @@ def test_zoo_emulated(request, target, name, scheme):
 
 
 @pytest.mark.parametrize("name", sorted(SHAPED))
-@pytest.mark.parametrize("scheme", ["partial", "sparse", "stem"])
+@pytest.mark.parametrize("scheme", ["partial", "sparse", "frozen", "stem"])
 def test_shaped_m7(m7_exes, name, scheme):
     """The DSP path (SXTB16/SMLAD) on the emulated Cortex-M7."""
     plan, xs, ys = _shaped_case(name, scheme, seed=3)

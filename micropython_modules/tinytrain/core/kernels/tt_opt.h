@@ -28,7 +28,8 @@
 
 /* Bytes of stack a kernel may use for an im2col column or the rows of a
    depthwise window; larger layers run the reference kernels. Other fixed
-   stack tables: 2304 bytes of regrouped weights (pointwise input gradient),
+   stack tables: 2304 bytes of regrouped weights (pointwise input gradient)
+   or of a channel pair's widened weights (pointwise forward),
    about 2 KB of per-row/column tap tables (depthwise input gradient). The
    whole core then peaks at about 4 KB of stack (bench_m7.py prints it). */
 #ifndef TT_OPT_STACK_BYTES
@@ -67,6 +68,31 @@ static inline uint32_t tt_sxtab16_hi(uint32_t a, uint32_t x) {
     return r;
 }
 #endif
+
+/* SXTB16 without and with ROR #8 and SMLAD, portable: (bytes 0, 2) and
+   (bytes 1, 3) of x sign-extended into 16-bit lanes; acc + the two lane
+   products, wrapping as the instruction does. */
+static inline uint32_t tt_widen02(uint32_t x) {
+#if TT_DSP
+    return (uint32_t)__sxtb16(x);
+#else
+    return pack16((int8_t)(uint8_t)(x & 0xFFu), (int8_t)(uint8_t)((x >> 16) & 0xFFu));
+#endif
+}
+static inline uint32_t tt_widen13(uint32_t x) {
+#if TT_DSP
+    return tt_sxtb16_hi(x);
+#else
+    return pack16((int8_t)(uint8_t)((x >> 8) & 0xFFu), (int8_t)(uint8_t)(x >> 24));
+#endif
+}
+static inline int32_t tt_smlad(uint32_t a, uint32_t b, int32_t acc) {
+#if TT_DSP
+    return __smlad((int32_t)a, (int32_t)b, acc);
+#else
+    return (int32_t)((uint32_t)acc + (uint32_t)(lo16(a) * lo16(b)) + (uint32_t)(hi16(a) * hi16(b)));
+#endif
+}
 
 /* tt_bitlen64 with a count-leading-zeros instruction where there is one. */
 static inline uint32_t tt_bitlen64_fast(uint64_t v) {
