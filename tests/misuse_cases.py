@@ -17,6 +17,8 @@ A row is Case(name, call, exc, fragment, setup, after, host_only):
 The rows are turned into one script (script()) that runs unchanged under
 CPython and MicroPython and prints "name|type|message" per row.
 """
+import subprocess
+import sys
 from collections import namedtuple
 
 Case = namedtuple("Case", "name call exc fragment setup after host_only")
@@ -242,3 +244,28 @@ def mismatches(cases, rows: dict) -> list:
         if typ != str(c.exc) or c.fragment not in msg:
             bad.append(f"{c.name}: expected {c.exc} {c.fragment!r}, got {typ} {msg!r}")
     return bad
+
+
+BOARD_CASES = [c for c in CASES if not c.host_only]
+
+
+def write_models(d) -> None:
+    """model.ttm (cross-entropy) and mse.ttm in folder d: the files the script reads."""
+    import netzoo
+    from tinytrain.compiler import Scheme, compile_model
+    (d / "model.ttm").write_bytes(netzoo.build("cnn", "full", seed=3)[2].data)
+    b = netzoo.ZOO["mlp"](3)
+    g = b.quantize(netzoo.calib(b, seed=3))
+    (d / "mse.ttm").write_bytes(compile_model(g, Scheme.full(g, loss="mse")).data)
+
+
+def write_script(d, cases) -> None:
+    (d / "misuse.py").write_text(script(cases))
+
+
+def run_host(d, cases) -> str:
+    """The rows under CPython with the host simulator, in folder d (models written)."""
+    write_script(d, cases)
+    r = subprocess.run([sys.executable, "misuse.py"], cwd=d, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r.stdout
