@@ -691,7 +691,7 @@ static mp_obj_t tinytrain_trainer_save(mp_obj_t self_in, mp_obj_t path) {
     mp_obj_t tmp = mp_binary_op(MP_BINARY_OP_ADD, path, mp_obj_new_str(".tmp", 4));
     mp_obj_t f = open_file(tmp, "wb");
     #if MICROPY_ENABLE_DYNRUNTIME
-    write_and_rename(f, blob, bb.len, tmp, path); // (a natmod cannot catch: see docs/api.md)
+    write_and_rename(f, blob, bb.len, tmp, path); // a natmod cannot catch (docs/micropython.md)
     #else
     nlr_buf_t nlr;
     if (nlr_push(&nlr) == 0) {
