@@ -246,6 +246,8 @@ class Trainer:
         """Write the trained parameters; atomic: the old file or the new one."""
         if not isinstance(path, (str, os.PathLike)):
             raise TypeError(f"path must be a str, not {type(path).__name__}")
+        if not os.fspath(path):  # else "" + ".tmp" names a file the rename then fails on
+            raise ValueError("path must not be empty")
         body = self.params()
         head = PARAMS_MAGIC + struct.pack("<HHIII", PARAMS_VERSION, 0, self._model_crc,
                                           _N.tts_steps(self._tr), len(body))

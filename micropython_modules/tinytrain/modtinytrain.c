@@ -674,6 +674,11 @@ static mp_obj_t tinytrain_trainer_save(mp_obj_t self_in, mp_obj_t path) {
     if (!mp_obj_is_str(path)) {
         raise_msg(EXC_TYPE(TypeError), "path must be a str, not %s", type_name(path));
     }
+    size_t path_len;
+    mp_obj_str_get_data(path, &path_len);
+    if (path_len == 0) { // else "" + ".tmp" names a file the rename then fails on
+        raise_msg(EXC_TYPE(ValueError), "path must not be empty");
+    }
     mp_obj_t len_obj = mp_obj_new_int_from_uint(n + TT_PARAMS_OVERHEAD);
     mp_obj_t blob = call1(MP_OBJ_FROM_PTR(&mp_type_bytearray), len_obj);
     mp_buffer_info_t bb;
