@@ -374,8 +374,10 @@ def atomic_write(path, data: bytes) -> None:
         os.replace(tmp, path)
     except BaseException:
         # A save that failed (path a folder, a full disk) leaves no ".tmp",
-        # which read_params_file would otherwise take for the newest file.
-        if created:
+        # which read_params_file would otherwise take for the newest file;
+        # unless path is gone (a rename that removes path first, as on FAT,
+        # cut short): then the complete ".tmp" is the only copy.
+        if created and os.path.lexists(path):
             try:
                 os.remove(tmp)
             except OSError:
