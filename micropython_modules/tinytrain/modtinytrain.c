@@ -653,12 +653,18 @@ static void write_and_rename(mp_obj_t f, mp_obj_t blob, size_t len, mp_obj_t tmp
 }
 
 #if !MICROPY_ENABLE_DYNRUNTIME
-// Close and remove the temporary file of a failed save; raises nothing.
-static void discard_tmp(mp_obj_t f, mp_obj_t tmp) {
+static bool file_exists(mp_obj_t path);
+
+// Close and remove the temporary file of a failed save, unless path is gone
+// (a rename that removed path first, cut short: tmp is the only copy);
+// raises nothing.
+static void discard_tmp(mp_obj_t f, mp_obj_t tmp, mp_obj_t path) {
     nlr_buf_t nlr;
     if (nlr_push(&nlr) == 0) {
         call_method(f, MP_QSTR_close, 0, NULL);
-        call_method(import_os(), MP_QSTR_remove, 1, &tmp);
+        if (file_exists(path)) {
+            call_method(import_os(), MP_QSTR_remove, 1, &tmp);
+        }
         nlr_pop();
     }
 }
@@ -705,7 +711,7 @@ static mp_obj_t tinytrain_trainer_save(mp_obj_t self_in, mp_obj_t path) {
     } else {
         // A save that failed (path a folder, a full /flash) leaves no ".tmp",
         // which load() would otherwise take for the newest file.
-        discard_tmp(f, tmp);
+        discard_tmp(f, tmp, path);
         nlr_jump(nlr.ret_val);
     }
     #endif
