@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from . import modelfile as mf
+from .lr_rule import lr_argument
 from .sram import step_sram
 
 
@@ -156,7 +157,7 @@ def main(argv=None):
 
     def scheme_args(p):
         p.add_argument("--scheme", default="last", help="what to train (default: last)")
-        p.add_argument("--lr", type=float, help="default learning rate stored in the model")
+        p.add_argument("--lr", type=lr_argument, help="default learning rate stored in the model (> 0)")
         p.add_argument("--residue", action="store_true", help="8 fraction bits per trained weight")
         p.add_argument("--no-qas", action="store_true", help="plain int8 SGD (for comparison)")
         p.add_argument("--no-fuse", action="store_true",

@@ -19,6 +19,7 @@ import os
 
 from . import _native
 from . import modelfile as mf
+from .lr_rule import check_lr
 
 _N = _native.lib
 _CANARY = 0xA5
@@ -62,8 +63,23 @@ def _raise(err: _native.Error, status: int):
     raise ValueError(msg)
 
 
+def _check_out(out) -> None:
+    """step(out=...): a writable float32 buffer of at least one element,
+    checked before the step is applied."""
+    if out is None:
+        return
+    try:
+        mv = memoryview(out)
+    except TypeError:
+        mv = None
+    if mv is None or mv.readonly or mv.format not in ("f", "<f", "=f") or mv.nbytes < 4:
+        raise TypeError("out must be a writable array('f') of at least one element")
+
+
 class Trainer:
     """Trains one model in one static arena, sample by sample."""
+
+    _hook_error = None  # an exception raised by the grad hook during a step
 
     def __init__(self, model, lr=None, arena_size=None, *, canary: int = _CANARY):
         # canary (host only): the byte the arena is filled with before use;
@@ -71,6 +87,11 @@ class Trainer:
         if isinstance(canary, bool) or not isinstance(canary, int) or not 0 <= canary <= 255:
             raise ValueError(f"canary must be a byte value 0..255, not {canary!r}")
         self._canary = canary
+        # Every argument is checked before anything is built (on the board
+        # before the static arena is taken from the current Trainer).
+        lr = 0.0 if lr is None else check_lr(lr)  # 0: the core takes the model's default
+        if arena_size is not None and (isinstance(arena_size, bool) or not isinstance(arena_size, int)):
+            raise TypeError(f"arena_size must be an int or None, not {type(arena_size).__name__}")
         data = _read_model(model)
         self._model_buf = (ctypes.c_uint8 * max(len(data), 1)).from_buffer_copy(data or b"\0")
         self._model = ctypes.create_string_buffer(_N.tts_sizeof_model())
@@ -86,10 +107,7 @@ class Trainer:
         # Python owns the arena; the core only uses it. The canary shows the
         # high-water mark actually touched.
         self._arena = (ctypes.c_uint8 * max(size, 4))(*([canary] * max(size, 4)))
-        if lr is not None and not isinstance(lr, (int, float)):
-            raise TypeError("lr must be a number or None")
-        s = _N.tt_trainer_init(self._tr, self._model, self._arena, size,
-                               float(lr) if lr is not None else 0.0, ctypes.byref(err))
+        s = _N.tt_trainer_init(self._tr, self._model, self._arena, size, lr, ctypes.byref(err))
         if s:
             _raise(err, s)
         header = mf.Header.unpack(data)
@@ -134,24 +152,19 @@ class Trainer:
         if self._loss_kind == 1:
             tv = _as_int8_buffer(label, "label")
             tb = (ctypes.c_uint8 * max(len(tv), 1)).from_buffer_copy(tv.tobytes() or b"\0")
+            _check_out(out)
             s = _N.tt_trainer_step(self._tr, xb, n, 0, tb, len(tv), ctypes.byref(loss),
                                    ctypes.byref(err))
         else:
-            if isinstance(label, bool) or not isinstance(label, int):
-                try:
-                    import numpy as np
-                    if isinstance(label, np.integer):
-                        label = int(label)
-                    else:
-                        raise TypeError
-                except (ImportError, TypeError):
-                    raise TypeError(f"label must be an int class index, not {type(label).__name__}") from None
-            if not 0 <= label < self._n_classes:
-                raise ValueError(f"label {label} outside [0, {self._n_classes})")
+            label = self._check_label(label)
+            _check_out(out)
             s = _N.tt_trainer_step(self._tr, xb, n, label, None, 0, ctypes.byref(loss),
                                    ctypes.byref(err))
+        hook_error, self._hook_error = self._hook_error, None
         if s:
             _raise(err, s)
+        if hook_error is not None:
+            raise hook_error
         if out is not None:
             out[0] = loss.value
             return None
@@ -183,18 +196,39 @@ class Trainer:
 
     def evaluate(self, xs, labels) -> float:
         """Accuracy over N inputs stored back to back in xs."""
+        # labels first: iterating them may run user code (a generator) that
+        # resizes xs; every label is checked before the first prediction.
+        try:
+            it = iter(labels)
+        except TypeError:
+            raise TypeError("labels must be an iterable of int class indices, not "
+                            f"{type(labels).__name__}") from None
+        labels = [self._check_label(y) for y in it]
         mv = _as_int8_buffer(xs, "xs")
         n = self._input_bytes
         if len(mv) % n:
             raise ValueError(f"xs has {len(mv)} bytes, not a multiple of the input size {n}")
         count = len(mv) // n
-        labels = list(labels)
         if len(labels) != count:
             raise ValueError(f"{count} inputs but {len(labels)} labels")
         if count == 0:
             raise ValueError("evaluate needs at least one input")
-        hits = sum(self._predict_mv(mv[i * n:(i + 1) * n]) == int(labels[i]) for i in range(count))
+        hits = sum(self._predict_mv(mv[i * n:(i + 1) * n]) == labels[i] for i in range(count))
         return hits / count
+
+    def _check_label(self, label) -> int:
+        """A class index (int or numpy integer, not bool) in [0, classes)."""
+        if isinstance(label, bool) or not isinstance(label, int):
+            try:
+                import numpy as np
+            except ImportError:
+                np = None
+            if np is None or not isinstance(label, np.integer):
+                raise TypeError(f"label must be an int class index, not {type(label).__name__}")
+            label = int(label)
+        if not 0 <= label < self._n_classes:
+            raise ValueError(f"label {label} outside [0, {self._n_classes})")
+        return label
 
     def _check_len(self, mv):
         if len(mv) != self._input_bytes:
@@ -215,6 +249,10 @@ class Trainer:
 
     def save(self, path) -> None:
         """Write the trained parameters; atomic: the old file or the new one."""
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"path must be a str, not {type(path).__name__}")
+        if not os.fspath(path):  # else "" + ".tmp" names a file the rename then fails on
+            raise ValueError("path must not be empty")
         atomic_write(path, bytes(self.params_file()))
 
     def load(self, src) -> None:
@@ -255,16 +293,30 @@ class Trainer:
 
     def tensor(self, tid: int, nbytes: int) -> bytes:
         """Raw bytes of a tensor in the arena (tests and debugging)."""
-        p = _N.tt_trainer_tensor(self._tr, tid)
+        for name, v in (("tid", tid), ("nbytes", nbytes)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ValueError(f"{name} must be an int >= 0, not {v!r}")
+        p = _N.tt_trainer_tensor(self._tr, tid & 0xFFFFFFFF) if tid <= 0xFFFFFFFF else None
         if not p:
             raise ValueError(f"tensor {tid} has no arena storage")
+        off = p - ctypes.addressof(self._arena)
+        if off + nbytes > len(self._arena):
+            raise ValueError(f"tensor {tid}: {nbytes} bytes from arena offset {off} run past the arena's "
+                             f"{len(self._arena)} bytes")
         return ctypes.string_at(p, nbytes)
 
     def set_grad_hook(self, fn) -> None:
         """fn(layer, index, acc, scale) for every weight/bias gradient element
-        (index | 0x80000000 for biases); None removes it."""
-        self._hook = _native.GRAD_HOOK(lambda ctx, layer, idx, acc, scale: fn(layer, idx, acc, scale)) \
-            if fn else _native.GRAD_HOOK()
+        (index | 0x80000000 for biases); None removes it. An exception raised
+        by fn cannot stop the core mid-step: fn is not called again in that
+        step, which completes, and step() then raises the exception."""
+        def call(ctx, layer, idx, acc, scale):
+            if self._hook_error is None:
+                try:
+                    fn(layer, idx, acc, scale)
+                except BaseException as e:  # noqa: B036 (re-raised by step)
+                    self._hook_error = e
+        self._hook = _native.GRAD_HOOK(call) if fn else _native.GRAD_HOOK()
         _N.tts_set_grad_hook(self._tr, self._hook, None)
 
 
@@ -305,11 +357,25 @@ def atomic_write(path, data: bytes) -> None:
     flushed to the disk, then renamed over path (and the folder synced)."""
     path = os.fspath(path)
     tmp = f"{path}.tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    created = False
+    try:
+        with open(tmp, "wb") as f:
+            created = True
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        # A save that failed (path a folder, a full disk) leaves no ".tmp",
+        # which read_params_file would otherwise take for the newest file;
+        # unless path is gone (a rename that removes path first, as on FAT,
+        # cut short): then the complete ".tmp" is the only copy.
+        if created and os.path.lexists(path):
+            try:
+                os.remove(tmp)
+            except OSError:
+                pass
+        raise
     try:
         fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
     except OSError:

@@ -48,6 +48,7 @@
 
 #define TT_CANARY 0xA5u
 #define TT_MSG_LEN 160
+#define TT_LR_LIMIT 3.0e38 // the core's bound on a learning rate (a float32)
 
 #if !MICROPY_ENABLE_DYNRUNTIME
 #ifndef MICROPY_TINYTRAIN_ARENA_SIZE
@@ -252,6 +253,36 @@ static void get_int8_buffer(mp_obj_t o, const char *what, mp_buffer_info_t *bi) 
     }
 }
 
+// The learning rate rule of the host (host_tools/tinytrain/lr_rule.py): None
+// (0 here: the model's default) or a finite number > 0 that fits a float32.
+static float lr_arg(mp_obj_t o) {
+    if (o == mp_const_none) {
+        return 0.0f;
+    }
+    if (mp_obj_is_bool(o) || (!mp_obj_is_int(o) && !is_float_obj(o))) {
+        raise_msg(EXC_TYPE(TypeError), "lr must be a number or None, not %s", type_name(o));
+    }
+    mp_float_t v = mp_obj_get_float(o);
+    if (!(v == v) || v <= (mp_float_t)0 || v > (mp_float_t)TT_LR_LIMIT) {
+        raise_msg(EXC_TYPE(ValueError), "lr must be a finite number > 0");
+    }
+    return (float)v;
+}
+
+// A class index: an int (not a bool) in [0, classes); the host's messages.
+static int32_t label_arg(uint32_t n_classes, mp_obj_t label) {
+    if (!mp_obj_is_int(label)) {
+        raise_msg(EXC_TYPE(TypeError), "label must be an int class index, not %s", type_name(label));
+    }
+    if (!mp_obj_is_small_int(label) || MP_OBJ_SMALL_INT_VALUE(label) < 0
+        || MP_OBJ_SMALL_INT_VALUE(label) >= (mp_int_t)n_classes) {
+        mp_obj_t text = call1(MP_OBJ_FROM_PTR(&mp_type_str), label);
+        raise_msg(EXC_TYPE(ValueError), "label %s outside [0, %u)", (const char *)mp_obj_str_get_str(text),
+            n_classes);
+    }
+    return (int32_t)MP_OBJ_SMALL_INT_VALUE(label);
+}
+
 static tinytrain_trainer_obj_t *get_self(mp_obj_t self_in) {
     tinytrain_trainer_obj_t *self = MP_OBJ_TO_PTR(self_in);
     #if !MICROPY_ENABLE_DYNRUNTIME
@@ -374,6 +405,12 @@ static mp_obj_t tinytrain_trainer_make_new(const mp_obj_type_t *type, size_t n_a
     mp_arg_val_t args[MP_ARRAY_SIZE(allowed_args)];
     mp_arg_parse_all_kw_array(n_args, n_kw, all_args, MP_ARRAY_SIZE(allowed_args), allowed_args, args);
     mp_obj_t arena_size_obj = arg_obj(&args[ARG_arena_size]);
+    // Every argument is checked before the static arena is taken from the
+    // current Trainer (a refused Trainer must leave it, and what it learned).
+    float lr = lr_arg(arg_obj(&args[ARG_lr])); // 0: the core takes the model's default
+    if (arena_size_obj != mp_const_none && (mp_obj_is_bool(arena_size_obj) || !mp_obj_is_int(arena_size_obj))) {
+        raise_msg(EXC_TYPE(TypeError), "arena_size must be an int or None, not %s", type_name(arena_size_obj));
+    }
 
     mp_buffer_info_t bi;
     tt_error err;
@@ -410,15 +447,6 @@ static mp_obj_t tinytrain_trainer_make_new(const mp_obj_type_t *type, size_t n_a
                 (uint32_t)size, (uint32_t)MICROPY_TINYTRAIN_ARENA_SIZE);
         }
         #endif
-    }
-
-    mp_obj_t lr_obj = arg_obj(&args[ARG_lr]);
-    float lr = 0.0f;
-    if (lr_obj != mp_const_none) {
-        if (!mp_obj_is_int(lr_obj) && !mp_obj_is_bool(lr_obj) && !is_float_obj(lr_obj)) {
-            raise_msg(EXC_TYPE(TypeError), "lr must be a number or None");
-        }
-        lr = (float)mp_obj_get_float(lr_obj);
     }
 
     if ((uint32_t)size < self->need) {
@@ -499,16 +527,7 @@ static mp_obj_t tinytrain_trainer_step(size_t n_args, const mp_obj_t *pos_args, 
         target = (const int8_t *)tb.buf;
         target_len = tb.len;
     } else {
-        if (!mp_obj_is_int(label)) {
-            raise_msg(EXC_TYPE(TypeError), "label must be an int class index, not %s", type_name(label));
-        }
-        if (!mp_obj_is_small_int(label) || MP_OBJ_SMALL_INT_VALUE(label) < 0
-            || MP_OBJ_SMALL_INT_VALUE(label) >= (mp_int_t)self->n_classes) {
-            mp_obj_t text = call1(MP_OBJ_FROM_PTR(&mp_type_str), label);
-            raise_msg(EXC_TYPE(ValueError), "label %s outside [0, %u)", (const char *)mp_obj_str_get_str(text),
-                self->n_classes);
-        }
-        cls = (int32_t)MP_OBJ_SMALL_INT_VALUE(label);
+        cls = label_arg(self->n_classes, label);
     }
     mp_obj_t out_obj = arg_obj(&args[ARG_out]);
     if (out_obj != mp_const_none) {
@@ -552,14 +571,25 @@ static mp_obj_t tinytrain_trainer_evaluate(mp_obj_t self_in, mp_obj_t xs, mp_obj
     mp_buffer_info_t xb;
     size_t n_labels, hits = 0;
     mp_obj_t *labels;
+    // The labels first: iterating them may run user code (a generator) that
+    // resizes xs, so xs's pointer is taken only after; every label is checked
+    // before the first prediction.
+    const mp_obj_type_t *lt = mp_obj_get_type(labels_in);
+    if (!MP_OBJ_TYPE_HAS_SLOT(lt, iter) && !MP_OBJ_TYPE_HAS_SLOT(lt, subscr)) {
+        raise_msg(EXC_TYPE(TypeError), "labels must be an iterable of int class indices, not %s",
+            type_name(labels_in));
+    }
+    mp_obj_t list = call1(MP_OBJ_FROM_PTR(&mp_type_list), labels_in);
+    mp_obj_get_array(list, &n_labels, &labels);
+    for (size_t i = 0; i < n_labels; i++) {
+        label_arg(self->n_classes, labels[i]);
+    }
     get_int8_buffer(xs, "xs", &xb);
     const size_t n = self->input_bytes, count = xb.len / n;
     if (xb.len % n) {
         raise_msg(EXC_TYPE(ValueError), "xs has %u bytes, not a multiple of the input size %u",
             (uint32_t)xb.len, (uint32_t)n);
     }
-    mp_obj_t list = call1(MP_OBJ_FROM_PTR(&mp_type_list), labels_in);
-    mp_obj_get_array(list, &n_labels, &labels);
     if (n_labels != count) {
         raise_msg(EXC_TYPE(ValueError), "%u inputs but %u labels", (uint32_t)count, (uint32_t)n_labels);
     }
@@ -568,7 +598,7 @@ static mp_obj_t tinytrain_trainer_evaluate(mp_obj_t self_in, mp_obj_t xs, mp_obj
     }
     for (size_t i = 0; i < count; i++) {
         int32_t cls = predict_raw(self, (const uint8_t *)xb.buf + i * n, n);
-        hits += cls == mp_obj_get_int(labels[i]);
+        hits += cls == MP_OBJ_SMALL_INT_VALUE(labels[i]);
     }
     return mp_obj_new_float((mp_float_t)hits / (mp_float_t)count);
 }
@@ -601,26 +631,18 @@ static mp_obj_t tinytrain_trainer_params_file(mp_obj_t self_in) {
 }
 static MP_DEFINE_CONST_FUN_OBJ_1(tinytrain_trainer_params_file_obj, tinytrain_trainer_params_file);
 
-// save(path): params_file() written to path + ".tmp" and renamed over path,
-// so a power cut leaves the old file or the new one (on FAT the rename
-// removes path first: load() then finds path + ".tmp").
-static mp_obj_t tinytrain_trainer_save(mp_obj_t self_in, mp_obj_t path) {
-    tinytrain_trainer_obj_t *self = get_self(self_in);
-    if (!mp_obj_is_str(path)) {
-        raise_msg(EXC_TYPE(TypeError), "path must be a str, not %s", type_name(path));
-    }
-    mp_obj_t blob = params_file(self);
-    mp_buffer_info_t bb;
-    mp_get_buffer_raise(blob, &bb, MP_BUFFER_READ);
+static mp_obj_t import_os(void) {
+    return mp_import_name(MP_QSTR_os, mp_const_none, MP_OBJ_NEW_SMALL_INT(0));
+}
 
-    mp_obj_t tmp = mp_binary_op(MP_BINARY_OP_ADD, path, mp_obj_new_str(".tmp", 4));
-    mp_obj_t f = open_file(tmp, "wb");
+// blob into the open file f (tmp), then tmp renamed over path.
+static void write_and_rename(mp_obj_t f, mp_obj_t blob, size_t len, mp_obj_t tmp, mp_obj_t path) {
     mp_obj_t written = call_method(f, MP_QSTR_write, 1, &blob);
     call_method(f, MP_QSTR_close, 0, NULL);
-    if (written == mp_const_none || (size_t)mp_obj_get_int(written) != bb.len) {
+    if (written == mp_const_none || (size_t)mp_obj_get_int(written) != len) {
         mp_raise_OSError(MP_EIO);
     }
-    mp_obj_t os = mp_import_name(MP_QSTR_os, mp_const_none, MP_OBJ_NEW_SMALL_INT(0));
+    mp_obj_t os = import_os();
     mp_obj_t rn[2] = { tmp, path };
     call_method(os, MP_QSTR_rename, 2, rn);
     mp_obj_t dest[2];
@@ -628,6 +650,59 @@ static mp_obj_t tinytrain_trainer_save(mp_obj_t self_in, mp_obj_t path) {
     if (dest[0] != MP_OBJ_NULL) {
         mp_call_function_n_kw(dest[0], 0, 0, NULL);
     }
+}
+
+#if !MICROPY_ENABLE_DYNRUNTIME
+static bool file_exists(mp_obj_t path);
+
+// Close and remove the temporary file of a failed save, unless path is gone
+// (a rename that removed path first, cut short: tmp is the only copy);
+// raises nothing.
+static void discard_tmp(mp_obj_t f, mp_obj_t tmp, mp_obj_t path) {
+    nlr_buf_t nlr;
+    if (nlr_push(&nlr) == 0) {
+        call_method(f, MP_QSTR_close, 0, NULL);
+        if (file_exists(path)) {
+            call_method(import_os(), MP_QSTR_remove, 1, &tmp);
+        }
+        nlr_pop();
+    }
+}
+#endif
+
+// save(path): the parameter file of docs/format.md, written to path + ".tmp"
+// and renamed over path, so a power cut leaves the old file or the new one
+// (on FAT the rename removes path first: load() then finds path + ".tmp").
+static mp_obj_t tinytrain_trainer_save(mp_obj_t self_in, mp_obj_t path) {
+    tinytrain_trainer_obj_t *self = get_self(self_in);
+    if (!mp_obj_is_str(path)) {
+        raise_msg(EXC_TYPE(TypeError), "path must be a str, not %s", type_name(path));
+    }
+    size_t path_len;
+    mp_obj_str_get_data(path, &path_len);
+    if (path_len == 0) { // else "" + ".tmp" names a file the rename then fails on
+        raise_msg(EXC_TYPE(ValueError), "path must not be empty");
+    }
+    mp_obj_t blob = params_file(self);
+    mp_buffer_info_t bb;
+    mp_get_buffer_raise(blob, &bb, MP_BUFFER_READ);
+
+    mp_obj_t tmp = mp_binary_op(MP_BINARY_OP_ADD, path, mp_obj_new_str(".tmp", 4));
+    mp_obj_t f = open_file(tmp, "wb");
+    #if MICROPY_ENABLE_DYNRUNTIME
+    write_and_rename(f, blob, bb.len, tmp, path); // a natmod cannot catch (docs/micropython.md)
+    #else
+    nlr_buf_t nlr;
+    if (nlr_push(&nlr) == 0) {
+        write_and_rename(f, blob, bb.len, tmp, path);
+        nlr_pop();
+    } else {
+        // A save that failed (path a folder, a full /flash) leaves no ".tmp",
+        // which load() would otherwise take for the newest file.
+        discard_tmp(f, tmp, path);
+        nlr_jump(nlr.ret_val);
+    }
+    #endif
     return mp_const_none;
 }
 static MP_DEFINE_CONST_FUN_OBJ_2(tinytrain_trainer_save_obj, tinytrain_trainer_save);

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..graph import QGraph, QLayer
+from ..lr_rule import check_lr
 
 
 @dataclass
@@ -20,6 +21,11 @@ class Scheme:
     lr: float = 0.05
     loss: str = "ce"
     lr_scale: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        # The model's default lr: the rule the Trainer applies to lr=...,
+        # so no model is written that a Trainer then refuses.
+        self.lr = check_lr(self.lr)
 
     @classmethod
     def full(cls, graph: QGraph, **kw) -> "Scheme":
