@@ -1,6 +1,6 @@
 """Builds the C core as a plain shared library that the simulator loads with ctypes."""
 import importlib.util
-from glob import glob
+import os
 
 from setuptools import Extension, setup
 
@@ -12,7 +12,7 @@ _spec.loader.exec_module(core_flags)
 
 setup(ext_modules=[Extension(
     "tinytrain._core",
-    sources=sorted(glob(f"{CORE}/*.c") + glob(f"{CORE}/kernels/*.c")) + ["host_tools/tinytrain/native/sim_api.c"],
+    sources=[os.path.relpath(p) for p in core_flags.core_sources()] + ["host_tools/tinytrain/native/sim_api.c"],
     include_dirs=[CORE],
     extra_compile_args=core_flags.core_cflags() + ["-O2"],
 )])

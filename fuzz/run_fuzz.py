@@ -18,8 +18,12 @@ ROOT = Path(__file__).resolve().parents[1]
 FUZZ = ROOT / "fuzz"
 CORE = ROOT / "micropython_modules" / "tinytrain" / "core"
 REGRESSIONS = FUZZ / "regressions"
-FLAGS = ["-std=c99", "-g", "-O2", "-Wall", "-Wextra", "-Werror", "-Wdouble-promotion", "-Wfloat-conversion",
-         "-ffp-contract=off", "-fno-omit-frame-pointer",
+sys.path.insert(0, str(ROOT / "host_tools"))
+from tinytrain.core_flags import core_cflags, core_sources  # noqa: E402  (the core's one flag and source list)
+
+# the core's flags, then the fuzzer build's own (clang has no -fsingle-precision-constant;
+# -Wdouble-promotion already keeps double literals out of the core's float arithmetic)
+FLAGS = [*core_cflags(), "-Wno-ignored-optimization-argument", "-g", "-O2", "-fno-omit-frame-pointer",
          "-fsanitize=fuzzer,address,undefined,float-divide-by-zero", "-fno-sanitize-recover=all"]
 
 
@@ -32,7 +36,7 @@ def find_clang() -> str:
 
 def build(out: Path, clang: str) -> Path:
     exe = out / "fuzz_model"
-    sources = [FUZZ / "fuzz_model.c", FUZZ / "model_mutator.c", *sorted(CORE.glob("*.c"))]
+    sources = [FUZZ / "fuzz_model.c", FUZZ / "model_mutator.c", *core_sources(CORE)]
     subprocess.run([clang, *FLAGS, f"-I{CORE}", *map(str, sources), "-o", str(exe)], check=True)
     return exe
 

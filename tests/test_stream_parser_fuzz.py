@@ -81,7 +81,9 @@ class _Bytes:
     def __init__(self, data):
         self.data, self.pos = data, 0
 
-    def readinto(self, buf, n):
+    def readinto(self, buf, n, ms=None):
+        if self.pos >= len(self.data):
+            raise EOFError
         chunk = self.data[self.pos:self.pos + n]
         buf[:len(chunk)] = chunk
         self.pos += len(chunk)

@@ -3,7 +3,13 @@
 setup.py loads this file on its own."""
 from pathlib import Path
 
-FLAGS_FILE = Path(__file__).resolve().parents[2] / "micropython_modules" / "tinytrain" / "core" / "core_flags.mk"
+CORE_DIR = Path(__file__).resolve().parents[2] / "micropython_modules" / "tinytrain" / "core"
+FLAGS_FILE = CORE_DIR / "core_flags.mk"
+
+
+def core_sources(core=CORE_DIR) -> list:
+    """Every C file of the core: its top level and kernels/ (the Makefiles' wildcard, in Python)."""
+    return sorted(str(p) for p in [*Path(core).glob("*.c"), *Path(core).glob("kernels/*.c")])
 
 
 def core_cflags(path=FLAGS_FILE) -> list:

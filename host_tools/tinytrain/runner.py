@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .core_flags import core_cflags
+from .core_flags import core_cflags, core_sources
 
 ROOT = Path(__file__).resolve().parents[2]
 CORE = ROOT / "micropython_modules" / "tinytrain" / "core"
@@ -50,7 +50,7 @@ def _has_picolibc() -> bool:
 
 
 def _core_sources() -> list:
-    return sorted(str(p) for p in [*CORE.glob("*.c"), *CORE.glob("kernels/*.c")])
+    return core_sources(CORE)
 
 
 def build(target: str, out_dir, extra_flags=()) -> Path:

@@ -101,6 +101,22 @@ tt_status tt_params_check_model(const uint8_t *b, size_t len, uint32_t model_crc
     return TT_OK;
 }
 
+/* Ends err's message with suffix (cut to fit), so a range error says which
+   bytes broke it: the same words come from the model file at open. */
+static void append_to_message(tt_error *err, const char *suffix) {
+    size_t pos = 0;
+    if (!err) {
+        return;
+    }
+    while (pos + 1 < TT_ERR_MSG_LEN && err->msg[pos]) {
+        pos++;
+    }
+    while (pos + 1 < TT_ERR_MSG_LEN && *suffix) {
+        err->msg[pos++] = *suffix++;
+    }
+    err->msg[pos] = 0;
+}
+
 tt_status tt_params_load(tt_trainer *t, const uint8_t *b, size_t len, tt_error *err) {
     const uint32_t n = t->model.hdr->persist_size;
     tt_status s = tt_params_check_model(b, len, t->model.hdr->crc32, n, err);
@@ -111,6 +127,7 @@ tt_status tt_params_load(tt_trainer *t, const uint8_t *b, size_t len, tt_error *
        ranges the model's own parameters were checked against at open */
     s = tt_model_check_params(&t->model, b + TT_PARAMS_HEADER_BYTES, n, err);
     if (s != TT_OK) {
+        append_to_message(err, " in the parameter file");
         return s;
     }
     memcpy(t->arena, b + TT_PARAMS_HEADER_BYTES, n);
