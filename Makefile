@@ -7,7 +7,7 @@
 #   make bench-rv32   instructions on the emulated RV32 core beside the Cortex-M7
 #   make bench-sparse sparse update vs last layer / bias-only under budgets (MCUNet, ~20 min)
 #   make m7-selftest  the bare-metal Cortex-M7 harness under qemu
-#   make fuzz SECONDS=N  libFuzzer on model files (clang), N seconds (default 60)
+#   make fuzz SECONDS=N  libFuzzer on model files (clang), N seconds (default 60), JOBS workers (default: all cores)
 #   make rv32-selftest the bare-metal RV32 (ESP32-C3/C6 class) harness under qemu
 
 PYTHON ?= python3
@@ -64,7 +64,7 @@ m7-selftest:
 	$(MAKE) -C firmware/baremetal run
 
 fuzz:
-	$(PYTHON) fuzz/run_fuzz.py --seconds $(or $(SECONDS),60)
+	$(PYTHON) fuzz/run_fuzz.py --seconds $(or $(SECONDS),60) $(if $(JOBS),--jobs $(JOBS))
 
 rv32-selftest:
 	@mkdir -p firmware/baremetal-rv32/build
