@@ -52,6 +52,13 @@ static void input_grad(tt_trainer *t, const tt_layer_rec *L, const int16_t *g, f
     *scale = s.e ? sgp * tt_pow2f((int32_t)s.e) : sgp;
 }
 
+static void update_weights(tt_trainer *t, const tt_layer_rec *L, const tt_update_params *P) {
+#if TT_OPTIMIZED
+    if (!tt_update_weights_opt(t, L, P))
+#endif
+        tt_update_weights_ref(t, L, P);
+}
+
 void tt_backward_layer(tt_trainer *t, uint32_t li, const tt_op_rec *op) {
     const tt_model *m = &t->model;
     const tt_layer_rec *L = &m->layers[li];
@@ -96,17 +103,12 @@ void tt_backward_layer(tt_trainer *t, uint32_t li, const tt_op_rec *op) {
                 sgp = tt_prescale_ref(m, L, g, n, out->c, sg);
             input_grad(t, L, g, sgp, op->t[TT_BWD_IN_GRAD]);
             if (L->n_train) {
-                const float kp = (t->lr * L->lr_scale) * sgp;
-#if TT_OPTIMIZED
-                if (!tt_update_weights_opt(t, li, L, g, op->t[TT_BWD_SAVED], sgp, kp, hook_div))
-#endif
-                    tt_update_weights_ref(t, li, L, g, op->t[TT_BWD_SAVED], sgp, kp, hook_div);
+                const tt_update_params P = {li, g, op->t[TT_BWD_SAVED], sgp, (t->lr * L->lr_scale) * sgp, hook_div};
+                update_weights(t, L, &P);
             }
         } else if (L->n_train) {
-#if TT_OPTIMIZED
-            if (!tt_update_weights_opt(t, li, L, g, op->t[TT_BWD_SAVED], sg, k, NULL))
-#endif
-                tt_update_weights_ref(t, li, L, g, op->t[TT_BWD_SAVED], sg, k, NULL);
+            const tt_update_params P = {li, g, op->t[TT_BWD_SAVED], sg, k, NULL};
+            update_weights(t, L, &P);
         }
     }
 }

@@ -245,8 +245,7 @@ int tt_add_opt(tt_trainer *t, const tt_layer_rec *L, uint8_t *mask);
 /* tt_mask_opt.c */
 int tt_apply_mask_opt(int16_t *g, const uint8_t *mask, uint32_t n);
 /* tt_update_opt.c */
-int tt_update_weights_opt(tt_trainer *t, uint32_t li, const tt_layer_rec *L, const int16_t *g, uint32_t saved_id,
-                          float sg, float k, const float *hook_div);
+int tt_update_weights_opt(tt_trainer *t, const tt_layer_rec *L, const tt_update_params *P);
 int tt_update_biases_opt(tt_trainer *t, uint32_t li, const tt_layer_rec *L, const int16_t *g, uint32_t npos,
                          uint32_t C, float sg, float k);
 int tt_prescale_opt(const tt_model *m, const tt_layer_rec *L, int16_t *g, uint32_t n, uint32_t C, float sg,

@@ -15,25 +15,14 @@
 
 #if TT_OPTIMIZED
 
-/* The reference's update_weight (tt_update.c), the same operations in the
-   same order, and its grad hook; only the bit length is found faster. */
-static void weight_step(tt_trainer *t, uint32_t li, int8_t *w, int8_t *res, uint32_t idx, int64_t a, float scale,
-                        float scale_div, float k, float qas) {
-    float u;
+/* One weight: the grad hook, then the reference's float steps and
+   tt_weight_step; only the bit length is found faster. */
+static void weight_step(tt_trainer *t, const tt_update_params *P, int8_t *w, int8_t *res, uint32_t idx, int64_t a,
+                        float scale, float scale_div, float qas) {
     if (t->grad_hook) {
-        t->grad_hook(t->grad_hook_ctx, li, idx, a, scale / scale_div);
+        t->grad_hook(t->grad_hook_ctx, P->li, idx, a, scale / scale_div);
     }
-    u = (tt_f32_from_i64_fast(a) * k) * qas;
-    if (res) {
-        int32_t total = (int32_t)w[idx] * 256 + res[idx] - tt_rint_sat(u * 256.0f, 65535);
-        int32_t q;
-        total = tt_clamp32(total, -127 * 256, 127 * 256);
-        q = (total + 128) >> 8;
-        w[idx] = (int8_t)q;
-        res[idx] = (int8_t)(total - q * 256);
-    } else {
-        w[idx] = (int8_t)tt_clamp32((int32_t)w[idx] - tt_rint_sat(u, 255), -127, 127);
-    }
+    tt_weight_step(w + idx, res ? res + idx : NULL, (tt_f32_from_i64_fast(a) * P->k) * qas);
 }
 
 /* sum_p g[p][c], 4 channels per pass over the positions. */
@@ -125,16 +114,16 @@ static void tap_range(uint32_t k, uint32_t pad, uint32_t s, uint32_t n, uint32_t
 
 /* Depthwise weight gradient: per tap the rectangle of output positions whose
    input lies inside, walked with pointers (the reference tests every one). */
-static void dw_update_weights(tt_trainer *t, uint32_t li, const tt_layer_rec *L, const int16_t *g,
-                              uint32_t saved_id, float sg, float k, const float *hook_div) {
+static void dw_update_weights(tt_trainer *t, const tt_layer_rec *L, const tt_update_params *P) {
     const tt_model *m = &t->model;
     const tt_tensor_rec *in = tt_tensor(m, L->in), *out = tt_tensor(m, L->out);
-    const int8_t *s = tt_act_data(t, saved_id);
+    const int8_t *s = tt_act_data(t, P->saved_id);
+    const int16_t *g = P->g;
     int8_t *w = TT_ARENA(t, int8_t, L->w_arena);
     int8_t *res = (L->flags & TT_LF_RESIDUE) ? TT_ARENA(t, int8_t, L->wres_arena) : NULL;
     const float *qas = TT_BLOB(m, float, L->qas_w_off);
     const uint16_t *perm = TT_BLOB(m, uint16_t, L->perm_off);
-    const float scale = sg * in->scale; /* as the reference */
+    const float scale = P->sg * in->scale; /* as the reference */
     const uint32_t nt = L->n_train, C = out->c, kk = (uint32_t)L->kh * L->kw, st = L->stride;
     const uint32_t W = in->w, OW = out->w;
     const int32_t zx = in->zero;
@@ -154,7 +143,7 @@ static void dw_update_weights(tt_trainer *t, uint32_t li, const tt_layer_rec *L,
                     a += (int64_t)*gp * (*sp - zx);
                 }
             }
-            weight_step(t, li, w, res, j * kk + r, a, scale, hook_div ? hook_div[ch] : 1.0f, k, qas[ch]);
+            weight_step(t, P, w, res, j * kk + r, a, scale, P->hook_div ? P->hook_div[ch] : 1.0f, qas[ch]);
         }
     }
 }
@@ -162,15 +151,15 @@ static void dw_update_weights(tt_trainer *t, uint32_t li, const tt_layer_rec *L,
 /* Weight gradient of a 1x1 conv on equal grids, or of a conv whose kernel
    covers the whole input (FC): both are sum_p g[p][c] (s[p][j] - z) with p
    running over the positions of one output pixel's window. */
-int tt_update_weights_opt(tt_trainer *t, uint32_t li, const tt_layer_rec *L, const int16_t *g, uint32_t saved_id,
-                          float sg, float k, const float *hook_div) {
+int tt_update_weights_opt(tt_trainer *t, const tt_layer_rec *L, const tt_update_params *P) {
     const tt_model *m = &t->model;
     const tt_tensor_rec *in = tt_tensor(m, L->in), *out = tt_tensor(m, L->out);
-    const int8_t *s = tt_act_data(t, saved_id);
+    const int8_t *s = tt_act_data(t, P->saved_id);
+    const int16_t *g = P->g;
     int8_t *w = TT_ARENA(t, int8_t, L->w_arena);
     int8_t *res = (L->flags & TT_LF_RESIDUE) ? TT_ARENA(t, int8_t, L->wres_arena) : NULL;
     const float *qas = TT_BLOB(m, float, L->qas_w_off);
-    const float scale = sg * in->scale; /* as the reference */
+    const float scale = P->sg * in->scale; /* as the reference */
     const uint32_t nt = L->n_train, C = out->c;
     const int32_t zx = in->zero;
     uint32_t npos, gstride, sstride, kk;
@@ -185,7 +174,7 @@ int tt_update_weights_opt(tt_trainer *t, uint32_t li, const tt_layer_rec *L, con
         gstride = 0u;
         kk = (uint32_t)L->kh * L->kw;
     } else if (L->kind == TT_L_DWCONV) {
-        dw_update_weights(t, li, L, g, saved_id, sg, k, hook_div);
+        dw_update_weights(t, L, P);
         return 1;
     } else {
         return 0;
@@ -193,7 +182,7 @@ int tt_update_weights_opt(tt_trainer *t, uint32_t li, const tt_layer_rec *L, con
     sstride = nt;
     for (uint32_t c = 0; c < C; c++) {
         const int16_t *gc = g + c;
-        const float div = hook_div ? hook_div[c] : 1.0f;
+        const float div = P->hook_div ? P->hook_div[c] : 1.0f;
         int64_t gsum = 0;
         for (uint32_t p = 0; p < npos; p++) {
             gsum += gc[p * gstride];
@@ -213,10 +202,10 @@ int tt_update_weights_opt(tt_trainer *t, uint32_t li, const tt_layer_rec *L, con
                     a2 += gv * (int8_t)((v >> 16) & 0xFFu);
                     a3 += gv * (int8_t)(v >> 24);
                 }
-                weight_step(t, li, w, res, base + j, a0 - zx * gsum, scale, div, k, qas[c]);
-                weight_step(t, li, w, res, base + j + 1u, a1 - zx * gsum, scale, div, k, qas[c]);
-                weight_step(t, li, w, res, base + j + 2u, a2 - zx * gsum, scale, div, k, qas[c]);
-                weight_step(t, li, w, res, base + j + 3u, a3 - zx * gsum, scale, div, k, qas[c]);
+                weight_step(t, P, w, res, base + j, a0 - zx * gsum, scale, div, qas[c]);
+                weight_step(t, P, w, res, base + j + 1u, a1 - zx * gsum, scale, div, qas[c]);
+                weight_step(t, P, w, res, base + j + 2u, a2 - zx * gsum, scale, div, qas[c]);
+                weight_step(t, P, w, res, base + j + 3u, a3 - zx * gsum, scale, div, qas[c]);
             }
             for (; j < nt; j++) {
                 int64_t a = 0;
@@ -224,7 +213,7 @@ int tt_update_weights_opt(tt_trainer *t, uint32_t li, const tt_layer_rec *L, con
                 for (uint32_t p = 0; p < npos; p++, sp += sstride) {
                     a += (int64_t)gc[p * gstride] * *sp;
                 }
-                weight_step(t, li, w, res, base + j, a - zx * gsum, scale, div, k, qas[c]);
+                weight_step(t, P, w, res, base + j, a - zx * gsum, scale, div, qas[c]);
             }
         }
     }
