@@ -26,11 +26,35 @@ static int input_grad_opt(tt_trainer *t, const tt_layer_rec *L, const int16_t *g
 }
 #endif
 
-/* The input gradient, to16 of the int64 sums (docs/arithmetic.md): the
-   kernel runs once for the largest sum, once to store. */
+#if TT_OPTIMIZED
+/* A one-pass kernel (tt_g16_run): the kernel once, then again over the
+   tiles stored before the shift's last raise. 0: no such kernel. */
+static int input_grad_run(tt_trainer *t, const tt_layer_rec *L, const int16_t *g, float sgp, uint32_t dx_id) {
+    tt_g16_run r = {NULL, 0u, (uint64_t)1 << 15, 0u, 0u, 0u, 0xFFFFFFFFu};
+    r.dx = tt_grad_data(t, dx_id);
+    if (!tt_is_pointwise(&t->model, L) || !tt_pointwise_input_grad_run(t, L, g, &r)) {
+        return 0;
+    }
+    if (r.redo) {
+        r.stop = r.redo;
+        r.tile = 0u;
+        tt_pointwise_input_grad_run(t, L, g, &r);
+    }
+    *tt_grad_scale(t, dx_id) = r.seen == 0 ? 0.0f : (r.e ? sgp * tt_pow2f((int32_t)r.e) : sgp);
+    return 1;
+}
+#endif
+
+/* The input gradient, to16 of the int64 sums (docs/arithmetic.md): a
+   one-pass kernel, or the kernel runs once for the largest sum, once to store. */
 static void input_grad(tt_trainer *t, const tt_layer_rec *L, const int16_t *g, float sgp, uint32_t dx_id) {
     tt_g16_sink s = {NULL, 0u, 0u};
     float *scale = tt_grad_scale(t, dx_id);
+#if TT_OPTIMIZED
+    if (sgp != 0.0f && input_grad_run(t, L, g, sgp, dx_id)) {
+        return;
+    }
+#endif
     for (uint32_t pass = 0; sgp != 0.0f && pass < 2u; pass++) {
         if (pass) {
             if (s.vmax == 0) {
