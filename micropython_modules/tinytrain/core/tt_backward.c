@@ -27,18 +27,32 @@ static int input_grad_opt(tt_trainer *t, const tt_layer_rec *L, const int16_t *g
 #endif
 
 #if TT_OPTIMIZED
+static int run_kernel(tt_trainer *t, const tt_layer_rec *L, const int16_t *g, tt_g16_run *r) {
+    if (tt_is_pointwise(&t->model, L)) {
+        return tt_pointwise_input_grad_run(t, L, g, r);
+    }
+    return L->kind == TT_L_DWCONV && tt_dwconv_input_grad_run(t, L, g, r);
+}
+
 /* A one-pass kernel (tt_g16_run): the kernel once, then again over the
-   tiles stored before the shift's last raise. 0: no such kernel. */
+   tiles stored before the shift's last raise, which reads the output
+   gradient again: not for a gradient written in place. 0: no such kernel. */
 static int input_grad_run(tt_trainer *t, const tt_layer_rec *L, const int16_t *g, float sgp, uint32_t dx_id) {
     tt_g16_run r = {NULL, 0u, (uint64_t)1 << 15, 0u, 0u, 0u, 0xFFFFFFFFu};
+    const uint8_t *gb = (const uint8_t *)g, *db;
     r.dx = tt_grad_data(t, dx_id);
-    if (!tt_is_pointwise(&t->model, L) || !tt_pointwise_input_grad_run(t, L, g, &r)) {
+    db = (const uint8_t *)r.dx;
+    if (db < gb + 2u * tt_numel(tt_tensor(&t->model, L->out)) &&
+        gb < db + 2u * tt_numel(tt_tensor(&t->model, L->in))) {
+        return 0;
+    }
+    if (!run_kernel(t, L, g, &r)) {
         return 0;
     }
     if (r.redo) {
         r.stop = r.redo;
         r.tile = 0u;
-        tt_pointwise_input_grad_run(t, L, g, &r);
+        run_kernel(t, L, g, &r);
     }
     *tt_grad_scale(t, dx_id) = r.seen == 0 ? 0.0f : (r.e ? sgp * tt_pow2f((int32_t)r.e) : sgp);
     return 1;

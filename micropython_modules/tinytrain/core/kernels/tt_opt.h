@@ -278,6 +278,8 @@ void tt_pointwise_input_grad_opt(tt_trainer *t, const tt_layer_rec *L, const int
 /* tt_depthwise_opt.c */
 int tt_dwconv_opt(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R);
 int tt_dwconv_input_grad_opt(tt_trainer *t, const tt_layer_rec *L, const int16_t *g, tt_g16_sink *dx);
+/* one pass (tt_g16_run): no perm, C a multiple of 4; g must stay intact (not in place) */
+int tt_dwconv_input_grad_run(tt_trainer *t, const tt_layer_rec *L, const int16_t *g, tt_g16_run *r);
 /* tt_add_opt.c */
 int tt_add_opt(tt_trainer *t, const tt_layer_rec *L, uint8_t *mask);
 /* tt_mask_opt.c */

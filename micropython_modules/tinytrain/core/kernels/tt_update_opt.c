@@ -66,16 +66,26 @@ int tt_update_biases_opt(tt_trainer *t, uint32_t li, const tt_layer_rec *L, cons
     return 1;
 }
 
-/* The reference's prescale without a division per element. */
+/* The reference's prescale. The factors are >= 0, so the largest |G gs[c]|
+   is max_c gs[c] max_p |G[p][c]|: the first pass is over int16 only. The
+   second stores rs(G gs[c], e) from one 32 x 32 -> 64 multiply-add. */
 int tt_prescale_opt(const tt_model *m, const tt_layer_rec *L, int16_t *g, uint32_t n, uint32_t C, float sg,
                     float *sgp) {
     const int32_t *pm = TT_BLOB(m, int32_t, L->gscale_off);
     uint64_t pmax = 0;
     uint32_t e;
-    for (uint32_t i = 0; i < n; i += C) {
-        const int16_t *gp = g + i;
-        for (uint32_t c = 0; c < C; c++) {
-            const uint64_t a = tt_abs64((int64_t)gp[c] * pm[c]);
+    int64_t rnd;
+    for (uint32_t c = 0; c < C; c++) {
+        const int16_t *gp = g + c;
+        int32_t hi = 0, lo = 0;
+        for (uint32_t i = c; i < n; i += C, gp += C) {
+            const int32_t v = *gp;
+            hi = v > hi ? v : hi;
+            lo = v < lo ? v : lo;
+        }
+        hi = -lo > hi ? -lo : hi;
+        {
+            const uint64_t a = tt_abs64((int64_t)hi * pm[c]);
             pmax = a > pmax ? a : pmax;
         }
     }
@@ -85,10 +95,21 @@ int tt_prescale_opt(const tt_model *m, const tt_layer_rec *L, int16_t *g, uint32
     }
     e = tt_bitlen64_fast(pmax);
     e = e > 15u ? e - 15u : 0u; /* tt_g16_shift */
-    for (uint32_t i = 0; i < n; i += C) {
-        int16_t *gp = g + i;
-        for (uint32_t c = 0; c < C; c++) {
-            gp[c] = tt_g16((int64_t)gp[c] * pm[c], e);
+    rnd = e ? (int64_t)1 << (e - 1u) : 0;
+    for (uint32_t c = 0; c < C; c++) {
+        int16_t *gp = g + c, *end = g + n;
+        const int64_t f = pm[c];
+        if (e >= 32u) { /* q = v >> e (17 bits) from the high word alone */
+            const uint32_t k = e - 32u;
+            for (; gp < end; gp += C) {
+                const int32_t q = (int32_t)((*gp * f + rnd) >> 32) >> k;
+                *gp = (int16_t)(q < -TT_G16_MAX ? -TT_G16_MAX : (q > TT_G16_MAX ? TT_G16_MAX : q));
+            }
+        } else {
+            for (; gp < end; gp += C) {
+                const int32_t q = (int32_t)(uint32_t)((uint64_t)(*gp * f + rnd) >> e);
+                *gp = (int16_t)(q < -TT_G16_MAX ? -TT_G16_MAX : (q > TT_G16_MAX ? TT_G16_MAX : q));
+            }
         }
     }
     *sgp = (sg * tt_pow2f((int32_t)e - 31)) * L->wscale_max;
