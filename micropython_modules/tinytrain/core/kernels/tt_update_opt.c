@@ -169,6 +169,84 @@ static void dw_update_weights(tt_trainer *t, const tt_layer_rec *L, const tt_upd
     }
 }
 
+/* Pointwise weight gradient with SMLAD, 4 trained input channels x 2
+   output channels at a time: the saved inputs of a pixel pair regrouped
+   once as int16 pairs (s[p][j], s[p+1][j]) on the stack, the gradients of
+   channels c, c+1 as pairs (g[p][c], g[p+1][c]) (two PKH per two words);
+   per pixel pair 2 + 4 loads and 8 SMLAD. |sum g s| <= npos 32767 128 <
+   2^31 for npos <= 2 PW_WG_MAX_PAIRS. The weights are updated block by
+   block (the reference goes output channel by output channel; an update
+   reads only sums, so the order changes no result, but the grad hook sees
+   the reference's order: with a hook the general loop runs). */
+#define PW_WG_MAX_PAIRS 96u /* 16 + 8 bytes a pixel pair: within TT_OPT_STACK_BYTES */
+
+static int pw_update_weights_smlad(tt_trainer *t, const tt_layer_rec *L, const tt_update_params *P) {
+    uint32_t s2[PW_WG_MAX_PAIRS * 4u], g2[PW_WG_MAX_PAIRS * 2u];
+    const tt_model *m = &t->model;
+    const tt_tensor_rec *in = tt_tensor(m, L->in), *out = tt_tensor(m, L->out);
+    const int8_t *s = tt_act_data(t, P->saved_id);
+    const int16_t *g = P->g;
+    int8_t *w = TT_ARENA(t, int8_t, L->w_arena);
+    int8_t *res = (L->flags & TT_LF_RESIDUE) ? TT_ARENA(t, int8_t, L->wres_arena) : NULL;
+    const float *qas = TT_BLOB(m, float, L->qas_w_off);
+    const uint32_t nt = L->n_train, C = out->c, npos = (uint32_t)out->h * out->w, npp = npos / 2u;
+    const int32_t zx = in->zero;
+    if (t->grad_hook || nt % 4u || C % 2u || npos % 2u || npp > PW_WG_MAX_PAIRS) {
+        return 0;
+    }
+    for (uint32_t j = 0; j < nt; j += 4u) {
+        for (uint32_t pp = 0; pp < npp; pp++) {
+            const int8_t *sp = s + 2u * pp * nt + j;
+            const uint32_t a = tt_ld32(sp), b = tt_ld32(sp + nt);
+            const uint32_t a02 = tt_widen02(a), a13 = tt_widen13(a), b02 = tt_widen02(b), b13 = tt_widen13(b);
+            uint32_t *d = s2 + 4u * pp;
+            d[0] = (a02 & 0xFFFFu) | (b02 << 16);     /* j */
+            d[1] = (a13 & 0xFFFFu) | (b13 << 16);     /* j + 1 */
+            d[2] = (a02 >> 16) | (b02 & 0xFFFF0000u); /* j + 2 */
+            d[3] = (a13 >> 16) | (b13 & 0xFFFF0000u); /* j + 3 */
+        }
+        for (uint32_t c = 0; c < C; c += 2u) {
+            /* C even and the values 4-byte aligned: (g[p][c], g[p][c+1]) is a word */
+            const uint32_t *gw = (const uint32_t *)(const void *)(g + c);
+            const uint32_t *sp = s2;
+            int32_t gs0 = 0, gs1 = 0, a0 = 0, a1 = 0, a2 = 0, a3 = 0, b0 = 0, b1 = 0, b2 = 0, b3 = 0;
+            for (uint32_t pp = 0; pp < npp; pp++, gw += C) { /* C / 2 words a pixel */
+                const uint32_t u = gw[0], v = gw[C / 2u];
+                const uint32_t ga = (u & 0xFFFFu) | (v << 16), gb = (u >> 16) | (v & 0xFFFF0000u);
+                g2[2u * pp] = ga;
+                g2[2u * pp + 1u] = gb;
+                gs0 = tt_smlad(ga, 0x00010001u, gs0);
+                gs1 = tt_smlad(gb, 0x00010001u, gs1);
+            }
+            for (uint32_t pp = 0; pp < npp; pp++, sp += 4) {
+                const uint32_t ga = g2[2u * pp], gb = g2[2u * pp + 1u];
+                const uint32_t s0 = sp[0], s1 = sp[1], s2v = sp[2], s3 = sp[3];
+                a0 = tt_smlad(ga, s0, a0);
+                a1 = tt_smlad(ga, s1, a1);
+                a2 = tt_smlad(ga, s2v, a2);
+                a3 = tt_smlad(ga, s3, a3);
+                b0 = tt_smlad(gb, s0, b0);
+                b1 = tt_smlad(gb, s1, b1);
+                b2 = tt_smlad(gb, s2v, b2);
+                b3 = tt_smlad(gb, s3, b3);
+            }
+            {
+                const uint32_t base = c * nt + j;
+                const int64_t za = (int64_t)zx * gs0, zb = (int64_t)zx * gs1;
+                weight_step(t, P, w, res, base, a0 - za, 0.0f, 1.0f, qas[c]);
+                weight_step(t, P, w, res, base + 1u, a1 - za, 0.0f, 1.0f, qas[c]);
+                weight_step(t, P, w, res, base + 2u, a2 - za, 0.0f, 1.0f, qas[c]);
+                weight_step(t, P, w, res, base + 3u, a3 - za, 0.0f, 1.0f, qas[c]);
+                weight_step(t, P, w, res, base + nt, b0 - zb, 0.0f, 1.0f, qas[c + 1u]);
+                weight_step(t, P, w, res, base + nt + 1u, b1 - zb, 0.0f, 1.0f, qas[c + 1u]);
+                weight_step(t, P, w, res, base + nt + 2u, b2 - zb, 0.0f, 1.0f, qas[c + 1u]);
+                weight_step(t, P, w, res, base + nt + 3u, b3 - zb, 0.0f, 1.0f, qas[c + 1u]);
+            }
+        }
+    }
+    return 1;
+}
+
 /* Weight gradient of a 1x1 conv on equal grids, or of a conv whose kernel
    covers the whole input (FC): both are sum_p g[p][c] (s[p][j] - z) with p
    running over the positions of one output pixel's window. */
@@ -185,6 +263,9 @@ int tt_update_weights_opt(tt_trainer *t, const tt_layer_rec *L, const tt_update_
     const int32_t zx = in->zero;
     uint32_t npos, gstride, sstride, kk;
     if (tt_is_pointwise(m, L)) {
+        if (pw_update_weights_smlad(t, L, P)) {
+            return 1;
+        }
         /* A[c][j] = sum over pixels p of g[p][c] (s[p][j] - z) */
         npos = (uint32_t)out->h * out->w;
         gstride = C;
