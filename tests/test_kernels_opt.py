@@ -144,7 +144,26 @@ def _pw_tile_net(seed):
     return b
 
 
-SHAPED = {"pw": _pw_net, "pw_tile": _pw_tile_net, "conv": _conv_net, "dw": _dw_net, "dw4": _dw4_net, "big": _big_net, "wide_pw": _wide_pw_net}
+def _bwd_net(seed):
+    """Backward kernels: trained pointwise layers beyond the weight
+    gradient's pixel budget (196), on an odd pixel count (49) and within it
+    (16); an input gradient through 520 output channels (int32 sums folded
+    into int64); depthwise input gradients apart from and over (frozen,
+    stride 1) their output gradient."""
+    b = NetBuilder((14, 14, 4), seed=seed)
+    b.pointwise(8, act="relu")           # 196 pixels
+    b.dwconv(3, 2, act="relu6")          # to 7x7
+    b.pointwise(12, act="relu")          # 49 pixels
+    b.dwconv(3, 2, act="relu6")          # to 4x4
+    b.pointwise(520, act="relu6")        # 16 pixels, cout 520
+    b.pointwise(16, act=None)            # cin 520
+    b.dwconv(3, 1, act="relu")
+    b.pointwise(8, act="relu")
+    b.fc(4)
+    return b
+
+
+SHAPED = {"pw": _pw_net, "bwd": _bwd_net, "pw_tile": _pw_tile_net, "conv": _conv_net, "dw": _dw_net, "dw4": _dw4_net, "big": _big_net, "wide_pw": _wide_pw_net}
 
 
 def _schemes(graph):
@@ -302,6 +321,14 @@ def test_zoo_emulated(request, target, name, scheme):
 def test_shaped_m7(m7_exes, name, scheme):
     """The DSP path (SXTB16/SMLAD) on the emulated Cortex-M7."""
     plan, xs, ys = _shaped_case(name, scheme, seed=3)
+    _same(m7_exes, "m7", plan, xs, ys, xs[:1])
+
+
+@pytest.mark.parametrize("scheme", ["full", "full_residue"])
+def test_backward_kernels_m7(m7_exes, scheme):
+    """Every layer trained (n_train a multiple of 4): the SMLAD weight gradient and
+    the one-pass input gradients on the emulated Cortex-M7."""
+    plan, xs, ys = _shaped_case("bwd", scheme, seed=5)
     _same(m7_exes, "m7", plan, xs, ys, xs[:1])
 
 

@@ -26,11 +26,49 @@ static int input_grad_opt(tt_trainer *t, const tt_layer_rec *L, const int16_t *g
 }
 #endif
 
-/* The input gradient, to16 of the int64 sums (docs/arithmetic.md): the
-   kernel runs once for the largest sum, once to store. */
+#if TT_OPTIMIZED
+static int run_kernel(tt_trainer *t, const tt_layer_rec *L, const int16_t *g, tt_g16_run *r) {
+    if (tt_is_pointwise(&t->model, L)) {
+        return tt_pointwise_input_grad_run(t, L, g, r);
+    }
+    return L->kind == TT_L_DWCONV && tt_dwconv_input_grad_run(t, L, g, r);
+}
+
+/* A one-pass kernel (tt_g16_run): the kernel once, then again over the
+   tiles stored before the shift's last raise, which reads the output
+   gradient again: not for a gradient written in place. 0: no such kernel. */
+static int input_grad_run(tt_trainer *t, const tt_layer_rec *L, const int16_t *g, float sgp, uint32_t dx_id) {
+    tt_g16_run r = {NULL, 0u, (uint64_t)1 << 15, 0u, 0u, 0u, 0xFFFFFFFFu};
+    const uint8_t *gb = (const uint8_t *)g, *db;
+    r.dx = tt_grad_data(t, dx_id);
+    db = (const uint8_t *)r.dx;
+    if (db < gb + 2u * tt_numel(tt_tensor(&t->model, L->out)) &&
+        gb < db + 2u * tt_numel(tt_tensor(&t->model, L->in))) {
+        return 0;
+    }
+    if (!run_kernel(t, L, g, &r)) {
+        return 0;
+    }
+    if (r.redo) {
+        r.stop = r.redo;
+        r.tile = 0u;
+        run_kernel(t, L, g, &r);
+    }
+    *tt_grad_scale(t, dx_id) = r.seen == 0 ? 0.0f : (r.e ? sgp * tt_pow2f((int32_t)r.e) : sgp);
+    return 1;
+}
+#endif
+
+/* The input gradient, to16 of the int64 sums (docs/arithmetic.md): a
+   one-pass kernel, or the kernel runs once for the largest sum, once to store. */
 static void input_grad(tt_trainer *t, const tt_layer_rec *L, const int16_t *g, float sgp, uint32_t dx_id) {
     tt_g16_sink s = {NULL, 0u, 0u};
     float *scale = tt_grad_scale(t, dx_id);
+#if TT_OPTIMIZED
+    if (sgp != 0.0f && input_grad_run(t, L, g, sgp, dx_id)) {
+        return;
+    }
+#endif
     for (uint32_t pass = 0; sgp != 0.0f && pass < 2u; pass++) {
         if (pass) {
             if (s.vmax == 0) {
@@ -50,6 +88,13 @@ static void input_grad(tt_trainer *t, const tt_layer_rec *L, const int16_t *g, f
         return;
     }
     *scale = s.e ? sgp * tt_pow2f((int32_t)s.e) : sgp;
+}
+
+static void update_weights(tt_trainer *t, const tt_layer_rec *L, const tt_update_params *P) {
+#if TT_OPTIMIZED
+    if (!tt_update_weights_opt(t, L, P))
+#endif
+        tt_update_weights_ref(t, L, P);
 }
 
 void tt_backward_layer(tt_trainer *t, uint32_t li, const tt_op_rec *op) {
@@ -96,17 +141,12 @@ void tt_backward_layer(tt_trainer *t, uint32_t li, const tt_op_rec *op) {
                 sgp = tt_prescale_ref(m, L, g, n, out->c, sg);
             input_grad(t, L, g, sgp, op->t[TT_BWD_IN_GRAD]);
             if (L->n_train) {
-                const float kp = (t->lr * L->lr_scale) * sgp;
-#if TT_OPTIMIZED
-                if (!tt_update_weights_opt(t, li, L, g, op->t[TT_BWD_SAVED], sgp, kp, hook_div))
-#endif
-                    tt_update_weights_ref(t, li, L, g, op->t[TT_BWD_SAVED], sgp, kp, hook_div);
+                const tt_update_params P = {li, g, op->t[TT_BWD_SAVED], sgp, (t->lr * L->lr_scale) * sgp, hook_div};
+                update_weights(t, L, &P);
             }
         } else if (L->n_train) {
-#if TT_OPTIMIZED
-            if (!tt_update_weights_opt(t, li, L, g, op->t[TT_BWD_SAVED], sg, k, NULL))
-#endif
-                tt_update_weights_ref(t, li, L, g, op->t[TT_BWD_SAVED], sg, k, NULL);
+            const tt_update_params P = {li, g, op->t[TT_BWD_SAVED], sg, k, NULL};
+            update_weights(t, L, &P);
         }
     }
 }

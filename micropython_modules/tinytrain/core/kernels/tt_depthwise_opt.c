@@ -7,8 +7,9 @@
  *  - other forward: per channel, the kh input rows of a window in an int16
  *    ring on the stack (zero point subtracted, padding 0), SMLAD on pairs.
  *  - input gradient: 4 channels at a time when there is no perm and C is a
- *    multiple of 4, else per channel; the taps that reach each input row and
- *    column worked out once per layer.
+ *    multiple of 4 (SMLABB/SMLATT, int32; in one pass, tt_g16_run, unless
+ *    written in place), else per channel; the taps that reach each input
+ *    row and column worked out once per layer.
  * The weight gradient is tt_update_opt.c's.
  */
 #include "tt_opt.h"
@@ -432,19 +433,44 @@ static int dw_input_grad(tt_trainer *t, const tt_layer_rec *L, const int16_t *g,
 }
 
 /* Depthwise input gradient, 4 channels at a time (no perm, C a multiple
-   of 4): the gradients of 4 channels and their weights (regrouped per tap
-   on the stack) are contiguous; the taps reaching an input row / column are
-   worked out once per layer, as in dw_input_grad. */
-static int dw_input_grad_c4(tt_trainer *t, const tt_layer_rec *L, const int16_t *g, tt_g16_sink *dx) {
+   of 4): the int16 gradients of 4 channels are two words, their weights
+   regrouped per tap on the stack as pairs (w[c][tap], w[c+1][tap]);
+   SMLABB/SMLATT into int32 (|sum| < 128 * 32767 * 64 < 2^29). The taps
+   reaching an input row / column are worked out once per layer, as in
+   dw_input_grad. The max pass keeps the OR of the magnitudes: its bit length
+   and zero-ness are the maximum's, all to16 asks of it. */
+static inline int32_t smlabb_c(uint32_t a, uint32_t b, int32_t acc) {
+#if TT_DSP
+    return __smlabb((int32_t)a, (int32_t)b, acc);
+#else
+    return acc + lo16(a) * lo16(b);
+#endif
+}
+static inline int32_t smlatt_c(uint32_t a, uint32_t b, int32_t acc) {
+#if TT_DSP
+    return __smlatt((int32_t)a, (int32_t)b, acc);
+#else
+    return acc + hi16(a) * hi16(b);
+#endif
+}
+
+static inline uint32_t abs32(int32_t v) {
+    return v < 0 ? (uint32_t)-v : (uint32_t)v;
+}
+
+static int dw_input_grad_c4(tt_trainer *t, const tt_layer_rec *L, const int16_t *g, tt_g16_sink *dx,
+                            tt_g16_run *r) {
     uint8_t hf[DW_MAX_SIDE], hn[DW_MAX_SIDE], wfst[DW_MAX_SIDE], wn[DW_MAX_SIDE];
     uint16_t ho[DW_MAX_SIDE], wo[DW_MAX_SIDE];
-    int32_t wtab[DW_MAX_TAPS * 4u];
+    uint32_t wtab[DW_MAX_TAPS * 2u];
     const tt_model *m = &t->model;
     const tt_tensor_rec *in = tt_tensor(m, L->in), *out = tt_tensor(m, L->out);
     const int8_t *wf = tt_weights_frozen(m, L);
     const int8_t *wt = L->n_train ? TT_ARENA(t, int8_t, L->w_arena) : NULL;
     const uint32_t C = in->c, H = in->h, W = in->w, OW = out->w, KW = L->kw, kk = (uint32_t)L->kh * L->kw;
-    const uint32_t s = L->stride;
+    const uint32_t s = L->stride, e = dx ? dx->e : 0u;
+    int16_t *d = dx ? dx->dx : r->dx;
+    uint32_t seen = 0;
     if (L->perm_off != TT_NO_OFFSET || C % 4u || H > DW_MAX_SIDE || W > DW_MAX_SIDE || kk > DW_MAX_TAPS) {
         return 0;
     }
@@ -455,39 +481,64 @@ static int dw_input_grad_c4(tt_trainer *t, const tt_layer_rec *L, const int16_t 
         dw_taps(i, L->pad_left, s, L->kw, OW, &wfst[i], &wn[i], &wo[i]);
     }
     for (uint32_t c0 = 0; c0 < C; c0 += 4u) {
+        const int8_t *w[4];
         for (uint32_t i = 0; i < 4u; i++) {
             const uint32_t j = c0 + i; /* no perm: storage position = channel */
-            const int8_t *w = j < L->n_train ? wt + j * kk : wf + j * kk;
-            for (uint32_t tap = 0; tap < kk; tap++) {
-                wtab[tap * 4u + i] = w[tap];
-            }
+            w[i] = j < L->n_train ? wt + j * kk : wf + j * kk;
         }
-        for (uint32_t ih = 0; ih < H; ih++) {
+        for (uint32_t tap = 0; tap < kk; tap++) {
+            wtab[2u * tap] = pack16(w[0][tap], w[1][tap]);
+            wtab[2u * tap + 1u] = pack16(w[2][tap], w[3][tap]);
+        }
+        for (uint32_t ih = 0; ih < H; ih++) { /* rows in increasing order (in-place backward) */
             uint32_t dp = ih * W * C + c0;
             for (uint32_t iw = 0; iw < W; iw++, dp += C) {
-                int64_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+                int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
                 for (uint32_t a = 0; a < hn[ih]; a++) {
-                    const int32_t *wp = wtab + ((hf[ih] + a * s) * KW + wfst[iw]) * 4u;
-                    const int16_t *gp = g + ((ho[ih] - a) * OW + wo[iw]) * C + c0;
-                    for (uint32_t b = 0; b < wn[iw]; b++, wp += 4u * s, gp -= C) {
-                        a0 += (int64_t)wp[0] * gp[0];
-                        a1 += (int64_t)wp[1] * gp[1];
-                        a2 += (int64_t)wp[2] * gp[2];
-                        a3 += (int64_t)wp[3] * gp[3];
+                    const uint32_t *wp = wtab + ((hf[ih] + a * s) * KW + wfst[iw]) * 2u;
+                    /* C and c0 multiples of 4, values 4-byte aligned */
+                    const uint32_t *gp = (const uint32_t *)(const void *)(g + ((ho[ih] - a) * OW + wo[iw]) * C + c0);
+                    for (uint32_t b = 0; b < wn[iw]; b++, wp += 2u * s, gp -= C / 2u) {
+                        const uint32_t g01 = gp[0], g23 = gp[1], w01 = wp[0], w23 = wp[1];
+                        a0 = smlabb_c(g01, w01, a0);
+                        a1 = smlatt_c(g01, w01, a1);
+                        a2 = smlabb_c(g23, w23, a2);
+                        a3 = smlatt_c(g23, w23, a3);
                     }
                 }
-                tt_g16_put(dx, dp, a0);
-                tt_g16_put(dx, dp + 1u, a1);
-                tt_g16_put(dx, dp + 2u, a2);
-                tt_g16_put(dx, dp + 3u, a3);
+                if (r) { /* one pass: a tile is a pixel's 4 channels */
+                    if (r->tile == r->stop) {
+                        return 1;
+                    }
+                    tt_g16_run_check(r, abs32(a0) | abs32(a1) | abs32(a2) | abs32(a3));
+                    d[dp] = tt_g16_run_val32(a0, r->e);
+                    d[dp + 1u] = tt_g16_run_val32(a1, r->e);
+                    d[dp + 2u] = tt_g16_run_val32(a2, r->e);
+                    d[dp + 3u] = tt_g16_run_val32(a3, r->e);
+                    r->tile++;
+                } else if (d) {
+                    d[dp] = tt_g16_run_val32(a0, e);
+                    d[dp + 1u] = tt_g16_run_val32(a1, e);
+                    d[dp + 2u] = tt_g16_run_val32(a2, e);
+                    d[dp + 3u] = tt_g16_run_val32(a3, e);
+                } else {
+                    seen |= abs32(a0) | abs32(a1) | abs32(a2) | abs32(a3);
+                }
             }
         }
+    }
+    if (!d) {
+        dx->vmax = seen > dx->vmax ? seen : dx->vmax;
     }
     return 1;
 }
 
+int tt_dwconv_input_grad_run(tt_trainer *t, const tt_layer_rec *L, const int16_t *g, tt_g16_run *r) {
+    return dw_input_grad_c4(t, L, g, NULL, r);
+}
+
 int tt_dwconv_input_grad_opt(tt_trainer *t, const tt_layer_rec *L, const int16_t *g, tt_g16_sink *dx) {
-    return dw_input_grad_c4(t, L, g, dx) || dw_input_grad(t, L, g, dx);
+    return dw_input_grad_c4(t, L, g, dx, NULL) || dw_input_grad(t, L, g, dx);
 }
 
 #else

@@ -48,6 +48,33 @@ static inline int8_t tt_finish(int64_t v, int32_t zero, const tt_layer_rec *L, u
 #define TT_BIAS_LIMIT (1 << 30)
 #define TT_GRAD_HOOK_BIAS 0x80000000u
 
+/* What a weight update reads besides the layer (CMSIS-NN style: one struct
+   of parameters, the same for the reference and the optimised kernel). */
+typedef struct {
+    uint32_t li;            /* layer index, for the grad hook */
+    const int16_t *g;       /* output gradient (prescaled when an input gradient ran) */
+    uint32_t saved_id;      /* the saved trained input channels */
+    float sg;               /* scale of g */
+    float k;                /* f32(f32(lr * lr_scale) * sg) */
+    const float *hook_div;  /* per output channel divisor of the hook's scale, or NULL */
+} tt_update_params;
+
+/* QAS-scaled SGD on one int8 weight, u in weight units (docs/arithmetic.md):
+   w -= rint(u); with a residue r, w carries 8 more fraction bits so small
+   updates accumulate. The one rounding step of every weight update kernel. */
+static inline void tt_weight_step(int8_t *w, int8_t *res, float u) {
+    if (res) {
+        int32_t total = (int32_t)*w * 256 + *res - tt_rint_sat(u * 256.0f, 65535);
+        int32_t q;
+        total = tt_clamp32(total, -127 * 256, 127 * 256);
+        q = (total + 128) >> 8;
+        *w = (int8_t)q;
+        *res = (int8_t)(total - q * 256);
+    } else {
+        *w = (int8_t)tt_clamp32((int32_t)*w - tt_rint_sat(u, 255), -127, 127);
+    }
+}
+
 /* tt_forward.c: the rows R of a conv or depthwise layer, optimised or reference. */
 void tt_conv_rows(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R);
 
@@ -72,8 +99,7 @@ void tt_apply_mask_ref(int16_t *g, const uint8_t *mask, uint32_t n);
 /* tt_update.c: bias and weight gradients, each applied as soon as it is summed (QAS SGD). */
 void tt_update_biases_ref(tt_trainer *t, uint32_t li, const tt_layer_rec *L, const int16_t *g, uint32_t npos,
                           uint32_t C, float sg, float k);
-void tt_update_weights_ref(tt_trainer *t, uint32_t li, const tt_layer_rec *L, const int16_t *g, uint32_t saved_id,
-                           float sg, float k, const float *hook_div);
+void tt_update_weights_ref(tt_trainer *t, const tt_layer_rec *L, const tt_update_params *P);
 float tt_prescale_ref(const tt_model *m, const tt_layer_rec *L, int16_t *g, uint32_t n, uint32_t C, float sg);
 
 #endif

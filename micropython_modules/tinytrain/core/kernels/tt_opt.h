@@ -194,6 +194,42 @@ static inline void out2(int8_t *y, uint8_t *mask, uint32_t idx, int32_t va, int3
     }
 }
 
+/* to16 in one pass (docs/kernels.md). A kernel sums its values a tile at a
+   time and stores each tile with the shift e of the largest value so far;
+   when a tile raises e, the tiles before it hold values of a smaller shift
+   (rs(rs(v, a), b) is not rs(v, a + b)), so the kernel runs again over
+   tiles [0, redo) with the final e. Each value ends as to16's. */
+typedef struct {
+    int16_t *dx;
+    uint32_t e;
+    uint64_t lim;   /* 2^(15 + e): a value this large raises e */
+    uint64_t seen;  /* OR of every |value|: 0 when all are 0 */
+    uint32_t tile;  /* tiles done in this run */
+    uint32_t redo;  /* tiles [0, redo) hold values of a smaller e */
+    uint32_t stop;  /* run tiles [0, stop) only */
+} tt_g16_run;
+
+/* Before a tile whose |values| OR to m (bitlen(m) = bitlen(max)) is stored. */
+static inline void tt_g16_run_check(tt_g16_run *r, uint64_t m) {
+    r->seen |= m;
+    if (m >= r->lim) {
+        const uint32_t n = tt_bitlen64_fast(m);
+        r->e = n > 15u ? n - 15u : 0u;
+        r->lim = (uint64_t)1 << (15u + r->e);
+        r->redo = r->tile;
+    }
+}
+
+/* to16's value clamp(rs(v, e), -32767, 32767): v of a sum that stays below
+   2^31 - 2^15 in magnitude (e <= 16), and any int64 sum. */
+static inline int16_t tt_g16_run_val32(int32_t v, uint32_t e) {
+    const int32_t q = e ? (v + (1 << (e - 1u))) >> e : v;
+    return (int16_t)(q < -TT_G16_MAX ? -TT_G16_MAX : (q > TT_G16_MAX ? TT_G16_MAX : q));
+}
+static inline int16_t tt_g16_run_val64(int64_t v, uint32_t e) {
+    return tt_g16(v, e);
+}
+
 /* Every shift of the layer >= 33 and the clamp [-128, 127]. */
 static inline int tt_fast_full_layer(const tt_model *m, const tt_layer_rec *L, uint32_t cout) {
     const int8_t *shift = TT_BLOB(m, int8_t, L->shift_off);
@@ -235,18 +271,21 @@ static inline int tt_is_pointwise(const tt_model *m, const tt_layer_rec *L) {
 int tt_conv_opt(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R);
 /* tt_pointwise_opt.c: 1x1, stride 1, in.w == out.w, no perm; mask offset to y[0]. */
 void tt_pointwise_opt(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, uint8_t *mask);
-/* tt_pointwise_opt.c: input gradient of a tt_is_pointwise layer, sgp > 0. */
+/* tt_pointwise_opt.c: input gradient of a tt_is_pointwise layer, sgp > 0:
+   in one pass (tt_g16_run; even cout), else the two-pass sink. */
+int tt_pointwise_input_grad_run(tt_trainer *t, const tt_layer_rec *L, const int16_t *g, tt_g16_run *r);
 void tt_pointwise_input_grad_opt(tt_trainer *t, const tt_layer_rec *L, const int16_t *g, tt_g16_sink *dx);
 /* tt_depthwise_opt.c */
 int tt_dwconv_opt(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R);
 int tt_dwconv_input_grad_opt(tt_trainer *t, const tt_layer_rec *L, const int16_t *g, tt_g16_sink *dx);
+/* one pass (tt_g16_run): no perm, C a multiple of 4; g must stay intact (not in place) */
+int tt_dwconv_input_grad_run(tt_trainer *t, const tt_layer_rec *L, const int16_t *g, tt_g16_run *r);
 /* tt_add_opt.c */
 int tt_add_opt(tt_trainer *t, const tt_layer_rec *L, uint8_t *mask);
 /* tt_mask_opt.c */
 int tt_apply_mask_opt(int16_t *g, const uint8_t *mask, uint32_t n);
 /* tt_update_opt.c */
-int tt_update_weights_opt(tt_trainer *t, uint32_t li, const tt_layer_rec *L, const int16_t *g, uint32_t saved_id,
-                          float sg, float k, const float *hook_div);
+int tt_update_weights_opt(tt_trainer *t, const tt_layer_rec *L, const tt_update_params *P);
 int tt_update_biases_opt(tt_trainer *t, uint32_t li, const tt_layer_rec *L, const int16_t *g, uint32_t npos,
                          uint32_t C, float sg, float k);
 int tt_prescale_opt(const tt_model *m, const tt_layer_rec *L, int16_t *g, uint32_t n, uint32_t C, float sg,

@@ -9,9 +9,9 @@
  *    channels) and reused at every pixel, so per 4 input channels a tile
  *    costs 2 loads + 4 SXTB16 of the inputs, 4 weight words, 8 SMLAD; wider
  *    layers read int8 weights straight from the model (SXTB16 them as well).
- *  - input gradient: SMLAD on pairs of int16 gradient values
- *    (pw_input_grad_smlad); otherwise (odd or more than 576 output
- *    channels) per pixel 4 input channels at a time.
+ *  - input gradient: in one pass (tt_g16_run), 2 input channels x 2 pixels
+ *    a tile, SMLAD on pairs of int16 gradient values (up to 576 output
+ *    channels, even); otherwise two passes, per pixel 4 input channels at a time.
  * The weight gradient is tt_update_opt.c's.
  */
 #include "tt_opt.h"
@@ -399,12 +399,15 @@ static void pw_input_grad(tt_trainer *t, const tt_layer_rec *L, const int16_t *g
     }
 }
 
-/* Pointwise input gradient with 16-bit dual multiplies (SMLAD): the int16
-   gradient of output channels c, c + 1 is one word; the weights of two input
-   channels are regrouped on the stack as pairs (w[c][j], w[c+1][j]). Each
-   SMLAD adds at most 2 * 127 * 32767 < 2^23, so the int32 sums are folded
-   into int64 every 128 channel pairs. */
-#define PW_SMLAD_MAX_COUT 576u
+/* Pointwise input gradient in one pass (tt_g16_run) with 16-bit dual
+   multiplies: the int16 gradient of output channels c, c + 1 is one word;
+   the weights of two input channels j, j + 1 are regrouped on the stack as
+   pairs (w[c][j], w[c+1][j]), (w[c][j+1], w[c+1][j+1]). A tile is 2 input
+   channels x 2 pixels: per 2 channel pairs 2 LDRD of gradients, 2 LDRD of
+   weights, 8 SMLAD. Each SMLAD adds at most 2 * 128 * 32767, so 256
+   channel pairs sum exactly in int32; wider layers fold into int64. */
+#define PW_IG_MAX_COUT 576u /* cout / 2 pairs x 2 words: TT_OPT_STACK_BYTES */
+#define PW_IG_BLOCK 256u
 
 static inline int32_t smlad_c(uint32_t a, uint32_t b, int32_t acc) {
 #if TT_DSP
@@ -414,8 +417,114 @@ static inline int32_t smlad_c(uint32_t a, uint32_t b, int32_t acc) {
 #endif
 }
 
-static int pw_input_grad_smlad(tt_trainer *t, const tt_layer_rec *L, const int16_t *g, tt_g16_sink *dx) {
-    uint32_t wp[PW_SMLAD_MAX_COUT]; /* cout / 2 pairs x 2 input channels */
+/* a[0..3] += (j, p0), (j, p1), (j+1, p0), (j+1, p1) over n channel pairs. */
+TT_INLINE void ig_2x2(const uint32_t *w, const uint32_t *g0, const uint32_t *g1, uint32_t n, int32_t *a) {
+    int32_t a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3];
+    const uint32_t *end = w + 2u * (n & ~3u);
+#if TT_DSP
+    /* 4 channel pairs: 4 LDRD of gradients, 4 of weights, 16 SMLAD */
+    if (w != end) {
+        uint32_t p, q, u, v, s, t;
+        __asm__ volatile("1:\n\t"
+                         "ldrd %[p], %[q], [%[g0]], #8\n\t"
+                         "ldrd %[u], %[v], [%[g1]], #8\n\t"
+                         "ldrd %[s], %[t], [%[w]], #8\n\t"
+                         "smlad %[a0], %[s], %[p], %[a0]\n\t"
+                         "smlad %[a1], %[s], %[u], %[a1]\n\t"
+                         "smlad %[a2], %[t], %[p], %[a2]\n\t"
+                         "smlad %[a3], %[t], %[u], %[a3]\n\t"
+                         "ldrd %[s], %[t], [%[w]], #8\n\t"
+                         "smlad %[a0], %[s], %[q], %[a0]\n\t"
+                         "smlad %[a1], %[s], %[v], %[a1]\n\t"
+                         "smlad %[a2], %[t], %[q], %[a2]\n\t"
+                         "smlad %[a3], %[t], %[v], %[a3]\n\t"
+                         "ldrd %[p], %[q], [%[g0]], #8\n\t"
+                         "ldrd %[u], %[v], [%[g1]], #8\n\t"
+                         "ldrd %[s], %[t], [%[w]], #8\n\t"
+                         "smlad %[a0], %[s], %[p], %[a0]\n\t"
+                         "smlad %[a1], %[s], %[u], %[a1]\n\t"
+                         "smlad %[a2], %[t], %[p], %[a2]\n\t"
+                         "smlad %[a3], %[t], %[u], %[a3]\n\t"
+                         "ldrd %[s], %[t], [%[w]], #8\n\t"
+                         "smlad %[a0], %[s], %[q], %[a0]\n\t"
+                         "smlad %[a1], %[s], %[v], %[a1]\n\t"
+                         "smlad %[a2], %[t], %[q], %[a2]\n\t"
+                         "smlad %[a3], %[t], %[v], %[a3]\n\t"
+                         "ldr %[s], %[end]\n\t"
+                         "cmp %[w], %[s]\n\t"
+                         "bne 1b"
+                         : [p] "=&r"(p), [q] "=&r"(q), [u] "=&r"(u), [v] "=&r"(v), [s] "=&r"(s), [t] "=&r"(t),
+                           [w] "+r"(w), [g0] "+r"(g0), [g1] "+r"(g1), [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2),
+                           [a3] "+r"(a3)
+                         : [end] "m"(end)
+                         : "cc", "memory");
+    }
+#else
+    for (; w != end; w += 8, g0 += 4, g1 += 4) {
+        for (uint32_t i = 0; i < 4u; i++) {
+            a0 = smlad_c(w[2u * i], g0[i], a0);
+            a1 = smlad_c(w[2u * i], g1[i], a1);
+            a2 = smlad_c(w[2u * i + 1u], g0[i], a2);
+            a3 = smlad_c(w[2u * i + 1u], g1[i], a3);
+        }
+    }
+#endif
+    for (uint32_t i = 0; i < (n & 3u); i++, w += 2) {
+        a0 = smlad_c(w[0], g0[i], a0);
+        a1 = smlad_c(w[0], g1[i], a1);
+        a2 = smlad_c(w[1], g0[i], a2);
+        a3 = smlad_c(w[1], g1[i], a3);
+    }
+    a[0] = a0;
+    a[1] = a1;
+    a[2] = a2;
+    a[3] = a3;
+}
+
+/* Tiles of input channels j, j1 (j1 == j: cin odd, the last one alone):
+   pixels p, p + 1 (the last alone when npix is odd). */
+static void ig_pair(const uint32_t *wp, const int16_t *g, int16_t *dx, uint32_t j, uint32_t j1, uint32_t cin,
+                    uint32_t cout, uint32_t npix, const uint16_t *perm, tt_g16_run *r) {
+    const uint32_t npair = cout / 2u, dj = perm ? perm[j] : j, dj1 = perm ? perm[j1] : j1;
+    for (uint32_t p = 0; p < npix && r->tile < r->stop; p += 2u, r->tile++) {
+        const uint32_t p1 = p + 1u < npix ? p + 1u : p;
+        const uint32_t *g0 = (const uint32_t *)(const void *)(g + p * cout); /* cout even, 4-byte aligned */
+        const uint32_t *g1 = (const uint32_t *)(const void *)(g + p1 * cout);
+        int32_t v[4];
+        uint64_t m;
+        if (npair <= PW_IG_BLOCK) {
+            uint32_t m32;
+            v[0] = v[1] = v[2] = v[3] = 0;
+            ig_2x2(wp, g0, g1, npair, v);
+            m32 = (uint32_t)(v[0] < 0 ? -v[0] : v[0]) | (uint32_t)(v[1] < 0 ? -v[1] : v[1]) |
+                  (uint32_t)(v[2] < 0 ? -v[2] : v[2]) | (uint32_t)(v[3] < 0 ? -v[3] : v[3]);
+            tt_g16_run_check(r, m32);
+            dx[p * cin + dj] = tt_g16_run_val32(v[0], r->e);
+            dx[p1 * cin + dj] = tt_g16_run_val32(v[1], r->e);
+            dx[p * cin + dj1] = tt_g16_run_val32(v[2], r->e);
+            dx[p1 * cin + dj1] = tt_g16_run_val32(v[3], r->e);
+        } else {
+            int64_t s[4] = {0, 0, 0, 0};
+            for (uint32_t c0 = 0; c0 < npair; c0 += PW_IG_BLOCK) {
+                const uint32_t nb = npair - c0 < PW_IG_BLOCK ? npair - c0 : PW_IG_BLOCK;
+                v[0] = v[1] = v[2] = v[3] = 0;
+                ig_2x2(wp + 2u * c0, g0 + c0, g1 + c0, nb, v);
+                for (uint32_t i = 0; i < 4u; i++) {
+                    s[i] += v[i];
+                }
+            }
+            m = tt_abs64(s[0]) | tt_abs64(s[1]) | tt_abs64(s[2]) | tt_abs64(s[3]);
+            tt_g16_run_check(r, m);
+            dx[p * cin + dj] = tt_g16_run_val64(s[0], r->e);
+            dx[p1 * cin + dj] = tt_g16_run_val64(s[1], r->e);
+            dx[p * cin + dj1] = tt_g16_run_val64(s[2], r->e);
+            dx[p1 * cin + dj1] = tt_g16_run_val64(s[3], r->e);
+        }
+    }
+}
+
+int tt_pointwise_input_grad_run(tt_trainer *t, const tt_layer_rec *L, const int16_t *g, tt_g16_run *r) {
+    uint32_t wp[PW_IG_MAX_COUT]; /* cout / 2 pairs x 2 input channels */
     const tt_model *m = &t->model;
     const tt_tensor_rec *in = tt_tensor(m, L->in), *out = tt_tensor(m, L->out);
     const int8_t *wf = tt_weights_frozen(m, L);
@@ -423,10 +532,10 @@ static int pw_input_grad_smlad(tt_trainer *t, const tt_layer_rec *L, const int16
     const uint16_t *perm = tt_perm_of(m, L);
     const uint32_t cin = in->c, cout = out->c, nt = L->n_train, npix = (uint32_t)out->h * out->w;
     const uint32_t npair = cout / 2u;
-    if (cout % 2u || cout > PW_SMLAD_MAX_COUT) {
+    if (cout % 2u || cout > PW_IG_MAX_COUT) {
         return 0;
     }
-    for (uint32_t j = 0; j < cin; j += 2u) {
+    for (uint32_t j = 0; j < cin && r->tile < r->stop; j += 2u) {
         const uint32_t j1 = j + 1u < cin ? j + 1u : j; /* odd cin: the last one twice */
         /* the reference reads positions j < n_train from the trained copy */
         const int8_t *pa = j < nt ? wt + j : wf + j, *pb = j1 < nt ? wt + j1 : wf + j1;
@@ -435,41 +544,13 @@ static int pw_input_grad_smlad(tt_trainer *t, const tt_layer_rec *L, const int16
             wp[2u * cp] = pack16(pa[0], pa[sa]);
             wp[2u * cp + 1u] = pack16(pb[0], pb[sb]);
         }
-        for (uint32_t p = 0; p < npix; p++) {
-            /* cout is even and the values start 4 bytes into the tensor */
-            const uint32_t *gp = (const uint32_t *)(const void *)(g + p * cout);
-            int64_t s0 = 0, s1 = 0;
-            for (uint32_t cp0 = 0; cp0 < npair; cp0 += 128u) {
-                const uint32_t nb = npair - cp0 < 128u ? npair - cp0 : 128u;
-                const uint32_t *w = wp + 2u * cp0, *gg = gp + cp0, *end = w + 2u * (nb & ~1u);
-                int32_t a0 = 0, a1 = 0;
-                for (; w != end; w += 4, gg += 2) { /* two channel pairs */
-                    const uint32_t g0 = gg[0], g1 = gg[1];
-                    a0 = smlad_c(w[0], g0, a0);
-                    a1 = smlad_c(w[1], g0, a1);
-                    a0 = smlad_c(w[2], g1, a0);
-                    a1 = smlad_c(w[3], g1, a1);
-                }
-                if (nb & 1u) {
-                    a0 = smlad_c(w[0], gg[0], a0);
-                    a1 = smlad_c(w[1], gg[0], a1);
-                }
-                s0 += a0;
-                s1 += a1;
-            }
-            tt_g16_put(dx, p * cin + (perm ? perm[j] : j), s0);
-            if (j1 != j) {
-                tt_g16_put(dx, p * cin + (perm ? perm[j1] : j1), s1);
-            }
-        }
+        ig_pair(wp, g, r->dx, j, j1, cin, cout, npix, perm, r);
     }
     return 1;
 }
 
 void tt_pointwise_input_grad_opt(tt_trainer *t, const tt_layer_rec *L, const int16_t *g, tt_g16_sink *dx) {
-    if (!pw_input_grad_smlad(t, L, g, dx)) {
-        pw_input_grad(t, L, g, dx);
-    }
+    pw_input_grad(t, L, g, dx);
 }
 
 #else

@@ -7,21 +7,6 @@
  */
 #include "tt_kernels.h"
 
-/* QAS-scaled SGD on one int8 weight: w -= round(u), u in weight units. With a
-   residue, w carries 8 more fraction bits so small updates accumulate. */
-static void update_weight(int8_t *w, int8_t *res, float u) {
-    if (res) {
-        int32_t total = (int32_t)*w * 256 + *res - tt_rint_sat(u * 256.0f, 65535);
-        int32_t q;
-        total = tt_clamp32(total, -127 * 256, 127 * 256);
-        q = (total + 128) >> 8;
-        *w = (int8_t)q;
-        *res = (int8_t)(total - q * 256);
-    } else {
-        *w = (int8_t)tt_clamp32((int32_t)*w - tt_rint_sat(u, 255), -127, 127);
-    }
-}
-
 void tt_update_biases_ref(tt_trainer *t, uint32_t li, const tt_layer_rec *L, const int16_t *g,
                           uint32_t npos, uint32_t C, float sg, float k) {
     int32_t *b = TT_ARENA(t, int32_t, L->b_arena);
@@ -61,15 +46,16 @@ static int64_t weight_grad(const tt_layer_rec *L, const tt_tensor_rec *in, const
     return a;
 }
 
-void tt_update_weights_ref(tt_trainer *t, uint32_t li, const tt_layer_rec *L, const int16_t *g,
-                           uint32_t saved_id, float sg, float k, const float *hook_div) {
+void tt_update_weights_ref(tt_trainer *t, const tt_layer_rec *L, const tt_update_params *P) {
     const tt_model *m = &t->model;
     const tt_tensor_rec *in = tt_tensor(m, L->in), *out = tt_tensor(m, L->out);
-    const int8_t *s = tt_act_data(t, saved_id);
+    const int8_t *s = tt_act_data(t, P->saved_id);
+    const int16_t *g = P->g;
+    const float *hook_div = P->hook_div;
     int8_t *w = TT_ARENA(t, int8_t, L->w_arena);
     int8_t *res = (L->flags & TT_LF_RESIDUE) ? TT_ARENA(t, int8_t, L->wres_arena) : NULL;
     const float *qas = TT_BLOB(m, float, L->qas_w_off);
-    const float scale = sg * in->scale; /* real gradient = acc * scale */
+    const float scale = P->sg * in->scale; /* real gradient = acc * scale */
     const uint32_t nt = L->n_train, C = out->c, kk = (uint32_t)L->kh * L->kw;
     const uint16_t *perm = TT_BLOB(m, uint16_t, L->perm_off);
     /* Depthwise: storage position j holds channel perm[j], one output channel. */
@@ -82,9 +68,9 @@ void tt_update_weights_ref(tt_trainer *t, uint32_t li, const tt_layer_rec *L, co
                 const uint32_t idx = L->kind == TT_L_DWCONV ? j * kk + r : (c * kk + r) * nt + j;
                 const int64_t a = weight_grad(L, in, out, g + ch, C, s + j, nt, kh, kw);
                 if (t->grad_hook) {
-                    t->grad_hook(t->grad_hook_ctx, li, idx, a, scale / (hook_div ? hook_div[ch] : 1.0f));
+                    t->grad_hook(t->grad_hook_ctx, P->li, idx, a, scale / (hook_div ? hook_div[ch] : 1.0f));
                 }
-                update_weight(w + idx, res ? res + idx : NULL, (tt_f32_from_i64(a) * k) * qas[ch]);
+                tt_weight_step(w + idx, res ? res + idx : NULL, (tt_f32_from_i64(a) * P->k) * qas[ch]);
             }
         }
     }

@@ -15,25 +15,14 @@
 
 #if TT_OPTIMIZED
 
-/* The reference's update_weight (tt_update.c), the same operations in the
-   same order, and its grad hook; only the bit length is found faster. */
-static void weight_step(tt_trainer *t, uint32_t li, int8_t *w, int8_t *res, uint32_t idx, int64_t a, float scale,
-                        float scale_div, float k, float qas) {
-    float u;
+/* One weight: the grad hook, then the reference's float steps and
+   tt_weight_step; only the bit length is found faster. */
+static void weight_step(tt_trainer *t, const tt_update_params *P, int8_t *w, int8_t *res, uint32_t idx, int64_t a,
+                        float scale, float scale_div, float qas) {
     if (t->grad_hook) {
-        t->grad_hook(t->grad_hook_ctx, li, idx, a, scale / scale_div);
+        t->grad_hook(t->grad_hook_ctx, P->li, idx, a, scale / scale_div);
     }
-    u = (tt_f32_from_i64_fast(a) * k) * qas;
-    if (res) {
-        int32_t total = (int32_t)w[idx] * 256 + res[idx] - tt_rint_sat(u * 256.0f, 65535);
-        int32_t q;
-        total = tt_clamp32(total, -127 * 256, 127 * 256);
-        q = (total + 128) >> 8;
-        w[idx] = (int8_t)q;
-        res[idx] = (int8_t)(total - q * 256);
-    } else {
-        w[idx] = (int8_t)tt_clamp32((int32_t)w[idx] - tt_rint_sat(u, 255), -127, 127);
-    }
+    tt_weight_step(w + idx, res ? res + idx : NULL, (tt_f32_from_i64_fast(a) * P->k) * qas);
 }
 
 /* sum_p g[p][c], 4 channels per pass over the positions. */
@@ -77,16 +66,26 @@ int tt_update_biases_opt(tt_trainer *t, uint32_t li, const tt_layer_rec *L, cons
     return 1;
 }
 
-/* The reference's prescale without a division per element. */
+/* The reference's prescale. The factors are >= 0, so the largest |G gs[c]|
+   is max_c gs[c] max_p |G[p][c]|: the first pass is over int16 only. The
+   second stores rs(G gs[c], e) from one 32 x 32 -> 64 multiply-add. */
 int tt_prescale_opt(const tt_model *m, const tt_layer_rec *L, int16_t *g, uint32_t n, uint32_t C, float sg,
                     float *sgp) {
     const int32_t *pm = TT_BLOB(m, int32_t, L->gscale_off);
     uint64_t pmax = 0;
     uint32_t e;
-    for (uint32_t i = 0; i < n; i += C) {
-        const int16_t *gp = g + i;
-        for (uint32_t c = 0; c < C; c++) {
-            const uint64_t a = tt_abs64((int64_t)gp[c] * pm[c]);
+    int64_t rnd;
+    for (uint32_t c = 0; c < C; c++) {
+        const int16_t *gp = g + c;
+        int32_t hi = 0, lo = 0;
+        for (uint32_t i = c; i < n; i += C, gp += C) {
+            const int32_t v = *gp;
+            hi = v > hi ? v : hi;
+            lo = v < lo ? v : lo;
+        }
+        hi = -lo > hi ? -lo : hi;
+        {
+            const uint64_t a = tt_abs64((int64_t)hi * pm[c]);
             pmax = a > pmax ? a : pmax;
         }
     }
@@ -96,10 +95,21 @@ int tt_prescale_opt(const tt_model *m, const tt_layer_rec *L, int16_t *g, uint32
     }
     e = tt_bitlen64_fast(pmax);
     e = e > 15u ? e - 15u : 0u; /* tt_g16_shift */
-    for (uint32_t i = 0; i < n; i += C) {
-        int16_t *gp = g + i;
-        for (uint32_t c = 0; c < C; c++) {
-            gp[c] = tt_g16((int64_t)gp[c] * pm[c], e);
+    rnd = e ? (int64_t)1 << (e - 1u) : 0;
+    for (uint32_t c = 0; c < C; c++) {
+        int16_t *gp = g + c, *end = g + n;
+        const int64_t f = pm[c];
+        if (e >= 32u) { /* q = v >> e (17 bits) from the high word alone */
+            const uint32_t k = e - 32u;
+            for (; gp < end; gp += C) {
+                const int32_t q = (int32_t)((*gp * f + rnd) >> 32) >> k;
+                *gp = (int16_t)(q < -TT_G16_MAX ? -TT_G16_MAX : (q > TT_G16_MAX ? TT_G16_MAX : q));
+            }
+        } else {
+            for (; gp < end; gp += C) {
+                const int32_t q = (int32_t)(uint32_t)((uint64_t)(*gp * f + rnd) >> e);
+                *gp = (int16_t)(q < -TT_G16_MAX ? -TT_G16_MAX : (q > TT_G16_MAX ? TT_G16_MAX : q));
+            }
         }
     }
     *sgp = (sg * tt_pow2f((int32_t)e - 31)) * L->wscale_max;
@@ -125,16 +135,16 @@ static void tap_range(uint32_t k, uint32_t pad, uint32_t s, uint32_t n, uint32_t
 
 /* Depthwise weight gradient: per tap the rectangle of output positions whose
    input lies inside, walked with pointers (the reference tests every one). */
-static void dw_update_weights(tt_trainer *t, uint32_t li, const tt_layer_rec *L, const int16_t *g,
-                              uint32_t saved_id, float sg, float k, const float *hook_div) {
+static void dw_update_weights(tt_trainer *t, const tt_layer_rec *L, const tt_update_params *P) {
     const tt_model *m = &t->model;
     const tt_tensor_rec *in = tt_tensor(m, L->in), *out = tt_tensor(m, L->out);
-    const int8_t *s = tt_act_data(t, saved_id);
+    const int8_t *s = tt_act_data(t, P->saved_id);
+    const int16_t *g = P->g;
     int8_t *w = TT_ARENA(t, int8_t, L->w_arena);
     int8_t *res = (L->flags & TT_LF_RESIDUE) ? TT_ARENA(t, int8_t, L->wres_arena) : NULL;
     const float *qas = TT_BLOB(m, float, L->qas_w_off);
     const uint16_t *perm = TT_BLOB(m, uint16_t, L->perm_off);
-    const float scale = sg * in->scale; /* as the reference */
+    const float scale = P->sg * in->scale; /* as the reference */
     const uint32_t nt = L->n_train, C = out->c, kk = (uint32_t)L->kh * L->kw, st = L->stride;
     const uint32_t W = in->w, OW = out->w;
     const int32_t zx = in->zero;
@@ -154,27 +164,108 @@ static void dw_update_weights(tt_trainer *t, uint32_t li, const tt_layer_rec *L,
                     a += (int64_t)*gp * (*sp - zx);
                 }
             }
-            weight_step(t, li, w, res, j * kk + r, a, scale, hook_div ? hook_div[ch] : 1.0f, k, qas[ch]);
+            weight_step(t, P, w, res, j * kk + r, a, scale, P->hook_div ? P->hook_div[ch] : 1.0f, qas[ch]);
         }
     }
+}
+
+/* Pointwise weight gradient with SMLAD, 4 trained input channels x 2
+   output channels at a time: the saved inputs of a pixel pair regrouped
+   once as int16 pairs (s[p][j], s[p+1][j]) on the stack, the gradients of
+   channels c, c+1 as pairs (g[p][c], g[p+1][c]) (two PKH per two words);
+   per pixel pair 2 + 4 loads and 8 SMLAD. |sum g s| <= npos 32767 128 <
+   2^31 for npos <= 2 PW_WG_MAX_PAIRS. The weights are updated block by
+   block (the reference goes output channel by output channel; an update
+   reads only sums, so the order changes no result, but the grad hook sees
+   the reference's order: with a hook the general loop runs). */
+#define PW_WG_MAX_PAIRS 96u /* 16 + 8 bytes a pixel pair: within TT_OPT_STACK_BYTES */
+
+static int pw_update_weights_smlad(tt_trainer *t, const tt_layer_rec *L, const tt_update_params *P) {
+    uint32_t s2[PW_WG_MAX_PAIRS * 4u], g2[PW_WG_MAX_PAIRS * 2u];
+    const tt_model *m = &t->model;
+    const tt_tensor_rec *in = tt_tensor(m, L->in), *out = tt_tensor(m, L->out);
+    const int8_t *s = tt_act_data(t, P->saved_id);
+    const int16_t *g = P->g;
+    int8_t *w = TT_ARENA(t, int8_t, L->w_arena);
+    int8_t *res = (L->flags & TT_LF_RESIDUE) ? TT_ARENA(t, int8_t, L->wres_arena) : NULL;
+    const float *qas = TT_BLOB(m, float, L->qas_w_off);
+    const uint32_t nt = L->n_train, C = out->c, npos = (uint32_t)out->h * out->w, npp = npos / 2u;
+    const int32_t zx = in->zero;
+    if (t->grad_hook || nt % 4u || C % 2u || npos % 2u || npp > PW_WG_MAX_PAIRS) {
+        return 0;
+    }
+    for (uint32_t j = 0; j < nt; j += 4u) {
+        for (uint32_t pp = 0; pp < npp; pp++) {
+            const int8_t *sp = s + 2u * pp * nt + j;
+            const uint32_t a = tt_ld32(sp), b = tt_ld32(sp + nt);
+            const uint32_t a02 = tt_widen02(a), a13 = tt_widen13(a), b02 = tt_widen02(b), b13 = tt_widen13(b);
+            uint32_t *d = s2 + 4u * pp;
+            d[0] = (a02 & 0xFFFFu) | (b02 << 16);     /* j */
+            d[1] = (a13 & 0xFFFFu) | (b13 << 16);     /* j + 1 */
+            d[2] = (a02 >> 16) | (b02 & 0xFFFF0000u); /* j + 2 */
+            d[3] = (a13 >> 16) | (b13 & 0xFFFF0000u); /* j + 3 */
+        }
+        for (uint32_t c = 0; c < C; c += 2u) {
+            /* C even and the values 4-byte aligned: (g[p][c], g[p][c+1]) is a word */
+            const uint32_t *gw = (const uint32_t *)(const void *)(g + c);
+            const uint32_t *sp = s2;
+            int32_t gs0 = 0, gs1 = 0, a0 = 0, a1 = 0, a2 = 0, a3 = 0, b0 = 0, b1 = 0, b2 = 0, b3 = 0;
+            for (uint32_t pp = 0; pp < npp; pp++, gw += C) { /* C / 2 words a pixel */
+                const uint32_t u = gw[0], v = gw[C / 2u];
+                const uint32_t ga = (u & 0xFFFFu) | (v << 16), gb = (u >> 16) | (v & 0xFFFF0000u);
+                g2[2u * pp] = ga;
+                g2[2u * pp + 1u] = gb;
+                gs0 = tt_smlad(ga, 0x00010001u, gs0);
+                gs1 = tt_smlad(gb, 0x00010001u, gs1);
+            }
+            for (uint32_t pp = 0; pp < npp; pp++, sp += 4) {
+                const uint32_t ga = g2[2u * pp], gb = g2[2u * pp + 1u];
+                const uint32_t s0 = sp[0], s1 = sp[1], s2v = sp[2], s3 = sp[3];
+                a0 = tt_smlad(ga, s0, a0);
+                a1 = tt_smlad(ga, s1, a1);
+                a2 = tt_smlad(ga, s2v, a2);
+                a3 = tt_smlad(ga, s3, a3);
+                b0 = tt_smlad(gb, s0, b0);
+                b1 = tt_smlad(gb, s1, b1);
+                b2 = tt_smlad(gb, s2v, b2);
+                b3 = tt_smlad(gb, s3, b3);
+            }
+            {
+                const uint32_t base = c * nt + j;
+                const int64_t za = (int64_t)zx * gs0, zb = (int64_t)zx * gs1;
+                weight_step(t, P, w, res, base, a0 - za, 0.0f, 1.0f, qas[c]);
+                weight_step(t, P, w, res, base + 1u, a1 - za, 0.0f, 1.0f, qas[c]);
+                weight_step(t, P, w, res, base + 2u, a2 - za, 0.0f, 1.0f, qas[c]);
+                weight_step(t, P, w, res, base + 3u, a3 - za, 0.0f, 1.0f, qas[c]);
+                weight_step(t, P, w, res, base + nt, b0 - zb, 0.0f, 1.0f, qas[c + 1u]);
+                weight_step(t, P, w, res, base + nt + 1u, b1 - zb, 0.0f, 1.0f, qas[c + 1u]);
+                weight_step(t, P, w, res, base + nt + 2u, b2 - zb, 0.0f, 1.0f, qas[c + 1u]);
+                weight_step(t, P, w, res, base + nt + 3u, b3 - zb, 0.0f, 1.0f, qas[c + 1u]);
+            }
+        }
+    }
+    return 1;
 }
 
 /* Weight gradient of a 1x1 conv on equal grids, or of a conv whose kernel
    covers the whole input (FC): both are sum_p g[p][c] (s[p][j] - z) with p
    running over the positions of one output pixel's window. */
-int tt_update_weights_opt(tt_trainer *t, uint32_t li, const tt_layer_rec *L, const int16_t *g, uint32_t saved_id,
-                          float sg, float k, const float *hook_div) {
+int tt_update_weights_opt(tt_trainer *t, const tt_layer_rec *L, const tt_update_params *P) {
     const tt_model *m = &t->model;
     const tt_tensor_rec *in = tt_tensor(m, L->in), *out = tt_tensor(m, L->out);
-    const int8_t *s = tt_act_data(t, saved_id);
+    const int8_t *s = tt_act_data(t, P->saved_id);
+    const int16_t *g = P->g;
     int8_t *w = TT_ARENA(t, int8_t, L->w_arena);
     int8_t *res = (L->flags & TT_LF_RESIDUE) ? TT_ARENA(t, int8_t, L->wres_arena) : NULL;
     const float *qas = TT_BLOB(m, float, L->qas_w_off);
-    const float scale = sg * in->scale; /* as the reference */
+    const float scale = P->sg * in->scale; /* as the reference */
     const uint32_t nt = L->n_train, C = out->c;
     const int32_t zx = in->zero;
     uint32_t npos, gstride, sstride, kk;
     if (tt_is_pointwise(m, L)) {
+        if (pw_update_weights_smlad(t, L, P)) {
+            return 1;
+        }
         /* A[c][j] = sum over pixels p of g[p][c] (s[p][j] - z) */
         npos = (uint32_t)out->h * out->w;
         gstride = C;
@@ -185,7 +276,7 @@ int tt_update_weights_opt(tt_trainer *t, uint32_t li, const tt_layer_rec *L, con
         gstride = 0u;
         kk = (uint32_t)L->kh * L->kw;
     } else if (L->kind == TT_L_DWCONV) {
-        dw_update_weights(t, li, L, g, saved_id, sg, k, hook_div);
+        dw_update_weights(t, L, P);
         return 1;
     } else {
         return 0;
@@ -193,7 +284,7 @@ int tt_update_weights_opt(tt_trainer *t, uint32_t li, const tt_layer_rec *L, con
     sstride = nt;
     for (uint32_t c = 0; c < C; c++) {
         const int16_t *gc = g + c;
-        const float div = hook_div ? hook_div[c] : 1.0f;
+        const float div = P->hook_div ? P->hook_div[c] : 1.0f;
         int64_t gsum = 0;
         for (uint32_t p = 0; p < npos; p++) {
             gsum += gc[p * gstride];
@@ -213,10 +304,10 @@ int tt_update_weights_opt(tt_trainer *t, uint32_t li, const tt_layer_rec *L, con
                     a2 += gv * (int8_t)((v >> 16) & 0xFFu);
                     a3 += gv * (int8_t)(v >> 24);
                 }
-                weight_step(t, li, w, res, base + j, a0 - zx * gsum, scale, div, k, qas[c]);
-                weight_step(t, li, w, res, base + j + 1u, a1 - zx * gsum, scale, div, k, qas[c]);
-                weight_step(t, li, w, res, base + j + 2u, a2 - zx * gsum, scale, div, k, qas[c]);
-                weight_step(t, li, w, res, base + j + 3u, a3 - zx * gsum, scale, div, k, qas[c]);
+                weight_step(t, P, w, res, base + j, a0 - zx * gsum, scale, div, qas[c]);
+                weight_step(t, P, w, res, base + j + 1u, a1 - zx * gsum, scale, div, qas[c]);
+                weight_step(t, P, w, res, base + j + 2u, a2 - zx * gsum, scale, div, qas[c]);
+                weight_step(t, P, w, res, base + j + 3u, a3 - zx * gsum, scale, div, qas[c]);
             }
             for (; j < nt; j++) {
                 int64_t a = 0;
@@ -224,7 +315,7 @@ int tt_update_weights_opt(tt_trainer *t, uint32_t li, const tt_layer_rec *L, con
                 for (uint32_t p = 0; p < npos; p++, sp += sstride) {
                     a += (int64_t)gc[p * gstride] * *sp;
                 }
-                weight_step(t, li, w, res, base + j, a - zx * gsum, scale, div, k, qas[c]);
+                weight_step(t, P, w, res, base + j, a - zx * gsum, scale, div, qas[c]);
             }
         }
     }
