@@ -61,15 +61,15 @@ bench-sparse:
 	$(PYTHON) benchmarks/bench_sparse_update.py
 
 m7-selftest:
-	$(MAKE) -C firmware/baremetal run
+	$(MAKE) -C firmware/baremetal TARGET=m7 run
 
 fuzz:
 	$(PYTHON) fuzz/run_fuzz.py --seconds $(or $(SECONDS),60)
 
 rv32-selftest:
-	@mkdir -p firmware/baremetal-rv32/build
-	@head -c 4096 /dev/urandom > firmware/baremetal-rv32/build/selftest_in.bin
-	$(MAKE) -C firmware/baremetal-rv32 run
+	@mkdir -p firmware/baremetal/build/rv32
+	@head -c 4096 /dev/urandom > firmware/baremetal/build/rv32/selftest_in.bin
+	$(MAKE) -C firmware/baremetal TARGET=rv32 run
 
 clean:
-	rm -rf build firmware/baremetal/build firmware/baremetal-rv32/build host_tools/tinytrain/_core*.so host_tools/*.egg-info
+	rm -rf build firmware/baremetal/build host_tools/tinytrain/_core*.so host_tools/*.egg-info
