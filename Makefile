@@ -9,6 +9,7 @@
 #   make m7-selftest  the bare-metal Cortex-M7 harness under qemu
 #   make fuzz SECONDS=N  libFuzzer on model files (clang), N seconds (default 60), JOBS workers (default: all cores)
 #   make rv32-selftest the bare-metal RV32 (ESP32-C3/C6 class) harness under qemu
+#   make soak         100,000 simulator and 10,000 qemu device steps: nothing drifts or leaks (SOAK_ARGS=...)
 
 PYTHON ?= python3
 # gcc/libc6-dev: the host core, the unix port and the x64 .mpy; arm-none-eabi + newlib:
@@ -22,7 +23,7 @@ NEEDED_TOOLS := gcc make arm-none-eabi-gcc arm-none-eabi-nm arm-none-eabi-size q
 # Python extras: test (the suite) and device (pyelftools and ar: the .mpy build).
 PIP_EXTRAS := test,device
 
-.PHONY: setup test demo bench bench-rv32 bench-sparse m7-selftest rv32-selftest fuzz clean
+.PHONY: setup test demo bench bench-rv32 bench-sparse m7-selftest rv32-selftest fuzz soak clean
 
 # MicroPython firmware, the qemu device, the unix port and the .mpy module
 include firmware/firmware.mk
@@ -60,16 +61,20 @@ bench-rv32:
 bench-sparse:
 	$(PYTHON) benchmarks/bench_sparse_update.py
 
+# the device part streams to the qemu firmware: build it first
+soak: qemu
+	$(PYTHON) benchmarks/soak.py $(SOAK_ARGS)
+
 m7-selftest:
-	$(MAKE) -C firmware/baremetal run
+	$(MAKE) -C firmware/baremetal TARGET=m7 run
 
 fuzz:
 	$(PYTHON) fuzz/run_fuzz.py --seconds $(or $(SECONDS),60) $(if $(JOBS),--jobs $(JOBS))
 
 rv32-selftest:
-	@mkdir -p firmware/baremetal-rv32/build
-	@head -c 4096 /dev/urandom > firmware/baremetal-rv32/build/selftest_in.bin
-	$(MAKE) -C firmware/baremetal-rv32 run
+	@mkdir -p firmware/baremetal/build/rv32
+	@head -c 4096 /dev/urandom > firmware/baremetal/build/rv32/selftest_in.bin
+	$(MAKE) -C firmware/baremetal TARGET=rv32 run
 
 clean:
-	rm -rf build firmware/baremetal/build firmware/baremetal-rv32/build host_tools/tinytrain/_core*.so host_tools/*.egg-info
+	rm -rf build firmware/baremetal/build host_tools/tinytrain/_core*.so host_tools/*.egg-info

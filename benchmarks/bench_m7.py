@@ -31,50 +31,16 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 sys.path.insert(0, str(HERE))
-import netzoo  # noqa: E402
 import paper_models  # noqa: E402
 import report  # noqa: E402
+from zoo import zoo_cases  # noqa: E402
 from tinytrain import runner  # noqa: E402
-from tinytrain.builder import NetBuilder  # noqa: E402
-from tinytrain.compiler import Scheme, compile_model  # noqa: E402
 from tinytrain.sram import step_sram  # noqa: E402
 from tinytrain.trainer import Trainer  # noqa: E402
 
 
 def crc_of(data: bytes) -> int:
     return struct.unpack_from("<I", data, 12)[0]
-
-
-def mbnet32(seed=0):
-    """A small MobileNet-style network on 32x32x3, closer to real workloads."""
-    b = NetBuilder((32, 32, 3), seed=seed)
-    b.conv(8, k=3, stride=2, act="relu6")
-    for cout, stride in ((8, 1), (16, 2), (16, 1), (24, 2)):
-        x = b.last
-        b.pointwise(cout * 3, act="relu6")
-        b.dwconv(3, stride, act="relu6")
-        y = b.pointwise(cout, act=None)
-        if stride == 1 and b.shapes[x] == b.shapes[y]:
-            b.add(x, y)
-    b.avgpool()
-    b.fc(10)
-    return b
-
-
-def zoo_cases(steps):
-    cases = []
-    for name in ("mlp", "cnn", "mbnet"):
-        for scheme in ("full", "sparse", "bias_only"):
-            b, g, plan = netzoo.build(name, scheme, seed=0)
-            xs, ys = netzoo.samples(b, g, steps, seed=1)
-            cases.append((f"{name}/{scheme}", plan, xs, ys))
-    b = mbnet32()
-    g = b.quantize(netzoo.calib(b))
-    for label, scheme in (("last layer", Scheme.last_layers(g, 1, 1)), ("sparse", netzoo.sparse_scheme(g)),
-                          ("full", Scheme.full(g))):
-        xs, ys = netzoo.samples(b, g, steps, seed=1)
-        cases.append((f"mbnet32/{label}", compile_model(g, scheme), xs, ys))
-    return cases
 
 
 def run_zoo(exes, steps):

@@ -17,22 +17,11 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-import netzoo  # noqa: E402
+sys.path.insert(0, str(ROOT / "benchmarks"))
 from tinytrain import runner  # noqa: E402
+from zoo import zoo_cases  # noqa: E402
 
 TARGETS = ("m7", "rv32")
-
-
-def zoo_cases(steps):
-    """(label, plan, inputs, labels) for the test zoo's networks and schemes."""
-    cases = []
-    for name in ("mlp", "cnn", "mbnet"):
-        for scheme in ("full", "sparse", "bias_only"):
-            b, g, plan = netzoo.build(name, scheme, seed=0)
-            xs, ys = netzoo.samples(b, g, steps, seed=1)
-            cases.append((f"{name}/{scheme}", plan, xs, ys))
-    return cases
 
 
 def measure(cases, targets=TARGETS):
@@ -86,7 +75,7 @@ def main():
     args = ap.parse_args()
     if runner.missing_tools("rv32"):
         sys.exit(f"needs {', '.join(runner.missing_tools('rv32'))}: run make setup")
-    result = measure(zoo_cases(args.steps))
+    result = measure(zoo_cases(args.steps, with_mbnet32=False))
     result["steps"] = args.steps
     print_table(result)
     out = Path(args.json)

@@ -10,7 +10,7 @@
  * status is 0: f32 loss per step, per evaluation i32 class and the logits,
  * then the trained parameters. Each input is written into the trainer's
  * input slot (as a camera would fill it) and the call takes it from there.
- * On the M7 and RV32 (-DTT_RUN_RV32) it prints, per call, the instructions
+ * On the M7 and RV32 (the Makefile defines TT_RUN_RV32) it prints, per call, the instructions
  * and the stack the call used below tt_run's own frame; built with
  * -DTT_OP_PROFILE also the instructions of every op of the call.
  */
@@ -31,7 +31,7 @@ static uint8_t *alloc_bytes(size_t n, int is_arena) {
 #define STACK_SINCE_MARK() 0u
 #else
 #ifdef TT_RUN_RV32
-/* RV32 (firmware/baremetal-rv32): one 128 MB RAM holds files and arena. */
+/* RV32 (TARGET=rv32 of the Makefile): one 128 MB RAM holds files and arena. */
 #include "rv32_runtime.h"
 #define FILES_MEM_SECTION
 #define COUNTER_START() rv32_counter_start()

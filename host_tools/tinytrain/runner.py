@@ -22,12 +22,11 @@ from .core_flags import core_cflags, core_sources
 ROOT = Path(__file__).resolve().parents[2]
 CORE = ROOT / "micropython_modules" / "tinytrain" / "core"
 BAREMETAL = ROOT / "firmware" / "baremetal"
-# Per emulated target: the folder with its Makefile and run-qemu.sh, the tools
-# it needs, and what tt_run.c is told.
+# Per emulated target of firmware/baremetal's Makefile (TARGET=...): the
+# tools it needs.
 EMULATED = {
-    "m7": (BAREMETAL, ["arm-none-eabi-gcc", "qemu-system-arm", "make"], []),
-    "rv32": (ROOT / "firmware" / "baremetal-rv32", ["riscv64-unknown-elf-gcc", "qemu-system-riscv32", "make"],
-             ["-DTT_RUN_RV32"]),
+    "m7": ["arm-none-eabi-gcc", "qemu-system-arm", "make"],
+    "rv32": ["riscv64-unknown-elf-gcc", "qemu-system-riscv32", "make"],
 }
 TARGETS = ("host", *EMULATED)
 # the core's flags (one list, core_flags.mk), then the sanitizer build's own
@@ -36,7 +35,7 @@ HOST_FLAGS = [*core_cflags(), "-O1", "-g", "-fno-omit-frame-pointer",
 
 
 def missing_tools(target: str) -> list:
-    need = ["cc"] if target == "host" else EMULATED[target][1]
+    need = ["cc"] if target == "host" else EMULATED[target]
     missing = [t for t in need if shutil.which(t) is None]
     if target == "rv32" and not missing and not _has_picolibc():
         missing.append("picolibc-riscv64-unknown-elf")
@@ -66,10 +65,9 @@ def build(target: str, out_dir, extra_flags=()) -> Path:
                         *_core_sources(), "-o", str(exe)], check=True, capture_output=True, text=True)
         return exe
     if target in EMULATED:
-        folder, _, defines = EMULATED[target]
-        subprocess.run(["make", "-s", "-C", str(folder), f"APP={BAREMETAL / 'tt_run.c'}",
+        subprocess.run(["make", "-s", "-C", str(BAREMETAL), f"TARGET={target}", f"APP={BAREMETAL / 'tt_run.c'}",
                         f"EXTRA_SRC={' '.join(_core_sources())}",
-                        f"EXTRA_CFLAGS={' '.join([f'-I{CORE}', *defines, *extra_flags])}",
+                        f"EXTRA_CFLAGS={' '.join([f'-I{CORE}', *extra_flags])}",
                         f"OUT={out.resolve()}"], check=True, capture_output=True, text=True)
         return out / "tt_run.elf"
     raise ValueError(f"unknown target {target!r}")
@@ -123,8 +121,8 @@ def run(exe, model: bytes, steps=(), evals=(), lr: float = 0.0, target: str = "h
             env = dict(os.environ, ASAN_OPTIONS="detect_leaks=0:abort_on_error=0",
                        UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1")
         else:
-            cmd = ["sh", str(EMULATED[target][0] / "run-qemu.sh"), str(exe), str(tmp)]
-            env = dict(os.environ, QEMU_TIMEOUT=str(int(timeout)))
+            cmd = ["sh", str(BAREMETAL / "run-qemu.sh"), str(exe), str(tmp)]
+            env = dict(os.environ, QEMU_TIMEOUT=str(int(timeout)), TARGET=target)
         p = subprocess.run(cmd, cwd=tmp, env=env, capture_output=True, text=True, timeout=timeout + 30)
         raw = (tmp / "tt_result.bin").read_bytes() if (tmp / "tt_result.bin").exists() else b""
     if p.returncode != 0 or len(raw) < 8:

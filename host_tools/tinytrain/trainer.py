@@ -114,6 +114,7 @@ class Trainer:
         self._input_bytes = _N.tt_model_input_bytes(self._model)
         self._n_classes = header.n_classes
         self._loss_kind = header.loss_kind
+        self._model_crc = header.crc32
         self._arena_need = need
 
     # -- training and inference -------------------------------------------
@@ -289,6 +290,8 @@ class Trainer:
             "input_bytes": self._input_bytes,
             "classes": self._n_classes,
             "lr": _N.tts_lr(self._tr),
+            "model_crc": self._model_crc,
+            "loss_kind": self._loss_kind,
         }
 
     def tensor(self, tid: int, nbytes: int) -> bytes:

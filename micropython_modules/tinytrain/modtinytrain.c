@@ -782,7 +782,7 @@ static mp_obj_t tinytrain_trainer_info(mp_obj_t self_in) {
         touched--;
     }
     tt_trainer_params(&self->tr, &n);
-    mp_obj_t d = mp_obj_new_dict(8);
+    mp_obj_t d = mp_obj_new_dict(10);
     dict_set(d, MP_QSTR_arena_bytes, mp_obj_new_int_from_uint(self->need));
     dict_set(d, MP_QSTR_peak_bytes, mp_obj_new_int_from_uint(touched));
     dict_set(d, MP_QSTR_param_bytes, mp_obj_new_int_from_uint(n));
@@ -791,6 +791,9 @@ static mp_obj_t tinytrain_trainer_info(mp_obj_t self_in) {
     dict_set(d, MP_QSTR_input_bytes, mp_obj_new_int_from_uint(self->input_bytes));
     dict_set(d, MP_QSTR_classes, mp_obj_new_int_from_uint(self->n_classes));
     dict_set(d, MP_QSTR_lr, mp_obj_new_float((mp_float_t)self->tr.lr));
+    // the stream receiver names the model and its label layout by these
+    dict_set(d, MP_QSTR_model_crc, mp_obj_new_int_from_uint(self->model.hdr->crc32));
+    dict_set(d, MP_QSTR_loss_kind, mp_obj_new_int_from_uint(self->loss_kind));
     return d;
 }
 static MP_DEFINE_CONST_FUN_OBJ_1(tinytrain_trainer_info_obj, tinytrain_trainer_info);

@@ -92,9 +92,14 @@ CASES = [("mlp", "full_residue"), ("cnn", "full"), ("mbnet", "sparse"), ("mbnet"
 def test_bit_identical(device, tmp_path, name, scheme):
     """Losses (float32 bits), classes, logits, accuracy, trained parameters and
     info() after STEPS steps: identical to the simulator."""
-    prepare(tmp_path, name, scheme)
+    model = prepare(tmp_path, name, scheme)
     want = host_run("train_dump.py", tmp_path)
     got = device.run("train_dump.py", tmp_path)
+    info = lambda out: dict(l.split(" ", 2)[1:] for l in out.splitlines() if l.startswith("I "))  # noqa: E731
+    assert sorted(info(got)) == sorted(info(want)), "host and device info() keys differ"
+    # the keys the stream receiver relies on, against the file's own bytes
+    assert int(info(got)["model_crc"]) == zlib.crc32(model[16:])
+    assert int(info(got)["loss_kind"]) == (1 if scheme == "mse" else 0)
     assert got.splitlines() == want.splitlines()
     lines = dict(l.split(" ", 1) for l in want.splitlines() if l[:2] in ("P0", "P "))
     assert lines["P0"] != lines["P"], "training changed nothing: the comparison would be vacuous"

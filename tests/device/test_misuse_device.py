@@ -1,5 +1,5 @@
-"""The API misuse table (tests/misuse_cases.py) on the MicroPython unix port
-and the qemu Cortex-M7: every row not marked host-only raises the table's
+"""The API misuse table (tests/misuse_cases.py) on the MicroPython unix port,
+the qemu Cortex-M7 and the qemu RV32 (VIRT_RV32): every row not marked host-only raises the table's
 exception and message, and the output is the host simulator's line for line
 (the same type and message; OSError: the same errno). Needs MICROPY_DIR."""
 import os
@@ -17,7 +17,7 @@ BOARD = misuse_cases.BOARD_CASES
 CHUNK = 12
 
 
-@pytest.mark.parametrize("port", ["unix", "qemu"])
+@pytest.mark.parametrize("port", ["unix", "qemu", "qemu_rv32"])
 def test_misuse_table_on_device(request, port, tmp_path):
     device = request.getfixturevalue(port)
     host, dev = tmp_path / "host", tmp_path / "device"

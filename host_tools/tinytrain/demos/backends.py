@@ -94,9 +94,8 @@ class StreamDevice:
         return hits / len(labels)
 
     def info(self) -> dict:
-        d = self.session.info()
-        return {k: d[k] for k in ("arena_bytes", "peak_bytes", "param_bytes", "steps", "trained_params",
-                                  "input_bytes", "classes", "lr")}
+        d = self.session.info()  # Trainer.info() and two keys of the link's own
+        return {k: v for k, v in d.items() if k not in ("label_bytes", "max_records")}
 
     def params_file(self) -> bytes:
         """The trained parameters, as Trainer.save writes them."""

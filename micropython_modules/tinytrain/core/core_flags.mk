@@ -1,6 +1,6 @@
 # The C core's compiler flags: the one list every build of the core reads
 # (setup.py and the ASan/UBSan runner through host_tools/tinytrain/core_flags.py,
-# firmware/baremetal/Makefile, micropython.mk, micropython.cmake, natmod/Makefile).
+# firmware/baremetal/Makefile (every target), micropython.mk, micropython.cmake, natmod/Makefile).
 # C99; every warning an error, with the float-to-double and float-conversion
 # warnings of the Cortex-M builds; host and device bit-identical: no fused
 # multiply-add contraction, single-precision literals, no fast-math.

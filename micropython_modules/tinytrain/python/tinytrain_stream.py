@@ -69,7 +69,8 @@ HELLO_FMT = "<BBBHfI" # version, flags, window, max_payload, lr (NaN: the model'
 IDLE_MS = 5000        # serve() returns after this long without a byte between frames
 MID_MS = 500          # ... and drops a frame whose bytes stop this long
 PAUSE_MS = 100        # a byte after a pause this long starts a new header hunt
-_kept = None          # (Trainer, model crc, mse) left by the last serve() on a board
+LOSS_MSE = 1          # info()["loss_kind"] of a regression model (docs/format.md)
+_kept = None          # the Trainer left by the last serve() on a board
 
 
 def hchk(b):
@@ -512,20 +513,15 @@ class Server:
     def load_model(self, model):
         import tinytrain
         self.t = None
-        if isinstance(model, str):
-            with open(model, "rb") as f:
-                head = f.read(72)
-        else:
-            head = bytes(memoryview(model)[0:72])
-        self.adopt(tinytrain.Trainer(model, lr=self.lr), struct.unpack_from("<I", head, 12)[0], head[70] == 1)
+        self.adopt(tinytrain.Trainer(model, lr=self.lr))
 
-    def adopt(self, t, crc, mse):
-        """Serve Trainer t (of the model whose crc is given)."""
-        self.t, self.crc, self.mse = t, crc, mse
+    def adopt(self, t):
+        """Serve Trainer t; its info() names the model (crc) and its loss."""
         info = t.info()
+        self.t, self.crc, self.mse = t, info["model_crc"], info["loss_kind"] == LOSS_MSE
         self.ib = info["input_bytes"]
         self.ncls = info["classes"]
-        self.lb = self.ncls if mse else (1 if self.ncls <= 256 else 2)
+        self.lb = self.ncls if self.mse else (1 if self.ncls <= 256 else 2)
         self.rs = self.ib + self.lb
         self.views()
 
@@ -582,7 +578,7 @@ def serve(model=None, window=4, max_payload=2048, reply_payload=512, lr=None, io
     io = io or _StdIO()
     s = Server(io, window, max_payload, reply_payload, lr, idle)
     if keep and _kept is not None and model is None:
-        s.adopt(*_kept)
+        s.adopt(_kept)
     _kept = None  # (a new model must not find the old Trainer still held)
     try:
         s.run(model)
@@ -591,5 +587,5 @@ def serve(model=None, window=4, max_payload=2048, reply_payload=512, lr=None, io
     finally:
         io.close()
         if keep and s.t is not None:
-            _kept = (s.t, s.crc, s.mse)
+            _kept = s.t
     return s.trained, s.hits, s.evaluated, s.ehits

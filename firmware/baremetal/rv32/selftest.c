@@ -1,4 +1,4 @@
-/* Harness self-test (run by tests/test_baremetal_rv32.py): the instruction
+/* Harness self-test (run by tests/test_baremetal_harness.py): the instruction
  * counter, the stack high-water mark, semihosted files and float32 rounding
  * on the soft-float RV32 core. Prints
  *   calib N: C instructions      (a loop of exactly 2N+1 instructions)
