@@ -22,6 +22,7 @@ class Plan:
     trained_params: int
     fusions: dict = field(default_factory=dict)  # fused ops: {depthwise: (producer or None, consumer or None)}
     in_place: dict = field(default_factory=dict)  # {input gradient: (output gradient it overwrites, gap bytes)}
+    over_input: dict = field(default_factory=dict)  # fused ops: {output: (input it overwrites, gap bytes)}
 
     @property
     def peak_live(self) -> int:
