@@ -13,7 +13,7 @@ import netzoo
 
 
 def check_plan(plan):
-    placed = [t for t in plan.tensors if not t.rec.flags & (mf.TF_EXTERNAL | mf.TF_STREAMED)]
+    placed = [t for t in plan.tensors if not t.rec.flags & mf.TF_STREAMED]
     for t in placed:
         assert plan.persist_size <= t.rec.arena_off and t.rec.arena_off + t.rec.size <= plan.arena_size
         assert t.rec.arena_off % 4 == 0

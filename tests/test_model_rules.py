@@ -79,7 +79,7 @@ def input_id(m):
 
 
 def stored(t):
-    return not t.flags & (mf.TF_EXTERNAL | mf.TF_STREAMED)
+    return not t.flags & mf.TF_STREAMED
 
 
 # -- the findings of the hardening issue, each reproduced as a crafted file --

@@ -62,7 +62,7 @@ def fused_overlap_pairs(graph: QGraph, act_id: dict, tensors: list, ops: list) -
         c = graph.layers[op.t[mf.FUSED_C]] if op.t[mf.FUSED_C] != mf.NONE else None
         xi, yi = act_id[(a or b).inputs[0]], act_id[(c or b).output]
         x, y = tensors[xi], tensors[yi]
-        if x.last != i or y.first != i or (x.rec.flags | y.rec.flags) & (mf.TF_EXTERNAL | mf.TF_STREAMED):
+        if x.last != i or y.first != i or (x.rec.flags | y.rec.flags) & mf.TF_STREAMED:
             continue
         b_in_h = graph.tensors[b.inputs[0]].shape[0]
         d = max_shift(y.rec.h, y.rec.w * y.rec.c, x.rec.h, x.rec.w * x.rec.c, _rows(b, b_in_h),

@@ -15,7 +15,7 @@ from ..graph import QGraph, QLayer
 from .scheme import Scheme
 
 ALIGN = 4
-NO_STORAGE = mf.TF_EXTERNAL | mf.TF_STREAMED  # outside the arena, or streamed row by row
+NO_STORAGE = mf.TF_STREAMED  # streamed row by row inside a fused op
 
 
 def align(n: int) -> int:

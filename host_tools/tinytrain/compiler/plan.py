@@ -39,7 +39,7 @@ class Plan:
         ALIGN; peak_live (the most bytes live at once) is at most this, less
         where the placement leaves gaps."""
         ends = [t.rec.arena_off + t.rec.size for t in self.tensors
-                if t.rec.size and not t.rec.flags & (mf.TF_EXTERNAL | mf.TF_STREAMED)]
+                if t.rec.size and not t.rec.flags & mf.TF_STREAMED]
         return max(ends + [self.persist_size])
 
     def live_at(self, op_index: int) -> list:

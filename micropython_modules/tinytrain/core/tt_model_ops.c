@@ -205,7 +205,7 @@ typedef struct {
 static uint32_t add_touch(const tt_checker *c, touch *list, uint32_t n, uint32_t id, uint8_t use,
                           const char *name) {
     if (id == TT_NONE || !tt_has_storage(&c->m->tensors[id])) {
-        return n; /* streamed tensors (and a 1.x file's external input) have no bytes */
+        return n; /* streamed tensors have no bytes */
     }
     list[n].id = id;
     list[n].use = use;
