@@ -370,6 +370,39 @@ def test_fused_host_sanitized(host_exes, label):
     _check_target(host_exes, "host", label)
 
 
+def at_the_limit(plan) -> list:
+    """The plan once per fused op over its input, that op's output moved as
+    far up over its input as the row rule allows."""
+    out = []
+    for i in over_input_ops(plan):
+        op = plan.model.ops[i]
+        x = plan.model.tensors[fused_rows.fused_io(plan.model, op)[0]]
+        shift = min(fused_rows.largest_shift(plan.model, op), x.size) // 4 * 4
+        out.append(SimpleNamespace(data=fused_rows.with_output_at(plan.data, i, shift)))
+    return out
+
+
+@pytest.mark.parametrize("target,labels", [("host", ["ir/frozen", "mbnet/bias_only", "dw4/frozen", "random0"]),
+                                           ("m7", ["ir/frozen", "random0"])])
+def test_output_over_input_at_the_limit_on_targets(request, target, labels):
+    """The optimised kernels (host under sanitizers, the emulated Cortex-M7)
+    keep the row order the overlap relies on: at the limit, the reference and
+    optimised kernels give the simulator's results for the compiled plan."""
+    exes = request.getfixturevalue(f"{target}_exes")
+    n = 0
+    for label in labels:
+        b, g, scheme = FUSED_CASES[label]
+        xs, ys = _samples(b, g, 3, 7)
+        plan = compile_model(g, scheme, fuse="all")
+        sim = run_sim(plan, xs, ys)
+        for edited in at_the_limit(plan):
+            _, opt = _same(exes, target, edited, xs, ys, xs[:2])
+            assert [v.tobytes() for v in opt.losses] == sim[0]
+            assert opt.params == sim[1]
+            n += 1
+    assert n >= len(labels)
+
+
 @pytest.mark.parametrize("label", M7_CASES)
 def test_fused_cortex_m7(m7_exes, label):
     fused, plain, opt = _check_target(m7_exes, "m7", label)
