@@ -58,8 +58,6 @@ def compare_step(plan, x, label):
     m = plan.model
     scratch = fused_scratch(m, ref)
     for tid, rec in enumerate(m.tensors):
-        if rec.flags & mf.TF_EXTERNAL:
-            continue
         if rec.flags & mf.TF_STREAMED:
             with pytest.raises(ValueError, match="no arena storage"):
                 t.tensor(tid, rec.size)

@@ -8,11 +8,12 @@ import pytest
 import tinytrain
 from tinytrain import modelfile as mf
 
+import fused_rows
 import netzoo
 
 
 def check_plan(plan):
-    placed = [t for t in plan.tensors if not t.rec.flags & (mf.TF_EXTERNAL | mf.TF_STREAMED)]
+    placed = [t for t in plan.tensors if not t.rec.flags & mf.TF_STREAMED]
     for t in placed:
         assert plan.persist_size <= t.rec.arena_off and t.rec.arena_off + t.rec.size <= plan.arena_size
         assert t.rec.arena_off % 4 == 0
@@ -30,6 +31,17 @@ def check_plan(plan):
         assert g.last == dx.first and dx.rec.shape == g.rec.shape
         assert g.rec.arena_off - dx.rec.arena_off == gap >= 2 * (L.kh - L.pad_top) * dx.rec.w * dx.rec.c
         shared.add(frozenset((dx_name, g_name)))
+    for y_name, (x_name, gap) in plan.over_input.items():
+        # a fused op's output over the input that dies there, no output row
+        # on input rows a later output row reads (fused_rows walks the loop)
+        x, y = byname[x_name], byname[y_name]
+        i = x.last
+        op = plan.model.ops[i]
+        assert op.kind == mf.OP_FWD_FUSED and y.first == i
+        assert fused_rows.fused_io(plan.model, op) == (plan.tensors.index(x), plan.tensors.index(y))
+        assert x.rec.arena_off - y.rec.arena_off == gap >= 0
+        assert fused_rows.overlap_is_safe(plan.model, op)
+        shared.add(frozenset((x_name, y_name)))
     for a, b in itertools.combinations(placed, 2):
         if a.first <= b.last and b.first <= a.last and frozenset((a.name, b.name)) not in shared:
             assert a.rec.arena_off + a.rec.size <= b.rec.arena_off or \

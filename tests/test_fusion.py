@@ -21,6 +21,7 @@ from tinytrain.builder import NetBuilder, quantize_input
 from tinytrain.compiler import Scheme, compile_model
 from tinytrain.reference import Reference
 
+import fused_rows
 import netzoo
 from test_bitexact import compare_step
 from test_compiler import check_plan
@@ -227,6 +228,45 @@ def test_random_fused_networks(case):
     compare_step(every, xs[0], ys[0])
 
 
+def over_input_ops(plan) -> list:
+    """Indices of the fused ops whose output the plan placed over their input."""
+    byname = {t.name: t for t in plan.tensors}
+    return [byname[x].last for x, _ in plan.over_input.values()]
+
+
+def test_output_over_input_at_the_limit():
+    """A fused op's output placed as far up over its input as the row rule
+    allows (fused_rows walks the op's row loop) trains as the numpy
+    reference, which keeps every tensor apart; and the compiler's own plan
+    overlaps them. Random stems and blocks, every fusion mode."""
+    n = 0
+    for seed in range(10):
+        pick = numpy_pick(seed)
+        b = inverted_residual_net(pick)
+        g = b.quantize(netzoo.calib(b, n=8, seed=seed))
+        scheme = mostly_frozen(g, pick)
+        rng = np.random.default_rng(seed)
+        xs = [quantize_input(g, rng.uniform(-1, 1, size=b.input_shape)).reshape(-1) for _ in range(2)]
+        ys = [int(rng.integers(0, g.tensors[g.output].numel)) for _ in xs]
+        for mode in ("all", "producer", "consumer"):
+            plan = compile_model(g, scheme, fuse=mode)
+            check_plan(plan)
+            for i in over_input_ops(plan):
+                op = plan.model.ops[i]
+                x, y = (plan.model.tensors[t] for t in fused_rows.fused_io(plan.model, op))
+                assert x.arena_off < y.arena_off + y.size and y.arena_off < x.arena_off + x.size
+                shift = min(fused_rows.largest_shift(plan.model, op), x.size) // 4 * 4
+                data = fused_rows.with_output_at(plan.data, i, shift)
+                t, ref = tinytrain.Trainer(data), Reference(data)
+                for xv, yv in zip(xs, ys):
+                    assert np.float32(t.step(xv.tobytes(), yv)).tobytes() == \
+                        np.float32(ref.step(xv, label=yv)).tobytes()
+                    assert t.params() == ref.params_bytes()
+                    assert t.predict(xv.tobytes()) == ref.predict(xv)
+                n += 1
+    assert n >= 10, n
+
+
 def taller_rings(plan, extra):
     """The plan with every ring `extra` rows taller, placed after the arena
     (the reader takes rings of at least the kernel height; the kernel then
@@ -328,6 +368,39 @@ def _check_target(exes, target, label):
 @pytest.mark.parametrize("label", sorted(FUSED_CASES))
 def test_fused_host_sanitized(host_exes, label):
     _check_target(host_exes, "host", label)
+
+
+def at_the_limit(plan) -> list:
+    """The plan once per fused op over its input, that op's output moved as
+    far up over its input as the row rule allows."""
+    out = []
+    for i in over_input_ops(plan):
+        op = plan.model.ops[i]
+        x = plan.model.tensors[fused_rows.fused_io(plan.model, op)[0]]
+        shift = min(fused_rows.largest_shift(plan.model, op), x.size) // 4 * 4
+        out.append(SimpleNamespace(data=fused_rows.with_output_at(plan.data, i, shift)))
+    return out
+
+
+@pytest.mark.parametrize("target,labels", [("host", ["ir/frozen", "mbnet/bias_only", "dw4/frozen", "random0"]),
+                                           ("m7", ["ir/frozen", "random0"])])
+def test_output_over_input_at_the_limit_on_targets(request, target, labels):
+    """The optimised kernels (host under sanitizers, the emulated Cortex-M7)
+    keep the row order the overlap relies on: at the limit, the reference and
+    optimised kernels give the simulator's results for the compiled plan."""
+    exes = request.getfixturevalue(f"{target}_exes")
+    n = 0
+    for label in labels:
+        b, g, scheme = FUSED_CASES[label]
+        xs, ys = _samples(b, g, 3, 7)
+        plan = compile_model(g, scheme, fuse="all")
+        sim = run_sim(plan, xs, ys)
+        for edited in at_the_limit(plan):
+            _, opt = _same(exes, target, edited, xs, ys, xs[:2])
+            assert [v.tobytes() for v in opt.losses] == sim[0]
+            assert opt.params == sim[1]
+            n += 1
+    assert n >= len(labels)
 
 
 @pytest.mark.parametrize("label", M7_CASES)

@@ -526,7 +526,7 @@ def check_case(net, seed, ratio=1.0, head_gain=1.0, confident=False):
 
 def live_overlaps(plan):
     """Pairs of arena tensors whose lifetimes and bytes both overlap."""
-    ts = [t for t in plan.tensors if not t.rec.flags & mf.TF_EXTERNAL and t.rec.size]
+    ts = [t for t in plan.tensors if t.rec.size]
     return [(a.name, a.rec.arena_off, a.rec.size, b.name, b.rec.arena_off, b.rec.size)
             for i, a in enumerate(ts) for b in ts[i + 1:]
             if a.first <= b.last and b.first <= a.last

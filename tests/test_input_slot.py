@@ -30,15 +30,6 @@ def _fill(t, x):
     t.input()[:] = memoryview(np.ascontiguousarray(x, np.int8)).cast("B").cast("b")
 
 
-def as_format_1_1(data: bytes) -> bytes:
-    """The same plan as a 1.1 file: the input EXTERNAL, outside the arena."""
-    m = mf.Model.parse(data)
-    m.header.version_minor = 1
-    t = m.tensors[m.header.input_tensor]
-    t.flags, t.arena_off = mf.TF_EXTERNAL, 0
-    return m.pack()
-
-
 @pytest.mark.parametrize("name,scheme,fuse", CASES)
 def test_step_and_predict_through_the_slot_equal_passing_x(name, scheme, fuse):
     plan, xs, ys = _plan(name, scheme, fuse)
@@ -66,7 +57,7 @@ def test_input_is_a_writable_int8_view_of_the_input_tensor():
     m = mf.Model.parse(plan.data)
     tid = m.header.input_tensor
     rec = m.tensors[tid]
-    assert not rec.flags & mf.TF_EXTERNAL and rec.arena_off >= plan.persist_size
+    assert not rec.flags & mf.TF_STREAMED and rec.arena_off >= plan.persist_size
     _fill(t, xs[1])
     assert t.tensor(tid, rec.size) == xs[1].tobytes()
 
@@ -89,22 +80,23 @@ def test_plan_reuses_the_inputs_bytes_after_its_last_reader(name, scheme):
     assert all(o.first > tin.last for o in sharing)
 
 
-@pytest.mark.parametrize("name,scheme", [("cnn", "sparse"), ("mbnet", "full"), ("mlp", "bias_only")])
-def test_format_1_1_file_with_external_input_still_trains_the_same(name, scheme):
-    plan, xs, ys = _plan(name, scheme, True)
-    old = as_format_1_1(plan.data)
-    t_new, t_old = tinytrain.Trainer(plan.data), tinytrain.Trainer(old)
-    n = xs[0].size
-    assert t_old.info()["arena_bytes"] == plan.arena_size + (n + 3) // 4 * 4
-    assert [t_old.step(x, y) for x, y in zip(xs, ys)] == [t_new.step(x, y) for x, y in zip(xs, ys)]
-    assert t_old.params() == t_new.params()
-    _fill(t_old, xs[0])
-    assert t_old.predict() == t_new.predict(xs[0])
-    with pytest.raises(MemoryError, match=f"needs {plan.arena_size + (n + 3) // 4 * 4} bytes"):
-        tinytrain.Trainer(old, arena_size=plan.arena_size)
-    s_old, s_new = step_sram(old, {}), step_sram(plan.data, {})
-    assert (s_old.arena, s_old.input) == (plan.arena_size, (n + 3) // 4 * 4)
-    assert (s_new.arena, s_new.input) == (plan.arena_size, 0)
+@pytest.mark.parametrize("name,scheme", [("cnn", "sparse"), ("mbnet", "full")])
+def test_input_outside_the_arena_is_refused(name, scheme):
+    """1.x files kept the input outside the plan's arena (tensor flag 0x01);
+    2.0 has the input in the arena only: such a file, or one of major
+    version 1, is refused at open; step SRAM counts no input beside the arena."""
+    plan, _, _ = _plan(name, scheme, True)
+    m = mf.Model.parse(plan.data)
+    m.tensors[m.header.input_tensor].flags = 0x01
+    with pytest.raises(ValueError, match=f"tensor {m.header.input_tensor}: unknown flags"):
+        tinytrain.Trainer(m.pack())
+    m = mf.Model.parse(plan.data)
+    m.header.version_major, m.header.version_minor = 1, 1
+    with pytest.raises(ValueError, match="model format version 1.1"):
+        tinytrain.Trainer(m.pack())
+    s = step_sram(plan.data, {})
+    assert (s.arena, s.total) == (plan.arena_size, plan.arena_size)
+    assert s.line().startswith(f"step SRAM: {plan.arena_size:,} bytes (arena {plan.arena_size:,}, input 0, ")
 
 
 @pytest.mark.parametrize("name,scheme,fuse", [("cnn", "sparse", True), ("mbnet", "sparse", "all")])
@@ -117,7 +109,7 @@ def test_step_sram_is_arena_plus_input_plus_stack_as_measured(name, scheme, fuse
     assert measured == plan.used_bytes
     crc = mf.Model.parse(plan.data).header.crc32
     s = step_sram(plan.data, {crc: 1234, 99: 2000})
-    assert (s.arena, s.input, s.stack) == (plan.arena_size, 0, 1234)
+    assert (s.arena, s.stack) == (plan.arena_size, 1234)
     assert s.total == plan.arena_size + 1234
     assert s.line().startswith(f"step SRAM: {s.total:,} bytes (arena {plan.arena_size:,}, input 0, stack 1,234)")
     other = step_sram(plan.data, {99: 2000})

@@ -12,6 +12,7 @@ from tinytrain import _native, runner
 from tinytrain import modelfile as mf
 from tinytrain.compiler import compile_model
 
+import fused_rows
 import netzoo
 
 NONE = mf.NONE
@@ -78,7 +79,7 @@ def input_id(m):
 
 
 def stored(t):
-    return not t.flags & (mf.TF_EXTERNAL | mf.TF_STREAMED)
+    return not t.flags & mf.TF_STREAMED
 
 
 # -- the findings of the hardening issue, each reproduced as a crafted file --
@@ -342,6 +343,49 @@ def test_add_gradient_in_place_allowed_only_for_add(plain):
         grow_arena(mm, x)
 
     assert_refused(edited(plain, conv_in_place), "arena", f"op {i}: t0")
+
+
+def one_byte_too_far_cases():
+    """Fused ops (stems and blocks with odd row sizes, every fusion side)
+    whose largest allowed output shift over the input is 3 mod 4: aligned
+    offsets can then land exactly on it minus 3 and one byte past it."""
+    import numpy as np
+    from tinytrain.builder import NetBuilder
+    from tinytrain.compiler import Scheme
+    found = {}
+    for seed in range(60):
+        rng = np.random.default_rng(seed)
+        b = NetBuilder((int(rng.integers(5, 16)), int(rng.integers(5, 16)), int(rng.integers(1, 5))), seed=seed)
+        b.conv(int(rng.integers(2, 9)), k=int(rng.choice([1, 3])), stride=int(rng.choice([1, 2])), act="relu")
+        b.dwconv(int(rng.choice([3, 5])), int(rng.choice([1, 2])), act="relu6")
+        b.pointwise(int(rng.integers(1, 12)), act=None)
+        b.avgpool()
+        b.fc(3)
+        g = b.quantize(netzoo.calib(b, n=4, seed=seed))
+        head = g.param_layers[-1].name
+        for mode in ("all", "producer", "consumer"):
+            plan = compile_model(g, Scheme(bias={head}, weights={head: 1.0}), fuse=mode)
+            for i, op in enumerate(plan.model.ops):
+                if op.kind == mf.OP_FWD_FUSED and mode not in found:
+                    x = plan.model.tensors[fused_rows.fused_io(plan.model, op)[0]]
+                    shift = fused_rows.largest_shift(plan.model, op)
+                    if shift % 4 == 3 and shift < x.size:
+                        found[mode] = (plan.data, i, shift)
+        if len(found) == 3:
+            return list(found.values())
+    raise AssertionError(f"only {sorted(found)} found")
+
+
+def test_fused_output_one_byte_too_far_over_input_refused():
+    """A fused op's output may start over its input up to the row rule's
+    limit (docs/format.md, "Fused ops"); one byte further it would overwrite
+    input the op still reads: refused at open, naming the op and both."""
+    for data, i, shift in one_byte_too_far_cases():
+        m = mf.Model.parse(data)
+        xi, yi = fused_rows.fused_io(m, m.ops[i])
+        assert open_model(fused_rows.with_output_at(data, i, shift - 3)) == ("ok", "")
+        assert_refused(fused_rows.with_output_at(data, i, shift + 1), "arena",
+                       f"op {i}: in (tensor {xi}) and out (tensor {yi}) share arena bytes")
 
 
 # -- the value ranges behind the overflow bounds --

@@ -54,7 +54,7 @@ class Net:
         return len(self.tensors) - 1
 
     def input(self, h, w, c, scale, zero):
-        self.inp = self.tensor(mf.T_ACT, h, w, c, scale, zero, flags=mf.TF_EXTERNAL)
+        self.inp = self.tensor(mf.T_ACT, h, w, c, scale, zero)
         return self.inp
 
     def _param(self, nbytes):
@@ -163,10 +163,9 @@ class Net:
                              dtype=np.uint32)
             exp_off = self.blob.add(table)
         off = self.persist
-        for t in self.tensors:
-            if not t.flags & mf.TF_EXTERNAL:
-                t.arena_off = off
-                off += align4(t.size)
+        for t in self.tensors:  # each its own bytes, the input too
+            t.arena_off = off
+            off += align4(t.size)
         hdr = mf.Header(n_fwd_ops=len(self.fwd_ops), arena_size=off, persist_size=self.persist,
                         input_tensor=self.inp, logits_tensor=self.logits, n_classes=lt.numel,
                         loss_kind=self.loss_kind, lr=self.lr, exp_table_off=exp_off)

@@ -44,7 +44,6 @@ def _load():
         "tt_model_arena_bytes": (u32, [p]),
         "tt_model_input_bytes": (u32, [p]),
         "tt_model_check_params": (ctypes.c_int, [p, p, sz, ctypes.POINTER(Error)]),
-        "tt_model_input_outside_plan": (u32, [p]),
         "tt_trainer_input": (p, [p, ctypes.POINTER(u32)]),
         "tt_trainer_init": (ctypes.c_int, [p, p, p, sz, f32, ctypes.POINTER(Error)]),
         "tt_trainer_step": (ctypes.c_int, [p, p, sz, i32, p, sz, ctypes.POINTER(f32),

@@ -3,12 +3,11 @@ everywhere (`tinytrain plan`, `tinytrain info`, `make bench`, the README):
 
     step SRAM = arena + the input wherever it lives + stack
 
-- arena: the bytes a trainer needs (the core's tt_model_arena_bytes for a
-  file of format 1.2 is the plan's arena_size, which holds the input slot);
-- input: bytes of input outside that arena. 0 for format 1.2 (the input is an
-  arena tensor whose bytes other tensors reuse after the stem has read it);
-  a 1.1 file's external input is counted here, rounded up to 4, as the core
-  places its slot after the plan's bytes;
+- arena: the bytes a trainer needs (the core's tt_model_arena_bytes, the
+  plan's arena_size), which hold the input slot: the input is an arena tensor
+  whose bytes the stem's output and later tensors reuse;
+- input: bytes of input outside that arena: none (the line says 0, the
+  format keeps the input nowhere else);
 - stack: the most stack one step of that very model file (matched by its
   CRC) used on the emulated Cortex-M7 in `make bench`
   (benchmarks/results/m7.json), where measured; else a bound: the most any
@@ -29,19 +28,23 @@ STACK_MARGIN = 256  # bytes added to the largest measured stack for an unmeasure
 @dataclass
 class StepSram:
     arena: int
-    input: int
     input_bytes: int
     stack: int
     stack_note: str
+
+    @property
+    def input(self) -> int:
+        """Bytes of input outside the arena: none, the format keeps the
+        input in its arena slot only (a 1.x file's outside input is refused)."""
+        return 0
 
     @property
     def total(self) -> int:
         return self.arena + self.input + self.stack
 
     def line(self) -> str:
-        where = "in the arena" if self.input == 0 else "outside the arena (format 1.1 file)"
         return (f"step SRAM: {self.total:,} bytes (arena {self.arena:,}, input {self.input:,}, "
-                f"stack {self.stack:,}); the {self.input_bytes:,}-byte input lives {where}; "
+                f"stack {self.stack:,}); the {self.input_bytes:,}-byte input lives in the arena; "
                 f"stack {self.stack_note}")
 
 
@@ -59,7 +62,6 @@ def step_sram(data: bytes, stacks: dict | None = None) -> StepSram:
     m = mf.Model.parse(data)
     h = m.header
     t_in = m.tensors[h.input_tensor]
-    outside = (t_in.numel + 3) // 4 * 4 if t_in.flags & mf.TF_EXTERNAL else 0
     stacks = measured_stacks() if stacks is None else stacks
     crc = h.crc32
     if crc in stacks:
@@ -70,4 +72,4 @@ def step_sram(data: bytes, stacks: dict | None = None) -> StepSram:
                 f"({max(stacks.values()):,}) + {STACK_MARGIN}")
     else:
         stack, note = 0, "not counted: no make bench results (benchmarks/results/m7.json)"
-    return StepSram(h.arena_size, outside, t_in.numel, stack, note)
+    return StepSram(h.arena_size, t_in.numel, stack, note)

@@ -5,6 +5,7 @@ from .. import modelfile as mf
 from ..graph import QGraph
 from .emit import layer_records, model_file
 from .fuse import check_fuse_mode, drop_unneeded_fusions, find_fusions
+from .fused_overlap import fused_overlap_pairs
 from .inplace import in_place_pairs
 from .place import persistent_area, place
 from .plan import Plan
@@ -35,6 +36,7 @@ def compile_model(graph: QGraph, scheme: Scheme, reuse_memory: bool = True, fuse
     def arena_for(fusions: dict) -> tuple:
         sched = schedule(graph, needs, fusions)
         pairs = in_place_pairs(graph, needs.n_train, sched.tensors, sched.ops)
+        pairs.update(fused_overlap_pairs(graph, sched.act_id, sched.tensors, sched.ops))
         placement = place(sched.tensors, area.size, len(sched.ops), reuse_memory, pairs)
         return placement.arena_size, (sched, placement)
 
@@ -48,5 +50,8 @@ def compile_model(graph: QGraph, scheme: Scheme, reuse_memory: bool = True, fuse
             sched, placement = kept
     model = model_file(graph, scheme, sched, layer_recs, blob, placement.arena_size, area.size)
     fused = {b: tuple(x.name if x is not None else None for x in ac) for b, ac in fusions.items()}
+    kind = {t.name: t.rec.kind for t in sched.tensors}
+    grads = {n: p for n, p in placement.in_place.items() if kind[n] == mf.T_GRAD}
+    acts = {n: p for n, p in placement.in_place.items() if kind[n] != mf.T_GRAD}
     return Plan(model.pack(), model, sched.tensors, sched.op_names, area.size, placement.arena_size,
-                placement.live_bytes, area.n_params, fused, placement.in_place)
+                placement.live_bytes, area.n_params, fused, grads, acts)

@@ -4,7 +4,7 @@ The arena starts with the persistent area (the trained parameters, layer by
 layer); the working tensors follow, each placed by lifetime: first fit over
 (lifetime x size), largest first, so tensors never live at once share bytes;
 an in-place input gradient (inplace.py) is placed with the output gradient it
-overwrites.
+overwrites, a fused op's output with the input it overwrites (fused_overlap.py).
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from ..graph import QGraph, QLayer
 from .scheme import Scheme
 
 ALIGN = 4
-NO_STORAGE = mf.TF_EXTERNAL | mf.TF_STREAMED  # outside the arena, or streamed row by row
+NO_STORAGE = mf.TF_STREAMED  # streamed row by row inside a fused op
 
 
 def align(n: int) -> int:
@@ -74,14 +74,15 @@ def persistent_area(graph: QGraph, n_train: dict, scheme: Scheme) -> PersistentA
 class Placement:
     arena_size: int
     live_bytes: list    # per op: persistent + tensors live at that op
-    in_place: dict      # input-gradient name -> (output-gradient name it overwrites, gap bytes)
+    in_place: dict      # lower tensor name -> (name of the tensor it overwrites, gap bytes)
 
 
 def place(tensors: list, persist: int, n_ops: int, reuse_memory: bool = True, pairs=None) -> Placement:
     """Set arena_off of every stored tensor (PlannedTensor, lifetimes set)
     after the persistent area. reuse_memory=False gives each its own bytes.
-    pairs (inplace.in_place_pairs, only with reuse_memory): an input gradient
-    is placed with its output gradient as one unit, gap bytes below it."""
+    pairs (inplace.in_place_pairs, fused_overlap.fused_overlap_pairs, only
+    with reuse_memory): {lower id: (upper id, gap)}, the lower tensor placed
+    with the one it overwrites as one unit, gap bytes below it."""
     pairs = pairs if reuse_memory and pairs else {}
     paired = {g for g, _ in pairs.values()}
     units = []  # (span bytes, first op, [(tensor, offset in the unit)])
@@ -107,8 +108,8 @@ def place(tensors: list, persist: int, n_ops: int, reuse_memory: bool = True, pa
         placed += [t for t, _ in parts]
     work_end = max([t.rec.arena_off + t.rec.size for t in placed] + [0])
     live = live_bytes(tensors, persist, n_ops)
-    for dx, (g, gap) in pairs.items():  # the pair shares all but the gap at its op
-        live[tensors[dx].first] -= max(tensors[g].rec.size - gap, 0)
+    for lo, (hi, gap) in pairs.items():  # the pair shares its overlap at its op
+        live[tensors[lo].first] -= max(min(tensors[lo].rec.size - gap, tensors[hi].rec.size), 0)
     return Placement(align(max(work_end, persist)), live,
                      {tensors[dx].name: (tensors[g].name, gap) for dx, (g, gap) in pairs.items()})
 

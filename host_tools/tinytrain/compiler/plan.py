@@ -22,6 +22,7 @@ class Plan:
     trained_params: int
     fusions: dict = field(default_factory=dict)  # fused ops: {depthwise: (producer or None, consumer or None)}
     in_place: dict = field(default_factory=dict)  # {input gradient: (output gradient it overwrites, gap bytes)}
+    over_input: dict = field(default_factory=dict)  # fused ops: {output: (input it overwrites, gap bytes)}
 
     @property
     def peak_live(self) -> int:
@@ -38,7 +39,7 @@ class Plan:
         ALIGN; peak_live (the most bytes live at once) is at most this, less
         where the placement leaves gaps."""
         ends = [t.rec.arena_off + t.rec.size for t in self.tensors
-                if t.rec.size and not t.rec.flags & (mf.TF_EXTERNAL | mf.TF_STREAMED)]
+                if t.rec.size and not t.rec.flags & mf.TF_STREAMED]
         return max(ends + [self.persist_size])
 
     def live_at(self, op_index: int) -> list:

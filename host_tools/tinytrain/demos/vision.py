@@ -29,8 +29,8 @@ input scale (`tinytrain.datasets.to_model_inputs`, the benchmark's path).
 
 The scheme (`--scheme`, default 'auto'): for a paper model, the published
 sparse-update scheme with the largest arena that fits the F746 build's
-163,840-byte arena (MCUNet-5fps: '99kb', 159,304 bytes with fusion, the input
-included); for the
+163,840-byte arena (MCUNet-5fps: '124kb', 162,196 bytes with fusion, the input
+included and fused outputs written over their inputs); for the
 small CNN, the biases of every layer and the weights of the last conv and the
 classifier. Any spec `tinytrain convert --scheme` takes works too, several
 separated by commas. `--budget BYTES` plans one instead

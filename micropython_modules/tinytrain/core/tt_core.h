@@ -60,8 +60,7 @@ typedef struct {
     tt_model model;
     uint8_t *arena;
     uint32_t arena_len;
-    int8_t *input;        /* the input slot: the input tensor's arena bytes, or (a 1.1 file whose
-                             input is external) arena_size bytes into the arena */
+    int8_t *input;        /* the input slot: the input tensor's arena bytes */
     float lr;
     uint32_t steps;
     tt_grad_hook grad_hook;
@@ -77,12 +76,9 @@ tt_status tt_model_open(tt_model *m, const uint8_t *buf, size_t len, tt_error *e
 tt_status tt_model_check_params(const tt_model *m, const uint8_t *params, size_t len, tt_error *err);
 
 /* Bytes of arena a trainer needs: the plan's arena_size, which holds the
-   input slot (format 1.2); for a 1.1 file, whose input the plan leaves
-   outside (EXTERNAL), the slot follows the plan's bytes, 4-byte aligned. */
+   input slot. */
 uint32_t tt_model_arena_bytes(const tt_model *m);
 uint32_t tt_model_input_bytes(const tt_model *m);
-/* Bytes of input held outside the plan's arena (a 1.1 file's external input), else 0. */
-uint32_t tt_model_input_outside_plan(const tt_model *m);
 
 /* Bind a validated model to an arena and load its initial trained parameters.
    lr <= 0 takes the model's default. */

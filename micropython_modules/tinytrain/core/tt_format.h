@@ -30,7 +30,7 @@ enum {
     TT_T_MASK = 3,  /* 1 bit per element, LSB first: 1 = clamp was inactive */
     TT_T_SAVED = 4, /* int8 copy of the trained input channels of a layer */
 };
-#define TT_TF_EXTERNAL 0x01u /* format 1.1: the network input, outside the plan's arena */
+/* flag 0x01 is unused (1.x: an input outside the arena), refused like any unknown flag */
 #define TT_TF_STREAMED 0x02u /* produced and consumed row by row inside one fused op: no storage */
 
 /* Layer kinds */

@@ -26,7 +26,11 @@ static void move_down(int8_t *dst, const int8_t *src, uint32_t n) {
    which a ring of B.kh rows does once per output row.
    With a consumer C, B's row goes to a one-row buffer and C turns it into
    its own output row at once. Every element is computed by the same kernels
-   as unfused, so the results are the same bit for bit. */
+   as unfused, so the results are the same bit for bit.
+   The output may lie over the input (the reader's is_fused_over_input): rows
+   are computed in increasing order, A's (without A, B's) reading only the
+   input rows of their own window, and output row oh is written after every
+   row that reads input below the first row a later one reads. */
 void tt_forward_fused(tt_trainer *t, const tt_op_rec *op, int training) {
     const tt_model *m = &t->model;
     const tt_layer_rec *B = &m->layers[op->layer];

@@ -52,14 +52,9 @@ static inline void tt_g16_put(tt_g16_sink *s, uint32_t i, int64_t v) {
     }
 }
 
-/* Storage of an activation-like tensor (a 1.1 file's external input lies
-   after the plan's bytes). */
+/* Storage of an activation-like tensor. */
 static inline int8_t *tt_act_data(tt_trainer *t, uint32_t id) {
-    const tt_tensor_rec *r = &t->model.tensors[id];
-    if (r->flags & TT_TF_EXTERNAL) {
-        return t->input;
-    }
-    return TT_ARENA(t, int8_t, r->arena_off);
+    return TT_ARENA(t, int8_t, t->model.tensors[id].arena_off);
 }
 
 /* The trainer's ops: dispatch (tt_forward.c, tt_fused.c, tt_backward.c)

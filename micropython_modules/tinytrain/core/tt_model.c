@@ -121,14 +121,10 @@ static tt_status check_tensors(const checker *c) {
             return tt_fail(c->err, TT_E_TENSOR, "tensor %u: size %u, its shape needs %u", i, t->size,
                            (unsigned)want);
         }
-        if (t->flags & ~(TT_TF_EXTERNAL | TT_TF_STREAMED) || t->flags == (TT_TF_EXTERNAL | TT_TF_STREAMED)) {
+        if (t->flags & ~TT_TF_STREAMED) {
             return tt_fail(c->err, TT_E_TENSOR, "tensor %u: unknown flags", i);
         }
-        if (t->flags & TT_TF_EXTERNAL) {
-            if (i != h->input_tensor || t->kind != TT_T_ACT) {
-                return tt_fail(c->err, TT_E_TENSOR, "tensor %u: only the input may be external", i);
-            }
-        } else if (t->flags & TT_TF_STREAMED) {
+        if (t->flags & TT_TF_STREAMED) {
             /* no storage: only a fused op's kernels see it, through its ring or row */
             if (t->kind != TT_T_ACT || i == h->input_tensor || i == h->logits_tensor ||
                 t->arena_off != TT_NO_OFFSET) {
@@ -136,15 +132,13 @@ static tt_status check_tensors(const checker *c) {
                                "without arena storage", i);
             }
         }
-        /* Stored tensors lie in the working part of the arena, after the
-           trained parameters; the input's record, which the kernels never use
-           for storage, still names bytes inside the arena. */
+        /* Stored tensors, the input among them, lie in the working part of
+           the arena, after the trained parameters. */
         if (!(t->flags & TT_TF_STREAMED) &&
             (t->arena_off % 4u || (uint64_t)t->arena_off + t->size > h->arena_size ||
-             (!(t->flags & TT_TF_EXTERNAL) && t->arena_off < h->persist_size))) {
+             t->arena_off < h->persist_size)) {
             return tt_fail(c->err, TT_E_ARENA, "tensor %u: [%u, +%u) outside the arena's working part [%u, %u)",
-                           i, t->arena_off, t->size, t->flags & TT_TF_EXTERNAL ? 0u : h->persist_size,
-                           h->arena_size);
+                           i, t->arena_off, t->size, h->persist_size, h->arena_size);
         }
         if (t->kind == TT_T_ACT || t->kind == TT_T_SAVED) {
             if (t->zero < -128 || t->zero > 127 || !(t->scale > 0.0f) || !is_finite_nonneg(t->scale)) {
@@ -152,18 +146,10 @@ static tt_status check_tensors(const checker *c) {
             }
         }
     }
-    {
-        /* The input slot: in the arena past the trained parameters (the caller
-           writes it between steps), or after the plan's bytes (1.1: external). */
-        const tt_tensor_rec *in = &c->m->tensors[h->input_tensor];
-        if (in->kind != TT_T_ACT) {
-            return tt_fail(c->err, TT_E_TENSOR, "input tensor %u is not an activation", h->input_tensor);
-        }
-        if (in->flags & TT_TF_EXTERNAL ? (uint64_t)h->arena_size + in->size + 3u > 0xFFFFFFFFu
-                                       : in->arena_off < h->persist_size) {
-            return tt_fail(c->err, TT_E_ARENA, "input tensor %u: slot overlaps the trained parameters "
-                           "or ends past 4 GiB", h->input_tensor);
-        }
+    /* The input slot: a stored activation (above: past the trained
+       parameters), which the caller writes between steps. */
+    if (c->m->tensors[h->input_tensor].kind != TT_T_ACT) {
+        return tt_fail(c->err, TT_E_TENSOR, "input tensor %u is not an activation", h->input_tensor);
     }
     return TT_OK;
 }
@@ -514,15 +500,8 @@ tt_status tt_model_check_params(const tt_model *m, const uint8_t *params, size_t
     return TT_OK;
 }
 
-uint32_t tt_model_input_outside_plan(const tt_model *m) {
-    if (!m->hdr || !(m->tensors[m->hdr->input_tensor].flags & TT_TF_EXTERNAL)) {
-        return 0u;
-    }
-    return (tt_model_input_bytes(m) + 3u) & ~3u;
-}
-
 uint32_t tt_model_arena_bytes(const tt_model *m) {
-    return m->hdr ? m->hdr->arena_size + tt_model_input_outside_plan(m) : 0u;
+    return m->hdr ? m->hdr->arena_size : 0u;
 }
 
 uint32_t tt_model_input_bytes(const tt_model *m) {

@@ -19,7 +19,7 @@ static inline int tt_is_streamed(const tt_checker *c, uint32_t id) {
 }
 
 static inline int tt_has_storage(const tt_tensor_rec *t) {
-    return !(t->flags & (TT_TF_EXTERNAL | TT_TF_STREAMED));
+    return !(t->flags & TT_TF_STREAMED);
 }
 
 static inline int tt_same_numel(const tt_checker *c, uint32_t a, uint32_t b) {

@@ -193,6 +193,8 @@ static tt_status check_shapes(const tt_checker *c, uint32_t i, const tt_op_rec *
     }
 }
 
+static const char list_in[] = "in", list_out[] = "out";
+
 /* One tensor an op touches at once with the others. */
 typedef struct {
     uint32_t id;
@@ -203,7 +205,7 @@ typedef struct {
 static uint32_t add_touch(const tt_checker *c, touch *list, uint32_t n, uint32_t id, uint8_t use,
                           const char *name) {
     if (id == TT_NONE || !tt_has_storage(&c->m->tensors[id])) {
-        return n; /* streamed tensors (and a 1.x file's external input) have no bytes */
+        return n; /* streamed tensors have no bytes */
     }
     list[n].id = id;
     list[n].use = use;
@@ -224,10 +226,53 @@ static int is_depthwise_in_place(const tt_checker *c, const tt_layer_rec *L, uin
            g->c == dx->c && (uint64_t)dx->arena_off + 2u * (uint64_t)rows * g->w * g->c <= g->arena_off;
 }
 
+/* The lowest input row a fused op reads after writing its output row r of
+   out_h (in_h: none): B's rows read A's rows up to end, computed in order,
+   and A's later rows read the input from end * A.stride - A.pad_top on;
+   without A, B's next row reads the input from (r + 1) * stride - pad_top. */
+static int64_t first_row_read_after(const tt_checker *c, const tt_op_rec *op, int64_t r, int64_t out_h,
+                                    int64_t in_h) {
+    const tt_layer_rec *B = &c->m->layers[op->layer];
+    int64_t row;
+    if (r + 1 >= out_h) {
+        return in_h;
+    }
+    if (op->t[TT_FUSED_A] == TT_NONE) {
+        row = (r + 1) * B->stride - B->pad_top;
+    } else {
+        const tt_layer_rec *A = &c->m->layers[op->t[TT_FUSED_A]];
+        const int64_t end = r * B->stride - B->pad_top + B->kh;
+        if (end >= (int64_t)c->m->tensors[B->in].h) {
+            return in_h;
+        }
+        row = end * A->stride - A->pad_top;
+    }
+    return row >= in_h ? in_h : row > 0 ? row : 0;
+}
+
+/* A fused op may write its output over its input where each output row r
+   lands on no input row the op still reads after it: the kernel computes
+   output rows in increasing order, each after everything that reads the input
+   rows below first_row_read_after(r) (docs/format.md, "Fused ops"). */
+static int is_fused_over_input(const tt_checker *c, const tt_op_rec *op, uint32_t in, uint32_t out) {
+    const tt_tensor_rec *x = &c->m->tensors[in], *y = &c->m->tensors[out];
+    const int64_t in_row = (int64_t)x->w * x->c, out_row = (int64_t)y->w * y->c;
+    const int64_t x_end = (int64_t)x->arena_off + x->size;
+    for (int64_t r = 0; r < y->h; r++) {
+        const int64_t lo = (int64_t)y->arena_off + r * out_row;
+        const int64_t still_read = (int64_t)x->arena_off + first_row_read_after(c, op, r, y->h, x->h) * in_row;
+        if (still_read < x_end && lo < x_end && lo + out_row > still_read) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 /* Tensors one op reads and writes at once must not share bytes (the plan may
    give tensors that are never live together the same bytes). The exceptions:
    the backward of an add passes its output gradient through in place, t3 or
-   t4 being t0 itself; a frozen depthwise backward in place (above). */
+   t4 being t0 itself; a frozen depthwise backward in place and a fused op's
+   output over its input (above). */
 static tt_status check_aliasing(const tt_checker *c, uint32_t i, const tt_op_rec *op) {
     static const char *const slot_name[6] = {"t0", "t1", "t2", "t3", "t4", "t5"};
     const tt_layer_rec *L = op->layer < c->h->n_layers ? &c->m->layers[op->layer] : NULL;
@@ -239,8 +284,8 @@ static tt_status check_aliasing(const tt_checker *c, uint32_t i, const tt_op_rec
         n = add_touch(c, list, n, L->out, USE_WRITE, "out");
     } else if (op->kind == TT_OP_FWD_FUSED) {
         const uint16_t a = op->t[TT_FUSED_A], cc = op->t[TT_FUSED_C];
-        n = add_touch(c, list, n, a != TT_NONE ? c->m->layers[a].in : L->in, USE_READ, "in");
-        n = add_touch(c, list, n, cc != TT_NONE ? c->m->layers[cc].out : L->out, USE_WRITE, "out");
+        n = add_touch(c, list, n, a != TT_NONE ? c->m->layers[a].in : L->in, USE_READ, list_in);
+        n = add_touch(c, list, n, cc != TT_NONE ? c->m->layers[cc].out : L->out, USE_WRITE, list_out);
     }
     for (uint32_t s = 0; s < 6u; s++) {
         const slot_rule r = SLOT_RULES[op->kind][s];
@@ -257,7 +302,10 @@ static tt_status check_aliasing(const tt_checker *c, uint32_t i, const tt_op_rec
             const int dw_in_place = op->kind == TT_OP_BWD && list[a].name == slot_name[0] &&
                                     list[b].name == slot_name[3] &&
                                     is_depthwise_in_place(c, L, list[a].id, list[b].id);
-            if (!((list[a].use | list[b].use) & USE_WRITE) || in_place || dw_in_place) {
+            const int over_input = op->kind == TT_OP_FWD_FUSED && list[a].name == list_in &&
+                                   list[b].name == list_out &&
+                                   is_fused_over_input(c, op, list[a].id, list[b].id);
+            if (!((list[a].use | list[b].use) & USE_WRITE) || in_place || dw_in_place || over_input) {
                 continue;
             }
             if (tt_overlap(ta->arena_off, ta->size, tb->arena_off, tb->size)) {

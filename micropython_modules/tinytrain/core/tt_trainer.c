@@ -50,8 +50,7 @@ tt_status tt_trainer_init(tt_trainer *t, const tt_model *m, uint8_t *arena, size
     t->arena = arena;
     t->arena_len = (uint32_t)arena_len;
     t->lr = lr > 0.0f ? lr : m->hdr->lr;
-    t->input = tt_model_input_outside_plan(m) ? (int8_t *)(arena + m->hdr->arena_size)
-                                               : (int8_t *)(arena + m->tensors[m->hdr->input_tensor].arena_off);
+    t->input = (int8_t *)(arena + m->tensors[m->hdr->input_tensor].arena_off);
     load_initial_params(t);
     return TT_OK;
 }
@@ -197,7 +196,7 @@ uint32_t tt_trainer_trained_param_count(const tt_trainer *t) {
 
 uint8_t *tt_trainer_tensor(tt_trainer *t, uint32_t id) {
     if (!t->model.hdr || id >= t->model.hdr->n_tensors ||
-        (t->model.tensors[id].flags & (TT_TF_EXTERNAL | TT_TF_STREAMED))) {
+        (t->model.tensors[id].flags & TT_TF_STREAMED)) {
         return NULL;
     }
     return t->arena + t->model.tensors[id].arena_off;
