@@ -173,14 +173,14 @@ def test_mcunet_pipeline_reduced():
     g = res.graph
     assert g.tensors[g.output].numel == res.n_classes == 10  # the fresh 10-class head
     (row,) = res.rows
-    # the default: the published scheme with the largest arena that fits the F746's 160 KiB
+    # the default: the paper's measured scheme, which fits the F746's 160 KiB
     arenas = {label: compile_model(g, tte.published_scheme(g, "mcunet-5fps", label)).arena_size
               for label in tte.PUBLISHED["mcunet-5fps"]}
     fitting = {k: v for k, v in arenas.items() if v <= vision.BOARD_ARENA}
-    # (int16 gradients, the in-place depthwise backward, the input inside the
-    # arena, fused outputs over their inputs: '124kb')
-    assert row.scheme == "mcunet-5fps:" + max(fitting, key=fitting.get) == "mcunet-5fps:124kb"
-    assert row.arena_bytes == arenas["124kb"] <= vision.BOARD_ARENA == 163840
+    # (larger ones fit too since fused outputs go over their inputs, but learn worse)
+    assert "99kb" in fitting and max(fitting, key=fitting.get) != "99kb"
+    assert row.scheme == "mcunet-5fps:99kb"
+    assert row.arena_bytes == arenas["99kb"] <= vision.BOARD_ARENA == 163840
     # inputs: the digits upscaled and quantised with the model's input scale
     t = g.tensors[g.input]
     task = tasks.load_image_task("digits", 0, 24, 10, 30)

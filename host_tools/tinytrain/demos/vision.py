@@ -27,10 +27,11 @@ Images are resized bilinearly to the model's input (MCUNet: 128x128, the grey
 channel replicated to RGB), mapped to [-1, 1] and quantised with the model's
 input scale (`tinytrain.datasets.to_model_inputs`, the benchmark's path).
 
-The scheme (`--scheme`, default 'auto'): for a paper model, the published
+The scheme (`--scheme`, default 'auto'): for MCUNet-5fps the paper's measured
+scheme '99kb' (137,428 bytes with fusion, the input included and fused outputs
+written over their inputs); for another paper model, the published
 sparse-update scheme with the largest arena that fits the F746 build's
-163,840-byte arena (MCUNet-5fps: '124kb', 162,196 bytes with fusion, the input
-included and fused outputs written over their inputs); for the
+163,840-byte arena; for the
 small CNN, the biases of every layer and the weights of the last conv and the
 classifier. Any spec `tinytrain convert --scheme` takes works too, several
 separated by commas. `--budget BYTES` plans one instead
@@ -231,9 +232,16 @@ def _settings(model: Model, cfg: Config) -> dict:
     return s
 
 
+# The scheme of the paper's measured run (its 173 KB figure) where the model has
+# one: larger published schemes fit the board now but learn worse at the demo's
+# learning rate (MCUNet-5fps '124kb': 79.8% against '99kb''s 92.8%).
+PAPER_RUN = {"mcunet-5fps": "99kb"}
+
+
 def default_scheme(model: Model, st: dict) -> Choice:
-    """The published scheme with the largest arena that fits BOARD_ARENA (a
-    paper model), or biases + the last conv and classifier (the small CNN)."""
+    """A paper model: the scheme of the paper's measured run (PAPER_RUN) if it
+    fits BOARD_ARENA, else the published scheme with the largest arena that
+    fits; the small CNN: biases + the last conv and classifier."""
     g = model.graph
     backbone, head = planner.split_layers(g)
     if model.kind == "paper":
@@ -251,7 +259,8 @@ def default_scheme(model: Model, st: dict) -> Choice:
         if not fits:
             raise ValueError(f"no published {model.name} scheme fits the {BOARD_ARENA:,}-byte arena: "
                              "give --budget or --scheme")
-        _, label, s = max(fits, key=lambda f: f[0])
+        preferred = [f for f in fits if f[1] == PAPER_RUN.get(model.name)]
+        _, label, s = (preferred or [max(fits, key=lambda f: f[0])])[0]
         n_bias = len(s.bias) - 1
         return Choice(f"{model.name}:{label}", s, f"published: biases of the last {n_bias} layers, "
                       f"weights of {len(s.weights) - 1} layers and the classifier")
