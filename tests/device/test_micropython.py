@@ -113,6 +113,19 @@ def test_input_slot(device, tmp_path, name, scheme):
     assert "SAME True" in want.splitlines() and "LOCKED 1" in got.splitlines()
 
 
+@pytest.mark.parametrize("name,scheme", [("mbnet", "sparse"), ("mbnet", "bias_only")])
+def test_feature_cache(device, tmp_path, name, scheme):
+    """The frozen-prefix cache on the device: three epochs from stored
+    features equal three epochs on the inputs and the simulator, bit for
+    bit, and the cached loop allocates nothing under heap_lock."""
+    prepare(tmp_path, name, scheme, steps=4, evals=2)
+    want = host_run("feature_cache.py", tmp_path)
+    got = device.run("feature_cache.py", tmp_path)
+    assert got.splitlines() == want.splitlines()
+    assert "SAME True" in want.splitlines() and "LOCKED 1" in got.splitlines()
+    assert int(want.splitlines()[0].split()[1]) > 0
+
+
 def _errors_fixture(d: Path) -> None:
     model = prepare(d, "cnn", "full")
     mse = build_model("mlp", "mse")[2].data
