@@ -36,7 +36,7 @@ def epochs(trainer, xs, labels, n_epochs: int, *, cache: bool = True, orders=Non
         return [[trainer.step(xs[i], labels[i]) for i in order] for order in orders]
     fb = trainer.feature_bytes()
     if fb == 0:
-        raise ValueError("the model has no frozen prefix (its first layer trains): use cache=False")
+        raise ValueError("the model has no frozen prefix: training reaches its first layer (use cache=False)")
     if store is None:
         store = bytearray(fb * n)
     view = memoryview(store).cast("B")

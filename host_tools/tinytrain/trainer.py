@@ -229,7 +229,7 @@ class Trainer:
         feature_bytes() bytes), which is returned. Training never changes
         it: keep it and pass it to step_features / predict_features."""
         n = self.feature_bytes()
-        if out is not None:
+        if out is not None and n:
             dst = _as_int8_buffer(out, "out")
             if dst.readonly:
                 raise TypeError("out must be writable")

@@ -199,7 +199,7 @@ tt_status tt_trainer_prefix(tt_trainer *t, const int8_t *x, size_t x_len, tt_err
         return s;
     }
     if (!t->model.cut_op) {
-        return tt_fail(err, TT_E_STATE, "the model has no frozen prefix: its first layer trains");
+        return tt_fail(err, TT_E_STATE, "the model has no frozen prefix: training reaches its first layer");
     }
     run_forward(t, 0, t->model.cut_op, 0);
     OP_PROFILE(t->model.cut_op);
@@ -216,7 +216,7 @@ static tt_status take_cut(tt_trainer *t, const int8_t *cut, size_t cut_len, tt_e
     }
     dst = tt_trainer_cut(t, &n);
     if (!dst) {
-        return tt_fail(err, TT_E_STATE, "the model has no frozen prefix: its first layer trains");
+        return tt_fail(err, TT_E_STATE, "the model has no frozen prefix: training reaches its first layer");
     }
     if (cut && cut_len != n) {
         return tt_fail(err, TT_E_ARG, "features have %u bytes, the model's cut has %u", (unsigned)cut_len, n);
