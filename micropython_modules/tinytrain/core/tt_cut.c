@@ -28,18 +28,6 @@ static int op_writes(const tt_model *m, const tt_op_rec *op, uint32_t id) {
     return op->t[TT_FUSED_RING] == id || op->t[TT_FUSED_ROW] == id || op->t[TT_FUSED_MASK] == id;
 }
 
-/* Index of the forward op before op `before` that writes tensor id, or -1
-   (the input, or a tensor no forward op writes: a gradient). */
-static int32_t producer(const tt_model *m, uint32_t id, uint32_t before) {
-    const uint32_t n = before < m->hdr->n_fwd_ops ? before : m->hdr->n_fwd_ops;
-    for (uint32_t i = n; i-- > 0;) {
-        if (op_writes(m, &m->ops[i], id)) {
-            return (int32_t)i;
-        }
-    }
-    return -1;
-}
-
 static int layer_trains(const tt_layer_rec *L) {
     return L->n_train != 0 || (L->flags & TT_LF_TRAIN_BIAS);
 }
@@ -102,56 +90,56 @@ static uint32_t op_reads(const tt_model *m, const tt_op_rec *op, uint32_t r[2]) 
     }
 }
 
-/* Whether only op k-1's output crosses from ops [0, k) to the rest; if
-   not, *back is a smaller k to try next: just after the producer of a read
-   that crosses (every k between fails on the same read). */
-static int is_cut(const tt_model *m, uint32_t k, uint32_t *back) {
-    const uint32_t x = op_output(m, &m->ops[k - 1]);
-    for (uint32_t j = k; j < m->hdr->n_ops; j++) {
+/* The last op that reads a tensor forward op p writes (p when none does),
+   or with p = n_ops the last that reads the input (0 when none does). */
+static uint32_t last_use(const tt_model *m, uint32_t p) {
+    const int input = p == m->hdr->n_ops;
+    for (uint32_t j = m->hdr->n_ops; j-- > (input ? 0u : p + 1u);) {
         uint32_t r[2];
         const uint32_t nr = op_reads(m, &m->ops[j], r);
         for (uint32_t q = 0; q < nr; q++) {
-            int32_t p;
-            if (r[q] == TT_NONE || r[q] == x) {
-                continue;
-            }
-            p = producer(m, r[q], j);
-            if (p < (int32_t)k - 1 && (p >= 0 || r[q] == m->hdr->input_tensor)) {
-                *back = (uint32_t)(p + 1);
-                return 0;
+            if (r[q] != TT_NONE && (input ? r[q] == m->hdr->input_tensor : op_writes(m, &m->ops[p], r[q]))) {
+                return j;
             }
         }
     }
-    *back = k - 1;
-    return 1;
+    return input ? 0u : p;
 }
 
-/* Of the cuts at or before the first op that is not frozen, the one of
-   fewest bytes (the store a sample needs), of equal ones the latest (the
-   least to recompute): in MCUNet-5fps 49kb a block's 8x8x40 output
-   (2,560 B) rather than the 8x8x160 of the 1x1 conv after it. A few passes
-   over the ops, once at open. */
+/* A read at op j of what op p (p < k - 1) wrote rules out every k in
+   [p + 2, j]: k is a cut when no earlier op's last use reaches it, one
+   sweep with a running maximum. Of the cuts up to the first op that is not
+   frozen, the one of fewest bytes (the store a sample needs), of equal ones
+   the latest (the least to recompute): in MCUNet-5fps 49kb a block's
+   8x8x40 output (2,560 B) rather than the 8x8x160 of the 1x1 conv after
+   it. Work: the frozen ops times all ops, once at open (a file of more than
+   TT_CUT_MAX_OPS ops gets no prefix rather than a long search). */
+#define TT_CUT_MAX_OPS 4096u
 void tt_model_find_cut(tt_model *m) {
     const uint32_t nf = m->hdr->n_fwd_ops;
-    uint32_t k = 0, best = 0;
+    uint32_t kmax = 0, reach, best = 0;
     m->cut_op = 0;
     m->cut_tensor = TT_NONE;
-    while (k < nf && op_frozen(m, &m->ops[k])) {
-        k++;
+    if (m->hdr->n_ops > TT_CUT_MAX_OPS) {
+        return;
     }
-    while (k > 0) {
-        uint32_t back;
-        if (is_cut(m, k, &back)) {
-            const uint32_t x = op_output(m, &m->ops[k - 1]);
-            const tt_tensor_rec *xt = &m->tensors[x];
-            if (xt->kind == TT_T_ACT && !(xt->flags & (TT_TF_EXTERNAL | TT_TF_STREAMED)) &&
-                (!m->cut_op || tt_numel(xt) < best)) {
-                m->cut_op = k;
-                m->cut_tensor = x;
-                best = tt_numel(xt);
-            }
+    while (kmax < nf && op_frozen(m, &m->ops[kmax])) {
+        kmax++;
+    }
+    reach = last_use(m, m->hdr->n_ops);
+    for (uint32_t k = 1; k <= kmax; k++) {
+        const uint32_t x = op_output(m, &m->ops[k - 1]);
+        const tt_tensor_rec *xt = &m->tensors[x];
+        if (k >= 2) {
+            const uint32_t u = last_use(m, k - 2);
+            reach = u > reach ? u : reach;
         }
-        k = back;
+        if (reach < k && xt->kind == TT_T_ACT && !(xt->flags & (TT_TF_EXTERNAL | TT_TF_STREAMED)) &&
+            (!m->cut_op || tt_numel(xt) <= best)) {
+            m->cut_op = k;
+            m->cut_tensor = x;
+            best = tt_numel(xt);
+        }
     }
 }
 
