@@ -275,6 +275,19 @@ def test_natmod(request, tmp_path, target, arch):
     assert got.splitlines() == want.splitlines()
 
 
+def test_natmod_feature_cache(unix, tmp_path):
+    """The frozen-prefix cache through the x64 .mpy: the built-in module's
+    and the simulator's results."""
+    mpdevice.make("natmod", os.environ["MICROPY_DIR"], ["ARCH=x64"])
+    shutil.copy(mpdevice.BUILD / "natmod-x64" / "tinytrain.mpy", tmp_path / "tinytrain_nm.mpy")
+    prepare(tmp_path, "mbnet", "sparse", steps=4, evals=2, module="tinytrain_nm")
+    got = unix.run("feature_cache.py", tmp_path, timeout=120)
+    (tmp_path / "job.txt").write_text((tmp_path / "job.txt").read_text().replace("tinytrain_nm", "tinytrain"))
+    want = host_run("feature_cache.py", tmp_path)
+    assert got.splitlines() == want.splitlines()
+    assert "SAME True" in want.splitlines()
+
+
 @pytest.mark.parametrize("name,scheme", [("cnn", "full"), ("mbnet", "sparse"), ("mbnet", "full_residue")])
 def test_instructions_per_step(qemu, tmp_path, name, scheme):
     """Instructions per step and per prediction on the emulated Cortex-M7

@@ -8,9 +8,8 @@ import struct
 from array import array
 from binascii import hexlify
 
-import tinytrain
-
 job = open("job.txt").read().split()
+tinytrain = __import__(job[0])  # the built-in module, or the .mpy under another name
 model, steps, evals = job[1], int(job[2]), int(job[3])
 data = open(model, "rb").read()
 xs = array("b", open("xs.bin", "rb").read())
