@@ -11,7 +11,10 @@ to 128x128x3) and over M inferences; the stack the core's calls used (the
 most of any call); instructions per op kind from one more step and one
 inference with a per-op counter (-DTT_OP_PROFILE, a separate build: the
 medians come from the build without it). The M7's trained parameters and
-logits are checked bit for bit against the host simulator. Small networks
+logits are checked bit for bit against the host simulator. With the
+frozen-prefix cache (bench_cache.py): the mean instructions a step over
+--cache-epochs epochs (default 3) of the same samples, the first epoch
+paying the prefix. Small networks
 of our own run first with the reference kernels beside the optimised ones.
 Writes DIR/m7.json and DIR/m7.md (default benchmarks/results; --quick writes
 nothing unless --out is given). Run time on 2 shared cores: about 7 minutes
@@ -31,6 +34,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 sys.path.insert(0, str(HERE))
+import bench_cache  # noqa: E402
 import paper_models  # noqa: E402
 import report  # noqa: E402
 from zoo import zoo_cases  # noqa: E402
@@ -74,7 +78,7 @@ def check_against_simulator(case, steps, evals, res):
         sys.exit(f"{case.model}/{case.scheme}: the M7 and the simulator differ")
 
 
-def run_paper(exes, steps, evals, only):
+def run_paper(exes, steps, evals, only, cache_epochs=3):
     rows = []
     for case in paper_models.cases(max(steps, evals), only):
         t0 = time.time()
@@ -96,10 +100,16 @@ def run_paper(exes, steps, evals, only):
                "step_breakdown": paper_models.breakdown(case.plan.model, prof.step_ops[0]),
                "inference_breakdown": paper_models.breakdown(case.plan.model, prof.predict_ops[0]),
                "paper_kb": paper_models.PAPER_KB[case.model], "paper_ms": paper_models.PAPER_MS[case.model]}
+        if cache_epochs:
+            cached = bench_cache.measure(exes["opt"], case, steps, cache_epochs)
+            row.update({k: cached[k] for k in ("cached_step_instructions", "feature_bytes")})
+            row["cache_epochs"] = cache_epochs
         rows.append(row)
         print(f"{case.model:15s} {case.scheme:6s} {sram.line()}")
         print(f"{'':22s} step {row['step_instructions'] / 1e6:.1f}M instructions (median of {steps}), "
-              f"inference {row['inference_instructions'] / 1e6:.1f}M; checked against the simulator; "
+              f"inference {row['inference_instructions'] / 1e6:.1f}M; "
+              + (f"{row['cached_step_instructions'] / 1e6:.1f}M a step with the prefix cache over {cache_epochs} "
+                 f"epochs; " if cache_epochs else "") + "checked against the simulator; "
               f"{time.time() - t0:.0f} s")
     return rows
 
@@ -111,6 +121,8 @@ def main():
     ap.add_argument("--quick", action="store_true", help="2 steps, 1 inference, each model's 49kb scheme")
     ap.add_argument("--out", help="folder for m7.json and m7.md (default benchmarks/results; --quick: none)")
     ap.add_argument("--no-host", action="store_true", help="skip the simulator-against-PyTorch table")
+    ap.add_argument("--cache-epochs", type=int, default=3,
+                    help="epochs of the frozen-prefix cache column (0: skip it)")
     args = ap.parse_args()
     if args.quick:
         args.steps, args.evals = 2, 1
@@ -130,7 +142,7 @@ def main():
             print(f"paper models skipped: {note}")
         else:
             only = {m: ["49kb"] for m in paper_models.MODELS} if args.quick else None
-            paper = run_paper(exes, args.steps, args.evals, only)
+            paper = run_paper(exes, args.steps, args.evals, only, args.cache_epochs)
     host = None
     if not args.no_host and not note:
         import host_vs_torch

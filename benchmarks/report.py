@@ -8,14 +8,21 @@ def _kib(n) -> str:
     return f"{n / KIB:.1f}"
 
 
+def _cached(c: dict) -> str:
+    """Mean instructions a step with the frozen-prefix cache over the case's epochs."""
+    if c.get("cached_step_instructions") is None:
+        return "–"
+    return f"{c['cached_step_instructions'] / 1e6:.1f} ({c['cache_epochs']} ep.)"
+
+
 def paper_table(cases: list) -> list:
     lines = ["| model | scheme | arena B | input B | stack B | **step SRAM** B (KiB) | paper KB | "
-             "step M instr. | inference M instr. | paper ms/step |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "step M instr. | cached step M instr. | inference M instr. | paper ms/step |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for c in cases:
         lines.append(f"| {c['model']} | {c['scheme']} | {c['arena']:,} | {c['input']:,} | {c['stack']:,} | "
                      f"**{c['step_sram']:,}** ({_kib(c['step_sram'])}) | {c['paper_kb']} | "
-                     f"{c['step_instructions'] / 1e6:.1f} | {c['inference_instructions'] / 1e6:.1f} | "
+                     f"{c['step_instructions'] / 1e6:.1f} | {_cached(c)} | {c['inference_instructions'] / 1e6:.1f} | "
                      f"{c['paper_ms']} |")
     return lines
 
@@ -60,7 +67,9 @@ def markdown(results: dict) -> str:
              "Step SRAM = arena (it holds the 128x128x3 input) + input outside the arena + the stack "
              "the core's calls used on the M7. The paper's figures (STM32F746, sparse update + operator "
              "reordering) count their engine's whole peak, input included; one figure per model. Instructions "
-             "are not cycles: the paper's ms/step at 216 MHz are 118M/81M/96M cycles (MCUNet/MbV2/Proxyless).",
+             "are not cycles: the paper's ms/step at 216 MHz are 118M/81M/96M cycles (MCUNet/MbV2/Proxyless). "
+             "Cached step: the mean over that many epochs of the same samples with the frozen-prefix cache "
+             "(the first epoch runs the prefix and stores each sample's cut; `benchmarks/bench_cache.py`).",
              ""]
     if paper:
         lines += paper_table(paper) + [""]

@@ -5,7 +5,13 @@
  *   tt_model.bin  a model file
  *   tt_job.bin    optional: "TTJB", u32 steps, u32 evals, f32 lr, then per
  *                 step the input and an i32 label (MSE: n_classes int8
- *                 targets), then the inputs to evaluate
+ *                 targets), then the inputs to evaluate; or "TTJC" (epochs on
+ *                 stored samples with the frozen-prefix cache): u32 steps,
+ *                 u32 evals, f32 lr, u32 samples, the samples (input and
+ *                 label as above), a u32 sample index per step, the inputs
+ *                 to evaluate. A sample's first step runs the prefix and
+ *                 keeps the cut in a store (PSRAM: the board's SDRAM); its
+ *                 later steps start from the stored cut.
  * and writes tt_result.bin: u32 status, u32 message length, message; if the
  * status is 0: f32 loss per step, per evaluation i32 class and the logits,
  * then the trained parameters. Each input is written into the trainer's
@@ -102,6 +108,27 @@ static void print_ops(const char *what, uint32_t k) {
 static tt_model model;
 static tt_trainer trainer;
 
+/* One step of a cached job on sample i: the prefix into the store the
+   first time, then the rest of the step from the stored cut. */
+static tt_status cached_step(uint8_t *store, uint8_t *cached, uint32_t i, const uint8_t *sample,
+                             uint32_t in_bytes, int32_t label, const int8_t *target, uint32_t ncls,
+                             float *loss, tt_error *err) {
+    uint32_t cut_len = 0;
+    int8_t *cut = tt_trainer_cut(&trainer, &cut_len);
+    tt_status s;
+    if (!cached[i]) {
+        memcpy(tt_trainer_input(&trainer, NULL), sample, in_bytes);
+        s = tt_trainer_prefix(&trainer, NULL, 0, err);
+        if (s != TT_OK) {
+            return s;
+        }
+        memcpy(store + (size_t)i * cut_len, cut, cut_len);
+        cached[i] = 1;
+    }
+    return tt_trainer_step_from_cut(&trainer, (const int8_t *)(store + (size_t)i * cut_len), cut_len, label,
+                                    target, target ? ncls : 0u, loss, err);
+}
+
 static uint8_t *read_file(const char *name, size_t *len) {
     FILE *f = fopen(name, "rb");
     uint8_t *buf;
@@ -145,7 +172,9 @@ int main(void) {
     uint8_t *mbuf, *arena, *job;
     FILE *out = fopen("tt_result.bin", "wb");
     tt_status s;
-    uint32_t steps = 0, evals = 0, in_bytes, ncls, params_len, pos = 16;
+    uint32_t steps = 0, evals = 0, in_bytes, ncls, params_len, pos = 16, n_samples = 0;
+    uint8_t *store = NULL, *cached = NULL;
+    int cache = 0;
     float lr = 0.0f;
     memset(&err, 0, sizeof(err));
     if (!out) {
@@ -164,7 +193,8 @@ int main(void) {
         return finish(out, s, &err);
     }
     job = read_file("tt_job.bin", &job_len);
-    if (job && (job_len < 16 || memcmp(job, "TTJB", 4) != 0)) {
+    cache = job && job_len >= 20 && memcmp(job, "TTJC", 4) == 0;
+    if (job && !cache && (job_len < 16 || memcmp(job, "TTJB", 4) != 0)) {
         printf("tt_job.bin is malformed\n");
         return 1;
     }
@@ -172,6 +202,10 @@ int main(void) {
         memcpy(&steps, job + 4, 4);
         memcpy(&evals, job + 8, 4);
         memcpy(&lr, job + 12, 4);
+    }
+    if (cache) {
+        memcpy(&n_samples, job + 16, 4);
+        pos = 20;
     }
     arena = alloc_bytes(tt_model_arena_bytes(&model), 1);
     if (!arena) {
@@ -184,27 +218,53 @@ int main(void) {
     }
     in_bytes = tt_model_input_bytes(&model);
     ncls = model.hdr->n_classes;
+    if (cache) {
+        const uint32_t sample_bytes = in_bytes + (model.hdr->loss_kind == TT_LOSS_MSE ? ncls : 4u);
+        store = alloc_bytes((size_t)n_samples * tt_model_cut_bytes(&model) + 1u, 0);
+        cached = alloc_bytes(n_samples + 1u, 0);
+        if (!store || !cached || (uint64_t)pos + (uint64_t)n_samples * sample_bytes + 4ull * steps > job_len) {
+            printf("cached job: %u samples do not fit\n", (unsigned)n_samples);
+            return 1;
+        }
+        memset(cached, 0, n_samples);
+    }
     printf("model %u bytes, arena %u bytes, params %u bytes\n", (unsigned)model_len,
            (unsigned)tt_model_arena_bytes(&model), (unsigned)model.hdr->persist_size);
     for (uint32_t i = 0; i < steps; i++) {
         const int mse = model.hdr->loss_kind == TT_LOSS_MSE;
         const uint32_t need = in_bytes + (mse ? ncls : 4u);
+        const uint8_t *sample = job + pos;
+        uint32_t k = 0;
         int32_t label = 0;
         float loss = 0.0f;
         unsigned long long t0;
-        if (pos + need > job_len) {
+        if (cache) {
+            memcpy(&k, job + 20 + (size_t)n_samples * need + 4u * i, 4);
+            if (k >= n_samples) {
+                printf("cached job: step %u names sample %u of %u\n", (unsigned)i, (unsigned)k, (unsigned)n_samples);
+                return 1;
+            }
+            sample = job + 20 + (size_t)k * need;
+        } else if (pos + need > job_len) {
             printf("job file ends at step %u\n", (unsigned)i);
             return 1;
         }
         if (!mse) {
-            memcpy(&label, job + pos + in_bytes, 4);
+            memcpy(&label, sample + in_bytes, 4);
         }
-        memcpy(tt_trainer_input(&trainer, NULL), job + pos, in_bytes);
+        if (!cache) {
+            memcpy(tt_trainer_input(&trainer, NULL), sample, in_bytes);
+        }
         STACK_MARK();
         COUNTER_START();
         t0 = COUNTER_READ();
-        s = tt_trainer_step(&trainer, NULL, 0, label, mse ? (const int8_t *)(job + pos + in_bytes) : NULL,
-                            mse ? ncls : 0u, &loss, &err);
+        if (cache) {
+            s = cached_step(store, cached, k, sample, in_bytes, label, mse ? (const int8_t *)(sample + in_bytes) : NULL,
+                            ncls, &loss, &err);
+        } else {
+            s = tt_trainer_step(&trainer, NULL, 0, label, mse ? (const int8_t *)(sample + in_bytes) : NULL,
+                                mse ? ncls : 0u, &loss, &err);
+        }
         t0 = COUNTER_READ() - t0;
         if (s != TT_OK) {
             return finish(out, s, &err);
@@ -216,7 +276,12 @@ int main(void) {
         (void)t0;
 #endif
         fwrite(&loss, 4, 1, out);
-        pos += need;
+        if (!cache) {
+            pos += need;
+        }
+    }
+    if (cache) {
+        pos = 20u + n_samples * (in_bytes + (model.hdr->loss_kind == TT_LOSS_MSE ? ncls : 4u)) + 4u * steps;
     }
     for (uint32_t i = 0; i < evals; i++) {
         int32_t cls = -1;

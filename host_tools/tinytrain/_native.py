@@ -50,6 +50,12 @@ def _load():
                                            ctypes.POINTER(Error)]),
         "tt_trainer_predict": (ctypes.c_int, [p, p, sz, ctypes.POINTER(i32), ctypes.POINTER(Error)]),
         "tt_trainer_logits": (p, [p]),
+        "tt_model_cut_bytes": (u32, [p]),
+        "tt_trainer_prefix": (ctypes.c_int, [p, p, sz, ctypes.POINTER(Error)]),
+        "tt_trainer_cut": (p, [p, ctypes.POINTER(u32)]),
+        "tt_trainer_step_from_cut": (ctypes.c_int, [p, p, sz, i32, p, sz, ctypes.POINTER(f32),
+                                                    ctypes.POINTER(Error)]),
+        "tt_trainer_predict_from_cut": (ctypes.c_int, [p, p, sz, ctypes.POINTER(i32), ctypes.POINTER(Error)]),
         "tt_trainer_params": (p, [p, ctypes.POINTER(u32)]),
         "tt_trainer_trained_param_count": (u32, [p]),
         "tt_trainer_tensor": (p, [p, u32]),
@@ -65,6 +71,8 @@ def _load():
         "tts_steps": (u32, [p]),
         "tts_set_steps": (None, [p, u32]),
         "tts_lr": (f32, [p]),
+        "tts_cut_op": (u32, [p]),
+        "tts_cut_tensor": (u32, [p]),
     }
     for name, (res, args) in sigs.items():
         fn = getattr(lib, name)

@@ -91,22 +91,35 @@ class Result:
     predict_ops: list = field(default_factory=list)
 
 
-def write_job(path, input_bytes: int, steps=(), evals=(), lr: float = 0.0) -> None:
-    """steps: (x int8 array, label int or int8 target array); evals: x arrays."""
-    parts = [b"TTJB", struct.pack("<IIf", len(steps), len(evals), lr)]
-    for x, y in steps:
-        xb = np.asarray(x, dtype=np.int8).tobytes()
-        if len(xb) != input_bytes:
-            raise ValueError(f"input of {len(xb)} bytes, model takes {input_bytes}")
-        parts += [xb, struct.pack("<i", y) if np.isscalar(y) else np.asarray(y, np.int8).tobytes()]
+def _sample_bytes(x, y, input_bytes: int) -> bytes:
+    xb = np.asarray(x, dtype=np.int8).tobytes()
+    if len(xb) != input_bytes:
+        raise ValueError(f"input of {len(xb)} bytes, model takes {input_bytes}")
+    return xb + (struct.pack("<i", y) if np.isscalar(y) else np.asarray(y, np.int8).tobytes())
+
+
+def write_job(path, input_bytes: int, steps=(), evals=(), lr: float = 0.0, cache: bool = False) -> None:
+    """steps: (x int8 array, label int or int8 target array); evals: x arrays.
+    cache: the steps' distinct samples are stored once and each step names
+    one ("TTJC": tt_run keeps each sample's cut from its first step on)."""
+    if cache:
+        index, samples = [], {}
+        for x, y in steps:
+            index.append(samples.setdefault(_sample_bytes(x, y, input_bytes), len(samples)))
+        parts = [b"TTJC", struct.pack("<IIfI", len(steps), len(evals), lr, len(samples)), *samples,
+                 struct.pack(f"<{len(index)}I", *index)]
+    else:
+        parts = [b"TTJB", struct.pack("<IIf", len(steps), len(evals), lr)]
+        parts += [_sample_bytes(x, y, input_bytes) for x, y in steps]
     for x in evals:
         parts.append(np.asarray(x, dtype=np.int8).tobytes())
     Path(path).write_bytes(b"".join(parts))
 
 
 def run(exe, model: bytes, steps=(), evals=(), lr: float = 0.0, target: str = "host",
-        timeout: float = 600, job: bool = True) -> Result:
-    """Run tt_run on a model (and a job unless job=False) in a scratch directory."""
+        timeout: float = 600, job: bool = True, cache: bool = False) -> Result:
+    """Run tt_run on a model (and a job unless job=False) in a scratch directory.
+    cache: train the steps with the frozen-prefix cache (write_job)."""
     header_ok = len(model) >= 72 and model[:4] == b"TTRN"
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -115,7 +128,7 @@ def run(exe, model: bytes, steps=(), evals=(), lr: float = 0.0, target: str = "h
             from .modelfile import Model
             m = Model.parse(model)
             t = m.tensors[m.header.input_tensor]
-            write_job(tmp / "tt_job.bin", t.numel, steps, evals, lr)
+            write_job(tmp / "tt_job.bin", t.numel, steps, evals, lr, cache)
         if target == "host":
             cmd = [str(exe)]
             env = dict(os.environ, ASAN_OPTIONS="detect_leaks=0:abort_on_error=0",

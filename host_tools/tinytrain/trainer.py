@@ -217,6 +217,81 @@ class Trainer:
         hits = sum(self._predict_mv(mv[i * n:(i + 1) * n]) == labels[i] for i in range(count))
         return hits / count
 
+    # -- the frozen prefix (docs/micropython.md, "Epochs on stored samples") --
+    def feature_bytes(self) -> int:
+        """Bytes of the model's cut, the output of its frozen prefix (0: the
+        first layer trains, there is no prefix)."""
+        return _N.tt_model_cut_bytes(self._model)
+
+    def features(self, x=None, out=None):
+        """Run the frozen prefix on x (or on the input slot as filled) and
+        return its output, the cut: an int8 memoryview into the arena, valid
+        until the next call, or copied into out (a writable buffer of
+        feature_bytes() bytes), which is returned. Training never changes
+        it: keep it and pass it to step_features / predict_features."""
+        n = self.feature_bytes()
+        if out is not None and n:
+            dst = _as_int8_buffer(out, "out")
+            if dst.readonly:
+                raise TypeError("out must be writable")
+            if len(dst) != n:
+                raise ValueError(f"out has {len(dst)} bytes, the model's features have {n}")
+        xb, xn = self._x_arg(x)
+        err = _native.Error()
+        s = _N.tt_trainer_prefix(self._tr, xb, xn, ctypes.byref(err))
+        if s:
+            _raise(err, s)
+        p = _N.tt_trainer_cut(self._tr, None)
+        view = memoryview((ctypes.c_int8 * n).from_address(p)).cast("B").cast("b")
+        if out is None:
+            return view
+        dst[:] = view.cast("B")
+        return out
+
+    def _features_arg(self, f):
+        mv = _as_int8_buffer(f, "features")
+        n = self.feature_bytes()
+        if n and len(mv) != n:
+            raise ValueError(f"features have {len(mv)} bytes, the model's cut has {n}")
+        return (ctypes.c_uint8 * max(len(mv), 1)).from_buffer_copy(mv.tobytes() or b"\0"), len(mv)
+
+    def step_features(self, f, label, *, out=None):
+        """step() on a sample's features (what features() gave for its
+        input): the same loss and update, bit for bit, without the prefix."""
+        fb, fn = self._features_arg(f)
+        err = _native.Error()
+        loss = ctypes.c_float()
+        if self._loss_kind == 1:
+            tv = _as_int8_buffer(label, "label")
+            tb = (ctypes.c_uint8 * max(len(tv), 1)).from_buffer_copy(tv.tobytes() or b"\0")
+            _check_out(out)
+            s = _N.tt_trainer_step_from_cut(self._tr, fb, fn, 0, tb, len(tv), ctypes.byref(loss),
+                                            ctypes.byref(err))
+        else:
+            label = self._check_label(label)
+            _check_out(out)
+            s = _N.tt_trainer_step_from_cut(self._tr, fb, fn, label, None, 0, ctypes.byref(loss),
+                                            ctypes.byref(err))
+        hook_error, self._hook_error = self._hook_error, None
+        if s:
+            _raise(err, s)
+        if hook_error is not None:
+            raise hook_error
+        if out is not None:
+            out[0] = loss.value
+            return None
+        return loss.value
+
+    def predict_features(self, f) -> int:
+        """predict() on a sample's features."""
+        fb, fn = self._features_arg(f)
+        err = _native.Error()
+        cls = ctypes.c_int32()
+        s = _N.tt_trainer_predict_from_cut(self._tr, fb, fn, ctypes.byref(cls), ctypes.byref(err))
+        if s:
+            _raise(err, s)
+        return cls.value
+
     def _check_label(self, label) -> int:
         """A class index (int or numpy integer, not bool) in [0, classes)."""
         if isinstance(label, bool) or not isinstance(label, int):

@@ -9,6 +9,8 @@
  *     cls = t.predict(x); q = t.logits(x); acc = t.evaluate(xs, labels)
  *     buf = t.input()                   # the input slot in the arena (int8 memoryview)
  *     t.step(label); t.predict()        # on the slot as filled (refill before each call)
+ *     f = t.features(x, out=None)       # the frozen prefix's output (the cut), kept by the caller
+ *     t.step_features(f, label); t.predict_features(f); t.feature_bytes()
  *     t.params(); t.save(path); t.load(path or the file's bytes); t.info()
  *
  * Built two ways from this one file:
@@ -74,6 +76,7 @@ typedef struct _tinytrain_trainer_obj_t {
     uint32_t n_classes;
     uint32_t loss_kind;
     mp_obj_t input_view;  // int8 memoryview of the input slot, made once: input() allocates nothing
+    mp_obj_t features_view; // the same of the cut (None without a frozen prefix)
     tt_model model;
     tt_trainer tr;
 } tinytrain_trainer_obj_t;
@@ -314,14 +317,13 @@ static const int8_t *input_arg(tinytrain_trainer_obj_t *self, mp_obj_t x, size_t
     return (const int8_t *)bi.buf;
 }
 
-// The input slot as a writable int8 memoryview. Its items point at the
-// arena's start (the offset field, as in a memoryview slice, selects the
-// slot), so the view keeps a natmod's GC-allocated arena alive. The natmod
-// has no mp_obj_new_memoryview: it views a bytearray over the arena and sets
-// the fields.
-static mp_obj_t new_input_view(tinytrain_trainer_obj_t *self) {
-    uint32_t n = 0;
-    const size_t off = (size_t)((uint8_t *)tt_trainer_input(&self->tr, &n) - self->arena);
+// Arena bytes [p, p + n) (the input slot, the cut) as a writable int8
+// memoryview. Its items point at the arena's start (the offset field, as in
+// a memoryview slice, selects the bytes), so the view keeps a natmod's
+// GC-allocated arena alive. The natmod has no mp_obj_new_memoryview: it
+// views a bytearray over the arena and sets the fields.
+static mp_obj_t new_arena_view(tinytrain_trainer_obj_t *self, const int8_t *p, uint32_t n) {
+    const size_t off = (size_t)((const uint8_t *)p - self->arena);
     #if MICROPY_ENABLE_DYNRUNTIME
     mp_obj_t view = call1(mp_load_global(MP_QSTR_memoryview), mp_obj_new_bytearray_by_ref(off + n, self->arena));
     #else
@@ -481,7 +483,13 @@ static mp_obj_t tinytrain_trainer_make_new(const mp_obj_type_t *type, size_t n_a
     self->input_bytes = tt_model_input_bytes(&self->model);
     self->n_classes = self->model.hdr->n_classes;
     self->loss_kind = self->model.hdr->loss_kind;
-    self->input_view = new_input_view(self);
+    {
+        uint32_t n = 0;
+        const int8_t *slot = tt_trainer_input(&self->tr, &n);
+        self->input_view = new_arena_view(self, slot, n);
+        slot = tt_trainer_cut(&self->tr, &n);
+        self->features_view = slot ? new_arena_view(self, slot, n) : mp_const_none;
+    }
     return MP_OBJ_FROM_PTR(self);
 }
 
@@ -493,6 +501,37 @@ static mp_obj_t tinytrain_trainer_input(mp_obj_t self_in) {
     return get_self(self_in)->input_view;
 }
 static MP_DEFINE_CONST_FUN_OBJ_1(tinytrain_trainer_input_obj, tinytrain_trainer_input);
+
+// step's out=: a writable array('f') of at least one element, checked before the step.
+static void loss_out_arg(mp_obj_t out_obj, mp_buffer_info_t *out) {
+    if (out_obj != mp_const_none) {
+        if (!mp_get_buffer(out_obj, out, MP_BUFFER_WRITE) || out->typecode != 'f' || out->len < sizeof(float)) {
+            raise_msg(EXC_TYPE(TypeError), "out must be a writable array('f') of at least one element");
+        }
+    }
+}
+
+// The loss into out (None returned: nothing allocated), else as a float.
+static mp_obj_t loss_result(mp_obj_t out_obj, mp_buffer_info_t *out, float loss) {
+    if (out_obj != mp_const_none) {
+        memcpy(out->buf, &loss, sizeof(float));
+        return mp_const_none;
+    }
+    return mp_obj_new_float((mp_float_t)loss);
+}
+
+// A step's label: the class index, or for an MSE model the int8 targets.
+static int32_t label_or_target(tinytrain_trainer_obj_t *self, mp_obj_t label, const int8_t **target,
+                               size_t *target_len) {
+    if (self->loss_kind == 1) {
+        mp_buffer_info_t tb;
+        get_int8_buffer(label, "label", &tb);
+        *target = (const int8_t *)tb.buf;
+        *target_len = tb.len;
+        return 0;
+    }
+    return label_arg(self->n_classes, label);
+}
 
 // step(x, label, *, out=None); step(label) trains on the input slot as filled.
 static mp_obj_t tinytrain_trainer_step(size_t n_args, const mp_obj_t *pos_args, mp_map_t *kw_args) {
@@ -521,29 +560,14 @@ static mp_obj_t tinytrain_trainer_step(size_t n_args, const mp_obj_t *pos_args, 
         x = mp_const_none;
     }
     xp = input_arg(self, x, &x_len);
-    if (self->loss_kind == 1) {
-        mp_buffer_info_t tb;
-        get_int8_buffer(label, "label", &tb);
-        target = (const int8_t *)tb.buf;
-        target_len = tb.len;
-    } else {
-        cls = label_arg(self->n_classes, label);
-    }
+    cls = label_or_target(self, label, &target, &target_len);
     mp_obj_t out_obj = arg_obj(&args[ARG_out]);
-    if (out_obj != mp_const_none) {
-        if (!mp_get_buffer(out_obj, &out, MP_BUFFER_WRITE) || out.typecode != 'f' || out.len < sizeof(float)) {
-            raise_msg(EXC_TYPE(TypeError), "out must be a writable array('f') of at least one element");
-        }
-    }
+    loss_out_arg(out_obj, &out);
     tt_status s = tt_trainer_step(&self->tr, xp, x_len, cls, target, target_len, &loss, &err);
     if (s != TT_OK) {
         raise_status(s, &err);
     }
-    if (out_obj != mp_const_none) {
-        memcpy(out.buf, &loss, sizeof(float));
-        return mp_const_none;
-    }
-    return mp_obj_new_float((mp_float_t)loss);
+    return loss_result(out_obj, &out, loss);
 }
 static MP_DEFINE_CONST_FUN_OBJ_KW(tinytrain_trainer_step_obj, 2, tinytrain_trainer_step);
 
@@ -564,6 +588,113 @@ static mp_obj_t tinytrain_trainer_logits(size_t n_args, const mp_obj_t *args) {
     return mp_obj_new_bytes((const byte *)tt_trainer_logits(&self->tr), self->n_classes);
 }
 static MP_DEFINE_CONST_FUN_OBJ_VAR_BETWEEN(tinytrain_trainer_logits_obj, 1, 2, tinytrain_trainer_logits);
+
+/******************************************************************************/
+// The frozen prefix (docs/micropython.md, "Epochs on stored samples"): its
+// output, the cut, is the same for a sample at every epoch; the caller keeps
+// it (RAM, SDRAM, a file) and trains the later epochs from it.
+
+static mp_obj_t tinytrain_trainer_feature_bytes(mp_obj_t self_in) {
+    return mp_obj_new_int_from_uint(tt_model_cut_bytes(&get_self(self_in)->model));
+}
+static MP_DEFINE_CONST_FUN_OBJ_1(tinytrain_trainer_feature_bytes_obj, tinytrain_trainer_feature_bytes);
+
+// features(x=None, out=None): the prefix on x (or the slot as filled); the
+// cut as a view of the arena (valid until the next call), or copied into out.
+static mp_obj_t tinytrain_trainer_features(size_t n_args, const mp_obj_t *pos_args, mp_map_t *kw_args) {
+    enum { ARG_x, ARG_out };
+    ARG_TABLE allowed_args[] = {
+        ARG_SPEC(MP_QSTR_x, MP_ARG_OBJ),
+        ARG_SPEC(MP_QSTR_out, MP_ARG_OBJ),
+    };
+    ARG_NAME(allowed_args, ARG_x, MP_QSTR_x);
+    ARG_NAME(allowed_args, ARG_out, MP_QSTR_out);
+    mp_arg_val_t args[MP_ARRAY_SIZE(allowed_args)];
+    mp_arg_parse_all(n_args - 1, pos_args + 1, kw_args, MP_ARRAY_SIZE(allowed_args), allowed_args, args);
+    tinytrain_trainer_obj_t *self = get_self(pos_args[0]);
+    const uint32_t n = tt_model_cut_bytes(&self->model);
+    mp_obj_t out_obj = arg_obj(&args[ARG_out]);
+    mp_buffer_info_t ob;
+    size_t x_len;
+    tt_error err;
+    if (out_obj != mp_const_none && n) {
+        get_int8_buffer(out_obj, "out", &ob);
+        if (!mp_get_buffer(out_obj, &ob, MP_BUFFER_WRITE)) {
+            raise_msg(EXC_TYPE(TypeError), "out must be writable");
+        }
+        if (ob.len != n) {
+            raise_msg(EXC_TYPE(ValueError), "out has %u bytes, the model's features have %u", (uint32_t)ob.len, n);
+        }
+    }
+    const int8_t *xp = input_arg(self, arg_obj(&args[ARG_x]), &x_len);
+    tt_status s = tt_trainer_prefix(&self->tr, xp, x_len, &err);
+    if (s != TT_OK) {
+        raise_status(s, &err);
+    }
+    if (out_obj == mp_const_none) {
+        return self->features_view;
+    }
+    memcpy(ob.buf, tt_trainer_cut(&self->tr, NULL), n);
+    return out_obj;
+}
+static MP_DEFINE_CONST_FUN_OBJ_KW(tinytrain_trainer_features_obj, 1, tinytrain_trainer_features);
+
+// A sample's stored features: feature_bytes() int8 values.
+static const int8_t *features_arg(tinytrain_trainer_obj_t *self, mp_obj_t f, size_t *len) {
+    mp_buffer_info_t bi;
+    const uint32_t n = tt_model_cut_bytes(&self->model);
+    get_int8_buffer(f, "features", &bi);
+    if (n && bi.len != n) {
+        raise_msg(EXC_TYPE(ValueError), "features have %u bytes, the model's cut has %u", (uint32_t)bi.len, n);
+    }
+    *len = bi.len;
+    return (const int8_t *)bi.buf;
+}
+
+// step_features(f, label, *, out=None): step() from a sample's features.
+static mp_obj_t tinytrain_trainer_step_features(size_t n_args, const mp_obj_t *pos_args, mp_map_t *kw_args) {
+    enum { ARG_f, ARG_label, ARG_out };
+    ARG_TABLE allowed_args[] = {
+        ARG_SPEC(MP_QSTR_f, MP_ARG_REQUIRED | MP_ARG_OBJ),
+        ARG_SPEC(MP_QSTR_label, MP_ARG_REQUIRED | MP_ARG_OBJ),
+        ARG_SPEC(MP_QSTR_out, MP_ARG_KW_ONLY | MP_ARG_OBJ),
+    };
+    ARG_NAME(allowed_args, ARG_f, MP_QSTR_f);
+    ARG_NAME(allowed_args, ARG_label, MP_QSTR_label);
+    ARG_NAME(allowed_args, ARG_out, MP_QSTR_out);
+    mp_arg_val_t args[MP_ARRAY_SIZE(allowed_args)];
+    mp_arg_parse_all(n_args - 1, pos_args + 1, kw_args, MP_ARRAY_SIZE(allowed_args), allowed_args, args);
+    tinytrain_trainer_obj_t *self = get_self(pos_args[0]);
+    mp_buffer_info_t out;
+    const int8_t *target = NULL;
+    size_t target_len = 0, f_len;
+    tt_error err;
+    float loss = 0.0f;
+    const int8_t *fp = features_arg(self, args[ARG_f].u_obj, &f_len);
+    int32_t cls = label_or_target(self, args[ARG_label].u_obj, &target, &target_len);
+    mp_obj_t out_obj = arg_obj(&args[ARG_out]);
+    loss_out_arg(out_obj, &out);
+    tt_status s = tt_trainer_step_from_cut(&self->tr, fp, f_len, cls, target, target_len, &loss, &err);
+    if (s != TT_OK) {
+        raise_status(s, &err);
+    }
+    return loss_result(out_obj, &out, loss);
+}
+static MP_DEFINE_CONST_FUN_OBJ_KW(tinytrain_trainer_step_features_obj, 3, tinytrain_trainer_step_features);
+
+static mp_obj_t tinytrain_trainer_predict_features(mp_obj_t self_in, mp_obj_t f) {
+    tinytrain_trainer_obj_t *self = get_self(self_in);
+    size_t f_len;
+    const int8_t *fp = features_arg(self, f, &f_len);
+    tt_error err;
+    int32_t cls = 0;
+    tt_status s = tt_trainer_predict_from_cut(&self->tr, fp, f_len, &cls, &err);
+    if (s != TT_OK) {
+        raise_status(s, &err);
+    }
+    return MP_OBJ_NEW_SMALL_INT(cls);
+}
+static MP_DEFINE_CONST_FUN_OBJ_2(tinytrain_trainer_predict_features_obj, tinytrain_trainer_predict_features);
 
 // evaluate(xs, labels): accuracy over the inputs stored back to back in xs.
 static mp_obj_t tinytrain_trainer_evaluate(mp_obj_t self_in, mp_obj_t xs, mp_obj_t labels_in) {
@@ -822,6 +953,10 @@ static const mp_rom_map_elem_t tinytrain_trainer_locals_dict_table[] = {
     { MP_ROM_QSTR(MP_QSTR_load), MP_ROM_PTR(&tinytrain_trainer_load_obj) },
     { MP_ROM_QSTR(MP_QSTR_info), MP_ROM_PTR(&tinytrain_trainer_info_obj) },
     { MP_ROM_QSTR(MP_QSTR_input), MP_ROM_PTR(&tinytrain_trainer_input_obj) },
+    { MP_ROM_QSTR(MP_QSTR_feature_bytes), MP_ROM_PTR(&tinytrain_trainer_feature_bytes_obj) },
+    { MP_ROM_QSTR(MP_QSTR_features), MP_ROM_PTR(&tinytrain_trainer_features_obj) },
+    { MP_ROM_QSTR(MP_QSTR_step_features), MP_ROM_PTR(&tinytrain_trainer_step_features_obj) },
+    { MP_ROM_QSTR(MP_QSTR_predict_features), MP_ROM_PTR(&tinytrain_trainer_predict_features_obj) },
 };
 static MP_DEFINE_CONST_DICT(tinytrain_trainer_locals_dict, tinytrain_trainer_locals_dict_table);
 
@@ -873,7 +1008,7 @@ int memcmp(const void *a, const void *b, size_t n) {
 }
 #endif
 
-#define N_METHODS (10)
+#define N_METHODS (14)
 mp_map_elem_t tinytrain_trainer_locals_dict_table[N_METHODS];
 static MP_DEFINE_CONST_DICT(tinytrain_trainer_locals_dict, tinytrain_trainer_locals_dict_table);
 
@@ -894,6 +1029,10 @@ mp_obj_t mpy_init(mp_obj_fun_bc_t *self, size_t n_args, size_t n_kw, mp_obj_t *a
     e[7] = (mp_map_elem_t) { MP_OBJ_NEW_QSTR(MP_QSTR_info), MP_OBJ_FROM_PTR(&tinytrain_trainer_info_obj) };
     e[8] = (mp_map_elem_t) { MP_OBJ_NEW_QSTR(MP_QSTR_input), MP_OBJ_FROM_PTR(&tinytrain_trainer_input_obj) };
     e[9] = (mp_map_elem_t) { MP_OBJ_NEW_QSTR(MP_QSTR_params_file), MP_OBJ_FROM_PTR(&tinytrain_trainer_params_file_obj) };
+    e[10] = (mp_map_elem_t) { MP_OBJ_NEW_QSTR(MP_QSTR_feature_bytes), MP_OBJ_FROM_PTR(&tinytrain_trainer_feature_bytes_obj) };
+    e[11] = (mp_map_elem_t) { MP_OBJ_NEW_QSTR(MP_QSTR_features), MP_OBJ_FROM_PTR(&tinytrain_trainer_features_obj) };
+    e[12] = (mp_map_elem_t) { MP_OBJ_NEW_QSTR(MP_QSTR_step_features), MP_OBJ_FROM_PTR(&tinytrain_trainer_step_features_obj) };
+    e[13] = (mp_map_elem_t) { MP_OBJ_NEW_QSTR(MP_QSTR_predict_features), MP_OBJ_FROM_PTR(&tinytrain_trainer_predict_features_obj) };
     MP_OBJ_TYPE_SET_SLOT(&tinytrain_trainer_type, locals_dict, (void *)&tinytrain_trainer_locals_dict, 1);
 
     mp_store_global(MP_QSTR_Trainer, MP_OBJ_FROM_PTR(&tinytrain_trainer_type));

@@ -118,6 +118,19 @@ def test_input_slot(device, tmp_path, name, scheme):
     assert "SAME True" in want.splitlines() and "LOCKED 1" in got.splitlines()
 
 
+@pytest.mark.parametrize("name,scheme", [("mbnet", "sparse"), ("mbnet", "bias_only")])
+def test_feature_cache(device, tmp_path, name, scheme):
+    """The frozen-prefix cache on the device: three epochs from stored
+    features equal three epochs on the inputs and the simulator, bit for
+    bit, and the cached loop allocates nothing under heap_lock."""
+    prepare(tmp_path, name, scheme, steps=4, evals=2)
+    want = host_run("feature_cache.py", tmp_path)
+    got = device.run("feature_cache.py", tmp_path)
+    assert got.splitlines() == want.splitlines()
+    assert "SAME True" in want.splitlines() and "LOCKED 1" in got.splitlines()
+    assert int(want.splitlines()[0].split()[1]) > 0
+
+
 def _errors_fixture(d: Path) -> None:
     model = prepare(d, "cnn", "full")
     mse = build_model("mlp", "mse")[2].data
@@ -265,6 +278,19 @@ def test_natmod(request, tmp_path, target, arch):
     (tmp_path / "job.txt").write_text((tmp_path / "job.txt").read_text().replace("tinytrain_nm", "tinytrain"))
     want = host_run("train_dump.py", tmp_path)
     assert got.splitlines() == want.splitlines()
+
+
+def test_natmod_feature_cache(unix, tmp_path):
+    """The frozen-prefix cache through the x64 .mpy: the built-in module's
+    and the simulator's results."""
+    mpdevice.make("natmod", os.environ["MICROPY_DIR"], ["ARCH=x64"])
+    shutil.copy(mpdevice.BUILD / "natmod-x64" / "tinytrain.mpy", tmp_path / "tinytrain_nm.mpy")
+    prepare(tmp_path, "mbnet", "sparse", steps=4, evals=2, module="tinytrain_nm")
+    got = unix.run("feature_cache.py", tmp_path, timeout=120)
+    (tmp_path / "job.txt").write_text((tmp_path / "job.txt").read_text().replace("tinytrain_nm", "tinytrain"))
+    want = host_run("feature_cache.py", tmp_path)
+    assert got.splitlines() == want.splitlines()
+    assert "SAME True" in want.splitlines()
 
 
 @pytest.mark.parametrize("name,scheme", [("cnn", "full"), ("mbnet", "sparse"), ("mbnet", "full_residue")])

@@ -16,3 +16,8 @@ void tts_set_grad_hook(tt_trainer *t, tt_grad_hook hook, void *ctx) {
 uint32_t tts_steps(const tt_trainer *t) { return t->steps; }
 void tts_set_steps(tt_trainer *t, uint32_t steps) { t->steps = steps; }
 float tts_lr(const tt_trainer *t) { return t->lr; }
+
+/* The frozen prefix's extent as the core found it (tests check it against
+   their own search). */
+uint32_t tts_cut_op(const tt_model *m) { return m->cut_op; }
+uint32_t tts_cut_tensor(const tt_model *m) { return m->cut_tensor; }

@@ -50,6 +50,8 @@ typedef struct {
     const tt_layer_rec *layers;
     const tt_op_rec *ops;
     const uint8_t *blob;
+    uint32_t cut_op;      /* ops [0, cut_op) are the frozen prefix (tt_cut.c); 0: none */
+    uint32_t cut_tensor;  /* the tensor the prefix hands on (the cut), TT_NONE without a prefix */
 } tt_model;
 
 /* Called with every weight-gradient accumulator before it is applied
@@ -80,6 +82,10 @@ tt_status tt_model_check_params(const tt_model *m, const uint8_t *params, size_t
 uint32_t tt_model_arena_bytes(const tt_model *m);
 uint32_t tt_model_input_bytes(const tt_model *m);
 
+/* Bytes of the model's cut (the output of its frozen prefix: the tensor
+   the backward never goes past, tt_cut.c), 0 when the first layer trains. */
+uint32_t tt_model_cut_bytes(const tt_model *m);
+
 /* Bind a validated model to an arena and load its initial trained parameters.
    lr <= 0 takes the model's default. */
 tt_status tt_trainer_init(tt_trainer *t, const tt_model *m, uint8_t *arena, size_t arena_len,
@@ -101,6 +107,21 @@ tt_status tt_trainer_step(tt_trainer *t, const int8_t *x, size_t x_len, int32_t 
 /* Forward pass only (x as for step); *cls = argmax of the logits (lowest index wins ties). */
 tt_status tt_trainer_predict(tt_trainer *t, const int8_t *x, size_t x_len, int32_t *cls,
                              tt_error *err);
+
+/* The frozen prefix, for epochs on stored samples: tt_trainer_prefix runs
+   the forward ops before the cut on an input (x as for step), leaving the
+   cut's bytes in the arena where tt_trainer_cut points (valid until the
+   next call); the caller keeps them anywhere (RAM, SDRAM, a file) since
+   training never changes them. step_from_cut and predict_from_cut copy
+   cut_len bytes of cut there (cut NULL: the cut as it is in the arena) and
+   run the rest of the step or the forward pass: the results are those of
+   step and predict on the input, bit for bit. TT_E_STATE without a cut. */
+tt_status tt_trainer_prefix(tt_trainer *t, const int8_t *x, size_t x_len, tt_error *err);
+int8_t *tt_trainer_cut(tt_trainer *t, uint32_t *len);
+tt_status tt_trainer_step_from_cut(tt_trainer *t, const int8_t *cut, size_t cut_len, int32_t label,
+                                   const int8_t *target, size_t target_len, float *loss, tt_error *err);
+tt_status tt_trainer_predict_from_cut(tt_trainer *t, const int8_t *cut, size_t cut_len, int32_t *cls,
+                                      tt_error *err);
 
 /* The logits of the last forward pass (n_classes int8 values). */
 const int8_t *tt_trainer_logits(const tt_trainer *t);

@@ -57,6 +57,9 @@ static inline int8_t *tt_act_data(tt_trainer *t, uint32_t id) {
     return TT_ARENA(t, int8_t, t->model.tensors[id].arena_off);
 }
 
+/* Sets m->cut_op and m->cut_tensor from the validated ops (tt_cut.c). */
+void tt_model_find_cut(tt_model *m);
+
 /* The trainer's ops: dispatch (tt_forward.c, tt_fused.c, tt_backward.c)
    and the kernels it calls directly (kernels/tt_add.c, kernels/tt_loss.c). */
 void tt_forward_layer(tt_trainer *t, const tt_layer_rec *L, uint32_t mask_id, uint32_t saved_id);

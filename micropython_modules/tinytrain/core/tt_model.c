@@ -459,6 +459,7 @@ tt_status tt_model_open(tt_model *m, const uint8_t *buf, size_t len, tt_error *e
         memset(m, 0, sizeof(*m));
         return s;
     }
+    tt_model_find_cut(m);
     if (err) {
         err->code = TT_OK;
         err->msg[0] = 0;

@@ -87,9 +87,10 @@ void tt_op_profile(uint32_t i);
 #define OP_PROFILE(i) ((void)0)
 #endif
 
-static void run_forward(tt_trainer *t, int training) {
+/* Forward ops [from, n_fwd_ops). */
+static void run_forward(tt_trainer *t, uint32_t from, uint32_t to, int training) {
     const tt_model *m = &t->model;
-    for (uint32_t i = 0; i < m->hdr->n_fwd_ops; i++) {
+    for (uint32_t i = from; i < to; i++) {
         const tt_op_rec *op = &m->ops[i];
         OP_PROFILE(i);
         if (op->kind == TT_OP_FWD_FUSED) {
@@ -101,11 +102,9 @@ static void run_forward(tt_trainer *t, int training) {
     }
 }
 
-tt_status tt_trainer_step(tt_trainer *t, const int8_t *x, size_t x_len, int32_t label,
-                          const int8_t *target, size_t target_len, float *loss, tt_error *err) {
+static tt_status check_target(const tt_trainer *t, int32_t label, const int8_t *target, size_t target_len,
+                              tt_error *err) {
     const tt_model *m = &t->model;
-    tt_status s;
-    float l = 0.0f;
     if (!m->hdr) {
         return tt_fail(err, TT_E_STATE, "trainer is not initialised");
     }
@@ -116,11 +115,14 @@ tt_status tt_trainer_step(tt_trainer *t, const int8_t *x, size_t x_len, int32_t 
         return tt_fail(err, TT_E_ARG, "target has %u values, model has %u outputs",
                        (unsigned)(target ? target_len : 0), m->hdr->n_classes);
     }
-    s = take_input(t, x, x_len, err);
-    if (s != TT_OK) {
-        return s;
-    }
-    run_forward(t, 1);
+    return TT_OK;
+}
+
+/* The step from forward op `from` on: the ops before it have run. */
+static void run_step(tt_trainer *t, uint32_t from, int32_t label, const int8_t *target, float *loss) {
+    const tt_model *m = &t->model;
+    float l = 0.0f;
+    run_forward(t, from, m->hdr->n_fwd_ops, 1);
     for (uint32_t i = m->hdr->n_fwd_ops; i < m->hdr->n_ops; i++) {
         const tt_op_rec *op = &m->ops[i];
         OP_PROFILE(i);
@@ -144,17 +146,13 @@ tt_status tt_trainer_step(tt_trainer *t, const int8_t *x, size_t x_len, int32_t 
     if (loss) {
         *loss = l;
     }
-    return TT_OK;
 }
 
-tt_status tt_trainer_predict(tt_trainer *t, const int8_t *x, size_t x_len, int32_t *cls, tt_error *err) {
-    tt_status s = take_input(t, x, x_len, err);
+/* argmax of the logits of the forward pass from op `from` on. */
+static void run_predict(tt_trainer *t, uint32_t from, int32_t *cls) {
     const int8_t *q;
     int32_t best = 0;
-    if (s != TT_OK) {
-        return s;
-    }
-    run_forward(t, 0);
+    run_forward(t, from, t->model.hdr->n_fwd_ops, 0);
     OP_PROFILE(t->model.hdr->n_fwd_ops);
     q = tt_trainer_logits(t);
     for (uint32_t i = 1; i < t->model.hdr->n_classes; i++) {
@@ -165,6 +163,86 @@ tt_status tt_trainer_predict(tt_trainer *t, const int8_t *x, size_t x_len, int32
     if (cls) {
         *cls = best;
     }
+}
+
+tt_status tt_trainer_step(tt_trainer *t, const int8_t *x, size_t x_len, int32_t label,
+                          const int8_t *target, size_t target_len, float *loss, tt_error *err) {
+    tt_status s = check_target(t, label, target, target_len, err);
+    if (s != TT_OK || (s = take_input(t, x, x_len, err)) != TT_OK) {
+        return s;
+    }
+    run_step(t, 0, label, target, loss);
+    return TT_OK;
+}
+
+tt_status tt_trainer_predict(tt_trainer *t, const int8_t *x, size_t x_len, int32_t *cls, tt_error *err) {
+    tt_status s = take_input(t, x, x_len, err);
+    if (s != TT_OK) {
+        return s;
+    }
+    run_predict(t, 0, cls);
+    return TT_OK;
+}
+
+int8_t *tt_trainer_cut(tt_trainer *t, uint32_t *len) {
+    const uint32_t n = tt_model_cut_bytes(&t->model);
+    if (len) {
+        *len = n;
+    }
+    return n ? TT_ARENA(t, int8_t, t->model.tensors[t->model.cut_tensor].arena_off) : NULL;
+}
+
+tt_status tt_trainer_prefix(tt_trainer *t, const int8_t *x, size_t x_len, tt_error *err) {
+    tt_status s = take_input(t, x, x_len, err);
+    if (s != TT_OK) {
+        return s;
+    }
+    if (!t->model.cut_op) {
+        return tt_fail(err, TT_E_STATE, "the model has no frozen prefix: training reaches its first layer");
+    }
+    run_forward(t, 0, t->model.cut_op, 0);
+    OP_PROFILE(t->model.cut_op);
+    return TT_OK;
+}
+
+/* cut NULL: the cut as it is in the arena; else cut_len bytes copied there
+   (memmove: cut may be the arena's own bytes). */
+static tt_status take_cut(tt_trainer *t, const int8_t *cut, size_t cut_len, tt_error *err) {
+    uint32_t n = 0;
+    int8_t *dst;
+    if (!t->model.hdr) {
+        return tt_fail(err, TT_E_STATE, "trainer is not initialised");
+    }
+    dst = tt_trainer_cut(t, &n);
+    if (!dst) {
+        return tt_fail(err, TT_E_STATE, "the model has no frozen prefix: training reaches its first layer");
+    }
+    if (cut && cut_len != n) {
+        return tt_fail(err, TT_E_ARG, "features have %u bytes, the model's cut has %u", (unsigned)cut_len, n);
+    }
+    if (cut && cut != dst) {
+        memmove(dst, cut, n);
+    }
+    return TT_OK;
+}
+
+tt_status tt_trainer_step_from_cut(tt_trainer *t, const int8_t *cut, size_t cut_len, int32_t label,
+                                   const int8_t *target, size_t target_len, float *loss, tt_error *err) {
+    tt_status s = check_target(t, label, target, target_len, err);
+    if (s != TT_OK || (s = take_cut(t, cut, cut_len, err)) != TT_OK) {
+        return s;
+    }
+    run_step(t, t->model.cut_op, label, target, loss);
+    return TT_OK;
+}
+
+tt_status tt_trainer_predict_from_cut(tt_trainer *t, const int8_t *cut, size_t cut_len, int32_t *cls,
+                                      tt_error *err) {
+    tt_status s = take_cut(t, cut, cut_len, err);
+    if (s != TT_OK) {
+        return s;
+    }
+    run_predict(t, t->model.cut_op, cls);
     return TT_OK;
 }
 
