@@ -134,7 +134,7 @@ void tt_model_find_cut(tt_model *m) {
             const uint32_t u = last_use(m, k - 2);
             reach = u > reach ? u : reach;
         }
-        if (reach < k && xt->kind == TT_T_ACT && !(xt->flags & (TT_TF_EXTERNAL | TT_TF_STREAMED)) &&
+        if (reach < k && xt->kind == TT_T_ACT && !(xt->flags & TT_TF_STREAMED) &&
             (!m->cut_op || tt_numel(xt) <= best)) {
             m->cut_op = k;
             m->cut_tensor = x;
