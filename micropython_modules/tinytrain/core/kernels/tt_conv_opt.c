@@ -363,17 +363,18 @@ static int conv_im2col(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, u
     int16_t col[TT_OPT_STACK_BYTES / 2u];
     const tt_model *m = &t->model;
     const tt_tensor_rec *in = tt_tensor(m, L->in), *out = tt_tensor(m, L->out);
-    const uint16_t *perm = tt_perm_of(m, L);
+    const tt_fwd_params P = tt_fwd_params_of(t, L);
+    const uint16_t *perm = P.perm;
     const uint32_t cin = in->c, cout = out->c, nt = L->n_train, kk = (uint32_t)L->kh * L->kw;
     const uint32_t ow_n = out->w, p0 = R->oh0 * out->w, npix = R->oh1 * out->w;
-    const int8_t *wt = nt ? TT_ARENA(t, int8_t, L->w_arena) : NULL;
+    const int8_t *wt = P.wt;
     int fast_full;
     fill_t F;
     im2col_t A;
     F.run[0].j0 = 0;
     F.run[0].zlead = 0;
     F.run[0].per_tap = 0;
-    A.wf = tt_weights_frozen(m, L);
+    A.wf = P.wf;
     if (nt == 0u || nt == cin) {
         /* one run (nt > 0 implies a perm; the reference reads the arena then) */
         A.mode = COL_FLAT;
@@ -409,9 +410,9 @@ static int conv_im2col(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, u
     F.perm = perm && !perm_identity(perm, cin) ? perm : NULL;
     fast_full = tt_fast_full_layer(m, L, cout);
     A.col = col;
-    A.bias = tt_bias_of(t, L);
-    A.mult = TT_BLOB(m, int32_t, L->mult_off);
-    A.shift = TT_BLOB(m, int8_t, L->shift_off);
+    A.bias = P.bias;
+    A.mult = P.mult;
+    A.shift = P.shift;
     A.y = R->y;
     A.mask = mask;
     A.cin = cin;

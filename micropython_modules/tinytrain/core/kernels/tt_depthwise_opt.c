@@ -214,11 +214,7 @@ static int dwconv4(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, uint8
     uint32_t wtab[2u * DW4_MAX_TAPS];
     const tt_model *m = &t->model;
     const tt_tensor_rec *in = tt_tensor(m, L->in), *out = tt_tensor(m, L->out);
-    const int8_t *wf = tt_weights_frozen(m, L);
-    const int8_t *wt = L->n_train ? TT_ARENA(t, int8_t, L->w_arena) : NULL;
-    const int32_t *bias = tt_bias_of(t, L);
-    const int32_t *mult = TT_BLOB(m, int32_t, L->mult_off);
-    const int8_t *shift = TT_BLOB(m, int8_t, L->shift_off);
+    const tt_fwd_params P = tt_fwd_params_of(t, L);
     const uint32_t C = out->c, kk = (uint32_t)L->kh * L->kw;
     const int fast_full = tt_fast_full_layer(m, L, C);
     dw4_t D;
@@ -250,9 +246,9 @@ static int dwconv4(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, uint8
         const int8_t *w[4];
         for (uint32_t i = 0; i < 4u; i++) {
             const uint32_t j = c0 + i; /* no perm: storage position = channel */
-            w[i] = j < L->n_train ? wt + j * kk : wf + j * kk;
-            D.b[i] = bias[j];
-            D.rq[i] = rq_make(mult[j], shift[j]);
+            w[i] = tt_dw_taps(&P, L, j, kk);
+            D.b[i] = P.bias[j];
+            D.rq[i] = rq_make(P.mult[j], P.shift[j]);
         }
         for (uint32_t tap = 0; tap < kk; tap++) {
             wtab[2u * tap] = pack16(w[0][tap], w[2][tap]);
@@ -282,12 +278,8 @@ static int dwconv_rows(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, u
     const tt_tensor_rec *in = tt_tensor(m, L->in), *out = tt_tensor(m, L->out);
     const int8_t *x = R->x;
     int8_t *y = R->y;
-    const int8_t *wf = tt_weights_frozen(m, L);
-    const int8_t *wt = L->n_train ? TT_ARENA(t, int8_t, L->w_arena) : NULL;
-    const int32_t *bias = tt_bias_of(t, L);
-    const int32_t *mult = TT_BLOB(m, int32_t, L->mult_off);
-    const int8_t *shift = TT_BLOB(m, int8_t, L->shift_off);
-    const uint16_t *perm = tt_perm_of(m, L);
+    const tt_fwd_params P = tt_fwd_params_of(t, L);
+    const uint16_t *perm = P.perm;
     const uint32_t C = out->c, kh = L->kh, kw = L->kw, kk = kh * kw, kp = (kw + 1u) / 2u, s = L->stride;
     const uint32_t H = in->h, W = in->w, ow_n = out->w;
     const uint32_t lb = (ow_n - 1u) * s + 2u * kp; /* row length: covers every pair read */
@@ -298,9 +290,9 @@ static int dwconv_rows(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, u
     }
     for (uint32_t j = 0; j < C; j++) {
         const uint32_t c = perm ? perm[j] : j;
-        const int8_t *w = j < L->n_train ? wt + j * kk : wf + j * kk;
-        const int32_t b = bias[c];
-        const rq_t rq = rq_make(mult[c], shift[c]);
+        const int8_t *w = tt_dw_taps(&P, L, j, kk);
+        const int32_t b = P.bias[c];
+        const rq_t rq = rq_make(P.mult[c], P.shift[c]);
         /* valid input columns land at [pl, pl + nv) of a row */
         const uint32_t nv = W < lb - pl ? W : lb - pl;
         uint32_t next_v = R->oh0 * s; /* next virtual row (ih + pad_top) to fill */

@@ -133,11 +133,6 @@ static inline void tt_store_out(int8_t *y, uint8_t *mask, uint32_t idx, int32_t 
 #define TT_NOINLINE
 #endif
 
-/* The layer's biases: the arena's when they are trained, else the model's. */
-static inline const int32_t *tt_bias_of(tt_trainer *t, const tt_layer_rec *L) {
-    return (L->flags & TT_LF_TRAIN_BIAS) ? TT_ARENA(t, int32_t, L->b_arena) : TT_BLOB(&t->model, int32_t, L->b_off);
-}
-
 /* Requantisation of one output channel, constants prepared once. */
 typedef struct {
     int32_t mult, rnd;
