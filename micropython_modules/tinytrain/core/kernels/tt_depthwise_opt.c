@@ -114,11 +114,11 @@ typedef struct {
 #endif
 
 /* Output rows of 4 channels; kfull: the kernel width where it counts as a
-   constant (a full kernel row is then straight-line code), fast_full as in
-   im2col_channels (tt_conv_opt.c). */
-TT_INLINE void dw4_rows(const dw4_t *D, uint32_t kfull, int fast_full) {
+   constant (a full kernel row is then straight-line code), fast and full as
+   in im2col_channels (tt_conv_opt.c). */
+TT_INLINE void dw4_rows(const dw4_t *D, uint32_t kfull, int fast, int full) {
     const uint32_t C = D->C, W = D->W, KW = D->KW, s = D->s;
-    const int32_t zx = D->zx, zy = D->zy, lo = fast_full ? -128 : D->lo, hi = fast_full ? 127 : D->hi;
+    const int32_t zx = D->zx, zy = D->zy, lo = full ? -128 : D->lo, hi = full ? 127 : D->hi;
 #if TT_DSP
     const uint32_t nz = pack16(-zx, -zx);
 #endif
@@ -169,7 +169,7 @@ TT_INLINE void dw4_rows(const dw4_t *D, uint32_t kfull, int fast_full) {
                     break;
                 }
             }
-            if (fast_full) {
+            if (fast) {
                 q0 = rq_fast(a0, &D->rq[0]) + zy;
                 q1 = rq_fast(a1, &D->rq[1]) + zy;
                 q2 = rq_fast(a2, &D->rq[2]) + zy;
@@ -197,17 +197,28 @@ TT_INLINE void dw4_rows(const dw4_t *D, uint32_t kfull, int fast_full) {
     }
 }
 
+/* Every shift >= 33, per kernel width, with the int8 clamp (full) or
+   another (a ReLU's). */
+static TT_NOINLINE void dw4_rows_k3_fast_full(const dw4_t *D) {
+    dw4_rows(D, 3u, 1, 1);
+}
+static TT_NOINLINE void dw4_rows_k5_fast_full(const dw4_t *D) {
+    dw4_rows(D, 5u, 1, 1);
+}
+static TT_NOINLINE void dw4_rows_k7_fast_full(const dw4_t *D) {
+    dw4_rows(D, 7u, 1, 1);
+}
 static TT_NOINLINE void dw4_rows_k3_fast(const dw4_t *D) {
-    dw4_rows(D, 3u, 1);
+    dw4_rows(D, 3u, 1, 0);
 }
 static TT_NOINLINE void dw4_rows_k5_fast(const dw4_t *D) {
-    dw4_rows(D, 5u, 1);
+    dw4_rows(D, 5u, 1, 0);
 }
 static TT_NOINLINE void dw4_rows_k7_fast(const dw4_t *D) {
-    dw4_rows(D, 7u, 1);
+    dw4_rows(D, 7u, 1, 0);
 }
 static TT_NOINLINE void dw4_rows_any(const dw4_t *D) {
-    dw4_rows(D, D->KW, 0);
+    dw4_rows(D, D->KW, 0, 0);
 }
 
 static int dwconv4(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, uint8_t *mask) {
@@ -216,7 +227,7 @@ static int dwconv4(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, uint8
     const tt_tensor_rec *in = tt_tensor(m, L->in), *out = tt_tensor(m, L->out);
     const tt_fwd_params P = tt_fwd_params_of(t, L);
     const uint32_t C = out->c, kk = (uint32_t)L->kh * L->kw;
-    const int fast_full = tt_fast_full_layer(m, L, C);
+    const int fast = tt_fast_layer(m, L, C), full = tt_full_range(L);
     dw4_t D;
     if (L->perm_off != TT_NO_OFFSET || C % 4u || kk > DW4_MAX_TAPS) {
         return 0;
@@ -255,11 +266,17 @@ static int dwconv4(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, uint8
             wtab[2u * tap + 1u] = pack16(w[1][tap], w[3][tap]);
         }
         D.c0 = c0;
-        if (fast_full && D.KW == 3u) {
+        if (fast && full && D.KW == 3u) {
+            dw4_rows_k3_fast_full(&D);
+        } else if (fast && full && D.KW == 5u) {
+            dw4_rows_k5_fast_full(&D);
+        } else if (fast && full && D.KW == 7u) {
+            dw4_rows_k7_fast_full(&D);
+        } else if (fast && D.KW == 3u) {
             dw4_rows_k3_fast(&D);
-        } else if (fast_full && D.KW == 5u) {
+        } else if (fast && D.KW == 5u) {
             dw4_rows_k5_fast(&D);
-        } else if (fast_full && D.KW == 7u) {
+        } else if (fast && D.KW == 7u) {
             dw4_rows_k7_fast(&D);
         } else {
             dw4_rows_any(&D);

@@ -271,6 +271,11 @@ static TT_NOINLINE void pw_pass_fast_full(const pw_pass_t *P) {
     pw_pass_body(P, 1, -128, 127);
 }
 
+/* Both shifts >= 33, a clamp other than the int8 range (a ReLU's). */
+static TT_NOINLINE void pw_pass_fast(const pw_pass_t *P) {
+    pw_pass_body(P, 1, P->lo, P->hi);
+}
+
 static TT_NOINLINE void pw_pass_any(const pw_pass_t *P) {
     pw_pass_body(P, 0, P->lo, P->hi);
 }
@@ -318,6 +323,8 @@ void tt_pointwise_opt(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, ui
         P.rb = rq_make(mult[c + 1u], shift[c + 1u]);
         if (P.ra.k && P.rb.k && lo == -128 && hi == 127) {
             pw_pass_fast_full(&P);
+        } else if (P.ra.k && P.rb.k) {
+            pw_pass_fast(&P);
         } else {
             pw_pass_any(&P);
         }
