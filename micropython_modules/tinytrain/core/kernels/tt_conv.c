@@ -14,13 +14,10 @@ void tt_conv_ref(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R) {
     const tt_tensor_rec *in = tt_tensor(m, L->in), *out = tt_tensor(m, L->out);
     int8_t *y = R->y;
     uint8_t *mask = R->mask;
-    const int8_t *wf = tt_weights_frozen(m, L);
-    const int8_t *wt = L->n_train ? TT_ARENA(t, int8_t, L->w_arena) : NULL;
-    const int32_t *bias = (L->flags & TT_LF_TRAIN_BIAS) ? TT_ARENA(t, int32_t, L->b_arena)
-                                                        : TT_BLOB(m, int32_t, L->b_off);
-    const int32_t *mult = TT_BLOB(m, int32_t, L->mult_off);
-    const int8_t *shift = TT_BLOB(m, int8_t, L->shift_off);
-    const uint16_t *perm = tt_perm_of(m, L);
+    const tt_fwd_params P = tt_fwd_params_of(t, L);
+    const int8_t *wf = P.wf, *wt = P.wt, *shift = P.shift;
+    const int32_t *bias = P.bias, *mult = P.mult;
+    const uint16_t *perm = P.perm;
     const uint32_t cin = in->c, cout = out->c, nt = L->n_train;
     const uint32_t base = R->oh0 * out->w * cout; /* element index of y[0] */
     const int32_t zx = in->zero;

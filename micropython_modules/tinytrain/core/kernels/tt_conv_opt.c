@@ -288,12 +288,12 @@ typedef struct {
     int32_t zy, lo, hi;
 } im2col_t;
 
-/* Every output channel of the column's two pixels p and pb. fast_full:
-   every shift >= 33 and the clamp is [-128, 127]. */
-TT_INLINE void im2col_channels(const im2col_t *A, uint32_t p, uint32_t pb, int fast_full) {
+/* Every output channel of the column's two pixels p and pb. fast: every
+   shift >= 33; full: besides, the clamp is [-128, 127]. */
+TT_INLINE void im2col_channels(const im2col_t *A, uint32_t p, uint32_t pb, int fast, int full) {
     const int16_t *col = A->col;
     const uint32_t cin = A->cin, cout = A->cout, nt = A->nt, kk = A->kk, n0 = A->n0;
-    const int32_t lo = fast_full ? -128 : A->lo, hi = fast_full ? 127 : A->hi, zy = A->zy;
+    const int32_t lo = full ? -128 : A->lo, hi = full ? 127 : A->hi, zy = A->zy;
     for (uint32_t c = 0; c < cout; c += 2u) {
         const uint32_t cb = c + 1u < cout ? c + 1u : c;
         const rq_t ra = rq_make(A->mult[c], A->shift[c]), rb = rq_make(A->mult[cb], A->shift[cb]);
@@ -315,7 +315,7 @@ TT_INLINE void im2col_channels(const im2col_t *A, uint32_t p, uint32_t pb, int f
                 cp += 2u * ceil4(cin - nt);
             }
         }
-        if (fast_full) {
+        if (fast) {
             a[0] = rq_fast(a[0], &ra);
             a[1] = rq_fast(a[1], &ra);
             a[2] = rq_fast(a[2], &rb);
@@ -341,11 +341,15 @@ TT_INLINE void im2col_channels(const im2col_t *A, uint32_t p, uint32_t pb, int f
 }
 
 static TT_NOINLINE void im2col_channels_fast_full(const im2col_t *A, uint32_t p, uint32_t pb) {
-    im2col_channels(A, p, pb, 1);
+    im2col_channels(A, p, pb, 1, 1);
+}
+
+static TT_NOINLINE void im2col_channels_fast(const im2col_t *A, uint32_t p, uint32_t pb) {
+    im2col_channels(A, p, pb, 1, 0);
 }
 
 static TT_NOINLINE void im2col_channels_any(const im2col_t *A, uint32_t p, uint32_t pb) {
-    im2col_channels(A, p, pb, 0);
+    im2col_channels(A, p, pb, 0, 0);
 }
 
 static int perm_identity(const uint16_t *perm, uint32_t n) {
@@ -363,17 +367,18 @@ static int conv_im2col(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, u
     int16_t col[TT_OPT_STACK_BYTES / 2u];
     const tt_model *m = &t->model;
     const tt_tensor_rec *in = tt_tensor(m, L->in), *out = tt_tensor(m, L->out);
-    const uint16_t *perm = tt_perm_of(m, L);
+    const tt_fwd_params P = tt_fwd_params_of(t, L);
+    const uint16_t *perm = P.perm;
     const uint32_t cin = in->c, cout = out->c, nt = L->n_train, kk = (uint32_t)L->kh * L->kw;
     const uint32_t ow_n = out->w, p0 = R->oh0 * out->w, npix = R->oh1 * out->w;
-    const int8_t *wt = nt ? TT_ARENA(t, int8_t, L->w_arena) : NULL;
-    int fast_full;
+    const int8_t *wt = P.wt;
+    int fast, full;
     fill_t F;
     im2col_t A;
     F.run[0].j0 = 0;
     F.run[0].zlead = 0;
     F.run[0].per_tap = 0;
-    A.wf = tt_weights_frozen(m, L);
+    A.wf = P.wf;
     if (nt == 0u || nt == cin) {
         /* one run (nt > 0 implies a perm; the reference reads the arena then) */
         A.mode = COL_FLAT;
@@ -407,11 +412,12 @@ static int conv_im2col(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, u
     F.in = in;
     F.x = R->x;
     F.perm = perm && !perm_identity(perm, cin) ? perm : NULL;
-    fast_full = tt_fast_full_layer(m, L, cout);
+    fast = tt_fast_layer(m, L, cout);
+    full = tt_full_range(L);
     A.col = col;
-    A.bias = tt_bias_of(t, L);
-    A.mult = TT_BLOB(m, int32_t, L->mult_off);
-    A.shift = TT_BLOB(m, int8_t, L->shift_off);
+    A.bias = P.bias;
+    A.mult = P.mult;
+    A.shift = P.shift;
     A.y = R->y;
     A.mask = mask;
     A.cin = cin;
@@ -438,8 +444,10 @@ static int conv_im2col(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, u
                 fill_col(col, 1, &F, pb / ow_n, pb % ow_n);
             }
         }
-        if (fast_full) { /* output pixels counted from y[0] */
+        if (fast && full) { /* output pixels counted from y[0] */
             im2col_channels_fast_full(&A, p - p0, pb - p0);
+        } else if (fast) {
+            im2col_channels_fast(&A, p - p0, pb - p0);
         } else {
             im2col_channels_any(&A, p - p0, pb - p0);
         }
@@ -455,6 +463,9 @@ int tt_conv_opt(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R) {
     }
     if (L->kh == 1u && L->kw == 1u && L->stride == 1u && L->perm_off == TT_NO_OFFSET && in->w == out->w) {
         tt_pointwise_opt(t, L, R, mask);
+        return 1;
+    }
+    if (tt_stem_opt(t, L, R, mask)) {
         return 1;
     }
     return R->row0 == 0u && conv_im2col(t, L, R, mask);

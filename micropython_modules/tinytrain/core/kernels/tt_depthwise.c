@@ -11,20 +11,17 @@ void tt_dwconv_ref(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R) {
     const tt_tensor_rec *in = tt_tensor(m, L->in), *out = tt_tensor(m, L->out);
     int8_t *y = R->y;
     uint8_t *mask = R->mask;
-    const int8_t *wf = tt_weights_frozen(m, L);
-    const int8_t *wt = L->n_train ? TT_ARENA(t, int8_t, L->w_arena) : NULL;
-    const int32_t *bias = (L->flags & TT_LF_TRAIN_BIAS) ? TT_ARENA(t, int32_t, L->b_arena)
-                                                        : TT_BLOB(m, int32_t, L->b_off);
-    const int32_t *mult = TT_BLOB(m, int32_t, L->mult_off);
-    const int8_t *shift = TT_BLOB(m, int8_t, L->shift_off);
-    const uint16_t *perm = tt_perm_of(m, L);
+    const tt_fwd_params P = tt_fwd_params_of(t, L);
+    const int32_t *bias = P.bias, *mult = P.mult;
+    const int8_t *shift = P.shift;
+    const uint16_t *perm = P.perm;
     const uint32_t C = out->c, kk = (uint32_t)L->kh * L->kw;
     const uint32_t base = R->oh0 * out->w * C; /* element index of y[0] */
     const int32_t zx = in->zero;
     for (uint32_t j = 0; j < C; j++) {
         /* storage position j holds channel c */
         const uint32_t c = perm ? perm[j] : j;
-        const int8_t *w = j < L->n_train ? wt + j * kk : wf + j * kk;
+        const int8_t *w = tt_dw_taps(&P, L, j, kk);
         for (uint32_t oh = R->oh0; oh < R->oh1; oh++) {
             for (uint32_t ow = 0; ow < out->w; ow++) {
                 int32_t acc = bias[c];

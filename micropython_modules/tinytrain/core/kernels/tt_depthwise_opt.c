@@ -115,11 +115,11 @@ typedef struct {
 #endif
 
 /* Output rows of 4 channels; kfull: the kernel width where it counts as a
-   constant (a full kernel row is then straight-line code), fast_full as in
-   im2col_channels (tt_conv_opt.c). */
-TT_INLINE void dw4_rows(const dw4_t *D, uint32_t kfull, int fast_full) {
+   constant (a full kernel row is then straight-line code), fast and full as
+   in im2col_channels (tt_conv_opt.c). */
+TT_INLINE void dw4_rows(const dw4_t *D, uint32_t kfull, int fast, int full) {
     const uint32_t C = D->C, W = D->W, KW = D->KW, s = D->s;
-    const int32_t zx = D->zx, zy = D->zy, lo = fast_full ? -128 : D->lo, hi = fast_full ? 127 : D->hi;
+    const int32_t zx = D->zx, zy = D->zy, lo = full ? -128 : D->lo, hi = full ? 127 : D->hi;
 #if TT_DSP
     const uint32_t nz = pack16(-zx, -zx);
 #endif
@@ -170,7 +170,7 @@ TT_INLINE void dw4_rows(const dw4_t *D, uint32_t kfull, int fast_full) {
                     break;
                 }
             }
-            if (fast_full) {
+            if (fast) {
                 q0 = rq_fast(a0, &D->rq[0]) + zy;
                 q1 = rq_fast(a1, &D->rq[1]) + zy;
                 q2 = rq_fast(a2, &D->rq[2]) + zy;
@@ -198,30 +198,37 @@ TT_INLINE void dw4_rows(const dw4_t *D, uint32_t kfull, int fast_full) {
     }
 }
 
+/* Every shift >= 33, per kernel width, with the int8 clamp (full) or
+   another (a ReLU's). */
+static TT_NOINLINE void dw4_rows_k3_fast_full(const dw4_t *D) {
+    dw4_rows(D, 3u, 1, 1);
+}
+static TT_NOINLINE void dw4_rows_k5_fast_full(const dw4_t *D) {
+    dw4_rows(D, 5u, 1, 1);
+}
+static TT_NOINLINE void dw4_rows_k7_fast_full(const dw4_t *D) {
+    dw4_rows(D, 7u, 1, 1);
+}
 static TT_NOINLINE void dw4_rows_k3_fast(const dw4_t *D) {
-    dw4_rows(D, 3u, 1);
+    dw4_rows(D, 3u, 1, 0);
 }
 static TT_NOINLINE void dw4_rows_k5_fast(const dw4_t *D) {
-    dw4_rows(D, 5u, 1);
+    dw4_rows(D, 5u, 1, 0);
 }
 static TT_NOINLINE void dw4_rows_k7_fast(const dw4_t *D) {
-    dw4_rows(D, 7u, 1);
+    dw4_rows(D, 7u, 1, 0);
 }
 static TT_NOINLINE void dw4_rows_any(const dw4_t *D) {
-    dw4_rows(D, D->KW, 0);
+    dw4_rows(D, D->KW, 0, 0);
 }
 
 static int dwconv4(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, uint8_t *mask) {
     uint32_t wtab[2u * DW4_MAX_TAPS];
     const tt_model *m = &t->model;
     const tt_tensor_rec *in = tt_tensor(m, L->in), *out = tt_tensor(m, L->out);
-    const int8_t *wf = tt_weights_frozen(m, L);
-    const int8_t *wt = L->n_train ? TT_ARENA(t, int8_t, L->w_arena) : NULL;
-    const int32_t *bias = tt_bias_of(t, L);
-    const int32_t *mult = TT_BLOB(m, int32_t, L->mult_off);
-    const int8_t *shift = TT_BLOB(m, int8_t, L->shift_off);
+    const tt_fwd_params P = tt_fwd_params_of(t, L);
     const uint32_t C = out->c, kk = (uint32_t)L->kh * L->kw;
-    const int fast_full = tt_fast_full_layer(m, L, C);
+    const int fast = tt_fast_layer(m, L, C), full = tt_full_range(L);
     dw4_t D;
     if (L->perm_off != TT_NO_OFFSET || C % 4u || kk > DW4_MAX_TAPS) {
         return 0;
@@ -251,20 +258,26 @@ static int dwconv4(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, uint8
         const int8_t *w[4];
         for (uint32_t i = 0; i < 4u; i++) {
             const uint32_t j = c0 + i; /* no perm: storage position = channel */
-            w[i] = j < L->n_train ? wt + j * kk : wf + j * kk;
-            D.b[i] = bias[j];
-            D.rq[i] = rq_make(mult[j], shift[j]);
+            w[i] = tt_dw_taps(&P, L, j, kk);
+            D.b[i] = P.bias[j];
+            D.rq[i] = rq_make(P.mult[j], P.shift[j]);
         }
         for (uint32_t tap = 0; tap < kk; tap++) {
             wtab[2u * tap] = pack16(w[0][tap], w[2][tap]);
             wtab[2u * tap + 1u] = pack16(w[1][tap], w[3][tap]);
         }
         D.c0 = c0;
-        if (fast_full && D.KW == 3u) {
+        if (fast && full && D.KW == 3u) {
+            dw4_rows_k3_fast_full(&D);
+        } else if (fast && full && D.KW == 5u) {
+            dw4_rows_k5_fast_full(&D);
+        } else if (fast && full && D.KW == 7u) {
+            dw4_rows_k7_fast_full(&D);
+        } else if (fast && D.KW == 3u) {
             dw4_rows_k3_fast(&D);
-        } else if (fast_full && D.KW == 5u) {
+        } else if (fast && D.KW == 5u) {
             dw4_rows_k5_fast(&D);
-        } else if (fast_full && D.KW == 7u) {
+        } else if (fast && D.KW == 7u) {
             dw4_rows_k7_fast(&D);
         } else {
             dw4_rows_any(&D);
@@ -283,12 +296,8 @@ static int dwconv_rows(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, u
     const tt_tensor_rec *in = tt_tensor(m, L->in), *out = tt_tensor(m, L->out);
     const int8_t *x = R->x;
     int8_t *y = R->y;
-    const int8_t *wf = tt_weights_frozen(m, L);
-    const int8_t *wt = L->n_train ? TT_ARENA(t, int8_t, L->w_arena) : NULL;
-    const int32_t *bias = tt_bias_of(t, L);
-    const int32_t *mult = TT_BLOB(m, int32_t, L->mult_off);
-    const int8_t *shift = TT_BLOB(m, int8_t, L->shift_off);
-    const uint16_t *perm = tt_perm_of(m, L);
+    const tt_fwd_params P = tt_fwd_params_of(t, L);
+    const uint16_t *perm = P.perm;
     const uint32_t C = out->c, kh = L->kh, kw = L->kw, kk = kh * kw, kp = (kw + 1u) / 2u, s = L->stride;
     const uint32_t H = in->h, W = in->w, ow_n = out->w;
     const uint32_t lb = (ow_n - 1u) * s + 2u * kp; /* row length: covers every pair read */
@@ -299,9 +308,9 @@ static int dwconv_rows(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, u
     }
     for (uint32_t j = 0; j < C; j++) {
         const uint32_t c = perm ? perm[j] : j;
-        const int8_t *w = j < L->n_train ? wt + j * kk : wf + j * kk;
-        const int32_t b = bias[c];
-        const rq_t rq = rq_make(mult[c], shift[c]);
+        const int8_t *w = tt_dw_taps(&P, L, j, kk);
+        const int32_t b = P.bias[c];
+        const rq_t rq = rq_make(P.mult[c], P.shift[c]);
         /* valid input columns land at [pl, pl + nv) of a row */
         const uint32_t nv = W < lb - pl ? W : lb - pl;
         uint32_t next_v = R->oh0 * s; /* next virtual row (ih + pad_top) to fill */

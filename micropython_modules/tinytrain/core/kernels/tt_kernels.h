@@ -34,6 +34,39 @@ static inline const uint16_t *tt_perm_of(const tt_model *m, const tt_layer_rec *
     return L->perm_off == TT_NO_OFFSET ? NULL : TT_BLOB(m, uint16_t, L->perm_off);
 }
 
+/* The layer's biases: the arena's when they are trained, else the model's. */
+static inline const int32_t *tt_bias_of(tt_trainer *t, const tt_layer_rec *L) {
+    return (L->flags & TT_LF_TRAIN_BIAS) ? TT_ARENA(t, int32_t, L->b_arena) : TT_BLOB(&t->model, int32_t, L->b_off);
+}
+
+/* What a forward conv or depthwise kernel reads of its layer besides the
+   tensors, found in one place: frozen weights (model), trained weights
+   (arena, or NULL), biases, per-channel requantisation, storage order. */
+typedef struct {
+    const int8_t *wf, *wt;
+    const int32_t *bias, *mult;
+    const int8_t *shift;
+    const uint16_t *perm;
+} tt_fwd_params;
+
+static inline tt_fwd_params tt_fwd_params_of(tt_trainer *t, const tt_layer_rec *L) {
+    const tt_model *m = &t->model;
+    tt_fwd_params P;
+    P.wf = tt_weights_frozen(m, L);
+    P.wt = L->n_train ? TT_ARENA(t, int8_t, L->w_arena) : NULL;
+    P.bias = tt_bias_of(t, L);
+    P.mult = TT_BLOB(m, int32_t, L->mult_off);
+    P.shift = TT_BLOB(m, int8_t, L->shift_off);
+    P.perm = tt_perm_of(m, L);
+    return P;
+}
+
+/* The kk taps of depthwise storage position j: trained (the first n_train
+   positions) or frozen. */
+static inline const int8_t *tt_dw_taps(const tt_fwd_params *P, const tt_layer_rec *L, uint32_t j, uint32_t kk) {
+    return j < L->n_train ? P->wt + j * kk : P->wf + j * kk;
+}
+
 /* Output value and clamp-mask bit from a requantised accumulator (the
    reference kernels' one rule; the mask was cleared first). */
 static inline int8_t tt_finish(int64_t v, int32_t zero, const tt_layer_rec *L, uint8_t *mask, uint32_t idx) {

@@ -125,6 +125,16 @@ static inline void tt_store_out(int8_t *y, uint8_t *mask, uint32_t idx, int32_t 
     y[idx] = (int8_t)r;
 }
 
+/* Unroll the next loop up to 16 times: a loop of constant count (a
+   window's length) becomes straight-line code, which GCC does not do at -O2. */
+#if defined(__clang__)
+#define TT_UNROLL16 _Pragma("unroll 16")
+#elif defined(__GNUC__)
+#define TT_UNROLL16 _Pragma("GCC unroll 16")
+#else
+#define TT_UNROLL16
+#endif
+
 #if defined(__GNUC__)
 #define TT_INLINE static inline __attribute__((always_inline))
 #define TT_NOINLINE __attribute__((noinline))
@@ -132,11 +142,6 @@ static inline void tt_store_out(int8_t *y, uint8_t *mask, uint32_t idx, int32_t 
 #define TT_INLINE static inline
 #define TT_NOINLINE
 #endif
-
-/* The layer's biases: the arena's when they are trained, else the model's. */
-static inline const int32_t *tt_bias_of(tt_trainer *t, const tt_layer_rec *L) {
-    return (L->flags & TT_LF_TRAIN_BIAS) ? TT_ARENA(t, int32_t, L->b_arena) : TT_BLOB(&t->model, int32_t, L->b_off);
-}
 
 /* Requantisation of one output channel, constants prepared once. */
 typedef struct {
@@ -230,18 +235,25 @@ static inline int16_t tt_g16_run_val64(int64_t v, uint32_t e) {
     return tt_g16(v, e);
 }
 
-/* Every shift of the layer >= 33 and the clamp [-128, 127]. */
-static inline int tt_fast_full_layer(const tt_model *m, const tt_layer_rec *L, uint32_t cout) {
+/* Every shift of the layer >= 33: rq_fast applies to every channel. */
+static inline int tt_fast_layer(const tt_model *m, const tt_layer_rec *L, uint32_t cout) {
     const int8_t *shift = TT_BLOB(m, int8_t, L->shift_off);
-    if (L->act_min != -128 || L->act_max != 127) {
-        return 0;
-    }
     for (uint32_t c = 0; c < cout; c++) {
         if (shift[c] < 33) {
             return 0;
         }
     }
     return 1;
+}
+
+/* The clamp is the whole int8 range (one SSAT; a ReLU's clamp is not). */
+static inline int tt_full_range(const tt_layer_rec *L) {
+    return L->act_min == -128 && L->act_max == 127;
+}
+
+/* tt_fast_layer and tt_full_range. */
+static inline int tt_fast_full_layer(const tt_model *m, const tt_layer_rec *L, uint32_t cout) {
+    return tt_full_range(L) && tt_fast_layer(m, L, cout);
 }
 
 /* The output's mask from y[0] on: the optimised kernels write mask bits
@@ -266,9 +278,12 @@ static inline int tt_is_pointwise(const tt_model *m, const tt_layer_rec *L) {
 }
 
 /* Each returns 0 when it does not handle the case (the reference runs). */
-/* tt_conv_opt.c: pointwise (tt_pointwise_opt) or im2col; not for a fused
+/* tt_conv_opt.c: pointwise (tt_pointwise_opt), a few-tap window (tt_stem_opt) or im2col; not for a fused
    op's ring (row0 > 0) unless pointwise, nor a mask not starting a byte. */
 int tt_conv_opt(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R);
+/* tt_stem_opt.c: a conv of at most 32 window taps (kh kw cin), an even
+   number of output channels up to 32, frozen, no perm; mask offset to y[0]. */
+int tt_stem_opt(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, uint8_t *mask);
 /* tt_pointwise_opt.c: 1x1, stride 1, in.w == out.w, no perm; mask offset to y[0]. */
 void tt_pointwise_opt(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, uint8_t *mask);
 /* tt_pointwise_opt.c: input gradient of a tt_is_pointwise layer, sgp > 0:

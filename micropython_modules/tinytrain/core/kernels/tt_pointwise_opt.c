@@ -42,6 +42,18 @@
     } while (0)
 #endif
 
+/* The 2x2 tile's last few input channels, one at a time: the tail of both
+   dot_s8_2x2 and dot_w16_2x2 (sums wrap as there, see below). */
+TT_INLINE void dot_tail_2x2(const int8_t *x0, const int8_t *wa, uint32_t off, uint32_t n, int32_t *a) {
+    for (uint32_t i = 0; i < n; i++) {
+        const int32_t p = x0[i], q = x0[off + i], u = wa[i], v = wa[off + i];
+        a[0] = (int32_t)((uint32_t)a[0] + (uint32_t)(p * u));
+        a[1] = (int32_t)((uint32_t)a[1] + (uint32_t)(q * u));
+        a[2] = (int32_t)((uint32_t)a[2] + (uint32_t)(p * v));
+        a[3] = (int32_t)((uint32_t)a[3] + (uint32_t)(q * v));
+    }
+}
+
 /* a[0] += x0.wa, a[1] += x1.wa, a[2] += x0.wb, a[3] += x1.wb over n int8,
    with x1 = x0 + off and wb = wa + off. Sums wrap (two's complement): with
    the zero point folded into the bias a partial sum may leave int32 by a
@@ -69,17 +81,11 @@ TT_INLINE void dot_s8_2x2(const int8_t *x0, const int8_t *wa, uint32_t off, uint
     }
     n &= 3u;
 #endif
-    for (uint32_t i = 0; i < n; i++) {
-        const int32_t p = x0[i], q = x0[off + i], u = wa[i], v = wa[off + i];
-        a0 = (int32_t)((uint32_t)a0 + (uint32_t)(p * u));
-        a1 = (int32_t)((uint32_t)a1 + (uint32_t)(q * u));
-        a2 = (int32_t)((uint32_t)a2 + (uint32_t)(p * v));
-        a3 = (int32_t)((uint32_t)a3 + (uint32_t)(q * v));
-    }
     a[0] = a0;
     a[1] = a1;
     a[2] = a2;
     a[3] = a3;
+    dot_tail_2x2(x0, wa, off, n, a);
 }
 
 /* Input channels up to which the forward widens a channel pair's weights. */
@@ -186,18 +192,11 @@ TT_INLINE void dot_w16_2x2(const int8_t *x0, const uint32_t *w16, const int8_t *
         PW_W16_CHUNK(x0, off, w16);
         x0 += 4;
     }
-    wa += n & ~3u;
-    for (uint32_t i = 0; i < (n & 3u); i++) {
-        const int32_t p = x0[i], q = x0[off + i], u = wa[i], v = wa[off + i];
-        a0 = (int32_t)((uint32_t)a0 + (uint32_t)(p * u));
-        a1 = (int32_t)((uint32_t)a1 + (uint32_t)(q * u));
-        a2 = (int32_t)((uint32_t)a2 + (uint32_t)(p * v));
-        a3 = (int32_t)((uint32_t)a3 + (uint32_t)(q * v));
-    }
     a[0] = a0;
     a[1] = a1;
     a[2] = a2;
     a[3] = a3;
+    dot_tail_2x2(x0, wa + (n & ~3u), off, n & 3u, a);
 }
 
 /* sum x w over n int8 (wrapping, as above). */
@@ -272,6 +271,11 @@ static TT_NOINLINE void pw_pass_fast_full(const pw_pass_t *P) {
     pw_pass_body(P, 1, -128, 127);
 }
 
+/* Both shifts >= 33, a clamp other than the int8 range (a ReLU's). */
+static TT_NOINLINE void pw_pass_fast(const pw_pass_t *P) {
+    pw_pass_body(P, 1, P->lo, P->hi);
+}
+
 static TT_NOINLINE void pw_pass_any(const pw_pass_t *P) {
     pw_pass_body(P, 0, P->lo, P->hi);
 }
@@ -285,10 +289,9 @@ void tt_pointwise_opt(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, ui
     const tt_tensor_rec *in = tt_tensor(m, L->in), *out = tt_tensor(m, L->out);
     const int8_t *x = R->x + (R->oh0 - R->row0) * (uint32_t)in->w * in->c;
     int8_t *y = R->y;
-    const int8_t *wf = tt_weights_frozen(m, L);
-    const int32_t *bias = tt_bias_of(t, L);
-    const int32_t *mult = TT_BLOB(m, int32_t, L->mult_off);
-    const int8_t *shift = TT_BLOB(m, int8_t, L->shift_off);
+    const tt_fwd_params W = tt_fwd_params_of(t, L);
+    const int8_t *wf = W.wf, *shift = W.shift;
+    const int32_t *bias = W.bias, *mult = W.mult;
     const uint32_t cin = in->c, cout = out->c, npix = (R->oh1 - R->oh0) * out->w;
     const int32_t zx = in->zero, zy = out->zero, lo = L->act_min, hi = L->act_max;
     pw_pass_t P;
@@ -320,6 +323,8 @@ void tt_pointwise_opt(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, ui
         P.rb = rq_make(mult[c + 1u], shift[c + 1u]);
         if (P.ra.k && P.rb.k && lo == -128 && hi == 127) {
             pw_pass_fast_full(&P);
+        } else if (P.ra.k && P.rb.k) {
+            pw_pass_fast(&P);
         } else {
             pw_pass_any(&P);
         }
