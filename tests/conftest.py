@@ -1,4 +1,5 @@
-"""Session-wide settings of the test suite.
+"""Session-wide settings of the test suite: the MicroPython tree and
+hypothesis' determinism.
 
 The MicroPython tree (tests/micropython_tree.py) is decided once, here, before
 any test module is imported: tests/device and the MicroPython tests of
@@ -11,3 +12,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import micropython_tree  # noqa: E402
 
 micropython_tree.export()
+
+# Property-based tests draw the same examples on every run (a suite that passes
+# passes again): examples derived from each test, no example database. A local
+# exploration can still ask for fresh ones: pytest --hypothesis-profile=explore.
+from hypothesis import settings  # noqa: E402
+
+settings.register_profile("deterministic", derandomize=True, database=None)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile("deterministic")

@@ -24,9 +24,10 @@ def check_plan(plan):
         # depthwise layer, the output gradient dying where the input's is born,
         # and at least kh - pad_top rows between them (compiler.in_place)
         dx, g = byname[dx_name], byname[g_name]
-        op, = [op for op in plan.model.ops if op.kind == mf.OP_BWD and op.t[0] == plan.tensors.index(g)]
+        # (a residual's gradient has one reader per branch: the in-place op is the last)
+        op, = [op for op in plan.model.ops if op.kind == mf.OP_BWD and op.t[0] == plan.tensors.index(g)
+               and op.t[3] == plan.tensors.index(dx)]
         L = plan.model.layers[op.layer]
-        assert op.t[3] == plan.tensors.index(dx)
         assert L.kind == mf.L_DWCONV and L.stride == 1 and L.n_train == 0
         assert g.last == dx.first and dx.rec.shape == g.rec.shape
         assert g.rec.arena_off - dx.rec.arena_off == gap >= 2 * (L.kh - L.pad_top) * dx.rec.w * dx.rec.c
