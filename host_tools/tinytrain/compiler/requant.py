@@ -47,6 +47,17 @@ def channel_multipliers(layer: QLayer, sx: float, sy: float) -> tuple:
     return np.array(mults, dtype=np.int32), np.array(shifts, dtype=np.int8)
 
 
+def pool_multipliers(layer: QLayer, sx: float, sy: float) -> tuple:
+    """A windowed average pool's (mult int32[kh*kw], shift int8[kh*kw]):
+    entry n-1 for s_x / (n s_y), a window covering n input elements, or
+    s_x / (kh kw s_y) everywhere when padding counts (count_pad)."""
+    kh, kw = layer.kernel
+    n = np.arange(1, kh * kw + 1)
+    div = np.full_like(n, kh * kw) if layer.count_pad else n
+    mults, shifts = zip(*(quantize_multiplier(sx / (float(d) * sy)) for d in div))
+    return np.array(mults, dtype=np.int32), np.array(shifts, dtype=np.int8)
+
+
 def softmax_table(scale: float) -> np.ndarray:
     """exp(-scale * d) in Q30 for the 256 differences d of int8 logits."""
     d = np.arange(256, dtype=np.float64)
