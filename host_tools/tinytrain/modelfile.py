@@ -24,6 +24,7 @@ L_CONV, L_DWCONV, L_ADD, L_AVGPOOL = 1, 2, 3, 4
 # format 2.1: windowed pools and activation tables
 L_MAXPOOL, L_AVGPOOL2D, L_LUT = 5, 6, 7
 LF_TRAIN_BIAS, LF_RESIDUE = 0x01, 0x02
+LF_COUNT_PAD = 0x04  # an average pool (2D) divides every window by kh*kw, padding included
 OP_FWD, OP_LOSS, OP_BWD, OP_GRAD_ADD, OP_FWD_FUSED = 1, 2, 3, 4, 5
 # Slots of an op's tensor ids (OpRec.t), per kind; the slots a kind does not name hold NONE.
 OP_SLOTS = 6

@@ -454,6 +454,11 @@ class Reference:
                 yield oh, ow, slice(max(h0, 0), min(h0 + r.kh, L.tin.h)), \
                     slice(max(w0, 0), min(w0 + r.kw, L.tin.w))
 
+    @staticmethod
+    def _pool_count(L, n):
+        """What an average pool divides a window of n inputs by."""
+        return L.rec.kh * L.rec.kw if L.rec.flags & mf.LF_COUNT_PAD else n
+
     def _fwd_window_pool(self, L, x):
         v = np.zeros((L.tout.h, L.tout.w, L.tout.c), dtype=I64)
         for oh, ow, hs, ws in self._windows(L):
@@ -461,7 +466,7 @@ class Reference:
             if L.kind == mf.L_MAXPOOL:
                 v[oh, ow] = win.max(axis=(0, 1))
             else:
-                n = win.shape[0] * win.shape[1]
+                n = self._pool_count(L, win.shape[0] * win.shape[1])
                 v[oh, ow] = rs((win - L.z_x).sum(axis=(0, 1)) * L.mult[n - 1], int(L.shift[n - 1])) + L.z_y
         return self._requant_out(L, v)
 
@@ -688,6 +693,7 @@ class Reference:
         average: each window's gradient times round(2^24 / n), scale 2^-24."""
         s_g, G = self._g[op.t[0]]
         G = self._apply_mask(G, op.t[1])
+        self._g[op.t[0]] = (s_g, G)  # masked in place, as on the device
         V = np.zeros((L.tin.h, L.tin.w, L.tin.c), dtype=I64)
         x = self.saved[op.t[2]] if L.kind == mf.L_MAXPOOL else None
         for oh, ow, hs, ws in self._windows(L):
@@ -697,7 +703,7 @@ class Reference:
                 hh, ww = np.divmod(first, ws.stop - ws.start)
                 np.add.at(V, (hs.start + hh, ws.start + ww, np.arange(L.tin.c)), G[oh, ow])
             else:
-                n = (hs.stop - hs.start) * (ws.stop - ws.start)
+                n = self._pool_count(L, (hs.stop - hs.start) * (ws.stop - ws.start))
                 V[hs, ws] += G[oh, ow] * ((2 ** 24 + n // 2) // n)
         s = s_g if L.kind == mf.L_MAXPOOL else F32(s_g * pow2(-24))
         dX, s_dx = to_int16(V, s)
@@ -706,6 +712,7 @@ class Reference:
     def _bwd_table(self, L, op):
         s_g, G = self._g[op.t[0]]
         G = self._apply_mask(G, op.t[1])
+        self._g[op.t[0]] = (s_g, G)
         x = self.saved[op.t[2]].astype(np.intp)
         dX, s_dx = to_int16(G * L.table_grad[x + 128], F32(s_g * pow2(-int(L.rec.shift))))
         self._set_grad(op.t[3], s_dx, dX)

@@ -36,6 +36,7 @@ def layer_records(graph: QGraph, act_id: dict, needs: GradientNeeds, scheme: Sch
             rec.kh, rec.kw = layer.kernel
             rec.pad_top, rec.pad_left = layer.pad
             if layer.kind == "avgpool2d":
+                rec.flags |= mf.LF_COUNT_PAD if layer.count_pad else 0
                 mult, shift = pool_multipliers(layer, x.scale, y.scale)
                 rec.mult_off, rec.shift_off = blob.add(mult), blob.add(shift, 1)
         elif layer.kind == "lut":

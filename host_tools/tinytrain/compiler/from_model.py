@@ -45,10 +45,7 @@ def graph_from_model(data: bytes) -> QGraph:
             layer.w_scale = m.blob_array(L.wscale_off, np.float32, cout).copy()
         elif L.kind in (mf.L_MAXPOOL, mf.L_AVGPOOL2D):
             layer.pool = (L.kh, L.kw)
-            if L.kind == mf.L_AVGPOOL2D:  # one multiplier for every count: padding counts
-                kk = L.kh * L.kw
-                mult, shift = m.blob_array(L.mult_off, np.int32, kk), m.blob_array(L.shift_off, np.int8, kk)
-                layer.count_pad = kk > 1 and bool((mult == mult[0]).all() and (shift == shift[0]).all())
+            layer.count_pad = bool(L.flags & mf.LF_COUNT_PAD)
         elif L.kind == mf.L_LUT:
             layer.table = m.blob_array(L.w_off, np.int8, 256).copy()
             layer.table_grad = m.blob_array(L.gscale_off, np.int16, 256).copy()

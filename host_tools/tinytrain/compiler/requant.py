@@ -49,12 +49,9 @@ def channel_multipliers(layer: QLayer, sx: float, sy: float) -> tuple:
 
 def pool_multipliers(layer: QLayer, sx: float, sy: float) -> tuple:
     """A windowed average pool's (mult int32[kh*kw], shift int8[kh*kw]):
-    entry n-1 for s_x / (n s_y), a window covering n input elements, or
-    s_x / (kh kw s_y) everywhere when padding counts (count_pad)."""
+    entry n-1 for s_x / (n s_y), a window divided by n."""
     kh, kw = layer.kernel
-    n = np.arange(1, kh * kw + 1)
-    div = np.full_like(n, kh * kw) if layer.count_pad else n
-    mults, shifts = zip(*(quantize_multiplier(sx / (float(d) * sy)) for d in div))
+    mults, shifts = zip(*(quantize_multiplier(sx / (float(n) * sy)) for n in range(1, kh * kw + 1)))
     return np.array(mults, dtype=np.int32), np.array(shifts, dtype=np.int8)
 
 

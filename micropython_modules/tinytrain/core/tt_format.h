@@ -41,6 +41,7 @@ enum { TT_L_CONV = 1, TT_L_DWCONV = 2, TT_L_ADD = 3, TT_L_AVGPOOL = 4 };
 enum { TT_L_MAXPOOL = 5, TT_L_AVGPOOL2D = 6, TT_L_LUT = 7 };
 #define TT_LF_TRAIN_BIAS 0x01u
 #define TT_LF_RESIDUE 0x02u /* trained weights keep 8 extra fraction bits */
+#define TT_LF_COUNT_PAD 0x04u /* an average pool (2D) divides every window by kh*kw, padding included */
 
 /* Op kinds */
 enum { TT_OP_FWD = 1, TT_OP_LOSS = 2, TT_OP_BWD = 3, TT_OP_GRAD_ADD = 4, TT_OP_FWD_FUSED = 5 };

@@ -406,7 +406,7 @@ static tt_status check_layers(const checker *c) {
         if (L->act_min < -128 || L->act_max > 127 || L->act_min > L->act_max) {
             return tt_fail(c->err, TT_E_QUANT, "layer %u: clamp [%d, %d] invalid", li, L->act_min, L->act_max);
         }
-        if (L->flags & ~(TT_LF_TRAIN_BIAS | TT_LF_RESIDUE)) {
+        if (L->flags & ~(TT_LF_TRAIN_BIAS | TT_LF_RESIDUE | (L->kind == TT_L_AVGPOOL2D ? TT_LF_COUNT_PAD : 0u))) {
             return tt_fail(c->err, TT_E_LAYER, "layer %u: unknown flags", li);
         }
         in = &c->m->tensors[L->in];

@@ -5,7 +5,8 @@
  * window starts inside the padded input and the padding is below the kernel,
  * so each window holds at least one input element; a max pool's input and
  * output share scale and zero point; an average pool has kh * kw multipliers
- * and shifts, one per count of input elements a window covers.
+ * and shifts, one per count of input elements a window covers (with the
+ * flag COUNT_PAD every window counts kh * kw).
  */
 #include "tt_kernels.h"
 
@@ -25,6 +26,11 @@ static window window_of(const tt_layer_rec *L, const tt_tensor_rec *in, uint32_t
     w.ih1 = w.ih1 > (int32_t)in->h ? (int32_t)in->h : w.ih1;
     w.iw1 = w.iw1 > (int32_t)in->w ? (int32_t)in->w : w.iw1;
     return w;
+}
+
+/* The count an average pool divides window w by. */
+static uint32_t count_of(const tt_layer_rec *L, window w) {
+    return (L->flags & TT_LF_COUNT_PAD) ? (uint32_t)L->kh * L->kw : (uint32_t)((w.ih1 - w.ih0) * (w.iw1 - w.iw0));
 }
 
 /* Element index of the first maximum of channel c in window w (row by row). */
@@ -65,7 +71,7 @@ void tt_avgpool2d_ref(tt_trainer *t, const tt_layer_rec *L, uint8_t *mask) {
     for (uint32_t oh = 0; oh < out->h; oh++) {
         for (uint32_t ow = 0; ow < out->w; ow++) {
             const window w = window_of(L, in, oh, ow);
-            const uint32_t n = (uint32_t)((w.ih1 - w.ih0) * (w.iw1 - w.iw0));
+            const uint32_t n = count_of(L, w);
             for (uint32_t c = 0; c < out->c; c++) {
                 const uint32_t idx = (oh * out->w + ow) * out->c + c;
                 int32_t sum = 0;
@@ -115,8 +121,7 @@ static int64_t pool_grad_sum(const tt_trainer *t, const tt_layer_rec *L, const i
                     acc += g[(oh * out->w + ow) * out->c + c];
                 }
             } else {
-                acc += g[(oh * out->w + ow) * out->c + c] *
-                       inv_q24((uint32_t)((w.ih1 - w.ih0) * (w.iw1 - w.iw0)));
+                acc += g[(oh * out->w + ow) * out->c + c] * inv_q24(count_of(L, w));
             }
         }
     }
