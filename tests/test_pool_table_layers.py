@@ -264,3 +264,45 @@ def test_max_pool_first_maximum_takes_the_gradient():
     tid = {p.name: i for i, p in enumerate(plan.tensors)}["dconv0"]
     g = np.frombuffer(t.tensor(tid, plan.model.tensors[tid].size)[4:], "<i2").reshape(4, 4)
     assert np.array_equal(g != 0, np.kron(np.ones((2, 2)), [[1, 0], [0, 0]]).astype(bool)), g
+
+
+# -- the same core on the Cortex-M7 (qemu) and under the sanitizers ------------
+def every_layer_net(seed=3):
+    """conv -> hard swish -> max pool -> conv -> leaky ReLU -> average pool
+    (count_include_pad) -> sigmoid -> conv -> tanh -> windowed average pool -> fc."""
+    b = NetBuilder((10, 10, 2), seed=seed)
+    b.conv(8, 3, act=None)
+    b.activation("hardswish")
+    b.maxpool(3, 2, 1)
+    b.conv(8, 3, act=None)
+    b.activation("leaky_relu:0.1")
+    b.avgpool2d(3, 1, 1, count_pad=True)
+    b.activation("sigmoid")
+    b.conv(8, 1, act=None)
+    b.activation("tanh")
+    b.avgpool2d(2, 2, 0)
+    b.fc(4)
+    graph = b.quantize(netzoo.calib(b, n=32, seed=seed))
+    return b, graph
+
+
+@pytest.mark.parametrize("target", ["host", "m7"])
+def test_every_layer_trains_bit_identically_on_targets(target, tmp_path):
+    """tt_run on the host under ASan/UBSan and on the emulated Cortex-M7:
+    losses, predictions, logits and trained parameters equal the simulator's."""
+    from tinytrain import runner
+    missing = runner.missing_tools(target)
+    if missing:
+        pytest.skip(f"needs {', '.join(missing)} (make setup installs them)")
+    b, graph = every_layer_net()
+    plan = compile_model(graph, Scheme.full(graph, lr=0.05))
+    xs = quantize_input(graph, netzoo.calib(b, n=12, seed=9))
+    labels = [i % 4 for i in range(len(xs))]
+    t = tinytrain.Trainer(plan.data)
+    losses = [np.float32(t.step(x.tobytes(), y)).tobytes() for x, y in zip(xs, labels)]
+    got = runner.run(runner.build(target, tmp_path), plan.data, list(zip(xs, labels)), xs[:3], target=target)
+    assert got.status == 0, got.message
+    assert [v.tobytes() for v in got.losses] == losses
+    assert got.classes == [t.predict(x.tobytes()) for x in xs[:3]]
+    assert got.logits == [t.logits(x.tobytes()) for x in xs[:3]]
+    assert got.params == t.params() != tinytrain.Trainer(plan.data).params()
