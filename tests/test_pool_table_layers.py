@@ -267,25 +267,6 @@ def test_max_pool_first_maximum_takes_the_gradient():
 
 
 # -- the same core on the Cortex-M7 (qemu) and under the sanitizers ------------
-def every_layer_net(seed=3):
-    """conv -> hard swish -> max pool -> conv -> leaky ReLU -> average pool
-    (count_include_pad) -> sigmoid -> conv -> tanh -> windowed average pool -> fc."""
-    b = NetBuilder((10, 10, 2), seed=seed)
-    b.conv(8, 3, act=None)
-    b.activation("hardswish")
-    b.maxpool(3, 2, 1)
-    b.conv(8, 3, act=None)
-    b.activation("leaky_relu:0.1")
-    b.avgpool2d(3, 1, 1, count_pad=True)
-    b.activation("sigmoid")
-    b.conv(8, 1, act=None)
-    b.activation("tanh")
-    b.avgpool2d(2, 2, 0)
-    b.fc(4)
-    graph = b.quantize(netzoo.calib(b, n=32, seed=seed))
-    return b, graph
-
-
 @pytest.mark.parametrize("target", ["host", "m7"])
 def test_every_layer_trains_bit_identically_on_targets(target, tmp_path):
     """tt_run on the host under ASan/UBSan and on the emulated Cortex-M7:
@@ -294,7 +275,8 @@ def test_every_layer_trains_bit_identically_on_targets(target, tmp_path):
     missing = runner.missing_tools(target)
     if missing:
         pytest.skip(f"needs {', '.join(missing)} (make setup installs them)")
-    b, graph = every_layer_net()
+    b = netzoo.tutorial(3)
+    graph = b.quantize(netzoo.calib(b, n=32, seed=3))
     plan = compile_model(graph, Scheme.full(graph, lr=0.05))
     xs = quantize_input(graph, netzoo.calib(b, n=12, seed=9))
     labels = [i % 4 for i in range(len(xs))]
