@@ -288,3 +288,12 @@ def test_every_layer_trains_bit_identically_on_targets(target, tmp_path):
     assert got.classes == [t.predict(x.tobytes()) for x in xs[:3]]
     assert got.logits == [t.logits(x.tobytes()) for x in xs[:3]]
     assert got.params == t.params() != tinytrain.Trainer(plan.data).params()
+
+
+def test_model_file_round_trips_to_graph():
+    """A model file's pools and tables read back into the graph (re-planning
+    a .ttm): compiled again, the same bytes."""
+    from tinytrain.compiler import graph_from_model
+    _, g, plan = netzoo.build("tutorial", "sparse")
+    g2 = graph_from_model(plan.data)
+    assert compile_model(g2, Scheme.full(g2)).data == compile_model(g, Scheme.full(g)).data
