@@ -278,7 +278,7 @@ def test_fc_weights_are_permuted():
 def test_unsupported_nodes_reported_at_once():
     rng = np.random.default_rng(0)
     g = Graph((3, 8, 8))
-    t = g.op("MaxPool", ["x"], name="pool1", kernel_shape=[2, 2], strides=[2, 2])
+    t = g.op("MaxPool", ["x"], name="pool1", kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1)
     t = g.op("Conv", [t, g.const(rng.normal(size=(16, 3, 1, 1)))], name="c2")
     t = g.op("Conv", [t, g.const(rng.normal(size=(16, 4, 3, 3)))], name="c3", group=4, pads=[1, 1, 1, 1])
     t = g.op("Conv", [t, g.const(rng.normal(size=(16, 16, 3, 3)))], name="wide", dilations=[2, 2])
@@ -291,7 +291,7 @@ def test_unsupported_nodes_reported_at_once():
     with pytest.raises(ValueError) as e:
         tto.to_builder(g.model(t))
     msg = str(e.value)
-    assert msg.startswith("5 unsupported nodes: MaxPool 'pool1' (op not supported), "
+    assert msg.startswith("5 unsupported nodes: MaxPool 'pool1' (ceil_mode (use floor: ceil_mode=False)), "
                           "Conv 'c3' (group 4 of 16 channels), Conv 'wide' (dilations (2, 2)), "
                           "Clip 'hardtanh' (Clip bounds [-1, 1]"), msg
     assert "Mul 'scale' (op not supported)" in msg and "bigpad" not in msg  # its input is unknown
