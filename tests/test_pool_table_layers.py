@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 
 import tinytrain
 from tinytrain import activations
-from tinytrain import modelfile as mf
 from tinytrain.builder import NetBuilder, quantize_input
 from tinytrain.compiler import Scheme, compile_model
 from tinytrain.reference import Reference

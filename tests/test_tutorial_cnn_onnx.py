@@ -20,9 +20,8 @@ from tinytrain.reference import Reference  # noqa: E402
 from tinytrain.schemes import parse_scheme  # noqa: E402
 
 from test_convert_onnx import Graph, run_ort  # noqa: E402
+from tutorial_cnn import AGREEMENT, LR, digits_split, train_torch  # noqa: E402
 
-AGREEMENT = 0.98
-LR = 0.001  # fine-tuning every layer of the tutorial CNN (see the training test)
 
 
 def _conv(g, rng, inp, cin, cout, k=3, pad=1):
@@ -112,27 +111,6 @@ def tutorial_torch_cnn(torch):
         nn.MaxPool2d(3, stride=2, padding=1),                                                    # 2x2
         nn.Conv2d(24, 32, 1), nn.Tanh(), nn.AvgPool2d(2),                                        # 1x1
         nn.Flatten(), nn.Linear(32, 32), nn.Sigmoid(), nn.Linear(32, 10))
-
-
-def digits_split():
-    from sklearn.datasets import load_digits
-    d = load_digits()
-    x = (d.images / 16.0).astype(np.float32)[:, None]
-    order = np.random.default_rng(0).permutation(len(x))
-    return x[order[:1400]], d.target[order[:1400]], x[order[1400:]], d.target[order[1400:]]
-
-
-def train_torch(torch, model, x, y, epochs=30):
-    torch.manual_seed(0)
-    torch.set_num_threads(1)  # small batches: threads only contend
-    opt = torch.optim.Adam(model.parameters(), lr=5e-3)
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-    for _ in range(epochs):
-        for idx in torch.randperm(len(x)).split(64):
-            opt.zero_grad()
-            torch.nn.functional.cross_entropy(model(xt[idx]), yt[idx]).backward()
-            opt.step()
-    return model.eval()
 
 
 @pytest.fixture(scope="module")

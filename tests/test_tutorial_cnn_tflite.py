@@ -19,7 +19,7 @@ pytest.importorskip("tflite", reason="the tflite package is not installed")
 pytest.importorskip("flatbuffers", reason="the flatbuffers package is not installed")
 import tflite_writer as tw  # noqa: E402
 from test_convert_tflite import Interpreter, OpResolverType, _Interpreter  # noqa: E402
-from test_tutorial_cnn_onnx import AGREEMENT, LR, digits_split, train_torch  # noqa: E402
+from tutorial_cnn import AGREEMENT, LR, digits_split, train_torch  # noqa: E402
 
 pytestmark = pytest.mark.skipif(_Interpreter is None, reason="no TFLite interpreter (pip install ai-edge-litert)")
 
