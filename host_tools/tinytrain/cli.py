@@ -102,9 +102,10 @@ def cmd_info(args):
             tr.append("bias")
         if L.n_train:
             tr.append(f"w {L.n_train}/{x.c if L.kind == mf.L_CONV else y.c}")
+        windowed = L.kind in (mf.L_CONV, mf.L_DWCONV, mf.L_MAXPOOL, mf.L_AVGPOOL2D)
         print(f"{i:3d} {mf.LAYER_KIND_NAMES[L.kind]:8} {'x'.join(map(str, x.shape)):>12} "
-              f"{'x'.join(map(str, y.shape)):>12} {f'{L.kh}x{L.kw}' if L.kind <= 2 else '':>5} "
-              f"{L.stride if L.kind <= 2 else '':>2} {' '.join(tr):>16}")
+              f"{'x'.join(map(str, y.shape)):>12} {f'{L.kh}x{L.kw}' if windowed else '':>5} "
+              f"{L.stride if windowed else '':>2} {' '.join(tr):>16}")
     fused = [op for op in m.ops[:h.n_fwd_ops] if op.kind == mf.OP_FWD_FUSED]
     for op in fused:
         chain = [i for i in (op.t[mf.FUSED_A], op.layer, op.t[mf.FUSED_C]) if i != mf.NONE]

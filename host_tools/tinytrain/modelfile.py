@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 
 MAGIC = b"TTRN"
-VERSION = (2, 0)
+VERSION = (2, 1)
 HEADER_SIZE = 128
 NONE = 0xFFFF
 NO_OFFSET = 0xFFFFFFFF
@@ -21,7 +21,10 @@ LOSS_SOFTMAX_CE, LOSS_MSE = 0, 1
 T_ACT, T_GRAD, T_MASK, T_SAVED = 1, 2, 3, 4
 TF_STREAMED = 0x02  # flag 0x01 (1.x: an input outside the arena) is refused
 L_CONV, L_DWCONV, L_ADD, L_AVGPOOL = 1, 2, 3, 4
+# format 2.1: windowed pools and activation tables
+L_MAXPOOL, L_AVGPOOL2D, L_LUT = 5, 6, 7
 LF_TRAIN_BIAS, LF_RESIDUE = 0x01, 0x02
+LF_COUNT_PAD = 0x04  # an average pool (2D) divides every window by kh*kw, padding included
 OP_FWD, OP_LOSS, OP_BWD, OP_GRAD_ADD, OP_FWD_FUSED = 1, 2, 3, 4, 5
 # Slots of an op's tensor ids (OpRec.t), per kind; the slots a kind does not name hold NONE.
 OP_SLOTS = 6
@@ -40,7 +43,8 @@ GRAD_ADD_SUM, GRAD_ADD_PART = 0, 1
 # output, t[FUSED_MASK] mask of the op's output (C's, else B's), t[FUSED_UNUSED] NONE
 FUSED_A, FUSED_RING, FUSED_C, FUSED_ROW, FUSED_MASK, FUSED_UNUSED = 0, 1, 2, 3, 4, 5
 
-LAYER_KIND_NAMES = {L_CONV: "conv", L_DWCONV: "dwconv", L_ADD: "add", L_AVGPOOL: "avgpool"}
+LAYER_KIND_NAMES = {L_CONV: "conv", L_DWCONV: "dwconv", L_ADD: "add", L_AVGPOOL: "avgpool",
+                    L_MAXPOOL: "maxpool", L_AVGPOOL2D: "avgpool2d", L_LUT: "lut"}
 OP_KIND_NAMES = {OP_FWD: "fwd", OP_LOSS: "loss", OP_BWD: "bwd", OP_GRAD_ADD: "grad_add",
                  OP_FWD_FUSED: "fwd_fused"}
 
