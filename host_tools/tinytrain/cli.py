@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from pathlib import Path
 
@@ -13,12 +14,12 @@ from .sram import step_sram
 def _load_graph(src: str, classes=None, head="first", calib=None):
     p = Path(src)
     if not p.exists():
-        raise SystemExit(f"tinytrain: {src}: no such file")
+        raise FileNotFoundError(errno.ENOENT, "no such file", str(src))
     data = p.read_bytes()
     if data[:4] == mf.MAGIC:
         from .compiler import graph_from_model
         if classes is not None:
-            raise SystemExit("tinytrain: --classes applies to source models, not to a .ttm")
+            raise ValueError("--classes applies to source models, not to a .ttm")
         return graph_from_model(data)
     if p.suffix == ".pkl":
         from .convert import tte
@@ -32,8 +33,8 @@ def _load_graph(src: str, classes=None, head="first", calib=None):
             raise ValueError(f"{src}: a float ONNX model needs calibration data: --calib FILE "
                              "(tinytrain convert)")
         return onnx.convert(p, calib, n_classes=classes, head=head)
-    raise SystemExit(f"tinytrain: {src}: unsupported model format (supported: tinytrain .ttm, "
-                     "the paper's int8 .pkl, float .onnx, int8 .tflite)")
+    raise ValueError(f"{src}: unsupported model format (supported: tinytrain .ttm, the paper's int8 .pkl, "
+                     "float .onnx, int8 .tflite)")
 
 
 def _compile(graph, args):
@@ -84,32 +85,13 @@ def cmd_plan(args):
 
 def cmd_info(args):
     data = Path(args.model).read_bytes()
+    if data[:4] != mf.MAGIC:
+        raise ValueError(f"{args.model}: not a tinytrain model file (.ttm); make one with: tinytrain convert "
+                         f"{args.model} -o model.ttm (see tinytrain convert -h)")
+    from .api import Model
     from .trainer import Trainer
     Trainer(data)  # validates the file with the C core's reader
-    m = mf.Model.parse(data)
-    h = m.header
-    t_in = m.tensors[h.input_tensor]
-    print(f"{args.model}: format {h.version_major}.{h.version_minor}, {h.file_size} bytes")
-    print(f"input {t_in.h}x{t_in.w}x{t_in.c} int8 (scale {t_in.scale:.6g}, zero {t_in.zero}), "
-          f"{h.n_classes} outputs, loss {'softmax cross-entropy' if h.loss_kind == 0 else 'MSE'}, lr {h.lr:g}")
-    print(f"arena {h.arena_size} bytes, of which trained parameters {h.persist_size}")
-    print(step_sram(data).line())
-    print(f"{'#':>3} {'kind':8} {'in':>12} {'out':>12} {'k':>5} {'s':>2} {'trained':>16}")
-    for i, L in enumerate(m.layers):
-        x, y = m.tensors[L.inp], m.tensors[L.out]
-        tr = []
-        if L.flags & mf.LF_TRAIN_BIAS:
-            tr.append("bias")
-        if L.n_train:
-            tr.append(f"w {L.n_train}/{x.c if L.kind == mf.L_CONV else y.c}")
-        print(f"{i:3d} {mf.LAYER_KIND_NAMES[L.kind]:8} {'x'.join(map(str, x.shape)):>12} "
-              f"{'x'.join(map(str, y.shape)):>12} {f'{L.kh}x{L.kw}' if L.kind <= 2 else '':>5} "
-              f"{L.stride if L.kind <= 2 else '':>2} {' '.join(tr):>16}")
-    fused = [op for op in m.ops[:h.n_fwd_ops] if op.kind == mf.OP_FWD_FUSED]
-    for op in fused:
-        chain = [i for i in (op.t[mf.FUSED_A], op.layer, op.t[mf.FUSED_C]) if i != mf.NONE]
-        ring = f", ring {m.tensors[op.t[mf.FUSED_RING]].size} B" if op.t[mf.FUSED_RING] != mf.NONE else ""
-        print(f"fused: layers {'+'.join(map(str, chain))} run row by row{ring}")
+    print(f"{args.model}: {Model(data).describe()}")
 
 
 def cmd_demo(args):
@@ -150,7 +132,8 @@ def _demo_vision(args):
         raise ValueError(str(e)) from None
 
 
-def main(argv=None):
+def build_parser() -> argparse.ArgumentParser:
+    """The command line's parser (tinytrain.api takes its names and defaults from it)."""
     from .schemes import SCHEME_HELP
     ap = argparse.ArgumentParser(prog="tinytrain", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -226,8 +209,11 @@ def main(argv=None):
     add_stream_commands(sub)  # stream, pull, push (tinytrain/stream/commands.py)
     from .install import add_command as add_install_command
     add_install_command(sub)  # install (tinytrain/install.py)
+    return ap
 
-    args = ap.parse_args(argv)
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     try:
         rc = args.fn(args)
     except (ValueError, KeyError) as e:

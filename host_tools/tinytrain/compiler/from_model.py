@@ -25,7 +25,7 @@ def graph_from_model(data: bytes) -> QGraph:
         kind = kinds[L.kind]
         x, y = m.tensors[L.inp], m.tensors[L.out]
         inputs = [names[L.inp]] + ([names[L.in2]] if L.kind == mf.L_ADD else [])
-        layer = QLayer(f"{kind}{i}", kind, inputs, names[L.out], stride=L.stride,
+        layer = QLayer(L.name, kind, inputs, names[L.out], stride=L.stride,
                        pad=(L.pad_top, L.pad_left), act_min=L.act_min, act_max=L.act_max)
         if L.kind in (mf.L_CONV, mf.L_DWCONV):
             cout = y.c
@@ -45,6 +45,7 @@ def graph_from_model(data: bytes) -> QGraph:
             layer.bias = m.blob_array(L.b_off, np.int32, cout).copy()
             layer.w_scale = m.blob_array(L.wscale_off, np.float32, cout).copy()
         layers.append(layer)
-    g = QGraph(tensors, layers, "input", names[m.header.logits_tensor])
+    g = QGraph(tensors, layers, "input", names[m.header.logits_tensor],
+               meta={"input_layout": "NCHW" if m.header.flags & mf.HF_INPUT_NCHW else "NHWC"})
     g.check()
     return g
