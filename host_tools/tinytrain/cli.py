@@ -106,14 +106,34 @@ def cmd_demo(args):
     subject = args.subject.lower()
     if subject != "all" and not subject.isdigit():
         raise ValueError(f"--subject must be a number 1..10 or 'all', not {args.subject!r}")
+    if subject == "all" and args.save_model:
+        raise ValueError("--save-model keeps one subject's model: give --subject N")
+    _check_writable(args.plot, "--plot")
+    _check_writable(args.save_model, "--save-model")
+    extra = {} if args.lr is None else {"lr": args.lr}
     try:
         if subject == "all":
-            personalize.run_all(args.target, seed=args.seed, epochs=args.epochs, quick=args.quick)
+            personalize.run_all(args.target, seed=args.seed, epochs=args.epochs, quick=args.quick, plot=args.plot,
+                                **extra)
         else:
-            personalize.run(args.target, held_out=int(subject), seed=args.seed, epochs=args.epochs,
-                            quick=args.quick, plot=args.plot)
+            res = personalize.run(args.target, held_out=int(subject), seed=args.seed, epochs=args.epochs,
+                                  quick=args.quick, plot=args.plot, **extra)
+            _save_model(res.model, args.save_model)
     except (NotImplementedError, ImportError) as e:
         raise ValueError(str(e)) from None
+
+
+def _check_writable(path, flag: str) -> None:
+    """An output's folder must exist: found out before a run of minutes, not after it."""
+    if path and not Path(path).resolve().parent.is_dir():
+        raise ValueError(f"{flag} {path}: folder {Path(path).parent} does not exist")
+
+
+def _save_model(data: bytes, path) -> None:
+    if path:
+        Path(path).write_bytes(data)
+        print(f"wrote {path}: the model file the demo fine-tuned (train it again: tinytrain stream --model "
+              f"{path} --data ...)")
 
 
 def _demo_vision(args):
@@ -124,10 +144,14 @@ def _demo_vision(args):
         raise ValueError("give --scheme or --budget, not both")
     from .plancmd import parse_bytes
     budget = parse_bytes(args.budget) if args.budget is not None else None
+    plot = "vision.png" if args.plot is None else args.plot
+    _check_writable(plot, "--plot")
+    _check_writable(args.save_model, "--save-model")
+    extra = {} if args.lr is None else {"lr": args.lr}
     try:
-        vision.run(args.target, data=args.data or "digits", model=args.model, scheme=args.scheme or "auto",
-                   budget=budget, seed=args.seed, epochs=args.epochs, quick=args.quick,
-                   plot="vision.png" if args.plot is None else args.plot)
+        res = vision.run(args.target, data=args.data or "digits", model=args.model, scheme=args.scheme or "auto",
+                         budget=budget, seed=args.seed, epochs=args.epochs, quick=args.quick, plot=plot, **extra)
+        _save_model(res.rows[0].model, args.save_model)
     except (NotImplementedError, ImportError, FileNotFoundError) as e:
         raise ValueError(str(e)) from None
 
@@ -192,7 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="init, calibration and sample-order seed (default 0)")
     p.add_argument("--epochs", type=int, help="fine-tuning epochs (personalize: default 5, 3 with --quick; "
                    "vision: 3, 2 with --quick)")
-    p.add_argument("--plot", help="PNG of the learning curve (default personalize.png, vision.png)")
+    p.add_argument("--plot", help="PNG of the learning curve (default personalize.png, vision.png; personalize "
+                   "--subject all: accuracy per subject)")
     p.add_argument("--quick", action="store_true", help="reduced run (personalize: shorter pretraining, 3 epochs; "
                    "vision: fewer images, well under a minute)")
     p.add_argument("--data", choices=("digits", "faces"), help="vision: digits (default; 10 classes) or faces "
@@ -203,6 +228,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "published scheme that fits the F746's 160 KiB arena; see `tinytrain convert -h`)")
     p.add_argument("--budget", help="vision: plan the scheme under this many bytes of arena, e.g. 150000 or 150k (contribution "
                    "analysis + search: a few minutes more)")
+    p.add_argument("--lr", type=lr_argument, help="fine-tuning learning rate (default: the demo's, printed "
+                   "with its results)")
+    p.add_argument("--save-model", metavar="FILE", help="write the model file the demo fine-tunes (.ttm; vision: "
+                   "the first scheme's), for `tinytrain stream --model FILE`")
     p.set_defaults(fn=cmd_demo)
 
     from .stream.commands import add_commands as add_stream_commands
