@@ -189,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     scheme_args(p)
     p.set_defaults(fn=cmd_convert)
 
-    from .plancmd import __doc__ as plan_doc, add_arguments as add_plan_arguments
+    from .plancmd import HELP as plan_doc, add_arguments as add_plan_arguments
     p = sub.add_parser("plan", help="plan training of a model under a scheme or a memory budget",
                        epilog="schemes:\n" + SCHEME_HELP + "\n" + plan_doc,
                        formatter_class=argparse.RawDescriptionHelpFormatter)

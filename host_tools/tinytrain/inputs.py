@@ -6,8 +6,8 @@ One place for the rules every entry follows (`Trainer.quantize`, `tinytrain.Mode
 - real values (float arrays) are quantised q = clip(round(x / scale + zero), -128, 127)
   with the float32 scale the file stores; values outside the range the model was
   calibrated on, [(-128 - zero) * scale, (127 - zero) * scale], are clipped, and
-  warned about (DataWarning) when over 1% of the values are or one lies beyond a
-  quarter of that range;
+  warned about (DataWarning) when over 1% of the values lie more than two steps
+  outside it, or one lies beyond a quarter of that range;
 - int8 arrays are the model's own int8 values, taken as they are;
 - uint8 and other integer arrays are refused unless the caller says what they are
   (raw=True: int8 values, checked to lie in [-128, 127]; raw=False: real values);
@@ -25,7 +25,7 @@ import numpy as np
 from . import modelfile as mf
 
 
-WARN_FRACTION, WARN_BEYOND = 0.01, 0.25
+WARN_FRACTION, WARN_BEYOND, WARN_STEPS = 0.01, 0.25, 2
 
 
 class DataWarning(UserWarning):
@@ -190,10 +190,11 @@ def to_int8(x: np.ndarray, scale: float, zero: int, raw, what: str) -> np.ndarra
             raise ValueError(f"int8 {what} must lie in [-128, 127]: min {x.min()}, max {x.max()}")
         return np.ascontiguousarray(x.astype(np.int8))
     q = np.round(x.astype(np.float64) / scale + zero)
-    out = (q < -128.5) | (q > 127.5)  # beyond half a step past the ends of the int8 range
-    # A calibration set's range is a sample's: a few values a little outside
-    # it are normal. Warned: over 1% of the values, or one beyond a quarter of
-    # the range (other units: pixels 0..255 against a model calibrated on 0..1).
+    out = (q < -128 - WARN_STEPS) | (q > 127 + WARN_STEPS)
+    # A calibration set's range is a sample's: values a step or two outside it
+    # are normal. Warned: over 1% of the values more than WARN_STEPS steps out,
+    # or one beyond a quarter of the range (other units: pixels 0..255 against
+    # a model calibrated on 0..1).
     beyond = max(float(-128 - q.min()), float(q.max() - 127), 0.0) if q.size else 0.0
     if out.any() and (out.mean() > WARN_FRACTION or beyond > WARN_BEYOND * 255):
         lo, hi = (-128 - zero) * scale, (127 - zero) * scale

@@ -20,6 +20,11 @@ Data files (.npz; the same arrays `tinytrain stream --data` reads):
 Validation: --val FILE.npz, or --val-split F (a seeded split of --data,
 stratified by class); default: the file's x_eval/y_eval, else --val-split 0.2.
 
+Learning rate: --lr, else picked before the analysis by a small sweep on
+the data (LR_CANDIDATES: the classifier and the largest bias setting trained at each,
+scored on the validation set); the analysis, the search and the written model
+use it (`tinytrain info` prints it; `tinytrain stream --lr` overrides it).
+
 The analysis (--save-analysis FILE.json) can be reused with --analysis
 FILE.json: no data is read and nothing is trained then; options that shape
 an analysis must match the stored one when given.
@@ -41,7 +46,8 @@ _UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1024 ** 2, "mb
           "mib": 1024 ** 2}
 X_KEYS, Y_KEYS = ("x", "X", "inputs"), ("y", "Y", "labels", "label")
 X_EVAL_KEYS, Y_EVAL_KEYS = ("x_eval", "x_test", "X_test"), ("y_eval", "y_test", "Y_test")
-DEFAULT_LR = 0.05
+DEFAULT_LR = 0.05  # with --analysis or without data only; a search with data picks its own
+HELP = __doc__.replace("LR_CANDIDATES", ", ".join(f"{v:g}" for v in planner.LR_CANDIDATES))
 
 
 def parse_bytes(text, what: str = "--budget") -> int:
@@ -326,6 +332,12 @@ def search(graph, args) -> tuple:
             train, val = split(train, 0.2 if args.val_split is None else args.val_split)
         if args.jobs is not None and args.jobs < 1:
             raise ValueError(f"--jobs {args.jobs}: must be >= 1")
+        if req["lr"] is None:  # picked on the user's data, then used and stored (planner/lr_sweep.py)
+            from .planner import lr_sweep
+            opts["lr"], scores = planner.pick_lr(graph, train, val, epochs=req["epochs"] or 1,
+                                                 seeds=req["seeds"] or [0], lr_scale=opts["lr_scale"],
+                                                 qas=opts["qas"], residue=opts["residue"])
+            print(lr_sweep.describe(opts["lr"], scores))
         print(f"contribution analysis: {len(train[0])} train / {len(val[0])} validation samples")
         analysis = planner.contribution_analysis(
             graph, train, val, bias_ks=req["bias_ks"], weight_layers=req["weight_layers"],
