@@ -8,6 +8,7 @@ from pathlib import Path
 
 from . import modelfile as mf
 from .lr_rule import lr_argument
+from .plots import check_output
 from .sram import step_sram
 
 
@@ -45,7 +46,7 @@ def _compile(graph, args):
     return compile_model(graph, scheme, fuse=not args.no_fuse)
 
 
-def _write(plan, args):
+def _write(plan, args, budget=None):
     out = Path(args.output)
     out.write_bytes(plan.data)
     print(f"wrote {out} ({len(plan.data)} bytes): arena {plan.arena_size} bytes, "
@@ -55,7 +56,7 @@ def _write(plan, args):
         print(f"wrote {args.report}")
     if getattr(args, "plot", None):
         from .plots import plot_memory
-        plot_memory(plan, args.plot, title=f"{out.name}: {args.scheme}")
+        plot_memory(plan, args.plot, title=f"{out.name}: {args.scheme}", budget=budget)
         print(f"wrote {args.plot}")
 
 
@@ -80,7 +81,7 @@ def cmd_plan(args):
         print(plancmd.check_scheme(plan, budget, args.scheme))
     if args.check_peak:
         print(plancmd.check_peak(plan))
-    _write(plan, args)
+    _write(plan, args, budget)
 
 
 def cmd_info(args):
@@ -108,8 +109,8 @@ def cmd_demo(args):
         raise ValueError(f"--subject must be a number 1..10 or 'all', not {args.subject!r}")
     if subject == "all" and args.save_model:
         raise ValueError("--save-model keeps one subject's model: give --subject N")
-    _check_writable(args.plot, "--plot")
-    _check_writable(args.save_model, "--save-model")
+    check_output(args.plot, "--plot")
+    check_output(args.save_model, "--save-model")
     extra = {} if args.lr is None else {"lr": args.lr}
     try:
         if subject == "all":
@@ -121,12 +122,6 @@ def cmd_demo(args):
             _save_model(res.model, args.save_model)
     except (NotImplementedError, ImportError) as e:
         raise ValueError(str(e)) from None
-
-
-def _check_writable(path, flag: str) -> None:
-    """An output's folder must exist: found out before a run of minutes, not after it."""
-    if path and not Path(path).resolve().parent.is_dir():
-        raise ValueError(f"{flag} {path}: folder {Path(path).parent} does not exist")
 
 
 def _save_model(data: bytes, path) -> None:
@@ -145,8 +140,8 @@ def _demo_vision(args):
     from .plancmd import parse_bytes
     budget = parse_bytes(args.budget) if args.budget is not None else None
     plot = "vision.png" if args.plot is None else args.plot
-    _check_writable(plot, "--plot")
-    _check_writable(args.save_model, "--save-model")
+    check_output(plot, "--plot")
+    check_output(args.save_model, "--save-model")
     extra = {} if args.lr is None else {"lr": args.lr}
     try:
         res = vision.run(args.target, data=args.data or "digits", model=args.model, scheme=args.scheme or "auto",

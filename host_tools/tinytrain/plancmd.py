@@ -378,7 +378,7 @@ def write_searched(plan, result, analysis, budget: int, args, model_name: str) -
     if args.plot:
         from .plots import plot_memory
         plot_memory(plan, args.plot, title=f"{out.name}: searched under {budget:,} B "
-                    f"(arena {plan.arena_size:,} B)")
+                    f"(arena {plan.arena_size:,} B)", budget=budget)
         print(f"wrote {args.plot}")
 
 

@@ -78,9 +78,10 @@ def _log_path(args):
     log = args.log
     if log is None and args.save and not args.save.startswith(":"):
         log = str(Path(args.save).with_suffix(".csv"))
+    from ..plots import check_output
     for flag, path in (("--save", args.save), ("--log", log)):
-        if path and not path.startswith(":") and not Path(path).resolve().parent.is_dir():
-            raise ValueError(f"{flag} {path}: folder {Path(path).parent} does not exist")
+        if path and not path.startswith(":"):
+            check_output(path, flag)
     return log
 
 
