@@ -188,7 +188,12 @@ def stream(target, model: bytes, samples, *, epochs: int = 1, shuffle=None, eval
         bar = tqdm(total=n_total, unit="sample", desc=f"stream on {target}", dynamic_ncols=True, file=out)
     stats = TrainStats()
     marks = [(0, 0)]  # (samples reported, prequential hits) as the device reports: the log's curve
-    report = _reporter(bar, prequential, marks)
+    show = _reporter(bar, prequential)
+
+    def report(st):
+        if st.n > marks[-1][0]:
+            marks.append((st.n, st.hits))
+        show(st)
     epochs_out = []
     before = None
     t0 = time.monotonic()
@@ -264,14 +269,11 @@ def stream(target, model: bytes, samples, *, epochs: int = 1, shuffle=None, eval
     return res
 
 
-def _reporter(bar, prequential: bool, curve=None):
-    """The callback that moves the progress bar as the device reports (and
-    appends (samples, prequential hits) to curve)."""
+def _reporter(bar, prequential: bool):
+    """The callback that moves the progress bar as the device reports."""
     marks = [(0, 0)]  # (samples reported, prequential hits): for the accuracy of the last stretch
 
     def report(st):
-        if curve is not None and st.n > curve[-1][0]:
-            curve.append((st.n, st.hits))
         if bar is not None:
             bar.update(st.n - bar.n)
             marks.append((st.n, st.hits))
