@@ -210,9 +210,10 @@ class Trainer:
         sample in the layout of the model it came from ((C, H, W) for ONNX,
         (H, W, C) for TFLite; size-1 axes may be left out, or flat) or a batch
         of them; returns an int8 array of input_bytes values (a batch: (N,
-        input_bytes), ready for evaluate after .ravel()). Refuses NaN/inf and
-        integer arrays (cast uint8 pixels to float on purpose); warns
-        (tinytrain.DataWarning) when values lie outside the calibration range."""
+        input_bytes), ready for evaluate after .ravel()). Refuses NaN/inf, int8
+        (already the model's values) and uint8 (cast pixels to float on
+        purpose); warns (tinytrain.DataWarning) when many values lie outside
+        the calibration range."""
         return self._io.quantize(x)
 
     def evaluate(self, xs, labels) -> float:
