@@ -81,6 +81,12 @@ class QGraph:
         raise KeyError(f"no layer named {name!r}; layers are: {', '.join(self.layer_names)}")
 
     @property
+    def input_layout(self) -> str:
+        """The layout the source model took its input in: 'NCHW' (ONNX) or
+        'NHWC' (TFLite, the paper's models). The graph itself is NHWC."""
+        return self.meta.get("input_layout") or ("NCHW" if self.meta.get("source") == "onnx" else "NHWC")
+
+    @property
     def layer_names(self) -> list:
         return [layer.name for layer in self.layers]
 

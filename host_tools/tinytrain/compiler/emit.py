@@ -112,4 +112,6 @@ def model_file(graph: QGraph, scheme: Scheme, sched: Schedule, layer_recs: list,
                        n_classes=logits.numel,
                        loss_kind=mf.LOSS_MSE if scheme.loss == "mse" else mf.LOSS_SOFTMAX_CE,
                        lr=float(scheme.lr), exp_table_off=exp_off)
+    header.flags = mf.HF_LAYER_NAMES | (mf.HF_INPUT_NCHW if graph.input_layout == "NCHW" else 0)
+    header.names_off = blob.add(mf.pack_names(graph.layer_names), 1)
     return mf.Model(header, [t.rec for t in sched.tensors], layer_recs, sched.ops, bytes(blob.data))

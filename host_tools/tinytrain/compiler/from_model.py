@@ -24,7 +24,7 @@ def graph_from_model(data: bytes) -> QGraph:
         kind = mf.LAYER_KIND_NAMES[L.kind]
         x, y = m.tensors[L.inp], m.tensors[L.out]
         inputs = [names[L.inp]] + ([names[L.in2]] if L.kind == mf.L_ADD else [])
-        layer = QLayer(f"{kind}{i}", kind, inputs, names[L.out], stride=L.stride,
+        layer = QLayer(L.name, kind, inputs, names[L.out], stride=L.stride,
                        pad=(L.pad_top, L.pad_left), act_min=L.act_min, act_max=L.act_max)
         if L.kind in (mf.L_CONV, mf.L_DWCONV):
             cout = y.c
@@ -51,6 +51,7 @@ def graph_from_model(data: bytes) -> QGraph:
             layer.table_grad = m.blob_array(L.gscale_off, np.int16, 256).copy()
             layer.table_grad_shift = L.shift
         layers.append(layer)
-    g = QGraph(tensors, layers, "input", names[m.header.logits_tensor])
+    g = QGraph(tensors, layers, "input", names[m.header.logits_tensor],
+               meta={"input_layout": "NCHW" if m.header.flags & mf.HF_INPUT_NCHW else "NHWC"})
     g.check()
     return g

@@ -89,10 +89,11 @@ typedef struct {
     uint16_t logits_tensor;
     uint16_t n_classes;    /* elements of the logits tensor */
     uint8_t loss_kind;
-    uint8_t flags;
+    uint8_t flags;         /* host-only facts (2.1): 1 input channels-first at the source, 2 names_off set */
     float lr;              /* default learning rate (float SGD units) */
     uint32_t exp_table_off;/* blob offset of uint32[256]: round(2^30 exp(-s_y d)) */
-    uint32_t reserved[12];
+    uint32_t names_off;    /* blob offset of the layer names (host-only, 2.1) */
+    uint32_t reserved[11];
 } tt_header_rec;
 
 typedef struct {
