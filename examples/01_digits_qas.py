@@ -73,6 +73,7 @@ try:
 except ImportError:  # running from a checkout without `pip install -e .`
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "host_tools"))
     import tinytrain
+from tinytrain.plots import check_output
 from tinytrain.builder import NetBuilder, quantize_input
 from tinytrain.compiler import Scheme, compile_model
 from tinytrain.graph import QTensor
@@ -203,7 +204,7 @@ def floats(text):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+    ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seed", type=int, default=0, help="init, split and sample-order seed (default 0)")
     ap.add_argument("--epochs", type=int, default=None, help="epochs (default 10; 3 with --quick)")
@@ -219,6 +220,11 @@ def main(argv=None):
     ap.add_argument("--out", default="digits_qas.png", help="PNG of test accuracy per epoch")
     ap.add_argument("--json", default=None, help="also write the results as JSON to this path")
     args = ap.parse_args(argv)
+    for flag, path in [("--out", args.out), ("--json", args.json)]:  # before the run, not after it
+        try:
+            check_output(path, flag)
+        except ValueError as e:
+            ap.error(str(e))
     epochs = args.epochs if args.epochs is not None else (3 if args.quick else 10)
     qas_lrs = args.qas_lrs or ([args.lr] if args.quick else [0.005, 0.01, 0.02, 0.03])
     noqas_lrs = args.noqas_lrs or ([300.0, 1000.0] if args.quick else [100.0, 300.0, 1000.0, 3000.0])

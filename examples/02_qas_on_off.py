@@ -55,6 +55,7 @@ try:
 except ImportError:  # running from a checkout without `pip install -e .`
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "host_tools"))
     import tinytrain
+from tinytrain.plots import check_output
 from tinytrain import transfer
 from tinytrain import modelfile as mf
 from tinytrain.compiler import Scheme, compile_model
@@ -178,8 +179,8 @@ def floats(text):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seed", type=int, default=0, help="pretraining, split and sample-order seed (default 0)")
     ap.add_argument("--quick", action="store_true", help="smoke run: 1 epoch, fewer learning rates")
     ap.add_argument("--epochs", type=int, default=None, help="fine-tuning epochs (default 3; 1 with --quick)")
@@ -189,6 +190,11 @@ def main(argv=None):
                     help="the no-QAS sweep (default 100,300,1000,3000,10000)")
     ap.add_argument("--out", default="qas_on_off.png", help="the figure (default qas_on_off.png)")
     args = ap.parse_args(argv)
+    for flag, path in [("--out", args.out)]:  # before the run, not after it
+        try:
+            check_output(path, flag)
+        except ValueError as e:
+            ap.error(str(e))
     epochs = args.epochs if args.epochs is not None else (1 if args.quick else 3)
     lrs = args.lrs or ([0.01, 0.1] if args.quick else [0.003, 0.01, 0.03, 0.1])
     noqas_lrs = args.noqas_lrs or ([1000.0] if args.quick else [100.0, 300.0, 1000.0, 3000.0, 10000.0])

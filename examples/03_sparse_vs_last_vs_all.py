@@ -56,6 +56,7 @@ try:
     import tinytrain  # noqa: F401
 except ImportError:  # running from a checkout without `pip install -e .`
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "host_tools"))
+from tinytrain.plots import accuracy_ylim, check_output
 from tinytrain import planner, transfer
 
 COLORS = {"last layer": "#7f7f7f", "bias": "#9467bd", "searched": "#2ca02c", "all layers": "#d62728"}
@@ -74,7 +75,7 @@ def plot(rows, budget, before, path, title):
     a1.axhline(100 * before, color="k", ls=":", lw=1.2, label=f"before fine-tuning ({100 * before:.1f}%, float)")
     a1.legend(loc="upper left", fontsize=9)
     a1.set_ylabel("test accuracy after fine-tuning (%)")
-    a1.set_ylim(0, 100)
+    accuracy_ylim(a1, [100 * r["acc"] for r in rows] + [100 * before], pad=5.0)
     bars = a2.bar(names, [r["arena"] for r in rows], color=colors)
     a2.bar_label(bars, labels=[f"{r['arena']:,}" for r in rows], fontsize=9)
     a2.axhline(budget, color="k", ls="--", lw=1.2, label=f"budget {budget:,} B")
@@ -90,8 +91,8 @@ def plot(rows, budget, before, path, title):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seed", type=int, default=0, help="pretraining, split and sample-order seed (default 0)")
     ap.add_argument("--quick", action="store_true", help="smoke run: 1 sample order, 2 epochs")
     ap.add_argument("--budget", type=int, default=8000, help="arena bytes the device has (default 8000)")
@@ -102,6 +103,11 @@ def main(argv=None):
     ap.add_argument("--jobs", type=int, default=None, help="worker processes (default: every core)")
     ap.add_argument("--out", default="sparse_vs_last_vs_all.png", help="the figure")
     args = ap.parse_args(argv)
+    for flag, path in [("--out", args.out)]:  # before the run, not after it
+        try:
+            check_output(path, flag)
+        except ValueError as e:
+            ap.error(str(e))
     epochs = args.epochs if args.epochs is not None else (2 if args.quick else 3)
     orders = args.orders if args.orders is not None else (1 if args.quick else 2)
     if epochs < 1 or orders < 1:

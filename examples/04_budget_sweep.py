@@ -52,6 +52,7 @@ try:
     import tinytrain  # noqa: F401
 except ImportError:  # running from a checkout without `pip install -e .`
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "host_tools"))
+from tinytrain.plots import accuracy_ylim, check_output
 from tinytrain import planner, transfer
 
 
@@ -65,15 +66,16 @@ def plot(points, refs, before, path, title):
             label="searched scheme, at its budget")
     ax.plot([p["arena"] for p in points], [100 * p["acc"] for p in points], "x", color="#2ca02c", ms=7,
             label="searched scheme, at its exact arena")
-    for name, r in refs.items():
+    for k, (name, r) in enumerate(sorted(refs.items(), key=lambda kv: kv[1]["arena"])):
         color = {"last layer": "#7f7f7f", "all layers": "#d62728"}.get(name, "#9467bd")
         ax.plot([r["arena"]], [100 * r["acc"]], "s", color=color, ms=7)
-        ax.annotate(name, (r["arena"], 100 * r["acc"]), xytext=(5, -12), textcoords="offset points",
-                    fontsize=8, color=color)
+        # staggered above and below the marker: neighbours in arena do not overlap
+        ax.annotate(name, (r["arena"], 100 * r["acc"]), xytext=(6, 10 if k % 2 else -14), textcoords="offset points",
+                    fontsize=8, color=color, arrowprops={"arrowstyle": "-", "color": color, "lw": 0.6})
     ax.axhline(100 * before, color="k", ls=":", lw=1.2, label=f"before fine-tuning ({100 * before:.1f}%, float)")
     ax.set_xlabel("arena bytes for one training step (memory budget)")
     ax.set_ylabel("test accuracy after fine-tuning (%)")
-    ax.set_ylim(0, 100)
+    accuracy_ylim(ax, [100 * p["acc"] for p in points] + [100 * r["acc"] for r in refs.values()] + [100 * before])
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=9)
     ax.set_title(title, fontsize=11)
@@ -83,8 +85,8 @@ def plot(points, refs, before, path, title):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seed", type=int, default=0, help="pretraining, split and sample-order seed (default 0)")
     ap.add_argument("--quick", action="store_true", help="smoke run: 4 budgets, 1 sample order, 2 epochs")
     ap.add_argument("--points", type=int, default=None, help="budgets in the sweep (default 8; 4 with --quick)")
@@ -95,6 +97,11 @@ def main(argv=None):
     ap.add_argument("--jobs", type=int, default=None, help="worker processes (default: every core)")
     ap.add_argument("--out", default="budget_sweep.png", help="the figure")
     args = ap.parse_args(argv)
+    for flag, path in [("--out", args.out)]:  # before the run, not after it
+        try:
+            check_output(path, flag)
+        except ValueError as e:
+            ap.error(str(e))
     n_points = args.points if args.points is not None else (4 if args.quick else 8)
     if n_points < 2:
         ap.error("--points must be at least 2")

@@ -70,6 +70,7 @@ try:
     import tinytrain  # noqa: F401
 except ImportError:  # running from a checkout without `pip install -e .`
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "host_tools"))
+from tinytrain.plots import check_output
 from tinytrain import transfer
 from tinytrain.compiler import compile_model
 from tinytrain.demos.backends import check_target
@@ -162,8 +163,8 @@ def plot(logs, per_round, path, title, k: int = 50):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--target", default="sim",
                     help="sim (default: the device code in-process, on the simulator), qemu (the Cortex-M7 "
                          "firmware under qemu, after `make qemu`), or a board's serial port")
@@ -177,6 +178,11 @@ def main(argv=None):
     ap.add_argument("--lr", type=float, default=0.01, help="learning rate on the device (default 0.01)")
     ap.add_argument("--out", default="live_stream.png", help="the figure")
     args = ap.parse_args(argv)
+    for flag, path in [("--out", args.out)]:  # before the run, not after it
+        try:
+            check_output(path, flag)
+        except ValueError as e:
+            ap.error(str(e))
     rounds = args.rounds if args.rounds is not None else (2 if args.quick else 3)
     if rounds < 1:
         ap.error("--rounds must be >= 1")

@@ -45,7 +45,26 @@ def mbnet(seed=0):
     return b
 
 
-ZOO = {"mlp": mlp, "cnn": cnn, "mbnet": mbnet}
+def tutorial(seed=0):
+    """The layers tutorial CNNs use (format 2.1): hard swish, max pool,
+    leaky ReLU, average pool counting its padding, sigmoid, tanh, a windowed
+    average pool without padding."""
+    b = NetBuilder((10, 10, 2), seed=seed)
+    b.conv(8, 3, act=None)
+    b.activation("hardswish")
+    b.maxpool(3, 2, 1)
+    b.conv(8, 3, act=None)
+    b.activation("leaky_relu:0.1")
+    b.avgpool2d(3, 1, 1, count_pad=True)
+    b.activation("sigmoid")
+    b.conv(8, 1, act=None)
+    b.activation("tanh")
+    b.avgpool2d(2, 2, 0)
+    b.fc(4)
+    return b
+
+
+ZOO = {"mlp": mlp, "cnn": cnn, "mbnet": mbnet, "tutorial": tutorial}
 
 
 def sparse_scheme(graph, **kw):

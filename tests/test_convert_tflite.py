@@ -219,11 +219,11 @@ def test_unsupported_operators_reported_at_once():
     with pytest.raises(ValueError) as e:
         ttl.load(FIX / "unsupported_int8.tflite")
     msg = str(e.value)
-    assert "4 unsupported" in msg
-    for op in ("op 1 AVERAGE_POOL_2D", "op 2 MAX_POOL_2D", "op 3 CONCATENATION", "op 4 TANH"):
-        assert op in msg
-    assert "MaxPool2d" in msg and "2x2 window on a 8x8 input" in msg  # output names, reasons
-    assert "MEAN" not in msg.split("\n", 1)[1] and "FULLY_CONNECTED" not in msg.split("\n", 1)[1]
+    # the pools and TANH convert (format 2.1); what they feed is still checked
+    assert "1 unsupported" in msg and "op 3 CONCATENATION" in msg and "not supported" in msg
+    problems = msg.split("\n", 1)[1]
+    for op in ("AVERAGE_POOL_2D", "MAX_POOL_2D", "TANH", "MEAN", "FULLY_CONNECTED"):
+        assert op not in problems
 
 
 @pytest.mark.parametrize("name,words", [("digits_uint8_io.tflite", ["uint8", "inference_input_type=tf.int8"]),
@@ -299,7 +299,7 @@ def test_cli_reports_errors(tmp_path, capsys):
     assert cli.main(["convert", str(FIX / "unsupported_int8.tflite"), "-o", str(tmp_path / "u.ttm")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("tinytrain: ") and "Traceback" not in err
-    assert all(op in err for op in ("MAX_POOL_2D", "CONCATENATION", "TANH", "AVERAGE_POOL_2D"))
+    assert "CONCATENATION" in err
     assert cli.main(["convert", str(FIX / "digits_float.tflite"), "-o", str(tmp_path / "f.ttm")]) == 2
     assert "float model" in capsys.readouterr().err
     assert not (tmp_path / "u.ttm").exists() and not (tmp_path / "f.ttm").exists()

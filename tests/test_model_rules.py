@@ -473,3 +473,84 @@ def test_loaded_parameters_checked(plain, tmp_path):
             with pytest.raises(ValueError, match=rf"^{message}.* in the parameter file$"):
                 t.load(params_file(t, tmp_path, edit))
             assert t.params() == before  # refused before the trainer is touched
+
+
+# -- format 2.1: windowed pools and activation tables ---------------------------
+@pytest.fixture(scope="module")
+def tutorial():
+    """Max pool, windowed average pools (one counting its padding) and tables, every layer trained."""
+    _, _, plan = netzoo.build("tutorial", "full", seed=1)
+    return plan.data
+
+
+def _layer(kind, nth=0):
+    def pick(m):
+        return [i for i, L in enumerate(m.layers) if L.kind == kind][nth]
+    return pick
+
+
+def _set(kind, **fields):
+    def f(m):
+        L = m.layers[_layer(kind)(m)]
+        for k, v in fields.items():
+            setattr(L, k, v(L) if callable(v) else v)
+    return f
+
+
+def _bwd_slot(kind, slot):
+    def f(m):
+        li = _layer(kind)(m)
+        next(o for o in m.ops if o.kind == mf.OP_BWD and o.layer == li).t[slot] = NONE
+    return f
+
+
+def _maxpool_requantises(m):
+    L = m.layers[_layer(mf.L_MAXPOOL)(m)]
+    m.tensors[L.out].zero += 1
+
+
+def _avgpool_negative_multiplier(m, blob):
+    L = m.layers[_layer(mf.L_AVGPOOL2D)(m)]
+    struct.pack_into("<i", blob, L.mult_off + 4, -1)
+
+
+NEW_LAYER_RULES = {
+    "max pool without kernel": (_set(mf.L_MAXPOOL, kh=0), "layer", "layer "),
+    "max pool padding a whole kernel": (_set(mf.L_MAXPOOL, pad_top=lambda L: L.kh), "layer", "layer "),
+    "max pool windows past the input": (_set(mf.L_MAXPOOL, stride=9), "shape", "layer "),
+    "max pool requantises": (_maxpool_requantises, "quant", "layer "),
+    "max pool trains biases": (_set(mf.L_MAXPOOL, flags=mf.LF_TRAIN_BIAS), "layer", "layer "),
+    "count_pad on a max pool": (_set(mf.L_MAXPOOL, flags=mf.LF_COUNT_PAD), "layer", "layer "),
+    "average pool multipliers outside the blob": (_set(mf.L_AVGPOOL2D, mult_off=lambda L: 1 << 24), "blob",
+                                                  "layer "),
+    "average pool negative multiplier": (with_blob(_avgpool_negative_multiplier), "quant", "layer "),
+    "average pool shift 0": (with_blob(lambda m, blob: blob.__setitem__(
+        m.layers[_layer(mf.L_AVGPOOL2D)(m)].shift_off, 0)), "quant", "layer "),
+    "table outside the blob": (_set(mf.L_LUT, w_off=lambda L: 1 << 24), "blob", "layer "),
+    "derivative table misaligned": (_set(mf.L_LUT, gscale_off=lambda L: L.gscale_off + 1), "blob", "layer "),
+    "derivative shift 63": (_set(mf.L_LUT, shift=63), "quant", "layer "),
+    "table trains weights": (_set(mf.L_LUT, n_train=1), "layer", "layer "),
+    "max pool backward without saved input": (_bwd_slot(mf.L_MAXPOOL, mf.BWD_SAVED), "op", "op "),
+    "table backward without saved input": (_bwd_slot(mf.L_LUT, mf.BWD_SAVED), "op", "op "),
+    "table backward without input gradient": (_bwd_slot(mf.L_LUT, mf.BWD_IN_GRAD), "op", "op "),
+    "average pool backward without input gradient": (_bwd_slot(mf.L_AVGPOOL2D, mf.BWD_IN_GRAD), "op", "op "),
+}
+
+
+def test_tutorial_model_opens(tutorial):
+    assert open_model(tutorial)[0] == "ok"
+
+
+@pytest.mark.parametrize("case", sorted(NEW_LAYER_RULES))
+def test_pool_and_table_rules(tutorial, case):
+    fn, status, message = NEW_LAYER_RULES[case]
+    assert_refused(edited(tutorial, fn), status, message)
+
+
+def test_table_shaped_unlike_its_input_refused(tutorial):
+    """A table whose output is another tensor of another shape."""
+    def f(m):
+        L = m.layers[_layer(mf.L_LUT)(m)]
+        L.out = next(i for i, t in enumerate(m.tensors) if t.kind == mf.T_ACT and t.numel != m.tensors[L.inp].numel
+                     and i not in (L.inp, m.header.input_tensor))
+    assert_refused(edited(tutorial, f), "shape", "layer ")

@@ -208,14 +208,17 @@ def bad_files(tmp_path, x, y):
     cases = {
         "no_y.npz": (dict(x=q), r"no array 'y' of labels \(it holds: x\)"),
         "no_x.npz": (dict(inputs_=q, y=y[:20]), "no array 'x' of inputs"),
-        "nchw.npz": (dict(x=q.transpose(0, 3, 1, 2), y=y[:20]), r"channels first\? the model takes NHWC"),
-        "short.npz": (dict(x=q.reshape(20, -1)[:, :50], y=y[:20]), r"each input has shape \(50,\)"),
+        "nchw.npz": (dict(x=q.transpose(0, 3, 1, 2), y=y[:20]),
+                     r"the model's source took NHWC: transpose your data"),
+        "short.npz": (dict(x=q.reshape(20, -1)[:, :50], y=y[:20]),
+                      r"has shape \(20, 50\); the model takes one input of shape \(12, 12, 3\)"),
         "labels_range.npz": (dict(x=q, y=np.r_[y[:19], 5]), r"label 5 \(sample 19\) out of range: the model "
                              "has 5 classes"),
         "labels_neg.npz": (dict(x=q, y=np.r_[-1, y[1:20]]), r"label -1 \(sample 0\) out of range"),
-        "labels_float.npz": (dict(x=q, y=y[:20] + 0.5), "labels must be integer class indices"),
+        "labels_float.npz": (dict(x=q, y=y[:20] + 0.5), "labels must be class indices \\(whole numbers\\)"),
         "labels_count.npz": (dict(x=q, y=y[:19]), "20 inputs but 19 labels"),
-        "int_range.npz": (dict(x=(q * 200).astype(np.int32), y=y[:20]), r"must lie in \[-128, 127\]"),
+        "int_range.npz": (dict(x=(q * 200).astype(np.int32), y=y[:20]), r"are int32: say what they are"),
+        "int8_raw.npz": (dict(x=np.full(q.shape, 5, np.int64), y=y[:20]), r"are int64: say what they are"),
         "nan.npz": (dict(x=np.where(q > 0.9, np.nan, q), y=y[:20]), "NaN"),
     }
     for name, (arrays, msg) in cases.items():

@@ -366,3 +366,9 @@ def test_dataset_errors(mlp):
     g = b.quantize(netzoo.calib(b))
     with pytest.raises(ValueError, match="dataset:digits has 10 classes, the model 5"):
         sources.dataset("dataset:digits", compile_model(g, Scheme.full(g)).data)
+    from tinytrain.builder import NetBuilder
+    flat = NetBuilder((1, 1, 64))
+    flat.fc(10)
+    g = flat.quantize(np.random.default_rng(0).uniform(0, 16, (32, 1, 1, 64)))
+    with pytest.raises(ValueError, match="the model takes 1x1x64, not an image"):
+        sources.dataset("dataset:digits", compile_model(g, Scheme.full(g)).data)

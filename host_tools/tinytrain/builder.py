@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import floatops
+from . import activations, floatops
 from .floatops import ACTS, conv_forward  # noqa: F401  (conv_forward: for converters)
 from .graph import QGraph, QLayer, QTensor
 
@@ -30,6 +30,10 @@ class FloatLayer:
     stride: int = 1
     pad: tuple = (0, 0)
     act: str | None = None
+    pool: tuple | None = None  # maxpool, avgpool2d: (kh, kw)
+    out_hw: tuple | None = None  # maxpool, avgpool2d: output height and width
+    count_pad: bool = False  # avgpool2d: padding counts in the divisor
+    fn: str = ""  # lut: the activation (activations.py)
 
 
 class NetBuilder:
@@ -89,6 +93,28 @@ class NetBuilder:
         x = x or self.last
         return self._add("avgpool", [x], (1, 1, self.shapes[x][2]))
 
+    def maxpool(self, k=2, stride=None, pad=0, x=None) -> str:
+        return self._window_pool("maxpool", k, stride, pad, x, False)
+
+    def avgpool2d(self, k=2, stride=None, pad=0, x=None, count_pad=False) -> str:
+        return self._window_pool("avgpool2d", k, stride, pad, x, count_pad)
+
+    def _window_pool(self, kind, k, stride, pad, x, count_pad) -> str:
+        x = x or self.last
+        h, w, c = self.shapes[x]
+        kh, kw = (k, k) if np.isscalar(k) else k
+        stride = stride or kh
+        pad = (pad, pad) if np.isscalar(pad) else tuple(pad)
+        oh, ow = (h + 2 * pad[0] - kh) // stride + 1, (w + 2 * pad[1] - kw) // stride + 1
+        return self._add(kind, [x], (oh, ow, c), pool=(kh, kw), stride=stride, pad=pad, out_hw=(oh, ow),
+                         count_pad=count_pad)
+
+    def activation(self, fn, x=None) -> str:
+        """sigmoid, tanh, hardswish or leaky_relu:ALPHA (activations.py), run by table."""
+        activations.parse(fn)
+        x = x or self.last
+        return self._add("lut", [x], self.shapes[x], fn=fn)
+
     # -- float execution ----------------------------------------------------
     def forward(self, x) -> dict:
         """Float activations of every tensor for a batch x of shape (N, h, w, c)."""
@@ -115,6 +141,10 @@ class NetBuilder:
             scale = (hi - lo) / 255.0
             zero = int(np.clip(np.round(-128 - lo / scale), -128, 127))
             tensors[name] = QTensor(name, self.shapes[name], scale, zero)
+        for L in self.layers:  # a max pool's output is one of its inputs: same quantisation
+            if L.kind == "maxpool":
+                x = tensors[L.inputs[0]]
+                tensors[L.output] = QTensor(L.output, self.shapes[L.output], x.scale, x.zero)
         layers = []
         for L in self.layers:
             x = tensors[L.inputs[0]]
@@ -135,6 +165,12 @@ class NetBuilder:
                 q.w_scale = s_w
                 q.bias = np.clip(np.round(L.bias / (s_w.astype(np.float64) * x.scale)),
                                  -(2 ** 30), 2 ** 30).astype(np.int32)
+            elif L.kind in ("maxpool", "avgpool2d"):
+                q.pool, q.count_pad = tuple(L.pool), L.count_pad
+            elif L.kind == "lut":
+                q.fn = L.fn
+                q.table, q.table_grad, q.table_grad_shift = activations.tables(L.fn, x.scale, x.zero,
+                                                                               y.scale, y.zero)
             layers.append(q)
         graph = QGraph(tensors, layers, "input", self.last)
         graph.check()

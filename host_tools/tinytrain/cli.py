@@ -2,23 +2,25 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from pathlib import Path
 
 from . import modelfile as mf
 from .lr_rule import lr_argument
+from .plots import check_output
 from .sram import step_sram
 
 
 def _load_graph(src: str, classes=None, head="first", calib=None):
     p = Path(src)
     if not p.exists():
-        raise SystemExit(f"tinytrain: {src}: no such file")
+        raise FileNotFoundError(errno.ENOENT, "no such file", str(src))
     data = p.read_bytes()
     if data[:4] == mf.MAGIC:
         from .compiler import graph_from_model
         if classes is not None:
-            raise SystemExit("tinytrain: --classes applies to source models, not to a .ttm")
+            raise ValueError("--classes applies to source models, not to a .ttm")
         return graph_from_model(data)
     if p.suffix == ".pkl":
         from .convert import tte
@@ -32,8 +34,8 @@ def _load_graph(src: str, classes=None, head="first", calib=None):
             raise ValueError(f"{src}: a float ONNX model needs calibration data: --calib FILE "
                              "(tinytrain convert)")
         return onnx.convert(p, calib, n_classes=classes, head=head)
-    raise SystemExit(f"tinytrain: {src}: unsupported model format (supported: tinytrain .ttm, "
-                     "the paper's int8 .pkl, float .onnx, int8 .tflite)")
+    raise ValueError(f"{src}: unsupported model format (supported: tinytrain .ttm, the paper's int8 .pkl, "
+                     "float .onnx, int8 .tflite)")
 
 
 def _compile(graph, args):
@@ -44,7 +46,7 @@ def _compile(graph, args):
     return compile_model(graph, scheme, fuse=not args.no_fuse)
 
 
-def _write(plan, args):
+def _write(plan, args, budget=None):
     out = Path(args.output)
     out.write_bytes(plan.data)
     print(f"wrote {out} ({len(plan.data)} bytes): arena {plan.arena_size} bytes, "
@@ -54,7 +56,7 @@ def _write(plan, args):
         print(f"wrote {args.report}")
     if getattr(args, "plot", None):
         from .plots import plot_memory
-        plot_memory(plan, args.plot, title=f"{out.name}: {args.scheme}")
+        plot_memory(plan, args.plot, title=f"{out.name}: {args.scheme}", budget=budget)
         print(f"wrote {args.plot}")
 
 
@@ -79,37 +81,18 @@ def cmd_plan(args):
         print(plancmd.check_scheme(plan, budget, args.scheme))
     if args.check_peak:
         print(plancmd.check_peak(plan))
-    _write(plan, args)
+    _write(plan, args, budget)
 
 
 def cmd_info(args):
     data = Path(args.model).read_bytes()
+    if data[:4] != mf.MAGIC:
+        raise ValueError(f"{args.model}: not a tinytrain model file (.ttm); make one with: tinytrain convert "
+                         f"{args.model} -o model.ttm (see tinytrain convert -h)")
+    from .api import Model
     from .trainer import Trainer
     Trainer(data)  # validates the file with the C core's reader
-    m = mf.Model.parse(data)
-    h = m.header
-    t_in = m.tensors[h.input_tensor]
-    print(f"{args.model}: format {h.version_major}.{h.version_minor}, {h.file_size} bytes")
-    print(f"input {t_in.h}x{t_in.w}x{t_in.c} int8 (scale {t_in.scale:.6g}, zero {t_in.zero}), "
-          f"{h.n_classes} outputs, loss {'softmax cross-entropy' if h.loss_kind == 0 else 'MSE'}, lr {h.lr:g}")
-    print(f"arena {h.arena_size} bytes, of which trained parameters {h.persist_size}")
-    print(step_sram(data).line())
-    print(f"{'#':>3} {'kind':8} {'in':>12} {'out':>12} {'k':>5} {'s':>2} {'trained':>16}")
-    for i, L in enumerate(m.layers):
-        x, y = m.tensors[L.inp], m.tensors[L.out]
-        tr = []
-        if L.flags & mf.LF_TRAIN_BIAS:
-            tr.append("bias")
-        if L.n_train:
-            tr.append(f"w {L.n_train}/{x.c if L.kind == mf.L_CONV else y.c}")
-        print(f"{i:3d} {mf.LAYER_KIND_NAMES[L.kind]:8} {'x'.join(map(str, x.shape)):>12} "
-              f"{'x'.join(map(str, y.shape)):>12} {f'{L.kh}x{L.kw}' if L.kind <= 2 else '':>5} "
-              f"{L.stride if L.kind <= 2 else '':>2} {' '.join(tr):>16}")
-    fused = [op for op in m.ops[:h.n_fwd_ops] if op.kind == mf.OP_FWD_FUSED]
-    for op in fused:
-        chain = [i for i in (op.t[mf.FUSED_A], op.layer, op.t[mf.FUSED_C]) if i != mf.NONE]
-        ring = f", ring {m.tensors[op.t[mf.FUSED_RING]].size} B" if op.t[mf.FUSED_RING] != mf.NONE else ""
-        print(f"fused: layers {'+'.join(map(str, chain))} run row by row{ring}")
+    print(f"{args.model}: {Model(data).describe()}")
 
 
 def cmd_demo(args):
@@ -124,14 +107,28 @@ def cmd_demo(args):
     subject = args.subject.lower()
     if subject != "all" and not subject.isdigit():
         raise ValueError(f"--subject must be a number 1..10 or 'all', not {args.subject!r}")
+    if subject == "all" and args.save_model:
+        raise ValueError("--save-model keeps one subject's model: give --subject N")
+    check_output(args.plot, "--plot")
+    check_output(args.save_model, "--save-model")
+    extra = {} if args.lr is None else {"lr": args.lr}
     try:
         if subject == "all":
-            personalize.run_all(args.target, seed=args.seed, epochs=args.epochs, quick=args.quick)
+            personalize.run_all(args.target, seed=args.seed, epochs=args.epochs, quick=args.quick, plot=args.plot,
+                                **extra)
         else:
-            personalize.run(args.target, held_out=int(subject), seed=args.seed, epochs=args.epochs,
-                            quick=args.quick, plot=args.plot)
+            res = personalize.run(args.target, held_out=int(subject), seed=args.seed, epochs=args.epochs,
+                                  quick=args.quick, plot=args.plot, **extra)
+            _save_model(res.model, args.save_model)
     except (NotImplementedError, ImportError) as e:
         raise ValueError(str(e)) from None
+
+
+def _save_model(data: bytes, path) -> None:
+    if path:
+        Path(path).write_bytes(data)
+        print(f"wrote {path}: the model file the demo fine-tuned (train it again: tinytrain stream --model "
+              f"{path} --data ...)")
 
 
 def _demo_vision(args):
@@ -142,15 +139,20 @@ def _demo_vision(args):
         raise ValueError("give --scheme or --budget, not both")
     from .plancmd import parse_bytes
     budget = parse_bytes(args.budget) if args.budget is not None else None
+    plot = "vision.png" if args.plot is None else args.plot
+    check_output(plot, "--plot")
+    check_output(args.save_model, "--save-model")
+    extra = {} if args.lr is None else {"lr": args.lr}
     try:
-        vision.run(args.target, data=args.data or "digits", model=args.model, scheme=args.scheme or "auto",
-                   budget=budget, seed=args.seed, epochs=args.epochs, quick=args.quick,
-                   plot="vision.png" if args.plot is None else args.plot)
+        res = vision.run(args.target, data=args.data or "digits", model=args.model, scheme=args.scheme or "auto",
+                         budget=budget, seed=args.seed, epochs=args.epochs, quick=args.quick, plot=plot, **extra)
+        _save_model(res.rows[0].model, args.save_model)
     except (NotImplementedError, ImportError, FileNotFoundError) as e:
         raise ValueError(str(e)) from None
 
 
-def main(argv=None):
+def build_parser() -> argparse.ArgumentParser:
+    """The command line's parser (tinytrain.api takes its names and defaults from it)."""
     from .schemes import SCHEME_HELP
     ap = argparse.ArgumentParser(prog="tinytrain", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -182,7 +184,7 @@ def main(argv=None):
     scheme_args(p)
     p.set_defaults(fn=cmd_convert)
 
-    from .plancmd import __doc__ as plan_doc, add_arguments as add_plan_arguments
+    from .plancmd import HELP as plan_doc, add_arguments as add_plan_arguments
     p = sub.add_parser("plan", help="plan training of a model under a scheme or a memory budget",
                        epilog="schemes:\n" + SCHEME_HELP + "\n" + plan_doc,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -209,7 +211,8 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0, help="init, calibration and sample-order seed (default 0)")
     p.add_argument("--epochs", type=int, help="fine-tuning epochs (personalize: default 5, 3 with --quick; "
                    "vision: 3, 2 with --quick)")
-    p.add_argument("--plot", help="PNG of the learning curve (default personalize.png, vision.png)")
+    p.add_argument("--plot", help="PNG of the learning curve (default personalize.png, vision.png; personalize "
+                   "--subject all: accuracy per subject)")
     p.add_argument("--quick", action="store_true", help="reduced run (personalize: shorter pretraining, 3 epochs; "
                    "vision: fewer images, well under a minute)")
     p.add_argument("--data", choices=("digits", "faces"), help="vision: digits (default; 10 classes) or faces "
@@ -220,14 +223,21 @@ def main(argv=None):
                    "published scheme that fits the F746's 160 KiB arena; see `tinytrain convert -h`)")
     p.add_argument("--budget", help="vision: plan the scheme under this many bytes of arena, e.g. 150000 or 150k (contribution "
                    "analysis + search: a few minutes more)")
+    p.add_argument("--lr", type=lr_argument, help="fine-tuning learning rate (default: the demo's, printed "
+                   "with its results)")
+    p.add_argument("--save-model", metavar="FILE", help="write the model file the demo fine-tunes (.ttm; vision: "
+                   "the first scheme's), for `tinytrain stream --model FILE`")
     p.set_defaults(fn=cmd_demo)
 
     from .stream.commands import add_commands as add_stream_commands
     add_stream_commands(sub)  # stream, pull, push (tinytrain/stream/commands.py)
     from .install import add_command as add_install_command
     add_install_command(sub)  # install (tinytrain/install.py)
+    return ap
 
-    args = ap.parse_args(argv)
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     try:
         rc = args.fn(args)
     except (ValueError, KeyError) as e:

@@ -132,7 +132,9 @@ class FloatNet:
                 for i, name in enumerate(L.inputs):
                     if want[i]:
                         accumulate(name, dy)
-            else:  # avgpool
+            elif L.kind != "avgpool":
+                raise ValueError(f"layer {L.name}: float training has no backward for {L.kind!r}")
+            else:
                 if want[0]:
                     h, wd = x_shape[1:3]
                     accumulate(L.inputs[0], np.broadcast_to(dy / (h * wd), x_shape).copy())

@@ -13,6 +13,8 @@ from typing import Callable
 
 import numpy as np
 
+from . import activations
+
 ACTS = (None, "relu", "relu6")
 
 
@@ -112,6 +114,24 @@ def conv_backward(dy, xp, x_shape, w, stride, pad, depthwise=False, need_dx=True
     return dx, dw, db
 
 
+def window_pool(x, kind, pool, stride, pad, out_hw, count_pad=False):
+    """Max or average pool (N, h, w, c) over kh x kw windows, top/left
+    padding pad, output out_hw; padding is never the maximum, and counts in an
+    average only with count_pad."""
+    (kh, kw), (oh, ow) = pool, out_hw
+    n, h, w, c = x.shape
+    y = np.empty((n, oh, ow, c))
+    for i in range(oh):
+        for j in range(ow):
+            h0, w0 = i * stride - pad[0], j * stride - pad[1]
+            win = x[:, max(h0, 0):min(h0 + kh, h), max(w0, 0):min(w0 + kw, w)]
+            if kind == "maxpool":
+                y[:, i, j] = win.max(axis=(1, 2))
+            else:
+                y[:, i, j] = win.sum(axis=(1, 2)) / (kh * kw if count_pad else win.shape[1] * win.shape[2])
+    return y
+
+
 def forward(layers: list, x, conv: Callable, caches: dict | None = None) -> dict:
     """Float activations {tensor: array} of every tensor for a batch x (N, h, w, c).
 
@@ -129,6 +149,10 @@ def forward(layers: list, x, conv: Callable, caches: dict | None = None) -> dict
             pre, x_shape = xs[0] + xs[1], None
         elif L.kind == "avgpool":
             pre = xs[0].mean(axis=(1, 2), keepdims=True)
+        elif L.kind in ("maxpool", "avgpool2d"):
+            pre = window_pool(xs[0], L.kind, L.pool, L.stride, L.pad, L.out_hw, L.count_pad)
+        elif L.kind == "lut":
+            pre = activations.value(L.fn, xs[0])
         else:
             raise ValueError(f"layer kind {L.kind!r} is not supported")
         if caches is not None:

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-LAYER_KINDS = ("conv", "dwconv", "add", "avgpool")
+LAYER_KINDS = ("conv", "dwconv", "add", "avgpool", "maxpool", "avgpool2d", "lut")
+WINDOW_POOLS = ("maxpool", "avgpool2d")
 
 
 @dataclass
@@ -43,6 +44,12 @@ class QLayer:
     pad: tuple = (0, 0)  # top, left
     act_min: int = -128
     act_max: int = 127
+    pool: tuple | None = None  # maxpool, avgpool2d: (kh, kw)
+    count_pad: bool = False  # avgpool2d: divide by kh*kw everywhere, padding included
+    table: np.ndarray | None = None  # lut: int8 [256], output of input q at [q + 128]
+    table_grad: np.ndarray | None = None  # lut: int16 [256], derivative * 2^table_grad_shift
+    table_grad_shift: int = 0
+    fn: str = ""  # lut: the function the tables hold (activations.py), for people
 
     @property
     def kernel(self) -> tuple:
@@ -50,6 +57,8 @@ class QLayer:
             return self.weight.shape[1:3]
         if self.kind == "dwconv":
             return self.weight.shape[1:3]
+        if self.kind in WINDOW_POOLS:
+            return tuple(self.pool)
         return (1, 1)
 
     @property
@@ -70,6 +79,12 @@ class QGraph:
             if layer.name == name:
                 return layer
         raise KeyError(f"no layer named {name!r}; layers are: {', '.join(self.layer_names)}")
+
+    @property
+    def input_layout(self) -> str:
+        """The layout the source model took its input in: 'NCHW' (ONNX) or
+        'NHWC' (TFLite, the paper's models). The graph itself is NHWC."""
+        return self.meta.get("input_layout") or ("NCHW" if self.meta.get("source") == "onnx" else "NHWC")
 
     @property
     def layer_names(self) -> list:
@@ -122,6 +137,10 @@ class QGraph:
             elif layer.kind == "add":
                 if len(layer.inputs) != 2 or any(self.tensors[n].shape != y.shape for n in layer.inputs):
                     raise ValueError(f"layer {layer.name}: add needs two inputs shaped like its output")
+            elif layer.kind in WINDOW_POOLS:
+                _check_window(layer, x, y)
+            elif layer.kind == "lut":
+                _check_table(layer, x, y)
             elif y.shape != (1, 1, x.shape[2]):
                 raise ValueError(f"layer {layer.name}: pool output must be 1x1x{x.shape[2]}")
             if not -128 <= layer.act_min <= layer.act_max <= 127:
@@ -154,3 +173,28 @@ def _check_conv(layer: QLayer, x: QTensor, y: QTensor) -> None:
         if (y.shape[axis] - 1) * layer.stride >= x.shape[axis] + pad:
             raise ValueError(f"layer {layer.name}: output {y.shape[:2]} does not follow from "
                              f"input {x.shape[:2]}, kernel {kh}x{kw}, stride {layer.stride}")
+
+
+def _check_window(layer: QLayer, x: QTensor, y: QTensor) -> None:
+    kh, kw = layer.kernel
+    if y.shape[2] != x.shape[2]:
+        raise ValueError(f"layer {layer.name}: pool keeps the {x.shape[2]} channels")
+    for axis, k, pad in ((0, kh, layer.pad[0]), (1, kw, layer.pad[1])):
+        if not 0 <= pad < k or not 1 <= k <= 255:
+            raise ValueError(f"layer {layer.name}: pool kernel {k} with padding {pad} invalid")
+        if (y.shape[axis] - 1) * layer.stride >= x.shape[axis] + pad:
+            raise ValueError(f"layer {layer.name}: output {y.shape[:2]} does not follow from "
+                             f"input {x.shape[:2]}, kernel {kh}x{kw}, stride {layer.stride}")
+    if layer.kind == "maxpool" and (x.scale, x.zero) != (y.scale, y.zero):
+        raise ValueError(f"layer {layer.name}: max pool output must be quantised like its input")
+
+
+def _check_table(layer: QLayer, x: QTensor, y: QTensor) -> None:
+    if x.shape != y.shape:
+        raise ValueError(f"layer {layer.name}: table output must be shaped like its input")
+    t, d = layer.table, layer.table_grad
+    if t is None or t.dtype != np.int8 or t.shape != (256,) or d is None or d.dtype != np.int16 \
+            or d.shape != (256,):
+        raise ValueError(f"layer {layer.name}: needs an int8 table and an int16 derivative table of 256")
+    if not 0 <= layer.table_grad_shift <= 62:
+        raise ValueError(f"layer {layer.name}: derivative shift {layer.table_grad_shift} outside [0, 62]")

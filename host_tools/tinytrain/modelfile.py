@@ -12,16 +12,22 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 
 MAGIC = b"TTRN"
-VERSION = (2, 0)
+VERSION = (2, 1)
 HEADER_SIZE = 128
 NONE = 0xFFFF
 NO_OFFSET = 0xFFFFFFFF
 
 LOSS_SOFTMAX_CE, LOSS_MSE = 0, 1
+# Header flags (2.1): host-side facts the core does not read.
+HF_INPUT_NCHW = 0x01  # the source model took its input channels first (ONNX); the slot is HWC
+HF_LAYER_NAMES = 0x02  # names_off holds the blob offset of the layer names
 T_ACT, T_GRAD, T_MASK, T_SAVED = 1, 2, 3, 4
 TF_STREAMED = 0x02  # flag 0x01 (1.x: an input outside the arena) is refused
 L_CONV, L_DWCONV, L_ADD, L_AVGPOOL = 1, 2, 3, 4
+# format 2.1: windowed pools and activation tables
+L_MAXPOOL, L_AVGPOOL2D, L_LUT = 5, 6, 7
 LF_TRAIN_BIAS, LF_RESIDUE = 0x01, 0x02
+LF_COUNT_PAD = 0x04  # an average pool (2D) divides every window by kh*kw, padding included
 OP_FWD, OP_LOSS, OP_BWD, OP_GRAD_ADD, OP_FWD_FUSED = 1, 2, 3, 4, 5
 # Slots of an op's tensor ids (OpRec.t), per kind; the slots a kind does not name hold NONE.
 OP_SLOTS = 6
@@ -40,7 +46,8 @@ GRAD_ADD_SUM, GRAD_ADD_PART = 0, 1
 # output, t[FUSED_MASK] mask of the op's output (C's, else B's), t[FUSED_UNUSED] NONE
 FUSED_A, FUSED_RING, FUSED_C, FUSED_ROW, FUSED_MASK, FUSED_UNUSED = 0, 1, 2, 3, 4, 5
 
-LAYER_KIND_NAMES = {L_CONV: "conv", L_DWCONV: "dwconv", L_ADD: "add", L_AVGPOOL: "avgpool"}
+LAYER_KIND_NAMES = {L_CONV: "conv", L_DWCONV: "dwconv", L_ADD: "add", L_AVGPOOL: "avgpool",
+                    L_MAXPOOL: "maxpool", L_AVGPOOL2D: "avgpool2d", L_LUT: "lut"}
 OP_KIND_NAMES = {OP_FWD: "fwd", OP_LOSS: "loss", OP_BWD: "bwd", OP_GRAD_ADD: "grad_add",
                  OP_FWD_FUSED: "fwd_fused"}
 
@@ -67,10 +74,11 @@ class Header:
     flags: int = 0
     lr: float = 0.0
     exp_table_off: int = NO_OFFSET
+    names_off: int = 0  # blob offset of the layer names (with HF_LAYER_NAMES)
     version_major: int = VERSION[0]
     version_minor: int = VERSION[1]
 
-    FMT = "<4sHHIII" + "I" * 11 + "HHHBBfI" + "12I"
+    FMT = "<4sHHIII" + "I" * 11 + "HHHBBfI" + "I11I"
 
     def pack(self) -> bytes:
         return struct.pack(
@@ -78,7 +86,8 @@ class Header:
             HEADER_SIZE, self.n_tensors, self.tensors_off, self.n_layers, self.layers_off,
             self.n_ops, self.ops_off, self.n_fwd_ops, self.blob_off, self.blob_size,
             self.arena_size, self.persist_size, self.input_tensor, self.logits_tensor,
-            self.n_classes, self.loss_kind, self.flags, self.lr, self.exp_table_off, *([0] * 12))
+            self.n_classes, self.loss_kind, self.flags, self.lr, self.exp_table_off, self.names_off,
+            *([0] * 11))
 
     @classmethod
     def unpack(cls, buf: bytes) -> "Header":
@@ -89,7 +98,7 @@ class Header:
                    layers_off=v[9], n_ops=v[10], ops_off=v[11], n_fwd_ops=v[12], blob_off=v[13],
                    blob_size=v[14], arena_size=v[15], persist_size=v[16], input_tensor=v[17],
                    logits_tensor=v[18], n_classes=v[19], loss_kind=v[20], flags=v[21], lr=v[22],
-                   exp_table_off=v[23], version_major=v[1], version_minor=v[2])
+                   exp_table_off=v[23], names_off=v[24], version_major=v[1], version_minor=v[2])
 
 
 @dataclass
@@ -264,7 +273,10 @@ class Model:
         tensors = [TensorRec.unpack(buf, h.tensors_off + 24 * i) for i in range(h.n_tensors)]
         layers = [LayerRec.unpack(buf, h.layers_off + 96 * i) for i in range(h.n_layers)]
         ops = [OpRec.unpack(buf, h.ops_off + 16 * i) for i in range(h.n_ops)]
-        return cls(h, tensors, layers, ops, buf[h.blob_off:h.blob_off + h.blob_size])
+        blob = buf[h.blob_off:h.blob_off + h.blob_size]
+        for layer, name in zip(layers, layer_names(h, blob, [L.kind for L in layers])):
+            layer.name = name
+        return cls(h, tensors, layers, ops, blob)
 
     # Typed access to constant data, for the reference and for reports.
     def blob_array(self, off: int, dtype, count: int) -> np.ndarray:
@@ -272,6 +284,22 @@ class Model:
             return None
         return np.frombuffer(self.blob, dtype=np.dtype(dtype).newbyteorder("<"), count=count,
                              offset=off)
+
+
+def pack_names(names) -> np.ndarray:
+    """The layer-name table: each name UTF-8, NUL-terminated, in layer order."""
+    return np.frombuffer(b"".join(n.encode() + b"\0" for n in names), np.uint8)
+
+
+def layer_names(h: Header, blob: bytes, kinds: list) -> list:
+    """The names the model's layers had when it was written (the planner's,
+    the reports', what --weight-layers takes); files without the table
+    (before 2.1) get KIND+INDEX, the names a re-planned file gives them."""
+    if h.flags & HF_LAYER_NAMES:
+        names = bytes(blob[h.names_off:]).split(b"\0")[:h.n_layers]
+        if len(names) == h.n_layers:
+            return [n.decode("utf-8", "replace") for n in names]
+    return [f"{LAYER_KIND_NAMES.get(k, 'layer')}{i}" for i, k in enumerate(kinds)]
 
 
 def records_equal_ignoring_names(a, b) -> bool:

@@ -4,18 +4,26 @@ budget (tinytrain.planner: contribution analysis in the simulator, then the
 search), written into the model file with its arena plan.
 
 Data files (.npz; the same arrays `tinytrain stream --data` reads):
-  x (or X, inputs)    the inputs, one per row: (N, H, W, C) in the model's
-                      NHWC input layout, or flat (N, H*W*C). Integer arrays
-                      are the int8 values the model takes (checked to lie in
-                      [-128, 127]); float arrays are real values, quantised
+  x (or X, inputs)    the inputs, one per row, in the source model's layout:
+                      (N, C, H, W) for ONNX, (N, H, W, C) for TFLite and the
+                      paper's models, or flat. int8 arrays are the values the
+                      model takes; float arrays are real values, quantised
                       with the model's input scale and zero point, q =
                       clip(round(x / scale + zero), -128, 127), the scale
-                      being the float32 the model file stores.
+                      being the float32 the model file stores (values outside
+                      the calibration range warned about); other integer
+                      arrays (uint8, int64) are refused: cast them to say
+                      which they are.
   y (or Y, labels)    class indices 0..classes-1, one per input.
   x_eval, y_eval      optional (or x_test/y_test): the validation set when
                       neither --val nor --val-split is given.
 Validation: --val FILE.npz, or --val-split F (a seeded split of --data,
 stratified by class); default: the file's x_eval/y_eval, else --val-split 0.2.
+
+Learning rate: --lr, else picked before the analysis by a small sweep on
+the data (LR_CANDIDATES: the classifier and the largest bias setting trained at each,
+scored on the validation set); the analysis, the search and the written model
+use it (`tinytrain info` prints it; `tinytrain stream --lr` overrides it).
 
 The analysis (--save-analysis FILE.json) can be reused with --analysis
 FILE.json: no data is read and nothing is trained then; options that shape
@@ -32,12 +40,14 @@ import numpy as np
 
 from . import planner
 from .compiler import Scheme, compile_model
+from .inputs import ModelIO, check_labels
 
 _UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1024 ** 2, "mb": 1024 ** 2,
           "mib": 1024 ** 2}
 X_KEYS, Y_KEYS = ("x", "X", "inputs"), ("y", "Y", "labels", "label")
 X_EVAL_KEYS, Y_EVAL_KEYS = ("x_eval", "x_test", "X_test"), ("y_eval", "y_test", "Y_test")
-DEFAULT_LR = 0.05
+DEFAULT_LR = 0.05  # with --analysis or without data only; a search with data picks its own
+HELP = __doc__.replace("LR_CANDIDATES", ", ".join(f"{v:g}" for v in planner.LR_CANDIDATES))
 
 
 def parse_bytes(text, what: str = "--budget") -> int:
@@ -129,51 +139,17 @@ def _read_npz(path: str, what: str) -> dict:
 
 
 def _inputs(x: np.ndarray, graph, where: str) -> np.ndarray:
-    t = graph.tensors[graph.input]
-    shape, n = tuple(t.shape), t.numel
-    if x.ndim < 2:
-        raise ValueError(f"{where}: inputs of shape {x.shape}: expected (N, {', '.join(map(str, shape))}) "
-                         f"or (N, {n})")
-    if x.shape[1:] != shape and x.shape[1:] != (n,):
-        hint = " (channels first? the model takes NHWC)" if x.ndim == 4 and x.shape[1:] == (shape[2],) + shape[:2] \
-            else ""
-        raise ValueError(f"{where}: each input has shape {x.shape[1:]}, the model takes {shape} (H, W, C) "
-                         f"or {n} values flat{hint}")
-    if len(x) == 0:
-        raise ValueError(f"{where}: no samples")
-    x = x.reshape(len(x), n)
-    if x.dtype.kind in "iu":
-        if x.min() < -128 or x.max() > 127:
-            raise ValueError(f"{where}: integer inputs are taken as the model's int8 values and must lie in "
-                             f"[-128, 127], not [{x.min()}, {x.max()}] (give floats to have them quantised "
-                             "with the model's input scale)")
-        return np.ascontiguousarray(x.astype(np.int8))
-    if x.dtype.kind == "f":
-        if not np.all(np.isfinite(x)):
-            raise ValueError(f"{where}: inputs contain NaN or infinity")
-        scale, zero = float(np.float32(t.scale)), int(t.zero)
-        q = np.round(x.astype(np.float64) / scale + zero)
-        return np.ascontiguousarray(np.clip(q, -128, 127).astype(np.int8))
-    raise ValueError(f"{where}: inputs of dtype {x.dtype}: give int8 values or floats")
+    """int8 (N, input bytes) by the rules of every entry (tinytrain/inputs.py)."""
+    io = ModelIO.from_graph(graph)
+    if x.ndim < 2 or len(x) == 0:
+        raise ValueError(f"{where}: inputs of shape {x.shape}: expected a batch (N, "
+                         f"{', '.join(map(str, io.sample_shape))}) of N >= 1 inputs, or (N, {io.input_bytes})")
+    flat, _ = io.batch(x, where)
+    return io.inputs(flat, None, where)
 
 
 def _labels(y: np.ndarray, n: int, n_classes: int, where: str) -> np.ndarray:
-    if y.ndim == 2 and y.shape[1] == 1:
-        y = y[:, 0]
-    if y.ndim != 1:
-        raise ValueError(f"{where}: labels of shape {y.shape}: expected one class index per input ({n},)")
-    if len(y) != n:
-        raise ValueError(f"{where}: {n} inputs but {len(y)} labels")
-    if y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
-        y = y.astype(np.int64)
-    if y.dtype.kind not in "iu":
-        raise ValueError(f"{where}: labels must be integer class indices, not {y.dtype}")
-    bad = (y < 0) | (y >= n_classes)
-    if bad.any():
-        i = int(np.argmax(bad))
-        raise ValueError(f"{where}: label {y[i]} (sample {i}) out of range: the model has {n_classes} classes "
-                         f"(labels 0..{n_classes - 1}); {int(bad.sum())} labels out of range")
-    return y.astype(np.int64)
+    return check_labels(y, n, n_classes, where)
 
 
 def load_data(path: str, graph, what: str = "--data") -> tuple:
@@ -308,6 +284,14 @@ def _check_reuse(a: planner.Analysis, req: dict, graph, path: str) -> None:
 
 def search_and_write(graph, args, model_name: str) -> None:
     """`tinytrain plan MODEL --budget B` without --scheme."""
+    plan, result, analysis, budget = search(graph, args)
+    write_searched(plan, result, analysis, budget, args, model_name)
+
+
+def search(graph, args) -> tuple:
+    """(plan, search result, analysis, budget): the scheme searched under
+    args.budget (the `tinytrain plan` options), compiled; nothing written
+    but args.save_analysis."""
     if args.no_fuse:
         raise ValueError("--no-fuse: the budget search plans the fused arenas the compiler writes; "
                          "leave --no-fuse out (or give --scheme)")
@@ -348,6 +332,12 @@ def search_and_write(graph, args, model_name: str) -> None:
             train, val = split(train, 0.2 if args.val_split is None else args.val_split)
         if args.jobs is not None and args.jobs < 1:
             raise ValueError(f"--jobs {args.jobs}: must be >= 1")
+        if req["lr"] is None:  # picked on the user's data, then used and stored (planner/lr_sweep.py)
+            from .planner import lr_sweep
+            opts["lr"], scores = planner.pick_lr(graph, train, val, epochs=req["epochs"] or 1,
+                                                 seeds=req["seeds"] or [0], lr_scale=opts["lr_scale"],
+                                                 qas=opts["qas"], residue=opts["residue"])
+            print(lr_sweep.describe(opts["lr"], scores))
         print(f"contribution analysis: {len(train[0])} train / {len(val[0])} validation samples")
         analysis = planner.contribution_analysis(
             graph, train, val, bias_ks=req["bias_ks"], weight_layers=req["weight_layers"],
@@ -360,12 +350,15 @@ def search_and_write(graph, args, model_name: str) -> None:
     result = planner.search(analysis, budget, graph, method=args.method, progress=True)
     plan = compile_model(graph, result.scheme)
     assert plan.arena_size == result.arena_size
-    scheme_json = json.dumps(result.scheme_json(), sort_keys=True)
     if args.verbose:
         print(analysis.table())
         print()
     print(result.report)
+    return plan, result, analysis, budget
 
+
+def write_searched(plan, result, analysis, budget: int, args, model_name: str) -> None:
+    scheme_json = json.dumps(result.scheme_json(), sort_keys=True)
     out = Path(args.output)
     out.write_bytes(plan.data)
     print(f"wrote {out} ({len(plan.data)} bytes): arena {plan.arena_size:,} bytes (budget {budget:,}), "
@@ -385,7 +378,7 @@ def search_and_write(graph, args, model_name: str) -> None:
     if args.plot:
         from .plots import plot_memory
         plot_memory(plan, args.plot, title=f"{out.name}: searched under {budget:,} B "
-                    f"(arena {plan.arena_size:,} B)")
+                    f"(arena {plan.arena_size:,} B)", budget=budget)
         print(f"wrote {args.plot}")
 
 

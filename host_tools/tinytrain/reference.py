@@ -280,6 +280,13 @@ class _Layer:
         self.bias_trained = bool(rec.flags & mf.LF_TRAIN_BIAS) and rec.kind in (mf.L_CONV, mf.L_DWCONV)
         self.residue = bool(rec.flags & mf.LF_RESIDUE) and self.n_train > 0
         self.act_min, self.act_max = int(rec.act_min), int(rec.act_max)
+        if rec.kind == mf.L_AVGPOOL2D:
+            kk = rec.kh * rec.kw
+            self.mult = np.array(model.blob_array(rec.mult_off, "i4", kk)).astype(I64)
+            self.shift = np.array(model.blob_array(rec.shift_off, "i1", kk)).astype(I64)
+        if rec.kind == mf.L_LUT:
+            self.table = np.array(model.blob_array(rec.w_off, "i1", 256)).astype(I64)
+            self.table_grad = np.array(model.blob_array(rec.gscale_off, "<i2", 256)).astype(I64)
         if rec.kind not in (mf.L_CONV, mf.L_DWCONV):
             return
         cin, cout = self.tin.c, self.tout.c
@@ -438,6 +445,31 @@ class Reference:
         oh, ow, c = self._out_shape(L)
         return y.reshape(oh, ow, c), m.reshape(oh, ow, c)
 
+    def _windows(self, L):
+        """For each output position (oh, ow): the input rows and columns its window covers."""
+        r = L.rec
+        for oh in range(L.tout.h):
+            for ow in range(L.tout.w):
+                h0, w0 = oh * r.stride - r.pad_top, ow * r.stride - r.pad_left
+                yield oh, ow, slice(max(h0, 0), min(h0 + r.kh, L.tin.h)), \
+                    slice(max(w0, 0), min(w0 + r.kw, L.tin.w))
+
+    @staticmethod
+    def _pool_count(L, n):
+        """What an average pool divides a window of n inputs by."""
+        return L.rec.kh * L.rec.kw if L.rec.flags & mf.LF_COUNT_PAD else n
+
+    def _fwd_window_pool(self, L, x):
+        v = np.zeros((L.tout.h, L.tout.w, L.tout.c), dtype=I64)
+        for oh, ow, hs, ws in self._windows(L):
+            win = x[hs, ws].astype(I64)
+            if L.kind == mf.L_MAXPOOL:
+                v[oh, ow] = win.max(axis=(0, 1))
+            else:
+                n = self._pool_count(L, win.shape[0] * win.shape[1])
+                v[oh, ow] = rs((win - L.z_x).sum(axis=(0, 1)) * L.mult[n - 1], int(L.shift[n - 1])) + L.z_y
+        return self._requant_out(L, v)
+
     def forward(self, x, training=False) -> dict:
         h = self.header
         tin = self.tensors[h.input_tensor]
@@ -475,6 +507,10 @@ class Reference:
                 y, m = self._fwd_add(L, xin, acts[r.in2])
             elif L.kind == mf.L_AVGPOOL:
                 y, m = self._fwd_pool(L, xin)
+            elif L.kind in (mf.L_MAXPOOL, mf.L_AVGPOOL2D):
+                y, m = self._fwd_window_pool(L, xin)
+            elif L.kind == mf.L_LUT:
+                y, m = self._requant_out(L, L.table[xin.astype(np.intp) + 128])
             else:
                 raise ValueError(f"layer {op.layer}: unknown kind {L.kind}")
             t = self.tensors[r.out]
@@ -484,7 +520,9 @@ class Reference:
             if training:
                 if op.t[0] != NONE:
                     masks[op.t[0]] = pack_mask(m)
-                if op.t[1] != NONE:
+                if op.t[1] != NONE and L.kind in (mf.L_MAXPOOL, mf.L_LUT):
+                    saved[op.t[1]] = xin.copy()
+                elif op.t[1] != NONE:
                     st = self.tensors[op.t[1]]
                     sv = xin[:, :, L.perm[:L.n_train]].copy()
                     saved[op.t[1]] = sv.reshape(st.h, st.w, st.c)
@@ -650,6 +688,35 @@ class Reference:
         dX = np.broadcast_to(G.reshape(1, 1, C), (H, W, C)).copy()
         self._set_grad(op.t[3], F32(s_g / F32(H * W)), dX)
 
+    def _bwd_window_pool(self, L, op):
+        """Max: each window's gradient to its first largest input (row by row);
+        average: each window's gradient times round(2^24 / n), scale 2^-24."""
+        s_g, G = self._g[op.t[0]]
+        G = self._apply_mask(G, op.t[1])
+        self._g[op.t[0]] = (s_g, G)  # masked in place, as on the device
+        V = np.zeros((L.tin.h, L.tin.w, L.tin.c), dtype=I64)
+        x = self.saved[op.t[2]] if L.kind == mf.L_MAXPOOL else None
+        for oh, ow, hs, ws in self._windows(L):
+            if L.kind == mf.L_MAXPOOL:
+                win = x[hs, ws].reshape(-1, L.tin.c)
+                first = win.argmax(axis=0)  # numpy: the first of equal maxima
+                hh, ww = np.divmod(first, ws.stop - ws.start)
+                np.add.at(V, (hs.start + hh, ws.start + ww, np.arange(L.tin.c)), G[oh, ow])
+            else:
+                n = self._pool_count(L, (hs.stop - hs.start) * (ws.stop - ws.start))
+                V[hs, ws] += G[oh, ow] * ((2 ** 24 + n // 2) // n)
+        s = s_g if L.kind == mf.L_MAXPOOL else F32(s_g * pow2(-24))
+        dX, s_dx = to_int16(V, s)
+        self._set_grad(op.t[3], s_dx, dX)
+
+    def _bwd_table(self, L, op):
+        s_g, G = self._g[op.t[0]]
+        G = self._apply_mask(G, op.t[1])
+        self._g[op.t[0]] = (s_g, G)
+        x = self.saved[op.t[2]].astype(np.intp)
+        dX, s_dx = to_int16(G * L.table_grad[x + 128], F32(s_g * pow2(-int(L.rec.shift))))
+        self._set_grad(op.t[3], s_dx, dX)
+
     def _logits_clamp(self, tid: int) -> tuple:
         for L in self.layers:
             if L.rec.out == tid:
@@ -687,6 +754,10 @@ class Reference:
                         self._bwd_add(L, op)
                     elif L.kind == mf.L_AVGPOOL:
                         self._bwd_pool(L, op)
+                    elif L.kind in (mf.L_MAXPOOL, mf.L_AVGPOOL2D):
+                        self._bwd_window_pool(L, op)
+                    elif L.kind == mf.L_LUT:
+                        self._bwd_table(L, op)
                     else:
                         raise ValueError(f"layer {op.layer}: unknown kind {L.kind}")
                 elif op.kind == mf.OP_GRAD_ADD:

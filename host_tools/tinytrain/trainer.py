@@ -10,7 +10,9 @@ A script written for the board runs unchanged here:
     acc = t.evaluate(xs, labels)            # xs: N inputs back to back
     t.save(path); t.load(path)              # trained parameters only (load: also bytes)
     t.params_file()                         # what save writes, as a bytearray
-    t.info()
+    t.info()                                # sizes, lr, input shape/scale/zero, output scale/zero
+    q = t.quantize(x)                       # host only: real values (source layout) to int8 inputs
+    y = t.logits(x, dequantize=True)        # host only: real-valued outputs
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import os
 
 from . import _native
 from . import modelfile as mf
+from .inputs import ModelIO
 from .lr_rule import check_lr
 
 _N = _native.lib
@@ -27,7 +30,8 @@ _CANARY_2 = 0x5A  # measure_peak's second run
 
 
 def _as_int8_buffer(x, what: str) -> memoryview:
-    """Accept bytes, bytearray, array('b'/'B'), memoryview or a numpy int8/uint8 array."""
+    """Accept bytes, bytearray, array('b'/'B'), memoryview or a numpy int8 array (uint8 refused:
+    reinterpreting pixels as int8 is a silent mistake)."""
     if isinstance(x, str) or x is None:
         raise TypeError(f"{what} must be a buffer of int8 values (bytes, bytearray, array('b'), "
                         f"memoryview, numpy int8), not {type(x).__name__}")
@@ -35,6 +39,10 @@ def _as_int8_buffer(x, what: str) -> memoryview:
         mv = memoryview(x)
     except TypeError:
         raise TypeError(f"{what} must be a buffer of int8 values, not {type(x).__name__}") from None
+    if type(x).__module__ == "numpy" and getattr(x, "dtype", None) is not None and x.dtype.kind == "u":
+        raise TypeError(f"{what} is a numpy uint8 array: it would be read as int8 bytes. Quantize real values "
+                        f"with Trainer.quantize (e.g. of x.astype(np.float32) / 255), or reinterpret on "
+                        f"purpose with x.view(np.int8)")
     if mv.format not in ("b", "B", "c", "<b", "<B", "=b", "=B") or mv.itemsize != 1:
         raise TypeError(f"{what} must hold 1-byte int8 elements, got format {mv.format!r}")
     if not mv.c_contiguous:
@@ -111,6 +119,7 @@ class Trainer:
         if s:
             _raise(err, s)
         header = mf.Header.unpack(data)
+        self._io = ModelIO(data)
         self._input_bytes = _N.tt_model_input_bytes(self._model)
         self._n_classes = header.n_classes
         self._loss_kind = header.loss_kind
@@ -189,11 +198,24 @@ class Trainer:
             _raise(err, s)
         return cls.value
 
-    def logits(self, x=None) -> bytes:
-        """int8 logits of one input (the forward pass of predict; without x, of the slot)."""
+    def logits(self, x=None, *, dequantize=False):
+        """int8 logits of one input (the forward pass of predict; without x, of the slot);
+        dequantize=True (host only): the real values, a float32 numpy array."""
         self.predict(x)
         p = _N.tt_trainer_logits(self._tr)
-        return ctypes.string_at(p, self._n_classes)
+        q = ctypes.string_at(p, self._n_classes)
+        return self._io.dequantize_logits(q) if dequantize else q
+
+    def quantize(self, x):
+        """Host only: real-valued inputs to the int8 this model takes. x is one
+        sample in the layout of the model it came from ((C, H, W) for ONNX,
+        (H, W, C) for TFLite; size-1 axes may be left out, or flat) or a batch
+        of them; returns an int8 array of input_bytes values (a batch: (N,
+        input_bytes), ready for evaluate after .ravel()). Refuses NaN/inf, int8
+        (already the model's values) and uint8 (cast pixels to float on
+        purpose); warns (tinytrain.DataWarning) when many values lie outside
+        the calibration range."""
+        return self._io.quantize(x)
 
     def evaluate(self, xs, labels) -> float:
         """Accuracy over N inputs stored back to back in xs."""
@@ -367,6 +389,11 @@ class Trainer:
             "lr": _N.tts_lr(self._tr),
             "model_crc": self._model_crc,
             "loss_kind": self._loss_kind,
+            "input_shape": self._io.input_shape,
+            "input_scale": self._io.in_scale,
+            "input_zero": self._io.in_zero,
+            "output_scale": self._io.out_scale,
+            "output_zero": self._io.out_zero,
         }
 
     def tensor(self, tid: int, nbytes: int) -> bytes:

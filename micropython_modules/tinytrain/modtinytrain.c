@@ -913,7 +913,12 @@ static mp_obj_t tinytrain_trainer_info(mp_obj_t self_in) {
         touched--;
     }
     tt_trainer_params(&self->tr, &n);
-    mp_obj_t d = mp_obj_new_dict(10);
+    // The input's and output's quantisation: what a script needs to turn
+    // sensor values into int8 inputs and logits back into real values.
+    const tt_tensor_rec *ti = &self->model.tensors[self->model.hdr->input_tensor];
+    const tt_tensor_rec *to = &self->model.tensors[self->model.hdr->logits_tensor];
+    mp_obj_t shape[3] = {MP_OBJ_NEW_SMALL_INT(ti->h), MP_OBJ_NEW_SMALL_INT(ti->w), MP_OBJ_NEW_SMALL_INT(ti->c)};
+    mp_obj_t d = mp_obj_new_dict(15);
     dict_set(d, MP_QSTR_arena_bytes, mp_obj_new_int_from_uint(self->need));
     dict_set(d, MP_QSTR_peak_bytes, mp_obj_new_int_from_uint(touched));
     dict_set(d, MP_QSTR_param_bytes, mp_obj_new_int_from_uint(n));
@@ -925,6 +930,11 @@ static mp_obj_t tinytrain_trainer_info(mp_obj_t self_in) {
     // the stream receiver names the model and its label layout by these
     dict_set(d, MP_QSTR_model_crc, mp_obj_new_int_from_uint(self->model.hdr->crc32));
     dict_set(d, MP_QSTR_loss_kind, mp_obj_new_int_from_uint(self->loss_kind));
+    dict_set(d, MP_QSTR_input_shape, mp_obj_new_tuple(3, shape));
+    dict_set(d, MP_QSTR_input_scale, mp_obj_new_float((mp_float_t)ti->scale));
+    dict_set(d, MP_QSTR_input_zero, mp_obj_new_int(ti->zero));
+    dict_set(d, MP_QSTR_output_scale, mp_obj_new_float((mp_float_t)to->scale));
+    dict_set(d, MP_QSTR_output_zero, mp_obj_new_int(to->zero));
     return d;
 }
 static MP_DEFINE_CONST_FUN_OBJ_1(tinytrain_trainer_info_obj, tinytrain_trainer_info);

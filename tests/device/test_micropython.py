@@ -83,9 +83,10 @@ def report(line: str) -> None:
 
 
 # ---------------------------------------------------------------------------
-# mbnet/bias_only runs a fused op (expand + depthwise + project, row by row)
+# mbnet/bias_only runs a fused op (expand + depthwise + project, row by row);
+# tutorial/full max and average pools and activation tables
 CASES = [("mlp", "full_residue"), ("cnn", "full"), ("mbnet", "sparse"), ("mbnet", "full_residue"),
-         ("cnn", "bias_only"), ("mlp", "mse"), ("mbnet", "bias_only")]
+         ("cnn", "bias_only"), ("mlp", "mse"), ("mbnet", "bias_only"), ("tutorial", "full")]
 
 
 @pytest.mark.parametrize("name,scheme", CASES, ids=[f"{n}-{s}" for n, s in CASES])

@@ -6,12 +6,14 @@ import numpy as np
 from .. import modelfile as mf
 from ..graph import QGraph, QLayer
 from .place import PersistentArea, TrainedParams
-from .requant import add_multipliers, channel_multipliers, quantize_multiplier, softmax_table
+from .requant import (add_multipliers, channel_multipliers, pool_multipliers, quantize_multiplier,
+                      softmax_table)
 from .schedule import GradientNeeds, Schedule
 from .scheme import Scheme, choose_channels
 
 QAS_DEAD_CHANNEL_FLOOR = 1e-3  # relative to the layer's largest weight scale
-LAYER_KINDS = {"conv": mf.L_CONV, "dwconv": mf.L_DWCONV, "add": mf.L_ADD, "avgpool": mf.L_AVGPOOL}
+LAYER_KINDS = {"conv": mf.L_CONV, "dwconv": mf.L_DWCONV, "add": mf.L_ADD, "avgpool": mf.L_AVGPOOL,
+               "maxpool": mf.L_MAXPOOL, "avgpool2d": mf.L_AVGPOOL2D, "lut": mf.L_LUT}
 
 
 def layer_records(graph: QGraph, act_id: dict, needs: GradientNeeds, scheme: Scheme,
@@ -30,6 +32,17 @@ def layer_records(graph: QGraph, act_id: dict, needs: GradientNeeds, scheme: Sch
             rec.mult_a, rec.mult_b, rec.shift = add_multipliers(a.scale / y.scale, b.scale / y.scale)
         elif layer.kind == "avgpool":
             rec.mult_a, rec.shift = quantize_multiplier(x.scale / (x.shape[0] * x.shape[1] * y.scale))
+        elif layer.kind in ("maxpool", "avgpool2d"):
+            rec.kh, rec.kw = layer.kernel
+            rec.pad_top, rec.pad_left = layer.pad
+            if layer.kind == "avgpool2d":
+                rec.flags |= mf.LF_COUNT_PAD if layer.count_pad else 0
+                mult, shift = pool_multipliers(layer, x.scale, y.scale)
+                rec.mult_off, rec.shift_off = blob.add(mult), blob.add(shift, 1)
+        elif layer.kind == "lut":
+            rec.w_off = blob.add(layer.table.astype(np.int8), 1)
+            rec.gscale_off = blob.add(layer.table_grad.astype("<i2"), 2)
+            rec.shift = int(layer.table_grad_shift)
         else:
             fill_param_layer(rec, layer, x.scale, y.scale, needs, scheme, area.layers[layer.name], blob)
         recs.append(rec)
@@ -99,4 +112,6 @@ def model_file(graph: QGraph, scheme: Scheme, sched: Schedule, layer_recs: list,
                        n_classes=logits.numel,
                        loss_kind=mf.LOSS_MSE if scheme.loss == "mse" else mf.LOSS_SOFTMAX_CE,
                        lr=float(scheme.lr), exp_table_off=exp_off)
+    header.flags = mf.HF_LAYER_NAMES | (mf.HF_INPUT_NCHW if graph.input_layout == "NCHW" else 0)
+    header.names_off = blob.add(mf.pack_names(graph.layer_names), 1)
     return mf.Model(header, [t.rec for t in sched.tensors], layer_recs, sched.ops, bytes(blob.data))

@@ -20,12 +20,11 @@ def graph_from_model(data: bytes) -> QGraph:
             names[i] = name
             tensors[name] = QTensor(name, t.shape, float(t.scale), int(t.zero))
     layers = []
-    kinds = {mf.L_CONV: "conv", mf.L_DWCONV: "dwconv", mf.L_ADD: "add", mf.L_AVGPOOL: "avgpool"}
     for i, L in enumerate(m.layers):
-        kind = kinds[L.kind]
+        kind = mf.LAYER_KIND_NAMES[L.kind]
         x, y = m.tensors[L.inp], m.tensors[L.out]
         inputs = [names[L.inp]] + ([names[L.in2]] if L.kind == mf.L_ADD else [])
-        layer = QLayer(f"{kind}{i}", kind, inputs, names[L.out], stride=L.stride,
+        layer = QLayer(L.name, kind, inputs, names[L.out], stride=L.stride,
                        pad=(L.pad_top, L.pad_left), act_min=L.act_min, act_max=L.act_max)
         if L.kind in (mf.L_CONV, mf.L_DWCONV):
             cout = y.c
@@ -44,7 +43,15 @@ def graph_from_model(data: bytes) -> QGraph:
             layer.weight = np.ascontiguousarray(w)
             layer.bias = m.blob_array(L.b_off, np.int32, cout).copy()
             layer.w_scale = m.blob_array(L.wscale_off, np.float32, cout).copy()
+        elif L.kind in (mf.L_MAXPOOL, mf.L_AVGPOOL2D):
+            layer.pool = (L.kh, L.kw)
+            layer.count_pad = bool(L.flags & mf.LF_COUNT_PAD)
+        elif L.kind == mf.L_LUT:
+            layer.table = m.blob_array(L.w_off, np.int8, 256).copy()
+            layer.table_grad = m.blob_array(L.gscale_off, np.int16, 256).copy()
+            layer.table_grad_shift = L.shift
         layers.append(layer)
-    g = QGraph(tensors, layers, "input", names[m.header.logits_tensor])
+    g = QGraph(tensors, layers, "input", names[m.header.logits_tensor],
+               meta={"input_layout": "NCHW" if m.header.flags & mf.HF_INPUT_NCHW else "NHWC"})
     g.check()
     return g

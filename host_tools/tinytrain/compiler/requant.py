@@ -47,6 +47,14 @@ def channel_multipliers(layer: QLayer, sx: float, sy: float) -> tuple:
     return np.array(mults, dtype=np.int32), np.array(shifts, dtype=np.int8)
 
 
+def pool_multipliers(layer: QLayer, sx: float, sy: float) -> tuple:
+    """A windowed average pool's (mult int32[kh*kw], shift int8[kh*kw]):
+    entry n-1 for s_x / (n s_y), a window divided by n."""
+    kh, kw = layer.kernel
+    mults, shifts = zip(*(quantize_multiplier(sx / (float(n) * sy)) for n in range(1, kh * kw + 1)))
+    return np.array(mults, dtype=np.int32), np.array(shifts, dtype=np.int8)
+
+
 def softmax_table(scale: float) -> np.ndarray:
     """exp(-scale * d) in Q30 for the 256 differences d of int8 logits."""
     d = np.arange(256, dtype=np.float64)

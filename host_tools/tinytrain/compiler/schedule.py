@@ -13,6 +13,14 @@ from ..graph import QGraph, QLayer
 from .scheme import Scheme
 
 
+# Layers whose backward reads their input (the saved copy): the max pool's
+# argmax, the table's derivative.
+SAVES_INPUT = ("maxpool", "lut")
+# Layers whose output is an int8 value before any clamp: no mask when the
+# clamp is the full int8 range.
+INT8_EXACT = ("maxpool", "lut")
+
+
 @dataclass
 class GradientNeeds:
     """What the scheme asks of autodiff."""
@@ -131,12 +139,22 @@ class _Scheduler:
         still be pushed back by the loss (straight-through at saturation)."""
         if layer.output not in self.needs.needs_grad or layer.output == self.graph.output:
             return mf.NONE
+        if layer.kind in INT8_EXACT and (layer.act_min, layer.act_max) == (-128, 127):
+            return mf.NONE  # an int8 value itself: the full-range clamp never acts
         self.mask_of[layer.name] = self.new_tensor(f"{layer.name}.mask", mf.T_MASK,
                                                    self.graph.tensors[layer.output].shape)
         return self.mask_of[layer.name]
 
     def saved_input(self, layer: QLayer) -> int:
-        """The trained input channels, kept for the weight update."""
+        """The trained input channels, kept for the weight update; the whole
+        input of a max pool or a table whose input gradient is needed."""
+        if layer.kind in SAVES_INPUT:
+            if layer.name not in self.needs.needs_input_grad:
+                return mf.NONE
+            x = self.graph.tensors[layer.inputs[0]]
+            self.saved_of[layer.name] = self.new_tensor(f"{layer.name}.saved_input", mf.T_SAVED, x.shape,
+                                                        x.scale, x.zero)
+            return self.saved_of[layer.name]
         nt = self.needs.n_train.get(layer.name)
         if not nt:
             return mf.NONE

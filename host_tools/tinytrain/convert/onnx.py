@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import activations
 from ..builder import FloatLayer, NetBuilder, conv_forward
 from ..graph import QGraph
 from .head import replace_head
@@ -25,7 +26,8 @@ from .head import replace_head
 SUPPORTED_HELP = """\
 ONNX (float; needs --calib): Conv (also depthwise: group == channels), Gemm,
 MatMul (+ Add: bias), Relu, Clip [0, 6] (ReLU6), Add (residual),
-GlobalAveragePool, ReduceMean over H, W, Flatten/Reshape/Squeeze/Unsqueeze
+MaxPool and AveragePool (kernel, strides, pads; not ceil_mode or dilations),
+Sigmoid, Tanh, HardSwish, LeakyRelu (int8 tables), GlobalAveragePool, ReduceMean over H, W, Flatten/Reshape/Squeeze/Unsqueeze
 (no reordering; NCHW flatten order handled), BatchNormalization after a conv
 or fc (folded), Identity, Dropout, Constant, Shape/Gather/Concat/Cast on
 constants (as in x.view(x.size(0), -1)), a final Softmax (dropped: the model
@@ -406,21 +408,36 @@ class _Converter:
             raise _Unsupported(f"dilations {dil}")
         if "kernel_shape" in at and _dims(at["kernel_shape"]) != w.shape[2:]:
             raise _Unsupported(f"kernel_shape {_dims(at['kernel_shape'])} differs from the weights")
-        strides = _dims(at.get("strides", [1] * (w.ndim - 2)))
-        pads = _dims(at.get("pads", [0] * 2 * (w.ndim - 2)))
-        auto = at.get("auto_pad", b"NOTSET")
-        auto = auto.decode() if isinstance(auto, bytes) else auto
         if one_d:
             w = w[:, :, None, :]
-            strides = (1,) + strides
-            pads = (0, pads[0], 0, pads[1])
         a = self.act(node)
         if len(a.shape) != (2 if one_d else 3):
             raise _Unsupported(f"a {'1' if one_d else '2'}-D convolution of an input shaped (N, {a.shape})")
         h, wd, c = self.net.shapes[a.tensor]
         if c != cin:
             raise _Unsupported(f"weights for {cin} input channels, input has {c}")
-        kh, kw = w.shape[2:]
+        stride, pads4, oh, ow = self._window(at, a, w.shape[2:], one_d)
+        if kind == "dwconv":
+            weight = w[:, 0]
+        else:
+            weight = w.transpose(0, 2, 3, 1)
+        bias = np.zeros(cout) if b is None else np.asarray(b, dtype=np.float64).reshape(cout)
+        view = (cout, ow) if one_d else (cout, oh, ow)
+        self.new_layer(node, kind, [a], (oh, ow, cout), view, weight=np.ascontiguousarray(weight),
+                       bias=bias.copy(), stride=stride, pads4=pads4)
+
+    def _window(self, at, a: _Act, kernel, one_d) -> tuple:
+        """(stride, pads (top, left, bottom, right), oh, ow) of a Conv's or a
+        pool's kh x kw window over a, from strides, pads and auto_pad."""
+        kh, kw = kernel
+        strides = _dims(at.get("strides", [1] * (1 if one_d else 2)))
+        pads = _dims(at.get("pads", [0] * (2 if one_d else 4)))
+        auto = at.get("auto_pad", b"NOTSET")
+        auto = auto.decode() if isinstance(auto, bytes) else auto
+        if one_d:
+            strides = (1,) + strides
+            pads = (0, pads[0], 0, pads[1])
+        h, wd, c = self.net.shapes[a.tensor]
         if auto in ("SAME_UPPER", "SAME_LOWER"):
             pads = [0, 0, 0, 0]
             for ax, (n, k, s) in enumerate(((h, kh, strides[0]), (wd, kw, strides[1]))):
@@ -449,14 +466,7 @@ class _Converter:
             raise _Unsupported(f"pads {shown}: top/left padding must be below the kernel size")
         if (oh - 1) * sh - t >= h or (ow - 1) * sw - left >= wd:
             raise _Unsupported(f"pads {shown}: a window lies wholly in the bottom/right padding")
-        if kind == "dwconv":
-            weight = w[:, 0]
-        else:
-            weight = w.transpose(0, 2, 3, 1)
-        bias = np.zeros(cout) if b is None else np.asarray(b, dtype=np.float64).reshape(cout)
-        view = (cout, ow) if one_d else (cout, oh, ow)
-        self.new_layer(node, kind, [a], (oh, ow, cout), view, weight=np.ascontiguousarray(weight),
-                       bias=bias.copy(), stride=stride, pads4=(t, left, bot, r))
+        return stride, (t, left, bot, r), oh, ow
 
     def _fc(self, node, wmat, bias):
         """An fc layer: wmat (n, K) reads the flattened input in ONNX (c, h, w) order."""
@@ -535,9 +545,9 @@ class _Converter:
             return
         if layer is not None and (layer.act, act) == ("relu", "relu6") and self.readers[a.tensor] == 1:
             layer.act = None  # relu6(relu(x)) = relu6(x)
-        layer = self.foldable(a, ("conv", "dwconv", "add"))
+        layer = self.foldable(a, ("conv", "dwconv", "add", "maxpool", "avgpool2d"))
         if layer is None:
-            raise _Unsupported("does not follow a Conv, Gemm or Add whose output only it reads")
+            raise _Unsupported("does not follow a Conv, Gemm, Add or pool whose output only it reads")
         layer.act = act
         self.folded(node, a)
 
@@ -585,6 +595,48 @@ class _Converter:
             self.alias(node, _Act(a.tensor, view))
         else:
             self.new_layer(node, "avgpool", [a], (1, 1, c), view)
+
+    def _window_pool(self, node, at, kind):
+        """MaxPool / AveragePool with a kernel: a windowed pool layer."""
+        k = _dims(at.get("kernel_shape", ()))
+        a = self.act(node)
+        if len(k) not in (1, 2) or len(a.shape) != len(k) + 1:
+            raise _Unsupported(f"kernel_shape {k} over an input shaped (N, {a.shape})")
+        if at.get("ceil_mode", 0):
+            raise _Unsupported("ceil_mode (use floor: ceil_mode=False)")
+        if any(d != 1 for d in _dims(at.get("dilations", [1] * len(k)))):
+            raise _Unsupported(f"dilations {_dims(at['dilations'])}")
+        if len(node.output) > 1 and node.output[1]:
+            raise _Unsupported("the indices output")
+        one_d = len(k) == 1
+        kernel = (1,) + k if one_d else k
+        stride, pads4, oh, ow = self._window(at, a, kernel, one_d)
+        c = self.net.shapes[a.tensor][2]
+        self.new_layer(node, kind, [a], (oh, ow, c), (c, ow) if one_d else (c, oh, ow), pool=kernel,
+                       stride=stride, pads4=pads4, out_hw=(oh, ow),
+                       count_pad=bool(at.get("count_include_pad", 0)))
+
+    def op_MaxPool(self, node, at):
+        self._window_pool(node, at, "maxpool")
+
+    def op_AveragePool(self, node, at):
+        self._window_pool(node, at, "avgpool2d")
+
+    def _table(self, node, fn):
+        a = self.act(node)
+        self.new_layer(node, "lut", [a], self.net.shapes[a.tensor], a.shape, fn=fn)
+
+    def op_Sigmoid(self, node, at):
+        self._table(node, "sigmoid")
+
+    def op_Tanh(self, node, at):
+        self._table(node, "tanh")
+
+    def op_HardSwish(self, node, at):
+        self._table(node, "hardswish")
+
+    def op_LeakyRelu(self, node, at):
+        self._table(node, activations.leaky_relu(at.get("alpha", 0.01)))
 
     def op_GlobalAveragePool(self, node, at):
         self._pool(node, self.act(node), True)

@@ -7,8 +7,12 @@ weight scales are broadcast to every channel.
 
 Operators read (batch 1, NHWC):
   CONV_2D, DEPTHWISE_CONV_2D (depth multiplier 1), FULLY_CONNECTED (a conv
-  whose kernel covers its input), ADD (same shapes), MEAN over H and W and an
-  AVERAGE_POOL_2D covering its input (global average pool), RESHAPE,
+  whose kernel covers its input), ADD (same shapes), MEAN over H and W (global
+  average pool), AVERAGE_POOL_2D (a window covering the input: the global pool)
+  and MAX_POOL_2D (windows, SAME or VALID; an average divides by the elements
+  inside the input, as TFLite does), LOGISTIC, TANH, HARD_SWISH and LEAKY_RELU
+  (activation tables computed from the float function between the tensors'
+  own quantisations, docs/arithmetic.md), RESHAPE,
   EXPAND_DIMS and SQUEEZE (keeping the layout their readers see: 1-D convs
   as the converter writes them run as 1-row 2-D ones), PAD/PADV2 with the zero point before a
   convolution (folded into its padding), RELU/RELU6/RELU_N1_TO_1 fused or
@@ -30,6 +34,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import activations
 from ..graph import QGraph, QLayer, QTensor
 from .head import replace_head
 
@@ -42,14 +47,15 @@ _ACT_NAMES = {0: "NONE", 1: "RELU", 2: "RELU_N1_TO_1", 3: "RELU6", 4: "TANH", 5:
 _PAD_SAME, _PAD_VALID = 0, 1
 
 SUPPORTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "MEAN",
-                 "AVERAGE_POOL_2D", "RESHAPE", "EXPAND_DIMS", "SQUEEZE", "PAD", "PADV2", "RELU", "RELU6", "RELU_N1_TO_1",
+                 "AVERAGE_POOL_2D", "MAX_POOL_2D", "LOGISTIC", "TANH", "HARD_SWISH", "LEAKY_RELU", "RESHAPE", "EXPAND_DIMS", "SQUEEZE", "PAD", "PADV2", "RELU", "RELU6", "RELU_N1_TO_1",
                  "QUANTIZE", "DEQUANTIZE", "SOFTMAX")
 
 SUPPORTED_HELP = """\
 TFLite (full-integer int8, e.g. the TensorFlow Lite converter with a
 representative dataset): CONV_2D, DEPTHWISE_CONV_2D (depth multiplier 1),
-FULLY_CONNECTED, ADD, MEAN over H, W / AVERAGE_POOL_2D covering the input
-(global pool), RESHAPE/EXPAND_DIMS/SQUEEZE (1-D convs too), PAD (folded into
+FULLY_CONNECTED, ADD, MEAN over H, W (global pool), AVERAGE_POOL_2D and
+MAX_POOL_2D (any window, SAME or VALID), LOGISTIC, TANH, HARD_SWISH,
+LEAKY_RELU (int8 tables), RESHAPE/EXPAND_DIMS/SQUEEZE (1-D convs too), PAD (folded into
 the next conv), fused or standalone RELU/RELU6/RELU_N1_TO_1, QUANTIZE of a
 float input and DEQUANTIZE of the output (kept int8 inside), a final SOFTMAX
 (dropped). Batch 1, one input. uint8 and float models are refused;
@@ -145,6 +151,9 @@ _OPTION_FIELDS = {
     "ADD": ("AddOptions", ("FusedActivationFunction",)),
     "AVERAGE_POOL_2D": ("Pool2DOptions", ("Padding", "StrideW", "StrideH", "FilterWidth",
                                           "FilterHeight", "FusedActivationFunction")),
+    "MAX_POOL_2D": ("Pool2DOptions", ("Padding", "StrideW", "StrideH", "FilterWidth",
+                                      "FilterHeight", "FusedActivationFunction")),
+    "LEAKY_RELU": ("LeakyReluOptions", ("Alpha",)),
 }
 
 
@@ -159,7 +168,8 @@ def _options(tflite, name: str, op):
         return None
     opt = getattr(tflite, cls)()
     opt.Init(table.Bytes, table.Pos)
-    return type(cls, (), {f: int(getattr(opt, f)()) for f in fields})()
+    values = {f: getattr(opt, f)() for f in fields}
+    return type(cls, (), {f: v if isinstance(v, float) else int(v) for f, v in values.items()})()
 
 
 def _round_away(v: float) -> int:
@@ -527,11 +537,67 @@ class _Converter:
     def op_AVERAGE_POOL_2D(self, op):
         o = op.options
         x, _ = self._act_in(op.inputs[0], "input")
-        if o is None or (o.FilterHeight, o.FilterWidth) != x.shape[:2]:
-            fh, fw = (o.FilterHeight, o.FilterWidth) if o is not None else (0, 0)
-            raise _Unsupported(f"{fh}x{fw} window on a {x.shape[0]}x{x.shape[1]} input: only a "
-                               "window covering the input (global average pool) is supported")
-        self._pool(op, x)
+        if o is not None and (o.FilterHeight, o.FilterWidth) == x.shape[:2] \
+                and self._hwc(self.t[op.outputs[0]])[:2] == (1, 1):
+            self._pool(op, x)
+        else:
+            self._window_pool(op, x, "avgpool2d")
+
+    def op_MAX_POOL_2D(self, op):
+        x, _ = self._act_in(op.inputs[0], "input")
+        if self._quant(self.t[op.inputs[0]]) != self._quant(self.t[op.outputs[0]]):
+            raise _Unsupported("input and output quantisation differ")
+        self._window_pool(op, x, "maxpool")
+
+    def _window_pool(self, op, x: QTensor, kind: str):
+        """A pool over FilterHeight x FilterWidth windows, SAME (TensorFlow's
+        odd pixel at the bottom/right) or VALID padding."""
+        o = op.options
+        if o is None:
+            raise _Unsupported("missing options")
+        yshape = self._hwc(self.t[op.outputs[0]])
+        k, strides = (int(o.FilterHeight), int(o.FilterWidth)), (int(o.StrideH), int(o.StrideW))
+        if not (min(k) >= 1 and max(k) <= 255 and min(strides) >= 1 and max(strides) <= 255) \
+                or yshape[2] != x.shape[2]:
+            raise _Unsupported(f"window {k[0]}x{k[1]}, stride {strides[0]}x{strides[1]}, "
+                               f"{x.shape} -> {yshape}")
+        # one stride for both axes, except where an axis is 1 wide everywhere (1-D)
+        trivial = [x.shape[a] == 1 and k[a] == 1 and yshape[a] == 1 for a in (0, 1)]
+        s = strides[1] if trivial[0] else strides[0]
+        if strides[0] != strides[1] and not any(trivial):
+            raise _Unsupported(f"stride {strides[0]}x{strides[1]}: the kernels take one stride")
+        pads = []
+        for a in (0, 1):
+            total = max((yshape[a] - 1) * strides[a] + k[a] - x.shape[a], 0) if o.Padding == _PAD_SAME else 0
+            top = total // 2
+            if top >= k[a] or (yshape[a] - 1) * s >= x.shape[a] + top:
+                raise _Unsupported(f"padding {top} before a {k[a]}-wide window, or a window wholly in "
+                                   "the padding")
+            pads.append(top)
+        self._add_layer(op, kind, [x], pool=k, stride=s, pad=tuple(pads))
+
+    def _table(self, op, fn: str):
+        x, _ = self._act_in(op.inputs[0], "input")
+        if self._hwc(self.t[op.outputs[0]]) != x.shape:
+            raise _Unsupported("output shaped unlike the input")
+        layer = self._add_layer(op, "lut", [x], fn=fn)
+        y = self.qtensors[layer.output]
+        layer.table, layer.table_grad, layer.table_grad_shift = activations.tables(fn, x.scale, x.zero,
+                                                                                   y.scale, y.zero)
+
+    def op_LOGISTIC(self, op):
+        self._table(op, "sigmoid")
+
+    def op_TANH(self, op):
+        self._table(op, "tanh")
+
+    def op_HARD_SWISH(self, op):
+        self._table(op, "hardswish")
+
+    def op_LEAKY_RELU(self, op):
+        if op.options is None:
+            raise _Unsupported("missing options")
+        self._table(op, activations.leaky_relu(np.float32(op.options.Alpha)))
 
     def op_RESHAPE(self, op):
         src = op.inputs[0]

@@ -68,7 +68,9 @@ class StreamDevice:
     the Trainer runs there; each call is one request and its reply."""
 
     def __init__(self, target: str, model: bytes, lr=None):
+        from ..inputs import ModelIO
         from ..stream import connect
+        self._io = ModelIO(model)
         self.name = str(target)
         self.conn = connect(self.name, model, lr=lr, prequential=False)
         self.session = self.conn.session
@@ -95,7 +97,11 @@ class StreamDevice:
 
     def info(self) -> dict:
         d = self.session.info()  # Trainer.info() and two keys of the link's own
-        return {k: v for k, v in d.items() if k not in ("label_bytes", "max_records")}
+        io = self._io
+        return {**{k: v for k, v in d.items() if k not in ("label_bytes", "max_records")},
+                # facts of the model file, as Trainer.info() gives them
+                "input_shape": io.input_shape, "input_scale": io.in_scale, "input_zero": io.in_zero,
+                "output_scale": io.out_scale, "output_zero": io.out_zero}
 
     def params_file(self) -> bytes:
         """The trained parameters, as Trainer.save writes them."""

@@ -118,6 +118,7 @@ class Result:
     arena_bytes: int = 0
     model_bytes: int = 0
     seconds: dict = field(default_factory=dict)
+    model: bytes = field(default=b"", repr=False)  # the model file fine-tuned (before fine-tuning)
 
     def table(self) -> str:
         lines = [f"held-out subject {self.subject}: {self.n_learn} windows to learn on (first part of each "
@@ -268,7 +269,7 @@ def run(target: str = "sim", held_out: int = DEFAULT_SUBJECT, seed: int = 0, epo
 
     res = Result(cfg.held_out, cfg.seed, target, cfg.scheme, len(learn), len(ev), before, after, float_before,
                  curve_float[-1], [0] + marks, [before] + curve_dev, [float_before] + curve_float, pre_acc,
-                 plan.trained_params, plan.arena_size, len(plan.data), seconds)
+                 plan.trained_params, plan.arena_size, len(plan.data), seconds, plan.data)
     if plot:
         plot_curve(res, plot)
     if verbose:
@@ -282,14 +283,46 @@ def run(target: str = "sim", held_out: int = DEFAULT_SUBJECT, seed: int = 0, epo
 
 
 def run_all(target: str = "sim", seed: int = 0, subjects=SUBJECTS, progress: bool = True, verbose: bool = True,
-            **kw) -> list:
-    """`run` with every subject held out in turn; prints one table."""
+            plot=None, **kw) -> list:
+    """`run` with every subject held out in turn; prints one table (plot: a PNG of it)."""
     results = []
     for s in subjects:
         results.append(run(target, held_out=s, seed=seed, progress=progress, verbose=False, **kw))
+    if plot:
+        plot_all(results, plot)
     if verbose:
         print(summary_table(results))
+        if plot:
+            print(f"figure: {plot}")
     return results
+
+
+def plot_all(results, path) -> None:
+    """Held-out accuracy per subject: before, after on the device, the float reference."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    r0 = results[0]
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    idx = np.arange(len(results))
+    for k, (key, label, color) in enumerate((("before", "before fine-tuning", "0.65"),
+                                             ("after", f"int8 on device, {r0.target}", "#1f77b4"),
+                                             ("float_after", "float64 reference, host", "#ff7f0e"))):
+        vals = [100 * getattr(r, key) for r in results]
+        ax.bar(idx + (k - 1) * 0.27, vals, 0.27, color=color,
+               label=f"{label} (mean {np.mean(vals):.1f}%)")
+    lo = min(min(r.before, r.after, r.float_after) for r in results)
+    ax.set_ylim(max(0.0, 100 * lo - 5), 100.5)  # the differences are the point, not the distance from 0
+    ax.set_xticks(idx, [str(r.subject) for r in results])
+    ax.set_xlabel("held-out subject")
+    ax.set_ylabel("held-out accuracy (%)")
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_title(f"personalising to each subject: {r0.scheme}, seed {r0.seed}")
+    ax.legend(loc="lower right", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def summary_table(results) -> str:

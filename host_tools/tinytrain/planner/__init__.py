@@ -77,13 +77,14 @@ search.py (search, plan_under_budget), report.py (the printed tables).
 """
 from .analysis import Analysis, Config, contribution_analysis, evaluate_schemes
 from .data import as_dataset, sample_orders, train_and_evaluate
+from .lr_sweep import LR_CANDIDATES, pick_lr
 from .pool import default_jobs
 from .schemes import (DEFAULT_RATIOS, default_bias_ks, default_weight_layers, fmt_ratio, graph_fingerprint,
                       lr_scale_dict, make_scheme, resolve_layer, split_layers)
 from .search import METHODS, SearchResult, minimum_budget, plan_under_budget, search
 from .space import SearchSpace
 
-__all__ = ["Analysis", "Config", "DEFAULT_RATIOS", "METHODS", "SearchResult", "SearchSpace", "as_dataset",
+__all__ = ["Analysis", "Config", "DEFAULT_RATIOS", "LR_CANDIDATES", "METHODS", "pick_lr", "SearchResult", "SearchSpace", "as_dataset",
            "contribution_analysis", "default_bias_ks", "default_jobs", "default_weight_layers",
            "evaluate_schemes", "fmt_ratio", "graph_fingerprint", "lr_scale_dict", "make_scheme",
            "minimum_budget", "plan_under_budget", "resolve_layer", "sample_orders", "search",

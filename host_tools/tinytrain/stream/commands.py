@@ -11,6 +11,7 @@ from .session import StreamError, TrainStats
 from .sources import DATASETS_HELP
 from .targets import connect, serial_port, target_kind
 from .. import modelfile as mf
+from ..lr_rule import lr_argument
 
 TARGET_HELP = "sim (default), qemu, or a board's serial port (/dev/ttyACM0, COM3, serial:PORT)"
 
@@ -32,10 +33,14 @@ def add_commands(sub) -> None:
     p.add_argument("--max-samples", type=int, metavar="N", help="train on the first N samples (a live source: "
                                                                 "stop after N)")
     p.add_argument("--epochs", type=int, default=1, help="passes over the data (default 1)")
+    p.add_argument("--lr", type=lr_argument, help="learning rate (default: the one stored in the model, which "
+                   "`tinytrain plan --budget` picks on your data; `tinytrain info` prints it)")
     p.add_argument("--shuffle", type=int, metavar="SEED", help="shuffle each epoch with this seed")
     p.add_argument("--load", metavar="FILE", help="start from these parameters: a host file, or :PATH on the device")
     p.add_argument("--save", metavar="FILE", help="keep the trained parameters: a host file (pulled over the "
                                                   "link), or :PATH on the device (Trainer.save there)")
+    p.add_argument("--log", metavar="FILE.csv", help="the learning curve as CSV (loss, prequential and "
+                   "evaluation accuracy) and a PNG of it beside (default: beside a host --save, FILE.csv/.png)")
     p.add_argument("--window", type=int, help="frames in flight (default: 4; 1 on a serial port)")
     p.add_argument("--max-payload", type=int, help="bytes per frame (default 2048; qemu 4096)")
     p.add_argument("--fresh", action="store_true",
@@ -68,6 +73,18 @@ def _one_line(fn):
 
 
 # -- stream -------------------------------------------------------------------
+def _log_path(args):
+    """--log, else beside a host --save (FILE.csv, FILE.png); checked before the run."""
+    log = args.log
+    if log is None and args.save and not args.save.startswith(":"):
+        log = str(Path(args.save).with_suffix(".csv"))
+    from ..plots import check_output
+    for flag, path in (("--save", args.save), ("--log", log)):
+        if path and not path.startswith(":"):
+            check_output(path, flag)
+    return log
+
+
 @_one_line
 def cmd_stream(args):
     from . import data, sources
@@ -89,7 +106,7 @@ def cmd_stream(args):
                            max_samples=args.max_samples)
         res = stream_live(args.target, model, src, load=args.load, save=args.save, window=args.window,
                           max_payload=args.max_payload, prequential=not args.no_accuracy, progress=not args.quiet,
-                          resume=not args.fresh)
+                          resume=not args.fresh, lr=args.lr)
         print(res["summary"])
         return 130 if res["interrupted"] else 0
     if args.label_first:
@@ -102,6 +119,7 @@ def cmd_stream(args):
         x, y, xe, ye = data.load(args.data, args.labels)
     if args.max_samples is not None:
         x, y = x[:args.max_samples], y[:args.max_samples]
+    log = _log_path(args)
     raw = True if args.raw else None
     train = data.samples(model, x, y, raw)
     evalset = data.samples(model, xe, ye, raw) if xe is not None and ye is not None else None
@@ -109,7 +127,8 @@ def cmd_stream(args):
         raise ValueError(f"{args.data}: no samples")
     res = stream(args.target, model, train, epochs=args.epochs, shuffle=args.shuffle, evalset=evalset,
                  load=args.load, save=args.save, window=args.window, max_payload=args.max_payload,
-                 prequential=not args.no_accuracy, progress=not args.quiet, resume=not args.fresh)
+                 prequential=not args.no_accuracy, progress=not args.quiet, resume=not args.fresh, lr=args.lr,
+                 log=log)
     print(res["summary"])
     return 130 if res["interrupted"] else 0
 
@@ -145,15 +164,21 @@ class _CtrlC:
             signal.signal(signal.SIGINT, self.previous)
 
 
+BEFORE_MAX = 500  # training samples evaluated before training when there is no evaluation set
+
+
 def stream(target, model: bytes, samples, *, epochs: int = 1, shuffle=None, evalset=None, load=None, save=None,
            window=None, max_payload=None, prequential=True, progress=False, out=sys.stderr,
-           resume: bool = True) -> dict:
+           resume: bool = True, lr=None, log=None) -> dict:
     """Train on target from samples [(int8 input bytes, label)]; returns the
     per-sample losses, accuracies, the device's counters and a summary.
     Ctrl-C ends the stream between samples: what was sent is trained, saved
     (save) and summed up ("interrupted" in the result); a second one stops at
     once. resume: go on with the Trainer a board kept from an earlier session
-    of this model (targets.connect)."""
+    of this model (targets.connect). lr: the learning rate (None: the
+    model's). Before training, the accuracy on evalset (else on the first
+    BEFORE_MAX samples) is measured; log: a CSV of the learning curve
+    (stream_log.py), with a PNG of it beside."""
     import random
     samples = list(samples)
     n_total = len(samples) * epochs
@@ -162,8 +187,15 @@ def stream(target, model: bytes, samples, *, epochs: int = 1, shuffle=None, eval
         from tqdm.auto import tqdm
         bar = tqdm(total=n_total, unit="sample", desc=f"stream on {target}", dynamic_ncols=True, file=out)
     stats = TrainStats()
-    report = _reporter(bar, prequential)
+    marks = [(0, 0)]  # (samples reported, prequential hits) as the device reports: the log's curve
+    show = _reporter(bar, prequential)
+
+    def report(st):
+        if st.n > marks[-1][0]:
+            marks.append((st.n, st.hits))
+        show(st)
     epochs_out = []
+    before = None
     t0 = time.monotonic()
     sent = [0]
     resumed = None
@@ -176,11 +208,15 @@ def stream(target, model: bytes, samples, *, epochs: int = 1, shuffle=None, eval
             yield samples[i]
 
     try:
-        with _CtrlC() as ctrl_c, connect(target, model, window=window, max_payload=max_payload,
+        with _CtrlC() as ctrl_c, connect(target, model, window=window, max_payload=max_payload, lr=lr,
                                          prequential=prequential, resume=resume and not load) as conn:
             s = conn.session
             resumed = conn.resumed
             _start(s, load)
+            probe = evalset or samples[:BEFORE_MAX]
+            if probe:
+                before = {"accuracy": s.evaluate(probe)[0] / len(probe), "n": len(probe),
+                          "on": "evaluation set" if evalset else "training samples"}
             t_train = time.monotonic()
             for e in range(epochs):
                 order = list(range(len(samples)))
@@ -216,12 +252,21 @@ def stream(target, model: bytes, samples, *, epochs: int = 1, shuffle=None, eval
     if resumed is not None:
         lines.insert(0, f"went on with the Trainer the device kept ({resumed} steps; --fresh starts from the "
                         "model file)")
+    if before is not None:
+        lines.append(f"before training: accuracy {100 * before['accuracy']:.1f}% on the {before['on']} "
+                     f"({before['n']} samples)")
     lines += [_epoch_line(ep) for ep in epochs_out]
     lines.append(_link_line(counts, dev, dev_info))
     if save:
         lines.append(f"saved the trained parameters to {save}")
-    return {"losses": stats.losses, "hits": stats.hits, "epochs": epochs_out, "device": dev, "link": counts,
-            "samples_per_s": rate, "summary": "\n".join(lines), "interrupted": ctrl_c.came, "resumed": resumed}
+    res = {"losses": stats.losses, "hits": stats.hits, "epochs": epochs_out, "device": dev, "link": counts,
+           "samples_per_s": rate, "summary": "\n".join(lines), "interrupted": ctrl_c.came, "resumed": resumed,
+           "before": before}
+    if log:
+        from . import log as stream_log
+        written = stream_log.write(log, res, marks, len(samples), title=f"{target}: {sent[0]} samples")
+        res["summary"] += "\n" + "wrote " + " and ".join(map(str, written))
+    return res
 
 
 def _reporter(bar, prequential: bool):
@@ -270,7 +315,7 @@ def _link_line(counts, dev, dev_info) -> str:
 
 
 def stream_live(target, model: bytes, source, *, load=None, save=None, window=None, max_payload=None,
-                prequential=True, progress=False, out=None, resume: bool = True) -> dict:
+                prequential=True, progress=False, out=None, resume: bool = True, lr=None) -> dict:
     """Train on target from a live source (sources.LineSource) as its samples
     come, until it ends (end of input, its max_samples) or Ctrl-C; then the
     parameters are saved (save) and the summary made. Ctrl-C is taken
@@ -312,7 +357,7 @@ def stream_live(target, model: bytes, source, *, load=None, save=None, window=No
         previous = None
     t0 = time.monotonic()
     try:
-        with connect(target, model, window=window, max_payload=max_payload, prequential=prequential,
+        with connect(target, model, window=window, max_payload=max_payload, prequential=prequential, lr=lr,
                      resume=resume and not load) as conn:
             s = conn.session
             _start(s, load)

@@ -257,6 +257,10 @@ def dataset(spec: str, model: bytes) -> tuple:
         if name == "imu":
             x, y, xe, ye, n_cls, what = _imu(spec, arg, (h, w, c))
         elif name in ("digits", "faces") and not arg:
+            if min(h, w) < 4:
+                raise ValueError(f"{spec} gives images; the model takes {h}x{w}x{c}, not an image of at least "
+                                 "4x4 pixels: resizing to it would not be the data set. Give your data as a file "
+                                 "(.npz) in the model's layout")
             from .. import datasets as ds
             from ..tasks import IMAGE_SIZES, load_image_task
             task = load_image_task(name, 0, *IMAGE_SIZES[name])

@@ -118,6 +118,14 @@ void tt_backward_layer(tt_trainer *t, uint32_t li, const tt_op_rec *op) {
         tt_avgpool_backward(t, L, op->t[TT_BWD_OUT_GRAD], op->t[TT_BWD_IN_GRAD]);
         return;
     }
+    if (L->kind == TT_L_MAXPOOL || L->kind == TT_L_AVGPOOL2D) {
+        tt_pool2d_backward(t, L, op->t[TT_BWD_OUT_GRAD], op->t[TT_BWD_SAVED], op->t[TT_BWD_IN_GRAD]);
+        return;
+    }
+    if (L->kind == TT_L_LUT) {
+        tt_lut_backward(t, L, op->t[TT_BWD_OUT_GRAD], op->t[TT_BWD_SAVED], op->t[TT_BWD_IN_GRAD]);
+        return;
+    }
     {
         const float k = (t->lr * L->lr_scale) * sg;
         const uint32_t npos = (uint32_t)out->h * out->w;

@@ -14,7 +14,7 @@
 #define TT_MAGIC2 'R'
 #define TT_MAGIC3 'N'
 #define TT_VERSION_MAJOR 2
-#define TT_VERSION_MINOR 0
+#define TT_VERSION_MINOR 1
 
 #define TT_HEADER_SIZE 128u
 #define TT_NONE 0xFFFFu        /* "no tensor" in a 16-bit tensor id */
@@ -35,8 +35,13 @@ enum {
 
 /* Layer kinds */
 enum { TT_L_CONV = 1, TT_L_DWCONV = 2, TT_L_ADD = 3, TT_L_AVGPOOL = 4 };
+/* Format 2.1: windowed pools (kh, kw, stride, pad_top, pad_left) and
+   activations by table (w_off int8[256], gscale_off int16[256] derivative
+   with `shift` fraction bits). */
+enum { TT_L_MAXPOOL = 5, TT_L_AVGPOOL2D = 6, TT_L_LUT = 7 };
 #define TT_LF_TRAIN_BIAS 0x01u
 #define TT_LF_RESIDUE 0x02u /* trained weights keep 8 extra fraction bits */
+#define TT_LF_COUNT_PAD 0x04u /* an average pool (2D) divides every window by kh*kw, padding included */
 
 /* Op kinds */
 enum { TT_OP_FWD = 1, TT_OP_LOSS = 2, TT_OP_BWD = 3, TT_OP_GRAD_ADD = 4, TT_OP_FWD_FUSED = 5 };
@@ -84,10 +89,11 @@ typedef struct {
     uint16_t logits_tensor;
     uint16_t n_classes;    /* elements of the logits tensor */
     uint8_t loss_kind;
-    uint8_t flags;
+    uint8_t flags;         /* host-only facts (2.1): 1 input channels-first at the source, 2 names_off set */
     float lr;              /* default learning rate (float SGD units) */
     uint32_t exp_table_off;/* blob offset of uint32[256]: round(2^30 exp(-s_y d)) */
-    uint32_t reserved[12];
+    uint32_t names_off;    /* blob offset of the layer names (host-only, 2.1) */
+    uint32_t reserved[11];
 } tt_header_rec;
 
 typedef struct {
@@ -125,7 +131,9 @@ typedef struct {
     uint32_t b_arena;      /* int32 [cout] */
     float lr_scale;
     /* ADD: out = round((a - za) * mult_a + (b - zb) * mult_b, shift) + zy;
-       AVGPOOL: out = requant(sum(x - zx), mult_a, shift) + zy */
+       AVGPOOL: out = requant(sum(x - zx), mult_a, shift) + zy;
+       AVGPOOL2D: mult_off, shift_off hold [kh*kw], entry n-1 for a window of n inputs;
+       LUT: shift = fraction bits of the derivative table */
     int32_t mult_a, mult_b;
     uint32_t shift;
     uint32_t wscale_off;   /* float [cout] weight scales s_w (for host tools), or TT_NO_OFFSET */

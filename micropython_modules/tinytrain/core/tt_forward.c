@@ -10,13 +10,18 @@
 #include "kernels/tt_kernels.h"
 #include "kernels/tt_opt.h"
 
-/* Trained input channels of a weight-trained layer, in storage order. */
+/* Trained input channels of a weight-trained layer, in storage order; the
+   whole input of a max pool or a table (their backward reads it). */
 static void save_input(tt_trainer *t, const tt_layer_rec *L, uint32_t saved_id) {
     const tt_tensor_rec *in = tt_tensor(&t->model, L->in);
     const int8_t *x = tt_act_data(t, L->in);
     int8_t *s = tt_act_data(t, saved_id);
     const uint16_t *perm = tt_perm_of(&t->model, L);
     uint32_t hw = (uint32_t)in->h * in->w, nt = L->n_train;
+    if (L->kind > TT_L_DWCONV) {
+        memcpy(s, x, tt_numel(in));
+        return;
+    }
     for (uint32_t p = 0; p < hw; p++) {
         for (uint32_t j = 0; j < nt; j++) {
             s[p * nt + j] = x[p * in->c + perm[j]];
@@ -71,6 +76,15 @@ void tt_forward_layer(tt_trainer *t, const tt_layer_rec *L, uint32_t mask_id, ui
         }
 #endif
         tt_add_ref(t, L, mask);
+        break;
+    case TT_L_MAXPOOL:
+        tt_maxpool_ref(t, L, mask);
+        break;
+    case TT_L_AVGPOOL2D:
+        tt_avgpool2d_ref(t, L, mask);
+        break;
+    case TT_L_LUT:
+        tt_lut_ref(t, L, mask);
         break;
     default:
         tt_avgpool_ref(t, L, mask);

@@ -309,6 +309,52 @@ static tt_status check_conv(const checker *c, uint32_t li, const tt_layer_rec *L
     return TT_OK;
 }
 
+/* A windowed pool or an activation table (format 2.1): what tt_pool2d.c and
+   tt_lut.c assume. No parameters to train. */
+static tt_status check_pool_or_table(const checker *c, uint32_t li, const tt_layer_rec *L) {
+    const tt_tensor_rec *in = &c->m->tensors[L->in], *out = &c->m->tensors[L->out];
+    const uint32_t kk = (uint32_t)L->kh * L->kw;
+    if (L->n_train || (L->flags & TT_LF_TRAIN_BIAS)) {
+        return tt_fail(c->err, TT_E_LAYER, "layer %u: this kind has no parameters to train", li);
+    }
+    if (L->kind == TT_L_LUT) {
+        if (in->h != out->h || in->w != out->w || in->c != out->c) {
+            return tt_fail(c->err, TT_E_SHAPE, "layer %u: table output must be shaped like its input", li);
+        }
+        if (!blob_ok(c, L->w_off, 256u, 1u, 1u) || !blob_ok(c, L->gscale_off, 256u, 2u, 2u)) {
+            return tt_fail(c->err, TT_E_BLOB, "layer %u: table or derivative table outside the blob", li);
+        }
+        if (L->shift > MAX_SHIFT) {
+            return tt_fail(c->err, TT_E_QUANT, "layer %u: derivative shift %u above %u", li, L->shift, MAX_SHIFT);
+        }
+        return TT_OK;
+    }
+    /* Every window starts inside the padded input and, the padding being
+       below the kernel, covers at least one input element. */
+    if (!L->kh || !L->kw || !L->stride || L->pad_top >= L->kh || L->pad_left >= L->kw) {
+        return tt_fail(c->err, TT_E_LAYER, "layer %u: kernel %ux%u stride %u pad %u,%u invalid", li, L->kh,
+                       L->kw, L->stride, L->pad_top, L->pad_left);
+    }
+    if (out->c != in->c || (uint32_t)(out->h - 1) * L->stride >= (uint32_t)in->h + L->pad_top ||
+        (uint32_t)(out->w - 1) * L->stride >= (uint32_t)in->w + L->pad_left) {
+        return tt_fail(c->err, TT_E_SHAPE, "layer %u: output %ux%ux%u does not follow from input %ux%ux%u", li,
+                       out->h, out->w, out->c, in->h, in->w, in->c);
+    }
+    if (L->kind == TT_L_MAXPOOL) {
+        /* the output is the largest input element itself */
+        if (in->zero != out->zero || memcmp(&in->scale, &out->scale, sizeof(float)) != 0) {
+            return tt_fail(c->err, TT_E_QUANT, "layer %u: max pool input and output quantised differently", li);
+        }
+        return TT_OK;
+    }
+    /* average: one requantisation per count of covered elements, sums of at
+       most 255 * 255 * 255 < 2^31 */
+    if (!blob_ok(c, L->mult_off, kk, 4u, 4u) || !blob_ok(c, L->shift_off, kk, 1u, 1u)) {
+        return tt_fail(c->err, TT_E_BLOB, "layer %u: pool multipliers outside the blob", li);
+    }
+    return check_requant_arrays(c, li, L, kk);
+}
+
 /* A layer's tensor field: an activation (or none where the kind has no such
    operand); the output is never the network input, which is the caller's. */
 static tt_status check_layer_ref(const checker *c, uint32_t li, const char *field, uint32_t id, int used,
@@ -346,7 +392,7 @@ static tt_status check_layers(const checker *c) {
         if (L->act_min < -128 || L->act_max > 127 || L->act_min > L->act_max) {
             return tt_fail(c->err, TT_E_QUANT, "layer %u: clamp [%d, %d] invalid", li, L->act_min, L->act_max);
         }
-        if (L->flags & ~(TT_LF_TRAIN_BIAS | TT_LF_RESIDUE)) {
+        if (L->flags & ~(TT_LF_TRAIN_BIAS | TT_LF_RESIDUE | (L->kind == TT_L_AVGPOOL2D ? TT_LF_COUNT_PAD : 0u))) {
             return tt_fail(c->err, TT_E_LAYER, "layer %u: unknown flags", li);
         }
         in = &c->m->tensors[L->in];
@@ -378,6 +424,13 @@ static tt_status check_layers(const checker *c) {
             }
             if (L->n_train || (L->flags & TT_LF_TRAIN_BIAS)) {
                 return tt_fail(c->err, TT_E_LAYER, "layer %u: this kind has no parameters to train", li);
+            }
+            break;
+        case TT_L_MAXPOOL:
+        case TT_L_AVGPOOL2D:
+        case TT_L_LUT:
+            if ((s = check_pool_or_table(c, li, L)) != TT_OK) {
+                return s;
             }
             break;
         default:

@@ -141,8 +141,17 @@ static tt_status check_fused(const tt_checker *c, uint32_t i, const tt_op_rec *o
     return TT_OK;
 }
 
+static int reads_saved_input(const tt_layer_rec *L) {
+    return L->kind == TT_L_MAXPOOL || L->kind == TT_L_LUT;
+}
+
+/* A layer's saved input: the trained channels of a weight-trained conv or
+   depthwise layer, the whole input of a max pool or a table. */
 static int saved_fits(const tt_checker *c, uint32_t id, const tt_layer_rec *L) {
     const tt_tensor_rec *s = &c->m->tensors[id], *in = &c->m->tensors[L->in];
+    if (reads_saved_input(L)) {
+        return s->c == in->c && s->h == in->h && s->w == in->w;
+    }
     return L->kind <= TT_L_DWCONV && L->n_train && s->c == L->n_train && s->h == in->h && s->w == in->w;
 }
 
@@ -180,9 +189,12 @@ static tt_status check_shapes(const tt_checker *c, uint32_t i, const tt_op_rec *
             if (t[3] != TT_NONE && L->gscale_off == TT_NO_OFFSET) {
                 return tt_fail(c->err, TT_E_OP, "op %u: input gradient needs gradient scales", i);
             }
-        } else if (L->kind == TT_L_AVGPOOL && t[3] == TT_NONE) {
+        } else if (L->kind != TT_L_ADD && t[3] == TT_NONE) {
             /* the kernel's only work; it reads that slot's record first */
-            return tt_fail(c->err, TT_E_OP, "op %u t3: none, a pool's backward needs its input gradient", i);
+            return tt_fail(c->err, TT_E_OP, "op %u t3: none, a pool's or table's backward needs its input "
+                           "gradient", i);
+        } else if (reads_saved_input(L) && (t[2] == TT_NONE || !saved_fits(c, t[2], L))) {
+            return tt_fail(c->err, TT_E_OP, "op %u t2: a max pool's or table's backward needs its saved input", i);
         }
         return TT_OK;
     default: /* TT_OP_GRAD_ADD */

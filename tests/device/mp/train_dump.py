@@ -37,4 +37,4 @@ print("P", hx(t.params()))
 info = t.info()
 for k in sorted(info):
     v = info[k]
-    print("I", k, hx(struct.pack("<f", v)) if k == "lr" else v)
+    print("I", k, hx(struct.pack("<f", v)) if isinstance(v, float) else v)

@@ -127,6 +127,14 @@ void tt_add_backward(tt_trainer *t, uint32_t g_id, uint32_t da_id, uint32_t db_i
 /* tt_pool.c: global average pool, forward and backward. */
 void tt_avgpool_ref(tt_trainer *t, const tt_layer_rec *L, uint8_t *mask);
 void tt_avgpool_backward(tt_trainer *t, const tt_layer_rec *L, uint32_t g_id, uint32_t dx_id);
+/* tt_pool2d.c: windowed max and average pools; the backward of either
+   (saved_id: the max pool's saved input, else TT_NONE). */
+void tt_maxpool_ref(tt_trainer *t, const tt_layer_rec *L, uint8_t *mask);
+void tt_avgpool2d_ref(tt_trainer *t, const tt_layer_rec *L, uint8_t *mask);
+void tt_pool2d_backward(tt_trainer *t, const tt_layer_rec *L, uint32_t g_id, uint32_t saved_id, uint32_t dx_id);
+/* tt_lut.c: activation tables, forward and backward (saved_id: the saved input). */
+void tt_lut_ref(tt_trainer *t, const tt_layer_rec *L, uint8_t *mask);
+void tt_lut_backward(tt_trainer *t, const tt_layer_rec *L, uint32_t g_id, uint32_t saved_id, uint32_t dx_id);
 /* tt_mask.c: g[i] = 0 where the forward pass clamped (mask bit 0). */
 void tt_apply_mask_ref(int16_t *g, const uint8_t *mask, uint32_t n);
 /* tt_update.c: bias and weight gradients, each applied as soon as it is summed (QAS SGD). */
