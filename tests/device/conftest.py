@@ -27,6 +27,23 @@ def _built(path, target):
     return path
 
 
+# The emulators the fixtures started. An idle MicroPython REPL under qemu polls
+# its UART, so each one left running takes most of a core: they stop as soon
+# as the device tests are over, not when the whole suite ends.
+_RUNNING = []
+
+
+def _started(dev):
+    _RUNNING.append(dev)
+    return dev
+
+
+def pytest_runtest_teardown(item, nextitem):
+    if nextitem is None or HERE not in nextitem.path.resolve().parents:
+        while _RUNNING:
+            _RUNNING.pop().close()
+
+
 @pytest.fixture(scope="session")
 def unix():
     return mpdevice.Unix(_built(mpdevice.UNIX_EXE, "unix"))
@@ -34,7 +51,7 @@ def unix():
 
 @pytest.fixture(scope="session")
 def qemu():
-    dev = mpdevice.Qemu(_built(mpdevice.QEMU_ELF, "qemu"))
+    dev = _started(mpdevice.Qemu(_built(mpdevice.QEMU_ELF, "qemu")))
     yield dev
     dev.close()
 
@@ -43,7 +60,7 @@ def qemu():
 def qemu_rv32():
     """MicroPython's VIRT_RV32 board (rv32imac, the ESP32-C3/C6 class) with the module."""
     from tinytrain.stream.targets import RV32_VIRT
-    dev = mpdevice.Qemu(_built(mpdevice.QEMU_RV32_ELF, "qemu-rv32"), machine=RV32_VIRT, name="qemu_rv32")
+    dev = _started(mpdevice.Qemu(_built(mpdevice.QEMU_RV32_ELF, "qemu-rv32"), machine=RV32_VIRT, name="qemu_rv32"))
     yield dev
     dev.close()
 
@@ -53,7 +70,7 @@ def qemu_big_heap():
     """qemu with the qemu port's own 140 KiB heap: room for a natmod's code."""
     elf = mpdevice.BUILD / "qemu-MPS2_AN500-heap143360" / "firmware.elf"
     mpdevice.make("qemu", MICROPY_DIR, ["QEMU_HEAP_SIZE=143360"])
-    dev = mpdevice.Qemu(elf)
+    dev = _started(mpdevice.Qemu(elf))
     yield dev
     dev.close()
 
