@@ -224,11 +224,11 @@ unix: $(TT_MPY_CROSS)
 
 # ---------------------------------------------------------------------------
 # Dynamic native module: build/natmod-$(ARCH)/tinytrain.mpy.
-natmod:
+natmod: $(TT_MPY_CROSS)
 	@$(TT_PY) -c "import elftools, ar" 2>/dev/null || { echo "natmod needs the Python packages pyelftools and ar: pip install pyelftools ar" >&2; exit 1; }
 	@mkdir -p $(TT_NATMOD_BUILD)
 	@ln -sf $(TT_USER_C)/tinytrain/natmod/Makefile $(TT_NATMOD_BUILD)/Makefile
-	$(MAKE) -C $(TT_NATMOD_BUILD) MPY_DIR=$(TT_MP) ARCH=$(ARCH) BUILD=$(TT_NATMOD_BUILD) TT_OPTIMIZED=$(TT_OPTIMIZED)
+	$(MAKE) -C $(TT_NATMOD_BUILD) MPY_DIR=$(TT_MP) ARCH=$(ARCH) BUILD=$(TT_NATMOD_BUILD) TT_OPTIMIZED=$(TT_OPTIMIZED) MPY_CROSS=$(TT_MPY_CROSS)
 
 # Every MicroPython native architecture, each with the compiler it needs;
 # one line for each that cannot be built here and why.

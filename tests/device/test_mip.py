@@ -25,7 +25,7 @@ from test_micropython import host_run, prepare  # noqa: E402
 # on this firmware (not yet understood).
 ARCH = "armv7emsp"
 LIB = "/flash/lib"
-FILES = ("tinytrain.mpy", "tinytrain_stream.py")
+FILES = ("tinytrain.mpy", "tinytrain_stream.mpy")
 
 
 def test_mpremote_mip_install(qemu_big_heap, tmp_path):
@@ -35,6 +35,7 @@ def test_mpremote_mip_install(qemu_big_heap, tmp_path):
     assert sorted(dst for dst, _ in json.loads(package.read_text())["urls"]) == sorted(FILES)
     dev = qemu_big_heap
     dev.mpremote("exec", "import os\nfor p in ('/flash/lib/tinytrain.mpy', '/flash/lib/tinytrain_stream.py', "
+                 "'/flash/lib/tinytrain_stream.mpy', "
                  "'/flash/lib/tinytrain_mip.mpy'):\n try: os.remove(p)\n except OSError: pass")
     # this firmware's sys.path has no .../lib entry: mip needs --target (the documented error without it)
     with pytest.raises(mpdevice.DeviceError, match="Unable to find lib dir"):

@@ -58,12 +58,15 @@ def test_unix_install_then_train(tmp_path, monkeypatch):
     natmod("x64")
     exe = mpdevice.BUILD / "stock-unix" / "micropython"
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    lib = tmp_path / "home" / ".micropython" / "lib"
+    lib.mkdir(parents=True)
+    # an older install's source form would be imported before the bytecode
+    (lib / "tinytrain_stream.py").write_text("raise ImportError('stale receiver')\n")
     said = []
     info = install.install(f"unix:{exe}", say=said.append)
-    lib = tmp_path / "home" / ".micropython" / "lib"
     assert info["arch"] == "x64" and info["lib"] == str(lib)
     assert (lib / "tinytrain.mpy").read_bytes() == (mpdevice.BUILD / "natmod-x64" / "tinytrain.mpy").read_bytes()
-    assert (lib / "tinytrain_stream.py").is_file()
+    assert (lib / "tinytrain_stream.mpy").is_file() and not (lib / "tinytrain_stream.py").exists()
     assert info["module_heap_bytes"] > 0
     work = tmp_path / "work"
     work.mkdir()
@@ -104,4 +107,4 @@ def test_install_over_serial_finds_the_built_in_module(qemu):
     with pytest.raises(install.InstallError, match="built in"):
         install.install(qemu.pty, say=lambda s: None)
     out = qemu.mpremote("exec", "import os; print('LS', sorted(os.listdir('/flash/lib')))")
-    assert "'tinytrain.mpy'" in out and "'tinytrain_stream.py'" in out
+    assert "'tinytrain.mpy'" in out and "'tinytrain_stream.mpy'" in out
