@@ -20,7 +20,7 @@
 #
 # MICROPY_DIR defaults to ../shared/micropython when that folder exists.
 #
-# Options: MICROPY_TINYTRAIN_ARENA_SIZE (static arena bytes, default 163840),
+# Options: MICROPY_TINYTRAIN_ARENA_SIZE (static arena bytes, default 196608),
 # QEMU_HEAP_SIZE (qemu GC heap, default the heap the F746 build leaves),
 # QEMU_FLASH_SIZE (qemu's /flash, a FAT RAM disk, default 98304 as the F746's),
 # QEMU_EXTRA (more qemu arguments, e.g. -icount shift=0).
@@ -41,8 +41,10 @@ endif
 BOARD ?= TINYTRAIN_F746DISC
 ARCH ?= armv7emsp
 FLASH_TOOL ?= stlink
-MICROPY_TINYTRAIN_ARENA_SIZE ?= 163840
-# The F746 build with the default arena leaves 69 KiB of GC heap in SRAM
+# 192 KiB: what the F746 board gives (boards/TINYTRAIN_F746DISC/README.md), so
+# that every published scheme of the paper's three models fits.
+MICROPY_TINYTRAIN_ARENA_SIZE ?= 196608
+# The F746 build with the default arena leaves 70 KiB of GC heap in SRAM
 # (make firmware prints it); qemu gets no more than that.
 QEMU_HEAP_SIZE ?= 65536
 # qemu's /flash: a FAT filesystem of this many bytes (a multiple of 512, 32 KiB
@@ -112,8 +114,8 @@ $(TT_MPY_CROSS):
 # Flash (1024 KiB): sector 0 (32K) vector table, sectors 1-3 (96K) the FAT
 # filesystem, firmware text from 0x08020000, and the last 256K sector a ROMFS
 # partition for model files (TINYTRAIN_ROMFS_* in the board's mpconfigboard.h).
-# SRAM (320 KiB): DTCM 64K (filesystem cache), SRAM1+2 256K = .data + .bss
-# (MicroPython + arena) + GC heap + 16K stack.
+# SRAM (320 KiB): DTCM's first 32K (filesystem cache), then 288K (DTCM's last
+# 32K + SRAM1 + SRAM2) = .data + .bss (MicroPython + arena) + GC heap + 16K stack.
 TT_FLASH_TEXT_START := 0x08020000
 TT_ROMFS_START := 0x080C0000
 TT_MIN_HEAP ?= 49152
@@ -134,8 +136,9 @@ firmware-report:
 	arena=$$(( 0x$$(arm-none-eabi-nm -S $$elf | awk '$$4 == "tinytrain_arena" { print $$2 }') )); \
 	heap=$$(( $$(sym _heap_end) - $$(sym _heap_start) )); \
 	stack=$$(( $$(sym _estack) - $$(sym _sstack) )); \
-	ram=$$(( $$(sym _estack) - 0x20010000 )); \
-	mp=$$(( $$(sym _heap_start) - 0x20010000 - arena )); \
+	ram=$$(( $$(sym _estack) - $$(sym _ram_start) )); \
+	mp=$$(( $$(sym _heap_start) - $$(sym _ram_start) - arena )); \
+	cache=$$(( $$(sym _micropy_hw_internal_flash_storage_ram_cache_end) - $$(sym _micropy_hw_internal_flash_storage_ram_cache_start) )); \
 	k() { awk -v n="$$1" 'BEGIN { printf "%7.1f KiB", n / 1024 }'; }; \
 	echo "== $(BOARD): flash (1024 KiB) =="; \
 	echo "  sector 0, vectors          $$(k $$isr) of $$(k 32768)"; \
@@ -144,12 +147,12 @@ firmware-report:
 	echo "  ROMFS for model files      $$(k $$romfs) (0x080C0000-0x080FFFFF)"; \
 	echo "  free for the firmware      $$(k $$(( text_room - text )))"; \
 	echo "== $(BOARD): SRAM (320 KiB) =="; \
-	echo "  DTCM: filesystem cache     $$(k 65536)"; \
+	echo "  DTCM: filesystem cache     $$(k $$cache)"; \
 	echo "  MicroPython static data    $$(k $$mp) (vector table copy, .data, .bss)"; \
 	echo "  tinytrain arena (.bss)     $$(k $$arena)"; \
 	echo "  GC heap                    $$(k $$heap)"; \
 	echo "  stack                      $$(k $$stack)"; \
-	echo "  total SRAM1+SRAM2          $$(k $$(( mp + arena + heap + stack ))) of $$(k $$ram) (+8 bytes reserved)"; \
+	echo "  total RAM (DTCM+SRAM1+2)   $$(k $$(( mp + arena + heap + stack ))) of $$(k $$ram) (+8 bytes reserved)"; \
 	fail=; \
 	[ $$isr -le 32768 ] || fail="$$fail vectors overflow sector 0;"; \
 	[ $$text -le $$text_room ] || fail="$$fail firmware overlaps the ROMFS partition;"; \

@@ -220,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="vision: the paper's int8 .pkl (default ../shared/models/tte/mcunet-5fps.pkl "
                    "beside the repository, else a small CNN), or 'small'")
     p.add_argument("--scheme", help="vision: what to train, comma-separated to compare (default auto: the "
-                   "published scheme that fits the F746's 160 KiB arena; see `tinytrain convert -h`)")
+                   "published scheme that fits the F746's 192 KiB arena; see `tinytrain convert -h`)")
     p.add_argument("--budget", help="vision: plan the scheme under this many bytes of arena, e.g. 150000 or 150k (contribution "
                    "analysis + search: a few minutes more)")
     p.add_argument("--lr", type=lr_argument, help="fine-tuning learning rate (default: the demo's, printed "

@@ -28,7 +28,7 @@ from tinytrain.compiler import Scheme, compile_model  # noqa: E402
 import mpdevice  # noqa: E402
 import netzoo  # noqa: E402
 
-ARENA_SIZE = 163840  # MICROPY_TINYTRAIN_ARENA_SIZE of the builds under test
+ARENA_SIZE = 196608  # MICROPY_TINYTRAIN_ARENA_SIZE of the builds under test
 STEPS = 24
 EVALS = 4
 REPORT = mpdevice.BUILD / "device-report.txt"
