@@ -50,7 +50,7 @@
 
 #define TT_CANARY 0xA5u
 #define TT_MSG_LEN 160
-#define TT_LR_LIMIT 3.0e38 // the core's bound on a learning rate (a float32)
+#define TT_LR_LIMIT 3.0e38f // the core's bound on a learning rate (a float32)
 
 #if !MICROPY_ENABLE_DYNRUNTIME
 #ifndef MICROPY_TINYTRAIN_ARENA_SIZE
@@ -266,7 +266,10 @@ static float lr_arg(mp_obj_t o) {
         raise_msg(EXC_TYPE(TypeError), "lr must be a number or None, not %s", type_name(o));
     }
     mp_float_t v = mp_obj_get_float(o);
-    if (!(v == v) || v <= (mp_float_t)0 || v > (mp_float_t)TT_LR_LIMIT) {
+    // Compared as a float32: a double constant would make this file's .text
+    // 8-byte aligned where floats are doubles, which mpy_ld mislinks (natmod/Makefile).
+    float f = (float)v;
+    if (!(v == v) || !(f > 0.0f) || !(f <= TT_LR_LIMIT)) {
         raise_msg(EXC_TYPE(ValueError), "lr must be a finite number > 0");
     }
     return (float)v;

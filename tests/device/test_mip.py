@@ -20,9 +20,8 @@ if not MICROPY_DIR:
 import mpdevice  # noqa: E402
 from test_micropython import host_run, prepare  # noqa: E402
 
-# The Cortex-M7 build that test_natmod and the stock AN500 test load too. The
-# board reports armv7emdp, but training with the armv7emdp build hard-faulted
-# on this firmware (not yet understood).
+# The F746's build (single-precision FPU), which this Cortex-M7 also runs;
+# test_stock.py gives the AN500 its own armv7emdp build.
 ARCH = "armv7emsp"
 LIB = "/flash/lib"
 FILES = ("tinytrain.mpy", "tinytrain_stream.mpy")
