@@ -74,10 +74,11 @@ def scale_factors(graph):
 
 
 def changed(plan, before: bytes, after: bytes) -> dict:
-    """How many trained int8 weights and int32 biases differ between two
+    """How many trained int8 weights and biases differ between two
     snapshots of the trained parameters (Trainer.params(): the arena's
     persistent area, where the model file places each layer's trained
-    weights and biases, docs/format.md)."""
+    weights and biases, int32 or, with the flag BIAS16, int16 changes;
+    docs/format.md)."""
     out = {"weights": 0, "of weights": 0, "biases": 0, "of biases": 0}
     for L in plan.model.layers:
         cout = plan.model.tensors[L.out].shape[-1]
@@ -87,7 +88,8 @@ def changed(plan, before: bytes, after: bytes) -> dict:
             out["weights"] += int((a != b).sum())
             out["of weights"] += n
         if L.b_arena != mf.NO_OFFSET:
-            a, b = (np.frombuffer(p, np.int32, cout, L.b_arena) for p in (before, after))
+            dtype = np.int16 if L.flags & mf.LF_BIAS16 else np.int32
+            a, b = (np.frombuffer(p, dtype, cout, L.b_arena) for p in (before, after))
             out["biases"] += int((a != b).sum())
             out["of biases"] += cout
     return out

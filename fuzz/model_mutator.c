@@ -229,8 +229,9 @@ static void mutate_layer(mut *m) {
     case 4: { /* one byte field: kind, kh, kw, stride, pads, flags */
         const size_t f = below(m, 7);
         const uint8_t v = m->d[L + f];
-        const uint8_t vals[] = {0u, 1u, 2u, 4u, 255u, (uint8_t)(v + 1u), (uint8_t)(v - 1u)};
-        put8(m, L + f, vals[below(m, 7)]);
+        const uint8_t vals[] = {0u, 1u, 2u, 4u, 255u, (uint8_t)(v + 1u), (uint8_t)(v - 1u),
+                                (uint8_t)(v ^ TT_LF_BIAS16)}; /* for flags: the other bias width */
+        put8(m, L + f, vals[below(m, 8)]);
         break;
     }
     case 5: {

@@ -88,10 +88,11 @@ SCHEMES = {
 }
 
 
-def build(name="cnn", scheme="full", seed=0):
+def build(name="cnn", scheme="full", seed=0, bias16=True):
+    """bias16=False: every trained bias int32 (the compiler's choice otherwise: these nets' all int16)."""
     b = ZOO[name](seed)
     graph = b.quantize(calib(b, seed=seed))
-    plan = compile_model(graph, SCHEMES[scheme](graph))
+    plan = compile_model(graph, SCHEMES[scheme](graph), bias16=bias16)
     return b, graph, plan
 
 

@@ -62,7 +62,22 @@ def test_bad_schemes(ttm, tmp_path, scheme, msg, capsys):
 def test_info(ttm, capsys):
     assert cli.main(["info", str(ttm)]) == 0
     out = capsys.readouterr().out
-    assert "input 10x10x3 int8" in out and "dwconv" in out and "bias w 6/6" in out
+    assert "input 10x10x3 int8" in out and "dwconv" in out and "bias16 w 6/6" in out
+
+
+def test_plan_bias16_and_not(ttm, tmp_path, capsys):
+    """By default these trained biases are int16 changes (format 2.2); --no-bias16 keeps them int32."""
+    b16, b32 = tmp_path / "a.ttm", tmp_path / "b.ttm"
+    assert cli.main(["plan", str(ttm), "--scheme", "full", "-o", str(b16)]) == 0
+    assert cli.main(["plan", str(ttm), "--scheme", "full", "--no-bias16", "-o", str(b32)]) == 0
+    a, b = (mf.Model.parse(p.read_bytes()) for p in (b16, b32))
+    trained = [i for i, L in enumerate(a.layers) if L.flags & mf.LF_TRAIN_BIAS]
+    assert trained and all(a.layers[i].flags & mf.LF_BIAS16 for i in trained)
+    assert not any(L.flags & mf.LF_BIAS16 for L in b.layers)
+    assert a.header.persist_size < b.header.persist_size
+    capsys.readouterr()
+    assert cli.main(["info", str(b32)]) == 0
+    assert "bias w 6/6" in capsys.readouterr().out
 
 
 def test_plan_fused_and_not(ttm, tmp_path, capsys):

@@ -38,6 +38,13 @@ def plain():
 
 
 @pytest.fixture(scope="module")
+def plain32():
+    """plain with every trained bias int32 (format 2.1's layout)."""
+    _, _, plan = netzoo.build("mbnet", "full", seed=1, bias16=False)
+    return plan.data
+
+
+@pytest.fixture(scope="module")
 def sparse():
     _, _, plan = netzoo.build("mbnet", "sparse", seed=1)
     return plan.data
@@ -49,7 +56,7 @@ def fused():
     return compile_model(g, netzoo.SCHEMES["bias_only"](g), fuse="all").data
 
 
-@pytest.fixture(scope="module", params=["plain", "sparse", "fused"])
+@pytest.fixture(scope="module", params=["plain", "plain32", "sparse", "fused"])
 def good(request):
     return request.getfixturevalue(request.param)
 
@@ -450,9 +457,11 @@ def params_file(t, tmp_path, edit=None):
     return bytes(b)
 
 
-def test_loaded_parameters_checked(plain, tmp_path):
+@pytest.mark.parametrize("which", ["plain", "plain32"])
+def test_loaded_parameters_checked(which, request, tmp_path):
     import numpy as np
     import tinytrain
+    plain = request.getfixturevalue(which)
     m = mf.Model.parse(plain)
     t = tinytrain.Trainer(plain)
     x = np.zeros(m.tensors[m.header.input_tensor].numel, np.int8).tobytes()
@@ -464,7 +473,7 @@ def test_loaded_parameters_checked(plain, tmp_path):
         cases = []
         if L.n_train:
             cases.append((L.w_arena, b"\x80", f"layer {li}: trained weight 0 is -128"))
-        if L.flags & mf.LF_TRAIN_BIAS:
+        if L.flags & mf.LF_TRAIN_BIAS and not L.flags & mf.LF_BIAS16:  # an int16 change has no such value
             for v in ((1 << 30) + 1, -(1 << 30) - 1):
                 cases.append((L.b_arena, struct.pack("<i", v), f"layer {li}: trained bias 0 beyond"))
         for off, value, message in cases:
@@ -473,6 +482,94 @@ def test_loaded_parameters_checked(plain, tmp_path):
             with pytest.raises(ValueError, match=rf"^{message}.* in the parameter file$"):
                 t.load(params_file(t, tmp_path, edit))
             assert t.params() == before  # refused before the trainer is touched
+
+
+# -- format 2.2: trained biases as int16 changes (LF_BIAS16) ---------------------
+
+def _bias16_layers(m):
+    return [li for li, L in enumerate(m.layers) if L.flags & mf.LF_BIAS16]
+
+
+def test_bias16_chosen_and_sized(plain, plain32):
+    """The compiler's default keeps these biases as int16 changes, 2 bytes each; bias16=False int32."""
+    m, m32 = mf.Model.parse(plain), mf.Model.parse(plain32)
+    trained = [li for li, L in enumerate(m.layers) if L.flags & mf.LF_TRAIN_BIAS]
+    assert _bias16_layers(m) == trained and not _bias16_layers(m32)
+    couts = sum(m.tensors[m.layers[li].out].c for li in trained)
+    assert m32.header.persist_size - m.header.persist_size >= 2 * couts - 2 * len(trained)
+    assert (m.header.version_major, m.header.version_minor) == (2, 2)
+    assert open_model(plain)[0] == "ok" and open_model(plain32)[0] == "ok"
+
+
+def test_bias16_without_trained_biases_refused(plain):
+    m = mf.Model.parse(plain)
+    for li in _bias16_layers(m):
+        def fn(mm, li=li):
+            mm.layers[li].flags &= ~mf.LF_TRAIN_BIAS
+        assert_refused(edited(plain, fn), "layer", f"layer {li}: int16 bias changes without trained biases")
+
+
+def test_bias16_on_a_layer_without_parameters_refused(plain):
+    m = mf.Model.parse(plain)
+    for li, L in enumerate(m.layers):
+        if L.kind not in (mf.L_CONV, mf.L_DWCONV):
+            def fn(mm, li=li):
+                mm.layers[li].flags |= mf.LF_BIAS16
+            assert_refused(edited(plain, fn), "layer", f"layer {li}: unknown flags")
+
+
+def test_bias16_range_sized_by_the_flag(plain):
+    """2 bytes a channel inside the parameter area, 2-aligned; clearing the
+    flag makes the layer's biases int32, 4 bytes a channel: they no longer
+    fit where they are."""
+    m = mf.Model.parse(plain)
+    persist = m.header.persist_size
+    for li in _bias16_layers(m):
+        cout = m.tensors[m.layers[li].out].c
+
+        def past_end(mm, li=li, cout=cout):
+            mm.layers[li].b_arena = persist - 2 * cout + 2
+
+        def odd(mm, li=li):
+            mm.layers[li].b_arena += 1
+
+        def as_int32(mm, li=li):
+            mm.layers[li].flags &= ~mf.LF_BIAS16
+
+        assert_refused(edited(plain, past_end), "arena", f"layer {li}: trained biases outside the parameter area")
+        assert_refused(edited(plain, odd), "arena", f"layer {li}: trained biases outside the parameter area")
+        assert open_model(edited(plain, as_int32))[0] == "arena"
+
+
+def test_bias16_file_bias_still_bounded(plain):
+    """The int16 change adds to the file's int32 bias: that one keeps the +-2^30 rule."""
+    m = mf.Model.parse(plain)
+    li = _bias16_layers(m)[0]
+    L = m.layers[li]
+    for value, status in (((1 << 30) + 1, "quant"), (-(1 << 30), "ok")):
+        def fn(mm, value=value):
+            blob = bytearray(mm.blob)
+            struct.pack_into("<i", blob, L.b_off, value)
+            mm.blob = bytes(blob)
+        assert open_model(edited(plain, fn))[0] == status
+
+
+def test_bias16_extremes_load(plain, tmp_path):
+    """Every int16 change is a valid parameter: the int16 limits load."""
+    import numpy as np
+    import tinytrain
+    m = mf.Model.parse(plain)
+    t = tinytrain.Trainer(plain)
+    li = _bias16_layers(m)[-1]
+    L = m.layers[li]
+    cout = m.tensors[L.out].c
+
+    def edit(b):
+        vals = np.resize(np.array([-32768, 32767], "<i2"), cout)
+        b[20 + L.b_arena:20 + L.b_arena + 2 * cout] = vals.tobytes()
+    t.load(params_file(t, tmp_path, edit))
+    got = np.frombuffer(t.params(), "<i2", cout, L.b_arena)
+    assert got[0] == -32768 and got[1] == 32767
 
 
 # -- format 2.1: windowed pools and activation tables ---------------------------

@@ -243,6 +243,7 @@ def test_bad_data(task, tmp_path, capsys):
     (["--budget", "64k"], "--budget needs training data"),
     (["--budget", "64q", "--data", "x.npz"], "--budget '64q' is not a number of bytes"),
     (["--budget", "64k", "--no-fuse", "--data", "x.npz"], "--no-fuse"),
+    (["--budget", "64k", "--no-bias16", "--data", "x.npz"], "--no-bias16"),
     (["--budget", "64k", "--scheme", "last", "--epochs", "2"], "--epochs: these search a scheme"),
     (["--budget", "64k", "--analysis", "absent.json"], "--analysis absent.json: no such file"),
     (["--budget", "64k", "--analysis", "x.npz"], "not a saved analysis"),

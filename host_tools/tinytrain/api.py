@@ -32,7 +32,7 @@ class Layer:
     out_shape: tuple
     kernel: tuple | None
     stride: int | None
-    trained: str      # '' (frozen), 'bias', 'w 8/32', 'bias w 32/32'
+    trained: str      # '' (frozen), 'bias', 'w 8/32', 'bias w 32/32'; 'bias16': int16 bias changes
 
 
 class Model:
@@ -119,7 +119,7 @@ def _layer(i: int, L, tensors) -> Layer:
     windowed = L.kind in (mf.L_CONV, mf.L_DWCONV, mf.L_MAXPOOL, mf.L_AVGPOOL2D)  # kernel and stride
     tr = []
     if L.flags & mf.LF_TRAIN_BIAS:
-        tr.append("bias")
+        tr.append("bias16" if L.flags & mf.LF_BIAS16 else "bias")
     if L.n_train:
         tr.append(f"w {L.n_train}/{x.c if L.kind == mf.L_CONV else y.c}")
     return Layer(i, L.name, mf.LAYER_KIND_NAMES[L.kind], x.shape, y.shape, (L.kh, L.kw) if windowed else None,

@@ -43,7 +43,7 @@ def _compile(graph, args):
     from .schemes import parse_scheme
     scheme = parse_scheme(args.scheme, graph, lr=args.lr, residue=args.residue or None,
                           qas=False if args.no_qas else None)
-    return compile_model(graph, scheme, fuse=not args.no_fuse)
+    return compile_model(graph, scheme, fuse=not args.no_fuse, bias16=not args.no_bias16)
 
 
 def _write(plan, args, budget=None):
@@ -164,6 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--no-qas", action="store_true", help="plain int8 SGD (for comparison)")
         p.add_argument("--no-fuse", action="store_true",
                        help="no fused ops: every layer's output stored whole (a larger arena, for comparison)")
+        p.add_argument("--no-bias16", action="store_true",
+                       help="every trained bias int32 in the arena (by default a layer's are int16 changes "
+                            "where those reach far enough: 2 bytes a bias instead of 4; for comparison)")
         p.add_argument("-o", "--output", required=True, help="model file to write (.ttm)")
         p.add_argument("--report", help="write the memory report to this text file")
         p.add_argument("--plot", help="write a PNG of live memory over the schedule")

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 
 MAGIC = b"TTRN"
-VERSION = (2, 1)
+VERSION = (2, 2)
 HEADER_SIZE = 128
 NONE = 0xFFFF
 NO_OFFSET = 0xFFFFFFFF
@@ -28,6 +28,9 @@ L_CONV, L_DWCONV, L_ADD, L_AVGPOOL = 1, 2, 3, 4
 L_MAXPOOL, L_AVGPOOL2D, L_LUT = 5, 6, 7
 LF_TRAIN_BIAS, LF_RESIDUE = 0x01, 0x02
 LF_COUNT_PAD = 0x04  # an average pool (2D) divides every window by kh*kw, padding included
+# format 2.2, with LF_TRAIN_BIAS (conv, depthwise): b_arena holds int16 [cout], the trained change of
+# each bias (the bias is b_off's int32 value plus it; the change saturates at the int16 limits)
+LF_BIAS16 = 0x08
 OP_FWD, OP_LOSS, OP_BWD, OP_GRAD_ADD, OP_FWD_FUSED = 1, 2, 3, 4, 5
 # Slots of an op's tensor ids (OpRec.t), per kind; the slots a kind does not name hold NONE.
 OP_SLOTS = 6

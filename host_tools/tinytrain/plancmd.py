@@ -292,9 +292,10 @@ def search(graph, args) -> tuple:
     """(plan, search result, analysis, budget): the scheme searched under
     args.budget (the `tinytrain plan` options), compiled; nothing written
     but args.save_analysis."""
-    if args.no_fuse:
-        raise ValueError("--no-fuse: the budget search plans the fused arenas the compiler writes; "
-                         "leave --no-fuse out (or give --scheme)")
+    if args.no_fuse or args.no_bias16:
+        flag = "--no-fuse" if args.no_fuse else "--no-bias16"
+        raise ValueError(f"{flag}: the budget search plans the arenas the compiler writes by default; "
+                         f"leave {flag} out (or give --scheme)")
     budget = parse_bytes(args.budget)
     for flag, path in (("-o", args.output), ("--report", args.report), ("--plot", args.plot),
                        ("--save-analysis", args.save_analysis)):

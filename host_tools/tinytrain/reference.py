@@ -26,6 +26,7 @@ NO_OFFSET = mf.NO_OFFSET
 INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
 G16_MAX = (1 << 15) - 1  # gradient values are int16 in [-G16_MAX, G16_MAX]
 BIAS_LIMIT = 1 << 30
+BIAS16_MIN, BIAS16_MAX = -(1 << 15), (1 << 15) - 1  # an int16 bias change (LF_BIAS16) saturates there
 LN2_F32 = F32(0.693147182464599609375)
 BIAS_KEY = 0x80000000
 
@@ -278,6 +279,8 @@ class _Layer:
         self.s_x = F32(self.tin.scale)
         self.n_train = int(rec.n_train) if rec.kind in (mf.L_CONV, mf.L_DWCONV) else 0
         self.bias_trained = bool(rec.flags & mf.LF_TRAIN_BIAS) and rec.kind in (mf.L_CONV, mf.L_DWCONV)
+        # format 2.2: the arena holds an int16 change of each bias, the bias is the file's plus it
+        self.bias16 = self.bias_trained and bool(rec.flags & mf.LF_BIAS16)
         self.residue = bool(rec.flags & mf.LF_RESIDUE) and self.n_train > 0
         self.act_min, self.act_max = int(rec.act_min), int(rec.act_max)
         if rec.kind == mf.L_AVGPOOL2D:
@@ -340,7 +343,8 @@ class Reference:
         if h.loss_kind == mf.LOSS_SOFTMAX_CE and h.exp_table_off != NO_OFFSET:
             self.exp_table = np.array(self.model.blob_array(h.exp_table_off, "u4", 256),
                                       dtype=I64)
-        # Mutable trained parameters (the persistent arena).
+        # Mutable trained parameters (the persistent arena): b_tr holds a
+        # bias16 layer's changes, another layer's biases.
         self.w_tr, self.w_res, self.b_tr = {}, {}, {}
         for L in self.layers:
             if L.n_train > 0:
@@ -351,7 +355,7 @@ class Reference:
                 if L.residue:
                     self.w_res[L.index] = np.zeros_like(self.w_tr[L.index])
             if L.bias_trained:
-                self.b_tr[L.index] = L.b_file.copy()
+                self.b_tr[L.index] = np.zeros_like(L.b_file) if L.bias16 else L.b_file.copy()
         self.acts, self.masks, self.saved = {}, {}, {}
         self.grads, self.weight_grads, self.weight_grad_arrays = {}, {}, {}
         self.loss = None
@@ -371,6 +375,8 @@ class Reference:
 
     def biases(self, li) -> np.ndarray:
         L = self.layers[li]
+        if L.bias16:
+            return L.b_file + self.b_tr[li]
         return self.b_tr[li].copy() if L.bias_trained else L.b_file.copy()
 
     def params_bytes(self) -> bytes:
@@ -390,7 +396,7 @@ class Reference:
                 if L.residue:
                     put(L.rec.wres_arena, self.w_res[L.index].astype(np.int8).tobytes())
             if L.bias_trained:
-                put(L.rec.b_arena, self.b_tr[L.index].astype("<i4").tobytes())
+                put(L.rec.b_arena, self.b_tr[L.index].astype("<i2" if L.bias16 else "<i4").tobytes())
         return bytes(out)
 
     # -- forward ------------------------------------------------------------
@@ -564,7 +570,8 @@ class Reference:
         if L.bias_trained:
             A = G.sum(axis=(0, 1))
             u = (f32_i64(A) * k) * L.qas_b
-            self.b_tr[li] = np.clip(self.b_tr[li] - rint_sat(u, BIAS_LIMIT), -BIAS_LIMIT, BIAS_LIMIT)
+            lo, hi = (BIAS16_MIN, BIAS16_MAX) if L.bias16 else (-BIAS_LIMIT, BIAS_LIMIT)
+            self.b_tr[li] = np.clip(self.b_tr[li] - rint_sat(u, BIAS_LIMIT), lo, hi)
             for c in range(cout):
                 self.weight_grads[(li, BIAS_KEY | c)] = (int(A[c]), s_g)
             self.weight_grad_arrays[(li, "b")] = (A, s_g)

@@ -13,7 +13,7 @@ from .schedule import gradient_needs, schedule
 from .scheme import Scheme
 
 
-def compile_model(graph: QGraph, scheme: Scheme, reuse_memory: bool = True, fuse=True) -> Plan:
+def compile_model(graph: QGraph, scheme: Scheme, reuse_memory: bool = True, fuse=True, bias16: bool = True) -> Plan:
     """reuse_memory=False gives every tensor its own bytes (for inspecting
     every intermediate after a step; the arena grows accordingly).
 
@@ -26,12 +26,17 @@ def compile_model(graph: QGraph, scheme: Scheme, reuse_memory: bool = True, fuse
     little time per row (relatively most in small late layers). 'all':
     every legal fusion. 'producer' / 'consumer': every legal fusion of that
     side only. False: none. Results are bit-identical whatever the choice;
-    only the memory plan and the op list differ."""
+    only the memory plan and the op list differ.
+
+    bias16: keep a trained-bias layer's biases in the arena as int16 changes
+    from the file's int32 biases (2 bytes each instead of 4) where an int16
+    change reaches far enough (place.bias16_fits); False: int32 throughout
+    (for comparison; the same learning unless a change would saturate)."""
     check_fuse_mode(fuse)
     graph.check()
     scheme.check(graph)
     needs = gradient_needs(graph, scheme)
-    area = persistent_area(graph, needs.n_train, scheme)
+    area = persistent_area(graph, needs.n_train, scheme, bias16)
 
     def arena_for(fusions: dict) -> tuple:
         sched = schedule(graph, needs, fusions)

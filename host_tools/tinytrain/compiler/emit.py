@@ -9,9 +9,7 @@ from .place import PersistentArea, TrainedParams
 from .requant import (add_multipliers, channel_multipliers, pool_multipliers, quantize_multiplier,
                       softmax_table)
 from .schedule import GradientNeeds, Schedule
-from .scheme import Scheme, choose_channels
-
-QAS_DEAD_CHANNEL_FLOOR = 1e-3  # relative to the layer's largest weight scale
+from .scheme import QAS_DEAD_CHANNEL_FLOOR, Scheme, choose_channels
 LAYER_KINDS = {"conv": mf.L_CONV, "dwconv": mf.L_DWCONV, "add": mf.L_ADD, "avgpool": mf.L_AVGPOOL,
                "maxpool": mf.L_MAXPOOL, "avgpool2d": mf.L_AVGPOOL2D, "lut": mf.L_LUT}
 
@@ -96,7 +94,7 @@ def fill_qas_factors(rec: mf.LayerRec, layer: QLayer, sx: float, sw: np.ndarray,
         qw = sx / sw_guarded if scheme.qas else sx * sw
         rec.qas_w_off = blob.add(qw.astype(np.float32))
     if layer.name in scheme.bias:
-        rec.flags |= mf.LF_TRAIN_BIAS
+        rec.flags |= mf.LF_TRAIN_BIAS | (mf.LF_BIAS16 if params.bias16 else 0)
         rec.b_arena = params.bias
         qb = 1.0 / (sw_guarded * sx) if scheme.qas else sw * sx
         rec.qas_b_off = blob.add(qb.astype(np.float32))

@@ -10,11 +10,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from .. import modelfile as mf
 from ..graph import QGraph, QLayer
-from .scheme import Scheme
+from .scheme import QAS_DEAD_CHANNEL_FLOOR, Scheme
 
 ALIGN = 4
+# Trained biases as int16 changes (format 2.2, LF_BIAS16) where such a change
+# can move every live channel's output by at least this many output units
+# (int8 steps) before it saturates; else int32. Fine-tuning MCUNet-5fps on
+# digits (the demo's and bench_sparse_update's settings, schemes 99kb and
+# 148kb, up to 6 epochs) moved no bias by more than 7.8 output units (3,148
+# bias units, a tenth of int16): 32 is 4 times that (docs/format.md).
+BIAS16_MIN_REACH = 32.0
+INT16_MAX = 32767
 NO_STORAGE = mf.TF_STREAMED  # streamed row by row inside a fused op
 
 
@@ -29,6 +39,7 @@ class TrainedParams:
     weights: int = -1
     residue: int = -1   # the sub-int8 remainder of the trained weights
     bias: int = -1
+    bias16: bool = False  # the biases are int16 changes (LF_BIAS16)
 
 
 @dataclass
@@ -43,8 +54,28 @@ def trained_weight_count(layer: QLayer, n_train: int) -> int:
     return n_train * kh * kw * (layer.weight.shape[0] if layer.kind == "conv" else 1)
 
 
-def persistent_area(graph: QGraph, n_train: dict, scheme: Scheme) -> PersistentArea:
-    """The trained parameters, laid out layer by layer from offset 0."""
+def bias16_reach(graph: QGraph, layer: QLayer) -> float:
+    """Output units (int8 steps) an int16 bias change moves the output of the
+    layer's live channels at least: 32767 s_x s_w[c] / s_y over the channels
+    whose weight scale is at least QAS_DEAD_CHANNEL_FLOOR of the largest (a
+    dead channel's bias moves its constant output by nothing noticeable)."""
+    sx = float(graph.tensors[layer.inputs[0]].scale)
+    sy = float(graph.tensors[layer.output].scale)
+    sw = np.asarray(layer.w_scale, dtype=np.float64)
+    live = sw[sw >= QAS_DEAD_CHANNEL_FLOOR * sw.max()] if sw.max() > 0 else sw
+    return float(INT16_MAX * sx * live.min() / sy) if live.size else 0.0
+
+
+def bias16_fits(graph: QGraph, layer: QLayer) -> bool:
+    """Whether the layer's trained biases are kept as int16 changes."""
+    b = np.abs(np.asarray(layer.bias, dtype=np.int64))
+    return bias16_reach(graph, layer) >= BIAS16_MIN_REACH and int(b.max(initial=0)) <= 2 ** 30
+
+
+def persistent_area(graph: QGraph, n_train: dict, scheme: Scheme, bias16: bool = True) -> PersistentArea:
+    """The trained parameters, laid out layer by layer from offset 0. bias16:
+    trained biases as int16 changes where bias16_fits (else int32); False:
+    int32 everywhere (format 2.1's layout)."""
     size = n_params = 0
     layers = {}
 
@@ -65,7 +96,8 @@ def persistent_area(graph: QGraph, n_train: dict, scheme: Scheme) -> PersistentA
             n_params += n_w
         if layer.name in scheme.bias:
             cout = layer.weight.shape[0]
-            p.bias = take(4 * cout)
+            p.bias16 = bias16 and bias16_fits(graph, layer)
+            p.bias = take((2 if p.bias16 else 4) * cout)
             n_params += cout
     return PersistentArea(size, layers, n_params)
 

@@ -8,6 +8,8 @@ import numpy as np
 from ..graph import QGraph, QLayer
 from ..lr_rule import check_lr
 
+QAS_DEAD_CHANNEL_FLOOR = 1e-3  # relative to the layer's largest weight scale
+
 
 @dataclass
 class Scheme:

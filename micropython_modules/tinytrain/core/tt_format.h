@@ -14,7 +14,7 @@
 #define TT_MAGIC2 'R'
 #define TT_MAGIC3 'N'
 #define TT_VERSION_MAJOR 2
-#define TT_VERSION_MINOR 1
+#define TT_VERSION_MINOR 2
 
 #define TT_HEADER_SIZE 128u
 #define TT_NONE 0xFFFFu        /* "no tensor" in a 16-bit tensor id */
@@ -42,6 +42,10 @@ enum { TT_L_MAXPOOL = 5, TT_L_AVGPOOL2D = 6, TT_L_LUT = 7 };
 #define TT_LF_TRAIN_BIAS 0x01u
 #define TT_LF_RESIDUE 0x02u /* trained weights keep 8 extra fraction bits */
 #define TT_LF_COUNT_PAD 0x04u /* an average pool (2D) divides every window by kh*kw, padding included */
+/* Format 2.2, with TT_LF_TRAIN_BIAS (conv, depthwise): b_arena holds int16
+   [cout], the trained change of each bias; the bias is b_off's int32 value
+   plus it, and the change saturates at the int16 limits. */
+#define TT_LF_BIAS16 0x08u
 
 /* Op kinds */
 enum { TT_OP_FWD = 1, TT_OP_LOSS = 2, TT_OP_BWD = 3, TT_OP_GRAD_ADD = 4, TT_OP_FWD_FUSED = 5 };
@@ -128,7 +132,7 @@ typedef struct {
     /* arena offsets of trained parameters (TT_NO_OFFSET when absent) */
     uint32_t w_arena;      /* int8 [cout][kh][kw][n_train] (dw: [n_train][kh][kw]) */
     uint32_t wres_arena;   /* int8, same shape: fraction bits (TT_LF_RESIDUE) */
-    uint32_t b_arena;      /* int32 [cout] */
+    uint32_t b_arena;      /* int32 [cout]; TT_LF_BIAS16: int16 [cout], change from b_off */
     float lr_scale;
     /* ADD: out = round((a - za) * mult_a + (b - zb) * mult_b, shift) + zy;
        AVGPOOL: out = requant(sum(x - zx), mult_a, shift) + zy;

@@ -52,6 +52,12 @@ static inline void tt_g16_put(tt_g16_sink *s, uint32_t i, int64_t v) {
     }
 }
 
+/* Bytes per trained bias in the arena: int32, or the int16 change of a
+   TT_LF_BIAS16 layer (format 2.2). */
+static inline uint32_t tt_bias_bytes(const tt_layer_rec *L) {
+    return (L->flags & TT_LF_BIAS16) ? 2u : 4u;
+}
+
 /* Storage of an activation-like tensor. */
 static inline int8_t *tt_act_data(tt_trainer *t, uint32_t id) {
     return TT_ARENA(t, int8_t, t->model.tensors[id].arena_off);

@@ -231,10 +231,15 @@ static tt_status check_conv(const checker *c, uint32_t li, const tt_layer_rec *L
     if ((s = check_perm(c, li, L, perm_n)) != TT_OK) {
         return s;
     }
+    /* int16 bias changes (format 2.2) belong to trained biases only */
+    if ((L->flags & TT_LF_BIAS16) && !(L->flags & TT_LF_TRAIN_BIAS)) {
+        return tt_fail(c->err, TT_E_LAYER, "layer %u: int16 bias changes without trained biases", li);
+    }
     /* int32 accumulators cannot overflow: |b| + 255 * 127 * terms < 2^31,
        which holds for the values checked here: weights in [-127, 127] (the
        update clamps trained ones there too), trained biases within +-2^30
-       (where their update saturates) from the start. */
+       (where their update saturates) from the start, or (TT_LF_BIAS16) the
+       file's bias plus an int16 change. */
     for (uint64_t i = 0; i < nw; i++) {
         if (TT_BLOB(c->m, int8_t, L->w_off)[i] < -127) {
             return tt_fail(c->err, TT_E_QUANT, "layer %u: weight %u is -128, weights lie in [-127, 127]", li,
@@ -249,7 +254,9 @@ static tt_status check_conv(const checker *c, uint32_t li, const tt_layer_rec *L
         }
         bmax = b > bmax ? b : bmax;
     }
-    if (L->flags & TT_LF_TRAIN_BIAS) {
+    if (L->flags & TT_LF_BIAS16) {
+        bmax += 32768; /* the change saturates at the int16 limits */
+    } else if (L->flags & TT_LF_TRAIN_BIAS) {
         bmax = BIAS_LIMIT; /* trained biases saturate there */
     }
     wmax = 255u * 127u;
@@ -294,7 +301,7 @@ static tt_status check_conv(const checker *c, uint32_t li, const tt_layer_rec *L
         }
     }
     if (L->flags & TT_LF_TRAIN_BIAS) {
-        if (!persist_ok(c, L->b_arena, 4u * (uint64_t)cout, 4u)) {
+        if (!persist_ok(c, L->b_arena, (uint64_t)tt_bias_bytes(L) * cout, tt_bias_bytes(L))) {
             return tt_fail(c->err, TT_E_ARENA, "layer %u: trained biases outside the parameter area", li);
         }
         if (!blob_ok(c, L->qas_b_off, cout, 4u, 4u)) {
@@ -392,7 +399,8 @@ static tt_status check_layers(const checker *c) {
         if (L->act_min < -128 || L->act_max > 127 || L->act_min > L->act_max) {
             return tt_fail(c->err, TT_E_QUANT, "layer %u: clamp [%d, %d] invalid", li, L->act_min, L->act_max);
         }
-        if (L->flags & ~(TT_LF_TRAIN_BIAS | TT_LF_RESIDUE | (L->kind == TT_L_AVGPOOL2D ? TT_LF_COUNT_PAD : 0u))) {
+        if (L->flags & ~(TT_LF_TRAIN_BIAS | TT_LF_RESIDUE | (L->kind == TT_L_AVGPOOL2D ? TT_LF_COUNT_PAD : 0u) |
+                         (L->kind == TT_L_CONV || L->kind == TT_L_DWCONV ? TT_LF_BIAS16 : 0u))) {
             return tt_fail(c->err, TT_E_LAYER, "layer %u: unknown flags", li);
         }
         in = &c->m->tensors[L->in];
@@ -450,7 +458,7 @@ static uint32_t param_range(const checker *c, const tt_layer_rec *L, uint32_t k,
     }
     *off = k == 0 ? L->w_arena : k == 1 ? L->wres_arena : L->b_arena;
     return k == 0 ? nw : k == 1 ? ((L->flags & TT_LF_RESIDUE) ? nw : 0u)
-                               : ((L->flags & TT_LF_TRAIN_BIAS) ? 4u * cout : 0u);
+                               : ((L->flags & TT_LF_TRAIN_BIAS) ? tt_bias_bytes(L) * cout : 0u);
 }
 
 /* Each trained parameter has its own bytes: one update must not change another. */
@@ -542,7 +550,8 @@ tt_status tt_model_check_params(const tt_model *m, const uint8_t *params, size_t
                 return tt_fail(err, TT_E_PARAMS, "layer %u: trained weight %u is -128", li, i);
             }
         }
-        n = param_range(&c, L, 2, &off) / 4u;
+        /* an int16 change (TT_LF_BIAS16) is within its limits by its type */
+        n = (L->flags & TT_LF_BIAS16) ? 0u : param_range(&c, L, 2, &off) / 4u;
         for (uint32_t i = 0; i < n; i++) {
             int32_t b;
             memcpy(&b, params + off + 4u * i, 4);

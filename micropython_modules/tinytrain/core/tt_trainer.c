@@ -24,7 +24,8 @@ static void load_initial_params(tt_trainer *t) {
                 }
             }
         }
-        if (L->flags & TT_LF_TRAIN_BIAS) {
+        /* an int16 bias change (TT_LF_BIAS16) starts at 0 */
+        if ((L->flags & TT_LF_TRAIN_BIAS) && !(L->flags & TT_LF_BIAS16)) {
             memcpy(t->arena + L->b_arena, TT_BLOB(m, int32_t, L->b_off), 4u * m->tensors[L->out].c);
         }
     }

@@ -16,7 +16,7 @@ void tt_conv_ref(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R) {
     uint8_t *mask = R->mask;
     const tt_fwd_params P = tt_fwd_params_of(t, L);
     const int8_t *wf = P.wf, *wt = P.wt, *shift = P.shift;
-    const int32_t *bias = P.bias, *mult = P.mult;
+    const int32_t *mult = P.mult;
     const uint16_t *perm = P.perm;
     const uint32_t cin = in->c, cout = out->c, nt = L->n_train;
     const uint32_t base = R->oh0 * out->w * cout; /* element index of y[0] */
@@ -25,7 +25,7 @@ void tt_conv_ref(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R) {
     for (uint32_t oh = R->oh0; oh < R->oh1; oh++) {
         for (uint32_t ow = 0; ow < out->w; ow++) {
             for (uint32_t c = 0; c < cout; c++, idx++) {
-                int32_t acc = bias[c];
+                int32_t acc = tt_bias_at(&P, c);
                 for (uint32_t kh = 0; kh < L->kh; kh++) {
                     int32_t ih = (int32_t)(oh * L->stride + kh) - L->pad_top;
                     const int8_t *xrow;

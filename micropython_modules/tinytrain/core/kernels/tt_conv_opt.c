@@ -280,6 +280,7 @@ typedef struct {
     const int16_t *col;
     const int8_t *w0, *wf; /* the first run's weights (frozen or arena), the frozen ones */
     const int32_t *bias, *mult;
+    const int16_t *bias16; /* int16 bias changes (tt_bias_add16), or NULL */
     const int8_t *shift;
     int8_t *y;
     uint8_t *mask;
@@ -298,10 +299,10 @@ TT_INLINE void im2col_channels(const im2col_t *A, uint32_t p, uint32_t pb, int f
         const uint32_t cb = c + 1u < cout ? c + 1u : c;
         const rq_t ra = rq_make(A->mult[c], A->shift[c]), rb = rq_make(A->mult[cb], A->shift[cb]);
         int32_t a[4];
-        a[0] = A->bias[c];
-        a[1] = A->bias[c];
-        a[2] = A->bias[cb];
-        a[3] = A->bias[cb];
+        a[0] = tt_bias_add16(A->bias, A->bias16, c);
+        a[1] = a[0];
+        a[2] = tt_bias_add16(A->bias, A->bias16, cb);
+        a[3] = a[2];
         /* one pixel left (odd count, the FC head): pixel 1 of the column is not filled */
         void (*dot)(const int16_t *, const int8_t *, uint32_t, uint32_t, int32_t *) =
             pb != p ? dot_s16_2x2 : dot_s16_1x2;
@@ -416,6 +417,7 @@ static int conv_im2col(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, u
     full = tt_full_range(L);
     A.col = col;
     A.bias = P.bias;
+    A.bias16 = P.bias16;
     A.mult = P.mult;
     A.shift = P.shift;
     A.y = R->y;

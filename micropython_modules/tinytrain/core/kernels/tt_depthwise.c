@@ -12,7 +12,7 @@ void tt_dwconv_ref(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R) {
     int8_t *y = R->y;
     uint8_t *mask = R->mask;
     const tt_fwd_params P = tt_fwd_params_of(t, L);
-    const int32_t *bias = P.bias, *mult = P.mult;
+    const int32_t *mult = P.mult;
     const int8_t *shift = P.shift;
     const uint16_t *perm = P.perm;
     const uint32_t C = out->c, kk = (uint32_t)L->kh * L->kw;
@@ -24,7 +24,7 @@ void tt_dwconv_ref(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R) {
         const int8_t *w = tt_dw_taps(&P, L, j, kk);
         for (uint32_t oh = R->oh0; oh < R->oh1; oh++) {
             for (uint32_t ow = 0; ow < out->w; ow++) {
-                int32_t acc = bias[c];
+                int32_t acc = tt_bias_at(&P, c);
                 uint32_t idx = (oh * out->w + ow) * C + c;
                 for (uint32_t kh = 0; kh < L->kh; kh++) {
                     int32_t ih = (int32_t)(oh * L->stride + kh) - L->pad_top;

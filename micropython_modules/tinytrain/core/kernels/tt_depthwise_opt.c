@@ -259,7 +259,7 @@ static int dwconv4(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, uint8
         for (uint32_t i = 0; i < 4u; i++) {
             const uint32_t j = c0 + i; /* no perm: storage position = channel */
             w[i] = tt_dw_taps(&P, L, j, kk);
-            D.b[i] = P.bias[j];
+            D.b[i] = tt_bias_at(&P, j);
             D.rq[i] = rq_make(P.mult[j], P.shift[j]);
         }
         for (uint32_t tap = 0; tap < kk; tap++) {
@@ -309,7 +309,7 @@ static int dwconv_rows(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, u
     for (uint32_t j = 0; j < C; j++) {
         const uint32_t c = perm ? perm[j] : j;
         const int8_t *w = tt_dw_taps(&P, L, j, kk);
-        const int32_t b = P.bias[c];
+        const int32_t b = tt_bias_at(&P, c);
         const rq_t rq = rq_make(P.mult[c], P.shift[c]);
         /* valid input columns land at [pl, pl + nv) of a row */
         const uint32_t nv = W < lb - pl ? W : lb - pl;

@@ -34,27 +34,37 @@ static inline const uint16_t *tt_perm_of(const tt_model *m, const tt_layer_rec *
     return L->perm_off == TT_NO_OFFSET ? NULL : TT_BLOB(m, uint16_t, L->perm_off);
 }
 
-/* The layer's biases: the arena's when they are trained, else the model's. */
-static inline const int32_t *tt_bias_of(tt_trainer *t, const tt_layer_rec *L) {
-    return (L->flags & TT_LF_TRAIN_BIAS) ? TT_ARENA(t, int32_t, L->b_arena) : TT_BLOB(&t->model, int32_t, L->b_off);
-}
-
 /* What a forward conv or depthwise kernel reads of its layer besides the
    tensors, found in one place: frozen weights (model), trained weights
-   (arena, or NULL), biases, per-channel requantisation, storage order. */
+   (arena, or NULL), biases, per-channel requantisation, storage order.
+   Biases: int32, the arena's when they are trained, else the model's; a
+   layer with int16 bias changes (TT_LF_BIAS16) has the model's in bias and
+   the arena's changes in bias16 (else NULL): read them with tt_bias_at. */
 typedef struct {
     const int8_t *wf, *wt;
     const int32_t *bias, *mult;
+    const int16_t *bias16;
     const int8_t *shift;
     const uint16_t *perm;
 } tt_fwd_params;
+
+/* The bias of output channel c: bias[c], plus bias16[c] when bias16 is
+   not NULL (|file bias| <= 2^30 plus an int16 change: no overflow). */
+static inline int32_t tt_bias_add16(const int32_t *bias, const int16_t *bias16, uint32_t c) {
+    return bias16 ? bias[c] + bias16[c] : bias[c];
+}
+static inline int32_t tt_bias_at(const tt_fwd_params *P, uint32_t c) {
+    return tt_bias_add16(P->bias, P->bias16, c);
+}
 
 static inline tt_fwd_params tt_fwd_params_of(tt_trainer *t, const tt_layer_rec *L) {
     const tt_model *m = &t->model;
     tt_fwd_params P;
     P.wf = tt_weights_frozen(m, L);
     P.wt = L->n_train ? TT_ARENA(t, int8_t, L->w_arena) : NULL;
-    P.bias = tt_bias_of(t, L);
+    P.bias16 = (L->flags & TT_LF_BIAS16) ? TT_ARENA(t, int16_t, L->b_arena) : NULL;
+    P.bias = (L->flags & TT_LF_TRAIN_BIAS) && !P.bias16 ? TT_ARENA(t, int32_t, L->b_arena)
+                                                        : TT_BLOB(m, int32_t, L->b_off);
     P.mult = TT_BLOB(m, int32_t, L->mult_off);
     P.shift = TT_BLOB(m, int8_t, L->shift_off);
     P.perm = tt_perm_of(m, L);
@@ -80,6 +90,21 @@ static inline int8_t tt_finish(int64_t v, int32_t zero, const tt_layer_rec *L, u
 /* Bias update limits and the grad hook's bias flag (tt_update.c, tt_update_opt.c). */
 #define TT_BIAS_LIMIT (1 << 30)
 #define TT_GRAD_HOOK_BIAS 0x80000000u
+
+/* QAS-scaled SGD on trained bias c, u in bias units (docs/arithmetic.md):
+   b -= rint(u), saturating at +-2^30, or (TT_LF_BIAS16) the int16 change
+   saturating at the int16 limits. The one rounding step of every bias
+   update kernel. */
+static inline void tt_bias_step(tt_trainer *t, const tt_layer_rec *L, uint32_t c, float u) {
+    const int32_t r = tt_rint_sat(u, TT_BIAS_LIMIT);
+    if (L->flags & TT_LF_BIAS16) {
+        int16_t *d = TT_ARENA(t, int16_t, L->b_arena);
+        d[c] = (int16_t)tt_clamp32((int64_t)d[c] - r, -32768, 32767);
+    } else {
+        int32_t *b = TT_ARENA(t, int32_t, L->b_arena);
+        b[c] = tt_clamp32((int64_t)b[c] - r, -TT_BIAS_LIMIT, TT_BIAS_LIMIT);
+    }
+}
 
 /* What a weight update reads besides the layer (CMSIS-NN style: one struct
    of parameters, the same for the reference and the optimised kernel). */

@@ -291,7 +291,7 @@ void tt_pointwise_opt(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, ui
     int8_t *y = R->y;
     const tt_fwd_params W = tt_fwd_params_of(t, L);
     const int8_t *wf = W.wf, *shift = W.shift;
-    const int32_t *bias = W.bias, *mult = W.mult;
+    const int32_t *mult = W.mult;
     const uint32_t cin = in->c, cout = out->c, npix = (R->oh1 - R->oh0) * out->w;
     const int32_t zx = in->zero, zy = out->zero, lo = L->act_min, hi = L->act_max;
     pw_pass_t P;
@@ -317,8 +317,8 @@ void tt_pointwise_opt(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, ui
             sb = sum_s8(P.wa + cin, cin);
             P.w16 = NULL;
         }
-        P.ba = bias[c] - zx * sa;
-        P.bb = bias[c + 1u] - zx * sb;
+        P.ba = tt_bias_at(&W, c) - zx * sa;
+        P.bb = tt_bias_at(&W, c + 1u) - zx * sb;
         P.ra = rq_make(mult[c], shift[c]);
         P.rb = rq_make(mult[c + 1u], shift[c + 1u]);
         if (P.ra.k && P.rb.k && lo == -128 && hi == 127) {
@@ -331,7 +331,7 @@ void tt_pointwise_opt(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, ui
     }
     if (c < cout) { /* the last of an odd number of channels */
         const int8_t *wa = wf + c * cin;
-        const int32_t ba = bias[c] - zx * sum_s8(wa, cin);
+        const int32_t ba = tt_bias_at(&W, c) - zx * sum_s8(wa, cin);
         const rq_t ra = rq_make(mult[c], shift[c]);
         for (uint32_t p = 0; p < npix; p++) {
             tt_store_out(y, mask, p * cout + c, rq_apply(ba + dot_s8(x + p * cin, wa, cin), &ra), zy, lo, hi);

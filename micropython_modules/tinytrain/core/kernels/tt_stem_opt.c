@@ -36,6 +36,7 @@ typedef struct {
     uint8_t *mask;   /* offset to y[0], or NULL */
     const uint64_t *wtab; /* [cout / 2][nw]: (channel c word i, channel c + 1 word i) */
     const int32_t *bias;
+    const int16_t *bias16; /* int16 bias changes (tt_bias_add16), or NULL */
     const rq_t *rq;
     uint32_t H, W, cin, cout, OW, kh, kw, s, pt, pl, row0, oh0, oh1, nw, ntap;
     int32_t zx, zy, lo, hi;
@@ -111,7 +112,8 @@ TT_INLINE void stem_channels(const stem_t *S, const uint64_t *col, uint32_t p, u
     int8_t *y = S->y;
     uint8_t *mask = masked ? S->mask : NULL;
     for (uint32_t c = 0; c < cout; c += 2u, w += nw) {
-        int32_t a0 = S->bias[c], a1 = a0, a2 = S->bias[c + 1u], a3 = a2;
+        int32_t a0 = tt_bias_add16(S->bias, S->bias16, c), a1 = a0;
+        int32_t a2 = tt_bias_add16(S->bias, S->bias16, c + 1u), a3 = a2;
         const uint64_t *cp = col, *wp = w;
         TT_UNROLL16
         for (uint32_t i = 0; i < nw; i++) {
@@ -235,6 +237,7 @@ int tt_stem_opt(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, uint8_t 
     S.mask = mask;
     S.wtab = wtab;
     S.bias = P.bias;
+    S.bias16 = P.bias16;
     S.rq = rq;
     S.H = in->h;
     S.W = in->w;

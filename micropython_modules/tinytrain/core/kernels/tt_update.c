@@ -9,7 +9,6 @@
 
 void tt_update_biases_ref(tt_trainer *t, uint32_t li, const tt_layer_rec *L, const int16_t *g,
                           uint32_t npos, uint32_t C, float sg, float k) {
-    int32_t *b = TT_ARENA(t, int32_t, L->b_arena);
     const float *qas = TT_BLOB(&t->model, float, L->qas_b_off);
     for (uint32_t c = 0; c < C; c++) {
         int64_t a = 0;
@@ -19,8 +18,7 @@ void tt_update_biases_ref(tt_trainer *t, uint32_t li, const tt_layer_rec *L, con
         if (t->grad_hook) {
             t->grad_hook(t->grad_hook_ctx, li, TT_GRAD_HOOK_BIAS | c, a, sg);
         }
-        b[c] = tt_clamp32((int64_t)b[c] - tt_rint_sat((tt_f32_from_i64(a) * k) * qas[c], TT_BIAS_LIMIT),
-                          -TT_BIAS_LIMIT, TT_BIAS_LIMIT);
+        tt_bias_step(t, L, c, (tt_f32_from_i64(a) * k) * qas[c]);
     }
 }
 

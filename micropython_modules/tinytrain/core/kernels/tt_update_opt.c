@@ -28,7 +28,6 @@ static void weight_step(tt_trainer *t, const tt_update_params *P, int8_t *w, int
 /* sum_p g[p][c], 4 channels per pass over the positions. */
 int tt_update_biases_opt(tt_trainer *t, uint32_t li, const tt_layer_rec *L, const int16_t *g, uint32_t npos,
                          uint32_t C, float sg, float k) {
-    int32_t *b = TT_ARENA(t, int32_t, L->b_arena);
     const float *qas = TT_BLOB(&t->model, float, L->qas_b_off);
     int64_t a[4];
     for (uint32_t c0 = 0; c0 < C; c0 += 4u) {
@@ -59,8 +58,7 @@ int tt_update_biases_opt(tt_trainer *t, uint32_t li, const tt_layer_rec *L, cons
             if (t->grad_hook) {
                 t->grad_hook(t->grad_hook_ctx, li, TT_GRAD_HOOK_BIAS | c, a[i], sg);
             }
-            b[c] = tt_clamp32((int64_t)b[c] - tt_rint_sat((tt_f32_from_i64_fast(a[i]) * k) * qas[c], TT_BIAS_LIMIT),
-                              -TT_BIAS_LIMIT, TT_BIAS_LIMIT);
+            tt_bias_step(t, L, c, (tt_f32_from_i64_fast(a[i]) * k) * qas[c]);
         }
     }
     return 1;
