@@ -285,10 +285,10 @@ typedef struct {
 /* Channels c, c + 1 at every pixel without a mask, widened weights, both
    channels rqz_ok: an output is SMMLA, ASR and the clamp (a constant where
    the caller passes one), as pw_pass_body's rq_fast, + zy, clamp. */
-TT_INLINE void pw_lean_body(const pw_pass_t *P, int32_t lo, int32_t hi) {
+TT_INLINE void pw_lean_body(const pw_pass_t *P, int32_t lo, int32_t hi, uint32_t cin) {
     const int8_t *xp = P->x;
     const uint32_t *w16 = P->w16;
-    const uint32_t cin = P->cin, cout = P->cout;
+    const uint32_t cout = P->cout;
     const int32_t ba = P->ba, bb = P->bb;
     const int32_t ma = P->za.mult, ra = P->za.rz, mb = P->zb.mult, rb = P->zb.rz;
     const uint32_t ka = P->za.k, kb = P->zb.k;
@@ -319,11 +319,16 @@ TT_INLINE void pw_lean_body(const pw_pass_t *P, int32_t lo, int32_t hi) {
 }
 
 static TT_NOINLINE void pw_lean_full(const pw_pass_t *P) {
-    pw_lean_body(P, -128, 127);
+    pw_lean_body(P, -128, 127, P->cin);
+}
+
+/* cin a multiple of 8 (every paper model's layer): no tails in the tiles */
+static TT_NOINLINE void pw_lean_full8(const pw_pass_t *P) {
+    pw_lean_body(P, -128, 127, P->cin & ~7u);
 }
 
 static TT_NOINLINE void pw_lean(const pw_pass_t *P) {
-    pw_lean_body(P, P->lo, P->hi);
+    pw_lean_body(P, P->lo, P->hi, P->cin);
 }
 
 /* Channels c, c + 1 at every pixel. fast: both shifts >= 33 (rq_fast);
@@ -439,7 +444,9 @@ int tt_pointwise_opt(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, uin
         if (!mask && P.w16 && rqz_ok(&P.ra) && rqz_ok(&P.rb)) {
             P.za = rqz_make(&P.ra, zy);
             P.zb = rqz_make(&P.rb, zy);
-            if (lo == -128 && hi == 127) {
+            if (lo == -128 && hi == 127 && cin % 8u == 0u) {
+                pw_lean_full8(&P);
+            } else if (lo == -128 && hi == 127) {
                 pw_lean_full(&P);
             } else {
                 pw_lean(&P);
