@@ -3,7 +3,9 @@
  * Same results as the reference bit for bit (integer sums reordered only).
  *
  *  - forward without perm, channels a multiple of 4: 4 channels per load,
- *    weights regrouped per tap on the stack, SXTAB16 + SMLABB/SMLATT.
+ *    weights regrouped per tap on the stack, SXTAB16 + SMLABB/SMLATT; the
+ *    windows that lie inside the input, without a mask, unrolled per kernel
+ *    size with the zero point in the bias (dw4_lean).
  *  - other forward: per channel, the kh input rows of a window in an int16
  *    ring on the stack (zero point subtracted, padding 0), SMLAD on pairs.
  *  - input gradient: 4 channels at a time when there is no perm and C is a
@@ -608,6 +610,34 @@ static inline uint32_t abs32(int32_t v) {
     return v < 0 ? (uint32_t)-v : (uint32_t)v;
 }
 
+/* d[0..3] = tt_g16_run_val32(a_i, e): with the DSP extension SSAT #16 of
+   each, then the pair's lanes raised to -32767 (SSUB16 + SEL), which is the
+   clamp to +-32767 whatever the value; two word stores (d 4-byte aligned). */
+TT_INLINE void store_g16x4(int16_t *d, int32_t a0, int32_t a1, int32_t a2, int32_t a3, uint32_t e) {
+#if TT_DSP
+    const int32_t rnd = e ? 1 << (e - 1u) : 0;
+    const uint32_t m = 0x80018001u; /* (-32767, -32767) */
+    uint32_t v01, v23, t;
+    __asm__("pkhbt %[v], %[a], %[b], lsl #16\n\t"
+            "ssub16 %[t], %[v], %[m]\n\t"
+            "sel %[v], %[v], %[m]"
+            : [v] "=&r"(v01), [t] "=&r"(t)
+            : [a] "r"(__ssat((a0 + rnd) >> e, 16)), [b] "r"(__ssat((a1 + rnd) >> e, 16)), [m] "r"(m));
+    __asm__("pkhbt %[v], %[a], %[b], lsl #16\n\t"
+            "ssub16 %[t], %[v], %[m]\n\t"
+            "sel %[v], %[v], %[m]"
+            : [v] "=&r"(v23), [t] "=&r"(t)
+            : [a] "r"(__ssat((a2 + rnd) >> e, 16)), [b] "r"(__ssat((a3 + rnd) >> e, 16)), [m] "r"(m));
+    memcpy(d, &v01, 4);
+    memcpy(d + 2, &v23, 4);
+#else
+    d[0] = tt_g16_run_val32(a0, e);
+    d[1] = tt_g16_run_val32(a1, e);
+    d[2] = tt_g16_run_val32(a2, e);
+    d[3] = tt_g16_run_val32(a3, e);
+#endif
+}
+
 static int dw_input_grad_c4(tt_trainer *t, const tt_layer_rec *L, const int16_t *g, tt_g16_sink *dx,
                             tt_g16_run *r) {
     uint8_t hf[DW_MAX_SIDE], hn[DW_MAX_SIDE], wfst[DW_MAX_SIDE], wn[DW_MAX_SIDE];
@@ -621,6 +651,8 @@ static int dw_input_grad_c4(tt_trainer *t, const tt_layer_rec *L, const int16_t 
     const uint32_t s = L->stride, e = dx ? dx->e : 0u;
     int16_t *d = dx ? dx->dx : r->dx;
     uint32_t seen = 0;
+    /* one pass: r->lim as 32 bits (the magnitudes here are below 2^31), r->e */
+    uint32_t lim = r ? (r->lim > 0xFFFFFFFFu ? 0xFFFFFFFFu : (uint32_t)r->lim) : 0u, er = r ? r->e : 0u;
     if (L->perm_off != TT_NO_OFFSET || C % 4u || H > DW_MAX_SIDE || W > DW_MAX_SIDE || kk > DW_MAX_TAPS) {
         return 0;
     }
@@ -657,27 +689,30 @@ static int dw_input_grad_c4(tt_trainer *t, const tt_layer_rec *L, const int16_t 
                     }
                 }
                 if (r) { /* one pass: a tile is a pixel's 4 channels */
+                    const uint32_t mg = abs32(a0) | abs32(a1) | abs32(a2) | abs32(a3);
                     if (r->tile == r->stop) {
+                        r->seen |= seen;
                         return 1;
                     }
-                    tt_g16_run_check(r, abs32(a0) | abs32(a1) | abs32(a2) | abs32(a3));
-                    d[dp] = tt_g16_run_val32(a0, r->e);
-                    d[dp + 1u] = tt_g16_run_val32(a1, r->e);
-                    d[dp + 2u] = tt_g16_run_val32(a2, r->e);
-                    d[dp + 3u] = tt_g16_run_val32(a3, r->e);
+                    seen |= mg; /* r->seen's share, merged at the end */
+                    if (mg >= lim) { /* tt_g16_run_check */
+                        tt_g16_run_check(r, mg);
+                        lim = r->lim > 0xFFFFFFFFu ? 0xFFFFFFFFu : (uint32_t)r->lim;
+                        er = r->e;
+                    }
+                    store_g16x4(d + dp, a0, a1, a2, a3, er);
                     r->tile++;
                 } else if (d) {
-                    d[dp] = tt_g16_run_val32(a0, e);
-                    d[dp + 1u] = tt_g16_run_val32(a1, e);
-                    d[dp + 2u] = tt_g16_run_val32(a2, e);
-                    d[dp + 3u] = tt_g16_run_val32(a3, e);
+                    store_g16x4(d + dp, a0, a1, a2, a3, e);
                 } else {
                     seen |= abs32(a0) | abs32(a1) | abs32(a2) | abs32(a3);
                 }
             }
         }
     }
-    if (!d) {
+    if (r) {
+        r->seen |= seen;
+    } else if (!d) {
         dx->vmax = seen > dx->vmax ? seen : dx->vmax;
     }
     return 1;

@@ -9,6 +9,10 @@
  *    channels) and reused at every pixel, so per 4 input channels a tile
  *    costs 2 loads + 4 SXTB16 of the inputs, 4 weight words, 8 SMLAD; wider
  *    layers read int8 weights straight from the model (SXTB16 them as well).
+ *    With a perm (trained input channels: weight j meets input perm[j]) each
+ *    weight is widened into the slot of its input channel, so the tiles
+ *    read the input in storage order as without one. Without a mask the
+ *    outputs are rqz_apply (SMMLA + ASR), the clamp and a byte store.
  *  - input gradient: in one pass (tt_g16_run), 2 input channels x 2 pixels
  *    a tile, SMLAD on pairs of int16 gradient values (up to 576 output
  *    channels, even); otherwise two passes, per pixel 4 input channels at a time.
