@@ -322,10 +322,6 @@ TT_INLINE void pw_lean_body(const pw_pass_t *P, int32_t lo, int32_t hi, uint32_t
     }
 }
 
-static TT_NOINLINE void pw_lean_full(const pw_pass_t *P) {
-    pw_lean_body(P, -128, 127, P->cin);
-}
-
 /* cin a multiple of 8 (every paper model's layer): no tails in the tiles */
 static TT_NOINLINE void pw_lean_full8(const pw_pass_t *P) {
     pw_lean_body(P, -128, 127, P->cin & ~7u);
@@ -450,9 +446,7 @@ int tt_pointwise_opt(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, uin
             P.zb = rqz_make(&P.rb, zy);
             if (lo == -128 && hi == 127 && cin % 8u == 0u) {
                 pw_lean_full8(&P);
-            } else if (lo == -128 && hi == 127) {
-                pw_lean_full(&P);
-            } else {
+            } else { /* any clamp (code size: one more variant gains little) */
                 pw_lean(&P);
             }
         } else if (P.ra.k && P.rb.k && lo == -128 && hi == 127) {
