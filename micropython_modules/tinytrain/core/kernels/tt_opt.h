@@ -265,6 +265,26 @@ static inline int16_t tt_g16_run_val32(int32_t v, uint32_t e) {
     const int32_t q = e ? (v + (1 << (e - 1u))) >> e : v;
     return (int16_t)(q < -TT_G16_MAX ? -TT_G16_MAX : (q > TT_G16_MAX ? TT_G16_MAX : q));
 }
+/* d[0], d[1] = tt_g16_run_val32(a, e), tt_g16_run_val32(b, e): with the DSP
+   extension SSAT #16 of both, then their lanes raised to -32767 (SSUB16 +
+   SEL), which is the clamp to +-32767 for any value; one word store. */
+static inline void tt_g16_store2(int16_t *d, int32_t a, int32_t b, uint32_t e) {
+#if TT_DSP
+    const int32_t rnd = e ? 1 << (e - 1u) : 0;
+    const uint32_t m = 0x80018001u; /* (-32767, -32767) */
+    uint32_t v, t;
+    __asm__("pkhbt %[v], %[a], %[b], lsl #16\n\t"
+            "ssub16 %[t], %[v], %[m]\n\t"
+            "sel %[v], %[v], %[m]"
+            : [v] "=&r"(v), [t] "=&r"(t)
+            : [a] "r"(__ssat((a + rnd) >> e, 16)), [b] "r"(__ssat((b + rnd) >> e, 16)), [m] "r"(m));
+    memcpy(d, &v, 4);
+#else
+    d[0] = tt_g16_run_val32(a, e);
+    d[1] = tt_g16_run_val32(b, e);
+#endif
+}
+
 static inline int16_t tt_g16_run_val64(int64_t v, uint32_t e) {
     return tt_g16(v, e);
 }

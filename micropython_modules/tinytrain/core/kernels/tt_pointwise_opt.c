@@ -638,6 +638,10 @@ TT_INLINE void ig_2x2(const uint32_t *w, const uint32_t *g0, const uint32_t *g1,
 static void ig_pair(const uint32_t *wp, const int16_t *g, int16_t *dx, uint32_t j, uint32_t j1, uint32_t cin,
                     uint32_t cout, uint32_t npix, const uint16_t *perm, tt_g16_run *r) {
     const uint32_t npair = cout / 2u, dj = perm ? perm[j] : j, dj1 = perm ? perm[j1] : j1;
+    const int pairs = !perm && j1 == j + 1u; /* dx[dj], dx[dj1] adjacent: one word store */
+    /* tt_g16_run_check with r->lim as 32 bits (the int32 sums' magnitudes
+       are below 2^31) and r->seen's share kept here */
+    uint32_t lim = r->lim > 0xFFFFFFFFu ? 0xFFFFFFFFu : (uint32_t)r->lim, seen = 0;
     for (uint32_t p = 0; p < npix && r->tile < r->stop; p += 2u, r->tile++) {
         const uint32_t p1 = p + 1u < npix ? p + 1u : p;
         const uint32_t *g0 = (const uint32_t *)(const void *)(g + p * cout); /* cout even, 4-byte aligned */
@@ -650,11 +654,20 @@ static void ig_pair(const uint32_t *wp, const int16_t *g, int16_t *dx, uint32_t 
             ig_2x2(wp, g0, g1, npair, v);
             m32 = (uint32_t)(v[0] < 0 ? -v[0] : v[0]) | (uint32_t)(v[1] < 0 ? -v[1] : v[1]) |
                   (uint32_t)(v[2] < 0 ? -v[2] : v[2]) | (uint32_t)(v[3] < 0 ? -v[3] : v[3]);
-            tt_g16_run_check(r, m32);
-            dx[p * cin + dj] = tt_g16_run_val32(v[0], r->e);
-            dx[p1 * cin + dj] = tt_g16_run_val32(v[1], r->e);
-            dx[p * cin + dj1] = tt_g16_run_val32(v[2], r->e);
-            dx[p1 * cin + dj1] = tt_g16_run_val32(v[3], r->e);
+            seen |= m32;
+            if (m32 >= lim) {
+                tt_g16_run_check(r, m32);
+                lim = r->lim > 0xFFFFFFFFu ? 0xFFFFFFFFu : (uint32_t)r->lim;
+            }
+            if (pairs) {
+                tt_g16_store2(dx + p * cin + dj, v[0], v[2], r->e);
+                tt_g16_store2(dx + p1 * cin + dj, v[1], v[3], r->e);
+            } else {
+                dx[p * cin + dj] = tt_g16_run_val32(v[0], r->e);
+                dx[p1 * cin + dj] = tt_g16_run_val32(v[1], r->e);
+                dx[p * cin + dj1] = tt_g16_run_val32(v[2], r->e);
+                dx[p1 * cin + dj1] = tt_g16_run_val32(v[3], r->e);
+            }
         } else {
             int64_t s[4] = {0, 0, 0, 0};
             for (uint32_t c0 = 0; c0 < npair; c0 += PW_IG_BLOCK) {
@@ -673,6 +686,7 @@ static void ig_pair(const uint32_t *wp, const int16_t *g, int16_t *dx, uint32_t 
             dx[p1 * cin + dj1] = tt_g16_run_val64(s[3], r->e);
         }
     }
+    r->seen |= seen;
 }
 
 int tt_pointwise_input_grad_run(tt_trainer *t, const tt_layer_rec *L, const int16_t *g, tt_g16_run *r) {
