@@ -94,6 +94,22 @@ def _dw4_net(seed):
     return b
 
 
+def _dw4_lean_net(seed):
+    """Depthwise rows with whole windows over several columns (the unrolled
+    window path, per kernel size), clamps other than the int8 range (relu),
+    and pointwise layers on rows of odd width."""
+    b = NetBuilder((12, 15, 4), seed=seed)
+    b.conv(8, k=3, stride=1, act="relu")
+    b.dwconv(3, 1, act="relu")
+    b.dwconv(5, 1, act="relu6")
+    b.dwconv(7, 1, act="relu")
+    b.pointwise(12, act="relu")
+    b.dwconv(3, 2, act=None)
+    b.pointwise(7, act="relu6")
+    b.fc(3)
+    return b
+
+
 def _dw_net(seed):
     """Depthwise 3/5/7, stride 1 and 2, channel counts 1..9, odd sizes."""
     b = NetBuilder((13, 9, 1), seed=seed)
@@ -163,7 +179,7 @@ def _bwd_net(seed):
     return b
 
 
-SHAPED = {"pw": _pw_net, "bwd": _bwd_net, "pw_tile": _pw_tile_net, "conv": _conv_net, "dw": _dw_net, "dw4": _dw4_net, "big": _big_net, "wide_pw": _wide_pw_net}
+SHAPED = {"pw": _pw_net, "bwd": _bwd_net, "pw_tile": _pw_tile_net, "conv": _conv_net, "dw": _dw_net, "dw4": _dw4_net, "dw4_lean": _dw4_lean_net, "big": _big_net, "wide_pw": _wide_pw_net}
 
 
 def _schemes(graph):

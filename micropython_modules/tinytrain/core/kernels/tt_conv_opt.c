@@ -463,8 +463,7 @@ int tt_conv_opt(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R) {
     if (!tt_mask_at(R, (uint32_t)out->w * out->c, &mask)) {
         return 0;
     }
-    if (L->kh == 1u && L->kw == 1u && L->stride == 1u && L->perm_off == TT_NO_OFFSET && in->w == out->w) {
-        tt_pointwise_opt(t, L, R, mask);
+    if (L->kh == 1u && L->kw == 1u && L->stride == 1u && in->w == out->w && tt_pointwise_opt(t, L, R, mask)) {
         return 1;
     }
     if (tt_stem_opt(t, L, R, mask)) {

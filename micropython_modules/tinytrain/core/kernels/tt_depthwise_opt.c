@@ -3,7 +3,9 @@
  * Same results as the reference bit for bit (integer sums reordered only).
  *
  *  - forward without perm, channels a multiple of 4: 4 channels per load,
- *    weights regrouped per tap on the stack, SXTAB16 + SMLABB/SMLATT.
+ *    weights regrouped per tap on the stack, SXTAB16 + SMLABB/SMLATT; the
+ *    windows that lie inside the input, without a mask, unrolled per kernel
+ *    size with the zero point in the bias (dw4_lean).
  *  - other forward: per channel, the kh input rows of a window in an int16
  *    ring on the stack (zero point subtracted, padding 0), SMLAD on pairs.
  *  - input gradient: 4 channels at a time when there is no perm and C is a
@@ -90,6 +92,9 @@ typedef struct {
     int32_t zx, zy, lo, hi;
     int32_t b[4];
     rq_t rq[4];
+    rqz_t z[4]; /* rqz_make of rq, zy (lean: no mask, all rqz_ok) */
+    int32_t bz[4]; /* b - zx (sum of the channel's taps): a whole window's bias for x, not x - zx */
+    int lean;
 } dw4_t;
 
 /* Tap k of a kernel row: input bytes xr + k C, weights wr[2k], wr[2k + 1]. */
@@ -114,6 +119,103 @@ typedef struct {
     } while (0)
 #endif
 
+/* DW4_TAP on x rather than x - zx (the zero point is in D->bz), the tap's
+   weights at wr, which moves on to the next tap's (GCC loads them as two
+   LDR, not one LDRD, and spills around them). */
+#if TT_DSP
+#define DW4_TAPZ(k)                                                                                                  \
+    do {                                                                                                             \
+        uint32_t v_ = tt_ld32(xr + (k) * C), pa_, w0_, w1_;                                                          \
+        __asm__("ldrd %[w0], %[w1], [%[wr]], #8\n\t"                                                                 \
+                "sxtb16 %[pa], %[v]\n\t"                                                                             \
+                "sxtb16 %[v], %[v], ror #8\n\t"                                                                      \
+                "smlabb %[a0], %[pa], %[w0], %[a0]\n\t"                                                              \
+                "smlatt %[a2], %[pa], %[w0], %[a2]\n\t"                                                              \
+                "smlabb %[a1], %[v], %[w1], %[a1]\n\t"                                                               \
+                "smlatt %[a3], %[v], %[w1], %[a3]"                                                                    \
+                : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [v] "+r"(v_), [pa] "=&r"(pa_),         \
+                  [w0] "=&r"(w0_), [w1] "=&r"(w1_), [wr] "+r"(wr)                                                    \
+                : "m"(*(const uint32_t(*)[2])wr));                                                                    \
+    } while (0)
+#else
+#define DW4_TAPZ(k)                                                                                                  \
+    do {                                                                                                             \
+        const uint32_t v_ = tt_ld32(xr + (k) * C);                                                                   \
+        a0 += (int8_t)(v_ & 0xFFu) * lo16(wr[0]);                                                                    \
+        a1 += (int8_t)((v_ >> 8) & 0xFFu) * lo16(wr[1]);                                                             \
+        a2 += (int8_t)((v_ >> 16) & 0xFFu) * hi16(wr[0]);                                                            \
+        a3 += (int8_t)(v_ >> 24) * hi16(wr[1]);                                                                      \
+        wr += 2;                                                                                                     \
+    } while (0)
+#endif
+
+/* y[0..3] = the 4 outputs q0..q3 (zero point added) clamped to [lo, hi]:
+   with the DSP extension saturated to int8, packed, clamped bytewise
+   (SSUB8 + SEL: max then min) and stored as one word. */
+TT_INLINE void dw4_store(int8_t *y, int32_t q0, int32_t q1, int32_t q2, int32_t q3, int32_t lo, int32_t hi,
+                         int full) {
+#if TT_DSP
+    uint32_t v = (uint32_t)__ssat(q0, 8);
+    __asm__("bfi %[v], %[b], #8, #8\n\t"
+            "bfi %[v], %[c], #16, #8\n\t"
+            "bfi %[v], %[d], #24, #8"
+            : [v] "+r"(v)
+            : [b] "r"(__ssat(q1, 8)), [c] "r"(__ssat(q2, 8)), [d] "r"(__ssat(q3, 8)));
+    if (!full) {
+        const uint32_t l4 = 0x01010101u * (uint8_t)lo, h4 = 0x01010101u * (uint8_t)hi;
+        uint32_t tmp;
+        __asm__("ssub8 %[t], %[v], %[l]\n\t"
+                "sel %[v], %[v], %[l]\n\t"
+                "ssub8 %[t], %[v], %[h]\n\t"
+                "sel %[v], %[h], %[v]"
+                : [v] "+r"(v), [t] "=&r"(tmp)
+                : [l] "r"(l4), [h] "r"(h4));
+    }
+    memcpy(y, &v, 4);
+#else
+    (void)full;
+    y[0] = (int8_t)clamp_act(q0, lo, hi);
+    y[1] = (int8_t)clamp_act(q1, lo, hi);
+    y[2] = (int8_t)clamp_act(q2, lo, hi);
+    y[3] = (int8_t)clamp_act(q3, lo, hi);
+#endif
+}
+
+/* n outputs of 4 channels whose K x K windows lie inside the input (the
+   first at xw, output at y, the next s C bytes / C outputs on), no mask,
+   every channel rqz_ok: the window unrolled, requantisation SMMLA + ASR. */
+TT_INLINE void dw4_lean(const dw4_t *D, const int8_t *xw, int8_t *y, uint32_t n, uint32_t K, int full) {
+    const uint32_t C = D->C, WC = D->W * D->C, sC = D->s * D->C;
+    const int32_t lo = full ? -128 : D->lo, hi = full ? 127 : D->hi;
+    for (; n; n--, xw += sC, y += C) {
+        int32_t a0 = D->bz[0], a1 = D->bz[1], a2 = D->bz[2], a3 = D->bz[3];
+        const int8_t *xr = xw;
+        const uint32_t *wr = D->wtab;
+        for (uint32_t kh = 0; kh < K; kh++, xr += WC) {
+            TT_UNROLL16
+            for (uint32_t k = 0; k < K; k++) {
+                DW4_TAPZ(k);
+            }
+        }
+        dw4_store(y, rqz_apply(a0, D->z[0].mult, D->z[0].rz, D->z[0].k),
+                  rqz_apply(a1, D->z[1].mult, D->z[1].rz, D->z[1].k),
+                  rqz_apply(a2, D->z[2].mult, D->z[2].rz, D->z[2].k),
+                  rqz_apply(a3, D->z[3].mult, D->z[3].rz, D->z[3].k), lo, hi, full);
+    }
+}
+
+/* dw4_lean per kernel size (any clamp: the bytewise one costs little),
+   apart from dw4_rows (whose registers it would otherwise take). */
+static TT_NOINLINE void dw4_lean_k3(const dw4_t *D, const int8_t *xw, int8_t *y, uint32_t n) {
+    dw4_lean(D, xw, y, n, 3u, 0);
+}
+static TT_NOINLINE void dw4_lean_k5(const dw4_t *D, const int8_t *xw, int8_t *y, uint32_t n) {
+    dw4_lean(D, xw, y, n, 5u, 0);
+}
+static TT_NOINLINE void dw4_lean_k7(const dw4_t *D, const int8_t *xw, int8_t *y, uint32_t n) {
+    dw4_lean(D, xw, y, n, 7u, 0);
+}
+
 /* Output rows of 4 channels; kfull: the kernel width where it counts as a
    constant (a full kernel row is then straight-line code), fast and full as
    in im2col_channels (tt_conv_opt.c). */
@@ -123,6 +225,12 @@ TT_INLINE void dw4_rows(const dw4_t *D, uint32_t kfull, int fast, int full) {
 #if TT_DSP
     const uint32_t nz = pack16(-zx, -zx);
 #endif
+    /* outputs [olo, ohi) of a row whose windows are whole go to dw4_lean
+       when there are a few of them */
+    const uint32_t olo = (D->pl + s - 1u) / s;
+    const uint32_t nin = W + D->pl >= KW ? (W + D->pl - KW) / s + 1u : 0u;
+    const uint32_t ohi = nin < D->OW ? nin : D->OW;
+    const int lean_cols = fast && kfull == KW && (kfull == 3u || kfull == 5u || kfull == 7u) && D->lean;
     for (uint32_t oh = D->oh0; oh < D->oh1; oh++) {
         const int32_t ih0 = (int32_t)(oh * s) - (int32_t)D->pt;
         const uint32_t kh0 = ih0 < 0 ? (uint32_t)-ih0 : 0u;
@@ -130,7 +238,17 @@ TT_INLINE void dw4_rows(const dw4_t *D, uint32_t kfull, int fast, int full) {
         uint32_t idx = (oh - D->oh0) * D->OW * C + D->c0;
         /* the window's first input row inside the input, at channel c0 */
         const int8_t *xrow = D->x + (uint32_t)(ih0 + (int32_t)kh0 - (int32_t)D->row0) * W * C + D->c0;
+        const int lean = lean_cols && kh0 == 0u && kh1 == D->KH;
         for (uint32_t ow = 0; ow < D->OW; ow++, idx += C) {
+            if (lean && ow == olo) {
+                const int8_t *xw = xrow + (olo * s - D->pl) * C;
+                void (*run)(const dw4_t *, const int8_t *, int8_t *, uint32_t) =
+                    kfull == 3u ? dw4_lean_k3 : kfull == 5u ? dw4_lean_k5 : dw4_lean_k7;
+                run(D, xw, D->y + idx, ohi - olo);
+                idx += (ohi - olo - 1u) * C;
+                ow = ohi - 1u;
+                continue;
+            }
             const int32_t iw0 = (int32_t)(ow * s) - (int32_t)D->pl;
             const uint32_t kw0 = iw0 < 0 ? (uint32_t)-iw0 : 0u;
             const uint32_t kw1 = (int32_t)KW < (int32_t)W - iw0 ? KW : (uint32_t)((int32_t)W - iw0);
@@ -254,8 +372,13 @@ static int dwconv4(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, uint8
     D.zy = out->zero;
     D.lo = L->act_min;
     D.hi = L->act_max;
+    /* dw4_lean may run: rows with a few whole windows (dw4_rows), no mask */
+    const uint32_t olo = (D.pl + D.s - 1u) / D.s, nin = D.W + D.pl >= D.KW ? (D.W + D.pl - D.KW) / D.s + 1u : 0u;
+    const int geo = !mask && fast && D.KW == D.KH && (D.KW == 3u || D.KW == 5u || D.KW == 7u) &&
+                    (nin < D.OW ? nin : D.OW) >= olo + 4u;
     for (uint32_t c0 = 0; c0 < C; c0 += 4u) {
         const int8_t *w[4];
+        uint32_t s02 = 0, s13 = 0; /* the taps' sums, channels (c0, c0 + 2), (c0 + 1, c0 + 3) */
         for (uint32_t i = 0; i < 4u; i++) {
             const uint32_t j = c0 + i; /* no perm: storage position = channel */
             w[i] = tt_dw_taps(&P, L, j, kk);
@@ -265,6 +388,26 @@ static int dwconv4(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, uint8
         for (uint32_t tap = 0; tap < kk; tap++) {
             wtab[2u * tap] = pack16(w[0][tap], w[2][tap]);
             wtab[2u * tap + 1u] = pack16(w[1][tap], w[3][tap]);
+        }
+        D.lean = geo;
+        if (geo) { /* |sum| <= 49 * 128: the 16-bit lanes hold it */
+            for (uint32_t tap = 0; tap < kk; tap++) {
+#if TT_DSP
+                s02 = (uint32_t)__sadd16((int32_t)s02, (int32_t)wtab[2u * tap]);
+                s13 = (uint32_t)__sadd16((int32_t)s13, (int32_t)wtab[2u * tap + 1u]);
+#else
+                s02 = pack16(lo16(s02) + lo16(wtab[2u * tap]), hi16(s02) + hi16(wtab[2u * tap]));
+                s13 = pack16(lo16(s13) + lo16(wtab[2u * tap + 1u]), hi16(s13) + hi16(wtab[2u * tap + 1u]));
+#endif
+            }
+            D.bz[0] = D.b[0] - D.zx * lo16(s02);
+            D.bz[1] = D.b[1] - D.zx * lo16(s13);
+            D.bz[2] = D.b[2] - D.zx * hi16(s02);
+            D.bz[3] = D.b[3] - D.zx * hi16(s13);
+            for (uint32_t i = 0; i < 4u; i++) {
+                D.z[i] = rqz_make(&D.rq[i], D.zy);
+                D.lean = D.lean && rqz_ok(&D.rq[i]);
+            }
         }
         D.c0 = c0;
         if (fast && full && D.KW == 3u) {
@@ -467,6 +610,34 @@ static inline uint32_t abs32(int32_t v) {
     return v < 0 ? (uint32_t)-v : (uint32_t)v;
 }
 
+/* d[0..3] = tt_g16_run_val32(a_i, e): with the DSP extension SSAT #16 of
+   each, then the pair's lanes raised to -32767 (SSUB16 + SEL), which is the
+   clamp to +-32767 whatever the value; two word stores (d 4-byte aligned). */
+TT_INLINE void store_g16x4(int16_t *d, int32_t a0, int32_t a1, int32_t a2, int32_t a3, uint32_t e) {
+#if TT_DSP
+    const int32_t rnd = e ? 1 << (e - 1u) : 0;
+    const uint32_t m = 0x80018001u; /* (-32767, -32767) */
+    uint32_t v01, v23, t;
+    __asm__("pkhbt %[v], %[a], %[b], lsl #16\n\t"
+            "ssub16 %[t], %[v], %[m]\n\t"
+            "sel %[v], %[v], %[m]"
+            : [v] "=&r"(v01), [t] "=&r"(t)
+            : [a] "r"(__ssat((a0 + rnd) >> e, 16)), [b] "r"(__ssat((a1 + rnd) >> e, 16)), [m] "r"(m));
+    __asm__("pkhbt %[v], %[a], %[b], lsl #16\n\t"
+            "ssub16 %[t], %[v], %[m]\n\t"
+            "sel %[v], %[v], %[m]"
+            : [v] "=&r"(v23), [t] "=&r"(t)
+            : [a] "r"(__ssat((a2 + rnd) >> e, 16)), [b] "r"(__ssat((a3 + rnd) >> e, 16)), [m] "r"(m));
+    memcpy(d, &v01, 4);
+    memcpy(d + 2, &v23, 4);
+#else
+    d[0] = tt_g16_run_val32(a0, e);
+    d[1] = tt_g16_run_val32(a1, e);
+    d[2] = tt_g16_run_val32(a2, e);
+    d[3] = tt_g16_run_val32(a3, e);
+#endif
+}
+
 static int dw_input_grad_c4(tt_trainer *t, const tt_layer_rec *L, const int16_t *g, tt_g16_sink *dx,
                             tt_g16_run *r) {
     uint8_t hf[DW_MAX_SIDE], hn[DW_MAX_SIDE], wfst[DW_MAX_SIDE], wn[DW_MAX_SIDE];
@@ -480,6 +651,8 @@ static int dw_input_grad_c4(tt_trainer *t, const tt_layer_rec *L, const int16_t 
     const uint32_t s = L->stride, e = dx ? dx->e : 0u;
     int16_t *d = dx ? dx->dx : r->dx;
     uint32_t seen = 0;
+    /* one pass: r->lim as 32 bits (the magnitudes here are below 2^31), r->e */
+    uint32_t lim = r ? (r->lim > 0xFFFFFFFFu ? 0xFFFFFFFFu : (uint32_t)r->lim) : 0u, er = r ? r->e : 0u;
     if (L->perm_off != TT_NO_OFFSET || C % 4u || H > DW_MAX_SIDE || W > DW_MAX_SIDE || kk > DW_MAX_TAPS) {
         return 0;
     }
@@ -516,27 +689,30 @@ static int dw_input_grad_c4(tt_trainer *t, const tt_layer_rec *L, const int16_t 
                     }
                 }
                 if (r) { /* one pass: a tile is a pixel's 4 channels */
+                    const uint32_t mg = abs32(a0) | abs32(a1) | abs32(a2) | abs32(a3);
                     if (r->tile == r->stop) {
+                        r->seen |= seen;
                         return 1;
                     }
-                    tt_g16_run_check(r, abs32(a0) | abs32(a1) | abs32(a2) | abs32(a3));
-                    d[dp] = tt_g16_run_val32(a0, r->e);
-                    d[dp + 1u] = tt_g16_run_val32(a1, r->e);
-                    d[dp + 2u] = tt_g16_run_val32(a2, r->e);
-                    d[dp + 3u] = tt_g16_run_val32(a3, r->e);
+                    seen |= mg; /* r->seen's share, merged at the end */
+                    if (mg >= lim) { /* tt_g16_run_check */
+                        tt_g16_run_check(r, mg);
+                        lim = r->lim > 0xFFFFFFFFu ? 0xFFFFFFFFu : (uint32_t)r->lim;
+                        er = r->e;
+                    }
+                    store_g16x4(d + dp, a0, a1, a2, a3, er);
                     r->tile++;
                 } else if (d) {
-                    d[dp] = tt_g16_run_val32(a0, e);
-                    d[dp + 1u] = tt_g16_run_val32(a1, e);
-                    d[dp + 2u] = tt_g16_run_val32(a2, e);
-                    d[dp + 3u] = tt_g16_run_val32(a3, e);
+                    store_g16x4(d + dp, a0, a1, a2, a3, e);
                 } else {
                     seen |= abs32(a0) | abs32(a1) | abs32(a2) | abs32(a3);
                 }
             }
         }
     }
-    if (!d) {
+    if (r) {
+        r->seen |= seen;
+    } else if (!d) {
         dx->vmax = seen > dx->vmax ? seen : dx->vmax;
     }
     return 1;

@@ -173,6 +173,40 @@ static inline int32_t rq_apply(int32_t acc, const rq_t *r) {
     return tt_clamp32(tt_requant(acc, r->mult, r->shift), -(1 << 30), 1 << 30);
 }
 
+/* rq_fast(acc) + zero in one step: with rz = rnd + zero 2^k,
+   (hi + rz) >> k = ((hi + rnd) >> k) + zero exactly (a multiple of 2^k
+   added before the floor shift), and hi + rz stays in int32 for k <= 22
+   (|hi| < 2^30, |zero 2^k| <= 2^29). On the Cortex-M7 hi + rz is one
+   SMMLA: rz + the high word of acc * mult, floor (no rounding). */
+typedef struct {
+    int32_t mult, rz;
+    uint32_t k;
+} rqz_t;
+
+/* rqz_make applies: shift in [33, 54]. */
+static inline int rqz_ok(const rq_t *r) {
+    return r->k >= 1u && r->k <= 22u;
+}
+
+static inline rqz_t rqz_make(const rq_t *r, int32_t zero) {
+    rqz_t z;
+    z.mult = r->mult;
+    z.k = r->k;
+    z.rz = (int32_t)((uint32_t)r->rnd + ((uint32_t)zero << r->k));
+    return z;
+}
+
+/* rq_fast(acc, r) + zero, with rqz_make(r, zero). */
+static inline int32_t rqz_apply(int32_t acc, int32_t mult, int32_t rz, uint32_t k) {
+#if TT_DSP
+    int32_t h;
+    __asm__("smmla %0, %1, %2, %3" : "=r"(h) : "r"(acc), "r"(mult), "r"(rz));
+    return h >> k;
+#else
+    return ((int32_t)(((int64_t)acc * mult) >> 32) + rz) >> k;
+#endif
+}
+
 static inline int32_t clamp_act(int32_t q, int32_t lo, int32_t hi) {
 #if TT_DSP
     if (lo == -128 && hi == 127) { /* constant where it counts: one SSAT */
@@ -231,6 +265,26 @@ static inline int16_t tt_g16_run_val32(int32_t v, uint32_t e) {
     const int32_t q = e ? (v + (1 << (e - 1u))) >> e : v;
     return (int16_t)(q < -TT_G16_MAX ? -TT_G16_MAX : (q > TT_G16_MAX ? TT_G16_MAX : q));
 }
+/* d[0], d[1] = tt_g16_run_val32(a, e), tt_g16_run_val32(b, e): with the DSP
+   extension SSAT #16 of both, then their lanes raised to -32767 (SSUB16 +
+   SEL), which is the clamp to +-32767 for any value; one word store. */
+static inline void tt_g16_store2(int16_t *d, int32_t a, int32_t b, uint32_t e) {
+#if TT_DSP
+    const int32_t rnd = e ? 1 << (e - 1u) : 0;
+    const uint32_t m = 0x80018001u; /* (-32767, -32767) */
+    uint32_t v, t;
+    __asm__("pkhbt %[v], %[a], %[b], lsl #16\n\t"
+            "ssub16 %[t], %[v], %[m]\n\t"
+            "sel %[v], %[v], %[m]"
+            : [v] "=&r"(v), [t] "=&r"(t)
+            : [a] "r"(__ssat((a + rnd) >> e, 16)), [b] "r"(__ssat((b + rnd) >> e, 16)), [m] "r"(m));
+    memcpy(d, &v, 4);
+#else
+    d[0] = tt_g16_run_val32(a, e);
+    d[1] = tt_g16_run_val32(b, e);
+#endif
+}
+
 static inline int16_t tt_g16_run_val64(int64_t v, uint32_t e) {
     return tt_g16(v, e);
 }
@@ -284,8 +338,9 @@ int tt_conv_opt(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R);
 /* tt_stem_opt.c: a conv of at most 32 window taps (kh kw cin), an even
    number of output channels up to 32, frozen, no perm; mask offset to y[0]. */
 int tt_stem_opt(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, uint8_t *mask);
-/* tt_pointwise_opt.c: 1x1, stride 1, in.w == out.w, no perm; mask offset to y[0]. */
-void tt_pointwise_opt(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, uint8_t *mask);
+/* tt_pointwise_opt.c: 1x1, stride 1, in.w == out.w; with a perm up to 576
+   input channels (else 0); mask offset to y[0]. */
+int tt_pointwise_opt(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, uint8_t *mask);
 /* tt_pointwise_opt.c: input gradient of a tt_is_pointwise layer, sgp > 0:
    in one pass (tt_g16_run; even cout), else the two-pass sink. */
 int tt_pointwise_input_grad_run(tt_trainer *t, const tt_layer_rec *L, const int16_t *g, tt_g16_run *r);

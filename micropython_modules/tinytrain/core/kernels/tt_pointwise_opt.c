@@ -2,13 +2,17 @@
  * Pointwise (1x1) kernels, optimised (the reference is tt_conv.c's conv and
  * input gradient). Same results bit for bit.
  *
- *  - forward (1x1, stride 1, no channel permutation): 2 output pixels x 2
+ *  - forward (1x1, stride 1): 2 output pixels x 2
  *    output channels per tile, the input zero point folded into the bias:
  *    sum w (x - z) = sum w x - z sum w. The weights of the 2 channels are
  *    widened to int16 once (on the stack, up to PW_W16_MAX_CIN input
  *    channels) and reused at every pixel, so per 4 input channels a tile
  *    costs 2 loads + 4 SXTB16 of the inputs, 4 weight words, 8 SMLAD; wider
  *    layers read int8 weights straight from the model (SXTB16 them as well).
+ *    With a perm (trained input channels: weight j meets input perm[j]) each
+ *    weight is widened into the slot of its input channel, so the tiles
+ *    read the input in storage order as without one. Without a mask the
+ *    outputs are rqz_apply (SMMLA + ASR), the clamp and a byte store.
  *  - input gradient: in one pass (tt_g16_run), 2 input channels x 2 pixels
  *    a tile, SMLAD on pairs of int16 gradient values (up to 576 output
  *    channels, even); otherwise two passes, per pixel 4 input channels at a time.
@@ -44,9 +48,10 @@
 
 /* The 2x2 tile's last few input channels, one at a time: the tail of both
    dot_s8_2x2 and dot_w16_2x2 (sums wrap as there, see below). */
-TT_INLINE void dot_tail_2x2(const int8_t *x0, const int8_t *wa, uint32_t off, uint32_t n, int32_t *a) {
+TT_INLINE void dot_tail_2x2(const int8_t *x0, uint32_t xoff, const int8_t *wa, uint32_t woff, uint32_t n,
+                             int32_t *a) {
     for (uint32_t i = 0; i < n; i++) {
-        const int32_t p = x0[i], q = x0[off + i], u = wa[i], v = wa[off + i];
+        const int32_t p = x0[i], q = x0[xoff + i], u = wa[i], v = wa[woff + i];
         a[0] = (int32_t)((uint32_t)a[0] + (uint32_t)(p * u));
         a[1] = (int32_t)((uint32_t)a[1] + (uint32_t)(q * u));
         a[2] = (int32_t)((uint32_t)a[2] + (uint32_t)(p * v));
@@ -85,7 +90,7 @@ TT_INLINE void dot_s8_2x2(const int8_t *x0, const int8_t *wa, uint32_t off, uint
     a[1] = a1;
     a[2] = a2;
     a[3] = a3;
-    dot_tail_2x2(x0, wa, off, n, a);
+    dot_tail_2x2(x0, off, wa, off, n, a);
 }
 
 /* Input channels up to which the forward widens a channel pair's weights. */
@@ -115,6 +120,43 @@ static void pw_widen_pair(uint32_t *w16, const int8_t *wa, uint32_t cin, int32_t
     *sb = s1;
 }
 
+/* One channel's weight j of a layer with a perm: the reference reads
+   storage positions j < nt from the trained copy (rows of nt), the others
+   from the model (rows of cin). */
+static inline int32_t pw_w_at(const int8_t *wt, const int8_t *wf, uint32_t nt, uint32_t cin, uint32_t c,
+                              uint32_t j) {
+    return j < nt ? wt[c * nt + j] : wf[c * cin + j];
+}
+
+/* pw_widen_pair for a layer with a perm (input channel perm[j] meets weight
+   j), channels ca, cb: each weight goes to the slot of its input channel,
+   so the tiles read the input in storage order; the weights of the last
+   cin & 3 input channels to tail[0..3] (ca) and tail[4..7] (cb). */
+static TT_NOINLINE void pw_widen_pair_perm(uint32_t *w16, int8_t *tail, const int8_t *wt, const int8_t *wf,
+                                           uint32_t nt, uint32_t cin, const uint16_t *perm, uint32_t ca, uint32_t cb,
+                                           int32_t *sa, int32_t *sb) {
+    const uint32_t n4 = cin & ~3u;
+    int32_t s0 = 0, s1 = 0;
+    memset(w16, 0, 4u * n4);
+    for (uint32_t j = 0; j < cin; j++) {
+        const int32_t u = pw_w_at(wt, wf, nt, cin, ca, j), v = pw_w_at(wt, wf, nt, cin, cb, j);
+        const uint32_t i = perm[j];
+        s0 += u;
+        s1 += v;
+        if (i < n4) { /* words (a0, a2) (a1, a3) (b0, b2) (b1, b3) of group i / 4 */
+            uint32_t *g = w16 + (i & ~3u);
+            const uint32_t sh = (i & 2u) * 8u;
+            g[i & 1u] |= (uint32_t)(uint16_t)u << sh;
+            g[2u + (i & 1u)] |= (uint32_t)(uint16_t)v << sh;
+        } else {
+            tail[i - n4] = (int8_t)u;
+            tail[4u + i - n4] = (int8_t)v;
+        }
+    }
+    *sa = s0;
+    *sb = s1;
+}
+
 /* 4 input channels at x0 (pixel 0) and x0 + off (pixel 1) times the widened
    weight words w[0..3] (pw_widen_pair's order). */
 #define PW_W16_CHUNK(x0, off, w)                                                                                     \
@@ -135,9 +177,10 @@ static void pw_widen_pair(uint32_t *w16, const int8_t *wa, uint32_t cin, int32_t
     } while (0)
 
 /* dot_s8_2x2 with the first n & ~3 weights of both channels from w16
-   (pw_widen_pair of wa), the last n & 3 from wa, wa + off. */
-TT_INLINE void dot_w16_2x2(const int8_t *x0, const uint32_t *w16, const int8_t *wa, uint32_t off, uint32_t n,
-                           int32_t *a) {
+   (pw_widen_pair), the last n & 3 from wt (channel a), wt + woff (b);
+   pixel 1 at x0 + off (0: both pixels are pixel 0). */
+TT_INLINE void dot_w16_2x2(const int8_t *x0, const uint32_t *w16, const int8_t *wt, uint32_t off, uint32_t woff,
+                           uint32_t n, int32_t *a) {
     int32_t a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3];
     const uint32_t *end = w16 + (n & ~7u);
 #if TT_DSP
@@ -196,7 +239,7 @@ TT_INLINE void dot_w16_2x2(const int8_t *x0, const uint32_t *w16, const int8_t *
     a[1] = a1;
     a[2] = a2;
     a[3] = a3;
-    dot_tail_2x2(x0, wa + (n & ~3u), off, n & 3u, a);
+    dot_tail_2x2(x0, off, wt, woff, n & 3u, a);
 }
 
 /* sum x w over n int8 (wrapping, as above). */
@@ -223,15 +266,70 @@ static int32_t sum_s8(const int8_t *w, uint32_t n) {
     return s;
 }
 
+/* dot_w16_2x2 out of line: the odd pixel of a row (off = 0: as both of a
+   tile's pixels) and the odd channel of a layer with a perm. */
+static TT_NOINLINE void dot_w16_ool(const int8_t *x0, const uint32_t *w16, const int8_t *wt, uint32_t off,
+                                    uint32_t woff, uint32_t n, int32_t *a) {
+    dot_w16_2x2(x0, w16, wt, off, woff, n, a);
+}
+
 typedef struct {
     const int8_t *x, *wa;
-    const uint32_t *w16; /* pw_widen_pair of wa, or NULL */
+    const uint32_t *w16; /* pw_widen_pair(_perm) of the channel pair, or NULL */
+    const int8_t *wtail; /* with w16: the last cin & 3 weights of channel a, of b woff bytes on */
+    uint32_t woff;
     int8_t *y;
     uint8_t *mask;
     uint32_t cin, cout, npix, c;
     int32_t ba, bb, zy, lo, hi;
     rq_t ra, rb;
+    rqz_t za, zb; /* rqz_make of ra, rb (pw_lean) */
 } pw_pass_t;
+
+/* Channels c, c + 1 at every pixel without a mask, widened weights, both
+   channels rqz_ok: an output is SMMLA, ASR and the clamp (a constant where
+   the caller passes one), as pw_pass_body's rq_fast, + zy, clamp. */
+TT_INLINE void pw_lean_body(const pw_pass_t *P, int32_t lo, int32_t hi, uint32_t cin) {
+    const int8_t *xp = P->x;
+    const uint32_t *w16 = P->w16;
+    const uint32_t cout = P->cout;
+    const int32_t ba = P->ba, bb = P->bb;
+    const int32_t ma = P->za.mult, ra = P->za.rz, mb = P->zb.mult, rb = P->zb.rz;
+    const uint32_t ka = P->za.k, kb = P->zb.k;
+    const int8_t *xend = xp + (P->npix & ~1u) * cin;
+    int8_t *yp = P->y + P->c;
+    for (; xp != xend; xp += 2u * cin, yp += 2u * cout) {
+        int32_t a[4];
+        a[0] = ba;
+        a[1] = ba;
+        a[2] = bb;
+        a[3] = bb;
+        dot_w16_2x2(xp, w16, P->wtail, cin, P->woff, cin, a);
+        yp[0] = (int8_t)clamp_act(rqz_apply(a[0], ma, ra, ka), lo, hi);
+        yp[1] = (int8_t)clamp_act(rqz_apply(a[2], mb, rb, kb), lo, hi);
+        yp[cout] = (int8_t)clamp_act(rqz_apply(a[1], ma, ra, ka), lo, hi);
+        yp[cout + 1u] = (int8_t)clamp_act(rqz_apply(a[3], mb, rb, kb), lo, hi);
+    }
+    if (P->npix & 1u) { /* the last pixel as both of a tile's */
+        int32_t a[4];
+        a[0] = ba;
+        a[1] = ba;
+        a[2] = bb;
+        a[3] = bb;
+        dot_w16_ool(xp, w16, P->wtail, 0u, P->woff, cin, a);
+        yp[0] = (int8_t)clamp_act(rqz_apply(a[0], ma, ra, ka), lo, hi);
+        yp[1] = (int8_t)clamp_act(rqz_apply(a[2], mb, rb, kb), lo, hi);
+    }
+}
+
+/* cin a multiple of 8 (every paper model's layer): no tails in the tiles */
+static TT_NOINLINE void pw_lean_full8(const pw_pass_t *P) {
+    pw_lean_body(P, -128, 127, P->cin & ~7u);
+}
+
+static TT_NOINLINE void pw_lean(const pw_pass_t *P) {
+    pw_lean_body(P, P->lo, P->hi, P->cin);
+}
 
 /* Channels c, c + 1 at every pixel. fast: both shifts >= 33 (rq_fast);
    the clamp bounds are constants where the caller passes them so. */
@@ -249,7 +347,7 @@ TT_INLINE void pw_pass_body(const pw_pass_t *P, int fast, int32_t lo, int32_t hi
         a[2] = P->bb;
         a[3] = P->bb;
         if (P->w16) {
-            dot_w16_2x2(xp, P->w16, wa, cin, cin, a);
+            dot_w16_2x2(xp, P->w16, P->wtail, cin, P->woff, cin, a);
         } else {
             dot_s8_2x2(xp, wa, cin, cin, a);
         }
@@ -261,7 +359,15 @@ TT_INLINE void pw_pass_body(const pw_pass_t *P, int fast, int32_t lo, int32_t hi
             out2(y, mask, idx + cout, rq_apply(a[1], &P->ra), rq_apply(a[3], &P->rb), zy, lo, hi);
         }
     }
-    if (p < npix) {
+    if (p < npix && P->w16) { /* the last pixel as both of a tile's */
+        int32_t a[4];
+        a[0] = P->ba;
+        a[1] = P->ba;
+        a[2] = P->bb;
+        a[3] = P->bb;
+        dot_w16_ool(xp, P->w16, P->wtail, 0u, P->woff, cin, a);
+        out2(y, mask, idx, rq_apply(a[0], &P->ra), rq_apply(a[2], &P->rb), zy, lo, hi);
+    } else if (p < npix) {
         out2(y, mask, idx, rq_apply(P->ba + dot_s8(xp, wa, cin), &P->ra),
              rq_apply(P->bb + dot_s8(xp, wa + cin, cin), &P->rb), zy, lo, hi);
     }
@@ -280,11 +386,12 @@ static TT_NOINLINE void pw_pass_any(const pw_pass_t *P) {
     pw_pass_body(P, 0, P->lo, P->hi);
 }
 
-/* 1x1 conv, stride 1, rows of input and output alike, no perm (the
-   reference then reads every weight from the model). Output rows
+/* 1x1 conv, stride 1, rows of input and output alike; with a perm up to
+   PW_W16_MAX_CIN input channels (else 0: not handled). Output rows
    [R->oh0, R->oh1); mask offset to y[0]. */
-void tt_pointwise_opt(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, uint8_t *mask) {
+int tt_pointwise_opt(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, uint8_t *mask) {
     uint32_t w16[PW_W16_MAX_CIN];
+    int8_t tail[8];
     const tt_model *m = &t->model;
     const tt_tensor_rec *in = tt_tensor(m, L->in), *out = tt_tensor(m, L->out);
     const int8_t *x = R->x + (R->oh0 - R->row0) * (uint32_t)in->w * in->c;
@@ -294,8 +401,12 @@ void tt_pointwise_opt(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, ui
     const int32_t *mult = W.mult;
     const uint32_t cin = in->c, cout = out->c, npix = (R->oh1 - R->oh0) * out->w;
     const int32_t zx = in->zero, zy = out->zero, lo = L->act_min, hi = L->act_max;
+    const uint16_t *perm = W.perm;
     pw_pass_t P;
     uint32_t c = 0;
+    if (perm && (cin > PW_W16_MAX_CIN || npix < 8u)) {
+        return 0; /* the weights' regrouping would cost more than the pixels */
+    }
     P.x = x;
     P.y = y;
     P.mask = mask;
@@ -309,19 +420,36 @@ void tt_pointwise_opt(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, ui
         P.c = c;
         int32_t sa, sb;
         P.wa = wf + c * cin;
-        if (cin <= PW_W16_MAX_CIN) {
+        if (perm) {
+            pw_widen_pair_perm(w16, tail, W.wt, wf, L->n_train, cin, perm, c, c + 1u, &sa, &sb);
+            P.w16 = w16;
+            P.wtail = tail;
+            P.woff = 4u;
+        } else if (cin <= PW_W16_MAX_CIN) {
             pw_widen_pair(w16, P.wa, cin, &sa, &sb);
             P.w16 = w16;
+            P.wtail = P.wa + (cin & ~3u);
+            P.woff = cin;
         } else {
             sa = sum_s8(P.wa, cin);
             sb = sum_s8(P.wa + cin, cin);
             P.w16 = NULL;
+            P.wtail = NULL;
+            P.woff = 0u;
         }
         P.ba = tt_bias_at(&W, c) - zx * sa;
         P.bb = tt_bias_at(&W, c + 1u) - zx * sb;
         P.ra = rq_make(mult[c], shift[c]);
         P.rb = rq_make(mult[c + 1u], shift[c + 1u]);
-        if (P.ra.k && P.rb.k && lo == -128 && hi == 127) {
+        if (!mask && P.w16 && rqz_ok(&P.ra) && rqz_ok(&P.rb)) {
+            P.za = rqz_make(&P.ra, zy);
+            P.zb = rqz_make(&P.rb, zy);
+            if (lo == -128 && hi == 127 && cin % 8u == 0u) {
+                pw_lean_full8(&P);
+            } else { /* any clamp (code size: one more variant gains little) */
+                pw_lean(&P);
+            }
+        } else if (P.ra.k && P.rb.k && lo == -128 && hi == 127) {
             pw_pass_fast_full(&P);
         } else if (P.ra.k && P.rb.k) {
             pw_pass_fast(&P);
@@ -329,7 +457,25 @@ void tt_pointwise_opt(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, ui
             pw_pass_any(&P);
         }
     }
-    if (c < cout) { /* the last of an odd number of channels */
+    if (c < cout && perm) { /* the last of an odd number of channels, as both of a pair */
+        int32_t sa, sb;
+        pw_widen_pair_perm(w16, tail, W.wt, wf, L->n_train, cin, perm, c, c, &sa, &sb);
+        const int32_t ba = bias[c] - zx * sa;
+        const rq_t ra = rq_make(mult[c], shift[c]);
+        for (uint32_t p = 0; p < npix; p += 2u) {
+            const uint32_t off = p + 1u < npix ? cin : 0u;
+            int32_t a[4];
+            a[0] = ba;
+            a[1] = ba;
+            a[2] = ba;
+            a[3] = ba;
+            dot_w16_ool(x + p * cin, w16, tail, off, 4u, cin, a);
+            tt_store_out(y, mask, p * cout + c, rq_apply(a[0], &ra), zy, lo, hi);
+            if (off) {
+                tt_store_out(y, mask, (p + 1u) * cout + c, rq_apply(a[1], &ra), zy, lo, hi);
+            }
+        }
+    } else if (c < cout) { /* the last of an odd number of channels */
         const int8_t *wa = wf + c * cin;
         const int32_t ba = tt_bias_at(&W, c) - zx * sum_s8(wa, cin);
         const rq_t ra = rq_make(mult[c], shift[c]);
@@ -337,6 +483,7 @@ void tt_pointwise_opt(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, ui
             tt_store_out(y, mask, p * cout + c, rq_apply(ba + dot_s8(x + p * cin, wa, cin), &ra), zy, lo, hi);
         }
     }
+    return 1;
 }
 
 /* ---- input gradient ---- */
@@ -491,6 +638,10 @@ TT_INLINE void ig_2x2(const uint32_t *w, const uint32_t *g0, const uint32_t *g1,
 static void ig_pair(const uint32_t *wp, const int16_t *g, int16_t *dx, uint32_t j, uint32_t j1, uint32_t cin,
                     uint32_t cout, uint32_t npix, const uint16_t *perm, tt_g16_run *r) {
     const uint32_t npair = cout / 2u, dj = perm ? perm[j] : j, dj1 = perm ? perm[j1] : j1;
+    const int pairs = !perm && j1 == j + 1u; /* dx[dj], dx[dj1] adjacent: one word store */
+    /* tt_g16_run_check with r->lim as 32 bits (the int32 sums' magnitudes
+       are below 2^31) and r->seen's share kept here */
+    uint32_t lim = r->lim > 0xFFFFFFFFu ? 0xFFFFFFFFu : (uint32_t)r->lim, seen = 0;
     for (uint32_t p = 0; p < npix && r->tile < r->stop; p += 2u, r->tile++) {
         const uint32_t p1 = p + 1u < npix ? p + 1u : p;
         const uint32_t *g0 = (const uint32_t *)(const void *)(g + p * cout); /* cout even, 4-byte aligned */
@@ -503,11 +654,20 @@ static void ig_pair(const uint32_t *wp, const int16_t *g, int16_t *dx, uint32_t 
             ig_2x2(wp, g0, g1, npair, v);
             m32 = (uint32_t)(v[0] < 0 ? -v[0] : v[0]) | (uint32_t)(v[1] < 0 ? -v[1] : v[1]) |
                   (uint32_t)(v[2] < 0 ? -v[2] : v[2]) | (uint32_t)(v[3] < 0 ? -v[3] : v[3]);
-            tt_g16_run_check(r, m32);
-            dx[p * cin + dj] = tt_g16_run_val32(v[0], r->e);
-            dx[p1 * cin + dj] = tt_g16_run_val32(v[1], r->e);
-            dx[p * cin + dj1] = tt_g16_run_val32(v[2], r->e);
-            dx[p1 * cin + dj1] = tt_g16_run_val32(v[3], r->e);
+            seen |= m32;
+            if (m32 >= lim) {
+                tt_g16_run_check(r, m32);
+                lim = r->lim > 0xFFFFFFFFu ? 0xFFFFFFFFu : (uint32_t)r->lim;
+            }
+            if (pairs) {
+                tt_g16_store2(dx + p * cin + dj, v[0], v[2], r->e);
+                tt_g16_store2(dx + p1 * cin + dj, v[1], v[3], r->e);
+            } else {
+                dx[p * cin + dj] = tt_g16_run_val32(v[0], r->e);
+                dx[p1 * cin + dj] = tt_g16_run_val32(v[1], r->e);
+                dx[p * cin + dj1] = tt_g16_run_val32(v[2], r->e);
+                dx[p1 * cin + dj1] = tt_g16_run_val32(v[3], r->e);
+            }
         } else {
             int64_t s[4] = {0, 0, 0, 0};
             for (uint32_t c0 = 0; c0 < npair; c0 += PW_IG_BLOCK) {
@@ -526,6 +686,7 @@ static void ig_pair(const uint32_t *wp, const int16_t *g, int16_t *dx, uint32_t 
             dx[p1 * cin + dj1] = tt_g16_run_val64(s[3], r->e);
         }
     }
+    r->seen |= seen;
 }
 
 int tt_pointwise_input_grad_run(tt_trainer *t, const tt_layer_rec *L, const int16_t *g, tt_g16_run *r) {

@@ -76,6 +76,34 @@ TT_INLINE void stem_gather(const stem_t *S, uint32_t oh, uint32_t ow, int8_t *b,
     memset(p, zb, nb - kh * kw * cin);
 }
 
+/* stem_gather for the 3x3 3-channel stem when the window lies inside the
+   input (else 0): its 27 bytes are 9 contiguous bytes of 3 rows, read as
+   words and half-words into the 7 words b[0..6], the last byte the input
+   zero point; nothing outside the window is read. Little-endian words:
+   byte i of the window is bits 8 (i % 4) of word i / 4. */
+TT_INLINE int stem_gather_k3c3(const stem_t *S, uint32_t oh, uint32_t ow, uint32_t *b) {
+    const int32_t ih0 = (int32_t)(oh * S->s) - (int32_t)S->pt, iw0 = (int32_t)(ow * S->s) - (int32_t)S->pl;
+    const int8_t *r0, *r1, *r2;
+    uint16_t h0, h1, h2;
+    if (ih0 < 0 || ih0 + 3 > (int32_t)S->H || iw0 < 0 || iw0 + 3 > (int32_t)S->W) {
+        return 0;
+    }
+    r0 = S->x + ((uint32_t)ih0 - S->row0) * S->W * 3u + (uint32_t)iw0 * 3u;
+    r1 = r0 + S->W * 3u;
+    r2 = r1 + S->W * 3u;
+    memcpy(&h0, r1 + 7, 2);
+    memcpy(&h1, r2, 2);
+    memcpy(&h2, r2 + 6, 2);
+    b[0] = tt_ld32(r0);
+    b[1] = tt_ld32(r0 + 4);
+    b[2] = (uint32_t)(uint8_t)r0[8] | (tt_ld32(r1) << 8);
+    b[3] = tt_ld32(r1 + 3);
+    b[4] = (uint32_t)h0 | ((uint32_t)h1 << 16);
+    b[5] = tt_ld32(r2 + 2);
+    b[6] = (uint32_t)h2 | ((uint32_t)(uint8_t)r2[8] << 16) | ((uint32_t)(uint8_t)S->zx << 24);
+    return 1;
+}
+
 /* Two pixels' windows b0, b1 (nb bytes each) as int16 words, zero point
    subtracted: per 4 bytes e0..e3 the words (e0, e2), (e1, e3) (what SXTAB16
    and SXTAB16 ROR #8 give), pixel 0 in the low half of each col entry. */
@@ -166,15 +194,25 @@ TT_INLINE void stem_rows(const stem_t *S, uint32_t kh, uint32_t kw, uint32_t cin
     uint64_t col[STEM_MAX_WORDS];
     const uint32_t OW = S->OW, npix = (S->oh1 - S->oh0) * OW, nb = 2u * nw;
     uint32_t oh = S->oh0, ow = 0;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    /* constants for the stem; the words hold bytes in memory order */
+    const int k3c3 = kh == 3u && kw == 3u && cin == 3u && nw == STEM_K3C3_WORDS;
+#else
+    const int k3c3 = 0;
+#endif
     for (uint32_t p = 0; p < npix; p += 2u) {
         const uint32_t pb = p + 1u < npix ? p + 1u : p;
-        stem_gather(S, oh, ow, (int8_t *)b0, kh, kw, cin, nb);
+        if (!k3c3 || !stem_gather_k3c3(S, oh, ow, b0)) {
+            stem_gather(S, oh, ow, (int8_t *)b0, kh, kw, cin, nb);
+        }
         if (++ow == OW) {
             ow = 0;
             oh++;
         }
         if (pb != p) {
-            stem_gather(S, oh, ow, (int8_t *)b1, kh, kw, cin, nb);
+            if (!k3c3 || !stem_gather_k3c3(S, oh, ow, b1)) {
+                stem_gather(S, oh, ow, (int8_t *)b1, kh, kw, cin, nb);
+            }
             if (++ow == OW) {
                 ow = 0;
                 oh++;

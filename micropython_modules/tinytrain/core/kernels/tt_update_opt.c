@@ -64,16 +64,80 @@ int tt_update_biases_opt(tt_trainer *t, uint32_t li, const tt_layer_rec *L, cons
     return 1;
 }
 
+#if TT_DSP
+/* The prescale's passes on a channel pair at a time (C even, g 4-byte
+   aligned): one word holds G[p][c], G[p][c + 1]. */
+
+/* Per lane the largest value and the smallest, both from 0 (SSUB16 + SEL). */
+static void prescale_max2(const int16_t *g, uint32_t npos, uint32_t C, uint32_t *mx, uint32_t *mn) {
+    const uint32_t *gp = (const uint32_t *)(const void *)g;
+    uint32_t hi = 0, lo = 0, t;
+    for (uint32_t p = 0; p < npos; p++, gp += C / 2u) {
+        const uint32_t w = *gp;
+        __asm__("ssub16 %[t], %[w], %[hi]\n\t"
+                "sel %[hi], %[w], %[hi]\n\t"
+                "ssub16 %[t], %[lo], %[w]\n\t"
+                "sel %[lo], %[w], %[lo]"
+                : [hi] "+r"(hi), [lo] "+r"(lo), [t] "=&r"(t)
+                : [w] "r"(w));
+    }
+    *mx = hi;
+    *mn = lo;
+}
+
+/* rs(v f, e) for e >= 17, clamped to +-32767, both lanes: SMLAW adds
+   floor(v f / 2^16) to 2^(e-17), which is floor((v f + 2^(e-1)) / 2^16)
+   as 2^(e-1) is a multiple of 2^16; ASR by e - 16 ends the floor division.
+   |v f| < 2^46: the SMLAW sum stays below 2^31. */
+static void prescale_store2(int16_t *g, uint32_t npos, uint32_t C, int32_t fa, int32_t fb, uint32_t e) {
+    uint32_t *gp = (uint32_t *)(void *)g;
+    const int32_t r = 1 << (e - 17u);
+    const uint32_t k = e - 16u, m = 0x80018001u; /* (-32767, -32767) */
+    for (uint32_t p = 0; p < npos; p++, gp += C / 2u) {
+        const uint32_t w = *gp;
+        int32_t qa, qb;
+        uint32_t v, t;
+        __asm__("smlawb %0, %1, %2, %3" : "=r"(qa) : "r"(fa), "r"(w), "r"(r));
+        __asm__("smlawt %0, %1, %2, %3" : "=r"(qb) : "r"(fb), "r"(w), "r"(r));
+        qa = __ssat(qa >> k, 16);
+        qb = __ssat(qb >> k, 16);
+        __asm__("pkhbt %[v], %[a], %[b], lsl #16\n\t"
+                "ssub16 %[t], %[v], %[m]\n\t"
+                "sel %[v], %[v], %[m]"
+                : [v] "=&r"(v), [t] "=&r"(t)
+                : [a] "r"(qa), [b] "r"(qb), [m] "r"(m));
+        *gp = v;
+    }
+}
+#endif
+
 /* The reference's prescale. The factors are >= 0, so the largest |G gs[c]|
    is max_c gs[c] max_p |G[p][c]|: the first pass is over int16 only. The
-   second stores rs(G gs[c], e) from one 32 x 32 -> 64 multiply-add. */
+   second stores rs(G gs[c], e) from one 32 x 32 -> 64 multiply-add (with the
+   DSP extension, C even: two channels per word, SMLAWB/SMLAWT). */
 int tt_prescale_opt(const tt_model *m, const tt_layer_rec *L, int16_t *g, uint32_t n, uint32_t C, float sg,
                     float *sgp) {
     const int32_t *pm = TT_BLOB(m, int32_t, L->gscale_off);
     uint64_t pmax = 0;
     uint32_t e;
     int64_t rnd;
+#if TT_DSP
+    const int pairs = C % 2u == 0u && ((uintptr_t)g & 3u) == 0u;
+    if (pairs) {
+        for (uint32_t c = 0; c < C; c += 2u) {
+            uint32_t mx, mn;
+            prescale_max2(g + c, n / C, C, &mx, &mn);
+            for (uint32_t i = 0; i < 2u; i++) {
+                const int32_t hi = i ? hi16(mx) : lo16(mx), lo = i ? hi16(mn) : lo16(mn);
+                const uint64_t a = tt_abs64((int64_t)(-lo > hi ? -lo : hi) * pm[c + i]);
+                pmax = a > pmax ? a : pmax;
+            }
+        }
+    }
+    for (uint32_t c = 0; c < C && !pairs; c++) {
+#else
     for (uint32_t c = 0; c < C; c++) {
+#endif
         const int16_t *gp = g + c;
         int32_t hi = 0, lo = 0;
         for (uint32_t i = c; i < n; i += C, gp += C) {
@@ -94,6 +158,15 @@ int tt_prescale_opt(const tt_model *m, const tt_layer_rec *L, int16_t *g, uint32
     e = tt_bitlen64_fast(pmax);
     e = e > 15u ? e - 15u : 0u; /* tt_g16_shift */
     rnd = e ? (int64_t)1 << (e - 1u) : 0;
+#if TT_DSP
+    if (pairs && e >= 17u) {
+        for (uint32_t c = 0; c < C; c += 2u) {
+            prescale_store2(g + c, n / C, C, pm[c], pm[c + 1u], e);
+        }
+        *sgp = (sg * tt_pow2f((int32_t)e - 31)) * L->wscale_max;
+        return 1;
+    }
+#endif
     for (uint32_t c = 0; c < C; c++) {
         int16_t *gp = g + c, *end = g + n;
         const int64_t f = pm[c];
