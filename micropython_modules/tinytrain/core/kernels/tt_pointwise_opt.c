@@ -460,7 +460,7 @@ int tt_pointwise_opt(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, uin
     if (c < cout && perm) { /* the last of an odd number of channels, as both of a pair */
         int32_t sa, sb;
         pw_widen_pair_perm(w16, tail, W.wt, wf, L->n_train, cin, perm, c, c, &sa, &sb);
-        const int32_t ba = bias[c] - zx * sa;
+        const int32_t ba = tt_bias_at(&W, c) - zx * sa;
         const rq_t ra = rq_make(mult[c], shift[c]);
         for (uint32_t p = 0; p < npix; p += 2u) {
             const uint32_t off = p + 1u < npix ? cin : 0u;
