@@ -108,6 +108,34 @@ print('CHECK', _a, gc.mem_free(), hasattr(tinytrain, '__file__'), tinytrain.Trai
 """
 
 
+# Run on the board: the filesystem's free bytes and block size at LIB, and the
+# bytes the files about to be replaced hold now.
+ROOM = """
+import os
+_s = os.statvfs(%r)
+_old = 0
+for _p in %r:
+    try:
+        _old += os.stat(_p)[6]
+    except OSError:
+        pass
+print('ROOM', _s[0] * _s[3], _s[0], _old)
+"""
+
+
+def _check_room(out: str, files: dict, lib: str, small: bool, arch: str) -> None:
+    """Refuse before writing when the files cannot fit (a half-written .mpy
+    would be worse than the old one)."""
+    free, block, old = map(int, _parse(out, "ROOM"))
+    # each file ends in a partly filled block; what the old copies hold comes back
+    need = sum(-(-len(d) // block) * block for d in files.values())
+    if need > free + old:
+        how = ("" if small else f"the build without the optimised kernels (--small, `make natmod ARCH={arch} "
+               "TT_OPTIMIZED=0`) is about half the size; ")
+        raise InstallError(f"{lib} has {free + old} bytes free (counting the copies being replaced), the "
+                           f"files need {need}: {how}or free space on the board, or use a lib folder on an SD card")
+
+
 def _parse(out: str, key: str) -> list:
     for line in out.splitlines():
         if line.startswith(key + " "):
@@ -180,6 +208,8 @@ def install_serial(port: str, small: bool = False, build=BUILD, say=print) -> di
         files = _files(build_dir)
         tr.exec("import os\nfor p in %r:\n try: os.remove(p)\n except OSError: pass" %
                 ([f"{lib}/{n}" for n in _stale(files)],))
+        _check_room(tr.exec(ROOM % (lib, [f"{lib}/{n}" for n in files])).decode(errors="replace"),
+                    files, lib, small, arch)
         for name, data in files.items():
             say(f"copying {name} ({len(data)} bytes) to {lib}/{name}")
             tr.fs_writefile(f"{lib}/{name}", data)
