@@ -85,9 +85,10 @@ def test_stock_qemu_mpy(stock_qemu, tmp_path):
     out = stock_qemu.mpremote("exec", "import sys; print('MPY', sys.implementation._mpy)")
     version, got_arch = install.decode_sys_mpy(int(out.split("MPY")[1].split()[0]))
     assert (version, got_arch) == (install.MPY_VERSION, arch)
-    build = natmod(MPY_FOR[stock_qemu.board], stock_qemu.board in SMALL_FOR)  # built first: install looks for it before the board's lib folder
+    small = stock_qemu.board in SMALL_FOR
+    build = natmod(MPY_FOR[stock_qemu.board], small)  # built first: install looks for it before the board's lib folder
     with pytest.raises(install.InstallError, match="no writable filesystem"):
-        install.install(stock_qemu.pty, say=lambda s: None)
+        install.install(stock_qemu.pty, small=small, say=lambda s: None)
     shutil.copy(build / "tinytrain.mpy", tmp_path / "tinytrain.mpy")
     out = stock_qemu.mpremote("exec", "import gc; gc.collect(); a = gc.mem_free(); import tinytrain; gc.collect(); "
                               "print('HEAP', a, gc.mem_free())", workdir=tmp_path)
