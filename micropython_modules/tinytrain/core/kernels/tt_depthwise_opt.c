@@ -610,32 +610,10 @@ static inline uint32_t abs32(int32_t v) {
     return v < 0 ? (uint32_t)-v : (uint32_t)v;
 }
 
-/* d[0..3] = tt_g16_run_val32(a_i, e): with the DSP extension SSAT #16 of
-   each, then the pair's lanes raised to -32767 (SSUB16 + SEL), which is the
-   clamp to +-32767 whatever the value; two word stores (d 4-byte aligned). */
+/* d[0..3] = tt_g16_run_val32(a_i, e), as two pairs (tt_g16_store2). */
 TT_INLINE void store_g16x4(int16_t *d, int32_t a0, int32_t a1, int32_t a2, int32_t a3, uint32_t e) {
-#if TT_DSP
-    const int32_t rnd = e ? 1 << (e - 1u) : 0;
-    const uint32_t m = 0x80018001u; /* (-32767, -32767) */
-    uint32_t v01, v23, t;
-    __asm__("pkhbt %[v], %[a], %[b], lsl #16\n\t"
-            "ssub16 %[t], %[v], %[m]\n\t"
-            "sel %[v], %[v], %[m]"
-            : [v] "=&r"(v01), [t] "=&r"(t)
-            : [a] "r"(__ssat((a0 + rnd) >> e, 16)), [b] "r"(__ssat((a1 + rnd) >> e, 16)), [m] "r"(m));
-    __asm__("pkhbt %[v], %[a], %[b], lsl #16\n\t"
-            "ssub16 %[t], %[v], %[m]\n\t"
-            "sel %[v], %[v], %[m]"
-            : [v] "=&r"(v23), [t] "=&r"(t)
-            : [a] "r"(__ssat((a2 + rnd) >> e, 16)), [b] "r"(__ssat((a3 + rnd) >> e, 16)), [m] "r"(m));
-    memcpy(d, &v01, 4);
-    memcpy(d + 2, &v23, 4);
-#else
-    d[0] = tt_g16_run_val32(a0, e);
-    d[1] = tt_g16_run_val32(a1, e);
-    d[2] = tt_g16_run_val32(a2, e);
-    d[3] = tt_g16_run_val32(a3, e);
-#endif
+    tt_g16_store2(d, a0, a1, e);
+    tt_g16_store2(d + 2, a2, a3, e);
 }
 
 static int dw_input_grad_c4(tt_trainer *t, const tt_layer_rec *L, const int16_t *g, tt_g16_sink *dx,
