@@ -2,6 +2,7 @@
 library (tasks, data sets, compiler, planner...), never the reverse. Checked
 on the source with ast, so a lazy import inside a function counts too."""
 import ast
+import re
 from pathlib import Path
 
 import tinytrain
@@ -69,3 +70,28 @@ def test_library_does_not_import_demos():
         if bad:
             offenders.append(f"{name} imports {', '.join(bad)}")
     assert not offenders, "library modules import demo code:\n" + "\n".join(offenders)
+
+
+# An op's tensor ids by slot number (`op.t[3]`, `op->t[3]`): the slot's meaning then lives
+# at the use, not in the one table of slot names (modelfile.py's FWD_/BWD_/LOSS_/GRAD_ADD_/
+# FUSED_ constants, the core's tt_format.h enums).
+BARE_SLOT = re.compile(r"(?:\.|->)t\[\s*\d+\s*\]")
+CORE = Path(__file__).resolve().parent.parent / "micropython_modules" / "tinytrain"
+
+
+def bare_slot_uses(paths) -> list:
+    return [f"{p.name}:{n}: {line.strip()}" for p in paths
+            for n, line in enumerate(p.read_text().splitlines(), 1) if BARE_SLOT.search(line)]
+
+
+def test_bare_slot_pattern_sees_both_languages():
+    assert BARE_SLOT.search("masks[op.t[0]] = m") and BARE_SLOT.search("tt_tensor(m, op->t[ 3 ])")
+    assert not BARE_SLOT.search("op.t[mf.BWD_MASK]") and not BARE_SLOT.search("op->t[TT_FUSED_A]")
+
+
+def test_op_slots_are_read_by_name():
+    py = [p for p in PACKAGE.rglob("*.py") if p.name != "modelfile.py"]
+    c = [p for p in CORE.rglob("*") if p.suffix in (".c", ".h") and p.name != "tt_format.h"]
+    assert py and c
+    offenders = bare_slot_uses(sorted(py) + sorted(c))
+    assert not offenders, "op slots read by number:\n" + "\n".join(offenders)

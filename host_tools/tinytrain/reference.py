@@ -524,14 +524,14 @@ class Reference:
             acts[r.out] = y
             produced[r.out] = y
             if training:
-                if op.t[0] != NONE:
-                    masks[op.t[0]] = pack_mask(m)
-                if op.t[1] != NONE and L.kind in (mf.L_MAXPOOL, mf.L_LUT):
-                    saved[op.t[1]] = xin.copy()
-                elif op.t[1] != NONE:
-                    st = self.tensors[op.t[1]]
+                if op.t[mf.FWD_MASK] != NONE:
+                    masks[op.t[mf.FWD_MASK]] = pack_mask(m)
+                if op.t[mf.FWD_SAVED] != NONE and L.kind in (mf.L_MAXPOOL, mf.L_LUT):
+                    saved[op.t[mf.FWD_SAVED]] = xin.copy()
+                elif op.t[mf.FWD_SAVED] != NONE:
+                    st = self.tensors[op.t[mf.FWD_SAVED]]
                     sv = xin[:, :, L.perm[:L.n_train]].copy()
-                    saved[op.t[1]] = sv.reshape(st.h, st.w, st.c)
+                    saved[op.t[mf.FWD_SAVED]] = sv.reshape(st.h, st.w, st.c)
         self.acts = acts
         if training:
             self.masks, self.saved = masks, saved
@@ -560,9 +560,9 @@ class Reference:
         rec = L.rec
         li = L.index
         s = rec.stride
-        s_g, G = self._g[op.t[0]]
-        G = self._apply_mask(G, op.t[1])
-        self._g[op.t[0]] = (s_g, G)
+        s_g, G = self._g[op.t[mf.BWD_OUT_GRAD]]
+        G = self._apply_mask(G, op.t[mf.BWD_MASK])
+        self._g[op.t[mf.BWD_OUT_GRAD]] = (s_g, G)
         oh, ow, cout = G.shape
         k = F32(F32(self.lr * L.lr_scale) * s_g)
 
@@ -577,9 +577,9 @@ class Reference:
             self.weight_grad_arrays[(li, "b")] = (A, s_g)
 
         # 3. input gradient, with the weights before this step's update
-        if op.t[3] != NONE:
+        if op.t[mf.BWD_IN_GRAD] != NONE:
             self._bwd_input(L, op, G, s_g)
-            s_used, G_used = self._g[op.t[0]]
+            s_used, G_used = self._g[op.t[mf.BWD_OUT_GRAD]]
             s_used = self._s_prescaled if self._s_prescaled is not None else s_used
         else:
             s_used, G_used = s_g, G
@@ -588,7 +588,7 @@ class Reference:
         k_used = F32(F32(self.lr * L.lr_scale) * s_used)
         if L.n_train > 0:
             nt = L.n_train
-            sv = self.saved[op.t[2]].astype(I64).reshape(L.tin.h, L.tin.w, nt) - L.z_x
+            sv = self.saved[op.t[mf.BWD_SAVED]].astype(I64).reshape(L.tin.h, L.tin.w, nt) - L.z_x
             sp = _padded(sv, rec.pad_top, rec.pad_left, (oh - 1) * s + rec.kh, (ow - 1) * s + rec.kw)
             if L.kind == mf.L_CONV:
                 A = np.zeros((cout, rec.kh, rec.kw, nt), dtype=I64)
@@ -617,7 +617,7 @@ class Reference:
             else:
                 self.w_tr[li] = np.clip(w - rint_sat(u, 255), -127, 127)
             scale = F32(s_used * L.s_x)
-            if op.t[3] != NONE and L.w_scale is not None:  # real gradient: A' * s' * s_x / s_w[c]
+            if op.t[mf.BWD_IN_GRAD] != NONE and L.w_scale is not None:  # real gradient: A' * s' * s_x / s_w[c]
                 sw = L.w_scale if L.kind == mf.L_CONV else L.w_scale[L.perm[:nt]]
                 ch_scale = (scale / sw.astype(F32)).astype(F32)
             else:
@@ -637,7 +637,7 @@ class Reference:
         self._s_prescaled = None
         gmax = int(np.abs(G).max()) if G.size else 0
         if gmax == 0:
-            self._set_grad(op.t[3], F32(0), np.zeros(L.tin.numel, dtype=I64))
+            self._set_grad(op.t[mf.BWD_IN_GRAD], F32(0), np.zeros(L.tin.numel, dtype=I64))
             self._s_prescaled = F32(0)
             return
         if L.gscale is None:
@@ -645,12 +645,12 @@ class Reference:
         P = G * L.gscale                   # s_w[c] / max(s_w) in Q31, exact in int64
         pmax = int(np.abs(P).max())
         if pmax == 0:
-            self._set_grad(op.t[3], F32(0), np.zeros(L.tin.numel, dtype=I64))
+            self._set_grad(op.t[mf.BWD_IN_GRAD], F32(0), np.zeros(L.tin.numel, dtype=I64))
             self._s_prescaled = F32(0)
             return
         e = max(bitlen(pmax) - 15, 0)
         Gp = _clamp16(rs(P, e)) if e else P    # to16 of the products
-        self._g[op.t[0]] = (s_g, Gp)  # t0 is prescaled in place (its scale field is kept)
+        self._g[op.t[mf.BWD_OUT_GRAD]] = (s_g, Gp)  # the output gradient is prescaled in place (its scale field is kept)
         s_p = F32(F32(s_g * pow2(e - 31)) * L.wscale_max)
         self._s_prescaled = s_p
         W = self.weights(li)
@@ -674,35 +674,35 @@ class Reference:
         acc = np.empty_like(acc_st)
         acc[:, :, L.perm] = acc_st
         dX, s_dx = to_int16(acc, s_p)
-        self._set_grad(op.t[3], s_dx, dX)
+        self._set_grad(op.t[mf.BWD_IN_GRAD], s_dx, dX)
 
 
     def _bwd_add(self, L, op):
-        s_g, G = self._g[op.t[0]]
-        G = self._apply_mask(G, op.t[1])
-        self._g[op.t[0]] = (s_g, G)
-        for tid in (op.t[3], op.t[4]):
+        s_g, G = self._g[op.t[mf.BWD_OUT_GRAD]]
+        G = self._apply_mask(G, op.t[mf.BWD_MASK])
+        self._g[op.t[mf.BWD_OUT_GRAD]] = (s_g, G)
+        for tid in (op.t[mf.BWD_IN_GRAD], op.t[mf.BWD_IN2_GRAD]):
             if tid != NONE:
                 self._set_grad(tid, s_g, G.copy())
 
     def _bwd_pool(self, L, op):
-        s_g, G = self._g[op.t[0]]
-        G = self._apply_mask(G, op.t[1])
-        self._g[op.t[0]] = (s_g, G)
-        if op.t[3] == NONE:
+        s_g, G = self._g[op.t[mf.BWD_OUT_GRAD]]
+        G = self._apply_mask(G, op.t[mf.BWD_MASK])
+        self._g[op.t[mf.BWD_OUT_GRAD]] = (s_g, G)
+        if op.t[mf.BWD_IN_GRAD] == NONE:
             return
         H, W, C = L.tin.h, L.tin.w, L.tin.c
         dX = np.broadcast_to(G.reshape(1, 1, C), (H, W, C)).copy()
-        self._set_grad(op.t[3], F32(s_g / F32(H * W)), dX)
+        self._set_grad(op.t[mf.BWD_IN_GRAD], F32(s_g / F32(H * W)), dX)
 
     def _bwd_window_pool(self, L, op):
         """Max: each window's gradient to its first largest input (row by row);
         average: each window's gradient times round(2^24 / n), scale 2^-24."""
-        s_g, G = self._g[op.t[0]]
-        G = self._apply_mask(G, op.t[1])
-        self._g[op.t[0]] = (s_g, G)  # masked in place, as on the device
+        s_g, G = self._g[op.t[mf.BWD_OUT_GRAD]]
+        G = self._apply_mask(G, op.t[mf.BWD_MASK])
+        self._g[op.t[mf.BWD_OUT_GRAD]] = (s_g, G)  # masked in place, as on the device
         V = np.zeros((L.tin.h, L.tin.w, L.tin.c), dtype=I64)
-        x = self.saved[op.t[2]] if L.kind == mf.L_MAXPOOL else None
+        x = self.saved[op.t[mf.BWD_SAVED]] if L.kind == mf.L_MAXPOOL else None
         for oh, ow, hs, ws in self._windows(L):
             if L.kind == mf.L_MAXPOOL:
                 win = x[hs, ws].reshape(-1, L.tin.c)
@@ -714,15 +714,15 @@ class Reference:
                 V[hs, ws] += G[oh, ow] * ((2 ** 24 + n // 2) // n)
         s = s_g if L.kind == mf.L_MAXPOOL else F32(s_g * pow2(-24))
         dX, s_dx = to_int16(V, s)
-        self._set_grad(op.t[3], s_dx, dX)
+        self._set_grad(op.t[mf.BWD_IN_GRAD], s_dx, dX)
 
     def _bwd_table(self, L, op):
-        s_g, G = self._g[op.t[0]]
-        G = self._apply_mask(G, op.t[1])
-        self._g[op.t[0]] = (s_g, G)
-        x = self.saved[op.t[2]].astype(np.intp)
+        s_g, G = self._g[op.t[mf.BWD_OUT_GRAD]]
+        G = self._apply_mask(G, op.t[mf.BWD_MASK])
+        self._g[op.t[mf.BWD_OUT_GRAD]] = (s_g, G)
+        x = self.saved[op.t[mf.BWD_SAVED]].astype(np.intp)
         dX, s_dx = to_int16(G * L.table_grad[x + 128], F32(s_g * pow2(-int(L.rec.shift))))
-        self._set_grad(op.t[3], s_dx, dX)
+        self._set_grad(op.t[mf.BWD_IN_GRAD], s_dx, dX)
 
     def _logits_clamp(self, tid: int) -> tuple:
         for L in self.layers:
@@ -739,7 +739,7 @@ class Reference:
         with np.errstate(over="ignore", invalid="ignore", under="ignore", divide="ignore"):
             for op in self.model.ops[h.n_fwd_ops:]:
                 if op.kind == mf.OP_LOSS:
-                    q = self.acts[op.t[0]]
+                    q = self.acts[op.t[mf.LOSS_LOGITS]]
                     if h.loss_kind == mf.LOSS_SOFTMAX_CE:
                         if label is None:
                             raise ValueError("cross-entropy needs a label")
@@ -748,11 +748,11 @@ class Reference:
                         if target is None:
                             raise ValueError("MSE needs a target")
                         G, s_g, loss = mse(q, np.asarray(target).astype(np.int8),
-                                           self.tensors[op.t[0]].scale)
+                                           self.tensors[op.t[mf.LOSS_LOGITS]].scale)
                     else:
                         raise ValueError(f"unknown loss kind {h.loss_kind}")
-                    G, s_g = to_int16(gate_saturated(G, q, self._logits_clamp(op.t[0])), s_g)
-                    self._set_grad(op.t[1], s_g, G)
+                    G, s_g = to_int16(gate_saturated(G, q, self._logits_clamp(op.t[mf.LOSS_LOGITS])), s_g)
+                    self._set_grad(op.t[mf.LOSS_GRAD], s_g, G)
                 elif op.kind == mf.OP_BWD:
                     L = self.layers[op.layer]
                     if L.kind in (mf.L_CONV, mf.L_DWCONV):
@@ -768,10 +768,10 @@ class Reference:
                     else:
                         raise ValueError(f"layer {op.layer}: unknown kind {L.kind}")
                 elif op.kind == mf.OP_GRAD_ADD:
-                    s_a, a = self._g[op.t[0]]
-                    s_b, b = self._g[op.t[1]]
+                    s_a, a = self._g[op.t[mf.GRAD_ADD_SUM]]
+                    s_b, b = self._g[op.t[mf.GRAD_ADD_PART]]
                     out, s = grad_add(a, s_a, b, s_b)
-                    self._set_grad(op.t[0], s, out)
+                    self._set_grad(op.t[mf.GRAD_ADD_SUM], s, out)
                 else:
                     raise ValueError(f"op of kind {op.kind} after the forward ops")
         self.grads = {tid: (s, v.astype(np.int16)) for tid, (s, v) in self._g.items()}
