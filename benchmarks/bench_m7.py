@@ -23,7 +23,6 @@ in full, 3 with --quick (2 steps, 1 inference, the 49kb scheme of each model).
 import argparse
 import json
 import statistics
-import struct
 import sys
 import tempfile
 import time
@@ -40,11 +39,12 @@ import report  # noqa: E402
 from zoo import zoo_cases  # noqa: E402
 from tinytrain import runner  # noqa: E402
 from tinytrain.sram import step_sram  # noqa: E402
+from tinytrain import modelfile as mf  # noqa: E402
 from tinytrain.trainer import Trainer  # noqa: E402
 
 
 def crc_of(data: bytes) -> int:
-    return struct.unpack_from("<I", data, 12)[0]
+    return mf.Header.unpack(data).crc32
 
 
 def run_zoo(exes, steps):

@@ -3,7 +3,6 @@ access. Checked through the simulator's Trainer (the message) and through
 tt_run built with ASan and UBSan (the status code, no sanitizer report)."""
 import ctypes
 import struct
-import zlib
 
 import numpy as np
 import pytest
@@ -23,18 +22,13 @@ def good():
     return plan.data
 
 
-def recrc(data: bytes) -> bytes:
-    b = bytearray(data)
-    struct.pack_into("<I", b, 12, zlib.crc32(bytes(b[16:])))
-    return bytes(b)
+recrc = mf.with_crc
+AFTER_CRC = mf.header_field("crc32")[0] + 4  # the first byte the CRC covers
 
 
-def patch(fmt, off, *values):
-    def f(data):
-        b = bytearray(data)
-        struct.pack_into(fmt, b, off, *values)
-        return recrc(bytes(b))
-    return f
+def patch(field, value):
+    """One header field set to value, the CRC valid again."""
+    return lambda data: mf.set_header_field(data, field, value)
 
 
 def edit(fn):
@@ -103,15 +97,15 @@ CASES = {
     "short header": (lambda d: d[:100], "truncated"),
     "short file": (lambda d: d[:len(d) - 7], "truncated"),
     "magic": (lambda d: b"TTRX" + d[4:], "magic"),
-    "major version": (patch("<H", 4, 3), "version"),
+    "major version": (patch("version_major", 3), "version"),
     "damaged blob": (lambda d: d[:-40] + bytes([d[-40] ^ 0x55]) + d[-39:], "crc"),
-    "header size": (patch("<I", 16, 64), "header"),
-    "tensor section": (patch("<I", 24, 0x7FFFFFF0), "section"),
-    "blob section": (patch("<I", 52, 0x7FFFFFF0), "section"),
-    "no forward ops": (patch("<I", 44, 0), "header"),
-    "input id": (patch("<H", 64, 0xFFF0), "header"),
-    "loss kind": (patch("<B", 70, 7), "header"),
-    "persist > arena": (patch("<I", 60, 0x7FFFFFFF), "header"),
+    "header size": (patch("header_size", 64), "header"),
+    "tensor section": (patch("tensors_off", 0x7FFFFFF0), "section"),
+    "blob section": (patch("blob_size", 0x7FFFFFF0), "section"),
+    "no forward ops": (patch("n_fwd_ops", 0), "header"),
+    "input id": (patch("input_tensor", 0xFFF0), "header"),
+    "loss kind": (patch("loss_kind", 7), "header"),
+    "persist > arena": (patch("persist_size", 0x7FFFFFFF), "header"),
     "tensor kind": (set_attr(lambda m: m.tensors[1], kind=9), "tensor"),
     "tensor size": (set_attr(lambda m: m.tensors[1], size=5), "tensor"),
     "tensor outside arena": (set_attr(lambda m: m.tensors[1], arena_off=1 << 24), "arena"),
@@ -266,7 +260,7 @@ def test_fused_random_corruption_never_crashes(good_fused):
     # flips aimed at the records a fused op rests on, and anywhere
     ops_at = m.header.ops_off
     for k in range(300):
-        span = (ops_at, ops_at + 16 * len(m.ops)) if k % 2 else (16, len(good_fused))
+        span = (ops_at, ops_at + 16 * len(m.ops)) if k % 2 else (AFTER_CRC, len(good_fused))
         t = open_flipped(good_fused, rng, span)
         if t is not None:
             x = np.zeros(t.info()["input_bytes"], np.int8)
@@ -319,7 +313,7 @@ def test_random_corruption_never_crashes(good):
     is refused; the sanitizer build below proves no access went astray."""
     rng = np.random.default_rng(0)
     for _ in range(300):
-        t = open_flipped(good, rng, (16, len(good)))
+        t = open_flipped(good, rng, (AFTER_CRC, len(good)))
         if t is not None:
             t.step(np.zeros(t.info()["input_bytes"], np.int8).tobytes(), 0)
 
@@ -352,7 +346,7 @@ def test_sanitized_core_random_corruption_fused(good_fused, host_exe):
     opened = 0
     for k in range(40):
         b = bytearray(good_fused)
-        lo, hi = (m.header.ops_off, m.header.ops_off + 16 * len(m.ops)) if k % 2 else (16, len(b))
+        lo, hi = (m.header.ops_off, m.header.ops_off + 16 * len(m.ops)) if k % 2 else (AFTER_CRC, len(b))
         i = int(rng.integers(lo, hi))
         b[i] ^= 1 << int(rng.integers(0, 8))
         res = runner.run(host_exe, recrc(bytes(b)), steps=[(x, 0)], evals=[x], job=True)
@@ -367,7 +361,7 @@ def test_sanitized_core_random_corruption(good, host_exe):
     x = np.zeros(mf.Model.parse(good).tensors[mf.Model.parse(good).header.input_tensor].numel, np.int8)
     for _ in range(40):
         b = bytearray(good)
-        i = int(rng.integers(16, len(b)))
+        i = int(rng.integers(AFTER_CRC, len(b)))
         b[i] ^= 1 << int(rng.integers(0, 8))
         res = runner.run(host_exe, recrc(bytes(b)), steps=[(x, 0)], evals=[x], job=True)
         opened += res.status == 0

@@ -81,27 +81,56 @@ class Header:
     version_major: int = VERSION[0]
     version_minor: int = VERSION[1]
 
-    FMT = "<4sHHIII" + "I" * 11 + "HHHBBfI" + "I11I"
-
     def pack(self) -> bytes:
-        return struct.pack(
-            self.FMT, MAGIC, self.version_major, self.version_minor, self.file_size, self.crc32,
-            HEADER_SIZE, self.n_tensors, self.tensors_off, self.n_layers, self.layers_off,
-            self.n_ops, self.ops_off, self.n_fwd_ops, self.blob_off, self.blob_size,
-            self.arena_size, self.persist_size, self.input_tensor, self.logits_tensor,
-            self.n_classes, self.loss_kind, self.flags, self.lr, self.exp_table_off, self.names_off,
-            *([0] * 11))
+        values = {**{f.name: getattr(self, f.name) for f in fields(self)},
+                  "magic": MAGIC, "header_size": HEADER_SIZE, "reserved": b""}
+        return struct.pack(HEADER_FMT, *(values[name] for name, _ in HEADER_LAYOUT))
 
     @classmethod
     def unpack(cls, buf: bytes) -> "Header":
-        v = struct.unpack_from(cls.FMT, buf, 0)
-        if v[0] != MAGIC:
+        v = dict(zip((name for name, _ in HEADER_LAYOUT), struct.unpack_from(HEADER_FMT, buf, 0)))
+        if v["magic"] != MAGIC:
             raise ValueError("not a tinytrain model (magic is not TTRN)")
-        return cls(file_size=v[3], crc32=v[4], n_tensors=v[6], tensors_off=v[7], n_layers=v[8],
-                   layers_off=v[9], n_ops=v[10], ops_off=v[11], n_fwd_ops=v[12], blob_off=v[13],
-                   blob_size=v[14], arena_size=v[15], persist_size=v[16], input_tensor=v[17],
-                   logits_tensor=v[18], n_classes=v[19], loss_kind=v[20], flags=v[21], lr=v[22],
-                   exp_table_off=v[23], names_off=v[24], version_major=v[1], version_minor=v[2])
+        return cls(**{f.name: v[f.name] for f in fields(cls)})
+
+
+# The header's fields in file order (tt_format.h's tt_header): the one table every
+# offset into the header comes from.
+HEADER_LAYOUT = (
+    ("magic", "4s"), ("version_major", "H"), ("version_minor", "H"), ("file_size", "I"),
+    ("crc32", "I"), ("header_size", "I"), ("n_tensors", "I"), ("tensors_off", "I"),
+    ("n_layers", "I"), ("layers_off", "I"), ("n_ops", "I"), ("ops_off", "I"),
+    ("n_fwd_ops", "I"), ("blob_off", "I"), ("blob_size", "I"), ("arena_size", "I"),
+    ("persist_size", "I"), ("input_tensor", "H"), ("logits_tensor", "H"), ("n_classes", "H"),
+    ("loss_kind", "B"), ("flags", "B"), ("lr", "f"), ("exp_table_off", "I"), ("names_off", "I"),
+    ("reserved", "44s"))
+HEADER_FMT = "<" + "".join(code for _, code in HEADER_LAYOUT)
+
+
+def header_field(name: str) -> tuple:
+    """(byte offset, struct format) of a header field, for tools that patch a file in place."""
+    off = 0
+    for n, code in HEADER_LAYOUT:
+        if n == name:
+            return off, "<" + code
+        off += struct.calcsize("<" + code)
+    raise KeyError(f"no header field {name!r}")
+
+
+def set_header_field(data, name: str, value) -> bytes:
+    """The file with one header field changed and its CRC made valid again."""
+    b = bytearray(data)
+    off, fmt = header_field(name)
+    struct.pack_into(fmt, b, off, value)
+    return with_crc(b)
+
+
+def with_crc(data) -> bytes:
+    """The file with its crc32 field recomputed over every byte after it."""
+    b = bytearray(data)
+    off, fmt = header_field("crc32")
+    struct.pack_into(fmt, b, off, zlib.crc32(bytes(b[off + 4:])))
+    return bytes(b)
 
 
 @dataclass
@@ -223,8 +252,8 @@ class OpRec:
         return cls(kind=v[0], flags=v[1], layer=v[2], t=list(v[3:]))
 
 
-for _cls, _size in ((Header, HEADER_SIZE), (TensorRec, 24), (LayerRec, 96), (OpRec, 16)):
-    assert struct.calcsize(_cls.FMT) == _size, _cls
+for _fmt, _size in ((HEADER_FMT, HEADER_SIZE), (TensorRec.FMT, 24), (LayerRec.FMT, 96), (OpRec.FMT, 16)):
+    assert struct.calcsize(_fmt) == _size, _fmt
 
 
 class Blob:
@@ -265,9 +294,9 @@ class Model:
         out += self.blob
         h.file_size = len(out)
         out[:HEADER_SIZE] = h.pack()
-        h.crc32 = zlib.crc32(bytes(out[16:]))
-        out[:HEADER_SIZE] = h.pack()
-        return bytes(out)
+        out = with_crc(out)
+        h.crc32 = Header.unpack(out).crc32
+        return out
 
     @classmethod
     def parse(cls, buf) -> "Model":

@@ -23,6 +23,7 @@ if not os.environ.get("MICROPY_DIR"):
     pytest.skip(SKIP_REASON, allow_module_level=True)
 
 import tinytrain  # noqa: E402
+from tinytrain import modelfile as mf  # noqa: E402
 from tinytrain.compiler import Scheme, compile_model  # noqa: E402
 
 import mpdevice  # noqa: E402
@@ -99,7 +100,7 @@ def test_bit_identical(device, tmp_path, name, scheme):
     info = lambda out: dict(l.split(" ", 2)[1:] for l in out.splitlines() if l.startswith("I "))  # noqa: E731
     assert sorted(info(got)) == sorted(info(want)), "host and device info() keys differ"
     # the keys the stream receiver relies on, against the file's own bytes
-    assert int(info(got)["model_crc"]) == zlib.crc32(model[16:])
+    assert int(info(got)["model_crc"]) == mf.Header.unpack(model).crc32
     assert int(info(got)["loss_kind"]) == (1 if scheme == "mse" else 0)
     assert got.splitlines() == want.splitlines()
     lines = dict(l.split(" ", 1) for l in want.splitlines() if l[:2] in ("P0", "P "))
@@ -137,22 +138,26 @@ def _errors_fixture(d: Path) -> None:
     mse = build_model("mlp", "mse")[2].data
     (d / "mse.ttm").write_bytes(mse)
 
-    def recrc(b):
-        struct.pack_into("<I", b, 12, zlib.crc32(bytes(b[16:])))
+    def unchecked(data, field, value):
+        """A header field changed, the CRC left as it was."""
+        b = bytearray(data)
+        off, fmt = mf.header_field(field)
+        struct.pack_into(fmt, b, off, value)
         return bytes(b)
 
+    head = mf.Header.unpack(model)
     bad = {}
     b = bytearray(model); b[0:4] = b"XXXX"; bad["magic"] = bytes(b)
-    b = bytearray(model); struct.pack_into("<H", b, 4, 9); bad["version"] = bytes(b)
+    bad["version"] = unchecked(model, "version_major", 9)
     b = bytearray(model); b[-1] ^= 0x55; bad["crc"] = bytes(b)
-    b = bytearray(model); struct.pack_into("<I", b, 8, len(model) + 4); bad["size"] = bytes(b)
-    b = bytearray(model); toff = struct.unpack_from("<I", b, 24)[0]
-    struct.pack_into("<I", b, toff + 24, 0xFFFFFF00); bad["tensor"] = recrc(b)
-    b = bytearray(model); loff = struct.unpack_from("<I", b, 32)[0]
-    b[loff] = 9; bad["layer"] = recrc(b)
+    bad["size"] = unchecked(model, "file_size", len(model) + 4)
+    b = bytearray(model)  # the second tensor record's arena offset
+    struct.pack_into("<I", b, head.tensors_off + struct.calcsize(mf.TensorRec.FMT), 0xFFFFFF00)
+    bad["tensor"] = mf.with_crc(b)
+    b = bytearray(model); b[head.layers_off] = 9; bad["layer"] = mf.with_crc(b)
     for k, v in bad.items():
         (d / f"bad_{k}.ttm").write_bytes(v)
-    b = bytearray(mse); struct.pack_into("<I", b, 56, ARENA_SIZE + 64); (d / "big.ttm").write_bytes(recrc(b))
+    (d / "big.ttm").write_bytes(mf.set_header_field(mse, "arena_size", ARENA_SIZE + 64))
 
     t = tinytrain.Trainer(mse)
     t.save(str(d / "other.ttp"))
@@ -185,10 +190,8 @@ def test_errors(device, tmp_path):
 def test_arena_too_small_for_model(device, tmp_path):
     """A model whose plan needs more than the static arena: MemoryError with
     both numbers, before the arena is touched."""
-    b = bytearray(build_model("mlp", "mse")[2].data)
-    struct.pack_into("<I", b, 56, ARENA_SIZE + 64)
-    struct.pack_into("<I", b, 12, zlib.crc32(bytes(b[16:])))
-    (tmp_path / "big.ttm").write_bytes(bytes(b))
+    (tmp_path / "big.ttm").write_bytes(mf.set_header_field(build_model("mlp", "mse")[2].data, "arena_size",
+                                                           ARENA_SIZE + 64))
     (tmp_path / "t.py").write_text(
         "import tinytrain\n"
         "try:\n    tinytrain.Trainer('big.ttm')\n"
