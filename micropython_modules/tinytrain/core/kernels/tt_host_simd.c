@@ -4,19 +4,29 @@
  * (Cortex-M, RV32, the .mpy of any architecture, the sanitizer runner unless
  * it asks for them) compiles this file to nothing.
  *
- * On an x86-64 host with AVX2 (checked at run time) the pointwise forward
- * and the pointwise input gradient run as int16 matrix products with the
- * output channels (forward) or the input channels (input gradient) across
- * the lanes of a vector: per pair of summed values one broadcast word and
- * one VPMADDWD per 8 outputs, no horizontal sums. The weights of a block of
- * 32 channels are widened to int16 pairs on the stack once per call and
- * reused at every pixel. Same results bit for bit as the reference kernels:
- * the integer sums are only reordered (int32, wrapping, with the zero point
- * folded into the bias as in tt_pointwise_opt.c; input-gradient sums of at
- * most 256 pairs in int32, more folded into int64), the requantisation and
- * the to16 stores are the same operations, lane by lane. On other hosts, or
- * for layers beyond the blocks' stack here, these return 0 and the _opt
- * kernels run.
+ * On an x86-64 host with AVX2 (checked once at run time) the conv kernels
+ * run as int16 matrix products with channels across the lanes of a vector:
+ * per pair of summed values one broadcast word and one VPMADDWD per 8
+ * outputs, no horizontal sums.
+ *  - pointwise forward: output channels across the lanes, the weights of a
+ *    block of 32 widened to (input channel 2k, 2k + 1) pairs on the stack
+ *    once per call, two pixels a pass; the zero point folded into the bias
+ *    as in tt_pointwise_opt.c.
+ *  - k x k conv (the stem): the same over a column of x - zx per pixel.
+ *  - depthwise forward: channels across the lanes, the window rows widened
+ *    to int16 (x - zx, padding 0) in a ring, a pair of taps one VPMADDWD.
+ *  - input gradients: pointwise with input channels across the lanes and
+ *    output-channel pairs summed; depthwise as its forward over the output
+ *    gradient spread to the stride, kernel flipped.
+ *  - pointwise weight gradient: trained input channels across the lanes,
+ *    pixel pairs summed; then the reference's float steps per weight.
+ *  - clamp mask: 16 gradient values a step.
+ * Same results bit for bit as the reference kernels: the integer sums are
+ * only reordered (int32 where no sum can leave it: input-gradient sums of
+ * at most 256 pairs, more folded into int64), the requantisation, the to16
+ * stores and the float steps are the same operations, lane by lane. On other
+ * hosts, or for layers beyond the stack blocks here, these return 0 and the
+ * _opt kernels run.
  */
 #include "tt_opt.h"
 
@@ -125,6 +135,33 @@ static inline void hs_or_bits(uint8_t *mask, uint32_t idx, uint32_t bits, uint32
 }
 
 /* ---- pointwise forward ---- */
+
+/* The first n (< 32) bytes of b to d. */
+static inline HS_TARGET void hs_store_bytes(int8_t *d, __m256i b, uint32_t n) {
+    __m128i v = _mm256_castsi256_si128(b);
+    if (n >= 16u) {
+        _mm_storeu_si128((__m128i *)(void *)d, v);
+        v = _mm256_extracti128_si256(b, 1);
+        d += 16;
+        n -= 16u;
+    }
+    if (n >= 8u) {
+        _mm_storel_epi64((__m128i *)(void *)d, v);
+        v = _mm_srli_si128(v, 8);
+        d += 8;
+        n -= 8u;
+    }
+    if (n >= 4u) {
+        const int32_t w = _mm_cvtsi128_si32(v);
+        memcpy(d, &w, 4);
+        v = _mm_srli_si128(v, 4);
+        d += 4;
+        n -= 4u;
+    }
+    for (uint32_t w = (uint32_t)_mm_cvtsi128_si32(v), i = 0; i < n; i++, w >>= 8) {
+        d[i] = (int8_t)(uint8_t)w;
+    }
+}
 
 typedef struct {
     int32_t bias[HS_LANES], mult[HS_LANES], rnd[HS_LANES], k[HS_LANES];
@@ -275,9 +312,7 @@ static HS_TARGET void hs_pw_store(const hs_out *O, const hs_blk *B, uint32_t p, 
             if (B->n == HS_LANES) {
                 _mm256_storeu_si256((__m256i *)(void *)(O->y + idx), b);
             } else {
-                int8_t tmp[HS_LANES];
-                _mm256_storeu_si256((__m256i *)(void *)tmp, b);
-                memcpy(O->y + idx, tmp, B->n);
+                hs_store_bytes(O->y + idx, b, B->n);
             }
         }
         if (O->mask) {
@@ -604,7 +639,7 @@ static HS_TARGET void hs_dw_run(int16_t *ring, __m256i *wt, const tt_fwd_params 
             B.k[l] = 1;
         }
         /* storage position j holds channel perm[j] */
-        for (uint32_t j = 0; j < C; j++) {
+        for (uint32_t j = W->perm ? 0u : c0; j < (W->perm ? C : c0 + B.n); j++) {
             const uint32_t c = W->perm ? W->perm[j] : j;
             if (c < c0 || c >= c0 + B.n) {
                 continue;
@@ -869,7 +904,7 @@ static HS_TARGET void hs_dwg_run(int16_t *gb, __m256i *wt, const tt_fwd_params *
         const uint32_t n = C - c0 < HS_LANES ? C - c0 : HS_LANES, nv = (n + 7u) / 8u, nu = n > 16u ? 2u : 1u;
         const int16_t *rp[HS_DW_MAX_K];
         memset(wt, 0, 4u * D->KH * D->KWP * sizeof(__m256i));
-        for (uint32_t j = 0; j < C; j++) {
+        for (uint32_t j = W->perm ? 0u : c0; j < (W->perm ? C : c0 + n); j++) {
             const uint32_t c = W->perm ? W->perm[j] : j;
             if (c < c0 || c >= c0 + n) {
                 continue;
@@ -962,6 +997,112 @@ int tt_host_dwconv_input_grad_opt(tt_trainer *t, const tt_layer_rec *L, const in
     return hs_dwg(t, L, g, NULL, dx);
 }
 
+/* ---- pointwise weight gradient: sum_p g[p][c] s[p][j] - z sum_p g[p][c] ----
+   The saved input as (pixel 2q, 2q + 1) pairs across 32 trained channels,
+   the gradient of a channel as pairs along the pixels: hs_dot2 with two
+   channels as its rows. int32 sums (|sum| <= 256 32767 128 < 2^31), then
+   the reference's float steps per weight (tt_update_opt.c's weight_step,
+   without a grad hook). */
+#define HS_WG_MAX_POS 256u
+
+static HS_TARGET void hs_wg_run(int16_t *sp, int16_t *gt, const int8_t *s, const int16_t *g, int8_t *w, int8_t *res,
+                                const float *qas, float k, int32_t zx, uint32_t nt, uint32_t C, uint32_t npos) {
+    const uint32_t kp = (npos + 1u) / 2u;
+    int32_t gs[2];
+    /* gt[c][p]: channel c's gradient along the pixels (0 past npos) */
+    for (uint32_t c = 0; c < C; c++) {
+        int16_t *d = gt + c * 2u * kp;
+        for (uint32_t p = 0; p < npos; p++) {
+            d[p] = g[p * C + c];
+        }
+        d[npos] = 0;
+    }
+    for (uint32_t j0 = 0; j0 < nt; j0 += HS_LANES) {
+        const uint32_t n = nt - j0 < HS_LANES ? nt - j0 : HS_LANES, nv = (n + 7u) / 8u;
+        memset(sp, 0, 2u * HS_LANES * kp * sizeof(int16_t));
+        for (uint32_t p = 0; p < npos; p++) {
+            const int8_t *sr = s + p * nt + j0;
+            int16_t *d = sp + 2u * HS_LANES * (p >> 1) + (p & 1u);
+            for (uint32_t l = 0; l < n; l++) {
+                d[2u * l] = sr[l];
+            }
+        }
+        for (uint32_t c = 0; c < C; c += 2u) {
+            const uint32_t cb = c + 1u < C ? c + 1u : c;
+            const int16_t *ga = gt + c * 2u * kp, *gb = gt + cb * 2u * kp;
+            __m256i acc[8];
+            int32_t a[2][HS_LANES];
+            for (uint32_t v = 0; v < 8u; v++) {
+                acc[v] = _mm256_setzero_si256();
+            }
+            hs_dot2_any(sp, ga, gb, 0u, kp, nv, acc);
+            for (uint32_t v = 0; v < 4u; v++) {
+                _mm256_storeu_si256((__m256i *)(void *)(a[0] + 8u * v), acc[v]);
+                _mm256_storeu_si256((__m256i *)(void *)(a[1] + 8u * v), acc[4u + v]);
+            }
+            gs[0] = gs[1] = 0;
+            for (uint32_t p = 0; p < npos; p++) {
+                gs[0] += ga[p];
+                gs[1] += gb[p];
+            }
+            for (uint32_t i = 0; i < (cb != c ? 2u : 1u); i++) {
+                const int64_t z = (int64_t)zx * gs[i];
+                const uint32_t base = (c + i) * nt + j0;
+                for (uint32_t l = 0; l < n; l++) {
+                    tt_weight_step(w + base + l, res ? res + base + l : NULL,
+                                   (tt_f32_from_i64_fast(a[i][l] - z) * k) * qas[c + i]);
+                }
+            }
+        }
+    }
+}
+
+int tt_host_update_weights(tt_trainer *t, const tt_layer_rec *L, const tt_update_params *P) {
+    int16_t sp[2u * HS_LANES * (HS_WG_MAX_POS / 2u)];
+    int16_t gt[8192];
+    const tt_model *m = &t->model;
+    const tt_tensor_rec *in = tt_tensor(m, L->in), *out = tt_tensor(m, L->out);
+    const uint32_t C = out->c, npos = (uint32_t)out->h * out->w;
+    if (!hs_avx2() || t->grad_hook || !tt_is_pointwise(m, L) || npos > HS_WG_MAX_POS ||
+        C * 2u * ((npos + 1u) / 2u) > sizeof(gt) / sizeof(gt[0])) {
+        return 0;
+    }
+    hs_wg_run(sp, gt, tt_act_data(t, P->saved_id), P->g, TT_ARENA(t, int8_t, L->w_arena),
+              (L->flags & TT_LF_RESIDUE) ? TT_ARENA(t, int8_t, L->wres_arena) : NULL,
+              TT_BLOB(m, float, L->qas_w_off), P->k, in->zero, L->n_train, C, npos);
+    return 1;
+}
+
+/* ---- clamp mask on an output gradient: 16 values a step ---- */
+
+static HS_TARGET void hs_mask_run(int16_t *g, const uint8_t *mask, uint32_t n) {
+    const __m256i bit = _mm256_setr_epi16(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192,
+                                          (int16_t)0x4000, (int16_t)0x8000);
+    uint32_t i = 0;
+    for (; i + 16u <= n; i += 16u) {
+        uint16_t b;
+        memcpy(&b, mask + (i >> 3), 2);
+        if (b != 0xFFFFu) {
+            const __m256i keep = _mm256_cmpeq_epi16(_mm256_and_si256(_mm256_set1_epi16((int16_t)b), bit), bit);
+            __m256i *p = (__m256i *)(void *)(g + i);
+            _mm256_storeu_si256(p, _mm256_and_si256(_mm256_loadu_si256(p), keep));
+        }
+    }
+    for (; i < n; i++) {
+        if (!((mask[i >> 3] >> (i & 7u)) & 1u)) {
+            g[i] = 0;
+        }
+    }
+}
+
+int tt_host_apply_mask(int16_t *g, const uint8_t *mask, uint32_t n) {
+    if (!hs_avx2()) {
+        return 0;
+    }
+    hs_mask_run(g, mask, n);
+    return 1;
+}
+
 #else /* another host: the _opt kernels run */
 int tt_host_conv(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, uint8_t *mask) {
     (void)t;
@@ -975,6 +1116,18 @@ int tt_host_dwconv_input_grad_run(tt_trainer *t, const tt_layer_rec *L, const in
     (void)L;
     (void)g;
     (void)r;
+    return 0;
+}
+int tt_host_update_weights(tt_trainer *t, const tt_layer_rec *L, const tt_update_params *P) {
+    (void)t;
+    (void)L;
+    (void)P;
+    return 0;
+}
+int tt_host_apply_mask(int16_t *g, const uint8_t *mask, uint32_t n) {
+    (void)g;
+    (void)mask;
+    (void)n;
     return 0;
 }
 int tt_host_dwconv_input_grad_opt(tt_trainer *t, const tt_layer_rec *L, const int16_t *g, tt_g16_sink *dx) {

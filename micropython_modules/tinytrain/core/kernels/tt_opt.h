@@ -379,6 +379,10 @@ int tt_host_pointwise_input_grad_run(tt_trainer *t, const tt_layer_rec *L, const
 int tt_host_dwconv_input_grad_run(tt_trainer *t, const tt_layer_rec *L, const int16_t *g, tt_g16_run *r);
 /* the same into a sink (as tt_dwconv_input_grad_opt; the gradient may be written over g) */
 int tt_host_dwconv_input_grad_opt(tt_trainer *t, const tt_layer_rec *L, const int16_t *g, tt_g16_sink *dx);
+/* a tt_is_pointwise layer's weight gradient and update, without a grad hook (as tt_update_weights_opt) */
+int tt_host_update_weights(tt_trainer *t, const tt_layer_rec *L, const tt_update_params *P);
+/* the clamp mask on an output gradient (as tt_apply_mask_opt) */
+int tt_host_apply_mask(int16_t *g, const uint8_t *mask, uint32_t n);
 #endif
 
 #endif /* TT_OPTIMIZED */
