@@ -106,7 +106,7 @@ static void input_grad(tt_trainer *t, const tt_layer_rec *L, const int16_t *g, f
 }
 
 static void update_weights(tt_trainer *t, const tt_layer_rec *L, const tt_update_params *P) {
-#if TT_HOST_SIMD
+#if TT_OPTIMIZED && TT_HOST_SIMD
     if (tt_host_update_weights(t, L, P)) {
         return;
     }
