@@ -353,3 +353,85 @@ def test_shaped_rv32(rv32_exes, name):
     """The plain C optimised path as the RISC-V compiler builds it (32-bit, no DSP)."""
     plan, xs, ys = _shaped_case(name, "partial", seed=3)
     _same(rv32_exes, "rv32", plan, xs, ys, xs[:1])
+
+
+# -- the host simulator's kernels (TT_HOST_SIMD, kernels/tt_host_simd.c) -----
+
+@pytest.fixture(scope="module")
+def host_simd_exes(tmp_path_factory):
+    """The reference kernels and the optimised ones as the simulator's
+    library builds them (-DTT_HOST_SIMD=1: the host-only kernels, AVX2 where
+    the host has it), both under ASan/UBSan."""
+    missing = runner.missing_tools("host")
+    if missing:
+        pytest.skip(f"needs {', '.join(missing)}")
+    ref = runner.build("host", tmp_path_factory.mktemp("host_ref"), REFERENCE)
+    opt = runner.build("host", tmp_path_factory.mktemp("host_simd"), ["-DTT_HOST_SIMD=1"])
+    return ref, opt
+
+
+def _host_simd_net(seed):
+    """The host kernels' blocks of 32 channels and their tails: a 3x3 conv of
+    63 taps (odd) into 40 channels; pointwise layers of 33, 70 and 31
+    channels (odd and over one block); an input gradient through 515 output
+    channels (int32 chunks of 256 pairs, one of 1 pair, then the odd channel
+    alone) and through 33 (one int32 sum with the odd channel), input
+    channels odd and over a block; depthwise layers on 70 channels (blocks of
+    32, 32 and 6) and 31 (one block, two halves)."""
+    b = NetBuilder((6, 5, 7), seed=seed)
+    b.conv(40, k=3, stride=1, act="relu")  # cin 7: 63 taps, cout 40
+    b.pointwise(33, act="relu")          # cin 40, cout 33: a block and one lane
+    b.pointwise(70, act="relu6")         # cin 33, cout 70: 2 blocks and 6 lanes
+    b.dwconv(5, 2, act="relu6")          # 70 channels, stride 2
+    b.pointwise(515, act=None)           # cout 515
+    b.pointwise(31, act="relu")          # cin 515: 17 blocks of input channels
+    b.dwconv(3, 1, act="relu6")          # 31 channels
+    b.pointwise(9, act="relu")
+    b.fc(3)
+    return b
+
+
+def _lower_shifts(plan):
+    """Every third channel of each conv and depthwise layer with its shift
+    lowered by 2 (below 33 where it was 33 or 34): the per-lane requantisation."""
+    m = mf.Model.parse(plan.data)
+    blob = bytearray(m.blob)
+    for layer in m.layers:
+        if layer.kind in (mf.L_CONV, mf.L_DWCONV):
+            cout = m.tensors[layer.out].c
+            for c in range(0, cout, 3):
+                blob[layer.shift_off + c] = max(1, blob[layer.shift_off + c] - 2)
+    m.blob = bytes(blob)
+    return m.pack()
+
+
+@pytest.mark.parametrize("name", sorted(SHAPED) + ["host_simd"])
+@pytest.mark.parametrize("scheme", ["full", "partial", "sparse", "frozen", "stem"])
+def test_shaped_host_simd(host_simd_exes, name, scheme):
+    if name == "host_simd":
+        b = _host_simd_net(0)
+        graph = b.quantize(netzoo.calib(b, n=8, seed=0))
+        plan = compile_model(graph, _schemes(graph)[scheme])
+        xs, ys = _samples(b, graph, 3, 1)
+    else:
+        plan, xs, ys = _shaped_case(name, scheme)
+    _same(host_simd_exes, "host", plan, xs, ys, xs[:2])
+
+
+@pytest.mark.parametrize("name,scheme", [("mbnet", "full"), ("mbnet", "sparse"), ("cnn", "full_residue")])
+def test_zoo_host_simd(host_simd_exes, name, scheme):
+    b, g, plan = netzoo.build(name, scheme, seed=11)
+    xs, ys = netzoo.samples(b, g, 4, seed=12)
+    _same(host_simd_exes, "host", plan, xs, ys, xs[:2])
+
+
+@pytest.mark.parametrize("scheme", ["full", "partial"])
+def test_host_simd_low_shifts(host_simd_exes, scheme):
+    b = _host_simd_net(2)
+    graph = b.quantize(netzoo.calib(b, n=8, seed=2))
+    data = _lower_shifts(compile_model(graph, _schemes(graph)[scheme]))
+    xs, ys = _samples(b, graph, 3, 3)
+    ref, opt = (runner.run(e, data, list(zip(xs, ys)), xs[:2], target="host") for e in host_simd_exes)
+    assert ref.status == 0 and opt.status == 0, ref.message + opt.message
+    assert [v.tobytes() for v in opt.losses] == [v.tobytes() for v in ref.losses]
+    assert (opt.logits, opt.params) == (ref.logits, ref.params)

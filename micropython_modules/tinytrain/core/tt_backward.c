@@ -18,6 +18,11 @@
 #if TT_OPTIMIZED
 /* The optimised input-gradient sums (pointwise, depthwise); 0: the reference runs. */
 static int input_grad_opt(tt_trainer *t, const tt_layer_rec *L, const int16_t *g, tt_g16_sink *dx) {
+#if TT_HOST_SIMD
+    if (L->kind == TT_L_DWCONV && tt_host_dwconv_input_grad_opt(t, L, g, dx)) {
+        return 1;
+    }
+#endif
     if (tt_is_pointwise(&t->model, L)) {
         tt_pointwise_input_grad_opt(t, L, g, dx);
         return 1;
@@ -29,8 +34,18 @@ static int input_grad_opt(tt_trainer *t, const tt_layer_rec *L, const int16_t *g
 #if TT_OPTIMIZED
 static int run_kernel(tt_trainer *t, const tt_layer_rec *L, const int16_t *g, tt_g16_run *r) {
     if (tt_is_pointwise(&t->model, L)) {
+#if TT_HOST_SIMD
+        if (tt_host_pointwise_input_grad_run(t, L, g, r)) {
+            return 1;
+        }
+#endif
         return tt_pointwise_input_grad_run(t, L, g, r);
     }
+#if TT_HOST_SIMD
+    if (L->kind == TT_L_DWCONV && tt_host_dwconv_input_grad_run(t, L, g, r)) {
+        return 1;
+    }
+#endif
     return L->kind == TT_L_DWCONV && tt_dwconv_input_grad_run(t, L, g, r);
 }
 
@@ -91,6 +106,11 @@ static void input_grad(tt_trainer *t, const tt_layer_rec *L, const int16_t *g, f
 }
 
 static void update_weights(tt_trainer *t, const tt_layer_rec *L, const tt_update_params *P) {
+#if TT_OPTIMIZED && TT_HOST_SIMD
+    if (tt_host_update_weights(t, L, P)) {
+        return;
+    }
+#endif
 #if TT_OPTIMIZED
     if (!tt_update_weights_opt(t, L, P))
 #endif

@@ -463,9 +463,19 @@ int tt_conv_opt(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R) {
     if (!tt_mask_at(R, (uint32_t)out->w * out->c, &mask)) {
         return 0;
     }
+#if TT_HOST_SIMD
+    if (L->kh == 1u && L->kw == 1u && L->stride == 1u && in->w == out->w && tt_host_pointwise(t, L, R, mask)) {
+        return 1;
+    }
+#endif
     if (L->kh == 1u && L->kw == 1u && L->stride == 1u && in->w == out->w && tt_pointwise_opt(t, L, R, mask)) {
         return 1;
     }
+#if TT_HOST_SIMD
+    if (tt_host_conv(t, L, R, mask)) {
+        return 1;
+    }
+#endif
     if (tt_stem_opt(t, L, R, mask)) {
         return 1;
     }

@@ -513,6 +513,11 @@ int tt_dwconv_opt(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R) {
     if (!tt_mask_at(R, (uint32_t)out->w * out->c, &mask)) {
         return 0;
     }
+#if TT_HOST_SIMD
+    if (tt_host_dwconv(t, L, R, mask)) {
+        return 1;
+    }
+#endif
     return dwconv4(t, L, R, mask) || dwconv_rows(t, L, R, mask);
 }
 

@@ -7,6 +7,11 @@
 #if TT_OPTIMIZED
 
 int tt_apply_mask_opt(int16_t *g, const uint8_t *mask, uint32_t n) {
+#if TT_HOST_SIMD
+    if (tt_host_apply_mask(g, mask, n)) {
+        return 1;
+    }
+#endif
     uint32_t i = 0;
     for (; i + 8u <= n; i += 8u) {
         const uint32_t b = mask[i >> 3];

@@ -361,5 +361,29 @@ int tt_update_biases_opt(tt_trainer *t, uint32_t li, const tt_layer_rec *L, cons
 int tt_prescale_opt(const tt_model *m, const tt_layer_rec *L, int16_t *g, uint32_t n, uint32_t C, float sg,
                     float *sgp);
 
+/* tt_host_simd.c: the host simulator's build only (setup.py defines
+   TT_HOST_SIMD=1); 0 when it does not handle the case. */
+#ifndef TT_HOST_SIMD
+#define TT_HOST_SIMD 0
+#endif
+#if TT_HOST_SIMD
+/* a tt_is_pointwise layer's output rows (as tt_pointwise_opt) */
+int tt_host_pointwise(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, uint8_t *mask);
+/* any other conv's output rows; mask offset to y[0] */
+int tt_host_conv(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, uint8_t *mask);
+/* a depthwise layer's output rows; mask offset to y[0] */
+int tt_host_dwconv(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, uint8_t *mask);
+/* a tt_is_pointwise layer's input gradient in one pass (as tt_pointwise_input_grad_run) */
+int tt_host_pointwise_input_grad_run(tt_trainer *t, const tt_layer_rec *L, const int16_t *g, tt_g16_run *r);
+/* a depthwise layer's input gradient in one pass (as tt_dwconv_input_grad_run) */
+int tt_host_dwconv_input_grad_run(tt_trainer *t, const tt_layer_rec *L, const int16_t *g, tt_g16_run *r);
+/* the same into a sink (as tt_dwconv_input_grad_opt; the gradient may be written over g) */
+int tt_host_dwconv_input_grad_opt(tt_trainer *t, const tt_layer_rec *L, const int16_t *g, tt_g16_sink *dx);
+/* a tt_is_pointwise layer's weight gradient and update, without a grad hook (as tt_update_weights_opt) */
+int tt_host_update_weights(tt_trainer *t, const tt_layer_rec *L, const tt_update_params *P);
+/* the clamp mask on an output gradient (as tt_apply_mask_opt) */
+int tt_host_apply_mask(int16_t *g, const uint8_t *mask, uint32_t n);
+#endif
+
 #endif /* TT_OPTIMIZED */
 #endif
