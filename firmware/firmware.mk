@@ -14,7 +14,7 @@
 #   make natmod ARCH=armv7emsp|x64|rv32imc|... tinytrain.mpy, a dynamic native module
 #                [TT_OPTIMIZED=0]               (without the optimised kernels: smaller)
 #   make natmod-all                            every architecture whose compiler is here
-#   make stock STOCK=unix|MPS2_AN500|MPS2_AN385|VIRT_RV32  MicroPython without tinytrain
+#   make stock STOCK=unix|MPS2_AN500|MPS2_AN385|VIRT_RV32 [STOCK_FS=1]  MicroPython without tinytrain
 #                                               (what `tinytrain install` is tested against)
 #   make test-device                           tests/device on the unix port and on qemu
 #
@@ -209,15 +209,31 @@ qemu-rv32-pty: qemu-rv32
 # ---------------------------------------------------------------------------
 # Stock MicroPython, no tinytrain inside: build/stock-$(STOCK)/ (firmware.elf,
 # or micropython for unix).
+# STOCK_FS=1 (qemu boards): the same with a FAT /flash of STOCK_FS_SIZE bytes
+# (default 1 MiB; /flash/lib on sys.path, as the STM32 port has it) on a RAM
+# disk outside the firmware's memory, which qemu_flash.c mounts at boot and
+# nothing else: a board with a filesystem whose firmware lacks tinytrain, for
+# `tinytrain install`, `mpremote mip install` and streamed sessions.
+# build/stock-fs-$(STOCK)/.
 STOCK ?= unix
-TT_STOCK_BUILD := $(TT_BUILD)/stock-$(STOCK)
+STOCK_FS ?= 0
+STOCK_FS_SIZE ?= 1048576
+TT_STOCK_BUILD := $(TT_BUILD)/stock-$(if $(filter 1,$(STOCK_FS)),fs-)$(STOCK)
+# the RAM disk: the MPS2 boards' second SSRAM bank (4 MiB at 0x20000000), or
+# VIRT_RV32's RAM 8 MiB past the firmware's start (its image, data and stack
+# end below 0x80610000; qemu's virt machine has 128 MiB)
+TT_STOCK_FS_ADDR := $(if $(filter VIRT_RV32,$(STOCK)),0x80800000,0x20000000)
+TT_STOCK_FS_ARGS := USER_C_MODULES=$(TT_USER_C) TINYTRAIN_MODULE=0 MICROPY_VFS_FAT=1 \
+	TINYTRAIN_QEMU_FLASH_SIZE=$(STOCK_FS_SIZE) TINYTRAIN_QEMU_FLASH_ADDR=$(TT_STOCK_FS_ADDR) \
+	FROZEN_MANIFEST=$(TT_FW_DIR)/stock_fs_manifest.py
 stock: $(TT_MPY_CROSS)
 ifeq ($(STOCK),unix)
 	$(MAKE) -C $(TT_MP)/ports/unix BUILD=$(TT_STOCK_BUILD) \
 	  MICROPY_PY_BTREE=0 MICROPY_PY_SSL=0 MICROPY_PY_FFI=0 MICROPY_MPYCROSS=$(TT_MPY_CROSS) MICROPY_MPYCROSS_DEPENDENCY=
 else
 	$(MAKE) -C $(TT_MP)/ports/qemu BOARD=$(STOCK) BUILD=$(TT_STOCK_BUILD) MICROPY_MPYCROSS=$(TT_MPY_CROSS) \
-	  MICROPY_MPYCROSS_DEPENDENCY= $(if $(filter VIRT_RV32,$(STOCK)),LIBS="-march=rv32imac -mabi=ilp32")
+	  MICROPY_MPYCROSS_DEPENDENCY= $(if $(filter VIRT_RV32,$(STOCK)),LIBS="-march=rv32imac -mabi=ilp32") \
+	  $(if $(filter 1,$(STOCK_FS)),$(TT_STOCK_FS_ARGS))
 endif
 
 # ---------------------------------------------------------------------------

@@ -5,6 +5,7 @@
 # The memory keeps its contents over a soft reset, so the files stay; a disk
 # that holds no FAT of its size (the first boot) is formatted.
 import os
+import sys
 import vfs
 
 BLOCK = 512
@@ -64,3 +65,7 @@ def mount(mem, path="/flash"):
         vfs.VfsFat.mkfs(disk)
         vfs.mount(vfs.VfsFat(disk), path)
     os.chdir(path)
+    # the lib folder on the import path, as the STM32 port (the F746) has it:
+    # where `tinytrain install` and `mpremote mip install` put modules
+    if path + "/lib" not in sys.path:
+        sys.path.append(path + "/lib")

@@ -1,6 +1,8 @@
 // The qemu firmware's /flash: a FAT filesystem on a RAM disk, like the F746's
-// /flash (a FAT in flash sectors 1-3). Built only into the qemu firmware
-// (micropython.mk, when firmware/firmware.mk sets TINYTRAIN_QEMU_FLASH_SIZE).
+// /flash (a FAT in flash sectors 1-3). Built only into the qemu firmwares
+// (micropython.mk, when firmware/firmware.mk sets TINYTRAIN_QEMU_FLASH_SIZE):
+// tinytrain's, and the stock ones with a filesystem (`make stock STOCK_FS=1`),
+// which stand in for a board whose firmware lacks the module.
 //
 // The disk is TINYTRAIN_QEMU_FLASH_SIZE bytes at the start of the MPS2-AN500's
 // second SSRAM bank (ZBT SSRAM2/3, 4 MiB at 0x20000000), which the firmware
@@ -15,8 +17,14 @@
 
 #if defined(TINYTRAIN_QEMU_FLASH_SIZE)
 
+// Where the disk lies and how much memory is there (firmware/firmware.mk sets
+// both for other machines: VIRT_RV32's RAM beyond the firmware's).
+#ifndef TINYTRAIN_QEMU_FLASH_ADDR
 #define TINYTRAIN_QEMU_FLASH_ADDR (0x20000000)
+#endif
+#ifndef TINYTRAIN_QEMU_FLASH_BANK
 #define TINYTRAIN_QEMU_FLASH_BANK (4 * 1024 * 1024)
+#endif
 
 #if TINYTRAIN_QEMU_FLASH_SIZE < 32768 || TINYTRAIN_QEMU_FLASH_SIZE > TINYTRAIN_QEMU_FLASH_BANK \
     || TINYTRAIN_QEMU_FLASH_SIZE % 512 != 0

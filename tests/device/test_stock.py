@@ -1,11 +1,16 @@
 """tinytrain on stock MicroPython (no module built in): the .mpy of each
 buildable architecture, put there by `tinytrain install` where the firmware
-has a filesystem (the unix port) or served by `mpremote mount` where it has
-none (the stock qemu firmwares), trains bit for bit as the simulator does.
+has a filesystem (the unix port; the stock qemu firmwares built with a FAT
+/flash, as every real board has one) or served by `mpremote mount` where it
+has none (the stock qemu firmwares as MicroPython builds them), trains bit for
+bit as the simulator does; on the boards with a filesystem `mpremote mip
+install` installs the same files and a `tinytrain stream` session runs through
+the installed receiver.
 
 Needs a MicroPython tree (MICROPY_DIR); builds the stock ports (`make stock STOCK=...`) and the
 .mpy files (`make natmod ARCH=...`) with the project's Makefile."""
 import shutil
+import zlib
 
 import pytest
 
@@ -15,10 +20,11 @@ if not MICROPY_DIR:
     pytest.skip(SKIP_REASON, allow_module_level=True)
 
 from tinytrain import install  # noqa: E402
-from tinytrain.stream import targets  # noqa: E402
+from tinytrain.stream import connect, targets  # noqa: E402
 
 import mpdevice  # noqa: E402
 from test_micropython import host_run, prepare, report  # noqa: E402
+from test_stream import clean_run, f32, make, saved_blob  # noqa: E402
 
 # stock qemu board: (qemu machine, native architecture the board reports)
 QEMU_BOARDS = {
@@ -127,3 +133,61 @@ def test_install_refuses_what_the_filesystem_cannot_hold(qemu, tmp_path):
     with pytest.raises(install.InstallError, match=r"bytes free .* the files need \d+: the build without"):
         install.install(qemu.pty, build=tmp_path, say=lambda s: None)
     assert installed_size() == before
+
+
+@pytest.fixture(scope="module", params=sorted(QEMU_BOARDS))
+def stock_fs_qemu(request):
+    """The stock firmware with a 1 MiB FAT /flash (`make stock STOCK_FS=1`)."""
+    board = request.param
+    mpdevice.make("stock", MICROPY_DIR, [f"STOCK={board}", "STOCK_FS=1"])
+    dev = mpdevice.Qemu(mpdevice.BUILD / f"stock-fs-{board}" / "firmware.elf", machine=QEMU_BOARDS[board][0],
+                        name=f"stock-fs-{board}")
+    dev.board = board
+    yield dev
+    dev.close()
+
+
+def installed_crcs(dev, names) -> dict:
+    out = dev.mpremote("exec", "import binascii\nfor n in %r:\n"
+                       " try: d = open('/flash/lib/' + n, 'rb').read(); print('F', n, len(d), binascii.crc32(d))\n"
+                       " except OSError: print('F', n, 'none')" % (list(names),))
+    return {f[1]: tuple(f[2:]) for f in (line.split() for line in out.splitlines()) if f and f[0] == "F"}
+
+
+def test_stock_board_with_a_filesystem(stock_fs_qemu, tmp_path):
+    """A board whose firmware lacks tinytrain, with a filesystem: `tinytrain
+    install` finds the board's build and puts it and the receiver in
+    /flash/lib; imported from there it trains bit for bit as the simulator;
+    `mpremote mip install` (no --target: /flash/lib is on sys.path) installs
+    the same files again; a `tinytrain stream` session, started through the
+    installed receiver, gives the simulator's losses and parameter file."""
+    dev = stock_fs_qemu
+    small = dev.board in SMALL_FOR
+    build = natmod(MPY_FOR[dev.board], small)
+    names = ("tinytrain.mpy", "tinytrain_stream.mpy")
+    want = {n: (str(len(d)), str(zlib.crc32(d))) for n in names for d in [(build / n).read_bytes()]}
+    said = []
+    info = install.install(dev.pty, small=small, say=said.append)
+    assert info["lib"] == "/flash/lib" and info["build"] == str(build), info
+    assert installed_crcs(dev, names) == want
+    report(f"stock {dev.board} with /flash: `tinytrain install` put {MPY_FOR[dev.board]}"
+           f"{' (small)' if small else ''} in /flash/lib, {info['heap_free_after']} B of GC heap left")
+
+    prepare(tmp_path, "cnn", "full", steps=8)  # (no .mpy in the mounted folder: the import is /flash/lib's)
+    got = dev.run("train_dump.py", tmp_path, timeout=300)
+    assert got.splitlines() == host_run("train_dump.py", tmp_path).splitlines()
+
+    dev.mpremote("exec", "import os\nfor n in %r: os.remove('/flash/lib/' + n)" % (list(names),))
+    assert set(installed_crcs(dev, names).values()) == {("none",)}
+    out = dev.mpremote("mip", "install", str(build / "package.json"))
+    assert "Installing: /flash/lib/tinytrain.mpy" in out, out
+    assert installed_crcs(dev, names) == want
+
+    model, samples = make("mlp", "full_residue", n=40)
+    with connect(dev.pty, model) as c:
+        st = c.session.train(samples)
+        blob = c.session.params_file()
+        c.end()
+    t, losses, hits = clean_run(model, samples)
+    assert f32(st.losses) == f32(losses) and st.hits == hits
+    assert blob == saved_blob(t, tmp_path)
