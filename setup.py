@@ -14,6 +14,6 @@ setup(ext_modules=[Extension(
     "tinytrain._core",
     sources=[os.path.relpath(p) for p in core_flags.core_sources()] + ["host_tools/tinytrain/native/sim_api.c"],
     include_dirs=[CORE],
-    # TT_HOST_SIMD: the host-only kernels (kernels/tt_host_simd.c), this build only
+    # TT_HOST_SIMD: the host-only kernels (kernels/tt_*_host.c), this build only
     extra_compile_args=core_flags.core_cflags() + ["-O2", "-DTT_HOST_SIMD=1"],
 )])

@@ -355,7 +355,7 @@ def test_shaped_rv32(rv32_exes, name):
     _same(rv32_exes, "rv32", plan, xs, ys, xs[:1])
 
 
-# -- the host simulator's kernels (TT_HOST_SIMD, kernels/tt_host_simd.c) -----
+# -- the host simulator's kernels (TT_HOST_SIMD, kernels/tt_*_host.c) --------
 
 @pytest.fixture(scope="module")
 def host_simd_exes(tmp_path_factory):

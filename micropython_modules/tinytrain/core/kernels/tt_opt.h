@@ -361,8 +361,8 @@ int tt_update_biases_opt(tt_trainer *t, uint32_t li, const tt_layer_rec *L, cons
 int tt_prescale_opt(const tt_model *m, const tt_layer_rec *L, int16_t *g, uint32_t n, uint32_t C, float sg,
                     float *sgp);
 
-/* tt_host_simd.c: the host simulator's build only (setup.py defines
-   TT_HOST_SIMD=1); 0 when it does not handle the case. */
+/* tt_*_host.c (shared helpers in tt_host_simd.h): the host simulator's build
+   only (setup.py defines TT_HOST_SIMD=1); 0 when it does not handle the case. */
 #ifndef TT_HOST_SIMD
 #define TT_HOST_SIMD 0
 #endif
