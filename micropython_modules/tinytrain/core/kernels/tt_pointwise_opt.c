@@ -322,10 +322,219 @@ TT_INLINE void pw_lean_body(const pw_pass_t *P, int32_t lo, int32_t hi, uint32_t
     }
 }
 
-/* cin a multiple of 8 (every paper model's layer): no tails in the tiles */
-static TT_NOINLINE void pw_lean_full8(const pw_pass_t *P) {
-    pw_lean_body(P, -128, 127, P->cin & ~7u);
+#if TT_DSP
+/* pw_lean_body's constants as the tile loops of pw_lean_full8 and
+   pw_mask_full8 read them (pairs for LDRD). */
+typedef struct {
+    int32_t ba, bb;      /* the biases */
+    int32_t ma, rza;     /* channel a: mult, rz */
+    int32_t mb, rzb;     /* channel b */
+    uint32_t ka, kb;     /* the shifts */
+    int8_t *y;           /* the tile's first output */
+    uint32_t cout;       /* output row stride */
+    uint8_t *mask;       /* pw_mask_full8: the mask (bits relative to y[0]) */
+    uint32_t idx;        /* and the tile's first output's index there */
+    const int8_t *xend;  /* the first pixel pair not tiled */
+} pw_lean_k;
+
+/* The start of a tile and its sums over 8 input channels at a time
+   (dot_w16_2x2's); after it x is at the next pixel pair, w at its first
+   weight; a0..a3 hold rqz_apply's values, before the clamp. */
+#define PW_ASM_TILE                                                                                                  \
+    "1:\n\t"                                                                                                         \
+    "ldrd %[a0], %[a2], %[kb]\n\t"                                                                                   \
+    "mov %[a1], %[a0]\n\t"                                                                                           \
+    "mov %[a3], %[a2]\n\t"                                                                                           \
+    "2:\n\t"                                                                                                         \
+    "ldr %[p], [%[x], %[off]]\n\t"                                                                                   \
+    "ldr %[q], [%[x]], #4\n\t"                                                                                       \
+    "ldrd %[s], %[t], [%[w]], #8\n\t"                                                                                \
+    "sxtb16 %[q2], %[q]\n\t"                                                                                         \
+    "sxtb16 %[q], %[q], ror #8\n\t"                                                                                  \
+    "sxtb16 %[p2], %[p]\n\t"                                                                                         \
+    "sxtb16 %[p], %[p], ror #8\n\t"                                                                                  \
+    "smlad %[a0], %[q2], %[s], %[a0]\n\t"                                                                            \
+    "smlad %[a0], %[q], %[t], %[a0]\n\t"                                                                             \
+    "smlad %[a1], %[p2], %[s], %[a1]\n\t"                                                                            \
+    "smlad %[a1], %[p], %[t], %[a1]\n\t"                                                                             \
+    "ldrd %[s], %[t], [%[w]], #8\n\t"                                                                                \
+    "smlad %[a2], %[q2], %[s], %[a2]\n\t"                                                                            \
+    "smlad %[a2], %[q], %[t], %[a2]\n\t"                                                                             \
+    "smlad %[a3], %[p2], %[s], %[a3]\n\t"                                                                            \
+    "smlad %[a3], %[p], %[t], %[a3]\n\t"                                                                             \
+    "ldr %[p], [%[x], %[off]]\n\t"                                                                                   \
+    "ldr %[q], [%[x]], #4\n\t"                                                                                       \
+    "ldrd %[s], %[t], [%[w]], #8\n\t"                                                                                \
+    "sxtb16 %[q2], %[q]\n\t"                                                                                         \
+    "sxtb16 %[q], %[q], ror #8\n\t"                                                                                  \
+    "sxtb16 %[p2], %[p]\n\t"                                                                                         \
+    "sxtb16 %[p], %[p], ror #8\n\t"                                                                                  \
+    "smlad %[a0], %[q2], %[s], %[a0]\n\t"                                                                            \
+    "smlad %[a0], %[q], %[t], %[a0]\n\t"                                                                             \
+    "smlad %[a1], %[p2], %[s], %[a1]\n\t"                                                                            \
+    "smlad %[a1], %[p], %[t], %[a1]\n\t"                                                                             \
+    "ldrd %[s], %[t], [%[w]], #8\n\t"                                                                                \
+    "smlad %[a2], %[q2], %[s], %[a2]\n\t"                                                                            \
+    "smlad %[a2], %[q], %[t], %[a2]\n\t"                                                                             \
+    "smlad %[a3], %[p2], %[s], %[a3]\n\t"                                                                            \
+    "smlad %[a3], %[p], %[t], %[a3]\n\t"                                                                             \
+    "cmp %[w], %[wend]\n\t"                                                                                          \
+    "bne 2b\n\t"                                                                                                     \
+    "sub %[w], %[w], %[off], lsl #2\n\t"                                                                             \
+    "add %[x], %[x], %[off]\n\t"                                                                                     \
+    "ldrd %[s], %[t], %[kma]\n\t"                                                                                    \
+    "smmla %[a0], %[a0], %[s], %[t]\n\t"                                                                             \
+    "smmla %[a1], %[a1], %[s], %[t]\n\t"                                                                             \
+    "ldrd %[s], %[t], %[kmb]\n\t"                                                                                    \
+    "smmla %[a2], %[a2], %[s], %[t]\n\t"                                                                             \
+    "smmla %[a3], %[a3], %[s], %[t]\n\t"                                                                             \
+    "ldrd %[s], %[t], %[kk]\n\t"                                                                                     \
+    "asr %[a0], %[a0], %[s]\n\t"                                                                                     \
+    "asr %[a1], %[a1], %[s]\n\t"                                                                                     \
+    "asr %[a2], %[a2], %[t]\n\t"                                                                                     \
+    "asr %[a3], %[a3], %[t]\n\t"
+
+/* The clamp (SSAT) and the stores y[0], y[1], y[cout], y[cout + 1];
+   y += 2 cout, t = cout. */
+#define PW_ASM_STORE                                                                                                 \
+    "ssat %[a0], #8, %[a0]\n\t"                                                                                      \
+    "ssat %[a1], #8, %[a1]\n\t"                                                                                      \
+    "ssat %[a2], #8, %[a2]\n\t"                                                                                      \
+    "ssat %[a3], #8, %[a3]\n\t"                                                                                      \
+    "ldrd %[s], %[t], %[ky]\n\t"                                                                                     \
+    "strb %[a0], [%[s]]\n\t"                                                                                         \
+    "strb %[a2], [%[s], #1]\n\t"                                                                                     \
+    "add %[s], %[s], %[t]\n\t"                                                                                       \
+    "strb %[a1], [%[s]]\n\t"                                                                                         \
+    "strb %[a3], [%[s], #1]\n\t"                                                                                     \
+    "add %[s], %[s], %[t]\n\t"                                                                                       \
+    "str %[s], %[ky]\n\t"
+
+/* The next tile while x is not at xend. */
+#define PW_ASM_NEXT                                                                                                  \
+    "ldr %[s], %[kx]\n\t"                                                                                            \
+    "cmp %[x], %[s]\n\t"                                                                                             \
+    "bne 1b"
+
+#define PW_ASM_OUTS                                                                                                  \
+    [q] "=&r"(q), [q2] "=&r"(q2), [p] "=&r"(p), [p2] "=&r"(p2), [s] "=&r"(s), [t] "=&r"(t), [a0] "=&r"(a0),        \
+        [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [x] "+r"(x), [w] "+r"(w), [ky] "+m"(K.y)
+#define PW_ASM_INS                                                                                                   \
+    [off] "r"(cin), [wend] "r"(wend), [kb] "m"(K.ba), [kma] "m"(K.ma), [kmb] "m"(K.mb), [kk] "m"(K.ka),             \
+        [kx] "m"(K.xend), "m"(K)
+
+static void pw_lean_k_make(pw_lean_k *K, const pw_pass_t *P) {
+    K->ba = P->ba;
+    K->bb = P->bb;
+    K->ma = P->za.mult;
+    K->rza = P->za.rz;
+    K->mb = P->zb.mult;
+    K->rzb = P->zb.rz;
+    K->ka = P->za.k;
+    K->kb = P->zb.k;
+    K->y = P->y + P->c;
+    K->cout = P->cout;
+    K->mask = P->mask;
+    K->idx = P->c;
+    K->xend = P->x + (P->npix & ~1u) * P->cin;
 }
+
+/* The last pixel of an odd count as both of a tile's: its outputs at K->y
+   (and their mask bits, if any), after the tiles. */
+static void pw_lean_last(const pw_lean_k *K, const pw_pass_t *P) {
+    const uint32_t idx = (uint32_t)(K->y - P->y);
+    int32_t a[4];
+    a[0] = K->ba;
+    a[1] = K->ba;
+    a[2] = K->bb;
+    a[3] = K->bb;
+    dot_w16_ool(K->xend, P->w16, P->wtail, 0u, P->woff, P->cin, a);
+    tt_store_out(P->y, K->mask, idx, rqz_apply(a[0], K->ma, K->rza, K->ka), 0, -128, 127);
+    tt_store_out(P->y, K->mask, idx + 1u, rqz_apply(a[2], K->mb, K->rzb, K->kb), 0, -128, 127);
+}
+#endif
+
+/* cin a multiple of 8 (every paper model's layer): no tails in the tiles.
+   With the DSP extension the whole tile loop is one asm block: GCC spills
+   the pointers and constants around each tile (53 instructions a tile
+   besides the sums), here they come in LDRD pairs from a small frame (31). */
+static TT_NOINLINE void pw_lean_full8(const pw_pass_t *P) {
+#if TT_DSP
+    const uint32_t cin = P->cin;
+    pw_lean_k K;
+    pw_lean_k_make(&K, P);
+    if (P->npix >= 2u) {
+        const int8_t *x = P->x;
+        const uint32_t *w = P->w16, *wend = P->w16 + cin; /* 4 words per 4 input channels */
+        uint32_t q, q2, p, p2, s, t;
+        int32_t a0, a1, a2, a3;
+        __asm__ volatile(PW_ASM_TILE PW_ASM_STORE PW_ASM_NEXT : PW_ASM_OUTS : PW_ASM_INS : "cc", "memory");
+    }
+    if (P->npix & 1u) {
+        pw_lean_last(&K, P);
+    }
+#else
+    pw_lean_body(P, -128, 127, P->cin & ~7u);
+#endif
+}
+
+#if TT_DSP
+/* pw_lean_full8 with the output's mask (training): a bit is set when
+   -128 <= v <= 127 before the clamp, i.e. when (v + 128) <= 255 unsigned:
+   ADD, RSBS (carry set then) and ADC shift it into a channel pair's 2 bits,
+   which go to their mask byte (c and cout even: a pair's index is even,
+   its bits never straddle bytes). */
+static TT_NOINLINE void pw_mask_full8(const pw_pass_t *P) {
+    const uint32_t cin = P->cin;
+    pw_lean_k K;
+    pw_lean_k_make(&K, P);
+    if (P->npix >= 2u) {
+        const int8_t *x = P->x;
+        const uint32_t *w = P->w16, *wend = P->w16 + cin;
+        uint32_t q, q2, p, p2, s, t;
+        int32_t a0, a1, a2, a3;
+        __asm__ volatile(PW_ASM_TILE
+                         /* q = bits (a0, a2) of pixel 0, p = (a1, a3) of pixel 1 */
+                         "mov %[q], #0\n\t"
+                         "add %[t], %[a2], #128\n\t"
+                         "rsbs %[t], %[t], #255\n\t"
+                         "adc %[q], %[q], %[q]\n\t"
+                         "add %[t], %[a0], #128\n\t"
+                         "rsbs %[t], %[t], #255\n\t"
+                         "adc %[q], %[q], %[q]\n\t"
+                         "mov %[p], #0\n\t"
+                         "add %[t], %[a3], #128\n\t"
+                         "rsbs %[t], %[t], #255\n\t"
+                         "adc %[p], %[p], %[p]\n\t"
+                         "add %[t], %[a1], #128\n\t"
+                         "rsbs %[t], %[t], #255\n\t"
+                         "adc %[p], %[p], %[p]\n\t" PW_ASM_STORE
+                         /* mask[idx / 8] |= q << idx % 8, then at idx + cout p; idx += 2 cout */
+                         "ldrd %[a0], %[a1], %[km]\n\t"
+                         "lsr %[a2], %[a1], #3\n\t"
+                         "and %[a3], %[a1], #7\n\t"
+                         "lsl %[q], %[q], %[a3]\n\t"
+                         "ldrb %[a3], [%[a0], %[a2]]\n\t"
+                         "orr %[a3], %[a3], %[q]\n\t"
+                         "strb %[a3], [%[a0], %[a2]]\n\t"
+                         "add %[a1], %[a1], %[t]\n\t"
+                         "lsr %[a2], %[a1], #3\n\t"
+                         "and %[a3], %[a1], #7\n\t"
+                         "lsl %[p], %[p], %[a3]\n\t"
+                         "ldrb %[a3], [%[a0], %[a2]]\n\t"
+                         "orr %[a3], %[a3], %[p]\n\t"
+                         "strb %[a3], [%[a0], %[a2]]\n\t"
+                         "add %[a1], %[a1], %[t]\n\t"
+                         "str %[a1], %[ki]\n\t" PW_ASM_NEXT
+                         : PW_ASM_OUTS, [ki] "+m"(K.idx)
+                         : PW_ASM_INS, [km] "m"(K.mask)
+                         : "cc", "memory");
+    }
+    if (P->npix & 1u) {
+        pw_lean_last(&K, P);
+    }
+}
+#endif
 
 static TT_NOINLINE void pw_lean(const pw_pass_t *P) {
     pw_lean_body(P, P->lo, P->hi, P->cin);
@@ -441,6 +650,15 @@ int tt_pointwise_opt(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, uin
         P.bb = tt_bias_at(&W, c + 1u) - zx * sb;
         P.ra = rq_make(mult[c], shift[c]);
         P.rb = rq_make(mult[c + 1u], shift[c + 1u]);
+#if TT_DSP
+        if (mask && P.w16 && rqz_ok(&P.ra) && rqz_ok(&P.rb) && lo == -128 && hi == 127 && cin % 8u == 0u &&
+            cout % 2u == 0u) {
+            P.za = rqz_make(&P.ra, zy);
+            P.zb = rqz_make(&P.rb, zy);
+            pw_mask_full8(&P);
+            continue;
+        }
+#endif
         if (!mask && P.w16 && rqz_ok(&P.ra) && rqz_ok(&P.rb)) {
             P.za = rqz_make(&P.ra, zy);
             P.zb = rqz_make(&P.rb, zy);
