@@ -14,6 +14,7 @@
  *    row and column worked out once per layer.
  * The weight gradient is tt_update_opt.c's.
  */
+#include <stddef.h>
 #include "tt_opt.h"
 
 #if TT_OPTIMIZED
@@ -206,8 +207,110 @@ TT_INLINE void dw4_lean(const dw4_t *D, const int8_t *xw, int8_t *y, uint32_t n,
 
 /* dw4_lean per kernel size (any clamp: the bytewise one costs little),
    apart from dw4_rows (whose registers it would otherwise take). */
+#define DW4_K3_TAP(ld)                                                                                              \
+    ld "\n\t"                                                                                                        \
+    "ldrd %[w0], %[w1], [%[w]], #8\n\t"                                                                              \
+    "sxtb16 %[pa], %[v]\n\t"                                                                                         \
+    "sxtb16 %[v], %[v], ror #8\n\t"                                                                                  \
+    "smlabb %[a0], %[pa], %[w0], %[a0]\n\t"                                                                          \
+    "smlatt %[a2], %[pa], %[w0], %[a2]\n\t"                                                                          \
+    "smlabb %[a1], %[v], %[w1], %[a1]\n\t"                                                                           \
+    "smlatt %[a3], %[v], %[w1], %[a3]\n\t"
+/* One kernel row: the taps at xr, xr + C, xr + 2 C; xr to the next row. */
+#define DW4_K3_ROW                                                                                                   \
+    DW4_K3_TAP("ldr %[v], [%[xr]]")                                                                                  \
+    DW4_K3_TAP("ldr %[v], [%[xr], %[C]]")                                                                            \
+    DW4_K3_TAP("ldr %[v], [%[xr], %[C], lsl #1]") "add %[xr], %[xr], %[WC]\n\t"
+
+#if TT_DSP
+/* dw4_lean_k3's constants, in the order its asm block reads them. */
+typedef struct {
+    int32_t bz[4];
+    int32_t mz[8];   /* (mult, rz) of each channel */
+    uint32_t k[4];
+    uint32_t l4, h4; /* lo, hi in each byte (dw4_store) */
+    int8_t *y;
+    uint32_t n, back; /* outputs left; 3 W C - s C: xr back to the next window */
+    const uint32_t *wtab;
+} dw4_k3_k;
+/* the offsets the asm block reads at */
+typedef char dw4_k3_layout[offsetof(dw4_k3_k, y) == 72u && offsetof(dw4_k3_k, wtab) == 84u ? 1 : -1];
+#endif
+
+/* With the DSP extension one asm block: GCC keeps the window's pointers
+   and the 12 requantisation constants on the stack and reloads them one
+   at a time (141 instructions an output of 4 channels); here they come in
+   LDRD pairs (113). Same sums, requantisation and clamp as dw4_lean. */
 static TT_NOINLINE void dw4_lean_k3(const dw4_t *D, const int8_t *xw, int8_t *y, uint32_t n) {
+#if TT_DSP
+    dw4_k3_k K;
+    const uint32_t C = D->C, WC = D->W * D->C;
+    const int8_t *xr = xw;
+    const uint32_t *w;
+    uint32_t v, pa, w0, w1;
+    int32_t a0, a1, a2, a3;
+    if (!n) {
+        return;
+    }
+    for (uint32_t i = 0; i < 4u; i++) {
+        K.bz[i] = D->bz[i];
+        K.mz[2u * i] = D->z[i].mult;
+        K.mz[2u * i + 1u] = D->z[i].rz;
+        K.k[i] = D->z[i].k;
+    }
+    K.l4 = 0x01010101u * (uint8_t)D->lo;
+    K.h4 = 0x01010101u * (uint8_t)D->hi;
+    K.y = y;
+    K.n = n;
+    K.back = 3u * WC - D->s * C;
+    K.wtab = D->wtab;
+    __asm__ volatile("1:\n\t"
+                     "ldrd %[a0], %[a1], [%[K]]\n\t"
+                     "ldrd %[a2], %[a3], [%[K], #8]\n\t"
+                     "ldr %[w], [%[K], #84]\n\t" DW4_K3_ROW DW4_K3_ROW DW4_K3_ROW
+                     /* rqz_apply: SMMLA, ASR; the clamp as dw4_store's */
+                     "ldrd %[w0], %[w1], [%[K], #16]\n\t"
+                     "smmla %[a0], %[a0], %[w0], %[w1]\n\t"
+                     "ldrd %[w0], %[w1], [%[K], #24]\n\t"
+                     "smmla %[a1], %[a1], %[w0], %[w1]\n\t"
+                     "ldrd %[w0], %[w1], [%[K], #32]\n\t"
+                     "smmla %[a2], %[a2], %[w0], %[w1]\n\t"
+                     "ldrd %[w0], %[w1], [%[K], #40]\n\t"
+                     "smmla %[a3], %[a3], %[w0], %[w1]\n\t"
+                     "ldrd %[w0], %[w1], [%[K], #48]\n\t"
+                     "asr %[a0], %[a0], %[w0]\n\t"
+                     "asr %[a1], %[a1], %[w1]\n\t"
+                     "ldrd %[w0], %[w1], [%[K], #56]\n\t"
+                     "asr %[a2], %[a2], %[w0]\n\t"
+                     "asr %[a3], %[a3], %[w1]\n\t"
+                     "ssat %[a0], #8, %[a0]\n\t"
+                     "ssat %[a1], #8, %[a1]\n\t"
+                     "ssat %[a2], #8, %[a2]\n\t"
+                     "ssat %[a3], #8, %[a3]\n\t"
+                     "bfi %[a0], %[a1], #8, #8\n\t"
+                     "bfi %[a0], %[a2], #16, #8\n\t"
+                     "bfi %[a0], %[a3], #24, #8\n\t"
+                     "ldrd %[w0], %[w1], [%[K], #64]\n\t"
+                     "ssub8 %[v], %[a0], %[w0]\n\t"
+                     "sel %[a0], %[a0], %[w0]\n\t"
+                     "ssub8 %[v], %[a0], %[w1]\n\t"
+                     "sel %[a0], %[w1], %[a0]\n\t"
+                     "ldr %[w0], [%[K], #72]\n\t"
+                     "str %[a0], [%[w0]]\n\t"
+                     "add %[w0], %[w0], %[C]\n\t"
+                     "str %[w0], [%[K], #72]\n\t"
+                     "ldrd %[w0], %[w1], [%[K], #76]\n\t"
+                     "sub %[xr], %[xr], %[w1]\n\t"
+                     "subs %[w0], %[w0], #1\n\t"
+                     "str %[w0], [%[K], #76]\n\t"
+                     "bne 1b"
+                     : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [v] "=&r"(v), [pa] "=&r"(pa),
+                       [w0] "=&r"(w0), [w1] "=&r"(w1), [w] "=&r"(w), [xr] "+r"(xr)
+                     : [K] "r"(&K), [C] "r"(C), [WC] "r"(WC), "m"(K)
+                     : "cc", "memory");
+#else
     dw4_lean(D, xw, y, n, 3u, 0);
+#endif
 }
 static TT_NOINLINE void dw4_lean_k5(const dw4_t *D, const int8_t *xw, int8_t *y, uint32_t n) {
     dw4_lean(D, xw, y, n, 5u, 0);

@@ -851,6 +851,127 @@ TT_INLINE void ig_2x2(const uint32_t *w, const uint32_t *g0, const uint32_t *g1,
     a[3] = a3;
 }
 
+#if TT_DSP
+/* ig_pair's tiles of adjacent channels (j1 = j + 1, no perm) whose sums
+   stay in int32 (npair <= PW_IG_BLOCK, a multiple of 4), in one asm block:
+   ig_2x2's sums, the OR of their magnitudes (into seen; a tile reaching lim
+   leaves the loop with its sums, for tt_g16_run_check), tt_g16_store2 of
+   both pixels. GCC spills around each tile what this keeps in pairs here. */
+typedef struct {
+    const uint32_t *wend; /* the regrouped weights' end */
+    uint32_t rowb;        /* bytes of one pixel's gradient (cout int16) */
+    uint32_t lim, seen;   /* tt_g16_run's lim (as 32 bits), the OR of |sums| */
+    uint32_t e, rnd;      /* the shift, 2^(e - 1) (0 when e = 0) */
+    int16_t *d;           /* the tile's pixel 0 outputs (dx[p][dj], dx[p][dj1]) */
+    uint32_t db;          /* bytes of one pixel's dx (cin int16) */
+    uint32_t n, m;        /* tiles left; 0x80018001 (tt_g16_store2) */
+} ig_k;
+
+/* Runs K->n tiles from pixel pair g0, g1 = g0 + cout on (K->n >= 1); returns
+   the tiles done. When a tile's |sums| reach K->lim it is not stored: its
+   sums go to v, K->d stays on its outputs, and it counts as not done. */
+static uint32_t ig_tiles_asm(ig_k *K, const uint32_t *w, const uint32_t *g0, int32_t *v) {
+    const uint32_t n0 = K->n;
+    const uint32_t *g1 = g0 + K->rowb / 4u;
+    uint32_t p, q, u, vv, s, t;
+    int32_t a0, a1, a2, a3;
+    __asm__ volatile("1:\n\t"
+                     "mov %[a0], #0\n\t"
+                     "mov %[a1], #0\n\t"
+                     "mov %[a2], #0\n\t"
+                     "mov %[a3], #0\n\t"
+                     "2:\n\t"
+                     "ldrd %[p], %[q], [%[g0]], #8\n\t"
+                     "ldrd %[u], %[v], [%[g1]], #8\n\t"
+                     "ldrd %[s], %[t], [%[w]], #8\n\t"
+                     "smlad %[a0], %[s], %[p], %[a0]\n\t"
+                     "smlad %[a1], %[s], %[u], %[a1]\n\t"
+                     "smlad %[a2], %[t], %[p], %[a2]\n\t"
+                     "smlad %[a3], %[t], %[u], %[a3]\n\t"
+                     "ldrd %[s], %[t], [%[w]], #8\n\t"
+                     "smlad %[a0], %[s], %[q], %[a0]\n\t"
+                     "smlad %[a1], %[s], %[v], %[a1]\n\t"
+                     "smlad %[a2], %[t], %[q], %[a2]\n\t"
+                     "smlad %[a3], %[t], %[v], %[a3]\n\t"
+                     "ldrd %[p], %[q], [%[g0]], #8\n\t"
+                     "ldrd %[u], %[v], [%[g1]], #8\n\t"
+                     "ldrd %[s], %[t], [%[w]], #8\n\t"
+                     "smlad %[a0], %[s], %[p], %[a0]\n\t"
+                     "smlad %[a1], %[s], %[u], %[a1]\n\t"
+                     "smlad %[a2], %[t], %[p], %[a2]\n\t"
+                     "smlad %[a3], %[t], %[u], %[a3]\n\t"
+                     "ldrd %[s], %[t], [%[w]], #8\n\t"
+                     "smlad %[a0], %[s], %[q], %[a0]\n\t"
+                     "smlad %[a1], %[s], %[v], %[a1]\n\t"
+                     "smlad %[a2], %[t], %[q], %[a2]\n\t"
+                     "smlad %[a3], %[t], %[v], %[a3]\n\t"
+                     "ldrd %[s], %[t], %[kw]\n\t" /* wend, rowb */
+                     "cmp %[w], %[s]\n\t"
+                     "bne 2b\n\t"
+                     /* w back to its start (2 rowb on), g0, g1 to the next pair */
+                     "sub %[w], %[w], %[t], lsl #1\n\t"
+                     "add %[g0], %[g0], %[t]\n\t"
+                     "add %[g1], %[g1], %[t]\n\t"
+                     /* s = |a0| | |a1| | |a2| | |a3| */
+                     "eor %[s], %[a0], %[a0], asr #31\n\t"
+                     "sub %[s], %[s], %[a0], asr #31\n\t"
+                     "eor %[t], %[a1], %[a1], asr #31\n\t"
+                     "sub %[t], %[t], %[a1], asr #31\n\t"
+                     "orr %[s], %[s], %[t]\n\t"
+                     "eor %[t], %[a2], %[a2], asr #31\n\t"
+                     "sub %[t], %[t], %[a2], asr #31\n\t"
+                     "orr %[s], %[s], %[t]\n\t"
+                     "eor %[t], %[a3], %[a3], asr #31\n\t"
+                     "sub %[t], %[t], %[a3], asr #31\n\t"
+                     "orr %[s], %[s], %[t]\n\t"
+                     "ldrd %[t], %[p], %[kl]\n\t" /* lim, seen */
+                     "orr %[p], %[p], %[s]\n\t"
+                     "str %[p], %[ks]\n\t"
+                     "cmp %[s], %[t]\n\t"
+                     "bhs 9f\n\t"
+                     /* ssat((a + rnd) >> e, 16), both pixels' pairs packed and raised to -32767 */
+                     "ldrd %[t], %[p], %[ke]\n\t" /* e, rnd */
+                     "add %[a0], %[a0], %[p]\n\t"
+                     "add %[a1], %[a1], %[p]\n\t"
+                     "add %[a2], %[a2], %[p]\n\t"
+                     "add %[a3], %[a3], %[p]\n\t"
+                     "asr %[a0], %[a0], %[t]\n\t"
+                     "asr %[a1], %[a1], %[t]\n\t"
+                     "asr %[a2], %[a2], %[t]\n\t"
+                     "asr %[a3], %[a3], %[t]\n\t"
+                     "ssat %[a0], #16, %[a0]\n\t"
+                     "ssat %[a1], #16, %[a1]\n\t"
+                     "ssat %[a2], #16, %[a2]\n\t"
+                     "ssat %[a3], #16, %[a3]\n\t"
+                     "pkhbt %[a0], %[a0], %[a2], lsl #16\n\t"
+                     "pkhbt %[a1], %[a1], %[a3], lsl #16\n\t"
+                     "ldrd %[s], %[t], %[kn]\n\t" /* n, m */
+                     "ssub16 %[p], %[a0], %[t]\n\t"
+                     "sel %[a0], %[a0], %[t]\n\t"
+                     "ssub16 %[p], %[a1], %[t]\n\t"
+                     "sel %[a1], %[a1], %[t]\n\t"
+                     "ldrd %[t], %[p], %[kd]\n\t" /* d, db */
+                     "str %[a0], [%[t]]\n\t"
+                     "str %[a1], [%[t], %[p]]\n\t"
+                     "add %[t], %[t], %[p], lsl #1\n\t"
+                     "str %[t], %[kd]\n\t"
+                     "subs %[s], %[s], #1\n\t"
+                     "str %[s], %[kn]\n\t"
+                     "bne 1b\n\t"
+                     "9:"
+                     : [p] "=&r"(p), [q] "=&r"(q), [u] "=&r"(u), [v] "=&r"(vv), [s] "=&r"(s), [t] "=&r"(t),
+                       [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [w] "+r"(w), [g0] "+r"(g0),
+                       [g1] "+r"(g1), [ks] "+m"(K->seen), [kd] "+m"(K->d), [kn] "+m"(K->n)
+                     : [kw] "m"(K->wend), [kl] "m"(K->lim), [ke] "m"(K->e), "m"(*K)
+                     : "cc", "memory");
+    v[0] = a0;
+    v[1] = a1;
+    v[2] = a2;
+    v[3] = a3;
+    return n0 - K->n;
+}
+#endif
+
 /* Tiles of input channels j, j1 (j1 == j: cin odd, the last one alone):
    pixels p, p + 1 (the last alone when npix is odd). */
 static void ig_pair(const uint32_t *wp, const int16_t *g, int16_t *dx, uint32_t j, uint32_t j1, uint32_t cin,
@@ -860,7 +981,46 @@ static void ig_pair(const uint32_t *wp, const int16_t *g, int16_t *dx, uint32_t 
     /* tt_g16_run_check with r->lim as 32 bits (the int32 sums' magnitudes
        are below 2^31) and r->seen's share kept here */
     uint32_t lim = r->lim > 0xFFFFFFFFu ? 0xFFFFFFFFu : (uint32_t)r->lim, seen = 0;
-    for (uint32_t p = 0; p < npix && r->tile < r->stop; p += 2u, r->tile++) {
+    uint32_t p = 0;
+#if TT_DSP
+    if (pairs && npair <= PW_IG_BLOCK && npair % 4u == 0u && npair) {
+        ig_k K;
+        K.wend = wp + 2u * npair;
+        K.rowb = 2u * cout;
+        K.seen = 0;
+        K.d = dx + dj;
+        K.db = 2u * cin;
+        K.m = 0x80018001u;
+        for (;;) {
+            const uint32_t left = r->stop - r->tile, pp = (npix - p) / 2u;
+            int32_t v[4];
+            uint32_t done;
+            K.n = pp < left ? pp : left;
+            if (!K.n) {
+                break;
+            }
+            K.lim = lim;
+            K.e = r->e;
+            K.rnd = r->e ? 1u << (r->e - 1u) : 0u;
+            done = ig_tiles_asm(&K, wp, (const uint32_t *)(const void *)(g + p * cout), v);
+            p += 2u * done;
+            r->tile += done;
+            if (K.n) { /* this tile raises e: as below */
+                const uint32_t m32 = (uint32_t)(v[0] < 0 ? -v[0] : v[0]) | (uint32_t)(v[1] < 0 ? -v[1] : v[1]) |
+                                     (uint32_t)(v[2] < 0 ? -v[2] : v[2]) | (uint32_t)(v[3] < 0 ? -v[3] : v[3]);
+                tt_g16_run_check(r, m32);
+                lim = r->lim > 0xFFFFFFFFu ? 0xFFFFFFFFu : (uint32_t)r->lim;
+                tt_g16_store2(K.d, v[0], v[2], r->e);
+                tt_g16_store2(K.d + cin, v[1], v[3], r->e);
+                K.d += 2u * cin;
+                p += 2u;
+                r->tile++;
+            }
+        }
+        seen = K.seen;
+    }
+#endif
+    for (; p < npix && r->tile < r->stop; p += 2u, r->tile++) {
         const uint32_t p1 = p + 1u < npix ? p + 1u : p;
         const uint32_t *g0 = (const uint32_t *)(const void *)(g + p * cout); /* cout even, 4-byte aligned */
         const uint32_t *g1 = (const uint32_t *)(const void *)(g + p1 * cout);
@@ -924,7 +1084,20 @@ int tt_pointwise_input_grad_run(tt_trainer *t, const tt_layer_rec *L, const int1
         /* the reference reads positions j < n_train from the trained copy */
         const int8_t *pa = j < nt ? wt + j : wf + j, *pb = j1 < nt ? wt + j1 : wf + j1;
         const uint32_t sa = j < nt ? nt : cin, sb = j1 < nt ? nt : cin;
-        for (uint32_t cp = 0; cp < npair; cp++, pa += 2u * sa, pb += 2u * sb) {
+        uint32_t cp = 0;
+#if TT_DSP
+        if (pb == pa + 1 && sb == sa) { /* bytes (w[c][j], w[c][j+1], w[c+1][j], w[c+1][j+1]): SXTB16 */
+            for (; cp < npair; cp++, pa += 2u * sa) {
+                uint16_t lo, hi;
+                memcpy(&lo, pa, 2);
+                memcpy(&hi, pa + sa, 2);
+                const uint32_t b = (uint32_t)lo | ((uint32_t)hi << 16);
+                wp[2u * cp] = tt_widen02(b);
+                wp[2u * cp + 1u] = tt_widen13(b);
+            }
+        }
+#endif
+        for (; cp < npair; cp++, pa += 2u * sa, pb += 2u * sb) {
             wp[2u * cp] = pack16(pa[0], pa[sa]);
             wp[2u * cp + 1u] = pack16(pb[0], pb[sb]);
         }
