@@ -719,6 +719,67 @@ TT_INLINE void store_g16x4(int16_t *d, int32_t a0, int32_t a1, int32_t a2, int32
     tt_g16_store2(d + 2, a2, a3, e);
 }
 
+#if TT_DSP
+/* dw_input_grad_c4's sums of one pixel: hn kernel rows of wn taps each
+   (both >= 1), from gradient gp and weight pair wp on, in one asm block:
+   per tap 2 LDRD, 4 SMLABB/SMLATT (13 instructions GCC made of it, 10 here,
+   the kernel-row and pixel set-up as few). Steps in bytes: a tap moves g
+   back gs and w on 8 s; a kernel row moves g back K->grs and w on K->wrs. */
+typedef struct {
+    uint32_t grs, wrs;
+    uint32_t wn, rows; /* taps a row; kernel rows left */
+} dwig_k;
+
+#define DWIG_ASM(wstep)                                                                                              \
+    __asm__ volatile("mov %[a0], #0\n\t"                                                                             \
+                     "mov %[a1], #0\n\t"                                                                             \
+                     "mov %[a2], #0\n\t"                                                                             \
+                     "mov %[a3], #0\n\t"                                                                             \
+                     "2:\n\t"                                                                                        \
+                     "mov %[gq], %[gp]\n\t"                                                                          \
+                     "mov %[wq], %[wp]\n\t"                                                                          \
+                     "ldr %[n], %[kwn]\n\t"                                                                          \
+                     "1:\n\t"                                                                                        \
+                     "ldrd %[g0], %[g1], [%[gq]]\n\t"                                                                \
+                     "ldrd %[w0], %[w1], [%[wq]], #" wstep "\n\t"                                                    \
+                     "sub %[gq], %[gq], %[gs]\n\t"                                                                   \
+                     "smlabb %[a0], %[g0], %[w0], %[a0]\n\t"                                                         \
+                     "smlatt %[a1], %[g0], %[w0], %[a1]\n\t"                                                         \
+                     "smlabb %[a2], %[g1], %[w1], %[a2]\n\t"                                                         \
+                     "smlatt %[a3], %[g1], %[w1], %[a3]\n\t"                                                         \
+                     "subs %[n], %[n], #1\n\t"                                                                       \
+                     "bne 1b\n\t"                                                                                    \
+                     "ldrd %[g0], %[g1], %[kgrs]\n\t"                                                                \
+                     "sub %[gp], %[gp], %[g0]\n\t"                                                                   \
+                     "add %[wp], %[wp], %[g1]\n\t"                                                                   \
+                     "ldr %[n], %[krows]\n\t"                                                                        \
+                     "subs %[n], %[n], #1\n\t"                                                                       \
+                     "str %[n], %[krows]\n\t"                                                                        \
+                     "bne 2b"                                                                                        \
+                     : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [g0] "=&r"(g0),               \
+                       [g1] "=&r"(g1), [w0] "=&r"(w0), [w1] "=&r"(w1), [gq] "=&r"(gq), [wq] "=&r"(wq), [n] "=&r"(n), \
+                       [gp] "+r"(gp), [wp] "+r"(wp), [krows] "+m"(K->rows)                                            \
+                     : [gs] "r"(gs), [kwn] "m"(K->wn), [kgrs] "m"(K->grs), "m"(*K)                                  \
+                     : "cc", "memory")
+
+TT_INLINE void dwig_pixel(dwig_k *K, const int16_t *gp16, const uint32_t *wp, uint32_t gs, uint32_t s,
+                          int32_t *acc) {
+    const uint32_t *gp = (const uint32_t *)(const void *)gp16;
+    const uint32_t *gq, *wq;
+    uint32_t g0, g1, w0, w1, n;
+    int32_t a0, a1, a2, a3;
+    if (s == 1u) {
+        DWIG_ASM("8");
+    } else {
+        DWIG_ASM("16");
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
+}
+#endif
+
 static int dw_input_grad_c4(tt_trainer *t, const tt_layer_rec *L, const int16_t *g, tt_g16_sink *dx,
                             tt_g16_run *r) {
     uint8_t hf[DW_MAX_SIDE], hn[DW_MAX_SIDE], wfst[DW_MAX_SIDE], wn[DW_MAX_SIDE];
@@ -743,6 +804,11 @@ static int dw_input_grad_c4(tt_trainer *t, const tt_layer_rec *L, const int16_t 
     for (uint32_t i = 0; i < W; i++) {
         dw_taps(i, L->pad_left, s, L->kw, OW, &wfst[i], &wn[i], &wo[i]);
     }
+#if TT_DSP
+    dwig_k K;
+    K.grs = 2u * OW * C;
+    K.wrs = 8u * s * KW;
+#endif
     for (uint32_t c0 = 0; c0 < C; c0 += 4u) {
         const int8_t *w[4];
         for (uint32_t i = 0; i < 4u; i++) {
@@ -757,6 +823,19 @@ static int dw_input_grad_c4(tt_trainer *t, const tt_layer_rec *L, const int16_t 
             uint32_t dp = ih * W * C + c0;
             for (uint32_t iw = 0; iw < W; iw++, dp += C) {
                 int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+#if TT_DSP
+                if ((s == 1u || s == 2u) && hn[ih] && wn[iw]) {
+                    int32_t acc[4];
+                    K.wn = wn[iw];
+                    K.rows = hn[ih];
+                    dwig_pixel(&K, g + (ho[ih] * OW + wo[iw]) * C + c0, wtab + (hf[ih] * KW + wfst[iw]) * 2u, 2u * C,
+                               s, acc);
+                    a0 = acc[0];
+                    a1 = acc[1];
+                    a2 = acc[2];
+                    a3 = acc[3];
+                } else
+#endif
                 for (uint32_t a = 0; a < hn[ih]; a++) {
                     const uint32_t *wp = wtab + ((hf[ih] + a * s) * KW + wfst[iw]) * 2u;
                     /* C and c0 multiples of 4, values 4-byte aligned */
