@@ -1302,14 +1302,23 @@ int tt_pointwise_input_grad_run(tt_trainer *t, const tt_layer_rec *L, const int1
         uint32_t cp = 0;
 #if TT_DSP
         if (pb == pa + 1 && sb == sa) { /* bytes (w[c][j], w[c][j+1], w[c+1][j], w[c+1][j+1]): SXTB16 */
-            for (; cp < npair; cp++, pa += 2u * sa) {
-                uint16_t lo, hi;
-                memcpy(&lo, pa, 2);
-                memcpy(&hi, pa + sa, 2);
-                const uint32_t b = (uint32_t)lo | ((uint32_t)hi << 16);
-                wp[2u * cp] = tt_widen02(b);
-                wp[2u * cp + 1u] = tt_widen13(b);
-            }
+            /* 9 instructions a channel pair (GCC: 12); npair >= 1 */
+            const uint32_t s2 = 2u * sa;
+            uint32_t *d = wp, *dend = wp + 2u * npair, lo, hi;
+            __asm__ volatile("1:\n\t"
+                             "ldrh %[hi], [%[pa], %[sa]]\n\t"
+                             "ldrh %[lo], [%[pa]]\n\t"
+                             "add %[pa], %[pa], %[s2]\n\t"
+                             "orr %[lo], %[lo], %[hi], lsl #16\n\t"
+                             "sxtb16 %[hi], %[lo], ror #8\n\t"
+                             "sxtb16 %[lo], %[lo]\n\t"
+                             "strd %[lo], %[hi], [%[d]], #8\n\t"
+                             "cmp %[d], %[dend]\n\t"
+                             "bne 1b"
+                             : [lo] "=&r"(lo), [hi] "=&r"(hi), [pa] "+r"(pa), [d] "+r"(d)
+                             : [sa] "r"(sa), [s2] "r"(s2), [dend] "r"(dend)
+                             : "cc", "memory");
+            cp = npair;
         }
 #endif
         for (; cp < npair; cp++, pa += 2u * sa, pb += 2u * sb) {
