@@ -720,8 +720,9 @@ TT_INLINE void store_g16x4(int16_t *d, int32_t a0, int32_t a1, int32_t a2, int32
 }
 
 #if TT_DSP
-/* dw_input_grad_c4's sums of one pixel: hn kernel rows of wn taps each
-   (both >= 1), from gradient gp and weight pair wp on, in one asm block:
+/* dw_input_grad_c4's sums a0..a3 of one pixel: K->rows kernel rows of
+   K->wn taps each (both >= 1), from gradient gp and weight pair wp on, in
+   one asm block (written into the caller's variables: no array on the stack):
    per tap 2 LDRD, 4 SMLABB/SMLATT (13 instructions GCC made of it, 10 here,
    the kernel-row and pixel set-up as few). Steps in bytes: a tap moves g
    back gs and w on 8 s; a kernel row moves g back K->grs and w on K->wrs. */
@@ -758,26 +759,10 @@ typedef struct {
                      "bne 2b"                                                                                        \
                      : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [g0] "=&r"(g0),               \
                        [g1] "=&r"(g1), [w0] "=&r"(w0), [w1] "=&r"(w1), [gq] "=&r"(gq), [wq] "=&r"(wq), [n] "=&r"(n), \
-                       [gp] "+r"(gp), [wp] "+r"(wp), [krows] "+m"(K->rows)                                            \
-                     : [gs] "r"(gs), [kwn] "m"(K->wn), [kgrs] "m"(K->grs), "m"(*K)                                  \
+                       [gp] "+r"(gp), [wp] "+r"(wp), [krows] "+m"(Kp->rows)                                            \
+                     : [gs] "r"(gs), [kwn] "m"(Kp->wn), [kgrs] "m"(Kp->grs), "m"(*Kp)                                  \
                      : "cc", "memory")
 
-TT_INLINE void dwig_pixel(dwig_k *K, const int16_t *gp16, const uint32_t *wp, uint32_t gs, uint32_t s,
-                          int32_t *acc) {
-    const uint32_t *gp = (const uint32_t *)(const void *)gp16;
-    const uint32_t *gq, *wq;
-    uint32_t g0, g1, w0, w1, n;
-    int32_t a0, a1, a2, a3;
-    if (s == 1u) {
-        DWIG_ASM("8");
-    } else {
-        DWIG_ASM("16");
-    }
-    acc[0] = a0;
-    acc[1] = a1;
-    acc[2] = a2;
-    acc[3] = a3;
-}
 #endif
 
 static int dw_input_grad_c4(tt_trainer *t, const tt_layer_rec *L, const int16_t *g, tt_g16_sink *dx,
@@ -825,15 +810,18 @@ static int dw_input_grad_c4(tt_trainer *t, const tt_layer_rec *L, const int16_t 
                 int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
 #if TT_DSP
                 if ((s == 1u || s == 2u) && hn[ih] && wn[iw]) {
-                    int32_t acc[4];
+                    const uint32_t *gp = (const uint32_t *)(const void *)(g + (ho[ih] * OW + wo[iw]) * C + c0);
+                    const uint32_t *wp = wtab + (hf[ih] * KW + wfst[iw]) * 2u, *gq, *wq;
+                    const uint32_t gs = 2u * C;
+                    dwig_k *const Kp = &K;
+                    uint32_t g0, g1, w0, w1, n;
                     K.wn = wn[iw];
                     K.rows = hn[ih];
-                    dwig_pixel(&K, g + (ho[ih] * OW + wo[iw]) * C + c0, wtab + (hf[ih] * KW + wfst[iw]) * 2u, 2u * C,
-                               s, acc);
-                    a0 = acc[0];
-                    a1 = acc[1];
-                    a2 = acc[2];
-                    a3 = acc[3];
+                    if (s == 1u) {
+                        DWIG_ASM("8");
+                    } else {
+                        DWIG_ASM("16");
+                    }
                 } else
 #endif
                 for (uint32_t a = 0; a < hn[ih]; a++) {

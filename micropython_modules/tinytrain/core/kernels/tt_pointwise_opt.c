@@ -675,15 +675,20 @@ static TT_NOINLINE void pw_pass_any(const pw_pass_t *P) {
 /* Input channels up to which pw_xw widens the inputs as well. */
 #define PW_XW_MAX_CIN 64u
 
-/* The tiles of channels P->c, P->c + 1 over the n (even) widened pixels at
-   xw (K made by pw_lean_k_make, its y, idx, xend and w16 set): the lean
-   tile, or with the mask (P->mask). */
-static TT_NOINLINE void pw_xw_tiles(const pw_pass_t *P, pw_lean_k *Kp, const uint32_t *xw) {
-    pw_lean_k K = *Kp;
+/* The tiles of channels P->c, P->c + 1 over pixels [b0, b0 + n) (n even),
+   widened at xw: the lean tile, or with the mask (P->mask). K lives here
+   only (the pointwise path's stack stays as without widened inputs). */
+static TT_NOINLINE void pw_xw_tiles(const pw_pass_t *P, const uint32_t *xw, uint32_t b0, uint32_t n) {
+    pw_lean_k K;
     const uint32_t *x = xw, *x1 = xw + P->cin / 2u;
     const uint32_t *w = P->w16, *wend = P->w16 + P->cin;
     uint32_t q, q2, p, p2, s, t;
     int32_t a0, a1, a2, a3;
+    pw_lean_k_make(&K, P);
+    K.y = P->y + b0 * P->cout + P->c;
+    K.idx = b0 * P->cout + P->c;
+    K.xend = (const int8_t *)(const void *)(xw + n * P->cin / 2u);
+    K.w16 = P->w16;
     if (P->mask) {
         __asm__ volatile(PW_ASM_BIAS PW_ASM_SUMS_XW PW_ASM_RQ PW_ASM_MASKBITS PW_ASM_STORE PW_ASM_MASKSTORE
                              PW_ASM_NEXT
@@ -706,8 +711,10 @@ static TT_NOINLINE void pw_xw_tiles(const pw_pass_t *P, pw_lean_k *Kp, const uin
    and the tiles need no SXTB16 (26 instructions per 8 input channels where
    pw_lean_full8 takes 34). The weights are widened again per block (with a
    perm: one block only). Every channel rqz_ok, the int8 clamp, even cout;
-   else 0 (not handled). buf: PW_W16_MAX_CIN words. */
-static int pw_xw(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, uint8_t *mask, uint32_t *buf) {
+   else 0 (not handled). buf: PW_W16_MAX_CIN words; P, tail: the caller's
+   (no second copy on the stack). */
+static int pw_xw(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, uint8_t *mask, uint32_t *buf,
+                 pw_pass_t *P, int8_t *tail) {
     const tt_model *m = &t->model;
     const tt_tensor_rec *in = tt_tensor(m, L->in), *out = tt_tensor(m, L->out);
     const int8_t *x = R->x + (R->oh0 - R->row0) * (uint32_t)in->w * in->c;
@@ -717,8 +724,6 @@ static int pw_xw(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, uint8_t
     const uint32_t bmax = cin ? ((PW_W16_MAX_CIN - cin) * 2u / cin) & ~1u : 0u; /* pixels a block */
     const int32_t zx = in->zero, zy = out->zero;
     uint32_t *w16 = buf, *xw = buf + cin;
-    int8_t tail[8];
-    pw_pass_t P;
     if (!cin || cin % 8u || cin > PW_XW_MAX_CIN || cout % 2u || npix < 2u || !tt_full_range(L) ||
         (W.perm && npix > bmax)) {
         return 0;
@@ -729,13 +734,13 @@ static int pw_xw(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, uint8_t
             return 0;
         }
     }
-    memset(&P, 0, sizeof(P));
-    P.cin = cin;
-    P.cout = cout;
-    P.zy = zy;
-    P.lo = -128;
-    P.hi = 127;
-    P.w16 = w16;
+    memset(P, 0, sizeof(*P));
+    P->cin = cin;
+    P->cout = cout;
+    P->zy = zy;
+    P->lo = -128;
+    P->hi = 127;
+    P->w16 = w16;
     for (uint32_t b0 = 0; b0 < npix; b0 += bmax) {
         const uint32_t n = npix - b0 < bmax ? npix - b0 : bmax;
         const int8_t *xb = x + b0 * cin, *xe = xb + n * cin; /* n cin: a multiple of 8 */
@@ -758,46 +763,40 @@ static int pw_xw(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, uint8_t
         xb = x + b0 * cin;
         for (uint32_t c = 0; c < cout; c += 2u) {
             int32_t sa, sb;
-            pw_lean_k K;
-            P.c = c;
-            P.wa = W.wf + c * cin;
+            P->c = c;
+            P->wa = W.wf + c * cin;
             if (W.perm) {
                 pw_widen_pair_perm(w16, tail, W.wt, W.wf, L->n_train, cin, W.perm, c, c + 1u, &sa, &sb);
-                P.wtail = tail;
-                P.woff = 4u;
+                P->wtail = tail;
+                P->woff = 4u;
             } else {
-                pw_widen_pair(w16, P.wa, cin, &sa, &sb);
-                P.wtail = P.wa + cin;
-                P.woff = cin;
+                pw_widen_pair(w16, P->wa, cin, &sa, &sb);
+                P->wtail = P->wa + cin;
+                P->woff = cin;
             }
-            P.ba = tt_bias_at(&W, c) - zx * sa;
-            P.bb = tt_bias_at(&W, c + 1u) - zx * sb;
-            P.ra = rq_make(W.mult[c], W.shift[c]);
-            P.rb = rq_make(W.mult[c + 1u], W.shift[c + 1u]);
-            P.za = rqz_make(&P.ra, zy);
-            P.zb = rqz_make(&P.rb, zy);
-            P.x = xb;
-            P.y = y;
-            P.mask = mask;
-            P.npix = n;
-            pw_lean_k_make(&K, &P);
-            K.y = y + b0 * cout + c;
-            K.idx = b0 * cout + c;
-            K.xend = (const int8_t *)(const void *)(xw + (n & ~1u) * cin / 2u);
-            K.w16 = w16;
+            P->ba = tt_bias_at(&W, c) - zx * sa;
+            P->bb = tt_bias_at(&W, c + 1u) - zx * sb;
+            P->ra = rq_make(W.mult[c], W.shift[c]);
+            P->rb = rq_make(W.mult[c + 1u], W.shift[c + 1u]);
+            P->za = rqz_make(&P->ra, zy);
+            P->zb = rqz_make(&P->rb, zy);
+            P->x = xb;
+            P->y = y;
+            P->mask = mask;
+            P->npix = n;
             if (n >= 2u) {
-                pw_xw_tiles(&P, &K, xw);
+                pw_xw_tiles(P, xw, b0, n & ~1u);
             }
             if (n & 1u) { /* the last pixel (of an odd count) as both of a tile's */
                 const uint32_t pl = b0 + n - 1u;
                 int32_t a[4];
-                a[0] = P.ba;
-                a[1] = P.ba;
-                a[2] = P.bb;
-                a[3] = P.bb;
-                dot_w16_ool(x + pl * cin, w16, P.wtail, 0u, P.woff, cin, a);
-                tt_store_out(y, mask, pl * cout + c, rqz_apply(a[0], K.ma, K.rza, K.ka), 0, -128, 127);
-                tt_store_out(y, mask, pl * cout + c + 1u, rqz_apply(a[2], K.mb, K.rzb, K.kb), 0, -128, 127);
+                a[0] = P->ba;
+                a[1] = P->ba;
+                a[2] = P->bb;
+                a[3] = P->bb;
+                dot_w16_ool(x + pl * cin, w16, P->wtail, 0u, P->woff, cin, a);
+                tt_store_out(y, mask, pl * cout + c, rqz_apply(a[0], P->za.mult, P->za.rz, P->za.k), 0, -128, 127);
+                tt_store_out(y, mask, pl * cout + c + 1u, rqz_apply(a[2], P->zb.mult, P->zb.rz, P->zb.k), 0, -128, 127);
             }
         }
     }
@@ -827,7 +826,7 @@ int tt_pointwise_opt(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, uin
         return 0; /* the weights' regrouping would cost more than the pixels */
     }
 #if TT_DSP
-    if (pw_xw(t, L, R, mask, w16)) {
+    if (pw_xw(t, L, R, mask, w16, &P, tail)) {
         return 1;
     }
 #endif
