@@ -443,6 +443,49 @@ static TT_NOINLINE void dw4_rows_any(const dw4_t *D) {
     dw4_rows(D, D->KW, 0, 0);
 }
 
+#if TT_DSP
+/* wtab[2 tap], wtab[2 tap + 1] = (w0, w2), (w1, w3) at each tap, 4 taps of
+   the 4 channels at a time from word loads: SXTB16 gives taps (t, t + 2)
+   and (t + 1, t + 3) of a channel, PKHBT / PKHTB pair two channels' (6
+   instructions a tap where the byte loads take 13; a fused op's rows each
+   do this again). */
+/* (lo of a, lo of b) and (hi of a, hi of b): PKHBT, PKHTB (GCC makes two
+   instructions of each). */
+static inline uint32_t dw4_pkbb(uint32_t a, uint32_t b) {
+    uint32_t r;
+    __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+static inline uint32_t dw4_pktt(uint32_t a, uint32_t b) {
+    uint32_t r;
+    __asm__("pkhtb %0, %2, %1, asr #16" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+
+static TT_NOINLINE void dw4_regroup(uint32_t *wtab, const int8_t *const *w, uint32_t kk) {
+    const int8_t *w0 = w[0], *w1 = w[1], *w2 = w[2], *w3 = w[3];
+    uint32_t tap = 0;
+    for (; tap + 4u <= kk; tap += 4u, wtab += 8) {
+        const uint32_t u0 = tt_ld32(w0 + tap), u1 = tt_ld32(w1 + tap), u2 = tt_ld32(w2 + tap),
+                       u3 = tt_ld32(w3 + tap);
+        const uint32_t a0 = tt_widen02(u0), a1 = tt_widen02(u1), a2 = tt_widen02(u2), a3 = tt_widen02(u3);
+        const uint32_t b0 = tt_widen13(u0), b1 = tt_widen13(u1), b2 = tt_widen13(u2), b3 = tt_widen13(u3);
+        wtab[0] = dw4_pkbb(a0, a2); /* tap t */
+        wtab[1] = dw4_pkbb(a1, a3);
+        wtab[2] = dw4_pkbb(b0, b2); /* t + 1 */
+        wtab[3] = dw4_pkbb(b1, b3);
+        wtab[4] = dw4_pktt(a0, a2); /* t + 2 */
+        wtab[5] = dw4_pktt(a1, a3);
+        wtab[6] = dw4_pktt(b0, b2); /* t + 3 */
+        wtab[7] = dw4_pktt(b1, b3);
+    }
+    for (; tap < kk; tap++, wtab += 2) {
+        wtab[0] = pack16(w0[tap], w2[tap]);
+        wtab[1] = pack16(w1[tap], w3[tap]);
+    }
+}
+#endif
+
 static int dwconv4(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, uint8_t *mask) {
     uint32_t wtab[2u * DW4_MAX_TAPS];
     const tt_model *m = &t->model;
@@ -488,10 +531,14 @@ static int dwconv4(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, uint8
             D.b[i] = tt_bias_at(&P, j);
             D.rq[i] = rq_make(P.mult[j], P.shift[j]);
         }
+#if TT_DSP
+        dw4_regroup(wtab, w, kk);
+#else
         for (uint32_t tap = 0; tap < kk; tap++) {
             wtab[2u * tap] = pack16(w[0][tap], w[2][tap]);
             wtab[2u * tap + 1u] = pack16(w[1][tap], w[3][tap]);
         }
+#endif
         D.lean = geo;
         if (geo) { /* |sum| <= 49 * 128: the 16-bit lanes hold it */
             for (uint32_t tap = 0; tap < kk; tap++) {

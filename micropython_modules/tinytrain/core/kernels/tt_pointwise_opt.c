@@ -1079,105 +1079,118 @@ typedef struct {
     int16_t *d;           /* the tile's pixel 0 outputs (dx[p][dj], dx[p][dj1]) */
     uint32_t db;          /* bytes of one pixel's dx (cin int16) */
     uint32_t n, m;        /* tiles left; 0x80018001 (tt_g16_store2) */
+    uint32_t n8;          /* the channel pairs are a multiple of 8 */
 } ig_k;
 
 /* Runs K->n tiles from pixel pair g0, g1 = g0 + cout on (K->n >= 1); returns
    the tiles done. When a tile's |sums| reach K->lim it is not stored: its
    sums go to v, K->d stays on its outputs, and it counts as not done. */
+/* 4 channel pairs of ig_tiles_asm's sums (ig_2x2's). */
+#define IG_4CP                                                                                                       \
+    "ldrd %[p], %[q], [%[g0]], #8\n\t"                                                                               \
+    "ldrd %[u], %[v], [%[g1]], #8\n\t"                                                                               \
+    "ldrd %[s], %[t], [%[w]], #8\n\t"                                                                                \
+    "smlad %[a0], %[s], %[p], %[a0]\n\t"                                                                             \
+    "smlad %[a1], %[s], %[u], %[a1]\n\t"                                                                             \
+    "smlad %[a2], %[t], %[p], %[a2]\n\t"                                                                             \
+    "smlad %[a3], %[t], %[u], %[a3]\n\t"                                                                             \
+    "ldrd %[s], %[t], [%[w]], #8\n\t"                                                                                \
+    "smlad %[a0], %[s], %[q], %[a0]\n\t"                                                                             \
+    "smlad %[a1], %[s], %[v], %[a1]\n\t"                                                                             \
+    "smlad %[a2], %[t], %[q], %[a2]\n\t"                                                                             \
+    "smlad %[a3], %[t], %[v], %[a3]\n\t"                                                                             \
+    "ldrd %[p], %[q], [%[g0]], #8\n\t"                                                                               \
+    "ldrd %[u], %[v], [%[g1]], #8\n\t"                                                                               \
+    "ldrd %[s], %[t], [%[w]], #8\n\t"                                                                                \
+    "smlad %[a0], %[s], %[p], %[a0]\n\t"                                                                             \
+    "smlad %[a1], %[s], %[u], %[a1]\n\t"                                                                             \
+    "smlad %[a2], %[t], %[p], %[a2]\n\t"                                                                             \
+    "smlad %[a3], %[t], %[u], %[a3]\n\t"                                                                             \
+    "ldrd %[s], %[t], [%[w]], #8\n\t"                                                                                \
+    "smlad %[a0], %[s], %[q], %[a0]\n\t"                                                                             \
+    "smlad %[a1], %[s], %[v], %[a1]\n\t"                                                                             \
+    "smlad %[a2], %[t], %[q], %[a2]\n\t"                                                                             \
+    "smlad %[a3], %[t], %[v], %[a3]\n\t"
+
+/* ig_tiles_asm's loop over its tiles, body: the sums of a loop. */
+#define IG_TILES_ASM(body)                                                                                           \
+    __asm__ volatile("1:\n\t"                                                                                        \
+                     "mov %[a0], #0\n\t"                                                                             \
+                     "mov %[a1], #0\n\t"                                                                             \
+                     "mov %[a2], #0\n\t"                                                                             \
+                     "mov %[a3], #0\n\t"                                                                             \
+                     "2:\n\t"                                                                                        \
+                     body                                                                                            \
+                     "ldrd %[s], %[t], %[kw]\n\t" /* wend, rowb */                                                   \
+                     "cmp %[w], %[s]\n\t"                                                                            \
+                     "bne 2b\n\t"                                                                                    \
+                     /* w back to its start (2 rowb on), g0, g1 to the next pair */                                  \
+                     "sub %[w], %[w], %[t], lsl #1\n\t"                                                              \
+                     "add %[g0], %[g0], %[t]\n\t"                                                                    \
+                     "add %[g1], %[g1], %[t]\n\t"                                                                    \
+                     /* s = |a0| | |a1| | |a2| | |a3| */                                                             \
+                     "eor %[s], %[a0], %[a0], asr #31\n\t"                                                           \
+                     "sub %[s], %[s], %[a0], asr #31\n\t"                                                            \
+                     "eor %[t], %[a1], %[a1], asr #31\n\t"                                                           \
+                     "sub %[t], %[t], %[a1], asr #31\n\t"                                                            \
+                     "orr %[s], %[s], %[t]\n\t"                                                                      \
+                     "eor %[t], %[a2], %[a2], asr #31\n\t"                                                           \
+                     "sub %[t], %[t], %[a2], asr #31\n\t"                                                            \
+                     "orr %[s], %[s], %[t]\n\t"                                                                      \
+                     "eor %[t], %[a3], %[a3], asr #31\n\t"                                                           \
+                     "sub %[t], %[t], %[a3], asr #31\n\t"                                                            \
+                     "orr %[s], %[s], %[t]\n\t"                                                                      \
+                     "ldrd %[t], %[p], %[kl]\n\t" /* lim, seen */                                                    \
+                     "orr %[p], %[p], %[s]\n\t"                                                                      \
+                     "str %[p], %[ks]\n\t"                                                                           \
+                     "cmp %[s], %[t]\n\t"                                                                            \
+                     "bhs 9f\n\t"                                                                                    \
+                     /* ssat((a + rnd) >> e, 16), both pixels' pairs packed and raised to -32767 */                  \
+                     "ldrd %[t], %[p], %[ke]\n\t" /* e, rnd */                                                       \
+                     "add %[a0], %[a0], %[p]\n\t"                                                                    \
+                     "add %[a1], %[a1], %[p]\n\t"                                                                    \
+                     "add %[a2], %[a2], %[p]\n\t"                                                                    \
+                     "add %[a3], %[a3], %[p]\n\t"                                                                    \
+                     "asr %[a0], %[a0], %[t]\n\t"                                                                    \
+                     "asr %[a1], %[a1], %[t]\n\t"                                                                    \
+                     "asr %[a2], %[a2], %[t]\n\t"                                                                    \
+                     "asr %[a3], %[a3], %[t]\n\t"                                                                    \
+                     "ssat %[a0], #16, %[a0]\n\t"                                                                    \
+                     "ssat %[a1], #16, %[a1]\n\t"                                                                    \
+                     "ssat %[a2], #16, %[a2]\n\t"                                                                    \
+                     "ssat %[a3], #16, %[a3]\n\t"                                                                    \
+                     "pkhbt %[a0], %[a0], %[a2], lsl #16\n\t"                                                        \
+                     "pkhbt %[a1], %[a1], %[a3], lsl #16\n\t"                                                        \
+                     "ldrd %[s], %[t], %[kn]\n\t" /* n, m */                                                         \
+                     "ssub16 %[p], %[a0], %[t]\n\t"                                                                  \
+                     "sel %[a0], %[a0], %[t]\n\t"                                                                    \
+                     "ssub16 %[p], %[a1], %[t]\n\t"                                                                  \
+                     "sel %[a1], %[a1], %[t]\n\t"                                                                    \
+                     "ldrd %[t], %[p], %[kd]\n\t" /* d, db */                                                        \
+                     "str %[a0], [%[t]]\n\t"                                                                         \
+                     "str %[a1], [%[t], %[p]]\n\t"                                                                   \
+                     "add %[t], %[t], %[p], lsl #1\n\t"                                                              \
+                     "str %[t], %[kd]\n\t"                                                                           \
+                     "subs %[s], %[s], #1\n\t"                                                                       \
+                     "str %[s], %[kn]\n\t"                                                                           \
+                     "bne 1b\n\t"                                                                                    \
+                     "9:"                                                                                            \
+                     : [p] "=&r"(p), [q] "=&r"(q), [u] "=&r"(u), [v] "=&r"(vv), [s] "=&r"(s), [t] "=&r"(t),          \
+                       [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [w] "+r"(w), [g0] "+r"(g0),   \
+                       [g1] "+r"(g1), [ks] "+m"(K->seen), [kd] "+m"(K->d), [kn] "+m"(K->n)                           \
+                     : [kw] "m"(K->wend), [kl] "m"(K->lim), [ke] "m"(K->e), "m"(*K)                                  \
+                     : "cc", "memory")
+
 static uint32_t ig_tiles_asm(ig_k *K, const uint32_t *w, const uint32_t *g0, int32_t *v) {
     const uint32_t n0 = K->n;
     const uint32_t *g1 = g0 + K->rowb / 4u;
     uint32_t p, q, u, vv, s, t;
     int32_t a0, a1, a2, a3;
-    __asm__ volatile("1:\n\t"
-                     "mov %[a0], #0\n\t"
-                     "mov %[a1], #0\n\t"
-                     "mov %[a2], #0\n\t"
-                     "mov %[a3], #0\n\t"
-                     "2:\n\t"
-                     "ldrd %[p], %[q], [%[g0]], #8\n\t"
-                     "ldrd %[u], %[v], [%[g1]], #8\n\t"
-                     "ldrd %[s], %[t], [%[w]], #8\n\t"
-                     "smlad %[a0], %[s], %[p], %[a0]\n\t"
-                     "smlad %[a1], %[s], %[u], %[a1]\n\t"
-                     "smlad %[a2], %[t], %[p], %[a2]\n\t"
-                     "smlad %[a3], %[t], %[u], %[a3]\n\t"
-                     "ldrd %[s], %[t], [%[w]], #8\n\t"
-                     "smlad %[a0], %[s], %[q], %[a0]\n\t"
-                     "smlad %[a1], %[s], %[v], %[a1]\n\t"
-                     "smlad %[a2], %[t], %[q], %[a2]\n\t"
-                     "smlad %[a3], %[t], %[v], %[a3]\n\t"
-                     "ldrd %[p], %[q], [%[g0]], #8\n\t"
-                     "ldrd %[u], %[v], [%[g1]], #8\n\t"
-                     "ldrd %[s], %[t], [%[w]], #8\n\t"
-                     "smlad %[a0], %[s], %[p], %[a0]\n\t"
-                     "smlad %[a1], %[s], %[u], %[a1]\n\t"
-                     "smlad %[a2], %[t], %[p], %[a2]\n\t"
-                     "smlad %[a3], %[t], %[u], %[a3]\n\t"
-                     "ldrd %[s], %[t], [%[w]], #8\n\t"
-                     "smlad %[a0], %[s], %[q], %[a0]\n\t"
-                     "smlad %[a1], %[s], %[v], %[a1]\n\t"
-                     "smlad %[a2], %[t], %[q], %[a2]\n\t"
-                     "smlad %[a3], %[t], %[v], %[a3]\n\t"
-                     "ldrd %[s], %[t], %[kw]\n\t" /* wend, rowb */
-                     "cmp %[w], %[s]\n\t"
-                     "bne 2b\n\t"
-                     /* w back to its start (2 rowb on), g0, g1 to the next pair */
-                     "sub %[w], %[w], %[t], lsl #1\n\t"
-                     "add %[g0], %[g0], %[t]\n\t"
-                     "add %[g1], %[g1], %[t]\n\t"
-                     /* s = |a0| | |a1| | |a2| | |a3| */
-                     "eor %[s], %[a0], %[a0], asr #31\n\t"
-                     "sub %[s], %[s], %[a0], asr #31\n\t"
-                     "eor %[t], %[a1], %[a1], asr #31\n\t"
-                     "sub %[t], %[t], %[a1], asr #31\n\t"
-                     "orr %[s], %[s], %[t]\n\t"
-                     "eor %[t], %[a2], %[a2], asr #31\n\t"
-                     "sub %[t], %[t], %[a2], asr #31\n\t"
-                     "orr %[s], %[s], %[t]\n\t"
-                     "eor %[t], %[a3], %[a3], asr #31\n\t"
-                     "sub %[t], %[t], %[a3], asr #31\n\t"
-                     "orr %[s], %[s], %[t]\n\t"
-                     "ldrd %[t], %[p], %[kl]\n\t" /* lim, seen */
-                     "orr %[p], %[p], %[s]\n\t"
-                     "str %[p], %[ks]\n\t"
-                     "cmp %[s], %[t]\n\t"
-                     "bhs 9f\n\t"
-                     /* ssat((a + rnd) >> e, 16), both pixels' pairs packed and raised to -32767 */
-                     "ldrd %[t], %[p], %[ke]\n\t" /* e, rnd */
-                     "add %[a0], %[a0], %[p]\n\t"
-                     "add %[a1], %[a1], %[p]\n\t"
-                     "add %[a2], %[a2], %[p]\n\t"
-                     "add %[a3], %[a3], %[p]\n\t"
-                     "asr %[a0], %[a0], %[t]\n\t"
-                     "asr %[a1], %[a1], %[t]\n\t"
-                     "asr %[a2], %[a2], %[t]\n\t"
-                     "asr %[a3], %[a3], %[t]\n\t"
-                     "ssat %[a0], #16, %[a0]\n\t"
-                     "ssat %[a1], #16, %[a1]\n\t"
-                     "ssat %[a2], #16, %[a2]\n\t"
-                     "ssat %[a3], #16, %[a3]\n\t"
-                     "pkhbt %[a0], %[a0], %[a2], lsl #16\n\t"
-                     "pkhbt %[a1], %[a1], %[a3], lsl #16\n\t"
-                     "ldrd %[s], %[t], %[kn]\n\t" /* n, m */
-                     "ssub16 %[p], %[a0], %[t]\n\t"
-                     "sel %[a0], %[a0], %[t]\n\t"
-                     "ssub16 %[p], %[a1], %[t]\n\t"
-                     "sel %[a1], %[a1], %[t]\n\t"
-                     "ldrd %[t], %[p], %[kd]\n\t" /* d, db */
-                     "str %[a0], [%[t]]\n\t"
-                     "str %[a1], [%[t], %[p]]\n\t"
-                     "add %[t], %[t], %[p], lsl #1\n\t"
-                     "str %[t], %[kd]\n\t"
-                     "subs %[s], %[s], #1\n\t"
-                     "str %[s], %[kn]\n\t"
-                     "bne 1b\n\t"
-                     "9:"
-                     : [p] "=&r"(p), [q] "=&r"(q), [u] "=&r"(u), [v] "=&r"(vv), [s] "=&r"(s), [t] "=&r"(t),
-                       [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [w] "+r"(w), [g0] "+r"(g0),
-                       [g1] "+r"(g1), [ks] "+m"(K->seen), [kd] "+m"(K->d), [kn] "+m"(K->n)
-                     : [kw] "m"(K->wend), [kl] "m"(K->lim), [ke] "m"(K->e), "m"(*K)
-                     : "cc", "memory");
+    if (K->n8) { /* 8 channel pairs a loop */
+        IG_TILES_ASM(IG_4CP IG_4CP);
+    } else {
+        IG_TILES_ASM(IG_4CP);
+    }
     v[0] = a0;
     v[1] = a1;
     v[2] = a2;
@@ -1205,6 +1218,7 @@ static void ig_pair(const uint32_t *wp, const int16_t *g, int16_t *dx, uint32_t 
         K.d = dx + dj;
         K.db = 2u * cin;
         K.m = 0x80018001u;
+        K.n8 = npair % 8u == 0u;
         for (;;) {
             const uint32_t left = r->stop - r->tile, pp = (npix - p) / 2u;
             int32_t v[4];
