@@ -230,17 +230,98 @@ typedef struct {
     uint32_t k[4];
     uint32_t l4, h4; /* lo, hi in each byte (dw4_store) */
     int8_t *y;
-    uint32_t n, back; /* outputs left; 3 W C - s C: xr back to the next window */
+    uint32_t n, back; /* outputs left; K W C - s C: xr back to the next window */
     const uint32_t *wtab;
 } dw4_k3_k;
 /* the offsets the asm block reads at */
 typedef char dw4_k3_layout[offsetof(dw4_k3_k, y) == 72u && offsetof(dw4_k3_k, wtab) == 84u ? 1 : -1];
 #endif
 
+#if TT_DSP
+/* dw4_lean_k3/k5/k7's set-up of their constants. */
+static void dw4_lean_k_make(dw4_k3_k *K, const dw4_t *D, int8_t *y, uint32_t n, uint32_t ksize) {
+    for (uint32_t i = 0; i < 4u; i++) {
+        K->bz[i] = D->bz[i];
+        K->mz[2u * i] = D->z[i].mult;
+        K->mz[2u * i + 1u] = D->z[i].rz;
+        K->k[i] = D->z[i].k;
+    }
+    K->l4 = 0x01010101u * (uint8_t)D->lo;
+    K->h4 = 0x01010101u * (uint8_t)D->hi;
+    K->y = y;
+    K->n = n;
+    K->back = ksize * D->W * D->C - D->s * D->C;
+    K->wtab = D->wtab;
+}
+
+/* The start of an output: its biases, w at the first tap. */
+#define DW4_LEAN_START                                                                                               \
+    "1:\n\t"                                                                                                         \
+    "ldrd %[a0], %[a1], [%[K]]\n\t"                                                                                  \
+    "ldrd %[a2], %[a3], [%[K], #8]\n\t"                                                                              \
+    "ldr %[w], [%[K], #84]\n\t"
+
+/* The end of an output: rqz_apply (SMMLA, ASR), the clamp as dw4_store's,
+   y and xr to the next output; back to 1 while outputs are left. */
+#define DW4_LEAN_END                                                                                                 \
+    /* rqz_apply: SMMLA, ASR; the clamp as dw4_store's */                                                            \
+    "ldrd %[w0], %[w1], [%[K], #16]\n\t"                                                                             \
+    "smmla %[a0], %[a0], %[w0], %[w1]\n\t"                                                                           \
+    "ldrd %[w0], %[w1], [%[K], #24]\n\t"                                                                             \
+    "smmla %[a1], %[a1], %[w0], %[w1]\n\t"                                                                           \
+    "ldrd %[w0], %[w1], [%[K], #32]\n\t"                                                                             \
+    "smmla %[a2], %[a2], %[w0], %[w1]\n\t"                                                                           \
+    "ldrd %[w0], %[w1], [%[K], #40]\n\t"                                                                             \
+    "smmla %[a3], %[a3], %[w0], %[w1]\n\t"                                                                           \
+    "ldrd %[w0], %[w1], [%[K], #48]\n\t"                                                                             \
+    "asr %[a0], %[a0], %[w0]\n\t"                                                                                    \
+    "asr %[a1], %[a1], %[w1]\n\t"                                                                                    \
+    "ldrd %[w0], %[w1], [%[K], #56]\n\t"                                                                             \
+    "asr %[a2], %[a2], %[w0]\n\t"                                                                                    \
+    "asr %[a3], %[a3], %[w1]\n\t"                                                                                    \
+    "ssat %[a0], #8, %[a0]\n\t"                                                                                      \
+    "ssat %[a1], #8, %[a1]\n\t"                                                                                      \
+    "ssat %[a2], #8, %[a2]\n\t"                                                                                      \
+    "ssat %[a3], #8, %[a3]\n\t"                                                                                      \
+    "bfi %[a0], %[a1], #8, #8\n\t"                                                                                   \
+    "bfi %[a0], %[a2], #16, #8\n\t"                                                                                  \
+    "bfi %[a0], %[a3], #24, #8\n\t"                                                                                  \
+    "ldrd %[w0], %[w1], [%[K], #64]\n\t"                                                                             \
+    "ssub8 %[v], %[a0], %[w0]\n\t"                                                                                   \
+    "sel %[a0], %[a0], %[w0]\n\t"                                                                                    \
+    "ssub8 %[v], %[a0], %[w1]\n\t"                                                                                   \
+    "sel %[a0], %[w1], %[a0]\n\t"                                                                                    \
+    "ldr %[w0], [%[K], #72]\n\t"                                                                                     \
+    "str %[a0], [%[w0]]\n\t"                                                                                         \
+    "add %[w0], %[w0], %[C]\n\t"                                                                                     \
+    "str %[w0], [%[K], #72]\n\t"                                                                                     \
+    "ldrd %[w0], %[w1], [%[K], #76]\n\t"                                                                             \
+    "sub %[xr], %[xr], %[w1]\n\t"                                                                                    \
+    "subs %[w0], %[w0], #1\n\t"                                                                                      \
+    "str %[w0], [%[K], #76]\n\t"                                                                                     \
+    "bne 1b"
+
+/* Taps 3 to 6 of a kernel row: xr + 3 C = (xr + 2 C) + C, xr + 4 C, ... */
+#define DW4_TAP3 DW4_K3_TAP("add %[v], %[xr], %[C], lsl #1\n\tldr %[v], [%[v], %[C]]")
+#define DW4_TAP4 DW4_K3_TAP("ldr %[v], [%[xr], %[C], lsl #2]")
+#define DW4_TAP5 DW4_K3_TAP("add %[v], %[xr], %[C], lsl #2\n\tldr %[v], [%[v], %[C]]")
+#define DW4_TAP6 DW4_K3_TAP("add %[v], %[xr], %[C], lsl #2\n\tldr %[v], [%[v], %[C], lsl #1]")
+#define DW4_TAP012                                                                                                   \
+    DW4_K3_TAP("ldr %[v], [%[xr]]")                                                                                  \
+    DW4_K3_TAP("ldr %[v], [%[xr], %[C]]") DW4_K3_TAP("ldr %[v], [%[xr], %[C], lsl #1]")
+
+#define DW4_LEAN_OUTS                                                                                                \
+    [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [v] "=&r"(v), [pa] "=&r"(pa), [w0] "=&r"(w0),  \
+        [w1] "=&r"(w1), [w] "=&r"(w), [xr] "+r"(xr)
+#define DW4_LEAN_INS [K] "r"(&K), [C] "r"(C), [WC] "r"(WC), "m"(K)
+#endif
+
 /* With the DSP extension one asm block: GCC keeps the window's pointers
    and the 12 requantisation constants on the stack and reloads them one
-   at a time (141 instructions an output of 4 channels); here they come in
-   LDRD pairs (113). Same sums, requantisation and clamp as dw4_lean. */
+   at a time (141 instructions an output of 4 channels for 3x3); here they
+   come in LDRD pairs (113). Same sums, requantisation and clamp as
+   dw4_lean. The 3x3 window is straight-line code; 5x5 and 7x7 loop over
+   their kernel rows (a counter in the one register left). */
 static TT_NOINLINE void dw4_lean_k3(const dw4_t *D, const int8_t *xw, int8_t *y, uint32_t n) {
 #if TT_DSP
     dw4_k3_k K;
@@ -252,71 +333,61 @@ static TT_NOINLINE void dw4_lean_k3(const dw4_t *D, const int8_t *xw, int8_t *y,
     if (!n) {
         return;
     }
-    for (uint32_t i = 0; i < 4u; i++) {
-        K.bz[i] = D->bz[i];
-        K.mz[2u * i] = D->z[i].mult;
-        K.mz[2u * i + 1u] = D->z[i].rz;
-        K.k[i] = D->z[i].k;
-    }
-    K.l4 = 0x01010101u * (uint8_t)D->lo;
-    K.h4 = 0x01010101u * (uint8_t)D->hi;
-    K.y = y;
-    K.n = n;
-    K.back = 3u * WC - D->s * C;
-    K.wtab = D->wtab;
-    __asm__ volatile("1:\n\t"
-                     "ldrd %[a0], %[a1], [%[K]]\n\t"
-                     "ldrd %[a2], %[a3], [%[K], #8]\n\t"
-                     "ldr %[w], [%[K], #84]\n\t" DW4_K3_ROW DW4_K3_ROW DW4_K3_ROW
-                     /* rqz_apply: SMMLA, ASR; the clamp as dw4_store's */
-                     "ldrd %[w0], %[w1], [%[K], #16]\n\t"
-                     "smmla %[a0], %[a0], %[w0], %[w1]\n\t"
-                     "ldrd %[w0], %[w1], [%[K], #24]\n\t"
-                     "smmla %[a1], %[a1], %[w0], %[w1]\n\t"
-                     "ldrd %[w0], %[w1], [%[K], #32]\n\t"
-                     "smmla %[a2], %[a2], %[w0], %[w1]\n\t"
-                     "ldrd %[w0], %[w1], [%[K], #40]\n\t"
-                     "smmla %[a3], %[a3], %[w0], %[w1]\n\t"
-                     "ldrd %[w0], %[w1], [%[K], #48]\n\t"
-                     "asr %[a0], %[a0], %[w0]\n\t"
-                     "asr %[a1], %[a1], %[w1]\n\t"
-                     "ldrd %[w0], %[w1], [%[K], #56]\n\t"
-                     "asr %[a2], %[a2], %[w0]\n\t"
-                     "asr %[a3], %[a3], %[w1]\n\t"
-                     "ssat %[a0], #8, %[a0]\n\t"
-                     "ssat %[a1], #8, %[a1]\n\t"
-                     "ssat %[a2], #8, %[a2]\n\t"
-                     "ssat %[a3], #8, %[a3]\n\t"
-                     "bfi %[a0], %[a1], #8, #8\n\t"
-                     "bfi %[a0], %[a2], #16, #8\n\t"
-                     "bfi %[a0], %[a3], #24, #8\n\t"
-                     "ldrd %[w0], %[w1], [%[K], #64]\n\t"
-                     "ssub8 %[v], %[a0], %[w0]\n\t"
-                     "sel %[a0], %[a0], %[w0]\n\t"
-                     "ssub8 %[v], %[a0], %[w1]\n\t"
-                     "sel %[a0], %[w1], %[a0]\n\t"
-                     "ldr %[w0], [%[K], #72]\n\t"
-                     "str %[a0], [%[w0]]\n\t"
-                     "add %[w0], %[w0], %[C]\n\t"
-                     "str %[w0], [%[K], #72]\n\t"
-                     "ldrd %[w0], %[w1], [%[K], #76]\n\t"
-                     "sub %[xr], %[xr], %[w1]\n\t"
-                     "subs %[w0], %[w0], #1\n\t"
-                     "str %[w0], [%[K], #76]\n\t"
-                     "bne 1b"
-                     : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [v] "=&r"(v), [pa] "=&r"(pa),
-                       [w0] "=&r"(w0), [w1] "=&r"(w1), [w] "=&r"(w), [xr] "+r"(xr)
-                     : [K] "r"(&K), [C] "r"(C), [WC] "r"(WC), "m"(K)
+    dw4_lean_k_make(&K, D, y, n, 3u);
+    __asm__ volatile(DW4_LEAN_START DW4_K3_ROW DW4_K3_ROW DW4_K3_ROW DW4_LEAN_END
+                     : DW4_LEAN_OUTS
+                     : DW4_LEAN_INS
                      : "cc", "memory");
 #else
     dw4_lean(D, xw, y, n, 3u, 0);
 #endif
 }
 static TT_NOINLINE void dw4_lean_k5(const dw4_t *D, const int8_t *xw, int8_t *y, uint32_t n) {
+#if TT_DSP
+    dw4_k3_k K;
+    const uint32_t C = D->C, WC = D->W * D->C;
+    const int8_t *xr = xw;
+    const uint32_t *w;
+    uint32_t v, pa, w0, w1, rows;
+    int32_t a0, a1, a2, a3;
+    if (!n) {
+        return;
+    }
+    dw4_lean_k_make(&K, D, y, n, 5u);
+    __asm__ volatile(DW4_LEAN_START "mov %[r], #5\n\t"
+                                    "3:\n\t" DW4_TAP012 DW4_TAP3 DW4_TAP4 "add %[xr], %[xr], %[WC]\n\t"
+                                    "subs %[r], %[r], #1\n\t"
+                                    "bne 3b\n\t" DW4_LEAN_END
+                     : DW4_LEAN_OUTS, [r] "=&r"(rows)
+                     : DW4_LEAN_INS
+                     : "cc", "memory");
+#else
     dw4_lean(D, xw, y, n, 5u, 0);
+#endif
 }
 static TT_NOINLINE void dw4_lean_k7(const dw4_t *D, const int8_t *xw, int8_t *y, uint32_t n) {
+#if TT_DSP
+    dw4_k3_k K;
+    const uint32_t C = D->C, WC = D->W * D->C;
+    const int8_t *xr = xw;
+    const uint32_t *w;
+    uint32_t v, pa, w0, w1, rows;
+    int32_t a0, a1, a2, a3;
+    if (!n) {
+        return;
+    }
+    dw4_lean_k_make(&K, D, y, n, 7u);
+    __asm__ volatile(DW4_LEAN_START "mov %[r], #7\n\t"
+                                    "3:\n\t" DW4_TAP012 DW4_TAP3 DW4_TAP4 DW4_TAP5 DW4_TAP6
+                                    "add %[xr], %[xr], %[WC]\n\t"
+                                    "subs %[r], %[r], #1\n\t"
+                                    "bne 3b\n\t" DW4_LEAN_END
+                     : DW4_LEAN_OUTS, [r] "=&r"(rows)
+                     : DW4_LEAN_INS
+                     : "cc", "memory");
+#else
     dw4_lean(D, xw, y, n, 7u, 0);
+#endif
 }
 
 /* Output rows of 4 channels; kfull: the kernel width where it counts as a
