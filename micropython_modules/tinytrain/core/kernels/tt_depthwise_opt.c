@@ -96,6 +96,7 @@ typedef struct {
     rqz_t z[4]; /* rqz_make of rq, zy (lean: no mask, all rqz_ok) */
     int32_t bz[4]; /* b - zx (sum of the channel's taps): a whole window's bias for x, not x - zx */
     int lean;
+    int zok; /* fast and every channel rqz_ok: z holds rqz_make of rq */
 } dw4_t;
 
 /* Tap k of a kernel row: input bytes xr + k C, weights wr[2k], wr[2k + 1]. */
@@ -462,6 +463,14 @@ TT_INLINE void dw4_rows(const dw4_t *D, uint32_t kfull, int fast, int full) {
                     break;
                 }
             }
+#if TT_DSP
+            if (fast && D->zok) { /* SMMLA + ASR: rq_fast + zy, as in dw4_lean */
+                q0 = rqz_apply(a0, D->z[0].mult, D->z[0].rz, D->z[0].k);
+                q1 = rqz_apply(a1, D->z[1].mult, D->z[1].rz, D->z[1].k);
+                q2 = rqz_apply(a2, D->z[2].mult, D->z[2].rz, D->z[2].k);
+                q3 = rqz_apply(a3, D->z[3].mult, D->z[3].rz, D->z[3].k);
+            } else
+#endif
             if (fast) {
                 q0 = rq_fast(a0, &D->rq[0]) + zy;
                 q1 = rq_fast(a1, &D->rq[1]) + zy;
@@ -611,6 +620,11 @@ static int dwconv4(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, uint8
         }
 #endif
         D.lean = geo;
+        D.zok = fast;
+        for (uint32_t i = 0; i < 4u; i++) {
+            D.z[i] = rqz_make(&D.rq[i], D.zy);
+            D.zok = D.zok && rqz_ok(&D.rq[i]);
+        }
         if (geo) { /* |sum| <= 49 * 128: the 16-bit lanes hold it */
             for (uint32_t tap = 0; tap < kk; tap++) {
 #if TT_DSP
@@ -625,10 +639,7 @@ static int dwconv4(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, uint8
             D.bz[1] = D.b[1] - D.zx * lo16(s13);
             D.bz[2] = D.b[2] - D.zx * hi16(s02);
             D.bz[3] = D.b[3] - D.zx * hi16(s13);
-            for (uint32_t i = 0; i < 4u; i++) {
-                D.z[i] = rqz_make(&D.rq[i], D.zy);
-                D.lean = D.lean && rqz_ok(&D.rq[i]);
-            }
+            D.lean = D.lean && D.zok;
         }
         D.c0 = c0;
         if (fast && full && D.KW == 3u) {
