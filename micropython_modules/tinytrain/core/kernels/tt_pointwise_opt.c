@@ -1066,11 +1066,12 @@ TT_INLINE void ig_2x2(const uint32_t *w, const uint32_t *g0, const uint32_t *g1,
 }
 
 #if TT_DSP
-/* ig_pair's tiles of adjacent channels (j1 = j + 1, no perm) whose sums
-   stay in int32 (npair <= PW_IG_BLOCK, a multiple of 4), in one asm block:
-   ig_2x2's sums, the OR of their magnitudes (into seen; a tile reaching lim
-   leaves the loop with its sums, for tt_g16_run_check), tt_g16_store2 of
-   both pixels. GCC spills around each tile what this keeps in pairs here. */
+/* ig_pair's tiles of two channels (j1 = j + 1, or any two with a perm)
+   whose sums stay in int32 (npair <= PW_IG_BLOCK, a multiple of 4), in one
+   asm block: ig_2x2's sums, the OR of their magnitudes (into seen; a tile
+   reaching lim leaves the loop with its sums, for tt_g16_run_check), the
+   stores of both pixels (tt_g16_store2's values). GCC spills around each
+   tile what this keeps in pairs here. */
 typedef struct {
     const uint32_t *wend; /* the regrouped weights' end */
     uint32_t rowb;        /* bytes of one pixel's gradient (cout int16) */
@@ -1080,6 +1081,7 @@ typedef struct {
     uint32_t db;          /* bytes of one pixel's dx (cin int16) */
     uint32_t n, m;        /* tiles left; 0x80018001 (tt_g16_store2) */
     uint32_t n8;          /* the channel pairs are a multiple of 8 */
+    uint32_t dd;          /* with a perm: bytes from channel j's dx to j1's (two's complement), else 0 */
 } ig_k;
 
 /* Runs K->n tiles from pixel pair g0, g1 = g0 + cout on (K->n >= 1); returns
@@ -1112,8 +1114,27 @@ typedef struct {
     "smlad %[a2], %[t], %[q], %[a2]\n\t"                                                                             \
     "smlad %[a3], %[t], %[v], %[a3]\n\t"
 
-/* ig_tiles_asm's loop over its tiles, body: the sums of a loop. */
-#define IG_TILES_ASM(body)                                                                                           \
+/* The stores of a tile (t = d, p = db; a0, a1 = pixel 0's and pixel 1's
+   packed pair), t to the next tile: adjacent channels, one word a pixel... */
+#define IG_STORE_PAIRS                                                                                               \
+    "str %[a0], [%[t]]\n\t"                                                                                          \
+    "str %[a1], [%[t], %[p]]\n\t"                                                                                    \
+    "add %[t], %[t], %[p], lsl #1\n\t"
+/* ... or (a perm) channel j1's values dd bytes from channel j's. */
+#define IG_STORE_PERM                                                                                                \
+    "ldr %[q], %[kdd]\n\t"                                                                                           \
+    "strh %[a0], [%[t]]\n\t"                                                                                         \
+    "lsr %[a0], %[a0], #16\n\t"                                                                                      \
+    "strh %[a0], [%[t], %[q]]\n\t"                                                                                   \
+    "add %[t], %[t], %[p]\n\t"                                                                                       \
+    "strh %[a1], [%[t]]\n\t"                                                                                         \
+    "lsr %[a1], %[a1], #16\n\t"                                                                                      \
+    "strh %[a1], [%[t], %[q]]\n\t"                                                                                   \
+    "add %[t], %[t], %[p]\n\t"
+
+/* ig_tiles_asm's loop over its tiles, body: the sums of a loop, store: the
+   stores of a tile. */
+#define IG_TILES_ASM(body, store)                                                                                    \
     __asm__ volatile("1:\n\t"                                                                                        \
                      "mov %[a0], #0\n\t"                                                                             \
                      "mov %[a1], #0\n\t"                                                                             \
@@ -1167,9 +1188,7 @@ typedef struct {
                      "ssub16 %[p], %[a1], %[t]\n\t"                                                                  \
                      "sel %[a1], %[a1], %[t]\n\t"                                                                    \
                      "ldrd %[t], %[p], %[kd]\n\t" /* d, db */                                                        \
-                     "str %[a0], [%[t]]\n\t"                                                                         \
-                     "str %[a1], [%[t], %[p]]\n\t"                                                                   \
-                     "add %[t], %[t], %[p], lsl #1\n\t"                                                              \
+                     store                                                                                           \
                      "str %[t], %[kd]\n\t"                                                                           \
                      "subs %[s], %[s], #1\n\t"                                                                       \
                      "str %[s], %[kn]\n\t"                                                                           \
@@ -1178,7 +1197,7 @@ typedef struct {
                      : [p] "=&r"(p), [q] "=&r"(q), [u] "=&r"(u), [v] "=&r"(vv), [s] "=&r"(s), [t] "=&r"(t),          \
                        [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [w] "+r"(w), [g0] "+r"(g0),   \
                        [g1] "+r"(g1), [ks] "+m"(K->seen), [kd] "+m"(K->d), [kn] "+m"(K->n)                           \
-                     : [kw] "m"(K->wend), [kl] "m"(K->lim), [ke] "m"(K->e), "m"(*K)                                  \
+                     : [kw] "m"(K->wend), [kl] "m"(K->lim), [ke] "m"(K->e), [kdd] "m"(K->dd), "m"(*K)                \
                      : "cc", "memory")
 
 static uint32_t ig_tiles_asm(ig_k *K, const uint32_t *w, const uint32_t *g0, int32_t *v) {
@@ -1186,10 +1205,12 @@ static uint32_t ig_tiles_asm(ig_k *K, const uint32_t *w, const uint32_t *g0, int
     const uint32_t *g1 = g0 + K->rowb / 4u;
     uint32_t p, q, u, vv, s, t;
     int32_t a0, a1, a2, a3;
-    if (K->n8) { /* 8 channel pairs a loop */
-        IG_TILES_ASM(IG_4CP IG_4CP);
+    if (K->dd) { /* a perm */
+        IG_TILES_ASM(IG_4CP, IG_STORE_PERM);
+    } else if (K->n8) { /* 8 channel pairs a loop */
+        IG_TILES_ASM(IG_4CP IG_4CP, IG_STORE_PAIRS);
     } else {
-        IG_TILES_ASM(IG_4CP);
+        IG_TILES_ASM(IG_4CP, IG_STORE_PAIRS);
     }
     v[0] = a0;
     v[1] = a1;
@@ -1210,7 +1231,8 @@ static void ig_pair(const uint32_t *wp, const int16_t *g, int16_t *dx, uint32_t 
     uint32_t lim = r->lim > 0xFFFFFFFFu ? 0xFFFFFFFFu : (uint32_t)r->lim, seen = 0;
     uint32_t p = 0;
 #if TT_DSP
-    if (pairs && npair <= PW_IG_BLOCK && npair % 4u == 0u && npair) {
+    if ((pairs || (perm && j1 != j)) && npair <= PW_IG_BLOCK && npair % 4u == 0u && npair) {
+        const int32_t dje = (int32_t)dj1 - (int32_t)dj; /* a perm: channel j1's slot from j's */
         ig_k K;
         K.wend = wp + 2u * npair;
         K.rowb = 2u * cout;
@@ -1219,6 +1241,7 @@ static void ig_pair(const uint32_t *wp, const int16_t *g, int16_t *dx, uint32_t 
         K.db = 2u * cin;
         K.m = 0x80018001u;
         K.n8 = npair % 8u == 0u;
+        K.dd = pairs ? 0u : (uint32_t)(2 * dje);
         for (;;) {
             const uint32_t left = r->stop - r->tile, pp = (npix - p) / 2u;
             int32_t v[4];
@@ -1238,8 +1261,15 @@ static void ig_pair(const uint32_t *wp, const int16_t *g, int16_t *dx, uint32_t 
                                      (uint32_t)(v[2] < 0 ? -v[2] : v[2]) | (uint32_t)(v[3] < 0 ? -v[3] : v[3]);
                 tt_g16_run_check(r, m32);
                 lim = r->lim > 0xFFFFFFFFu ? 0xFFFFFFFFu : (uint32_t)r->lim;
-                tt_g16_store2(K.d, v[0], v[2], r->e);
-                tt_g16_store2(K.d + cin, v[1], v[3], r->e);
+                if (pairs) {
+                    tt_g16_store2(K.d, v[0], v[2], r->e);
+                    tt_g16_store2(K.d + cin, v[1], v[3], r->e);
+                } else {
+                    K.d[0] = tt_g16_run_val32(v[0], r->e);
+                    K.d[cin] = tt_g16_run_val32(v[1], r->e);
+                    K.d[dje] = tt_g16_run_val32(v[2], r->e);
+                    K.d[(int32_t)cin + dje] = tt_g16_run_val32(v[3], r->e);
+                }
                 K.d += 2u * cin;
                 p += 2u;
                 r->tile++;
