@@ -524,7 +524,8 @@ static TT_NOINLINE void dw4_rows_any(const dw4_t *D) {
 }
 
 #if TT_DSP
-/* wtab[2 tap], wtab[2 tap + 1] = (w0, w2), (w1, w3) at each tap, 4 taps of
+/* wtab[2 tap], wtab[2 tap + 1] = (w0, w2), (w1, w3) at each tap (and their
+   sums over the taps in 16-bit lanes into s02, s13), 4 taps of
    the 4 channels at a time from word loads: SXTB16 gives taps (t, t + 2)
    and (t + 1, t + 3) of a channel, PKHBT / PKHTB pair two channels' (6
    instructions a tap where the byte loads take 13; a fused op's rows each
@@ -542,9 +543,10 @@ static inline uint32_t dw4_pktt(uint32_t a, uint32_t b) {
     return r;
 }
 
-static TT_NOINLINE void dw4_regroup(uint32_t *wtab, const int8_t *const *w, uint32_t kk) {
+static TT_NOINLINE void dw4_regroup(uint32_t *wtab, const int8_t *const *w, uint32_t kk, uint32_t *s02,
+                                    uint32_t *s13) {
     const int8_t *w0 = w[0], *w1 = w[1], *w2 = w[2], *w3 = w[3];
-    uint32_t tap = 0;
+    uint32_t tap = 0, t02 = 0, t13 = 0;
     for (; tap + 4u <= kk; tap += 4u, wtab += 8) {
         const uint32_t u0 = tt_ld32(w0 + tap), u1 = tt_ld32(w1 + tap), u2 = tt_ld32(w2 + tap),
                        u3 = tt_ld32(w3 + tap);
@@ -558,11 +560,19 @@ static TT_NOINLINE void dw4_regroup(uint32_t *wtab, const int8_t *const *w, uint
         wtab[5] = dw4_pktt(a1, a3);
         wtab[6] = dw4_pktt(b0, b2); /* t + 3 */
         wtab[7] = dw4_pktt(b1, b3);
+        t02 = (uint32_t)__sadd16((int32_t)t02, __sadd16((int32_t)wtab[0], (int32_t)wtab[2]));
+        t02 = (uint32_t)__sadd16((int32_t)t02, __sadd16((int32_t)wtab[4], (int32_t)wtab[6]));
+        t13 = (uint32_t)__sadd16((int32_t)t13, __sadd16((int32_t)wtab[1], (int32_t)wtab[3]));
+        t13 = (uint32_t)__sadd16((int32_t)t13, __sadd16((int32_t)wtab[5], (int32_t)wtab[7]));
     }
     for (; tap < kk; tap++, wtab += 2) {
         wtab[0] = pack16(w0[tap], w2[tap]);
         wtab[1] = pack16(w1[tap], w3[tap]);
+        t02 = (uint32_t)__sadd16((int32_t)t02, (int32_t)wtab[0]);
+        t13 = (uint32_t)__sadd16((int32_t)t13, (int32_t)wtab[1]);
     }
+    *s02 = t02;
+    *s13 = t13;
 }
 #endif
 
@@ -612,7 +622,7 @@ static int dwconv4(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, uint8
             D.rq[i] = rq_make(P.mult[j], P.shift[j]);
         }
 #if TT_DSP
-        dw4_regroup(wtab, w, kk);
+        dw4_regroup(wtab, w, kk, &s02, &s13);
 #else
         for (uint32_t tap = 0; tap < kk; tap++) {
             wtab[2u * tap] = pack16(w[0][tap], w[2][tap]);
@@ -625,16 +635,13 @@ static int dwconv4(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, uint8
             D.z[i] = rqz_make(&D.rq[i], D.zy);
             D.zok = D.zok && rqz_ok(&D.rq[i]);
         }
-        if (geo) { /* |sum| <= 49 * 128: the 16-bit lanes hold it */
+        if (geo) { /* |sum| <= 64 * 128: the 16-bit lanes hold it */
+#if !TT_DSP /* dw4_regroup summed them */
             for (uint32_t tap = 0; tap < kk; tap++) {
-#if TT_DSP
-                s02 = (uint32_t)__sadd16((int32_t)s02, (int32_t)wtab[2u * tap]);
-                s13 = (uint32_t)__sadd16((int32_t)s13, (int32_t)wtab[2u * tap + 1u]);
-#else
                 s02 = pack16(lo16(s02) + lo16(wtab[2u * tap]), hi16(s02) + hi16(wtab[2u * tap]));
                 s13 = pack16(lo16(s13) + lo16(wtab[2u * tap + 1u]), hi16(s13) + hi16(wtab[2u * tap + 1u]));
-#endif
             }
+#endif
             D.bz[0] = D.b[0] - D.zx * lo16(s02);
             D.bz[1] = D.b[1] - D.zx * lo16(s13);
             D.bz[2] = D.b[2] - D.zx * hi16(s02);
