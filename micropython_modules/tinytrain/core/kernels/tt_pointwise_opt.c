@@ -154,6 +154,33 @@ static inline int32_t pw_w_at(const int8_t *wt, const int8_t *wf, uint32_t nt, u
     return j < nt ? wt[c * nt + j] : wf[c * cin + j];
 }
 
+#if TT_DSP
+/* pw_widen_pair_perm's positions [j0, j1), weights at pa[j] (channel a) and
+   pb[j] (b): each to halfword (i & 2) / 2 of word i & 1 (a) or 2 + (i & 1)
+   (b) of group i / 4, i = perm[j]; the sums into *s0, *s1. */
+TT_INLINE void pw_perm_part(uint32_t *w16, int8_t *tail, const int8_t *pa, const int8_t *pb, const uint16_t *perm,
+                            uint32_t j0, uint32_t j1, uint32_t n4, int32_t *s0, int32_t *s1) {
+    int16_t *h = (int16_t *)(void *)w16;
+    int32_t t0 = *s0, t1 = *s1;
+    for (uint32_t j = j0; j < j1; j++) {
+        const int32_t u = pa[j], v = pb[j];
+        const uint32_t i = perm[j];
+        t0 += u;
+        t1 += v;
+        if (i < n4) {
+            const uint32_t k = 2u * (i & ~3u) + 2u * (i & 1u) + ((i >> 1) & 1u);
+            h[k] = (int16_t)u;
+            h[k + 4u] = (int16_t)v;
+        } else {
+            tail[i - n4] = (int8_t)u;
+            tail[4u + i - n4] = (int8_t)v;
+        }
+    }
+    *s0 = t0;
+    *s1 = t1;
+}
+#endif
+
 /* pw_widen_pair for a layer with a perm (input channel perm[j] meets weight
    j), channels ca, cb: each weight goes to the slot of its input channel,
    so the tiles read the input in storage order; the weights of the last
@@ -163,6 +190,18 @@ static TT_NOINLINE void pw_widen_pair_perm(uint32_t *w16, int8_t *tail, const in
                                            int32_t *sa, int32_t *sb) {
     const uint32_t n4 = cin & ~3u;
     int32_t s0 = 0, s1 = 0;
+#if TT_DSP
+    /* perm is a permutation (the model check): each slot below n4 is
+       written once, as a halfword, so nothing is cleared first; the trained
+       and the frozen positions each a loop of their own */
+    if (nt) {
+        pw_perm_part(w16, tail, wt + ca * nt, wt + cb * nt, perm, 0u, nt, n4, &s0, &s1);
+    }
+    pw_perm_part(w16, tail, wf + ca * cin, wf + cb * cin, perm, nt, cin, n4, &s0, &s1);
+    *sa = s0;
+    *sb = s1;
+    return;
+#endif
     memset(w16, 0, 4u * n4);
     for (uint32_t j = 0; j < cin; j++) {
         const int32_t u = pw_w_at(wt, wf, nt, cin, ca, j), v = pw_w_at(wt, wf, nt, cin, cb, j);
