@@ -14,6 +14,7 @@
  *    row and column worked out once per layer.
  * The weight gradient is tt_update_opt.c's.
  */
+#include <stddef.h>
 #include "tt_opt.h"
 
 #if TT_OPTIMIZED
@@ -95,6 +96,7 @@ typedef struct {
     rqz_t z[4]; /* rqz_make of rq, zy (lean: no mask, all rqz_ok) */
     int32_t bz[4]; /* b - zx (sum of the channel's taps): a whole window's bias for x, not x - zx */
     int lean;
+    int zok; /* fast and every channel rqz_ok: z holds rqz_make of rq */
 } dw4_t;
 
 /* Tap k of a kernel row: input bytes xr + k C, weights wr[2k], wr[2k + 1]. */
@@ -206,14 +208,187 @@ TT_INLINE void dw4_lean(const dw4_t *D, const int8_t *xw, int8_t *y, uint32_t n,
 
 /* dw4_lean per kernel size (any clamp: the bytewise one costs little),
    apart from dw4_rows (whose registers it would otherwise take). */
+#define DW4_K3_TAP(ld)                                                                                              \
+    ld "\n\t"                                                                                                        \
+    "ldrd %[w0], %[w1], [%[w]], #8\n\t"                                                                              \
+    "sxtb16 %[pa], %[v]\n\t"                                                                                         \
+    "sxtb16 %[v], %[v], ror #8\n\t"                                                                                  \
+    "smlabb %[a0], %[pa], %[w0], %[a0]\n\t"                                                                          \
+    "smlatt %[a2], %[pa], %[w0], %[a2]\n\t"                                                                          \
+    "smlabb %[a1], %[v], %[w1], %[a1]\n\t"                                                                           \
+    "smlatt %[a3], %[v], %[w1], %[a3]\n\t"
+/* One kernel row: the taps at xr, xr + C, xr + 2 C; xr to the next row. */
+#define DW4_K3_ROW                                                                                                   \
+    DW4_K3_TAP("ldr %[v], [%[xr]]")                                                                                  \
+    DW4_K3_TAP("ldr %[v], [%[xr], %[C]]")                                                                            \
+    DW4_K3_TAP("ldr %[v], [%[xr], %[C], lsl #1]") "add %[xr], %[xr], %[WC]\n\t"
+
+#if TT_DSP
+/* dw4_lean_k3's constants, in the order its asm block reads them. */
+typedef struct {
+    int32_t bz[4];
+    int32_t mz[8];   /* (mult, rz) of each channel */
+    uint32_t k[4];
+    uint32_t l4, h4; /* lo, hi in each byte (dw4_store) */
+    int8_t *y;
+    uint32_t n, back; /* outputs left; K W C - s C: xr back to the next window */
+    const uint32_t *wtab;
+} dw4_k3_k;
+/* the offsets the asm block reads at */
+typedef char dw4_k3_layout[offsetof(dw4_k3_k, y) == 72u && offsetof(dw4_k3_k, wtab) == 84u ? 1 : -1];
+#endif
+
+#if TT_DSP
+/* dw4_lean_k3/k5/k7's set-up of their constants. */
+static void dw4_lean_k_make(dw4_k3_k *K, const dw4_t *D, int8_t *y, uint32_t n, uint32_t ksize) {
+    for (uint32_t i = 0; i < 4u; i++) {
+        K->bz[i] = D->bz[i];
+        K->mz[2u * i] = D->z[i].mult;
+        K->mz[2u * i + 1u] = D->z[i].rz;
+        K->k[i] = D->z[i].k;
+    }
+    K->l4 = 0x01010101u * (uint8_t)D->lo;
+    K->h4 = 0x01010101u * (uint8_t)D->hi;
+    K->y = y;
+    K->n = n;
+    K->back = ksize * D->W * D->C - D->s * D->C;
+    K->wtab = D->wtab;
+}
+
+/* The start of an output: its biases, w at the first tap. */
+#define DW4_LEAN_START                                                                                               \
+    "1:\n\t"                                                                                                         \
+    "ldrd %[a0], %[a1], [%[K]]\n\t"                                                                                  \
+    "ldrd %[a2], %[a3], [%[K], #8]\n\t"                                                                              \
+    "ldr %[w], [%[K], #84]\n\t"
+
+/* The end of an output: rqz_apply (SMMLA, ASR), the clamp as dw4_store's,
+   y and xr to the next output; back to 1 while outputs are left. */
+#define DW4_LEAN_END                                                                                                 \
+    /* rqz_apply: SMMLA, ASR; the clamp as dw4_store's */                                                            \
+    "ldrd %[w0], %[w1], [%[K], #16]\n\t"                                                                             \
+    "smmla %[a0], %[a0], %[w0], %[w1]\n\t"                                                                           \
+    "ldrd %[w0], %[w1], [%[K], #24]\n\t"                                                                             \
+    "smmla %[a1], %[a1], %[w0], %[w1]\n\t"                                                                           \
+    "ldrd %[w0], %[w1], [%[K], #32]\n\t"                                                                             \
+    "smmla %[a2], %[a2], %[w0], %[w1]\n\t"                                                                           \
+    "ldrd %[w0], %[w1], [%[K], #40]\n\t"                                                                             \
+    "smmla %[a3], %[a3], %[w0], %[w1]\n\t"                                                                           \
+    "ldrd %[w0], %[w1], [%[K], #48]\n\t"                                                                             \
+    "asr %[a0], %[a0], %[w0]\n\t"                                                                                    \
+    "asr %[a1], %[a1], %[w1]\n\t"                                                                                    \
+    "ldrd %[w0], %[w1], [%[K], #56]\n\t"                                                                             \
+    "asr %[a2], %[a2], %[w0]\n\t"                                                                                    \
+    "asr %[a3], %[a3], %[w1]\n\t"                                                                                    \
+    "ssat %[a0], #8, %[a0]\n\t"                                                                                      \
+    "ssat %[a1], #8, %[a1]\n\t"                                                                                      \
+    "ssat %[a2], #8, %[a2]\n\t"                                                                                      \
+    "ssat %[a3], #8, %[a3]\n\t"                                                                                      \
+    "bfi %[a0], %[a1], #8, #8\n\t"                                                                                   \
+    "bfi %[a0], %[a2], #16, #8\n\t"                                                                                  \
+    "bfi %[a0], %[a3], #24, #8\n\t"                                                                                  \
+    "ldrd %[w0], %[w1], [%[K], #64]\n\t"                                                                             \
+    "ssub8 %[v], %[a0], %[w0]\n\t"                                                                                   \
+    "sel %[a0], %[a0], %[w0]\n\t"                                                                                    \
+    "ssub8 %[v], %[a0], %[w1]\n\t"                                                                                   \
+    "sel %[a0], %[w1], %[a0]\n\t"                                                                                    \
+    "ldr %[w0], [%[K], #72]\n\t"                                                                                     \
+    "str %[a0], [%[w0]]\n\t"                                                                                         \
+    "add %[w0], %[w0], %[C]\n\t"                                                                                     \
+    "str %[w0], [%[K], #72]\n\t"                                                                                     \
+    "ldrd %[w0], %[w1], [%[K], #76]\n\t"                                                                             \
+    "sub %[xr], %[xr], %[w1]\n\t"                                                                                    \
+    "subs %[w0], %[w0], #1\n\t"                                                                                      \
+    "str %[w0], [%[K], #76]\n\t"                                                                                     \
+    "bne 1b"
+
+/* Taps 3 to 6 of a kernel row: xr + 3 C = (xr + 2 C) + C, xr + 4 C, ... */
+#define DW4_TAP3 DW4_K3_TAP("add %[v], %[xr], %[C], lsl #1\n\tldr %[v], [%[v], %[C]]")
+#define DW4_TAP4 DW4_K3_TAP("ldr %[v], [%[xr], %[C], lsl #2]")
+#define DW4_TAP5 DW4_K3_TAP("add %[v], %[xr], %[C], lsl #2\n\tldr %[v], [%[v], %[C]]")
+#define DW4_TAP6 DW4_K3_TAP("add %[v], %[xr], %[C], lsl #2\n\tldr %[v], [%[v], %[C], lsl #1]")
+#define DW4_TAP012                                                                                                   \
+    DW4_K3_TAP("ldr %[v], [%[xr]]")                                                                                  \
+    DW4_K3_TAP("ldr %[v], [%[xr], %[C]]") DW4_K3_TAP("ldr %[v], [%[xr], %[C], lsl #1]")
+
+#define DW4_LEAN_OUTS                                                                                                \
+    [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [v] "=&r"(v), [pa] "=&r"(pa), [w0] "=&r"(w0),  \
+        [w1] "=&r"(w1), [w] "=&r"(w), [xr] "+r"(xr)
+#define DW4_LEAN_INS [K] "r"(&K), [C] "r"(C), [WC] "r"(WC), "m"(K)
+#endif
+
+/* With the DSP extension one asm block: GCC keeps the window's pointers
+   and the 12 requantisation constants on the stack and reloads them one
+   at a time (141 instructions an output of 4 channels for 3x3); here they
+   come in LDRD pairs (113). Same sums, requantisation and clamp as
+   dw4_lean. The 3x3 window is straight-line code; 5x5 and 7x7 loop over
+   their kernel rows (a counter in the one register left). */
 static TT_NOINLINE void dw4_lean_k3(const dw4_t *D, const int8_t *xw, int8_t *y, uint32_t n) {
+#if TT_DSP
+    dw4_k3_k K;
+    const uint32_t C = D->C, WC = D->W * D->C;
+    const int8_t *xr = xw;
+    const uint32_t *w;
+    uint32_t v, pa, w0, w1;
+    int32_t a0, a1, a2, a3;
+    if (!n) {
+        return;
+    }
+    dw4_lean_k_make(&K, D, y, n, 3u);
+    __asm__ volatile(DW4_LEAN_START DW4_K3_ROW DW4_K3_ROW DW4_K3_ROW DW4_LEAN_END
+                     : DW4_LEAN_OUTS
+                     : DW4_LEAN_INS
+                     : "cc", "memory");
+#else
     dw4_lean(D, xw, y, n, 3u, 0);
+#endif
 }
 static TT_NOINLINE void dw4_lean_k5(const dw4_t *D, const int8_t *xw, int8_t *y, uint32_t n) {
+#if TT_DSP
+    dw4_k3_k K;
+    const uint32_t C = D->C, WC = D->W * D->C;
+    const int8_t *xr = xw;
+    const uint32_t *w;
+    uint32_t v, pa, w0, w1, rows;
+    int32_t a0, a1, a2, a3;
+    if (!n) {
+        return;
+    }
+    dw4_lean_k_make(&K, D, y, n, 5u);
+    __asm__ volatile(DW4_LEAN_START "mov %[r], #5\n\t"
+                                    "3:\n\t" DW4_TAP012 DW4_TAP3 DW4_TAP4 "add %[xr], %[xr], %[WC]\n\t"
+                                    "subs %[r], %[r], #1\n\t"
+                                    "bne 3b\n\t" DW4_LEAN_END
+                     : DW4_LEAN_OUTS, [r] "=&r"(rows)
+                     : DW4_LEAN_INS
+                     : "cc", "memory");
+#else
     dw4_lean(D, xw, y, n, 5u, 0);
+#endif
 }
 static TT_NOINLINE void dw4_lean_k7(const dw4_t *D, const int8_t *xw, int8_t *y, uint32_t n) {
+#if TT_DSP
+    dw4_k3_k K;
+    const uint32_t C = D->C, WC = D->W * D->C;
+    const int8_t *xr = xw;
+    const uint32_t *w;
+    uint32_t v, pa, w0, w1, rows;
+    int32_t a0, a1, a2, a3;
+    if (!n) {
+        return;
+    }
+    dw4_lean_k_make(&K, D, y, n, 7u);
+    __asm__ volatile(DW4_LEAN_START "mov %[r], #7\n\t"
+                                    "3:\n\t" DW4_TAP012 DW4_TAP3 DW4_TAP4 DW4_TAP5 DW4_TAP6
+                                    "add %[xr], %[xr], %[WC]\n\t"
+                                    "subs %[r], %[r], #1\n\t"
+                                    "bne 3b\n\t" DW4_LEAN_END
+                     : DW4_LEAN_OUTS, [r] "=&r"(rows)
+                     : DW4_LEAN_INS
+                     : "cc", "memory");
+#else
     dw4_lean(D, xw, y, n, 7u, 0);
+#endif
 }
 
 /* Output rows of 4 channels; kfull: the kernel width where it counts as a
@@ -288,6 +463,14 @@ TT_INLINE void dw4_rows(const dw4_t *D, uint32_t kfull, int fast, int full) {
                     break;
                 }
             }
+#if TT_DSP
+            if (fast && D->zok) { /* SMMLA + ASR: rq_fast + zy, as in dw4_lean */
+                q0 = rqz_apply(a0, D->z[0].mult, D->z[0].rz, D->z[0].k);
+                q1 = rqz_apply(a1, D->z[1].mult, D->z[1].rz, D->z[1].k);
+                q2 = rqz_apply(a2, D->z[2].mult, D->z[2].rz, D->z[2].k);
+                q3 = rqz_apply(a3, D->z[3].mult, D->z[3].rz, D->z[3].k);
+            } else
+#endif
             if (fast) {
                 q0 = rq_fast(a0, &D->rq[0]) + zy;
                 q1 = rq_fast(a1, &D->rq[1]) + zy;
@@ -340,6 +523,59 @@ static TT_NOINLINE void dw4_rows_any(const dw4_t *D) {
     dw4_rows(D, D->KW, 0, 0);
 }
 
+#if TT_DSP
+/* wtab[2 tap], wtab[2 tap + 1] = (w0, w2), (w1, w3) at each tap (and their
+   sums over the taps in 16-bit lanes into s02, s13), 4 taps of
+   the 4 channels at a time from word loads: SXTB16 gives taps (t, t + 2)
+   and (t + 1, t + 3) of a channel, PKHBT / PKHTB pair two channels' (6
+   instructions a tap where the byte loads take 13; a fused op's rows each
+   do this again). */
+/* (lo of a, lo of b) and (hi of a, hi of b): PKHBT, PKHTB (GCC makes two
+   instructions of each). */
+static inline uint32_t dw4_pkbb(uint32_t a, uint32_t b) {
+    uint32_t r;
+    __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+static inline uint32_t dw4_pktt(uint32_t a, uint32_t b) {
+    uint32_t r;
+    __asm__("pkhtb %0, %2, %1, asr #16" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+
+static TT_NOINLINE void dw4_regroup(uint32_t *wtab, const int8_t *const *w, uint32_t kk, uint32_t *s02,
+                                    uint32_t *s13) {
+    const int8_t *w0 = w[0], *w1 = w[1], *w2 = w[2], *w3 = w[3];
+    uint32_t tap = 0, t02 = 0, t13 = 0;
+    for (; tap + 4u <= kk; tap += 4u, wtab += 8) {
+        const uint32_t u0 = tt_ld32(w0 + tap), u1 = tt_ld32(w1 + tap), u2 = tt_ld32(w2 + tap),
+                       u3 = tt_ld32(w3 + tap);
+        const uint32_t a0 = tt_widen02(u0), a1 = tt_widen02(u1), a2 = tt_widen02(u2), a3 = tt_widen02(u3);
+        const uint32_t b0 = tt_widen13(u0), b1 = tt_widen13(u1), b2 = tt_widen13(u2), b3 = tt_widen13(u3);
+        wtab[0] = dw4_pkbb(a0, a2); /* tap t */
+        wtab[1] = dw4_pkbb(a1, a3);
+        wtab[2] = dw4_pkbb(b0, b2); /* t + 1 */
+        wtab[3] = dw4_pkbb(b1, b3);
+        wtab[4] = dw4_pktt(a0, a2); /* t + 2 */
+        wtab[5] = dw4_pktt(a1, a3);
+        wtab[6] = dw4_pktt(b0, b2); /* t + 3 */
+        wtab[7] = dw4_pktt(b1, b3);
+        t02 = (uint32_t)__sadd16((int32_t)t02, __sadd16((int32_t)wtab[0], (int32_t)wtab[2]));
+        t02 = (uint32_t)__sadd16((int32_t)t02, __sadd16((int32_t)wtab[4], (int32_t)wtab[6]));
+        t13 = (uint32_t)__sadd16((int32_t)t13, __sadd16((int32_t)wtab[1], (int32_t)wtab[3]));
+        t13 = (uint32_t)__sadd16((int32_t)t13, __sadd16((int32_t)wtab[5], (int32_t)wtab[7]));
+    }
+    for (; tap < kk; tap++, wtab += 2) {
+        wtab[0] = pack16(w0[tap], w2[tap]);
+        wtab[1] = pack16(w1[tap], w3[tap]);
+        t02 = (uint32_t)__sadd16((int32_t)t02, (int32_t)wtab[0]);
+        t13 = (uint32_t)__sadd16((int32_t)t13, (int32_t)wtab[1]);
+    }
+    *s02 = t02;
+    *s13 = t13;
+}
+#endif
+
 static int dwconv4(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, uint8_t *mask) {
     uint32_t wtab[2u * DW4_MAX_TAPS];
     const tt_model *m = &t->model;
@@ -385,29 +621,32 @@ static int dwconv4(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, uint8
             D.b[i] = tt_bias_at(&P, j);
             D.rq[i] = rq_make(P.mult[j], P.shift[j]);
         }
+#if TT_DSP
+        dw4_regroup(wtab, w, kk, &s02, &s13);
+#else
         for (uint32_t tap = 0; tap < kk; tap++) {
             wtab[2u * tap] = pack16(w[0][tap], w[2][tap]);
             wtab[2u * tap + 1u] = pack16(w[1][tap], w[3][tap]);
         }
+#endif
         D.lean = geo;
-        if (geo) { /* |sum| <= 49 * 128: the 16-bit lanes hold it */
+        D.zok = fast;
+        for (uint32_t i = 0; i < 4u; i++) {
+            D.z[i] = rqz_make(&D.rq[i], D.zy);
+            D.zok = D.zok && rqz_ok(&D.rq[i]);
+        }
+        if (geo) { /* |sum| <= 64 * 128: the 16-bit lanes hold it */
+#if !TT_DSP /* dw4_regroup summed them */
             for (uint32_t tap = 0; tap < kk; tap++) {
-#if TT_DSP
-                s02 = (uint32_t)__sadd16((int32_t)s02, (int32_t)wtab[2u * tap]);
-                s13 = (uint32_t)__sadd16((int32_t)s13, (int32_t)wtab[2u * tap + 1u]);
-#else
                 s02 = pack16(lo16(s02) + lo16(wtab[2u * tap]), hi16(s02) + hi16(wtab[2u * tap]));
                 s13 = pack16(lo16(s13) + lo16(wtab[2u * tap + 1u]), hi16(s13) + hi16(wtab[2u * tap + 1u]));
-#endif
             }
+#endif
             D.bz[0] = D.b[0] - D.zx * lo16(s02);
             D.bz[1] = D.b[1] - D.zx * lo16(s13);
             D.bz[2] = D.b[2] - D.zx * hi16(s02);
             D.bz[3] = D.b[3] - D.zx * hi16(s13);
-            for (uint32_t i = 0; i < 4u; i++) {
-                D.z[i] = rqz_make(&D.rq[i], D.zy);
-                D.lean = D.lean && rqz_ok(&D.rq[i]);
-            }
+            D.lean = D.lean && D.zok;
         }
         D.c0 = c0;
         if (fast && full && D.KW == 3u) {
@@ -621,6 +860,52 @@ TT_INLINE void store_g16x4(int16_t *d, int32_t a0, int32_t a1, int32_t a2, int32
     tt_g16_store2(d + 2, a2, a3, e);
 }
 
+#if TT_DSP
+/* dw_input_grad_c4's sums a0..a3 of one pixel: K->rows kernel rows of
+   K->wn taps each (both >= 1), from gradient gp and weight pair wp on, in
+   one asm block (written into the caller's variables: no array on the stack):
+   per tap 2 LDRD, 4 SMLABB/SMLATT (13 instructions GCC made of it, 10 here,
+   the kernel-row and pixel set-up as few). Steps in bytes: a tap moves g
+   back gs and w on 8 s; a kernel row moves g back K->grs and w on K->wrs. */
+typedef struct {
+    uint32_t grs, wrs;
+    uint32_t wn, rows; /* taps a row; kernel rows left */
+} dwig_k;
+
+#define DWIG_ASM(wstep)                                                                                              \
+    __asm__ volatile("mov %[a0], #0\n\t"                                                                             \
+                     "mov %[a1], #0\n\t"                                                                             \
+                     "mov %[a2], #0\n\t"                                                                             \
+                     "mov %[a3], #0\n\t"                                                                             \
+                     "2:\n\t"                                                                                        \
+                     "mov %[gq], %[gp]\n\t"                                                                          \
+                     "mov %[wq], %[wp]\n\t"                                                                          \
+                     "ldr %[n], %[kwn]\n\t"                                                                          \
+                     "1:\n\t"                                                                                        \
+                     "ldrd %[g0], %[g1], [%[gq]]\n\t"                                                                \
+                     "ldrd %[w0], %[w1], [%[wq]], #" wstep "\n\t"                                                    \
+                     "sub %[gq], %[gq], %[gs]\n\t"                                                                   \
+                     "smlabb %[a0], %[g0], %[w0], %[a0]\n\t"                                                         \
+                     "smlatt %[a1], %[g0], %[w0], %[a1]\n\t"                                                         \
+                     "smlabb %[a2], %[g1], %[w1], %[a2]\n\t"                                                         \
+                     "smlatt %[a3], %[g1], %[w1], %[a3]\n\t"                                                         \
+                     "subs %[n], %[n], #1\n\t"                                                                       \
+                     "bne 1b\n\t"                                                                                    \
+                     "ldrd %[g0], %[g1], %[kgrs]\n\t"                                                                \
+                     "sub %[gp], %[gp], %[g0]\n\t"                                                                   \
+                     "add %[wp], %[wp], %[g1]\n\t"                                                                   \
+                     "ldr %[n], %[krows]\n\t"                                                                        \
+                     "subs %[n], %[n], #1\n\t"                                                                       \
+                     "str %[n], %[krows]\n\t"                                                                        \
+                     "bne 2b"                                                                                        \
+                     : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [g0] "=&r"(g0),               \
+                       [g1] "=&r"(g1), [w0] "=&r"(w0), [w1] "=&r"(w1), [gq] "=&r"(gq), [wq] "=&r"(wq), [n] "=&r"(n), \
+                       [gp] "+r"(gp), [wp] "+r"(wp), [krows] "+m"(Kp->rows)                                            \
+                     : [gs] "r"(gs), [kwn] "m"(Kp->wn), [kgrs] "m"(Kp->grs), "m"(*Kp)                                  \
+                     : "cc", "memory")
+
+#endif
+
 static int dw_input_grad_c4(tt_trainer *t, const tt_layer_rec *L, const int16_t *g, tt_g16_sink *dx,
                             tt_g16_run *r) {
     uint8_t hf[DW_MAX_SIDE], hn[DW_MAX_SIDE], wfst[DW_MAX_SIDE], wn[DW_MAX_SIDE];
@@ -645,6 +930,11 @@ static int dw_input_grad_c4(tt_trainer *t, const tt_layer_rec *L, const int16_t 
     for (uint32_t i = 0; i < W; i++) {
         dw_taps(i, L->pad_left, s, L->kw, OW, &wfst[i], &wn[i], &wo[i]);
     }
+#if TT_DSP
+    dwig_k K;
+    K.grs = 2u * OW * C;
+    K.wrs = 8u * s * KW;
+#endif
     for (uint32_t c0 = 0; c0 < C; c0 += 4u) {
         const int8_t *w[4];
         for (uint32_t i = 0; i < 4u; i++) {
@@ -659,6 +949,22 @@ static int dw_input_grad_c4(tt_trainer *t, const tt_layer_rec *L, const int16_t 
             uint32_t dp = ih * W * C + c0;
             for (uint32_t iw = 0; iw < W; iw++, dp += C) {
                 int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+#if TT_DSP
+                if ((s == 1u || s == 2u) && hn[ih] && wn[iw]) {
+                    const uint32_t *gp = (const uint32_t *)(const void *)(g + (ho[ih] * OW + wo[iw]) * C + c0);
+                    const uint32_t *wp = wtab + (hf[ih] * KW + wfst[iw]) * 2u, *gq, *wq;
+                    const uint32_t gs = 2u * C;
+                    dwig_k *const Kp = &K;
+                    uint32_t g0, g1, w0, w1, n;
+                    K.wn = wn[iw];
+                    K.rows = hn[ih];
+                    if (s == 1u) {
+                        DWIG_ASM("8");
+                    } else {
+                        DWIG_ASM("16");
+                    }
+                } else
+#endif
                 for (uint32_t a = 0; a < hn[ih]; a++) {
                     const uint32_t *wp = wtab + ((hf[ih] + a * s) * KW + wfst[iw]) * 2u;
                     /* C and c0 multiples of 4, values 4-byte aligned */

@@ -1,10 +1,16 @@
 /*
  * Clamp mask, optimised (selected by TT_OPTIMIZED): a byte of the mask at a
- * time, skipping full bytes. Same result as tt_mask.c.
+ * time, skipping full bytes; with the DSP extension a byte's values as 4
+ * words ANDed with lane masks. Same result as tt_mask.c.
  */
 #include "tt_opt.h"
 
 #if TT_OPTIMIZED
+
+#if TT_DSP
+/* Two mask bits as the lanes they keep of a word of two int16 values. */
+static const uint32_t tt_mask_lanes[4] = {0u, 0xFFFFu, 0xFFFF0000u, 0xFFFFFFFFu};
+#endif
 
 int tt_apply_mask_opt(int16_t *g, const uint8_t *mask, uint32_t n) {
 #if TT_HOST_SIMD
@@ -16,6 +22,16 @@ int tt_apply_mask_opt(int16_t *g, const uint8_t *mask, uint32_t n) {
     for (; i + 8u <= n; i += 8u) {
         const uint32_t b = mask[i >> 3];
         if (b != 0xFFu) {
+#if TT_DSP /* the byte's 8 values as 4 words, each ANDed with its 2 bits' lanes */
+            uint32_t w[4];
+            memcpy(w, g + i, sizeof(w));
+            w[0] &= tt_mask_lanes[b & 3u];
+            w[1] &= tt_mask_lanes[(b >> 2) & 3u];
+            w[2] &= tt_mask_lanes[(b >> 4) & 3u];
+            w[3] &= tt_mask_lanes[b >> 6];
+            memcpy(g + i, w, sizeof(w));
+            continue;
+#endif
             for (uint32_t k = 0; k < 8u; k++) {
                 if (!((b >> k) & 1u)) {
                     g[i + k] = 0;

@@ -103,6 +103,32 @@ static void pw_widen_pair(uint32_t *w16, const int8_t *wa, uint32_t cin, int32_t
     const int8_t *wb = wa + cin;
     int32_t s0 = 0, s1 = 0;
     uint32_t i = 0;
+#if TT_DSP
+    if (cin >= 4u) { /* 14 instructions per 4 input channels (GCC: 20) */
+        const int8_t *pa = wa, *pb = wb, *end = wa + (cin & ~3u);
+        uint32_t u, u2, v, v2;
+        __asm__ volatile("1:\n\t"
+                         "ldr %[u], [%[pa]], #4\n\t"
+                         "ldr %[v], [%[pb]], #4\n\t"
+                         "sxtb16 %[u2], %[u]\n\t"
+                         "sxtb16 %[u], %[u], ror #8\n\t"
+                         "sxtb16 %[v2], %[v]\n\t"
+                         "sxtb16 %[v], %[v], ror #8\n\t"
+                         "strd %[u2], %[u], [%[d]], #8\n\t"
+                         "strd %[v2], %[v], [%[d]], #8\n\t"
+                         "smlad %[s0], %[u2], %[one], %[s0]\n\t"
+                         "smlad %[s0], %[u], %[one], %[s0]\n\t"
+                         "smlad %[s1], %[v2], %[one], %[s1]\n\t"
+                         "smlad %[s1], %[v], %[one], %[s1]\n\t"
+                         "cmp %[pa], %[end]\n\t"
+                         "bne 1b"
+                         : [u] "=&r"(u), [u2] "=&r"(u2), [v] "=&r"(v), [v2] "=&r"(v2), [pa] "+r"(pa), [pb] "+r"(pb),
+                           [d] "+r"(w16), [s0] "+r"(s0), [s1] "+r"(s1)
+                         : [end] "r"(end), [one] "r"(0x00010001u)
+                         : "cc", "memory");
+        i = cin & ~3u;
+    }
+#endif
     for (; i + 4u <= cin; i += 4u, w16 += 4) {
         const uint32_t u = tt_ld32(wa + i), v = tt_ld32(wb + i);
         w16[0] = tt_widen02(u);
@@ -128,6 +154,33 @@ static inline int32_t pw_w_at(const int8_t *wt, const int8_t *wf, uint32_t nt, u
     return j < nt ? wt[c * nt + j] : wf[c * cin + j];
 }
 
+#if TT_DSP
+/* pw_widen_pair_perm's positions [j0, j1), weights at pa[j] (channel a) and
+   pb[j] (b): each to halfword (i & 2) / 2 of word i & 1 (a) or 2 + (i & 1)
+   (b) of group i / 4, i = perm[j]; the sums into *s0, *s1. */
+TT_INLINE void pw_perm_part(uint32_t *w16, int8_t *tail, const int8_t *pa, const int8_t *pb, const uint16_t *perm,
+                            uint32_t j0, uint32_t j1, uint32_t n4, int32_t *s0, int32_t *s1) {
+    int16_t *h = (int16_t *)(void *)w16;
+    int32_t t0 = *s0, t1 = *s1;
+    for (uint32_t j = j0; j < j1; j++) {
+        const int32_t u = pa[j], v = pb[j];
+        const uint32_t i = perm[j];
+        t0 += u;
+        t1 += v;
+        if (i < n4) {
+            const uint32_t k = 2u * (i & ~3u) + 2u * (i & 1u) + ((i >> 1) & 1u);
+            h[k] = (int16_t)u;
+            h[k + 4u] = (int16_t)v;
+        } else {
+            tail[i - n4] = (int8_t)u;
+            tail[4u + i - n4] = (int8_t)v;
+        }
+    }
+    *s0 = t0;
+    *s1 = t1;
+}
+#endif
+
 /* pw_widen_pair for a layer with a perm (input channel perm[j] meets weight
    j), channels ca, cb: each weight goes to the slot of its input channel,
    so the tiles read the input in storage order; the weights of the last
@@ -137,6 +190,18 @@ static TT_NOINLINE void pw_widen_pair_perm(uint32_t *w16, int8_t *tail, const in
                                            int32_t *sa, int32_t *sb) {
     const uint32_t n4 = cin & ~3u;
     int32_t s0 = 0, s1 = 0;
+#if TT_DSP
+    /* perm is a permutation (the model check): each slot below n4 is
+       written once, as a halfword, so nothing is cleared first; the trained
+       and the frozen positions each a loop of their own */
+    if (nt) {
+        pw_perm_part(w16, tail, wt + ca * nt, wt + cb * nt, perm, 0u, nt, n4, &s0, &s1);
+    }
+    pw_perm_part(w16, tail, wf + ca * cin, wf + cb * cin, perm, nt, cin, n4, &s0, &s1);
+    *sa = s0;
+    *sb = s1;
+    return;
+#endif
     memset(w16, 0, 4u * n4);
     for (uint32_t j = 0; j < cin; j++) {
         const int32_t u = pw_w_at(wt, wf, nt, cin, ca, j), v = pw_w_at(wt, wf, nt, cin, cb, j);
@@ -322,10 +387,269 @@ TT_INLINE void pw_lean_body(const pw_pass_t *P, int32_t lo, int32_t hi, uint32_t
     }
 }
 
-/* cin a multiple of 8 (every paper model's layer): no tails in the tiles */
-static TT_NOINLINE void pw_lean_full8(const pw_pass_t *P) {
-    pw_lean_body(P, -128, 127, P->cin & ~7u);
+#if TT_DSP
+/* pw_lean_body's constants as the tile loops of pw_lean_full8 and
+   pw_mask_full8 read them (pairs for LDRD). */
+typedef struct {
+    int32_t ba, bb;      /* the biases */
+    int32_t ma, rza;     /* channel a: mult, rz */
+    int32_t mb, rzb;     /* channel b */
+    uint32_t ka, kb;     /* the shifts */
+    int8_t *y;           /* the tile's first output */
+    uint32_t cout;       /* output row stride */
+    uint8_t *mask;       /* pw_mask_full8: the mask (bits relative to y[0]) */
+    uint32_t idx;        /* and the tile's first output's index there */
+    const int8_t *xend;  /* the first pixel pair not tiled */
+    const uint32_t *w16; /* pw_xw: the first widened weight */
+} pw_lean_k;
+
+/* The start of a tile: the biases. */
+#define PW_ASM_BIAS                                                                                                  \
+    "1:\n\t"                                                                                                         \
+    "ldrd %[a0], %[a2], %[kb]\n\t"                                                                                   \
+    "mov %[a1], %[a0]\n\t"                                                                                           \
+    "mov %[a3], %[a2]\n\t"
+
+/* A tile's sums over 8 input channels at a time (dot_w16_2x2's); after them
+   x is at the next pixel pair, w at its first weight. */
+#define PW_ASM_SUMS                                                                                                  \
+    "2:\n\t"                                                                                                         \
+    "ldr %[p], [%[x], %[off]]\n\t"                                                                                   \
+    "ldr %[q], [%[x]], #4\n\t"                                                                                       \
+    "ldrd %[s], %[t], [%[w]], #8\n\t"                                                                                \
+    "sxtb16 %[q2], %[q]\n\t"                                                                                         \
+    "sxtb16 %[q], %[q], ror #8\n\t"                                                                                  \
+    "sxtb16 %[p2], %[p]\n\t"                                                                                         \
+    "sxtb16 %[p], %[p], ror #8\n\t"                                                                                  \
+    "smlad %[a0], %[q2], %[s], %[a0]\n\t"                                                                            \
+    "smlad %[a0], %[q], %[t], %[a0]\n\t"                                                                             \
+    "smlad %[a1], %[p2], %[s], %[a1]\n\t"                                                                            \
+    "smlad %[a1], %[p], %[t], %[a1]\n\t"                                                                             \
+    "ldrd %[s], %[t], [%[w]], #8\n\t"                                                                                \
+    "smlad %[a2], %[q2], %[s], %[a2]\n\t"                                                                            \
+    "smlad %[a2], %[q], %[t], %[a2]\n\t"                                                                             \
+    "smlad %[a3], %[p2], %[s], %[a3]\n\t"                                                                            \
+    "smlad %[a3], %[p], %[t], %[a3]\n\t"                                                                             \
+    "ldr %[p], [%[x], %[off]]\n\t"                                                                                   \
+    "ldr %[q], [%[x]], #4\n\t"                                                                                       \
+    "ldrd %[s], %[t], [%[w]], #8\n\t"                                                                                \
+    "sxtb16 %[q2], %[q]\n\t"                                                                                         \
+    "sxtb16 %[q], %[q], ror #8\n\t"                                                                                  \
+    "sxtb16 %[p2], %[p]\n\t"                                                                                         \
+    "sxtb16 %[p], %[p], ror #8\n\t"                                                                                  \
+    "smlad %[a0], %[q2], %[s], %[a0]\n\t"                                                                            \
+    "smlad %[a0], %[q], %[t], %[a0]\n\t"                                                                             \
+    "smlad %[a1], %[p2], %[s], %[a1]\n\t"                                                                            \
+    "smlad %[a1], %[p], %[t], %[a1]\n\t"                                                                             \
+    "ldrd %[s], %[t], [%[w]], #8\n\t"                                                                                \
+    "smlad %[a2], %[q2], %[s], %[a2]\n\t"                                                                            \
+    "smlad %[a2], %[q], %[t], %[a2]\n\t"                                                                             \
+    "smlad %[a3], %[p2], %[s], %[a3]\n\t"                                                                            \
+    "smlad %[a3], %[p], %[t], %[a3]\n\t"                                                                             \
+    "cmp %[w], %[wend]\n\t"                                                                                          \
+    "bne 2b\n\t"                                                                                                     \
+    "sub %[w], %[w], %[off], lsl #2\n\t"                                                                             \
+    "add %[x], %[x], %[off]\n\t"
+
+/* PW_ASM_SUMS on inputs widened beforehand (pw_xw: per 4 input channels
+   the words (x0, x2) (x1, x3), pixel 1 at x1): per 8 input channels 8 LDRD
+   and 16 SMLAD, no SXTB16. After them x, x1 are at the next pixel pair. */
+#define PW_ASM_SUMS_XW                                                                                               \
+    "2:\n\t"                                                                                                         \
+    "ldrd %[q], %[q2], [%[x]], #8\n\t"                                                                                \
+    "ldrd %[p], %[p2], [%[x1]], #8\n\t"                                                                               \
+    "ldrd %[s], %[t], [%[w]], #8\n\t"                                                                                \
+    "smlad %[a0], %[q], %[s], %[a0]\n\t"                                                                             \
+    "smlad %[a0], %[q2], %[t], %[a0]\n\t"                                                                            \
+    "smlad %[a1], %[p], %[s], %[a1]\n\t"                                                                             \
+    "smlad %[a1], %[p2], %[t], %[a1]\n\t"                                                                            \
+    "ldrd %[s], %[t], [%[w]], #8\n\t"                                                                                \
+    "smlad %[a2], %[q], %[s], %[a2]\n\t"                                                                             \
+    "smlad %[a2], %[q2], %[t], %[a2]\n\t"                                                                            \
+    "smlad %[a3], %[p], %[s], %[a3]\n\t"                                                                             \
+    "smlad %[a3], %[p2], %[t], %[a3]\n\t"                                                                            \
+    "ldrd %[q], %[q2], [%[x]], #8\n\t"                                                                                \
+    "ldrd %[p], %[p2], [%[x1]], #8\n\t"                                                                               \
+    "ldrd %[s], %[t], [%[w]], #8\n\t"                                                                                \
+    "smlad %[a0], %[q], %[s], %[a0]\n\t"                                                                             \
+    "smlad %[a0], %[q2], %[t], %[a0]\n\t"                                                                            \
+    "smlad %[a1], %[p], %[s], %[a1]\n\t"                                                                             \
+    "smlad %[a1], %[p2], %[t], %[a1]\n\t"                                                                            \
+    "ldrd %[s], %[t], [%[w]], #8\n\t"                                                                                \
+    "smlad %[a2], %[q], %[s], %[a2]\n\t"                                                                             \
+    "smlad %[a2], %[q2], %[t], %[a2]\n\t"                                                                            \
+    "smlad %[a3], %[p], %[s], %[a3]\n\t"                                                                             \
+    "smlad %[a3], %[p2], %[t], %[a3]\n\t"                                                                            \
+    "cmp %[w], %[wend]\n\t"                                                                                          \
+    "bne 2b\n\t"                                                                                                     \
+    "ldr %[w], %[kw16]\n\t"                                                                                          \
+    "rsb %[s], %[x], %[x1], lsl #1\n\t"                                                                              \
+    "mov %[x], %[x1]\n\t"                                                                                            \
+    "mov %[x1], %[s]\n\t"
+
+/* rqz_apply's values of a0..a3, before the clamp. */
+#define PW_ASM_RQ                                                                                                    \
+    "ldrd %[s], %[t], %[kma]\n\t"                                                                                    \
+    "smmla %[a0], %[a0], %[s], %[t]\n\t"                                                                             \
+    "smmla %[a1], %[a1], %[s], %[t]\n\t"                                                                             \
+    "ldrd %[s], %[t], %[kmb]\n\t"                                                                                    \
+    "smmla %[a2], %[a2], %[s], %[t]\n\t"                                                                             \
+    "smmla %[a3], %[a3], %[s], %[t]\n\t"                                                                             \
+    "ldrd %[s], %[t], %[kk]\n\t"                                                                                     \
+    "asr %[a0], %[a0], %[s]\n\t"                                                                                     \
+    "asr %[a1], %[a1], %[s]\n\t"                                                                                     \
+    "asr %[a2], %[a2], %[t]\n\t"                                                                                     \
+    "asr %[a3], %[a3], %[t]\n\t"
+
+/* The clamp (SSAT) and the stores y[0], y[1], y[cout], y[cout + 1];
+   y += 2 cout, t = cout. */
+#define PW_ASM_STORE                                                                                                 \
+    "ssat %[a0], #8, %[a0]\n\t"                                                                                      \
+    "ssat %[a1], #8, %[a1]\n\t"                                                                                      \
+    "ssat %[a2], #8, %[a2]\n\t"                                                                                      \
+    "ssat %[a3], #8, %[a3]\n\t"                                                                                      \
+    "ldrd %[s], %[t], %[ky]\n\t"                                                                                     \
+    "strb %[a0], [%[s]]\n\t"                                                                                         \
+    "strb %[a2], [%[s], #1]\n\t"                                                                                     \
+    "add %[s], %[s], %[t]\n\t"                                                                                       \
+    "strb %[a1], [%[s]]\n\t"                                                                                         \
+    "strb %[a3], [%[s], #1]\n\t"                                                                                     \
+    "add %[s], %[s], %[t]\n\t"                                                                                       \
+    "str %[s], %[ky]\n\t"
+
+/* q = the mask bits (a0, a2) of pixel 0, p = (a1, a3) of pixel 1: a bit
+   is set when -128 <= v <= 127 before the clamp, i.e. when (v + 128) <= 255
+   unsigned: ADD, RSBS (carry set then) and ADC shift it in. */
+#define PW_ASM_MASKBITS                                                                                              \
+    "mov %[q], #0\n\t"                                                                                               \
+    "add %[t], %[a2], #128\n\t"                                                                                      \
+    "rsbs %[t], %[t], #255\n\t"                                                                                      \
+    "adc %[q], %[q], %[q]\n\t"                                                                                       \
+    "add %[t], %[a0], #128\n\t"                                                                                      \
+    "rsbs %[t], %[t], #255\n\t"                                                                                      \
+    "adc %[q], %[q], %[q]\n\t"                                                                                       \
+    "mov %[p], #0\n\t"                                                                                               \
+    "add %[t], %[a3], #128\n\t"                                                                                      \
+    "rsbs %[t], %[t], #255\n\t"                                                                                      \
+    "adc %[p], %[p], %[p]\n\t"                                                                                       \
+    "add %[t], %[a1], #128\n\t"                                                                                      \
+    "rsbs %[t], %[t], #255\n\t"                                                                                      \
+    "adc %[p], %[p], %[p]\n\t"
+
+/* After PW_ASM_STORE (t = cout): mask[idx / 8] |= q << idx % 8, then at
+   idx + cout p; idx += 2 cout. */
+#define PW_ASM_MASKSTORE                                                                                             \
+    "ldrd %[a0], %[a1], %[km]\n\t"                                                                                   \
+    "lsr %[a2], %[a1], #3\n\t"                                                                                       \
+    "and %[a3], %[a1], #7\n\t"                                                                                       \
+    "lsl %[q], %[q], %[a3]\n\t"                                                                                      \
+    "ldrb %[a3], [%[a0], %[a2]]\n\t"                                                                                 \
+    "orr %[a3], %[a3], %[q]\n\t"                                                                                     \
+    "strb %[a3], [%[a0], %[a2]]\n\t"                                                                                 \
+    "add %[a1], %[a1], %[t]\n\t"                                                                                     \
+    "lsr %[a2], %[a1], #3\n\t"                                                                                       \
+    "and %[a3], %[a1], #7\n\t"                                                                                       \
+    "lsl %[p], %[p], %[a3]\n\t"                                                                                      \
+    "ldrb %[a3], [%[a0], %[a2]]\n\t"                                                                                 \
+    "orr %[a3], %[a3], %[p]\n\t"                                                                                     \
+    "strb %[a3], [%[a0], %[a2]]\n\t"                                                                                 \
+    "add %[a1], %[a1], %[t]\n\t"                                                                                     \
+    "str %[a1], %[ki]\n\t"
+
+/* The next tile while x is not at xend. */
+#define PW_ASM_NEXT                                                                                                  \
+    "ldr %[s], %[kx]\n\t"                                                                                            \
+    "cmp %[x], %[s]\n\t"                                                                                             \
+    "bne 1b"
+
+#define PW_ASM_OUTS                                                                                                  \
+    [q] "=&r"(q), [q2] "=&r"(q2), [p] "=&r"(p), [p2] "=&r"(p2), [s] "=&r"(s), [t] "=&r"(t), [a0] "=&r"(a0),        \
+        [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [x] "+r"(x), [w] "+r"(w), [ky] "+m"(K.y)
+#define PW_ASM_INS                                                                                                   \
+    [off] "r"(cin), [wend] "r"(wend), [kb] "m"(K.ba), [kma] "m"(K.ma), [kmb] "m"(K.mb), [kk] "m"(K.ka),             \
+        [kx] "m"(K.xend), "m"(K)
+
+static void pw_lean_k_make(pw_lean_k *K, const pw_pass_t *P) {
+    K->ba = P->ba;
+    K->bb = P->bb;
+    K->ma = P->za.mult;
+    K->rza = P->za.rz;
+    K->mb = P->zb.mult;
+    K->rzb = P->zb.rz;
+    K->ka = P->za.k;
+    K->kb = P->zb.k;
+    K->y = P->y + P->c;
+    K->cout = P->cout;
+    K->mask = P->mask;
+    K->idx = P->c;
+    K->xend = P->x + (P->npix & ~1u) * P->cin;
 }
+
+/* The last pixel of an odd count as both of a tile's: its outputs at K->y
+   (and their mask bits, if any), after the tiles. */
+static void pw_lean_last(const pw_lean_k *K, const pw_pass_t *P) {
+    const uint32_t idx = (uint32_t)(K->y - P->y);
+    int32_t a[4];
+    a[0] = K->ba;
+    a[1] = K->ba;
+    a[2] = K->bb;
+    a[3] = K->bb;
+    dot_w16_ool(K->xend, P->w16, P->wtail, 0u, P->woff, P->cin, a);
+    tt_store_out(P->y, K->mask, idx, rqz_apply(a[0], K->ma, K->rza, K->ka), 0, -128, 127);
+    tt_store_out(P->y, K->mask, idx + 1u, rqz_apply(a[2], K->mb, K->rzb, K->kb), 0, -128, 127);
+}
+#endif
+
+/* cin a multiple of 8 (every paper model's layer): no tails in the tiles.
+   With the DSP extension the whole tile loop is one asm block: GCC spills
+   the pointers and constants around each tile (53 instructions a tile
+   besides the sums), here they come in LDRD pairs from a small frame (31). */
+static TT_NOINLINE void pw_lean_full8(const pw_pass_t *P) {
+#if TT_DSP
+    const uint32_t cin = P->cin;
+    pw_lean_k K;
+    pw_lean_k_make(&K, P);
+    if (P->npix >= 2u) {
+        const int8_t *x = P->x;
+        const uint32_t *w = P->w16, *wend = P->w16 + cin; /* 4 words per 4 input channels */
+        uint32_t q, q2, p, p2, s, t;
+        int32_t a0, a1, a2, a3;
+        __asm__ volatile(PW_ASM_BIAS PW_ASM_SUMS PW_ASM_RQ PW_ASM_STORE PW_ASM_NEXT : PW_ASM_OUTS : PW_ASM_INS : "cc", "memory");
+    }
+    if (P->npix & 1u) {
+        pw_lean_last(&K, P);
+    }
+#else
+    pw_lean_body(P, -128, 127, P->cin & ~7u);
+#endif
+}
+
+#if TT_DSP
+/* pw_lean_full8 with the output's mask (training): a bit is set when
+   -128 <= v <= 127 before the clamp, i.e. when (v + 128) <= 255 unsigned:
+   ADD, RSBS (carry set then) and ADC shift it into a channel pair's 2 bits,
+   which go to their mask byte (c and cout even: a pair's index is even,
+   its bits never straddle bytes). */
+static TT_NOINLINE void pw_mask_full8(const pw_pass_t *P) {
+    const uint32_t cin = P->cin;
+    pw_lean_k K;
+    pw_lean_k_make(&K, P);
+    if (P->npix >= 2u) {
+        const int8_t *x = P->x;
+        const uint32_t *w = P->w16, *wend = P->w16 + cin;
+        uint32_t q, q2, p, p2, s, t;
+        int32_t a0, a1, a2, a3;
+        __asm__ volatile(PW_ASM_BIAS PW_ASM_SUMS PW_ASM_RQ
+                         PW_ASM_MASKBITS PW_ASM_STORE PW_ASM_MASKSTORE PW_ASM_NEXT
+                         : PW_ASM_OUTS, [ki] "+m"(K.idx)
+                         : PW_ASM_INS, [km] "m"(K.mask)
+                         : "cc", "memory");
+    }
+    if (P->npix & 1u) {
+        pw_lean_last(&K, P);
+    }
+}
+#endif
 
 static TT_NOINLINE void pw_lean(const pw_pass_t *P) {
     pw_lean_body(P, P->lo, P->hi, P->cin);
@@ -386,6 +710,139 @@ static TT_NOINLINE void pw_pass_any(const pw_pass_t *P) {
     pw_pass_body(P, 0, P->lo, P->hi);
 }
 
+#if TT_DSP
+/* Input channels up to which pw_xw widens the inputs as well. */
+#define PW_XW_MAX_CIN 64u
+
+/* The tiles of channels P->c, P->c + 1 over pixels [b0, b0 + n) (n even),
+   widened at xw: the lean tile, or with the mask (P->mask). K lives here
+   only (the pointwise path's stack stays as without widened inputs). */
+static TT_NOINLINE void pw_xw_tiles(const pw_pass_t *P, const uint32_t *xw, uint32_t b0, uint32_t n) {
+    pw_lean_k K;
+    const uint32_t *x = xw, *x1 = xw + P->cin / 2u;
+    const uint32_t *w = P->w16, *wend = P->w16 + P->cin;
+    uint32_t q, q2, p, p2, s, t;
+    int32_t a0, a1, a2, a3;
+    pw_lean_k_make(&K, P);
+    K.y = P->y + b0 * P->cout + P->c;
+    K.idx = b0 * P->cout + P->c;
+    K.xend = (const int8_t *)(const void *)(xw + n * P->cin / 2u);
+    K.w16 = P->w16;
+    if (P->mask) {
+        __asm__ volatile(PW_ASM_BIAS PW_ASM_SUMS_XW PW_ASM_RQ PW_ASM_MASKBITS PW_ASM_STORE PW_ASM_MASKSTORE
+                             PW_ASM_NEXT
+                         : PW_ASM_OUTS, [x1] "+r"(x1), [ki] "+m"(K.idx)
+                         : [wend] "r"(wend), [kb] "m"(K.ba), [kma] "m"(K.ma), [kmb] "m"(K.mb), [kk] "m"(K.ka),
+                           [kx] "m"(K.xend), [kw16] "m"(K.w16), [km] "m"(K.mask), "m"(K)
+                         : "cc", "memory");
+    } else {
+        __asm__ volatile(PW_ASM_BIAS PW_ASM_SUMS_XW PW_ASM_RQ PW_ASM_STORE PW_ASM_NEXT
+                         : PW_ASM_OUTS, [x1] "+r"(x1)
+                         : [wend] "r"(wend), [kb] "m"(K.ba), [kma] "m"(K.ma), [kmb] "m"(K.mb), [kk] "m"(K.ka),
+                           [kx] "m"(K.xend), [kw16] "m"(K.w16), "m"(K)
+                         : "cc", "memory");
+    }
+}
+
+/* tt_pointwise_opt with the inputs widened to int16 as well (layers of few
+   input channels, cin a multiple of 8 up to PW_XW_MAX_CIN): blocks of pixels
+   are widened into buf after a channel pair's weights, once for all pairs,
+   and the tiles need no SXTB16 (26 instructions per 8 input channels where
+   pw_lean_full8 takes 34). The weights are widened again per block (with a
+   perm: one block only). Every channel rqz_ok, the int8 clamp, even cout;
+   else 0 (not handled). buf: PW_W16_MAX_CIN words; P, tail: the caller's
+   (no second copy on the stack). */
+static int pw_xw(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, uint8_t *mask, uint32_t *buf,
+                 pw_pass_t *P, int8_t *tail) {
+    const tt_model *m = &t->model;
+    const tt_tensor_rec *in = tt_tensor(m, L->in), *out = tt_tensor(m, L->out);
+    const int8_t *x = R->x + (R->oh0 - R->row0) * (uint32_t)in->w * in->c;
+    int8_t *y = R->y;
+    const tt_fwd_params W = tt_fwd_params_of(t, L);
+    const uint32_t cin = in->c, cout = out->c, npix = (R->oh1 - R->oh0) * out->w;
+    const uint32_t bmax = cin ? ((PW_W16_MAX_CIN - cin) * 2u / cin) & ~1u : 0u; /* pixels a block */
+    const int32_t zx = in->zero, zy = out->zero;
+    uint32_t *w16 = buf, *xw = buf + cin;
+    if (!cin || cin % 8u || cin > PW_XW_MAX_CIN || cout % 2u || npix < 2u || !tt_full_range(L) ||
+        (W.perm && npix > bmax)) {
+        return 0;
+    }
+    for (uint32_t c = 0; c < cout; c++) {
+        const rq_t r = rq_make(W.mult[c], W.shift[c]);
+        if (!rqz_ok(&r)) {
+            return 0;
+        }
+    }
+    memset(P, 0, sizeof(*P));
+    P->cin = cin;
+    P->cout = cout;
+    P->zy = zy;
+    P->lo = -128;
+    P->hi = 127;
+    P->w16 = w16;
+    for (uint32_t b0 = 0; b0 < npix; b0 += bmax) {
+        const uint32_t n = npix - b0 < bmax ? npix - b0 : bmax;
+        const int8_t *xb = x + b0 * cin, *xe = xb + n * cin; /* n cin: a multiple of 8 */
+        uint32_t *d = xw;
+        uint32_t u, u2, v, v2;
+        __asm__ volatile("1:\n\t" /* 9 instructions per 8 bytes */
+                         "ldr %[v], [%[s], #4]\n\t"
+                         "ldr %[u], [%[s]], #8\n\t"
+                         "sxtb16 %[u2], %[u]\n\t"
+                         "sxtb16 %[u], %[u], ror #8\n\t"
+                         "sxtb16 %[v2], %[v]\n\t"
+                         "sxtb16 %[v], %[v], ror #8\n\t"
+                         "strd %[u2], %[u], [%[d]], #8\n\t"
+                         "strd %[v2], %[v], [%[d]], #8\n\t"
+                         "cmp %[s], %[e]\n\t"
+                         "bne 1b"
+                         : [u] "=&r"(u), [u2] "=&r"(u2), [v] "=&r"(v), [v2] "=&r"(v2), [s] "+r"(xb), [d] "+r"(d)
+                         : [e] "r"(xe)
+                         : "cc", "memory");
+        xb = x + b0 * cin;
+        for (uint32_t c = 0; c < cout; c += 2u) {
+            int32_t sa, sb;
+            P->c = c;
+            P->wa = W.wf + c * cin;
+            if (W.perm) {
+                pw_widen_pair_perm(w16, tail, W.wt, W.wf, L->n_train, cin, W.perm, c, c + 1u, &sa, &sb);
+                P->wtail = tail;
+                P->woff = 4u;
+            } else {
+                pw_widen_pair(w16, P->wa, cin, &sa, &sb);
+                P->wtail = P->wa + cin;
+                P->woff = cin;
+            }
+            P->ba = tt_bias_at(&W, c) - zx * sa;
+            P->bb = tt_bias_at(&W, c + 1u) - zx * sb;
+            P->ra = rq_make(W.mult[c], W.shift[c]);
+            P->rb = rq_make(W.mult[c + 1u], W.shift[c + 1u]);
+            P->za = rqz_make(&P->ra, zy);
+            P->zb = rqz_make(&P->rb, zy);
+            P->x = xb;
+            P->y = y;
+            P->mask = mask;
+            P->npix = n;
+            if (n >= 2u) {
+                pw_xw_tiles(P, xw, b0, n & ~1u);
+            }
+            if (n & 1u) { /* the last pixel (of an odd count) as both of a tile's */
+                const uint32_t pl = b0 + n - 1u;
+                int32_t a[4];
+                a[0] = P->ba;
+                a[1] = P->ba;
+                a[2] = P->bb;
+                a[3] = P->bb;
+                dot_w16_ool(x + pl * cin, w16, P->wtail, 0u, P->woff, cin, a);
+                tt_store_out(y, mask, pl * cout + c, rqz_apply(a[0], P->za.mult, P->za.rz, P->za.k), 0, -128, 127);
+                tt_store_out(y, mask, pl * cout + c + 1u, rqz_apply(a[2], P->zb.mult, P->zb.rz, P->zb.k), 0, -128, 127);
+            }
+        }
+    }
+    return 1;
+}
+#endif
+
 /* 1x1 conv, stride 1, rows of input and output alike; with a perm up to
    PW_W16_MAX_CIN input channels (else 0: not handled). Output rows
    [R->oh0, R->oh1); mask offset to y[0]. */
@@ -407,6 +864,11 @@ int tt_pointwise_opt(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, uin
     if (perm && (cin > PW_W16_MAX_CIN || npix < 8u)) {
         return 0; /* the weights' regrouping would cost more than the pixels */
     }
+#if TT_DSP
+    if (pw_xw(t, L, R, mask, w16, &P, tail)) {
+        return 1;
+    }
+#endif
     P.x = x;
     P.y = y;
     P.mask = mask;
@@ -441,6 +903,15 @@ int tt_pointwise_opt(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, uin
         P.bb = tt_bias_at(&W, c + 1u) - zx * sb;
         P.ra = rq_make(mult[c], shift[c]);
         P.rb = rq_make(mult[c + 1u], shift[c + 1u]);
+#if TT_DSP
+        if (mask && P.w16 && rqz_ok(&P.ra) && rqz_ok(&P.rb) && lo == -128 && hi == 127 && cin % 8u == 0u &&
+            cout % 2u == 0u) {
+            P.za = rqz_make(&P.ra, zy);
+            P.zb = rqz_make(&P.rb, zy);
+            pw_mask_full8(&P);
+            continue;
+        }
+#endif
         if (!mask && P.w16 && rqz_ok(&P.ra) && rqz_ok(&P.rb)) {
             P.za = rqz_make(&P.ra, zy);
             P.zb = rqz_make(&P.rb, zy);
@@ -633,6 +1104,161 @@ TT_INLINE void ig_2x2(const uint32_t *w, const uint32_t *g0, const uint32_t *g1,
     a[3] = a3;
 }
 
+#if TT_DSP
+/* ig_pair's tiles of two channels (j1 = j + 1, or any two with a perm)
+   whose sums stay in int32 (npair <= PW_IG_BLOCK, a multiple of 4), in one
+   asm block: ig_2x2's sums, the OR of their magnitudes (into seen; a tile
+   reaching lim leaves the loop with its sums, for tt_g16_run_check), the
+   stores of both pixels (tt_g16_store2's values). GCC spills around each
+   tile what this keeps in pairs here. */
+typedef struct {
+    const uint32_t *wend; /* the regrouped weights' end */
+    uint32_t rowb;        /* bytes of one pixel's gradient (cout int16) */
+    uint32_t lim, seen;   /* tt_g16_run's lim (as 32 bits), the OR of |sums| */
+    uint32_t e, rnd;      /* the shift, 2^(e - 1) (0 when e = 0) */
+    int16_t *d;           /* the tile's pixel 0 outputs (dx[p][dj], dx[p][dj1]) */
+    uint32_t db;          /* bytes of one pixel's dx (cin int16) */
+    uint32_t n, m;        /* tiles left; 0x80018001 (tt_g16_store2) */
+    uint32_t n8;          /* the channel pairs are a multiple of 8 */
+    uint32_t dd;          /* with a perm: bytes from channel j's dx to j1's (two's complement), else 0 */
+} ig_k;
+
+/* Runs K->n tiles from pixel pair g0, g1 = g0 + cout on (K->n >= 1); returns
+   the tiles done. When a tile's |sums| reach K->lim it is not stored: its
+   sums go to v, K->d stays on its outputs, and it counts as not done. */
+/* 4 channel pairs of ig_tiles_asm's sums (ig_2x2's). */
+#define IG_4CP                                                                                                       \
+    "ldrd %[p], %[q], [%[g0]], #8\n\t"                                                                               \
+    "ldrd %[u], %[v], [%[g1]], #8\n\t"                                                                               \
+    "ldrd %[s], %[t], [%[w]], #8\n\t"                                                                                \
+    "smlad %[a0], %[s], %[p], %[a0]\n\t"                                                                             \
+    "smlad %[a1], %[s], %[u], %[a1]\n\t"                                                                             \
+    "smlad %[a2], %[t], %[p], %[a2]\n\t"                                                                             \
+    "smlad %[a3], %[t], %[u], %[a3]\n\t"                                                                             \
+    "ldrd %[s], %[t], [%[w]], #8\n\t"                                                                                \
+    "smlad %[a0], %[s], %[q], %[a0]\n\t"                                                                             \
+    "smlad %[a1], %[s], %[v], %[a1]\n\t"                                                                             \
+    "smlad %[a2], %[t], %[q], %[a2]\n\t"                                                                             \
+    "smlad %[a3], %[t], %[v], %[a3]\n\t"                                                                             \
+    "ldrd %[p], %[q], [%[g0]], #8\n\t"                                                                               \
+    "ldrd %[u], %[v], [%[g1]], #8\n\t"                                                                               \
+    "ldrd %[s], %[t], [%[w]], #8\n\t"                                                                                \
+    "smlad %[a0], %[s], %[p], %[a0]\n\t"                                                                             \
+    "smlad %[a1], %[s], %[u], %[a1]\n\t"                                                                             \
+    "smlad %[a2], %[t], %[p], %[a2]\n\t"                                                                             \
+    "smlad %[a3], %[t], %[u], %[a3]\n\t"                                                                             \
+    "ldrd %[s], %[t], [%[w]], #8\n\t"                                                                                \
+    "smlad %[a0], %[s], %[q], %[a0]\n\t"                                                                             \
+    "smlad %[a1], %[s], %[v], %[a1]\n\t"                                                                             \
+    "smlad %[a2], %[t], %[q], %[a2]\n\t"                                                                             \
+    "smlad %[a3], %[t], %[v], %[a3]\n\t"
+
+/* The stores of a tile (t = d, p = db; a0, a1 = pixel 0's and pixel 1's
+   packed pair), t to the next tile: adjacent channels, one word a pixel... */
+#define IG_STORE_PAIRS                                                                                               \
+    "str %[a0], [%[t]]\n\t"                                                                                          \
+    "str %[a1], [%[t], %[p]]\n\t"                                                                                    \
+    "add %[t], %[t], %[p], lsl #1\n\t"
+/* ... or (a perm) channel j1's values dd bytes from channel j's. */
+#define IG_STORE_PERM                                                                                                \
+    "ldr %[q], %[kdd]\n\t"                                                                                           \
+    "strh %[a0], [%[t]]\n\t"                                                                                         \
+    "lsr %[a0], %[a0], #16\n\t"                                                                                      \
+    "strh %[a0], [%[t], %[q]]\n\t"                                                                                   \
+    "add %[t], %[t], %[p]\n\t"                                                                                       \
+    "strh %[a1], [%[t]]\n\t"                                                                                         \
+    "lsr %[a1], %[a1], #16\n\t"                                                                                      \
+    "strh %[a1], [%[t], %[q]]\n\t"                                                                                   \
+    "add %[t], %[t], %[p]\n\t"
+
+/* ig_tiles_asm's loop over its tiles, body: the sums of a loop, store: the
+   stores of a tile. */
+#define IG_TILES_ASM(body, store)                                                                                    \
+    __asm__ volatile("1:\n\t"                                                                                        \
+                     "mov %[a0], #0\n\t"                                                                             \
+                     "mov %[a1], #0\n\t"                                                                             \
+                     "mov %[a2], #0\n\t"                                                                             \
+                     "mov %[a3], #0\n\t"                                                                             \
+                     "2:\n\t"                                                                                        \
+                     body                                                                                            \
+                     "ldrd %[s], %[t], %[kw]\n\t" /* wend, rowb */                                                   \
+                     "cmp %[w], %[s]\n\t"                                                                            \
+                     "bne 2b\n\t"                                                                                    \
+                     /* w back to its start (2 rowb on), g0, g1 to the next pair */                                  \
+                     "sub %[w], %[w], %[t], lsl #1\n\t"                                                              \
+                     "add %[g0], %[g0], %[t]\n\t"                                                                    \
+                     "add %[g1], %[g1], %[t]\n\t"                                                                    \
+                     /* s = |a0| | |a1| | |a2| | |a3| */                                                             \
+                     "eor %[s], %[a0], %[a0], asr #31\n\t"                                                           \
+                     "sub %[s], %[s], %[a0], asr #31\n\t"                                                            \
+                     "eor %[t], %[a1], %[a1], asr #31\n\t"                                                           \
+                     "sub %[t], %[t], %[a1], asr #31\n\t"                                                            \
+                     "orr %[s], %[s], %[t]\n\t"                                                                      \
+                     "eor %[t], %[a2], %[a2], asr #31\n\t"                                                           \
+                     "sub %[t], %[t], %[a2], asr #31\n\t"                                                            \
+                     "orr %[s], %[s], %[t]\n\t"                                                                      \
+                     "eor %[t], %[a3], %[a3], asr #31\n\t"                                                           \
+                     "sub %[t], %[t], %[a3], asr #31\n\t"                                                            \
+                     "orr %[s], %[s], %[t]\n\t"                                                                      \
+                     "ldrd %[t], %[p], %[kl]\n\t" /* lim, seen */                                                    \
+                     "orr %[p], %[p], %[s]\n\t"                                                                      \
+                     "str %[p], %[ks]\n\t"                                                                           \
+                     "cmp %[s], %[t]\n\t"                                                                            \
+                     "bhs 9f\n\t"                                                                                    \
+                     /* ssat((a + rnd) >> e, 16), both pixels' pairs packed and raised to -32767 */                  \
+                     "ldrd %[t], %[p], %[ke]\n\t" /* e, rnd */                                                       \
+                     "add %[a0], %[a0], %[p]\n\t"                                                                    \
+                     "add %[a1], %[a1], %[p]\n\t"                                                                    \
+                     "add %[a2], %[a2], %[p]\n\t"                                                                    \
+                     "add %[a3], %[a3], %[p]\n\t"                                                                    \
+                     "asr %[a0], %[a0], %[t]\n\t"                                                                    \
+                     "asr %[a1], %[a1], %[t]\n\t"                                                                    \
+                     "asr %[a2], %[a2], %[t]\n\t"                                                                    \
+                     "asr %[a3], %[a3], %[t]\n\t"                                                                    \
+                     "ssat %[a0], #16, %[a0]\n\t"                                                                    \
+                     "ssat %[a1], #16, %[a1]\n\t"                                                                    \
+                     "ssat %[a2], #16, %[a2]\n\t"                                                                    \
+                     "ssat %[a3], #16, %[a3]\n\t"                                                                    \
+                     "pkhbt %[a0], %[a0], %[a2], lsl #16\n\t"                                                        \
+                     "pkhbt %[a1], %[a1], %[a3], lsl #16\n\t"                                                        \
+                     "ldrd %[s], %[t], %[kn]\n\t" /* n, m */                                                         \
+                     "ssub16 %[p], %[a0], %[t]\n\t"                                                                  \
+                     "sel %[a0], %[a0], %[t]\n\t"                                                                    \
+                     "ssub16 %[p], %[a1], %[t]\n\t"                                                                  \
+                     "sel %[a1], %[a1], %[t]\n\t"                                                                    \
+                     "ldrd %[t], %[p], %[kd]\n\t" /* d, db */                                                        \
+                     store                                                                                           \
+                     "str %[t], %[kd]\n\t"                                                                           \
+                     "subs %[s], %[s], #1\n\t"                                                                       \
+                     "str %[s], %[kn]\n\t"                                                                           \
+                     "bne 1b\n\t"                                                                                    \
+                     "9:"                                                                                            \
+                     : [p] "=&r"(p), [q] "=&r"(q), [u] "=&r"(u), [v] "=&r"(vv), [s] "=&r"(s), [t] "=&r"(t),          \
+                       [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [w] "+r"(w), [g0] "+r"(g0),   \
+                       [g1] "+r"(g1), [ks] "+m"(K->seen), [kd] "+m"(K->d), [kn] "+m"(K->n)                           \
+                     : [kw] "m"(K->wend), [kl] "m"(K->lim), [ke] "m"(K->e), [kdd] "m"(K->dd), "m"(*K)                \
+                     : "cc", "memory")
+
+static uint32_t ig_tiles_asm(ig_k *K, const uint32_t *w, const uint32_t *g0, int32_t *v) {
+    const uint32_t n0 = K->n;
+    const uint32_t *g1 = g0 + K->rowb / 4u;
+    uint32_t p, q, u, vv, s, t;
+    int32_t a0, a1, a2, a3;
+    if (K->dd) { /* a perm */
+        IG_TILES_ASM(IG_4CP, IG_STORE_PERM);
+    } else if (K->n8) { /* 8 channel pairs a loop */
+        IG_TILES_ASM(IG_4CP IG_4CP, IG_STORE_PAIRS);
+    } else {
+        IG_TILES_ASM(IG_4CP, IG_STORE_PAIRS);
+    }
+    v[0] = a0;
+    v[1] = a1;
+    v[2] = a2;
+    v[3] = a3;
+    return n0 - K->n;
+}
+#endif
+
 /* Tiles of input channels j, j1 (j1 == j: cin odd, the last one alone):
    pixels p, p + 1 (the last alone when npix is odd). */
 static void ig_pair(const uint32_t *wp, const int16_t *g, int16_t *dx, uint32_t j, uint32_t j1, uint32_t cin,
@@ -642,7 +1268,56 @@ static void ig_pair(const uint32_t *wp, const int16_t *g, int16_t *dx, uint32_t 
     /* tt_g16_run_check with r->lim as 32 bits (the int32 sums' magnitudes
        are below 2^31) and r->seen's share kept here */
     uint32_t lim = r->lim > 0xFFFFFFFFu ? 0xFFFFFFFFu : (uint32_t)r->lim, seen = 0;
-    for (uint32_t p = 0; p < npix && r->tile < r->stop; p += 2u, r->tile++) {
+    uint32_t p = 0;
+#if TT_DSP
+    if ((pairs || (perm && j1 != j)) && npair <= PW_IG_BLOCK && npair % 4u == 0u && npair) {
+        const int32_t dje = (int32_t)dj1 - (int32_t)dj; /* a perm: channel j1's slot from j's */
+        ig_k K;
+        K.wend = wp + 2u * npair;
+        K.rowb = 2u * cout;
+        K.seen = 0;
+        K.d = dx + dj;
+        K.db = 2u * cin;
+        K.m = 0x80018001u;
+        K.n8 = npair % 8u == 0u;
+        K.dd = pairs ? 0u : (uint32_t)(2 * dje);
+        for (;;) {
+            const uint32_t left = r->stop - r->tile, pp = (npix - p) / 2u;
+            int32_t v[4];
+            uint32_t done;
+            K.n = pp < left ? pp : left;
+            if (!K.n) {
+                break;
+            }
+            K.lim = lim;
+            K.e = r->e;
+            K.rnd = r->e ? 1u << (r->e - 1u) : 0u;
+            done = ig_tiles_asm(&K, wp, (const uint32_t *)(const void *)(g + p * cout), v);
+            p += 2u * done;
+            r->tile += done;
+            if (K.n) { /* this tile raises e: as below */
+                const uint32_t m32 = (uint32_t)(v[0] < 0 ? -v[0] : v[0]) | (uint32_t)(v[1] < 0 ? -v[1] : v[1]) |
+                                     (uint32_t)(v[2] < 0 ? -v[2] : v[2]) | (uint32_t)(v[3] < 0 ? -v[3] : v[3]);
+                tt_g16_run_check(r, m32);
+                lim = r->lim > 0xFFFFFFFFu ? 0xFFFFFFFFu : (uint32_t)r->lim;
+                if (pairs) {
+                    tt_g16_store2(K.d, v[0], v[2], r->e);
+                    tt_g16_store2(K.d + cin, v[1], v[3], r->e);
+                } else {
+                    K.d[0] = tt_g16_run_val32(v[0], r->e);
+                    K.d[cin] = tt_g16_run_val32(v[1], r->e);
+                    K.d[dje] = tt_g16_run_val32(v[2], r->e);
+                    K.d[(int32_t)cin + dje] = tt_g16_run_val32(v[3], r->e);
+                }
+                K.d += 2u * cin;
+                p += 2u;
+                r->tile++;
+            }
+        }
+        seen = K.seen;
+    }
+#endif
+    for (; p < npix && r->tile < r->stop; p += 2u, r->tile++) {
         const uint32_t p1 = p + 1u < npix ? p + 1u : p;
         const uint32_t *g0 = (const uint32_t *)(const void *)(g + p * cout); /* cout even, 4-byte aligned */
         const uint32_t *g1 = (const uint32_t *)(const void *)(g + p1 * cout);
@@ -706,7 +1381,29 @@ int tt_pointwise_input_grad_run(tt_trainer *t, const tt_layer_rec *L, const int1
         /* the reference reads positions j < n_train from the trained copy */
         const int8_t *pa = j < nt ? wt + j : wf + j, *pb = j1 < nt ? wt + j1 : wf + j1;
         const uint32_t sa = j < nt ? nt : cin, sb = j1 < nt ? nt : cin;
-        for (uint32_t cp = 0; cp < npair; cp++, pa += 2u * sa, pb += 2u * sb) {
+        uint32_t cp = 0;
+#if TT_DSP
+        if (pb == pa + 1 && sb == sa) { /* bytes (w[c][j], w[c][j+1], w[c+1][j], w[c+1][j+1]): SXTB16 */
+            /* 9 instructions a channel pair (GCC: 12); npair >= 1 */
+            const uint32_t s2 = 2u * sa;
+            uint32_t *d = wp, *dend = wp + 2u * npair, lo, hi;
+            __asm__ volatile("1:\n\t"
+                             "ldrh %[hi], [%[pa], %[sa]]\n\t"
+                             "ldrh %[lo], [%[pa]]\n\t"
+                             "add %[pa], %[pa], %[s2]\n\t"
+                             "orr %[lo], %[lo], %[hi], lsl #16\n\t"
+                             "sxtb16 %[hi], %[lo], ror #8\n\t"
+                             "sxtb16 %[lo], %[lo]\n\t"
+                             "strd %[lo], %[hi], [%[d]], #8\n\t"
+                             "cmp %[d], %[dend]\n\t"
+                             "bne 1b"
+                             : [lo] "=&r"(lo), [hi] "=&r"(hi), [pa] "+r"(pa), [d] "+r"(d)
+                             : [sa] "r"(sa), [s2] "r"(s2), [dend] "r"(dend)
+                             : "cc", "memory");
+            cp = npair;
+        }
+#endif
+        for (; cp < npair; cp++, pa += 2u * sa, pb += 2u * sb) {
             wp[2u * cp] = pack16(pa[0], pa[sa]);
             wp[2u * cp + 1u] = pack16(pb[0], pb[sb]);
         }
