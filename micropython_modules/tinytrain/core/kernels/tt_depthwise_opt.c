@@ -860,7 +860,7 @@ TT_INLINE void store_g16x4(int16_t *d, int32_t a0, int32_t a1, int32_t a2, int32
     tt_g16_store2(d + 2, a2, a3, e);
 }
 
-#if TT_DSP
+#if TT_DSP_ASM_WIDE
 /* dw_input_grad_c4's sums a0..a3 of one pixel: K->rows kernel rows of
    K->wn taps each (both >= 1), from gradient gp and weight pair wp on, in
    one asm block (written into the caller's variables: no array on the stack):
@@ -930,7 +930,7 @@ static int dw_input_grad_c4(tt_trainer *t, const tt_layer_rec *L, const int16_t 
     for (uint32_t i = 0; i < W; i++) {
         dw_taps(i, L->pad_left, s, L->kw, OW, &wfst[i], &wn[i], &wo[i]);
     }
-#if TT_DSP
+#if TT_DSP_ASM_WIDE
     dwig_k K;
     K.grs = 2u * OW * C;
     K.wrs = 8u * s * KW;
@@ -949,7 +949,7 @@ static int dw_input_grad_c4(tt_trainer *t, const tt_layer_rec *L, const int16_t 
             uint32_t dp = ih * W * C + c0;
             for (uint32_t iw = 0; iw < W; iw++, dp += C) {
                 int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-#if TT_DSP
+#if TT_DSP_ASM_WIDE
                 if ((s == 1u || s == 2u) && hn[ih] && wn[iw]) {
                     const uint32_t *gp = (const uint32_t *)(const void *)(g + (ho[ih] * OW + wo[iw]) * C + c0);
                     const uint32_t *wp = wtab + (hf[ih] * KW + wfst[iw]) * 2u, *gq, *wq;

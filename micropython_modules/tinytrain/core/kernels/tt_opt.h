@@ -26,6 +26,15 @@
 #define TT_DSP 0
 #endif
 
+/* Asm blocks that hold up to 14 registers at once: a position-independent
+   build (the .mpy: -fpic reserves a register for the module's base) has too
+   few for them, so it takes their C paths, with the same results. */
+#if TT_DSP && !defined(__PIC__)
+#define TT_DSP_ASM_WIDE 1
+#else
+#define TT_DSP_ASM_WIDE 0
+#endif
+
 /* Bytes of stack a kernel may use for an im2col column or the rows of a
    depthwise window; larger layers run the reference kernels. Other fixed
    stack tables: 2304 bytes of regrouped weights (pointwise input gradient)
