@@ -6,7 +6,6 @@
 #include "tt_host_simd.h"
 
 #if TT_OPTIMIZED && TT_HOST_SIMD
-#if HS_AVX2
 
 /* As the pointwise forward (tt_pointwise_host.c) over a column of x - zx
    per pixel. */
@@ -86,23 +85,13 @@ static HS_TARGET void hs_conv_run(int16_t *wp, int16_t (*xr)[2u * HS_MAX_PAIRS],
     const uint32_t kp = (I->KH * I->KW * I->cin + 1u) / 2u, npix = (oh1 - oh0) * OW;
     hs_blk B;
     for (uint32_t c0 = 0; c0 < O->cout; c0 += HS_LANES) {
-        B.c0 = c0;
-        B.n = O->cout - c0 < HS_LANES ? O->cout - c0 : HS_LANES;
-        B.nv = (B.n + 7u) / 8u;
+        hs_blk_at(&B, c0, O->cout);
         hs_conv_pack(wp, &B, W, L, I->cin);
         for (uint32_t p = 0; p < npix; p += 2u) {
             const uint32_t pb = p + 1u < npix ? p + 1u : p;
-            __m256i acc[8];
             hs_col(xr[0], I, oh0 + p / OW, p % OW);
             hs_col(xr[1], I, oh0 + pb / OW, pb % OW);
-            for (uint32_t v = 0; v < 4u; v++) {
-                acc[v] = acc[4u + v] = _mm256_loadu_si256((const __m256i *)(const void *)(B.bias + 8u * v));
-            }
-            hs_dot2_any(wp, xr[0], xr[1], 0u, kp, B.nv, acc);
-            hs_pw_store(O, &B, p, acc);
-            if (pb != p) {
-                hs_pw_store(O, &B, pb, acc + 4);
-            }
+            hs_out_pair(wp, xr[0], xr[1], kp, &B, O, p, pb);
         }
     }
 }
@@ -139,15 +128,6 @@ int tt_host_conv(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, uint8_t
     return 1;
 }
 
-#else /* another host: the _opt kernels run */
-int tt_host_conv(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, uint8_t *mask) {
-    (void)t;
-    (void)L;
-    (void)R;
-    (void)mask;
-    return 0;
-}
-#endif
 #else
 typedef int tt_conv_host_unused; /* ISO C: a translation unit is not empty */
 #endif

@@ -6,7 +6,6 @@
 #include "tt_host_simd.h"
 
 #if TT_OPTIMIZED && TT_HOST_SIMD
-#if HS_AVX2
 
 /*  - forward: channels across the lanes, the window rows widened to int16
  *    (x - zx, padding 0) in a ring, a pair of taps one VPMADDWD.
@@ -137,9 +136,7 @@ static HS_TARGET void hs_dw_run(int16_t *ring, __m256i *wt, const tt_fwd_params 
     hs_blk B;
     for (uint32_t c0 = 0; c0 < C; c0 += HS_LANES) {
         int16_t *w16 = (int16_t *)(void *)wt;
-        B.c0 = c0;
-        B.n = C - c0 < HS_LANES ? C - c0 : HS_LANES;
-        B.nv = (B.n + 7u) / 8u;
+        hs_blk_at(&B, c0, C);
         B.fast = 1;
         memset(wt, 0, 4u * D->KH * D->KWP * sizeof(__m256i));
         for (uint32_t l = 0; l < HS_LANES; l++) {
@@ -334,29 +331,6 @@ int tt_host_dwconv_input_grad_opt(tt_trainer *t, const tt_layer_rec *L, const in
     return hs_dwg(t, L, g, NULL, dx);
 }
 
-#else /* another host: the _opt kernels run */
-int tt_host_dwconv(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, uint8_t *mask) {
-    (void)t;
-    (void)L;
-    (void)R;
-    (void)mask;
-    return 0;
-}
-int tt_host_dwconv_input_grad_run(tt_trainer *t, const tt_layer_rec *L, const int16_t *g, tt_g16_run *r) {
-    (void)t;
-    (void)L;
-    (void)g;
-    (void)r;
-    return 0;
-}
-int tt_host_dwconv_input_grad_opt(tt_trainer *t, const tt_layer_rec *L, const int16_t *g, tt_g16_sink *dx) {
-    (void)t;
-    (void)L;
-    (void)g;
-    (void)dx;
-    return 0;
-}
-#endif
 #else
 typedef int tt_depthwise_host_unused; /* ISO C: a translation unit is not empty */
 #endif

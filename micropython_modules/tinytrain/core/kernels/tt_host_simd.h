@@ -16,7 +16,8 @@
  * leave it: input-gradient sums of at most 256 pairs, more folded into
  * int64), the requantisation, the to16 stores and the float steps are the
  * same operations, lane by lane. On other hosts, or for layers beyond the
- * stack blocks here, these return 0 and the _opt kernels run.
+ * stack blocks here, the _opt kernels run (tt_opt.h drops TT_HOST_SIMD
+ * where it cannot be built; an entry point returns 0 when the CPU lacks AVX2).
  *
  * The helpers here are static, a copy in each file that calls them: static
  * inline, except hs_dot2 per vector count, out of line (HS_OUT_OF_LINE).
@@ -26,17 +27,7 @@
 
 #include "tt_opt.h"
 
-/* HS_AVX2: this build has the AVX2 kernels (TT_HOST_SIMD on x86-64, GCC or
-   Clang; the functions carry target("avx2"), so no -m flag), each entry
-   point checking the CPU at run time (hs_avx2). TT_HOST_SIMD on another
-   host: each file's entry points return 0 and the _opt kernels run. */
-#if TT_OPTIMIZED && TT_HOST_SIMD && defined(__x86_64__) && defined(__GNUC__)
-#define HS_AVX2 1
-#else
-#define HS_AVX2 0
-#endif
-
-#if HS_AVX2
+#if TT_OPTIMIZED && TT_HOST_SIMD
 #include <immintrin.h>
 
 #define HS_TARGET __attribute__((target("avx2")))
@@ -232,6 +223,28 @@ static inline HS_TARGET void hs_pw_store(const hs_out *O, const hs_blk *B, uint3
     }
 }
 
+/* The block of output channels from c0: up to HS_LANES of cout. */
+static inline void hs_blk_at(hs_blk *B, uint32_t c0, uint32_t cout) {
+    B->c0 = c0;
+    B->n = cout - c0 < HS_LANES ? cout - c0 : HS_LANES;
+    B->nv = (B->n + 7u) / 8u;
+}
+
+/* The block's outputs at pixels p and pb (pb == p: p alone), from their
+   inputs x0, x1 widened to kp pairs: bias, sums, stores. */
+static inline HS_TARGET void hs_out_pair(const int16_t *wp, const int16_t *x0, const int16_t *x1, uint32_t kp,
+                                         const hs_blk *B, const hs_out *O, uint32_t p, uint32_t pb) {
+    __m256i acc[8];
+    for (uint32_t v = 0; v < 4u; v++) {
+        acc[v] = acc[4u + v] = _mm256_loadu_si256((const __m256i *)(const void *)(B->bias + 8u * v));
+    }
+    hs_dot2_any(wp, x0, x1, 0u, kp, B->nv, acc);
+    hs_pw_store(O, B, p, acc);
+    if (pb != p) {
+        hs_pw_store(O, B, pb, acc + 4);
+    }
+}
+
 /* ---- input gradients (pointwise and depthwise) ---- */
 
 /* OR of |v| over the first nv vectors of acc and of acc + 4. */
@@ -278,5 +291,5 @@ static inline HS_TARGET void hs_ig_store32(int16_t *d, const uint16_t *perm, uin
     }
 }
 
-#endif /* HS_AVX2 */
+#endif /* TT_OPTIMIZED && TT_HOST_SIMD */
 #endif

@@ -6,7 +6,6 @@
 #include "tt_host_simd.h"
 
 #if TT_OPTIMIZED && TT_HOST_SIMD
-#if HS_AVX2
 
 /* ---- clamp mask on an output gradient: 16 values a step ---- */
 
@@ -38,14 +37,6 @@ int tt_host_apply_mask(int16_t *g, const uint8_t *mask, uint32_t n) {
     return 1;
 }
 
-#else /* another host: the _opt kernels run */
-int tt_host_apply_mask(int16_t *g, const uint8_t *mask, uint32_t n) {
-    (void)g;
-    (void)mask;
-    (void)n;
-    return 0;
-}
-#endif
 #else
 typedef int tt_mask_host_unused; /* ISO C: a translation unit is not empty */
 #endif

@@ -371,8 +371,12 @@ int tt_prescale_opt(const tt_model *m, const tt_layer_rec *L, int16_t *g, uint32
                     float *sgp);
 
 /* tt_*_host.c (shared helpers in tt_host_simd.h): the host simulator's build
-   only (setup.py defines TT_HOST_SIMD=1); 0 when it does not handle the case. */
-#ifndef TT_HOST_SIMD
+   only (setup.py defines TT_HOST_SIMD=1); 0 when it does not handle the case.
+   They exist for x86-64 with GCC or Clang (their functions carry
+   target("avx2") and check the CPU at run time); on another host the request
+   is dropped here, once, and the _opt kernels run. */
+#if !defined(TT_HOST_SIMD) || !(defined(__x86_64__) && defined(__GNUC__))
+#undef TT_HOST_SIMD
 #define TT_HOST_SIMD 0
 #endif
 #if TT_HOST_SIMD

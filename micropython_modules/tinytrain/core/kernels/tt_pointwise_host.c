@@ -6,7 +6,6 @@
 #include "tt_host_simd.h"
 
 #if TT_OPTIMIZED && TT_HOST_SIMD
-#if HS_AVX2
 
 /*  - forward: output channels across the lanes, the weights of a block of
  *    32 widened to (input channel 2k, 2k + 1) pairs on the stack once per
@@ -127,23 +126,13 @@ static HS_TARGET void hs_pw_run(int16_t *wp, int16_t (*xr)[2u * HS_MAX_PAIRS], c
     const uint32_t kp = (cin + 1u) / 2u;
     hs_blk B;
     for (uint32_t c0 = 0; c0 < O->cout; c0 += HS_LANES) {
-        B.c0 = c0;
-        B.n = O->cout - c0 < HS_LANES ? O->cout - c0 : HS_LANES;
-        B.nv = (B.n + 7u) / 8u;
+        hs_blk_at(&B, c0, O->cout);
         hs_pw_pack(wp, &B, W, L, cin, zx);
         for (uint32_t p = 0; p < npix; p += 2u) {
             const uint32_t pb = p + 1u < npix ? p + 1u : p;
-            __m256i acc[8];
             hs_widen(xr[0], x + p * cin, cin);
             hs_widen(xr[1], x + pb * cin, cin);
-            for (uint32_t v = 0; v < 4u; v++) {
-                acc[v] = acc[4u + v] = _mm256_loadu_si256((const __m256i *)(const void *)(B.bias + 8u * v));
-            }
-            hs_dot2_any(wp, xr[0], xr[1], 0u, kp, B.nv, acc);
-            hs_pw_store(O, &B, p, acc);
-            if (pb != p) {
-                hs_pw_store(O, &B, pb, acc + 4);
-            }
+            hs_out_pair(wp, xr[0], xr[1], kp, &B, O, p, pb);
         }
     }
 }
@@ -298,22 +287,6 @@ int tt_host_pointwise_input_grad_run(tt_trainer *t, const tt_layer_rec *L, const
     return 1;
 }
 
-#else /* another host: the _opt kernels run */
-int tt_host_pointwise(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, uint8_t *mask) {
-    (void)t;
-    (void)L;
-    (void)R;
-    (void)mask;
-    return 0;
-}
-int tt_host_pointwise_input_grad_run(tt_trainer *t, const tt_layer_rec *L, const int16_t *g, tt_g16_run *r) {
-    (void)t;
-    (void)L;
-    (void)g;
-    (void)r;
-    return 0;
-}
-#endif
 #else
 typedef int tt_pointwise_host_unused; /* ISO C: a translation unit is not empty */
 #endif

@@ -410,42 +410,31 @@ typedef struct {
     "mov %[a1], %[a0]\n\t"                                                                                           \
     "mov %[a3], %[a2]\n\t"
 
+/* A tile's sums over 4 input channels: a word of each pixel widened in two
+   halves, two weight words per output channel pair. */
+#define PW_ASM_SUMS4                                                                                                 \
+    "ldr %[p], [%[x], %[off]]\n\t"                                                                                   \
+    "ldr %[q], [%[x]], #4\n\t"                                                                                       \
+    "ldrd %[s], %[t], [%[w]], #8\n\t"                                                                                \
+    "sxtb16 %[q2], %[q]\n\t"                                                                                         \
+    "sxtb16 %[q], %[q], ror #8\n\t"                                                                                  \
+    "sxtb16 %[p2], %[p]\n\t"                                                                                         \
+    "sxtb16 %[p], %[p], ror #8\n\t"                                                                                  \
+    "smlad %[a0], %[q2], %[s], %[a0]\n\t"                                                                            \
+    "smlad %[a0], %[q], %[t], %[a0]\n\t"                                                                             \
+    "smlad %[a1], %[p2], %[s], %[a1]\n\t"                                                                            \
+    "smlad %[a1], %[p], %[t], %[a1]\n\t"                                                                             \
+    "ldrd %[s], %[t], [%[w]], #8\n\t"                                                                                \
+    "smlad %[a2], %[q2], %[s], %[a2]\n\t"                                                                            \
+    "smlad %[a2], %[q], %[t], %[a2]\n\t"                                                                             \
+    "smlad %[a3], %[p2], %[s], %[a3]\n\t"                                                                            \
+    "smlad %[a3], %[p], %[t], %[a3]\n\t"
+
 /* A tile's sums over 8 input channels at a time (dot_w16_2x2's); after them
    x is at the next pixel pair, w at its first weight. */
 #define PW_ASM_SUMS                                                                                                  \
     "2:\n\t"                                                                                                         \
-    "ldr %[p], [%[x], %[off]]\n\t"                                                                                   \
-    "ldr %[q], [%[x]], #4\n\t"                                                                                       \
-    "ldrd %[s], %[t], [%[w]], #8\n\t"                                                                                \
-    "sxtb16 %[q2], %[q]\n\t"                                                                                         \
-    "sxtb16 %[q], %[q], ror #8\n\t"                                                                                  \
-    "sxtb16 %[p2], %[p]\n\t"                                                                                         \
-    "sxtb16 %[p], %[p], ror #8\n\t"                                                                                  \
-    "smlad %[a0], %[q2], %[s], %[a0]\n\t"                                                                            \
-    "smlad %[a0], %[q], %[t], %[a0]\n\t"                                                                             \
-    "smlad %[a1], %[p2], %[s], %[a1]\n\t"                                                                            \
-    "smlad %[a1], %[p], %[t], %[a1]\n\t"                                                                             \
-    "ldrd %[s], %[t], [%[w]], #8\n\t"                                                                                \
-    "smlad %[a2], %[q2], %[s], %[a2]\n\t"                                                                            \
-    "smlad %[a2], %[q], %[t], %[a2]\n\t"                                                                             \
-    "smlad %[a3], %[p2], %[s], %[a3]\n\t"                                                                            \
-    "smlad %[a3], %[p], %[t], %[a3]\n\t"                                                                             \
-    "ldr %[p], [%[x], %[off]]\n\t"                                                                                   \
-    "ldr %[q], [%[x]], #4\n\t"                                                                                       \
-    "ldrd %[s], %[t], [%[w]], #8\n\t"                                                                                \
-    "sxtb16 %[q2], %[q]\n\t"                                                                                         \
-    "sxtb16 %[q], %[q], ror #8\n\t"                                                                                  \
-    "sxtb16 %[p2], %[p]\n\t"                                                                                         \
-    "sxtb16 %[p], %[p], ror #8\n\t"                                                                                  \
-    "smlad %[a0], %[q2], %[s], %[a0]\n\t"                                                                            \
-    "smlad %[a0], %[q], %[t], %[a0]\n\t"                                                                             \
-    "smlad %[a1], %[p2], %[s], %[a1]\n\t"                                                                            \
-    "smlad %[a1], %[p], %[t], %[a1]\n\t"                                                                             \
-    "ldrd %[s], %[t], [%[w]], #8\n\t"                                                                                \
-    "smlad %[a2], %[q2], %[s], %[a2]\n\t"                                                                            \
-    "smlad %[a2], %[q], %[t], %[a2]\n\t"                                                                             \
-    "smlad %[a3], %[p2], %[s], %[a3]\n\t"                                                                            \
-    "smlad %[a3], %[p], %[t], %[a3]\n\t"                                                                             \
+    PW_ASM_SUMS4 PW_ASM_SUMS4                                                                                        \
     "cmp %[w], %[wend]\n\t"                                                                                          \
     "bne 2b\n\t"                                                                                                     \
     "sub %[w], %[w], %[off], lsl #2\n\t"                                                                             \

@@ -6,7 +6,6 @@
 #include "tt_host_simd.h"
 
 #if TT_OPTIMIZED && TT_HOST_SIMD
-#if HS_AVX2
 
 /* ---- pointwise weight gradient: sum_p g[p][c] s[p][j] - z sum_p g[p][c] ----
    The saved input as (pixel 2q, 2q + 1) pairs across 32 trained channels,
@@ -75,14 +74,6 @@ int tt_host_update_weights(tt_trainer *t, const tt_layer_rec *L, const tt_update
     return 1;
 }
 
-#else /* another host: the _opt kernels run */
-int tt_host_update_weights(tt_trainer *t, const tt_layer_rec *L, const tt_update_params *P) {
-    (void)t;
-    (void)L;
-    (void)P;
-    return 0;
-}
-#endif
 #else
 typedef int tt_update_host_unused; /* ISO C: a translation unit is not empty */
 #endif
