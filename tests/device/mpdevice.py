@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import zlib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -74,6 +75,11 @@ class Unix:
         pass
 
 
+def sizes_and_crcs(folder: Path, names) -> dict:
+    """The same figures of files on this machine (Qemu.file_sizes_and_crcs)."""
+    return {n: (str(len(d)), str(zlib.crc32(d))) for n in names for d in [(Path(folder) / n).read_bytes()]}
+
+
 class Qemu:
     """qemu-system-arm -machine mps2-an500 with the REPL on a pty, driven by mpremote.
 
@@ -105,6 +111,13 @@ class Qemu:
         out = self.mpremote("run", str(script_path(script)), workdir=workdir, timeout=timeout)
         # mpremote's own line when it mounts the directory
         return "".join(l for l in out.splitlines(True) if not l.startswith("Local directory "))
+
+    def file_sizes_and_crcs(self, folder: str, names) -> dict:
+        """{name: (length, crc32) as text, or ("none",) where the file is absent}."""
+        out = self.mpremote("exec", "import binascii\nfor n in %r:\n"
+                            " try: d = open(%r + '/' + n, 'rb').read(); print('F', n, len(d), binascii.crc32(d))\n"
+                            " except OSError: print('F', n, 'none')" % (list(names), folder))
+        return {f[1]: tuple(f[2:]) for f in (line.split() for line in out.splitlines()) if f and f[0] == "F"}
 
     def close(self) -> None:
         self.qemu.close()
