@@ -114,9 +114,16 @@ class Qemu:
 
     def file_sizes_and_crcs(self, folder: str, names) -> dict:
         """{name: (length, crc32) as text, or ("none",) where the file is absent}."""
-        out = self.mpremote("exec", "import binascii\nfor n in %r:\n"
-                            " try: d = open(%r + '/' + n, 'rb').read(); print('F', n, len(d), binascii.crc32(d))\n"
-                            " except OSError: print('F', n, 'none')" % (list(names), folder))
+        # read in pieces: a board's heap may not hold an 80 KB file in one
+        out = self.mpremote("exec", "import binascii\nb = bytearray(4096)\nfor n in %r:\n"
+                            " try: f = open(%r + '/' + n, 'rb')\n"
+                            " except OSError: print('F', n, 'none'); continue\n"
+                            " size = crc = 0\n"
+                            " while True:\n"
+                            "  k = f.readinto(b)\n"
+                            "  if not k: break\n"
+                            "  size += k; crc = binascii.crc32(memoryview(b)[:k], crc)\n"
+                            " f.close(); print('F', n, size, crc)" % (list(names), folder))
         return {f[1]: tuple(f[2:]) for f in (line.split() for line in out.splitlines()) if f and f[0] == "F"}
 
     def close(self) -> None:
