@@ -16,8 +16,11 @@ PYTHON ?= python3
 # the Cortex-M7 harness, the qemu and F746 firmware and the armv7emsp .mpy.
 # clang: the libFuzzer harness (make fuzz and its smoke test).
 # riscv64-unknown-elf + picolibc, qemu-system-misc: the core on RV32 under qemu.
+# gcc-multilib (x86-64 machines): the x86 .mpy and the 32-bit unix port it is tested on.
+HOST_X86_64 := $(filter x86_64,$(shell uname -m))
 APT_PACKAGES := gcc libc6-dev make gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm clang \
-                gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf qemu-system-misc
+                gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf qemu-system-misc \
+                $(if $(HOST_X86_64),gcc-multilib)
 NEEDED_TOOLS := gcc make arm-none-eabi-gcc arm-none-eabi-nm arm-none-eabi-size qemu-system-arm clang \
                 riscv64-unknown-elf-gcc qemu-system-riscv32
 # Python extras: test (the suite) and device (pyelftools and ar: the .mpy build).
@@ -32,6 +35,8 @@ setup:
 	@missing=""; for t in $(NEEDED_TOOLS); do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
 	command -v arm-none-eabi-gcc >/dev/null && [ "$$(arm-none-eabi-gcc -print-file-name=libc.a)" = libc.a ] \
 	  && missing="$$missing newlib"; \
+	[ -z "$(HOST_X86_64)" ] || gcc -m32 -print-file-name=crtbegin.o 2>/dev/null | grep -q /32/ \
+	  || missing="$$missing gcc-multilib"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages for:$$missing"; \
 	  if ! command -v apt-get >/dev/null; then \

@@ -14,7 +14,7 @@
 #   make natmod ARCH=armv7emsp|x64|rv32imc|... tinytrain.mpy, a dynamic native module
 #                [TT_OPTIMIZED=0]               (without the optimised kernels: smaller)
 #   make natmod-all                            every architecture whose compiler is here
-#   make stock STOCK=unix|MPS2_AN500|MPS2_AN385|VIRT_RV32 [STOCK_FS=1]  MicroPython without tinytrain
+#   make stock STOCK=unix|unix32|MPS2_AN500|MPS2_AN385|VIRT_RV32 [STOCK_FS=1]  MicroPython without tinytrain
 #                                               (what `tinytrain install` is tested against)
 #   make test-device                           tests/device on the unix port and on qemu
 #
@@ -208,7 +208,8 @@ qemu-rv32-pty: qemu-rv32
 
 # ---------------------------------------------------------------------------
 # Stock MicroPython, no tinytrain inside: build/stock-$(STOCK)/ (firmware.elf,
-# or micropython for unix).
+# or micropython for unix; unix32: the unix port as a 32-bit x86 program, the
+# x86 .mpy's host, which needs gcc-multilib).
 # STOCK_FS=1 (qemu boards): the same with a FAT /flash of STOCK_FS_SIZE bytes
 # (default 1 MiB; /flash/lib on sys.path, as the STM32 port has it) on a RAM
 # disk outside the firmware's memory, which qemu_flash.c mounts at boot and
@@ -227,8 +228,8 @@ TT_STOCK_FS_ARGS := USER_C_MODULES=$(TT_USER_C) TINYTRAIN_MODULE=0 MICROPY_VFS_F
 	TINYTRAIN_QEMU_FLASH_SIZE=$(STOCK_FS_SIZE) TINYTRAIN_QEMU_FLASH_ADDR=$(TT_STOCK_FS_ADDR) \
 	FROZEN_MANIFEST=$(TT_FW_DIR)/stock_fs_manifest.py
 stock: $(TT_MPY_CROSS)
-ifeq ($(STOCK),unix)
-	$(MAKE) -C $(TT_MP)/ports/unix BUILD=$(TT_STOCK_BUILD) \
+ifneq ($(filter unix unix32,$(STOCK)),)
+	$(MAKE) -C $(TT_MP)/ports/unix BUILD=$(TT_STOCK_BUILD) $(if $(filter unix32,$(STOCK)),MICROPY_FORCE_32BIT=1) \
 	  MICROPY_PY_BTREE=0 MICROPY_PY_SSL=0 MICROPY_PY_FFI=0 MICROPY_MPYCROSS=$(TT_MPY_CROSS) MICROPY_MPYCROSS_DEPENDENCY=
 else
 	$(MAKE) -C $(TT_MP)/ports/qemu BOARD=$(STOCK) BUILD=$(TT_STOCK_BUILD) MICROPY_MPYCROSS=$(TT_MPY_CROSS) \
@@ -259,7 +260,7 @@ natmod-all:
 	  if ! command -v $$cc >/dev/null; then \
 	    case $$a in xtensawin) echo "natmod $$a: skipped, needs Espressif's $$cc (ESP-IDF's toolchain, see docs/micropython.md)";; \
 	    *) echo "natmod $$a: skipped, needs $$cc";; esac; continue; fi; \
-	  if [ $$a = x86 ] && ! gcc -m32 -print-file-name=crtbegin.o | grep -q /; then \
+	  if [ $$a = x86 ] && ! gcc -m32 -print-file-name=crtbegin.o | grep -q /32/; then \
 	    echo "natmod $$a: skipped, needs gcc-multilib (32-bit libgcc)"; continue; fi; \
 	  out=$$($(MAKE) --no-print-directory natmod ARCH=$$a TT_OPTIMIZED=$(TT_OPTIMIZED) 2>&1) || \
 	    { echo "$$out" | tail -n 20; echo "natmod $$a: FAILED" >&2; exit 1; }; \

@@ -9,7 +9,13 @@ the installed receiver.
 
 Needs a MicroPython tree (MICROPY_DIR); builds the stock ports (`make stock STOCK=...`) and the
 .mpy files (`make natmod ARCH=...`) with the project's Makefile."""
+import contextlib
+import functools
+import http.server
+import platform
 import shutil
+import subprocess
+import threading
 
 import pytest
 
@@ -20,6 +26,7 @@ if not MICROPY_DIR:
 
 from tinytrain import install  # noqa: E402
 from tinytrain.stream import connect, targets  # noqa: E402
+from tinytrain.stream.session import LinkError, StreamError  # noqa: E402
 
 import mpdevice  # noqa: E402
 from test_micropython import host_run, prepare, report  # noqa: E402
@@ -39,6 +46,10 @@ QEMU_BOARDS = {
 # heap too little for a model: that board takes the small build.
 MPY_FOR = {"VIRT_RV32": "rv32imc", "MPS2_AN500": "armv7emdp", "MPS2_AN385": "armv7m"}
 SMALL_FOR = {"VIRT_RV32"}
+# An Arm MicroPython loads a .mpy of its own or any older Arm architecture:
+# the armv6m build (RP2040's Cortex-M0+; no qemu board of that core has the
+# RAM for a model) runs its Thumb-1 code on the Cortex-M3 too.
+ALSO_MPY_FOR = {"MPS2_AN385": ("armv6m",)}
 
 
 def natmod(arch, small=False):
@@ -57,13 +68,44 @@ def stock_qemu(request):
     dev.close()
 
 
-def test_unix_install_then_train(tmp_path, monkeypatch):
-    """`tinytrain install --target unix:EXE` on the stock unix port: the x64
-    .mpy and the stream receiver land in ~/.micropython/lib and import from
-    there; training then matches the simulator."""
-    mpdevice.make("stock", MICROPY_DIR, ["STOCK=unix"])
-    natmod("x64")
-    exe = mpdevice.BUILD / "stock-unix" / "micropython"
+# the unix port as built for this machine and as a 32-bit x86 program: (make
+# stock STOCK=..., the architecture it reports and install picks)
+UNIX_PORTS = {"unix": "x64", "unix32": "x86"}
+
+
+@pytest.fixture(params=sorted(UNIX_PORTS))
+def stock_unix(request):
+    port = request.param
+    if port == "unix32" and platform.machine() != "x86_64":
+        pytest.skip("the 32-bit x86 unix port is built on x86-64 machines only")
+    mpdevice.make("stock", MICROPY_DIR, [f"STOCK={port}"])
+    return mpdevice.BUILD / f"stock-{port}" / "micropython", UNIX_PORTS[port]
+
+
+@contextlib.contextmanager
+def http_folder(folder):
+    """A local web server for folder (mip on the unix port fetches over HTTP)."""
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    handler.log_message = lambda *a: None
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    th = threading.Thread(target=srv.serve_forever, daemon=True)
+    th.start()
+    try:
+        yield f"http://127.0.0.1:{srv.server_address[1]}"
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+def test_unix_install_then_train(stock_unix, tmp_path, monkeypatch):
+    """`tinytrain install --target unix:EXE` on the stock unix port (64-bit,
+    and 32-bit x86): the board's .mpy and the stream receiver land in
+    ~/.micropython/lib and import from there; training then matches the
+    simulator bit for bit; a `tinytrain stream --target unix:EXE` session
+    runs through the installed receiver; and the port's own `micropython -m
+    mip install URL/package.json` installs the same files again."""
+    exe, arch = stock_unix
+    build = natmod(arch)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     lib = tmp_path / "home" / ".micropython" / "lib"
     lib.mkdir(parents=True)
@@ -71,8 +113,8 @@ def test_unix_install_then_train(tmp_path, monkeypatch):
     (lib / "tinytrain_stream.py").write_text("raise ImportError('stale receiver')\n")
     said = []
     info = install.install(f"unix:{exe}", say=said.append)
-    assert info["arch"] == "x64" and info["lib"] == str(lib)
-    assert (lib / "tinytrain.mpy").read_bytes() == (mpdevice.BUILD / "natmod-x64" / "tinytrain.mpy").read_bytes()
+    assert info["arch"] == arch and info["lib"] == str(lib)
+    assert (lib / "tinytrain.mpy").read_bytes() == (build / "tinytrain.mpy").read_bytes()
     assert (lib / "tinytrain_stream.mpy").is_file() and not (lib / "tinytrain_stream.py").exists()
     assert info["module_heap_bytes"] > 0
     work = tmp_path / "work"
@@ -80,6 +122,36 @@ def test_unix_install_then_train(tmp_path, monkeypatch):
     prepare(work, "cnn", "full", steps=8)
     got = mpdevice.Unix(exe).run("train_dump.py", work)
     assert got.splitlines() == host_run("train_dump.py", work).splitlines()
+
+    model, samples = make("mlp", "full_residue", n=40)
+    with connect(f"unix:{exe}", model) as c:
+        st = c.session.train(samples)
+        blob = c.session.params_file()
+        c.end()
+    t, losses, hits = clean_run(model, samples)
+    assert f32(st.losses) == f32(losses) and st.hits == hits
+    assert blob == saved_blob(t, tmp_path)
+
+    names = ("tinytrain.mpy", "tinytrain_stream.mpy")
+    for n in names:
+        (lib / n).unlink()
+    with http_folder(build) as url:
+        r = subprocess.run([str(exe), "-m", "mip", "install", f"{url}/package.json"], capture_output=True,
+                           text=True, timeout=120)
+    assert r.returncode == 0 and "Done" in r.stdout, r.stdout + r.stderr
+    assert all((lib / n).read_bytes() == (build / n).read_bytes() for n in names)
+
+
+def test_unix_stream_target_says_what_is_missing(stock_unix, tmp_path, monkeypatch):
+    """A unix port without the receiver installed, or no port at all: one
+    line that says what to do, not a hang or a traceback."""
+    exe, _ = stock_unix
+    monkeypatch.setenv("HOME", str(tmp_path / "empty-home"))
+    model, _ = make("mlp", "full_residue", n=4)
+    with pytest.raises(LinkError, match=r"tinytrain_stream.*install it with `tinytrain install --target unix:"):
+        connect(f"unix:{exe}", model)
+    with pytest.raises(StreamError, match="no MicroPython unix port"):
+        connect(f"unix:{tmp_path / 'no-such-micropython'}", model)
 
 
 def test_stock_qemu_mpy(stock_qemu, tmp_path):
@@ -94,17 +166,20 @@ def test_stock_qemu_mpy(stock_qemu, tmp_path):
     build = natmod(MPY_FOR[stock_qemu.board], small)  # built first: install looks for it before the board's lib folder
     with pytest.raises(install.InstallError, match="no writable filesystem"):
         install.install(stock_qemu.pty, small=small, say=lambda s: None)
-    shutil.copy(build / "tinytrain.mpy", tmp_path / "tinytrain.mpy")
-    out = stock_qemu.mpremote("exec", "import gc; gc.collect(); a = gc.mem_free(); import tinytrain; gc.collect(); "
-                              "print('HEAP', a, gc.mem_free())", workdir=tmp_path)
-    before, after = map(int, out.split("HEAP")[1].split()[:2])
-    assert before > after
-    report(f"stock {stock_qemu.board} ({MPY_FOR[stock_qemu.board]}.mpy, {(build / 'tinytrain.mpy').stat().st_size} B): "
-           f"import takes {before - after} B of GC heap, {after} B left (mpremote mount's helper loaded)")
     prepare(tmp_path, "cnn", "full", steps=8)
-    got = stock_qemu.run("train_dump.py", tmp_path, timeout=300)
-    (tmp_path / "tinytrain.mpy").unlink()
-    assert got.splitlines() == host_run("train_dump.py", tmp_path).splitlines()
+    want = host_run("train_dump.py", tmp_path).splitlines()
+    for mpy_arch in (MPY_FOR[stock_qemu.board], *ALSO_MPY_FOR.get(stock_qemu.board, ())):
+        build = natmod(mpy_arch, small)
+        shutil.copy(build / "tinytrain.mpy", tmp_path / "tinytrain.mpy")
+        out = stock_qemu.mpremote("exec", "import gc; gc.collect(); a = gc.mem_free(); import tinytrain; "
+                                  "gc.collect(); print('HEAP', a, gc.mem_free())", workdir=tmp_path)
+        before, after = map(int, out.split("HEAP")[1].split()[:2])
+        assert before > after
+        report(f"stock {stock_qemu.board} ({mpy_arch}.mpy, {(build / 'tinytrain.mpy').stat().st_size} B): "
+               f"import takes {before - after} B of GC heap, {after} B left (mpremote mount's helper loaded)")
+        got = stock_qemu.run("train_dump.py", tmp_path, timeout=300)
+        (tmp_path / "tinytrain.mpy").unlink()
+        assert got.splitlines() == want, mpy_arch
 
 
 def test_install_over_serial_finds_the_built_in_module(qemu):

@@ -13,7 +13,8 @@ from .targets import connect, serial_port, target_kind
 from .. import modelfile as mf
 from ..lr_rule import lr_argument
 
-TARGET_HELP = "sim (default), qemu, or a board's serial port (/dev/ttyACM0, COM3, serial:PORT)"
+TARGET_HELP = ("sim (default), qemu, unix[:EXE] (MicroPython's unix port), or a board's serial port "
+               "(/dev/ttyACM0, COM3, serial:PORT)")
 
 
 def add_commands(sub) -> None:
@@ -56,7 +57,7 @@ def add_commands(sub) -> None:
             ("push", "copy a parameter file from the host to the device", "src", "dest")):
         p = sub.add_parser(name, help=helptext, description=helptext + " (checked by its checksum; written "
                            "atomically: the old file or the new one). Device paths may be written :PATH.")
-        p.add_argument("--target", default="sim", help=TARGET_HELP + "; on sim the device's files are the host's")
+        p.add_argument("--target", default="sim", help=TARGET_HELP + "; on sim and unix the device's files are the host's")
         p.add_argument("--model", help="also check that the parameters belong to this model (.ttm)")
         p.add_argument(a, help="device path" if name == "pull" else "host file")
         p.add_argument(b, help="host file" if name == "pull" else "device path")
@@ -462,7 +463,7 @@ def pull(target: str, src: str, dest, model=None) -> int:
     check_model = _model_check(model)
     kind = target_kind(target)
     src = _device_path(src)
-    if kind == "sim":
+    if kind in ("sim", "unix"):
         blob = read_params_file(src)  # the device's files are the host's
     else:
         with _board(target) as b:
@@ -481,7 +482,7 @@ def push(target: str, src, dest: str, model=None) -> int:
     check_model(blob)
     kind = target_kind(target)
     dest = _device_path(dest)
-    if kind == "sim":
+    if kind in ("sim", "unix"):
         atomic_write(dest, blob)
     else:
         with _board(target) as b:

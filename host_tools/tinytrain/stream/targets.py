@@ -8,8 +8,12 @@
                  ($TINYTRAIN_QEMU_FLASH)
     PORT         a board running MicroPython with tinytrain: /dev/ttyACM0,
                  COM3, serial:PORT, or the pty `make qemu-pty` printed
+    unix[:EXE]   MicroPython's unix port (EXE, default `micropython` on the
+                 PATH) as a child process, the receiver on its stdin/stdout:
+                 tinytrain built in (`make unix`) or installed beside it
+                 (`tinytrain install --target unix:EXE`)
 
-On qemu and boards the host interrupts whatever runs, enters the raw REPL,
+On the unix port the host starts the receiver with `EXE -c`. On qemu and boards the host interrupts whatever runs, enters the raw REPL,
 types one short line that starts tinytrain_stream.serve() (frozen into the
 firmware; sent as source through mpremote when a firmware lacks it), waits
 for its READY frame (retrying the whole start when a byte was lost), then
@@ -32,7 +36,7 @@ from pathlib import Path
 
 from . import protocol as P
 from .session import LinkError, Session, StreamError
-from .transport import SerialLink, loopback_pair
+from .transport import FdLink, SerialLink, loopback_pair
 from .. import modelfile as mf
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -43,6 +47,8 @@ QEMU_ELF = ROOT / "build" / "qemu-MPS2_AN500" / "firmware.elf"
 # stop-and-wait unless told otherwise.
 DEFAULTS = {
     "sim": dict(window=4, max_payload=2048, rto=0.5, min_rto=0.05, per_byte=0.0),
+    # pipes to a local process: nothing is lost, only scheduling delays
+    "unix": dict(window=4, max_payload=2048, rto=1.0, min_rto=0.2, per_byte=0.0),
     # qemu's UART takes 6-20 KB/s from its pty
     "qemu": dict(window=4, max_payload=4096, rto=1.0, min_rto=0.3, per_byte=1 / 4000),
     # 115200 baud: 11.5 KB/s (USB CDC is faster; the estimate adapts)
@@ -56,13 +62,22 @@ def target_kind(target: str) -> str:
         return "sim"
     if t == "qemu":
         return "qemu"
+    if t == "unix" or t.startswith("unix:"):
+        return "unix"
     if t.startswith("serial:") or t.startswith("/dev/") or re.fullmatch(r"(?i)com\d+", t):
         return "serial"
-    raise ValueError(f"unknown target {t!r}; targets: sim, qemu, a serial port (/dev/ttyACM0, COM3, serial:PORT)")
+    raise ValueError(f"unknown target {t!r}; targets: sim, qemu, unix[:EXE], a serial port (/dev/ttyACM0, COM3, "
+                     "serial:PORT)")
 
 
 def serial_port(target: str) -> str:
     return target[len("serial:"):] if target.startswith("serial:") else target
+
+
+def unix_exe(target: str) -> str:
+    """The unix port's executable of a unix[:EXE] target (a path, or a name on the PATH)."""
+    exe = target[len("unix:"):] if target.startswith("unix:") else "micropython"
+    return shutil.which(exe) or exe
 
 
 def qemu_firmware() -> Path:
@@ -80,6 +95,9 @@ def check(target: str) -> None:
             raise StreamError(f"target 'qemu' needs the qemu firmware {elf}: {how} (docs/micropython.md)")
         if shutil.which("qemu-system-arm") is None:
             raise StreamError("target 'qemu' needs qemu-system-arm (Debian: apt install qemu-system-arm)")
+    if kind == "unix" and not (os.path.isfile(unix_exe(target)) and os.access(unix_exe(target), os.X_OK)):
+        raise StreamError(f"target {target!r}: no MicroPython unix port {unix_exe(target)!r} (build one with "
+                          "`make unix` or `make stock STOCK=unix`, docs/micropython.md)")
     if kind in ("qemu", "serial"):
         try:
             import mpremote.transport_serial  # noqa: F401
@@ -152,6 +170,8 @@ def connect(target: str, model=None, *, window=None, max_payload=None, rto=None,
     serve_kw = dict(model=device_model, window=opt["window"], max_payload=opt["max_payload"], lr=lr)
     if kind == "sim":
         conn = _connect_sim(target, serve_kw, mk)
+    elif kind == "unix":
+        conn = _connect_unix(unix_exe(target), target, serve_kw, mk)
     elif kind == "qemu":
         q = QemuProcess(qemu_firmware(), flash=qemu_flash_image())
         try:
@@ -205,6 +225,47 @@ def _connect_sim(target, serve_kw, mk) -> Connection:
     if not s.wait_ready(10):
         close()
         raise LinkError("the simulated device did not start")
+    return Connection(s, target, close)
+
+
+# -- MicroPython's unix port: a child process on pipes -------------------------
+def _connect_unix(exe, target, serve_kw, mk) -> Connection:
+    m = serve_kw["model"]
+    code = (f"import tinytrain_stream as T\nT.serve({'None' if m is None else repr(m)}, "
+            f"window={serve_kw['window']}, max_payload={serve_kw['max_payload']})\n")
+    try:
+        proc = subprocess.Popen([exe, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+    except OSError as e:
+        raise StreamError(f"cannot start {exe}: {e}") from None
+    s = Session(FdLink(proc.stdout.fileno(), raw=False, wfd=proc.stdin.fileno()), **mk)
+
+    def close():
+        try:
+            proc.stdin.close()
+            proc.wait(5)
+        except (OSError, subprocess.TimeoutExpired):
+            proc.kill()
+            proc.wait()
+        finally:
+            proc.stdout.close()
+            proc.stderr.close()
+
+    try:
+        ready = s.wait_ready(10)
+    except LinkError:
+        ready = False
+    if not ready:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        # (MicroPython prints an uncaught exception on stdout: the parser's noise)
+        said = (bytes(s.parser.noise) + proc.stdout.read() + proc.stderr.read()).decode(errors="replace")
+        close()
+        hint = (f": install it with `tinytrain install --target {target}`"
+                if "no module named 'tinytrain" in said else "")
+        tail = said.strip().splitlines()[-1] if said.strip() else "no READY frame"
+        raise LinkError(f"{exe} did not start tinytrain_stream.serve() ({tail}){hint}")
     return Connection(s, target, close)
 
 
