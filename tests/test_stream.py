@@ -10,6 +10,7 @@ a retry limit, the relay a fault budget.
 """
 import os
 import random
+import re
 import select
 import struct
 import subprocess
@@ -858,6 +859,53 @@ def _compare_with_sim(session, model, samples, tmp_path):
     assert f32(st.losses) == f32(losses) and st.hits == hits
     assert classes == [t.predict(x) for x, _ in samples[:20]]
     assert blob == saved_blob(t, tmp_path)
+
+
+def test_unix_port_model_larger_than_the_heap(unix_port, tmp_path):
+    """A model the board's heap cannot hold: the receiver says how many bytes
+    it needed and had, the host raises that as one line (no traceback from
+    the command), and the receiver goes on serving a model that fits."""
+    small, samples = make("mlp", "full_residue", n=8)
+    heap = 128 * 1024
+    big = bytes(2 * heap)  # refused when its buffer is allocated, before a byte of it is read
+    src = P.DEVICE_SOURCE.parent
+    code = (f"import sys\nsys.path.insert(0, {str(src)!r})\nimport tinytrain_stream\n"
+            "tinytrain_stream.serve(None, window=4, max_payload=1024)\n")
+    proc = subprocess.Popen([str(unix_port), "-X", f"heapsize={heap}", "-c", code], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        s = Session(FdLink(proc.stdout.fileno(), raw=False, wfd=proc.stdin.fileno()), rto=1.0)
+        assert s.wait_ready(10), proc.stderr.read1(4096) if proc.poll() is not None else "no READY"
+        s.hello()
+        with pytest.raises(DeviceError, match=rf"MemoryError: {len(big)} bytes in one piece for the model; "
+                                              r"the heap has \d+ free"):
+            s.load_model(big)
+        s.load_model(small)
+        st = s.train(samples)
+        t, losses, _ = clean_run(small, samples)
+        assert f32(st.losses) == f32(losses)
+        s.end()
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_demo_on_a_device_too_small_says_so_in_one_line(unix_port, tmp_path, capsys):
+    """`tinytrain demo ... --target unix:EXE` on a port whose heap cannot take
+    the model: the device's error as one line and exit status 1, no
+    traceback (the vision demo's small CNN, 20 KB, on a 110 KiB heap)."""
+    wrapper = tmp_path / "micropython-small-heap"
+    wrapper.write_text(f"#!/bin/sh\nMICROPYPATH={P.DEVICE_SOURCE.parent} exec {unix_port} -X heapsize=110K \"$@\"\n")
+    wrapper.chmod(0o755)
+    rc = cli.main(["demo", "vision", "--model", "small", "--quick", "--plot", str(tmp_path / "v.png"),
+                   "--target", f"unix:{wrapper}"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "Traceback" not in err
+    # (the model's receive buffer, or the Trainer's copy and arena after it: either says its sizes)
+    assert re.search(r"^tinytrain: MemoryError: (\d+ bytes in one piece for the model; the heap has \d+ free|"
+                     r".*a Trainer of this \d+-byte model: its own copy and its arena; \d+ bytes free)", err, re.M), err
 
 
 def test_unix_port_device_module(unix_port, tmp_path):

@@ -240,9 +240,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None):
+    from .stream.session import StreamError
     args = build_parser().parse_args(argv)
     try:
         rc = args.fn(args)
+    except StreamError as e:  # a device's or a link's error, in a demo on a device
+        print(f"tinytrain: {e}", file=sys.stderr)
+        return 1
     except (ValueError, KeyError) as e:
         print(f"tinytrain: {e}", file=sys.stderr)
         return 2

@@ -492,7 +492,12 @@ class Server:
                 self.t = None
             import gc
             gc.collect()
-            self.part = bytearray(total)
+            try:
+                self.part = bytearray(total)
+            except MemoryError:
+                raise MemoryError("%d bytes in one piece for the %s; the heap has %d free: free memory on "
+                                  "the device or send a smaller model" % (total, "model" if typ == MODEL else
+                                                                            "parameter file", gc.mem_free()))
         p = self.part
         if p is None or len(p) != total or off + n - 8 > total:
             raise ValueError("transfer out of order")
@@ -513,7 +518,13 @@ class Server:
     def load_model(self, model):
         import tinytrain
         self.t = None
-        self.adopt(tinytrain.Trainer(model, lr=self.lr))
+        try:
+            t = tinytrain.Trainer(model, lr=self.lr)
+        except MemoryError as e:
+            import gc
+            raise MemoryError("%s (a Trainer of this %d-byte model: its own copy and its arena; %d bytes free "
+                              "beside the received copy)" % (e, len(model), gc.mem_free()))
+        self.adopt(t)
 
     def adopt(self, t):
         """Serve Trainer t; its info() names the model (crc) and its loss."""
