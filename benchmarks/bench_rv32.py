@@ -7,6 +7,12 @@ RV32 figures are exact retired-instruction counts (minstret under qemu
 instructions, not cycles. Printed as a table and written as JSON.
 
     python benchmarks/bench_rv32.py [--steps N] [--json PATH]
+    python benchmarks/bench_rv32.py --variants   # the .mpy's three builds on RV32
+
+--variants compares the kernels of the three `.mpy` builds (full, lean:
+without the optimised depthwise and stem kernels, small: the reference
+kernels) on RV32, compiled -Os as the .mpy is, on the test zoo and the
+32x32 MobileNet-like network: instructions per step and per inference.
 """
 import argparse
 import json
@@ -51,6 +57,39 @@ def measure(cases, targets=TARGETS):
             "rows": rows}
 
 
+# the .mpy builds' kernels (make natmod TT_OPTIMIZED=1 / lean / 0), at the .mpy's -Os
+VARIANT_FLAGS = {"full": ["-Os"], "lean": ["-Os", "-DTT_OPT_DEPTHWISE=0", "-DTT_OPT_STEM=0"],
+                 "small": ["-Os", "-DTT_OPTIMIZED=0"]}
+
+
+def measure_variants(cases):
+    """Per case and build variant: mean instructions per step, per inference;
+    and whether the variants agreed bit for bit."""
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        exes = {v: runner.build("rv32", Path(tmp) / v, fl) for v, fl in VARIANT_FLAGS.items()}
+        for label, plan, xs, ys in cases:
+            res = {v: runner.run(e, plan.data, list(zip(xs, ys)), xs[:1], target="rv32") for v, e in exes.items()}
+            bad = [f"{v}: {r.message}" for v, r in res.items() if r.status]
+            if bad:
+                raise RuntimeError(f"{label}: " + "; ".join(bad))
+            same = len({(r.params, tuple(v.tobytes() for v in r.losses)) for r in res.values()}) == 1
+            rows.append({"case": label, "bit_identical": same,
+                         **{v: {"step_instructions": int(np.mean(r.step_instructions)),
+                                "infer_instructions": r.predict_instructions[0]} for v, r in res.items()}})
+    return {"variants": list(VARIANT_FLAGS), "rows": rows}
+
+
+def print_variants(result):
+    vs = result["variants"]
+    print(f"{'model/scheme':20s}" + "".join(f" {'step ' + v:>12s}" for v in vs) +
+          "".join(f" {'infer ' + v:>12s}" for v in vs) + "  same")
+    for row in result["rows"]:
+        print(f"{row['case']:20s}" + "".join(f" {row[v]['step_instructions']:12d}" for v in vs) +
+              "".join(f" {row[v]['infer_instructions']:12d}" for v in vs) +
+              f"  {'yes' if row['bit_identical'] else 'NO'}")
+
+
 def print_table(result):
     ts = result["targets"]
     head = f"{'model/scheme':20s}" + "".join(f" {'step ' + t:>12s} {'infer ' + t:>12s} {'stack ' + t:>10s}" for t in ts)
@@ -71,14 +110,23 @@ def print_table(result):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=3)
-    ap.add_argument("--json", default=str(ROOT / "build" / "bench" / "rv32.json"))
+    ap.add_argument("--json", help="default build/bench/rv32.json (--variants: rv32-variants.json)")
+    ap.add_argument("--variants", action="store_true", help="the .mpy's full, lean and small kernels on RV32")
     args = ap.parse_args()
     if runner.missing_tools("rv32"):
         sys.exit(f"needs {', '.join(runner.missing_tools('rv32'))}: run make setup")
+    if args.variants:
+        result = measure_variants(zoo_cases(args.steps, with_mbnet32=True))
+        print_variants(result)
+        out = Path(args.json or ROOT / "build" / "bench" / "rv32-variants.json")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=1))
+        print(f"written {out}")
+        return
     result = measure(zoo_cases(args.steps, with_mbnet32=False))
     result["steps"] = args.steps
     print_table(result)
-    out = Path(args.json)
+    out = Path(args.json or ROOT / "build" / "bench" / "rv32.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
     print(f"written {out}")

@@ -12,7 +12,8 @@
 #   make qemu-rv32-pty                         run it on a pty (for mpremote)
 #   make unix                                  the unix port with tinytrain
 #   make natmod ARCH=armv7emsp|x64|rv32imc|... tinytrain.mpy, a dynamic native module
-#                [TT_OPTIMIZED=0]               (without the optimised kernels: smaller)
+#                [TT_OPTIMIZED=0|lean]          (without the optimised kernels: smaller; lean: without
+#                                                the depthwise and stem ones)
 #   make natmod-all                            every architecture whose compiler is here
 #   make stock STOCK=unix|unix32|MPS2_AN500|MPS2_AN385|VIRT_RV32 [STOCK_FS=1]  MicroPython without tinytrain
 #                                               (what `tinytrain install` is tested against)
@@ -72,7 +73,8 @@ TT_QEMU_BUILD := $(TT_BUILD)/qemu-MPS2_AN500$(if $(filter-out 65536,$(QEMU_HEAP_
 TT_UNIX_BUILD := $(TT_BUILD)/unix
 TT_QEMU_RV32_BUILD := $(TT_BUILD)/qemu-VIRT_RV32$(if $(filter-out 65536,$(QEMU_HEAP_SIZE)),-heap$(QEMU_HEAP_SIZE))
 TT_OPTIMIZED ?= 1
-TT_NATMOD_BUILD := $(TT_BUILD)/natmod-$(ARCH)$(if $(filter 0,$(TT_OPTIMIZED)),-small)
+TT_NATMOD_SUFFIX := $(if $(filter 0,$(TT_OPTIMIZED)),-small,$(if $(filter lean,$(TT_OPTIMIZED)),-lean))
+TT_NATMOD_BUILD := $(TT_BUILD)/natmod-$(ARCH)$(TT_NATMOD_SUFFIX)
 TT_BOARD_DIR := $(TT_ROOT)/boards/$(BOARD)
 
 # Settings common to every port build: our module, our mpy-cross, our arena.
@@ -264,7 +266,7 @@ natmod-all:
 	    echo "natmod $$a: skipped, needs gcc-multilib (32-bit libgcc)"; continue; fi; \
 	  out=$$($(MAKE) --no-print-directory natmod ARCH=$$a TT_OPTIMIZED=$(TT_OPTIMIZED) 2>&1) || \
 	    { echo "$$out" | tail -n 20; echo "natmod $$a: FAILED" >&2; exit 1; }; \
-	  echo "natmod $$a: $$(wc -c < $(TT_BUILD)/natmod-$$a$(if $(filter 0,$(TT_OPTIMIZED)),-small)/tinytrain.mpy) bytes"; \
+	  echo "natmod $$a: $$(wc -c < $(TT_BUILD)/natmod-$$a$(TT_NATMOD_SUFFIX)/tinytrain.mpy) bytes"; \
 	done
 
 # ---------------------------------------------------------------------------

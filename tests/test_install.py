@@ -23,9 +23,9 @@ def test_decode_what_virt_rv32_reports():
     assert install.decode_sys_mpy(77574) == (6, "rv32imc")
 
 
-def _builds(tmp_path, *archs, small=False):
+def _builds(tmp_path, *archs, suffix=""):
     for a in archs:
-        d = tmp_path / f"natmod-{a}{'-small' if small else ''}"
+        d = tmp_path / f"natmod-{a}{suffix}"
         d.mkdir()
         (d / "tinytrain.mpy").write_bytes(b"M")
     return tmp_path
@@ -51,12 +51,17 @@ def test_no_cross_family_fallback(tmp_path):
         install.find_build("armv6m", build=b)
 
 
-def test_small_build(tmp_path):
+@pytest.mark.parametrize("variant,option", [("small", "TT_OPTIMIZED=0"), ("lean", "TT_OPTIMIZED=lean")])
+def test_small_and_lean_builds(tmp_path, variant, option):
+    """Each variant is its own folder: the full build does not stand in for
+    it, and the error names the make option that builds it."""
     b = _builds(tmp_path, "rv32imc")
-    with pytest.raises(install.InstallError, match="TT_OPTIMIZED=0"):
-        install.find_build("rv32imc", small=True, build=b)
-    _builds(tmp_path, "rv32imc", small=True)
-    assert install.find_build("rv32imc", small=True, build=b).name == "natmod-rv32imc-small"
+    with pytest.raises(install.InstallError, match=option):
+        install.find_build("rv32imc", variant, build=b)
+    _builds(tmp_path, "rv32imc", suffix=f"-{variant}")
+    assert install.find_build("rv32imc", variant, build=b).name == f"natmod-rv32imc-{variant}"
+    with pytest.raises(install.InstallError, match="unknown build 'tiny'"):
+        install.install("unix:micropython", "tiny", build=b)
 
 
 def test_xtensawin_names_espressifs_compiler(tmp_path):

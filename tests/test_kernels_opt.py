@@ -18,14 +18,16 @@ import netzoo
 from test_bitexact import compare_step
 
 REFERENCE = ["-DTT_OPTIMIZED=0"]
+# the lean .mpy's kernels (make natmod TT_OPTIMIZED=lean; kernels/tt_opt.h)
+LEAN = ["-DTT_OPT_DEPTHWISE=0", "-DTT_OPT_STEM=0"]
 
 
-def _exes(tmp_path_factory, target):
+def _exes(tmp_path_factory, target, opt_flags=()):
     missing = runner.missing_tools(target)
     if missing:
         pytest.skip(f"needs {', '.join(missing)}")
     ref = runner.build(target, tmp_path_factory.mktemp(f"{target}_ref"), REFERENCE)
-    opt = runner.build(target, tmp_path_factory.mktemp(f"{target}_opt"))
+    opt = runner.build(target, tmp_path_factory.mktemp(f"{target}_opt"), opt_flags)
     return ref, opt
 
 
@@ -42,6 +44,11 @@ def m7_exes(tmp_path_factory):
 @pytest.fixture(scope="module")
 def rv32_exes(tmp_path_factory):
     return _exes(tmp_path_factory, "rv32")
+
+
+@pytest.fixture(scope="module")
+def rv32_lean_exes(tmp_path_factory):
+    return _exes(tmp_path_factory, "rv32", LEAN)
 
 
 def _same(exes, target, plan, xs, ys, evals):
@@ -353,6 +360,22 @@ def test_shaped_rv32(rv32_exes, name):
     """The plain C optimised path as the RISC-V compiler builds it (32-bit, no DSP)."""
     plan, xs, ys = _shaped_case(name, "partial", seed=3)
     _same(rv32_exes, "rv32", plan, xs, ys, xs[:1])
+
+
+@pytest.mark.parametrize("name", sorted(SHAPED))
+def test_shaped_rv32_lean(rv32_lean_exes, name):
+    """The lean build: the reference depthwise and stem kernels beside the
+    other optimised ones (the dispatch's fallbacks), the same results."""
+    plan, xs, ys = _shaped_case(name, "partial", seed=4)
+    _same(rv32_lean_exes, "rv32", plan, xs, ys, xs[:1])
+
+
+@pytest.mark.parametrize("name,scheme", [("mbnet", "sparse"), ("mbnet", "full"), ("cnn", "full_residue")])
+def test_zoo_rv32_lean(rv32_lean_exes, name, scheme):
+    b, g, plan = netzoo.build(name, scheme, seed=15)
+    xs, ys = netzoo.samples(b, g, 3, seed=16)
+    ref, lean = _same(rv32_lean_exes, "rv32", plan, xs, ys, xs[:1])
+    assert sum(lean.step_instructions) < sum(ref.step_instructions)
 
 
 # -- the host simulator's kernels (TT_HOST_SIMD, kernels/tt_*_host.c) --------

@@ -35,6 +35,13 @@ FILES = ("tinytrain.mpy", "tinytrain_stream.mpy")
 RECEIVER_FORMS = ("tinytrain_stream.mpy", "tinytrain_stream.py")
 
 
+# The .mpy builds (`make natmod`): folder suffix and make option of each.
+# full: every optimised kernel; lean: without the depthwise and stem ones (for
+# cores without the DSP extension: a third less code, most of the speed);
+# small: the reference kernels only.
+VARIANTS = {"full": ("", ""), "lean": ("-lean", " TT_OPTIMIZED=lean"), "small": ("-small", " TT_OPTIMIZED=0")}
+
+
 class InstallError(Exception):
     pass
 
@@ -45,17 +52,17 @@ def decode_sys_mpy(sys_mpy: int) -> tuple:
     return sys_mpy & 0xFF, ARCHS[arch] if arch < len(ARCHS) else None
 
 
-def find_build(arch: str, small: bool = False, build=BUILD) -> Path:
+def find_build(arch: str, variant: str = "full", build=BUILD) -> Path:
     """The folder with tinytrain.mpy for this architecture (or one its core runs)."""
     tried = []
     for a in (arch, *FALLBACK.get(arch, ())):
-        d = Path(build) / f"natmod-{a}{'-small' if small else ''}"
+        d = Path(build) / f"natmod-{a}{VARIANTS[variant][0]}"
         if (d / "tinytrain.mpy").is_file():
             return d
         tried.append(a)
     how = "Espressif's xtensa-esp32-elf-gcc (ESP-IDF) is needed to build it; " if arch == "xtensawin" else ""
     raise InstallError(f"no tinytrain.mpy for {arch} in {build}: {how}build it with "
-                       f"`make natmod ARCH={arch}{' TT_OPTIMIZED=0' if small else ''} MICROPY_DIR=...` "
+                       f"`make natmod ARCH={arch}{VARIANTS[variant][1]} MICROPY_DIR=...` "
                        f"(looked for {', '.join(tried)})")
 
 
@@ -123,15 +130,15 @@ print('ROOM', _s[0] * _s[3], _s[0], _old)
 """
 
 
-def _check_room(out: str, files: dict, lib: str, small: bool, arch: str) -> None:
+def _check_room(out: str, files: dict, lib: str, variant: str, arch: str) -> None:
     """Refuse before writing when the files cannot fit (a half-written .mpy
     would be worse than the old one)."""
     free, block, old = map(int, _parse(out, "ROOM"))
     # each file ends in a partly filled block; what the old copies hold comes back
     need = sum(-(-len(d) // block) * block for d in files.values())
     if need > free + old:
-        how = ("" if small else f"the build without the optimised kernels (--small, `make natmod ARCH={arch} "
-               "TT_OPTIMIZED=0`) is about half the size; ")
+        how = ("" if variant == "small" else f"the build without the optimised kernels (--small, `make natmod "
+               f"ARCH={arch} TT_OPTIMIZED=0`) is about half the size; ")
         raise InstallError(f"{lib} has {free + old} bytes free (counting the copies being replaced), the "
                            f"files need {need}: {how}or free space on the board, or use a lib folder on an SD card")
 
@@ -158,7 +165,7 @@ def _report(arch, build_dir, lib, check_out, in_path, say) -> dict:
     return info
 
 
-def install_unix(exe: str, small: bool = False, build=BUILD, say=print) -> dict:
+def install_unix(exe: str, variant: str = "full", build=BUILD, say=print) -> dict:
     """The unix port: its lib folder is on this machine."""
     exe = shutil.which(exe) or exe
 
@@ -173,7 +180,7 @@ def install_unix(exe: str, small: bool = False, build=BUILD, say=print) -> dict:
     version, arch = decode_sys_mpy(int(_parse(out, "MPY")[0]))
     if version != MPY_VERSION:
         raise InstallError(f".mpy version {version} on the board; tinytrain's .mpy is version {MPY_VERSION}")
-    build_dir = find_build(arch, small, build)
+    build_dir = find_build(arch, variant, build)
     lib = Path(_parse(out, "LIB")[0])
     lib.mkdir(parents=True, exist_ok=True)
     files = _files(build_dir)
@@ -184,7 +191,7 @@ def install_unix(exe: str, small: bool = False, build=BUILD, say=print) -> dict:
     return _report(arch, build_dir, str(lib), run(f"LIB = {str(lib)!r}\n" + CHECK), True, say)
 
 
-def install_serial(port: str, small: bool = False, build=BUILD, say=print) -> dict:
+def install_serial(port: str, variant: str = "full", build=BUILD, say=print) -> dict:
     """A board on a serial port or pty, through mpremote's raw REPL."""
     from mpremote.transport import TransportError
     from mpremote.transport_serial import SerialTransport
@@ -199,7 +206,7 @@ def install_serial(port: str, small: bool = False, build=BUILD, say=print) -> di
         version, arch = decode_sys_mpy(int(_parse(out, "MPY")[0]))
         if version != MPY_VERSION:
             raise InstallError(f".mpy version {version} on the board; tinytrain's .mpy is version {MPY_VERSION}")
-        build_dir = find_build(arch, small, build)
+        build_dir = find_build(arch, variant, build)
         lib_fields = _parse(out, "LIB")
         if len(lib_fields) < 2:
             raise InstallError(f"the board ({arch}) has no writable filesystem for a lib folder (stock qemu "
@@ -209,7 +216,7 @@ def install_serial(port: str, small: bool = False, build=BUILD, say=print) -> di
         tr.exec("import os\nfor p in %r:\n try: os.remove(p)\n except OSError: pass" %
                 ([f"{lib}/{n}" for n in _stale(files)],))
         _check_room(tr.exec(ROOM % (lib, [f"{lib}/{n}" for n in files])).decode(errors="replace"),
-                    files, lib, small, arch)
+                    files, lib, variant, arch)
         for name, data in files.items():
             say(f"copying {name} ({len(data)} bytes) to {lib}/{name}")
             tr.fs_writefile(f"{lib}/{name}", data)
@@ -222,11 +229,14 @@ def install_serial(port: str, small: bool = False, build=BUILD, say=print) -> di
         tr.close()
 
 
-def install(target: str, small: bool = False, build=BUILD, say=print) -> dict:
+def install(target: str, variant: str = "full", build=BUILD, say=print) -> dict:
+    """variant: "full", "lean" or "small" (VARIANTS)."""
+    if variant not in VARIANTS:
+        raise InstallError(f"unknown build {variant!r}: {', '.join(VARIANTS)}")
     if target == "unix" or target.startswith("unix:"):
-        return install_unix(target[5:] or "micropython", small, build, say)
+        return install_unix(target[5:] or "micropython", variant, build, say)
     port = target[len("serial:"):] if target.startswith("serial:") else target
-    return install_serial(port, small, build, say)
+    return install_serial(port, variant, build, say)
 
 
 def add_command(sub) -> None:
@@ -234,8 +244,13 @@ def add_command(sub) -> None:
                        description=__doc__.split("\n\n")[0])
     p.add_argument("--target", required=True,
                    help="a serial port or pty (/dev/ttyACM0, COM3, serial:PORT), or unix[:EXE] for the unix port")
-    p.add_argument("--small", action="store_true",
-                   help="the build without the optimised kernels (make natmod TT_OPTIMIZED=0): less heap, slower")
+    kind = p.add_mutually_exclusive_group()
+    kind.add_argument("--small", action="store_const", dest="variant", const="small", default="full",
+                      help="the build without the optimised kernels (make natmod TT_OPTIMIZED=0): least heap, "
+                           "slowest")
+    kind.add_argument("--lean", action="store_const", dest="variant", const="lean",
+                      help="the build without the optimised depthwise and stem kernels (make natmod "
+                           "TT_OPTIMIZED=lean): for cores without the DSP extension (RISC-V, Cortex-M0/M3)")
     p.add_argument("--build", default=str(BUILD), help="where the natmod-ARCH folders are (default: build/)")
     p.set_defaults(fn=_cmd)
 
@@ -243,7 +258,7 @@ def add_command(sub) -> None:
 def _cmd(args) -> int:
     import sys
     try:
-        install(args.target, args.small, Path(args.build))
+        install(args.target, args.variant, Path(args.build))
     except InstallError as e:
         print(f"tinytrain install: {e}", file=sys.stderr)
         return 1

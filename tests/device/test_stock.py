@@ -42,19 +42,21 @@ QEMU_BOARDS = {
 }
 # the .mpy each is given: the board's own architecture (what install picks
 # first; test_mip.py installs the F746's armv7emsp build on the AN500). The
-# rv32imc build with the optimised kernels (104 KB) leaves VIRT_RV32's 134 KiB
-# heap too little for a model: that board takes the small build.
+# rv32imc build with every optimised kernel (104 KB) leaves VIRT_RV32's 134 KiB
+# heap too little for a model: that board takes the lean build (without the
+# optimised depthwise and stem kernels, 72 KB).
 MPY_FOR = {"VIRT_RV32": "rv32imc", "MPS2_AN500": "armv7emdp", "MPS2_AN385": "armv7m"}
-SMALL_FOR = {"VIRT_RV32"}
+VARIANT_FOR = {"VIRT_RV32": "lean"}
 # An Arm MicroPython loads a .mpy of its own or any older Arm architecture:
 # the armv6m build (RP2040's Cortex-M0+; no qemu board of that core has the
 # RAM for a model) runs its Thumb-1 code on the Cortex-M3 too.
 ALSO_MPY_FOR = {"MPS2_AN385": ("armv6m",)}
 
 
-def natmod(arch, small=False):
-    mpdevice.make("natmod", MICROPY_DIR, [f"ARCH={arch}"] + (["TT_OPTIMIZED=0"] if small else []))
-    return mpdevice.BUILD / f"natmod-{arch}{'-small' if small else ''}"
+def natmod(arch, variant="full"):
+    suffix, option = install.VARIANTS[variant]
+    mpdevice.make("natmod", MICROPY_DIR, [f"ARCH={arch}", *option.split()])
+    return mpdevice.BUILD / f"natmod-{arch}{suffix}"
 
 
 @pytest.fixture(scope="module", params=sorted(QEMU_BOARDS))
@@ -162,14 +164,14 @@ def test_stock_qemu_mpy(stock_qemu, tmp_path):
     out = stock_qemu.mpremote("exec", "import sys; print('MPY', sys.implementation._mpy)")
     version, got_arch = install.decode_sys_mpy(int(out.split("MPY")[1].split()[0]))
     assert (version, got_arch) == (install.MPY_VERSION, arch)
-    small = stock_qemu.board in SMALL_FOR
-    build = natmod(MPY_FOR[stock_qemu.board], small)  # built first: install looks for it before the board's lib folder
+    variant = VARIANT_FOR.get(stock_qemu.board, "full")
+    build = natmod(MPY_FOR[stock_qemu.board], variant)  # built first: install looks for it before the board's lib folder
     with pytest.raises(install.InstallError, match="no writable filesystem"):
-        install.install(stock_qemu.pty, small=small, say=lambda s: None)
+        install.install(stock_qemu.pty, variant, say=lambda s: None)
     prepare(tmp_path, "cnn", "full", steps=8)
     want = host_run("train_dump.py", tmp_path).splitlines()
     for mpy_arch in (MPY_FOR[stock_qemu.board], *ALSO_MPY_FOR.get(stock_qemu.board, ())):
-        build = natmod(mpy_arch, small)
+        build = natmod(mpy_arch, variant)
         shutil.copy(build / "tinytrain.mpy", tmp_path / "tinytrain.mpy")
         out = stock_qemu.mpremote("exec", "import gc; gc.collect(); a = gc.mem_free(); import tinytrain; "
                                   "gc.collect(); print('HEAP', a, gc.mem_free())", workdir=tmp_path)
@@ -186,9 +188,9 @@ def test_install_over_serial_finds_the_built_in_module(qemu):
     """Through the raw REPL (the path real boards take): the files land in the
     firmware's writable /flash/lib, and install then refuses to call it done,
     because the module built into this firmware shadows the .mpy."""
-    natmod("armv7emdp", small=True)  # the build with the optimised kernels and the receiver fill a 96 KiB FAT
+    natmod("armv7emdp", "small")  # the build with the optimised kernels and the receiver fill a 96 KiB FAT
     with pytest.raises(install.InstallError, match="built in"):
-        install.install(qemu.pty, small=True, say=lambda s: None)
+        install.install(qemu.pty, "small", say=lambda s: None)
     out = qemu.mpremote("exec", "import os; print('LS', sorted(os.listdir('/flash/lib')))")
     assert "'tinytrain.mpy'" in out and "'tinytrain_stream.mpy'" in out
 
@@ -229,16 +231,16 @@ def test_stock_board_with_a_filesystem(stock_fs_qemu, tmp_path):
     the same files again; a `tinytrain stream` session, started through the
     installed receiver, gives the simulator's losses and parameter file."""
     dev = stock_fs_qemu
-    small = dev.board in SMALL_FOR
-    build = natmod(MPY_FOR[dev.board], small)
+    variant = VARIANT_FOR.get(dev.board, "full")
+    build = natmod(MPY_FOR[dev.board], variant)
     names = ("tinytrain.mpy", "tinytrain_stream.mpy")
     want = mpdevice.sizes_and_crcs(build, names)
     said = []
-    info = install.install(dev.pty, small=small, say=said.append)
+    info = install.install(dev.pty, variant, say=said.append)
     assert info["lib"] == "/flash/lib" and info["build"] == str(build), info
     assert dev.file_sizes_and_crcs("/flash/lib", names) == want
     report(f"stock {dev.board} with /flash: `tinytrain install` put {MPY_FOR[dev.board]}"
-           f"{' (small)' if small else ''} in /flash/lib, {info['heap_free_after']} B of GC heap left")
+           f"{'' if variant == 'full' else f' ({variant})'} in /flash/lib, {info['heap_free_after']} B of GC heap left")
 
     prepare(tmp_path, "cnn", "full", steps=8)  # (no .mpy in the mounted folder: the import is /flash/lib's)
     got = dev.run("train_dump.py", tmp_path, timeout=300)

@@ -27,7 +27,11 @@ static int input_grad_opt(tt_trainer *t, const tt_layer_rec *L, const int16_t *g
         tt_pointwise_input_grad_opt(t, L, g, dx);
         return 1;
     }
+#if TT_OPT_DEPTHWISE
     return L->kind == TT_L_DWCONV && tt_dwconv_input_grad_opt(t, L, g, dx);
+#else
+    return 0;
+#endif
 }
 #endif
 
@@ -46,7 +50,11 @@ static int run_kernel(tt_trainer *t, const tt_layer_rec *L, const int16_t *g, tt
         return 1;
     }
 #endif
+#if TT_OPT_DEPTHWISE
     return L->kind == TT_L_DWCONV && tt_dwconv_input_grad_run(t, L, g, r);
+#else
+    return 0;
+#endif
 }
 
 /* A one-pass kernel (tt_g16_run): the kernel once, then again over the

@@ -38,7 +38,7 @@ void tt_conv_rows(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R) {
 #endif
         tt_conv_ref(t, L, R);
     } else {
-#if TT_OPTIMIZED
+#if TT_OPT_DEPTHWISE
         if (tt_dwconv_opt(t, L, R)) {
             return;
         }

@@ -476,9 +476,11 @@ int tt_conv_opt(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R) {
         return 1;
     }
 #endif
+#if TT_OPT_STEM
     if (tt_stem_opt(t, L, R, mask)) {
         return 1;
     }
+#endif
     return R->row0 == 0u && conv_im2col(t, L, R, mask);
 }
 

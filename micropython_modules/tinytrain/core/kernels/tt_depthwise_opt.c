@@ -1,5 +1,5 @@
 /*
- * Depthwise kernels, optimised (selected by TT_OPTIMIZED, see tt_opt.h).
+ * Depthwise kernels, optimised (selected by TT_OPTIMIZED and TT_OPT_DEPTHWISE, see tt_opt.h).
  * Same results as the reference bit for bit (integer sums reordered only).
  *
  *  - forward without perm, channels a multiple of 4: 4 channels per load,
@@ -17,7 +17,7 @@
 #include <stddef.h>
 #include "tt_opt.h"
 
-#if TT_OPTIMIZED
+#if TT_OPT_DEPTHWISE
 
 /* acc + one kernel row: kp weight pairs (w_2k, w_2k+1) times the int16
    window row xr (the row's odd last weight is paired with 0). */

@@ -17,6 +17,24 @@
 #include <string.h>
 #include "tt_kernels.h"
 
+/* The optimised depthwise and stem kernels can each be left out
+   (-DTT_OPT_DEPTHWISE=0, -DTT_OPT_STEM=0: the reference kernels run there):
+   the lean .mpy for cores without the DSP extension, where they cost the
+   most code for the least speed (`make natmod TT_OPTIMIZED=lean`,
+   docs/micropython.md). Both 0 without TT_OPTIMIZED. */
+#if !TT_OPTIMIZED
+#undef TT_OPT_DEPTHWISE
+#undef TT_OPT_STEM
+#define TT_OPT_DEPTHWISE 0
+#define TT_OPT_STEM 0
+#endif
+#ifndef TT_OPT_DEPTHWISE
+#define TT_OPT_DEPTHWISE 1
+#endif
+#ifndef TT_OPT_STEM
+#define TT_OPT_STEM 1
+#endif
+
 #if TT_OPTIMIZED
 
 #if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP

@@ -1,5 +1,5 @@
 /*
- * Stem conv kernel, optimised (selected by TT_OPTIMIZED, see tt_opt.h; the
+ * Stem conv kernel, optimised (selected by TT_OPTIMIZED and TT_OPT_STEM, see tt_opt.h; the
  * reference is tt_conv.c's conv): a conv whose whole window is a few taps,
  * kh * kw * cin <= STEM_MAX_TAPS, e.g. the 3x3, 3-channel first layer of
  * every paper model (27 taps), which runs row by row inside a fused op.
@@ -18,7 +18,7 @@
  */
 #include "tt_opt.h"
 
-#if TT_OPTIMIZED
+#if TT_OPT_STEM
 
 /* Window taps and output channels this kernel takes; the stack tables below
    stay about TT_OPT_STACK_BYTES (the im2col kernel's column) in all. */
