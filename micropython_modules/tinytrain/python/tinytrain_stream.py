@@ -67,6 +67,14 @@ INFO_FMT = "<IIIIIIIfIBBH"
 STATS_FMT = "<IIII"   # trained, prequential hits, evaluated, evaluation hits
 HELLO_FMT = "<BBBHfI" # version, flags, window, max_payload, lr (NaN: the model's), idle ms (0: as is)
 IDLE_MS = 5000        # serve() returns after this long without a byte between frames
+# On a board's heap a received model goes through a file (in the current
+# directory, else /flash), removed once the Trainer has read it: its bytes are
+# then on the heap once, not twice (the received copy beside the Trainer's
+# own) while the Trainer takes its arena. In RAM where no filesystem takes
+# it, or where the heap is ample (SPOOL_RATIO times the model free).
+SPOOL = ".tinytrain_model.part"
+SPOOL_DIRS = ("", "/flash/")
+SPOOL_RATIO = 8
 MID_MS = 500          # ... and drops a frame whose bytes stop this long
 PAUSE_MS = 100        # a byte after a pause this long starts a new header hunt
 LOSS_MSE = 1          # info()["loss_kind"] of a regression model (docs/format.md)
@@ -191,6 +199,8 @@ class Server:
         self.applied = 0
         self.preq = True
         self.part = None   # model or parameter file being received
+        self.spool = None  # or the file a model is being received into (SPOOL)
+        self.spool_path = SPOOL
         self.blob = None   # parameter file being sent
         self.trained = self.hits = self.evaluated = self.ehits = 0
         self.fill = 0
@@ -488,25 +498,46 @@ class Server:
         total, off = struct.unpack_from("<II", self.rx, HDR)
         if off == 0:
             self.part = None
+            self.close_spool()
             if typ == MODEL:
                 self.t = None
             import gc
             gc.collect()
-            try:
-                self.part = bytearray(total)
-            except MemoryError:
-                raise MemoryError("%d bytes in one piece for the %s; the heap has %d free: free memory on "
-                                  "the device or send a smaller model" % (total, "model" if typ == MODEL else
-                                                                            "parameter file", gc.mem_free()))
-        p = self.part
-        if p is None or len(p) != total or off + n - 8 > total:
+            if typ == MODEL and hasattr(gc, "mem_free") and SPOOL_RATIO * total > gc.mem_free():  # (MicroPython)
+                self.spool = self.open_spool(total)
+            if self.spool is None:
+                try:
+                    self.part = bytearray(total)
+                except MemoryError:
+                    raise MemoryError("%d bytes in one piece for the %s; the heap has %d free: free memory on "
+                                      "the device or send a smaller model" % (total, "model" if typ == MODEL
+                                                                                else "parameter file",
+                                                                                gc.mem_free()))
+        f, p = self.spool, self.part
+        if (f is None and (p is None or len(p) != total)) or (f is not None and self.spool_total != total) \
+                or off + n - 8 > total:
             raise ValueError("transfer out of order")
-        p[off:off + n - 8] = self.rxv[HDR + 8:HDR + n]
+        if f is not None:
+            try:
+                f.seek(off)
+                f.write(self.rxv[HDR + 8:HDR + n])
+            except OSError as e:
+                self.close_spool()
+                raise OSError("the model (%d bytes) could not be written to %s: %s" % (total, self.spool_path, e))
+        else:
+            p[off:off + n - 8] = self.rxv[HDR + 8:HDR + n]
         if off + n - 8 < total:
             struct.pack_into("<I", s.g, HDR, off + n - 8)
             return 4
         self.part = None
-        if typ == MODEL:
+        if f is not None:
+            f.close()
+            self.spool = None
+            try:
+                self.load_model(self.spool_path)  # the Trainer reads the file into one immutable copy
+            finally:
+                self.remove_spool()
+        elif typ == MODEL:
             self.load_model(p)
         else:
             self.trainer().load(p)
@@ -515,15 +546,49 @@ class Server:
         gc.collect()
         return self.pack_info(s.g, HDR)
 
+    def open_spool(self, total):
+        """SPOOL opened for writing in the first of SPOOL_DIRS that takes it, or None."""
+        for d in SPOOL_DIRS:
+            self.spool_path = d + SPOOL
+            self.remove_spool()
+            try:
+                f = open(self.spool_path, "wb")
+            except OSError:
+                continue
+            self.spool_total = total
+            return f
+        return None
+
+    def close_spool(self):
+        if self.spool is not None:
+            try:
+                self.spool.close()
+            except OSError:
+                pass
+            self.spool = None
+            self.remove_spool()
+
+    def remove_spool(self):
+        try:
+            import os
+        except ImportError:
+            import uos as os
+        try:
+            os.remove(self.spool_path)
+        except OSError:
+            pass
+
     def load_model(self, model):
+        """A Trainer of model: its bytes, or a file's path (SPOOL)."""
+        import gc
         import tinytrain
         self.t = None
+        gc.collect()  # the Trainer's copy and arena want large free blocks, not the frames' leftovers
         try:
             t = tinytrain.Trainer(model, lr=self.lr)
         except MemoryError as e:
-            import gc
-            raise MemoryError("%s (a Trainer of this %d-byte model: its own copy and its arena; %d bytes free "
-                              "beside the received copy)" % (e, len(model), gc.mem_free()))
+            raise MemoryError("%s (a Trainer of the model needs its own copy and its arena; %d bytes were free%s)"
+                              % (e, gc.mem_free(), "" if isinstance(model, str) else " beside the received copy"))
         self.adopt(t)
 
     def adopt(self, t):
@@ -596,6 +661,7 @@ def serve(model=None, window=4, max_payload=2048, reply_payload=512, lr=None, io
     except (EOFError, _Stop):
         pass
     finally:
+        s.close_spool()  # a model cut off mid-transfer
         io.close()
         if keep and s.t is not None:
             _kept = s.t
