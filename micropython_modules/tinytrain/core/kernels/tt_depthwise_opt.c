@@ -391,6 +391,273 @@ static TT_NOINLINE void dw4_lean_k7(const dw4_t *D, const int8_t *xw, int8_t *y,
 #endif
 }
 
+#if TT_DSP_ASM_WIDE
+/* ---- the windows that reach the padding (and, with a mask, every
+   window) of a group of 4 channels in one asm block: per output its kernel
+   rows inside the input, each entered (TBB) at its first tap inside, so the
+   taps run straight through at fixed offsets (8 instructions a tap, 9 for
+   taps 3, 5, 6; 7 a kernel row; about 55 an output of 4 channels, 80 with
+   a mask), where the C path of dw4_rows spends about 15 a kernel row and
+   110 an output besides its taps. x - zx is SXTAB16 with (-zx, -zx); the
+   requantisation and clamp are dw4_lean's (SMMLA, ASR, SSAT, bytewise
+   clamp). Up to 7 x 7; 14 registers (TT_DSP_ASM_WIDE). The outputs come
+   from a table made once per layer call for every group: per output
+   (x offset << 12) | (first tap << 6) | (kernel rows << 3) | taps a row,
+   and its element offset from y[0] at channel 0. ---- */
+
+#define DW4_EDGE_MAX 128u /* outputs a layer call (2 words each) */
+
+/* dw4_edge's constants and state, in the order its asm block reads them */
+typedef struct {
+    int32_t b[4];
+    int32_t mz[8];   /* (mult, rz) of each channel */
+    uint32_t k[4];
+    uint32_t l4, h4; /* lo, hi in each byte (dw4_store) */
+    int8_t *y;       /* the output being computed */
+    uint32_t n;      /* outputs left */
+    const uint32_t *tab; /* the next output's two words */
+    uint32_t nc;     /* this output's taps a kernel row */
+    const int8_t *xbase;   /* input row row0, column 0, channel c0 */
+    const uint32_t *wbase; /* weight pairs at tap 0 */
+    uint32_t xstep, wstep; /* W C; 8 KW: one kernel row on */
+    int8_t *y0;      /* y[0]: the mask's element index is y - y0 */
+    uint8_t *mask;   /* offset to y[0] */
+    int32_t lo;
+    uint32_t range;  /* hi - lo */
+    int8_t *ybase;   /* y[0] at channel c0 */
+} dw4_edge_k;
+/* the offsets the asm block reads at */
+typedef char dw4_edge_layout[offsetof(dw4_edge_k, y) == 72u && offsetof(dw4_edge_k, xbase) == 88u &&
+                                     offsetof(dw4_edge_k, y0) == 104u && offsetof(dw4_edge_k, ybase) == 120u
+                                 ? 1
+                                 : -1];
+
+/* Tap t of a kernel row: its input word (ld), weights at w + 8 t. */
+#define DWE_TAP(ld, off)                                                                                             \
+    ld "\n\t"                                                                                                        \
+    "ldrd %[w0], %[w1], [%[w], #" off "]\n\t"                                                                         \
+    "sxtab16 %[pa], %[nz], %[v]\n\t"                                                                                \
+    "sxtab16 %[v], %[nz], %[v], ror #8\n\t"                                                                         \
+    "smlabb %[a0], %[pa], %[w0], %[a0]\n\t"                                                                         \
+    "smlatt %[a2], %[pa], %[w0], %[a2]\n\t"                                                                         \
+    "smlabb %[a1], %[v], %[w1], %[a1]\n\t"                                                                          \
+    "smlatt %[a3], %[v], %[w1], %[a3]\n\t"
+
+/* One output a pass: its table words, the kernel rows (TBB into the taps
+   at nc: taps nc - 1 .. 0 run), then rqz_apply. */
+#define DWE_START                                                                                                    \
+    "1:\n\t"                                                                                                         \
+    "ldr %[w0], [%[K], #80]\n\t"                                                                                     \
+    "ldrd %[w1], %[v], [%[w0]], #8\n\t"                                                                              \
+    "str %[w0], [%[K], #80]\n\t"                                                                                     \
+    "ldr %[w0], [%[K], #120]\n\t"                                                                                    \
+    "add %[w0], %[w0], %[v]\n\t"                                                                                     \
+    "str %[w0], [%[K], #72]\n\t"                                                                                     \
+    "and %[v], %[w1], #7\n\t"                                                                                        \
+    "str %[v], [%[K], #84]\n\t"                                                                                      \
+    "ldrd %[xr], %[w0], [%[K], #88]\n\t"                                                                             \
+    "add %[xr], %[xr], %[w1], lsr #12\n\t"                                                                           \
+    "ubfx %[w], %[w1], #6, #6\n\t"                                                                                   \
+    "add %[w], %[w0], %[w], lsl #3\n\t"                                                                              \
+    "ubfx %[rows], %[w1], #3, #3\n\t"                                                                                \
+    "ldrd %[a0], %[a1], [%[K]]\n\t"                                                                                  \
+    "ldrd %[a2], %[a3], [%[K], #8]\n\t"                                                                              \
+    "2:\n\t"                                                                                                         \
+    "ldr %[v], [%[K], #84]\n\t"                                                                                      \
+    "tbb [pc, %[v]]\n\t"                                                                                             \
+    "3:\n\t"                                                                                                         \
+    ".byte (4f - 3b) / 2, (40f - 3b) / 2, (41f - 3b) / 2, (42f - 3b) / 2\n\t"                                        \
+    ".byte (43f - 3b) / 2, (44f - 3b) / 2, (45f - 3b) / 2, (46f - 3b) / 2\n\t"                                       \
+    "46:\n\t" DWE_TAP("add %[v], %[xr], %[C], lsl #2\n\tldr %[v], [%[v], %[C], lsl #1]", "48")                       \
+    "45:\n\t" DWE_TAP("add %[v], %[xr], %[C], lsl #2\n\tldr %[v], [%[v], %[C]]", "40")                              \
+    "44:\n\t" DWE_TAP("ldr %[v], [%[xr], %[C], lsl #2]", "32")                                                      \
+    "43:\n\t" DWE_TAP("add %[v], %[xr], %[C], lsl #1\n\tldr %[v], [%[v], %[C]]", "24")                              \
+    "42:\n\t" DWE_TAP("ldr %[v], [%[xr], %[C], lsl #1]", "16")                                                      \
+    "41:\n\t" DWE_TAP("ldr %[v], [%[xr], %[C]]", "8")                                                               \
+    "40:\n\t" DWE_TAP("ldr %[v], [%[xr]]", "0")                                                                     \
+    "4:\n\t"                                                                                                         \
+    "ldrd %[w0], %[w1], [%[K], #96]\n\t"                                                                             \
+    "add %[xr], %[xr], %[w0]\n\t"                                                                                    \
+    "add %[w], %[w], %[w1]\n\t"                                                                                      \
+    "subs %[rows], %[rows], #1\n\t"                                                                                  \
+    "bne 2b\n\t"                                                                                                     \
+    "ldrd %[w0], %[w1], [%[K], #16]\n\t"                                                                             \
+    "smmla %[a0], %[a0], %[w0], %[w1]\n\t"                                                                           \
+    "ldrd %[w0], %[w1], [%[K], #24]\n\t"                                                                             \
+    "smmla %[a1], %[a1], %[w0], %[w1]\n\t"                                                                           \
+    "ldrd %[w0], %[w1], [%[K], #32]\n\t"                                                                             \
+    "smmla %[a2], %[a2], %[w0], %[w1]\n\t"                                                                           \
+    "ldrd %[w0], %[w1], [%[K], #40]\n\t"                                                                             \
+    "smmla %[a3], %[a3], %[w0], %[w1]\n\t"                                                                           \
+    "ldrd %[w0], %[w1], [%[K], #48]\n\t"                                                                             \
+    "asr %[a0], %[a0], %[w0]\n\t"                                                                                    \
+    "asr %[a1], %[a1], %[w1]\n\t"                                                                                    \
+    "ldrd %[w0], %[w1], [%[K], #56]\n\t"                                                                             \
+    "asr %[a2], %[a2], %[w0]\n\t"                                                                                    \
+    "asr %[a3], %[a3], %[w1]\n\t"
+
+/* The mask bits of the 4 outputs (q - lo <= hi - lo, unsigned: inside the
+   clamp) ORed into the mask byte that holds them (idx = y - y0, a multiple
+   of 4). */
+#define DWE_MASK                                                                                                     \
+    "ldrd %[w0], %[w1], [%[K], #112]\n\t"                                                                            \
+    "mov %[pa], #0\n\t"                                                                                              \
+    "sub %[v], %[a0], %[w0]\n\t"                                                                                     \
+    "cmp %[v], %[w1]\n\t"                                                                                            \
+    "it ls\n\t"                                                                                                      \
+    "orrls %[pa], %[pa], #1\n\t"                                                                                     \
+    "sub %[v], %[a1], %[w0]\n\t"                                                                                     \
+    "cmp %[v], %[w1]\n\t"                                                                                            \
+    "it ls\n\t"                                                                                                      \
+    "orrls %[pa], %[pa], #2\n\t"                                                                                     \
+    "sub %[v], %[a2], %[w0]\n\t"                                                                                     \
+    "cmp %[v], %[w1]\n\t"                                                                                            \
+    "it ls\n\t"                                                                                                      \
+    "orrls %[pa], %[pa], #4\n\t"                                                                                     \
+    "sub %[v], %[a3], %[w0]\n\t"                                                                                     \
+    "cmp %[v], %[w1]\n\t"                                                                                            \
+    "it ls\n\t"                                                                                                      \
+    "orrls %[pa], %[pa], #8\n\t"                                                                                     \
+    "ldrd %[w0], %[w1], [%[K], #104]\n\t"                                                                            \
+    "ldr %[v], [%[K], #72]\n\t"                                                                                      \
+    "sub %[v], %[v], %[w0]\n\t"                                                                                      \
+    "and %[w0], %[v], #4\n\t"                                                                                        \
+    "lsl %[pa], %[pa], %[w0]\n\t"                                                                                    \
+    "add %[w1], %[w1], %[v], lsr #3\n\t"                                                                             \
+    "ldrb %[v], [%[w1]]\n\t"                                                                                         \
+    "orr %[v], %[v], %[pa]\n\t"                                                                                      \
+    "strb %[v], [%[w1]]\n\t"
+
+/* The clamp as dw4_store's, the store; back to 1 while outputs are left. */
+#define DWE_END                                                                                                      \
+    "ssat %[a0], #8, %[a0]\n\t"                                                                                      \
+    "ssat %[a1], #8, %[a1]\n\t"                                                                                      \
+    "ssat %[a2], #8, %[a2]\n\t"                                                                                      \
+    "ssat %[a3], #8, %[a3]\n\t"                                                                                      \
+    "bfi %[a0], %[a1], #8, #8\n\t"                                                                                   \
+    "bfi %[a0], %[a2], #16, #8\n\t"                                                                                  \
+    "bfi %[a0], %[a3], #24, #8\n\t"                                                                                  \
+    "ldrd %[w0], %[w1], [%[K], #64]\n\t"                                                                             \
+    "ssub8 %[v], %[a0], %[w0]\n\t"                                                                                   \
+    "sel %[a0], %[a0], %[w0]\n\t"                                                                                    \
+    "ssub8 %[v], %[a0], %[w1]\n\t"                                                                                   \
+    "sel %[a0], %[w1], %[a0]\n\t"                                                                                    \
+    "ldrd %[w0], %[w1], [%[K], #72]\n\t"                                                                             \
+    "str %[a0], [%[w0]]\n\t"                                                                                         \
+    "subs %[w1], %[w1], #1\n\t"                                                                                      \
+    "str %[w1], [%[K], #76]\n\t"                                                                                     \
+    "bne 1b"
+
+#define DWE_OUTS                                                                                                     \
+    [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [v] "=&r"(v), [pa] "=&r"(pa), [w0] "=&r"(w0),  \
+        [w1] "=&r"(w1), [w] "=&r"(w), [xr] "=&r"(xr), [rows] "=&r"(rows)
+#define DWE_INS [K] "r"(E), [C] "r"(C), [nz] "r"(nz), "m"(*E)
+
+/* E->n >= 1 outputs from E->tab on. */
+static TT_NOINLINE void dw4_edge(dw4_edge_k *E, uint32_t C, uint32_t nz) {
+    uint32_t v, pa, w0, w1, rows;
+    const uint32_t *w;
+    const int8_t *xr;
+    int32_t a0, a1, a2, a3;
+    __asm__ volatile(DWE_START DWE_END : DWE_OUTS : DWE_INS : "cc", "memory");
+}
+static TT_NOINLINE void dw4_edge_mask(dw4_edge_k *E, uint32_t C, uint32_t nz) {
+    uint32_t v, pa, w0, w1, rows;
+    const uint32_t *w;
+    const int8_t *xr;
+    int32_t a0, a1, a2, a3;
+    __asm__ volatile(DWE_START DWE_MASK DWE_END : DWE_OUTS : DWE_INS : "cc", "memory");
+}
+
+/* dw4_edge's table of the outputs of rows [R oh0, oh1) that do not run as
+   dw4_lean (lean: the whole windows of whole kernel rows do, as dw4_rows
+   has them): their count, 0 when they are more than DW4_EDGE_MAX, a kernel
+   is larger than 7 x 7 or a window has no tap inside. */
+static uint32_t dw4_edge_table(const dw4_t *D, int lean, uint32_t *tab) {
+    const uint32_t s = D->s, KW = D->KW, KH = D->KH, C = D->C, W = D->W;
+    const uint32_t olo = (D->pl + s - 1u) / s;
+    const uint32_t nin = W + D->pl >= KW ? (W + D->pl - KW) / s + 1u : 0u;
+    const uint32_t ohi = nin < D->OW ? nin : D->OW;
+    uint32_t n = 0;
+    if (KW > 7u || KH > 7u) {
+        return 0;
+    }
+    for (uint32_t oh = D->oh0; oh < D->oh1; oh++) {
+        const int32_t ih0 = (int32_t)(oh * s) - (int32_t)D->pt;
+        const uint32_t kh0 = ih0 < 0 ? (uint32_t)-ih0 : 0u;
+        const int32_t kh1 = (int32_t)KH < (int32_t)D->H - ih0 ? (int32_t)KH : (int32_t)D->H - ih0;
+        const int whole = lean && kh0 == 0u && kh1 == (int32_t)KH;
+        if (kh1 <= (int32_t)kh0) {
+            return 0;
+        }
+        for (uint32_t ow = 0; ow < D->OW; ow++) {
+            const int32_t iw0 = (int32_t)(ow * s) - (int32_t)D->pl;
+            const uint32_t kw0 = iw0 < 0 ? (uint32_t)-iw0 : 0u;
+            const int32_t kw1 = (int32_t)KW < (int32_t)W - iw0 ? (int32_t)KW : (int32_t)W - iw0;
+            if (whole && ow == olo && ohi > olo) {
+                ow = ohi - 1u;
+                continue;
+            }
+            const uint32_t xoff =
+                ((uint32_t)(ih0 + (int32_t)kh0 - (int32_t)D->row0) * W + (uint32_t)(iw0 + (int32_t)kw0)) * C;
+            if (kw1 <= (int32_t)kw0 || n == DW4_EDGE_MAX || xoff >= 1u << 20) {
+                return 0;
+            }
+            tab[2u * n] = xoff << 12 | ((kh0 * KW + kw0) << 6) | (((uint32_t)kh1 - kh0) << 3) | ((uint32_t)kw1 - kw0);
+            tab[2u * n + 1u] = ((oh - D->oh0) * D->OW + ow) * C;
+            n++;
+        }
+    }
+    return n;
+}
+
+/* Output rows of 4 channels (fast, every channel rqz_ok): the n outputs
+   of tab through dw4_edge, the whole windows of whole kernel rows as
+   dw4_lean where D->lean. */
+static TT_NOINLINE void dw4_rows_edge(const dw4_t *D, const uint32_t *tab, uint32_t n) {
+    const uint32_t C = D->C, W = D->W, KW = D->KW, s = D->s;
+    dw4_edge_k E;
+    for (uint32_t i = 0; i < 4u; i++) {
+        E.b[i] = D->b[i];
+        E.mz[2u * i] = D->z[i].mult;
+        E.mz[2u * i + 1u] = D->z[i].rz;
+        E.k[i] = D->z[i].k;
+    }
+    E.l4 = 0x01010101u * (uint8_t)D->lo;
+    E.h4 = 0x01010101u * (uint8_t)D->hi;
+    E.n = n;
+    E.tab = tab;
+    E.xbase = D->x + D->c0;
+    E.wbase = D->wtab;
+    E.xstep = W * C;
+    E.wstep = 8u * KW;
+    E.y0 = D->y;
+    E.mask = D->mask;
+    E.lo = D->lo;
+    E.range = (uint32_t)(D->hi - D->lo);
+    E.ybase = D->y + D->c0;
+    if (D->mask) {
+        dw4_edge_mask(&E, C, pack16(-D->zx, -D->zx));
+    } else {
+        dw4_edge(&E, C, pack16(-D->zx, -D->zx));
+    }
+    if (D->lean) {
+        const uint32_t olo = (D->pl + s - 1u) / s;
+        const uint32_t nin = W + D->pl >= KW ? (W + D->pl - KW) / s + 1u : 0u;
+        const uint32_t ohi = nin < D->OW ? nin : D->OW;
+        void (*run)(const dw4_t *, const int8_t *, int8_t *, uint32_t) =
+            KW == 3u ? dw4_lean_k3 : KW == 5u ? dw4_lean_k5 : dw4_lean_k7;
+        for (uint32_t oh = D->oh0; oh < D->oh1; oh++) {
+            const int32_t ih0 = (int32_t)(oh * s) - (int32_t)D->pt;
+            if (ih0 >= 0 && ih0 + (int32_t)D->KH <= (int32_t)D->H) {
+                run(D, D->x + (uint32_t)(ih0 - (int32_t)D->row0) * W * C + D->c0 + (olo * s - D->pl) * C,
+                    D->y + ((oh - D->oh0) * D->OW + olo) * C + D->c0, ohi - olo);
+            }
+        }
+    }
+}
+#endif
+
 /* Output rows of 4 channels; kfull: the kernel width where it counts as a
    constant (a full kernel row is then straight-line code), fast and full as
    in im2col_channels (tt_conv_opt.c). */
@@ -578,6 +845,10 @@ static TT_NOINLINE void dw4_regroup(uint32_t *wtab, const int8_t *const *w, uint
 
 static int dwconv4(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, uint8_t *mask) {
     uint32_t wtab[2u * DW4_MAX_TAPS];
+#if TT_DSP_ASM_WIDE
+    uint32_t tab[2u * DW4_EDGE_MAX];
+    uint32_t nedge = 0;
+#endif
     const tt_model *m = &t->model;
     const tt_tensor_rec *in = tt_tensor(m, L->in), *out = tt_tensor(m, L->out);
     const tt_fwd_params P = tt_fwd_params_of(t, L);
@@ -612,6 +883,11 @@ static int dwconv4(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, uint8
     const uint32_t olo = (D.pl + D.s - 1u) / D.s, nin = D.W + D.pl >= D.KW ? (D.W + D.pl - D.KW) / D.s + 1u : 0u;
     const int geo = !mask && fast && D.KW == D.KH && (D.KW == 3u || D.KW == 5u || D.KW == 7u) &&
                     (nin < D.OW ? nin : D.OW) >= olo + 4u;
+#if TT_DSP_ASM_WIDE
+    if (fast) { /* dw4_rows_edge; lean as D.lean for a group that is rqz_ok */
+        nedge = dw4_edge_table(&D, geo, tab);
+    }
+#endif
     for (uint32_t c0 = 0; c0 < C; c0 += 4u) {
         const int8_t *w[4];
         uint32_t s02 = 0, s13 = 0; /* the taps' sums, channels (c0, c0 + 2), (c0 + 1, c0 + 3) */
@@ -649,6 +925,12 @@ static int dwconv4(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, uint8
             D.lean = D.lean && D.zok;
         }
         D.c0 = c0;
+#if TT_DSP_ASM_WIDE
+        if (nedge && D.zok) {
+            dw4_rows_edge(&D, tab, nedge);
+            continue;
+        }
+#endif
         if (fast && full && D.KW == 3u) {
             dw4_rows_k3_fast_full(&D);
         } else if (fast && full && D.KW == 5u) {
