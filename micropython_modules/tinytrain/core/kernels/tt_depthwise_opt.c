@@ -1289,11 +1289,278 @@ static int dw_input_grad_c4(tt_trainer *t, const tt_layer_rec *L, const int16_t 
     return 1;
 }
 
+#if TT_DSP_ASM_WIDE
+/* dw_input_grad_c4 with an input row's pixels in one asm block, dwig_row:
+   per pixel a word, the sum of its row's and its column's (made once per
+   layer), gives its gradient offset, first weight tap, kernel rows and
+   taps a row; each kernel row is entered (TBB) so that its taps run
+   straight through (8 instructions a tap, 7 a kernel row); the OR of the
+   sums' magnitudes, the stop at lim (tt_g16_run_check) and the stores
+   (tt_g16_store2's values) as ig_tiles_asm's: about 60 instructions a pixel
+   of 4 channels besides its taps, where dw_input_grad_c4 spends about 150.
+   Same int32 sums; 13 registers (TT_DSP_ASM_WIDE). */
+typedef struct {
+    const uint32_t *col;   /* the next pixel's column word */
+    uint32_t rowword;      /* the row's word */
+    const uint8_t *gbase;  /* g at channel c0 */
+    const uint32_t *wbase; /* weight pairs at tap 0 */
+    uint32_t taps;         /* this pixel's taps a kernel row */
+    uint32_t pad_;
+    int32_t gstep, wstep;  /* g, w at a kernel row's end to the next row's start */
+    uint32_t grs, wrs;     /* 2 OW C: g back one output row; 8 s KW: w on s kernel rows */
+    uint32_t lim, seen;    /* tt_g16_run's lim (as 32 bits), the OR of |sums| */
+    uint32_t e, rnd;       /* the shift, 2^(e - 1) (0 when e = 0) */
+    int16_t *d;            /* this pixel's 4 outputs; NULL: none stored */
+    uint32_t n;            /* pixels left */
+    uint32_t m;            /* 0x80018001 (tt_g16_store2) */
+    uint32_t wtap;         /* 8 s: w on one tap */
+} dwig_row_k;
+typedef char dwig_row_layout[offsetof(dwig_row_k, gstep) == 24u && offsetof(dwig_row_k, d) == 56u &&
+                                     offsetof(dwig_row_k, wtap) == 68u
+                                 ? 1
+                                 : -1];
+
+/* One tap: the gradient pair words at gq (then one pixel back), the weight
+   pairs at wq (then one tap on, wtap bytes). */
+#define DWIG_TAP(wtap)                                                                                               \
+    "ldrd %[g0], %[g1], [%[gq]]\n\t"                                                                                 \
+    "sub %[gq], %[gq], %[gs]\n\t"                                                                                    \
+    "ldrd %[w0], %[w1], [%[wq]], #" wtap "\n\t"                                                                      \
+    "smlabb %[a0], %[g0], %[w0], %[a0]\n\t"                                                                          \
+    "smlatt %[a1], %[g0], %[w0], %[a1]\n\t"                                                                          \
+    "smlabb %[a2], %[g1], %[w1], %[a2]\n\t"                                                                          \
+    "smlatt %[a3], %[g1], %[w1], %[a3]\n\t"
+
+#define DWIG_ROW_ASM(wtap)                                                                                           \
+    __asm__ volatile("1:\n\t"                                                                                        \
+                     "ldr %[g0], [%[K]]\n\t"                                                                         \
+                     "ldr %[g1], [%[g0]], #4\n\t"                                                                    \
+                     "str %[g0], [%[K]]\n\t"                                                                         \
+                     "ldr %[g0], [%[K], #4]\n\t"                                                                     \
+                     "add %[g1], %[g1], %[g0]\n\t"                                                                   \
+                     "and %[g0], %[g1], #7\n\t"                                                                      \
+                     "str %[g0], [%[K], #16]\n\t"                                                                    \
+                     "ubfx %[rows], %[g1], #3, #3\n\t"                                                               \
+                     "mov %[a0], #0\n\t"                                                                             \
+                     "mov %[a1], #0\n\t"                                                                             \
+                     "mov %[a2], #0\n\t"                                                                             \
+                     "mov %[a3], #0\n\t"                                                                             \
+                     "cmp %[rows], #0\n\t"                                                                           \
+                     "beq 5f\n\t"                                                                                    \
+                     "cmp %[g0], #0\n\t"                                                                             \
+                     "beq 5f\n\t"                                                                                    \
+                     "ldrd %[gq], %[wq], [%[K], #8]\n\t"                                                             \
+                     "add %[gq], %[gq], %[g1], lsr #12\n\t"                                                          \
+                     "ubfx %[w0], %[g1], #6, #6\n\t"                                                                 \
+                     "add %[wq], %[wq], %[w0], lsl #3\n\t"                                                           \
+                     "ldrd %[w0], %[w1], [%[K], #32]\n\t"                                                            \
+                     "mul %[g1], %[g0], %[gs]\n\t"                                                                   \
+                     "sub %[g1], %[g1], %[w0]\n\t"                                                                   \
+                     "ldr %[w0], [%[K], #68]\n\t"                                                                    \
+                     "mls %[w1], %[g0], %[w0], %[w1]\n\t"                                                            \
+                     "strd %[g1], %[w1], [%[K], #24]\n\t"                                                            \
+                     "2:\n\t"                                                                                        \
+                     "ldr %[g0], [%[K], #16]\n\t"                                                                    \
+                     "tbb [pc, %[g0]]\n\t"                                                                           \
+                     "3:\n\t"                                                                                        \
+                     ".byte (4f - 3b) / 2, (41f - 3b) / 2, (42f - 3b) / 2, (43f - 3b) / 2\n\t"                       \
+                     ".byte (44f - 3b) / 2, (45f - 3b) / 2, (46f - 3b) / 2, (47f - 3b) / 2\n\t"                      \
+                     "47:\n\t" DWIG_TAP(wtap) "46:\n\t" DWIG_TAP(wtap) "45:\n\t" DWIG_TAP(wtap)                      \
+                     "44:\n\t" DWIG_TAP(wtap) "43:\n\t" DWIG_TAP(wtap) "42:\n\t" DWIG_TAP(wtap)                      \
+                     "41:\n\t" DWIG_TAP(wtap)                                                                        \
+                     "4:\n\t"                                                                                        \
+                     "ldrd %[g0], %[g1], [%[K], #24]\n\t"                                                            \
+                     "add %[gq], %[gq], %[g0]\n\t"                                                                   \
+                     "add %[wq], %[wq], %[g1]\n\t"                                                                   \
+                     "subs %[rows], %[rows], #1\n\t"                                                                 \
+                     "bne 2b\n\t"                                                                                    \
+                     "5:\n\t"                                                                                        \
+                     /* g0 = |a0| | |a1| | |a2| | |a3| */                                                            \
+                     "eor %[g0], %[a0], %[a0], asr #31\n\t"                                                          \
+                     "sub %[g0], %[g0], %[a0], asr #31\n\t"                                                          \
+                     "eor %[g1], %[a1], %[a1], asr #31\n\t"                                                          \
+                     "sub %[g1], %[g1], %[a1], asr #31\n\t"                                                          \
+                     "orr %[g0], %[g0], %[g1]\n\t"                                                                   \
+                     "eor %[g1], %[a2], %[a2], asr #31\n\t"                                                          \
+                     "sub %[g1], %[g1], %[a2], asr #31\n\t"                                                          \
+                     "orr %[g0], %[g0], %[g1]\n\t"                                                                   \
+                     "eor %[g1], %[a3], %[a3], asr #31\n\t"                                                          \
+                     "sub %[g1], %[g1], %[a3], asr #31\n\t"                                                          \
+                     "orr %[g0], %[g0], %[g1]\n\t"                                                                   \
+                     "ldrd %[g1], %[w0], [%[K], #40]\n\t" /* lim, seen */                                           \
+                     "orr %[w0], %[w0], %[g0]\n\t"                                                                   \
+                     "str %[w0], [%[K], #44]\n\t"                                                                    \
+                     "cmp %[g0], %[g1]\n\t"                                                                          \
+                     "bhs 9f\n\t"                                                                                    \
+                     "ldr %[gq], [%[K], #56]\n\t"                                                                    \
+                     "cmp %[gq], #0\n\t"                                                                             \
+                     "beq 6f\n\t"                                                                                    \
+                     /* ssat((a + rnd) >> e, 16), packed in pairs and raised to -32767 */                            \
+                     "ldrd %[w0], %[w1], [%[K], #48]\n\t" /* e, rnd */                                               \
+                     "add %[a0], %[a0], %[w1]\n\t"                                                                   \
+                     "add %[a1], %[a1], %[w1]\n\t"                                                                   \
+                     "add %[a2], %[a2], %[w1]\n\t"                                                                   \
+                     "add %[a3], %[a3], %[w1]\n\t"                                                                   \
+                     "asr %[a0], %[a0], %[w0]\n\t"                                                                   \
+                     "asr %[a1], %[a1], %[w0]\n\t"                                                                   \
+                     "asr %[a2], %[a2], %[w0]\n\t"                                                                   \
+                     "asr %[a3], %[a3], %[w0]\n\t"                                                                   \
+                     "ssat %[a0], #16, %[a0]\n\t"                                                                    \
+                     "ssat %[a1], #16, %[a1]\n\t"                                                                    \
+                     "ssat %[a2], #16, %[a2]\n\t"                                                                    \
+                     "ssat %[a3], #16, %[a3]\n\t"                                                                    \
+                     "pkhbt %[a0], %[a0], %[a1], lsl #16\n\t"                                                        \
+                     "pkhbt %[a2], %[a2], %[a3], lsl #16\n\t"                                                        \
+                     "ldr %[w1], [%[K], #64]\n\t"                                                                    \
+                     "ssub16 %[g0], %[a0], %[w1]\n\t"                                                                \
+                     "sel %[a0], %[a0], %[w1]\n\t"                                                                   \
+                     "ssub16 %[g0], %[a2], %[w1]\n\t"                                                                \
+                     "sel %[a2], %[a2], %[w1]\n\t"                                                                   \
+                     "strd %[a0], %[a2], [%[gq]]\n\t"                                                                \
+                     "add %[gq], %[gq], %[gs]\n\t"                                                                   \
+                     "str %[gq], [%[K], #56]\n\t"                                                                    \
+                     "6:\n\t"                                                                                        \
+                     "ldr %[g0], [%[K], #60]\n\t"                                                                    \
+                     "subs %[g0], %[g0], #1\n\t"                                                                     \
+                     "str %[g0], [%[K], #60]\n\t"                                                                    \
+                     "bne 1b\n\t"                                                                                    \
+                     "9:"                                                                                            \
+                     : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [g0] "=&r"(g0),               \
+                       [g1] "=&r"(g1), [w0] "=&r"(w0), [w1] "=&r"(w1), [gq] "=&r"(gq), [wq] "=&r"(wq),               \
+                       [rows] "=&r"(rows)                                                                            \
+                     : [K] "r"(K), [gs] "r"(gs), "m"(*K)                                                             \
+                     : "cc", "memory")
+
+/* K->n >= 1 pixels of a row from K->col on; returns the pixels done. A
+   pixel whose |sums| reach K->lim is not stored: its sums go to v, K->d
+   stays on its outputs, K->col is past it, and it counts as not done. */
+static TT_NOINLINE uint32_t dwig_row(dwig_row_k *K, uint32_t gs, uint32_t s, int32_t *v) {
+    const uint32_t n0 = K->n;
+    uint32_t g0, g1, w0, w1, rows;
+    const uint8_t *gq;
+    const uint32_t *wq;
+    int32_t a0, a1, a2, a3;
+    if (s == 1u) {
+        DWIG_ROW_ASM("8");
+    } else {
+        DWIG_ROW_ASM("16");
+    }
+    v[0] = a0;
+    v[1] = a1;
+    v[2] = a2;
+    v[3] = a3;
+    return n0 - K->n;
+}
+
+/* dw_input_grad_c4's cases (and its order: channel groups, then rows in
+   increasing order) through dwig_row, with stride 1 or 2, kernels up to
+   7 x 7 and gradient offsets below 2^20; else 0. */
+static int dw_input_grad_rows(tt_trainer *t, const tt_layer_rec *L, const int16_t *g, tt_g16_sink *dx,
+                              tt_g16_run *r) {
+    uint32_t rw[DW_MAX_SIDE], cw[DW_MAX_SIDE];
+    uint32_t wtab[DW_MAX_TAPS * 2u];
+    const tt_model *m = &t->model;
+    const tt_tensor_rec *in = tt_tensor(m, L->in), *out = tt_tensor(m, L->out);
+    const int8_t *wf = tt_weights_frozen(m, L);
+    const int8_t *wt = L->n_train ? TT_ARENA(t, int8_t, L->w_arena) : NULL;
+    const uint32_t C = in->c, H = in->h, W = in->w, OW = out->w, KW = L->kw, kk = (uint32_t)L->kh * L->kw;
+    const uint32_t s = L->stride;
+    int16_t *d = dx ? dx->dx : r->dx;
+    /* one pass: r->lim as 32 bits (the magnitudes here are below 2^31), r->e */
+    uint32_t lim = r ? (r->lim > 0xFFFFFFFFu ? 0xFFFFFFFFu : (uint32_t)r->lim) : 0xFFFFFFFFu;
+    uint32_t e = r ? r->e : (dx ? dx->e : 0u);
+    dwig_row_k K;
+    if (L->perm_off != TT_NO_OFFSET || C % 4u || H > DW_MAX_SIDE || W > DW_MAX_SIDE || KW > 7u || L->kh > 7u ||
+        (s != 1u && s != 2u) || 2u * (uint32_t)out->h * OW * C >= 1u << 20) {
+        return 0;
+    }
+    for (uint32_t i = 0; i < H; i++) {
+        uint8_t f, n;
+        uint16_t o;
+        dw_taps(i, L->pad_top, s, L->kh, out->h, &f, &n, &o);
+        rw[i] = (2u * o * OW * C << 12) | ((uint32_t)f * KW << 6) | ((uint32_t)n << 3);
+    }
+    for (uint32_t i = 0; i < W; i++) {
+        uint8_t f, n;
+        uint16_t o;
+        dw_taps(i, L->pad_left, s, KW, OW, &f, &n, &o);
+        cw[i] = (2u * o * C << 12) | ((uint32_t)f << 6) | n;
+    }
+    K.grs = 2u * OW * C;
+    K.wrs = 8u * s * KW;
+    K.wtap = 8u * s;
+    K.m = 0x80018001u;
+    K.seen = 0;
+    K.wbase = wtab;
+    for (uint32_t c0 = 0; c0 < C; c0 += 4u) {
+        const int8_t *w[4];
+        for (uint32_t i = 0; i < 4u; i++) {
+            const uint32_t j = c0 + i; /* no perm: storage position = channel */
+            w[i] = j < L->n_train ? wt + j * kk : wf + j * kk;
+        }
+        for (uint32_t tap = 0; tap < kk; tap++) {
+            wtab[2u * tap] = pack16(w[0][tap], w[1][tap]);
+            wtab[2u * tap + 1u] = pack16(w[2][tap], w[3][tap]);
+        }
+        K.gbase = (const uint8_t *)(const void *)(g + c0);
+        for (uint32_t ih = 0; ih < H; ih++) { /* rows in increasing order (in-place backward) */
+            uint32_t iw = 0;
+            K.rowword = rw[ih];
+            K.col = cw;
+            while (iw < W) {
+                const uint32_t left = r ? r->stop - r->tile : W - iw;
+                int32_t v[4];
+                uint32_t done;
+                if (!left) {
+                    r->seen |= K.seen;
+                    return 1;
+                }
+                K.n = W - iw < left ? W - iw : left;
+                K.lim = lim;
+                K.e = e;
+                K.rnd = e ? 1u << (e - 1u) : 0u;
+                K.d = d ? d + (ih * W + iw) * C + c0 : NULL;
+                done = dwig_row(&K, 2u * C, s, v);
+                iw += done;
+                if (r) {
+                    r->tile += done;
+                }
+                if (K.n) { /* pixel iw reached lim (one pass only): tt_g16_run_check, then stored */
+                    const uint32_t mg = abs32(v[0]) | abs32(v[1]) | abs32(v[2]) | abs32(v[3]);
+                    tt_g16_run_check(r, mg);
+                    lim = r->lim > 0xFFFFFFFFu ? 0xFFFFFFFFu : (uint32_t)r->lim;
+                    e = r->e;
+                    store_g16x4(d + (ih * W + iw) * C + c0, v[0], v[1], v[2], v[3], e);
+                    r->tile++;
+                    iw++;
+                }
+            }
+        }
+    }
+    if (r) {
+        r->seen |= K.seen;
+    } else if (!d) {
+        dx->vmax = K.seen > dx->vmax ? K.seen : dx->vmax;
+    }
+    return 1;
+}
+#endif
+
 int tt_dwconv_input_grad_run(tt_trainer *t, const tt_layer_rec *L, const int16_t *g, tt_g16_run *r) {
+#if TT_DSP_ASM_WIDE
+    if (dw_input_grad_rows(t, L, g, NULL, r)) {
+        return 1;
+    }
+#endif
     return dw_input_grad_c4(t, L, g, NULL, r);
 }
 
 int tt_dwconv_input_grad_opt(tt_trainer *t, const tt_layer_rec *L, const int16_t *g, tt_g16_sink *dx) {
+#if TT_DSP_ASM_WIDE
+    if (dw_input_grad_rows(t, L, g, dx, NULL)) {
+        return 1;
+    }
+#endif
     return dw_input_grad_c4(t, L, g, dx, NULL) || dw_input_grad(t, L, g, dx);
 }
 
