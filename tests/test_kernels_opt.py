@@ -326,6 +326,46 @@ def test_dwconv_clamps(request, target, scheme, lo, hi):
     assert (opt.logits, opt.params) == (ref.logits, ref.params)
 
 
+def _wide_ig_net(seed):
+    """An input gradient through 520 output channels (260 channel pairs,
+    beyond the 256 that always sum in int32): input channels 0 and 1 carry
+    weights of 127 in every output channel (sum |w| above 65535: the int64
+    sums), the others small ones (int32 sums beyond 256 pairs)."""
+    b = NetBuilder((4, 4, 6), seed=seed)
+    b.pointwise(8, act="relu")
+    w = b.rng.normal(0.0, 0.01, size=(520, 1, 1, 8))
+    w[:, :, :, :2] = 1.0
+    b.pointwise(520, act="relu6", weight=w)
+    b.pointwise(16, act=None)
+    b.fc(3)
+    return b
+
+
+@pytest.mark.parametrize("target", ["host", "m7"])
+@pytest.mark.parametrize("scheme", ["full", "full_residue", "stem"])
+def test_wide_input_grad(request, target, scheme):
+    b = _wide_ig_net(7)
+    graph = b.quantize(netzoo.calib(b, n=8, seed=7))
+    plan = compile_model(graph, _schemes(graph)[scheme])
+    xs, ys = _samples(b, graph, 3, 8)
+    ref, _ = _same(request.getfixturevalue(f"{target}_exes"), target, plan, xs, ys, xs[:2])
+    assert len(set(ref.losses)) > 1
+
+
+@pytest.mark.parametrize("target", ["host", "m7"])
+@pytest.mark.parametrize("lr", [30.0, 3e4])
+def test_update_saturates(request, target, lr):
+    """Learning rates that drive weight and bias steps to their limits (the
+    rounding's saturation) and the residue path."""
+    for scheme in ("full", "full_residue"):
+        plan, xs, ys = _shaped_case("bwd", scheme, seed=4)
+        ref, opt = (runner.run(e, plan.data, list(zip(xs, ys)), xs[:2], lr=lr, target=target)
+                    for e in request.getfixturevalue(f"{target}_exes"))
+        assert ref.status == 0 and opt.status == 0, ref.message + opt.message
+        assert [v.tobytes() for v in opt.losses] == [v.tobytes() for v in ref.losses]
+        assert (opt.logits, opt.params) == (ref.logits, ref.params)
+
+
 def _small_cin_net(seed, shape):
     """A k x k conv and an fc over a spatial input, both on few input
     channels: the column is then laid out as the weights are stored (every

@@ -112,6 +112,22 @@ static inline uint32_t tt_bitlen64_fast(uint64_t v) {
 #endif
 }
 
+/* tt_rint_sat(u, lim), one VCVTR where the FPU has single precision:
+   VCVTR rounds by the FPSCR's mode, to nearest even (the mode tt_rint_sat's
+   (a + 2^23) - 2^23 relies on as well), saturates to int32 and gives 0 for
+   a NaN; the clamp to [-lim, lim] then gives tt_rint_sat's limits. */
+static inline int32_t tt_rint_sat_fast(float u, int32_t lim) {
+#if defined(__ARM_FP) && (__ARM_FP & 4)
+    float f;
+    int32_t r;
+    __asm__("vcvtr.s32.f32 %0, %1" : "=t"(f) : "t"(u));
+    __asm__("vmov %0, %1" : "=r"(r) : "t"(f));
+    return r < -lim ? -lim : (r > lim ? lim : r);
+#else
+    return tt_rint_sat(u, lim);
+#endif
+}
+
 /* tt_f32_from_i64, the same rule, with the fast bit length. */
 static inline float tt_f32_from_i64_fast(int64_t a) {
     uint32_t n = tt_bitlen64_fast(tt_abs64(a));
