@@ -498,6 +498,19 @@ def test_shaped_host_simd(host_simd_exes, name, scheme):
     _same(host_simd_exes, "host", plan, xs, ys, xs[:2])
 
 
+@pytest.mark.parametrize("scheme", ["stem", "frozen"])
+def test_dwconv_low_shifts_m7(m7_exes, scheme):
+    """Depthwise layers with some shifts below 33 (not every channel
+    SMMLA-requantisable): the general 4-channel path beside the border-window
+    kernel, on the emulated Cortex-M7."""
+    plan, xs, ys = _shaped_case("dw4_edge", scheme, seed=3)
+    data = _lower_shifts(plan)
+    ref, opt = (runner.run(e, data, list(zip(xs, ys)), xs[:2], target="m7") for e in m7_exes)
+    assert ref.status == 0 and opt.status == 0, ref.message + opt.message
+    assert [v.tobytes() for v in opt.losses] == [v.tobytes() for v in ref.losses]
+    assert (opt.logits, opt.params) == (ref.logits, ref.params)
+
+
 @pytest.mark.parametrize("name,scheme", [("mbnet", "full"), ("mbnet", "sparse"), ("cnn", "full_residue")])
 def test_zoo_host_simd(host_simd_exes, name, scheme):
     b, g, plan = netzoo.build(name, scheme, seed=11)

@@ -5,13 +5,17 @@
  *  - forward without perm, channels a multiple of 4: 4 channels per load,
  *    weights regrouped per tap on the stack, SXTAB16 + SMLABB/SMLATT; the
  *    windows that lie inside the input, without a mask, unrolled per kernel
- *    size with the zero point in the bias (dw4_lean).
+ *    size with the zero point in the bias (dw4_lean); with 14 registers
+ *    (TT_DSP_ASM_WIDE) the windows that reach the padding, and with a mask
+ *    all, from a table of their taps inside the input (dw4_edge), and only
+ *    what differs made per group of 4 channels (dw4_groups_edge).
  *  - other forward: per channel, the kh input rows of a window in an int16
  *    ring on the stack (zero point subtracted, padding 0), SMLAD on pairs.
  *  - input gradient: 4 channels at a time when there is no perm and C is a
  *    multiple of 4 (SMLABB/SMLATT, int32; in one pass, tt_g16_run, unless
  *    written in place), else per channel; the taps that reach each input
- *    row and column worked out once per layer.
+ *    row and column worked out once per layer (with TT_DSP_ASM_WIDE an
+ *    input row in one asm block, dwig_row).
  * The weight gradient is tt_update_opt.c's.
  */
 #include <stddef.h>
@@ -263,8 +267,18 @@ static void dw4_lean_k_make(dw4_k3_k *K, const dw4_t *D, int8_t *y, uint32_t n, 
     "ldr %[w], [%[K], #84]\n\t"
 
 /* The end of an output: rqz_apply (SMMLA, ASR), the clamp as dw4_store's,
-   y and xr to the next output; back to 1 while outputs are left. */
-#define DW4_LEAN_END                                                                                                 \
+   y and xr to the next output; back to 1 while outputs are left. Without
+   the bytewise clamp when it is the int8 range (DW4_LEAN_END_FULL: SSAT
+   is the whole clamp then). */
+#define DW4_CLAMP8                                                                                                   \
+    "ldrd %[w0], %[w1], [%[K], #64]\n\t"                                                                             \
+    "ssub8 %[v], %[a0], %[w0]\n\t"                                                                                   \
+    "sel %[a0], %[a0], %[w0]\n\t"                                                                                    \
+    "ssub8 %[v], %[a0], %[w1]\n\t"                                                                                   \
+    "sel %[a0], %[w1], %[a0]\n\t"
+#define DW4_LEAN_END DW4_LEAN_END_C(DW4_CLAMP8)
+#define DW4_LEAN_END_FULL DW4_LEAN_END_C("")
+#define DW4_LEAN_END_C(clamp)                                                                                        \
     /* rqz_apply: SMMLA, ASR; the clamp as dw4_store's */                                                            \
     "ldrd %[w0], %[w1], [%[K], #16]\n\t"                                                                             \
     "smmla %[a0], %[a0], %[w0], %[w1]\n\t"                                                                           \
@@ -286,12 +300,7 @@ static void dw4_lean_k_make(dw4_k3_k *K, const dw4_t *D, int8_t *y, uint32_t n, 
     "ssat %[a3], #8, %[a3]\n\t"                                                                                      \
     "bfi %[a0], %[a1], #8, #8\n\t"                                                                                   \
     "bfi %[a0], %[a2], #16, #8\n\t"                                                                                  \
-    "bfi %[a0], %[a3], #24, #8\n\t"                                                                                  \
-    "ldrd %[w0], %[w1], [%[K], #64]\n\t"                                                                             \
-    "ssub8 %[v], %[a0], %[w0]\n\t"                                                                                   \
-    "sel %[a0], %[a0], %[w0]\n\t"                                                                                    \
-    "ssub8 %[v], %[a0], %[w1]\n\t"                                                                                   \
-    "sel %[a0], %[w1], %[a0]\n\t"                                                                                    \
+    "bfi %[a0], %[a3], #24, #8\n\t" clamp                                                                            \
     "ldr %[w0], [%[K], #72]\n\t"                                                                                     \
     "str %[a0], [%[w0]]\n\t"                                                                                         \
     "add %[w0], %[w0], %[C]\n\t"                                                                                     \
@@ -314,7 +323,7 @@ static void dw4_lean_k_make(dw4_k3_k *K, const dw4_t *D, int8_t *y, uint32_t n, 
 #define DW4_LEAN_OUTS                                                                                                \
     [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [v] "=&r"(v), [pa] "=&r"(pa), [w0] "=&r"(w0),  \
         [w1] "=&r"(w1), [w] "=&r"(w), [xr] "+r"(xr)
-#define DW4_LEAN_INS [K] "r"(&K), [C] "r"(C), [WC] "r"(WC), "m"(K)
+#define DW4_LEAN_INS [K] "r"(Kp), [C] "r"(C), [WC] "r"(WC), "m"(*Kp)
 #endif
 
 /* With the DSP extension one asm block: GCC keeps the window's pointers
@@ -323,38 +332,65 @@ static void dw4_lean_k_make(dw4_k3_k *K, const dw4_t *D, int8_t *y, uint32_t n, 
    come in LDRD pairs (113). Same sums, requantisation and clamp as
    dw4_lean. The 3x3 window is straight-line code; 5x5 and 7x7 loop over
    their kernel rows (a counter in the one register left). */
-static TT_NOINLINE void dw4_lean_k3(const dw4_t *D, const int8_t *xw, int8_t *y, uint32_t n) {
 #if TT_DSP
-    dw4_k3_k K;
-    const uint32_t C = D->C, WC = D->W * D->C;
+/* dw4_lean_k3's asm block on constants K made beforehand (K->y, K->n: its
+   outputs), the first window at xw, pixels C and rows WC bytes apart. */
+static TT_NOINLINE void dw4_lean_k3_run(dw4_k3_k *Kp, const int8_t *xw, uint32_t C, uint32_t WC, int full) {
     const int8_t *xr = xw;
     const uint32_t *w;
     uint32_t v, pa, w0, w1;
     int32_t a0, a1, a2, a3;
-    if (!n) {
+#if TT_DSP_ASM_WIDE /* the .mpy: one variant (its size) */
+    if (full) {
+        __asm__ volatile(DW4_LEAN_START DW4_K3_ROW DW4_K3_ROW DW4_K3_ROW DW4_LEAN_END_FULL
+                         : DW4_LEAN_OUTS
+                         : DW4_LEAN_INS
+                         : "cc", "memory");
         return;
     }
-    dw4_lean_k_make(&K, D, y, n, 3u);
+#else
+    (void)full;
+#endif
     __asm__ volatile(DW4_LEAN_START DW4_K3_ROW DW4_K3_ROW DW4_K3_ROW DW4_LEAN_END
                      : DW4_LEAN_OUTS
                      : DW4_LEAN_INS
                      : "cc", "memory");
+}
+#endif
+static TT_NOINLINE void dw4_lean_k3(const dw4_t *D, const int8_t *xw, int8_t *y, uint32_t n) {
+#if TT_DSP
+    dw4_k3_k K;
+    if (!n) {
+        return;
+    }
+    dw4_lean_k_make(&K, D, y, n, 3u);
+    dw4_lean_k3_run(&K, xw, D->C, D->W * D->C, D->lo == -128 && D->hi == 127);
 #else
     dw4_lean(D, xw, y, n, 3u, 0);
 #endif
 }
-static TT_NOINLINE void dw4_lean_k5(const dw4_t *D, const int8_t *xw, int8_t *y, uint32_t n) {
 #if TT_DSP
-    dw4_k3_k K;
-    const uint32_t C = D->C, WC = D->W * D->C;
+/* dw4_lean_k5's asm block on constants K made beforehand (K->y, K->n: its
+   outputs), the first window at xw, pixels C and rows WC bytes apart. */
+static TT_NOINLINE void dw4_lean_k5_run(dw4_k3_k *Kp, const int8_t *xw, uint32_t C, uint32_t WC, int full) {
     const int8_t *xr = xw;
     const uint32_t *w;
     uint32_t v, pa, w0, w1, rows;
     int32_t a0, a1, a2, a3;
-    if (!n) {
+#if TT_DSP_ASM_WIDE /* the .mpy: one variant (its size) */
+    if (full) {
+        __asm__ volatile(DW4_LEAN_START "mov %[r], #5\n\t"
+                                        "3:\n\t" DW4_TAP012 DW4_TAP3 DW4_TAP4 "add %[xr], %[xr], %[WC]\n\t"
+                                        "subs %[r], %[r], #1\n\t"
+                                        "bne 3b\n\t" DW4_LEAN_END_FULL
+                         : DW4_LEAN_OUTS, [r] "=&r"(rows)
+                         : DW4_LEAN_INS
+                         : "cc", "memory");
         return;
     }
-    dw4_lean_k_make(&K, D, y, n, 5u);
+#else
+    (void)full;
+#endif
     __asm__ volatile(DW4_LEAN_START "mov %[r], #5\n\t"
                                     "3:\n\t" DW4_TAP012 DW4_TAP3 DW4_TAP4 "add %[xr], %[xr], %[WC]\n\t"
                                     "subs %[r], %[r], #1\n\t"
@@ -362,22 +398,43 @@ static TT_NOINLINE void dw4_lean_k5(const dw4_t *D, const int8_t *xw, int8_t *y,
                      : DW4_LEAN_OUTS, [r] "=&r"(rows)
                      : DW4_LEAN_INS
                      : "cc", "memory");
+}
+#endif
+static TT_NOINLINE void dw4_lean_k5(const dw4_t *D, const int8_t *xw, int8_t *y, uint32_t n) {
+#if TT_DSP
+    dw4_k3_k K;
+    if (!n) {
+        return;
+    }
+    dw4_lean_k_make(&K, D, y, n, 5u);
+    dw4_lean_k5_run(&K, xw, D->C, D->W * D->C, D->lo == -128 && D->hi == 127);
 #else
     dw4_lean(D, xw, y, n, 5u, 0);
 #endif
 }
-static TT_NOINLINE void dw4_lean_k7(const dw4_t *D, const int8_t *xw, int8_t *y, uint32_t n) {
 #if TT_DSP
-    dw4_k3_k K;
-    const uint32_t C = D->C, WC = D->W * D->C;
+/* dw4_lean_k7's asm block on constants K made beforehand (K->y, K->n: its
+   outputs), the first window at xw, pixels C and rows WC bytes apart. */
+static TT_NOINLINE void dw4_lean_k7_run(dw4_k3_k *Kp, const int8_t *xw, uint32_t C, uint32_t WC, int full) {
     const int8_t *xr = xw;
     const uint32_t *w;
     uint32_t v, pa, w0, w1, rows;
     int32_t a0, a1, a2, a3;
-    if (!n) {
+#if TT_DSP_ASM_WIDE /* the .mpy: one variant (its size) */
+    if (full) {
+        __asm__ volatile(DW4_LEAN_START "mov %[r], #7\n\t"
+                                        "3:\n\t" DW4_TAP012 DW4_TAP3 DW4_TAP4 DW4_TAP5 DW4_TAP6
+                                        "add %[xr], %[xr], %[WC]\n\t"
+                                        "subs %[r], %[r], #1\n\t"
+                                        "bne 3b\n\t" DW4_LEAN_END_FULL
+                         : DW4_LEAN_OUTS, [r] "=&r"(rows)
+                         : DW4_LEAN_INS
+                         : "cc", "memory");
         return;
     }
-    dw4_lean_k_make(&K, D, y, n, 7u);
+#else
+    (void)full;
+#endif
     __asm__ volatile(DW4_LEAN_START "mov %[r], #7\n\t"
                                     "3:\n\t" DW4_TAP012 DW4_TAP3 DW4_TAP4 DW4_TAP5 DW4_TAP6
                                     "add %[xr], %[xr], %[WC]\n\t"
@@ -386,6 +443,16 @@ static TT_NOINLINE void dw4_lean_k7(const dw4_t *D, const int8_t *xw, int8_t *y,
                      : DW4_LEAN_OUTS, [r] "=&r"(rows)
                      : DW4_LEAN_INS
                      : "cc", "memory");
+}
+#endif
+static TT_NOINLINE void dw4_lean_k7(const dw4_t *D, const int8_t *xw, int8_t *y, uint32_t n) {
+#if TT_DSP
+    dw4_k3_k K;
+    if (!n) {
+        return;
+    }
+    dw4_lean_k_make(&K, D, y, n, 7u);
+    dw4_lean_k7_run(&K, xw, D->C, D->W * D->C, D->lo == -128 && D->hi == 127);
 #else
     dw4_lean(D, xw, y, n, 7u, 0);
 #endif
@@ -528,20 +595,18 @@ typedef char dw4_edge_layout[offsetof(dw4_edge_k, y) == 72u && offsetof(dw4_edge
     "orr %[v], %[v], %[pa]\n\t"                                                                                      \
     "strb %[v], [%[w1]]\n\t"
 
-/* The clamp as dw4_store's, the store; back to 1 while outputs are left. */
-#define DWE_END                                                                                                      \
+/* The clamp as dw4_store's (SSAT alone for the int8 range: DWE_END_FULL),
+   the store; back to 1 while outputs are left. */
+#define DWE_END DWE_END_C(DW4_CLAMP8)
+#define DWE_END_FULL DWE_END_C("")
+#define DWE_END_C(clamp)                                                                                             \
     "ssat %[a0], #8, %[a0]\n\t"                                                                                      \
     "ssat %[a1], #8, %[a1]\n\t"                                                                                      \
     "ssat %[a2], #8, %[a2]\n\t"                                                                                      \
     "ssat %[a3], #8, %[a3]\n\t"                                                                                      \
     "bfi %[a0], %[a1], #8, #8\n\t"                                                                                   \
     "bfi %[a0], %[a2], #16, #8\n\t"                                                                                  \
-    "bfi %[a0], %[a3], #24, #8\n\t"                                                                                  \
-    "ldrd %[w0], %[w1], [%[K], #64]\n\t"                                                                             \
-    "ssub8 %[v], %[a0], %[w0]\n\t"                                                                                   \
-    "sel %[a0], %[a0], %[w0]\n\t"                                                                                    \
-    "ssub8 %[v], %[a0], %[w1]\n\t"                                                                                   \
-    "sel %[a0], %[w1], %[a0]\n\t"                                                                                    \
+    "bfi %[a0], %[a3], #24, #8\n\t" clamp                                                                            \
     "ldrd %[w0], %[w1], [%[K], #72]\n\t"                                                                             \
     "str %[a0], [%[w0]]\n\t"                                                                                         \
     "subs %[w1], %[w1], #1\n\t"                                                                                      \
@@ -553,27 +618,35 @@ typedef char dw4_edge_layout[offsetof(dw4_edge_k, y) == 72u && offsetof(dw4_edge
         [w1] "=&r"(w1), [w] "=&r"(w), [xr] "=&r"(xr), [rows] "=&r"(rows)
 #define DWE_INS [K] "r"(E), [C] "r"(C), [nz] "r"(nz), "m"(*E)
 
-/* E->n >= 1 outputs from E->tab on. */
-static TT_NOINLINE void dw4_edge(dw4_edge_k *E, uint32_t C, uint32_t nz) {
+/* E->n >= 1 outputs from E->tab on; full: the clamp is the int8 range. */
+static TT_NOINLINE void dw4_edge(dw4_edge_k *E, uint32_t C, uint32_t nz, int full) {
     uint32_t v, pa, w0, w1, rows;
     const uint32_t *w;
     const int8_t *xr;
     int32_t a0, a1, a2, a3;
-    __asm__ volatile(DWE_START DWE_END : DWE_OUTS : DWE_INS : "cc", "memory");
+    if (full) {
+        __asm__ volatile(DWE_START DWE_END_FULL : DWE_OUTS : DWE_INS : "cc", "memory");
+    } else {
+        __asm__ volatile(DWE_START DWE_END : DWE_OUTS : DWE_INS : "cc", "memory");
+    }
 }
-static TT_NOINLINE void dw4_edge_mask(dw4_edge_k *E, uint32_t C, uint32_t nz) {
+static TT_NOINLINE void dw4_edge_mask(dw4_edge_k *E, uint32_t C, uint32_t nz, int full) {
     uint32_t v, pa, w0, w1, rows;
     const uint32_t *w;
     const int8_t *xr;
     int32_t a0, a1, a2, a3;
-    __asm__ volatile(DWE_START DWE_MASK DWE_END : DWE_OUTS : DWE_INS : "cc", "memory");
+    if (full) {
+        __asm__ volatile(DWE_START DWE_MASK DWE_END_FULL : DWE_OUTS : DWE_INS : "cc", "memory");
+    } else {
+        __asm__ volatile(DWE_START DWE_MASK DWE_END : DWE_OUTS : DWE_INS : "cc", "memory");
+    }
 }
 
 /* dw4_edge's table of the outputs of rows [R oh0, oh1) that do not run as
    dw4_lean (lean: the whole windows of whole kernel rows do, as dw4_rows
-   has them): their count, 0 when they are more than DW4_EDGE_MAX, a kernel
-   is larger than 7 x 7 or a window has no tap inside. */
-static uint32_t dw4_edge_table(const dw4_t *D, int lean, uint32_t *tab) {
+   has them), their count in *count; 0 when they are more than
+   DW4_EDGE_MAX, a kernel is larger than 7 x 7 or a window has no tap inside. */
+static int dw4_edge_table(const dw4_t *D, int lean, uint32_t *tab, uint32_t *count) {
     const uint32_t s = D->s, KW = D->KW, KH = D->KH, C = D->C, W = D->W;
     const uint32_t olo = (D->pl + s - 1u) / s;
     const uint32_t nin = W + D->pl >= KW ? (W + D->pl - KW) / s + 1u : 0u;
@@ -608,50 +681,94 @@ static uint32_t dw4_edge_table(const dw4_t *D, int lean, uint32_t *tab) {
             n++;
         }
     }
-    return n;
+    *count = n;
+    return 1;
 }
 
-/* Output rows of 4 channels (fast, every channel rqz_ok): the n outputs
-   of tab through dw4_edge, the whole windows of whole kernel rows as
-   dw4_lean where D->lean. */
-static TT_NOINLINE void dw4_rows_edge(const dw4_t *D, const uint32_t *tab, uint32_t n) {
-    const uint32_t C = D->C, W = D->W, KW = D->KW, s = D->s;
-    dw4_edge_k E;
-    for (uint32_t i = 0; i < 4u; i++) {
-        E.b[i] = D->b[i];
-        E.mz[2u * i] = D->z[i].mult;
-        E.mz[2u * i + 1u] = D->z[i].rz;
-        E.k[i] = D->z[i].k;
+static void dw4_regroup(uint32_t *wtab, const int8_t *const *w, uint32_t kk, uint32_t *s02, uint32_t *s13);
+static void dw4_regroup9(uint32_t *wtab, const int8_t *const *w, uint32_t *s02, uint32_t *s13);
+
+/* Every shift of the layer in [33, 54]: each channel rqz_ok. */
+static int dw4_rqz_layer(const tt_fwd_params *P, uint32_t C) {
+    for (uint32_t c = 0; c < C; c++) {
+        if (P->shift[c] < 33 || P->shift[c] > 54) {
+            return 0;
+        }
     }
-    E.l4 = 0x01010101u * (uint8_t)D->lo;
-    E.h4 = 0x01010101u * (uint8_t)D->hi;
-    E.n = n;
-    E.tab = tab;
-    E.xbase = D->x + D->c0;
-    E.wbase = D->wtab;
+    return 1;
+}
+
+/* dwconv4's groups of 4 channels when every channel is rqz_ok and
+   dw4_edge_table made the table (nedge outputs): per group only what
+   differs is made (biases, requantisation constants, the regrouped weights
+   in wtab); the outputs of the table run as dw4_edge, the whole windows of
+   whole kernel rows (lean: D's geometry allows dw4_lean) as dw4_lean. About
+   400 instructions a group less than the general path, which a fused op
+   pays at every row. */
+static TT_NOINLINE void dw4_groups_edge(const dw4_t *D, const tt_fwd_params *P, const tt_layer_rec *L, uint32_t *wtab,
+                                        const uint32_t *tab, uint32_t nedge, int lean) {
+    const uint32_t C = D->C, W = D->W, KW = D->KW, kk = KW * D->KH, s = D->s;
+    const uint32_t nz = pack16(-D->zx, -D->zx);
+    const uint32_t olo = (D->pl + s - 1u) / s;
+    const uint32_t nin = W + D->pl >= KW ? (W + D->pl - KW) / s + 1u : 0u;
+    const uint32_t ohi = nin < D->OW ? nin : D->OW;
+    void (*run)(dw4_k3_k *, const int8_t *, uint32_t, uint32_t, int) =
+        KW == 3u ? dw4_lean_k3_run : KW == 5u ? dw4_lean_k5_run : dw4_lean_k7_run;
+    const int full = D->lo == -128 && D->hi == 127;
+    dw4_edge_k E;
+    dw4_k3_k K;
+    E.l4 = K.l4 = 0x01010101u * (uint8_t)D->lo;
+    E.h4 = K.h4 = 0x01010101u * (uint8_t)D->hi;
+    E.wbase = wtab;
     E.xstep = W * C;
     E.wstep = 8u * KW;
     E.y0 = D->y;
     E.mask = D->mask;
     E.lo = D->lo;
     E.range = (uint32_t)(D->hi - D->lo);
-    E.ybase = D->y + D->c0;
-    if (D->mask) {
-        dw4_edge_mask(&E, C, pack16(-D->zx, -D->zx));
-    } else {
-        dw4_edge(&E, C, pack16(-D->zx, -D->zx));
-    }
-    if (D->lean) {
-        const uint32_t olo = (D->pl + s - 1u) / s;
-        const uint32_t nin = W + D->pl >= KW ? (W + D->pl - KW) / s + 1u : 0u;
-        const uint32_t ohi = nin < D->OW ? nin : D->OW;
-        void (*run)(const dw4_t *, const int8_t *, int8_t *, uint32_t) =
-            KW == 3u ? dw4_lean_k3 : KW == 5u ? dw4_lean_k5 : dw4_lean_k7;
-        for (uint32_t oh = D->oh0; oh < D->oh1; oh++) {
-            const int32_t ih0 = (int32_t)(oh * s) - (int32_t)D->pt;
-            if (ih0 >= 0 && ih0 + (int32_t)D->KH <= (int32_t)D->H) {
-                run(D, D->x + (uint32_t)(ih0 - (int32_t)D->row0) * W * C + D->c0 + (olo * s - D->pl) * C,
-                    D->y + ((oh - D->oh0) * D->OW + olo) * C + D->c0, ohi - olo);
+    K.back = KW * W * C - s * C;
+    K.wtab = wtab;
+    for (uint32_t c0 = 0; c0 < C; c0 += 4u) {
+        const int8_t *w[4];
+        uint32_t s02 = 0, s13 = 0; /* the taps' sums, channels (c0, c0 + 2), (c0 + 1, c0 + 3) */
+        for (uint32_t i = 0; i < 4u; i++) {
+            const uint32_t j = c0 + i; /* no perm: storage position = channel */
+            const uint32_t k = (uint32_t)P->shift[j] - 32u; /* rqz_make: rz = 2^(k - 1) + zy 2^k */
+            w[i] = tt_dw_taps(P, L, j, kk);
+            E.b[i] = tt_bias_at(P, j);
+            E.mz[2u * i] = K.mz[2u * i] = P->mult[j];
+            E.mz[2u * i + 1u] = K.mz[2u * i + 1u] = (int32_t)((1u << (k - 1u)) + ((uint32_t)D->zy << k));
+            E.k[i] = K.k[i] = k;
+        }
+        if (kk == 9u) {
+            dw4_regroup9(wtab, w, &s02, &s13);
+        } else {
+            dw4_regroup(wtab, w, kk, &s02, &s13);
+        }
+        if (nedge) {
+            E.n = nedge;
+            E.tab = tab;
+            E.xbase = D->x + c0;
+            E.ybase = D->y + c0;
+            if (D->mask) {
+                dw4_edge_mask(&E, C, nz, full);
+            } else {
+                dw4_edge(&E, C, nz, full);
+            }
+        }
+        if (lean) { /* |sum| <= 64 * 128: the 16-bit lanes hold it */
+            K.bz[0] = E.b[0] - D->zx * lo16(s02);
+            K.bz[1] = E.b[1] - D->zx * lo16(s13);
+            K.bz[2] = E.b[2] - D->zx * hi16(s02);
+            K.bz[3] = E.b[3] - D->zx * hi16(s13);
+            for (uint32_t oh = D->oh0; oh < D->oh1; oh++) {
+                const int32_t ih0 = (int32_t)(oh * s) - (int32_t)D->pt;
+                if (ih0 >= 0 && ih0 + (int32_t)D->KH <= (int32_t)D->H) {
+                    K.y = D->y + ((oh - D->oh0) * D->OW + olo) * C + c0;
+                    K.n = ohi - olo;
+                    run(&K, D->x + (uint32_t)(ih0 - (int32_t)D->row0) * W * C + c0 + (olo * s - D->pl) * C, C, W * C,
+                        full);
+                }
             }
         }
     }
@@ -810,8 +927,8 @@ static inline uint32_t dw4_pktt(uint32_t a, uint32_t b) {
     return r;
 }
 
-static TT_NOINLINE void dw4_regroup(uint32_t *wtab, const int8_t *const *w, uint32_t kk, uint32_t *s02,
-                                    uint32_t *s13) {
+TT_INLINE void dw4_regroup_body(uint32_t *wtab, const int8_t *const *w, uint32_t kk, uint32_t *s02,
+                                uint32_t *s13) {
     const int8_t *w0 = w[0], *w1 = w[1], *w2 = w[2], *w3 = w[3];
     uint32_t tap = 0, t02 = 0, t13 = 0;
     for (; tap + 4u <= kk; tap += 4u, wtab += 8) {
@@ -841,6 +958,16 @@ static TT_NOINLINE void dw4_regroup(uint32_t *wtab, const int8_t *const *w, uint
     *s02 = t02;
     *s13 = t13;
 }
+static TT_NOINLINE void dw4_regroup(uint32_t *wtab, const int8_t *const *w, uint32_t kk, uint32_t *s02,
+                                    uint32_t *s13) {
+    dw4_regroup_body(wtab, w, kk, s02, s13);
+}
+#if TT_DSP_ASM_WIDE
+/* 3 x 3 (dw4_groups_edge): the loop unrolled (two words and a byte a channel) */
+static TT_NOINLINE void dw4_regroup9(uint32_t *wtab, const int8_t *const *w, uint32_t *s02, uint32_t *s13) {
+    dw4_regroup_body(wtab, w, 9u, s02, s13);
+}
+#endif
 #endif
 
 static int dwconv4(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, uint8_t *mask) {
@@ -884,8 +1011,9 @@ static int dwconv4(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, uint8
     const int geo = !mask && fast && D.KW == D.KH && (D.KW == 3u || D.KW == 5u || D.KW == 7u) &&
                     (nin < D.OW ? nin : D.OW) >= olo + 4u;
 #if TT_DSP_ASM_WIDE
-    if (fast) { /* dw4_rows_edge; lean as D.lean for a group that is rqz_ok */
-        nedge = dw4_edge_table(&D, geo, tab);
+    if (fast && dw4_rqz_layer(&P, C) && dw4_edge_table(&D, geo, tab, &nedge)) {
+        dw4_groups_edge(&D, &P, L, wtab, tab, nedge, geo);
+        return 1;
     }
 #endif
     for (uint32_t c0 = 0; c0 < C; c0 += 4u) {
@@ -925,12 +1053,6 @@ static int dwconv4(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, uint8
             D.lean = D.lean && D.zok;
         }
         D.c0 = c0;
-#if TT_DSP_ASM_WIDE
-        if (nedge && D.zok) {
-            dw4_rows_edge(&D, tab, nedge);
-            continue;
-        }
-#endif
         if (fast && full && D.KW == 3u) {
             dw4_rows_k3_fast_full(&D);
         } else if (fast && full && D.KW == 5u) {

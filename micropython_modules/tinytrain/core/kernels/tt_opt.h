@@ -39,10 +39,35 @@
    depthwise window; larger layers run the reference kernels. Other fixed
    stack tables: 2304 bytes of regrouped weights (pointwise input gradient)
    or of a channel pair's widened weights (pointwise forward),
-   about 2 KB of per-row/column tap tables (depthwise input gradient). The
-   whole core then peaks at about 4 KB of stack (bench_m7.py prints it). */
+   about 2 KB of per-row/column tap tables (depthwise input gradient),
+   1 KB of border-window words and 512 bytes of regrouped weights
+   (depthwise forward). The whole core then peaks at about 4 KB of stack
+   (bench_m7.py prints it). */
 #ifndef TT_OPT_STACK_BYTES
 #define TT_OPT_STACK_BYTES 2304u
+#endif
+
+#if TT_DSP_ASM_WIDE
+/* n bytes from src down to dst <= src (they may overlap: each 32-byte
+   block is loaded before it is stored, lower blocks first), both
+   word-aligned: LDM/STM of 8 registers a block, where memcpy takes about
+   34 instructions per 64 bytes and pieces no longer than src - dst. */
+static inline void tt_copy_down(int8_t *dst, const int8_t *src, uint32_t n) {
+    uint32_t blocks = n / 32u;
+    if (blocks) {
+        __asm__ volatile("1:\n\t"
+                         "ldmia %[s]!, {r4, r5, r6, r8, r10, r11, r12, lr}\n\t"
+                         "stmia %[d]!, {r4, r5, r6, r8, r10, r11, r12, lr}\n\t"
+                         "subs %[b], %[b], #1\n\t"
+                         "bne 1b"
+                         : [s] "+r"(src), [d] "+r"(dst), [b] "+r"(blocks)
+                         :
+                         : "r4", "r5", "r6", "r8", "r10", "r11", "r12", "lr", "cc", "memory");
+    }
+    for (n %= 32u; n; n--) {
+        *dst++ = *src++;
+    }
+}
 #endif
 
 /* Unaligned 32-bit load (one LDR on the Cortex-M7). */
