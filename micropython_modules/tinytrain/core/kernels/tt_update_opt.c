@@ -19,9 +19,15 @@
 
 /* One weight: the grad hook, then the reference's float steps and
    tt_weight_step; the bit length and the rounding (tt_rint_sat_fast) are
-   found faster. Inline: a call took about a third of it. */
-TT_INLINE void weight_step(tt_trainer *t, const tt_update_params *P, int8_t *w, int8_t *res, uint32_t idx, int64_t a,
-                           float scale, float scale_div, float qas) {
+   found faster. Inline (a call took about a third of it) except in a
+   position-independent build, the .mpy, whose size counts more there. */
+#if defined(__PIC__)
+#define WEIGHT_STEP_FN static
+#else
+#define WEIGHT_STEP_FN TT_INLINE
+#endif
+WEIGHT_STEP_FN void weight_step(tt_trainer *t, const tt_update_params *P, int8_t *w, int8_t *res, uint32_t idx,
+                                int64_t a, float scale, float scale_div, float qas) {
     const float u = (tt_f32_from_i64_fast(a) * P->k) * qas;
     if (t->grad_hook) {
         t->grad_hook(t->grad_hook_ctx, P->li, idx, a, scale / scale_div);
