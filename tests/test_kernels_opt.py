@@ -117,6 +117,25 @@ def _dw4_lean_net(seed):
     return b
 
 
+def _dw4_edge_net(seed):
+    """Depthwise on channel counts that are multiples of 4 where windows
+    reach the padding (the border-window kernel): a map with more of them
+    than its table holds (the C path), whole windows beside border ones,
+    odd widths, stride 2, ReLU clamps, and maps narrower than the kernel
+    where every window is at the border."""
+    b = NetBuilder((34, 33, 4), seed=seed)
+    b.dwconv(7, 1, act="relu6")           # 34x33: 372 border windows
+    b.dwconv(3, 2, act="relu")            # to 17x17: rows of whole windows and border ones
+    b.dwconv(5, 2, act="relu6")           # to 9x9
+    b.pointwise(8, act="relu")
+    b.dwconv(7, 2, act=None)              # to 5x5: every window at the border
+    b.dwconv(5, 1, act="relu6")
+    b.dwconv(7, 2, act="relu")            # to 3x3: kernel wider than the map
+    b.dwconv(3, 1, act=None)
+    b.fc(3)
+    return b
+
+
 def _dw_net(seed):
     """Depthwise 3/5/7, stride 1 and 2, channel counts 1..9, odd sizes."""
     b = NetBuilder((13, 9, 1), seed=seed)
@@ -186,7 +205,8 @@ def _bwd_net(seed):
     return b
 
 
-SHAPED = {"pw": _pw_net, "bwd": _bwd_net, "pw_tile": _pw_tile_net, "conv": _conv_net, "dw": _dw_net, "dw4": _dw4_net, "dw4_lean": _dw4_lean_net, "big": _big_net, "wide_pw": _wide_pw_net}
+SHAPED = {"pw": _pw_net, "bwd": _bwd_net, "pw_tile": _pw_tile_net, "conv": _conv_net, "dw": _dw_net, "dw4": _dw4_net, "dw4_lean": _dw4_lean_net,
+          "dw4_edge": _dw4_edge_net, "big": _big_net, "wide_pw": _wide_pw_net}
 
 
 def _schemes(graph):
@@ -291,6 +311,66 @@ def test_add_shifts_and_clamps(request, target, extra_shift, lo, hi):
     assert ref.status == 0 and opt.status == 0, ref.message + opt.message
     assert [v.tobytes() for v in opt.losses] == [v.tobytes() for v in ref.losses]
     assert (opt.logits, opt.params) == (ref.logits, ref.params)
+
+
+@pytest.mark.parametrize("target", ["host", "m7"])
+@pytest.mark.parametrize("scheme", ["stem", "sparse", "frozen"])
+@pytest.mark.parametrize("lo,hi", [(-5, 9), (0, 127), (-128, -20)])
+def test_dwconv_clamps(request, target, scheme, lo, hi):
+    """Depthwise clamps narrower than int8 (the bytewise clamp and the mask
+    bits of values on either side of it), on windows at the border and
+    whole ones, with and without a mask."""
+    plan, xs, ys = _shaped_case("dw4_edge", scheme, seed=3)
+    m = mf.Model.parse(plan.data)
+    for layer in m.layers:
+        if layer.kind == mf.L_DWCONV:
+            layer.act_min, layer.act_max = lo, hi
+    data = m.pack()
+    exes = request.getfixturevalue(f"{target}_exes")
+    ref, opt = (runner.run(e, data, list(zip(xs, ys)), xs[:2], target=target) for e in exes)
+    assert ref.status == 0 and opt.status == 0, ref.message + opt.message
+    assert [v.tobytes() for v in opt.losses] == [v.tobytes() for v in ref.losses]
+    assert (opt.logits, opt.params) == (ref.logits, ref.params)
+
+
+def _wide_ig_net(seed):
+    """An input gradient through 520 output channels (260 channel pairs,
+    beyond the 256 that always sum in int32): input channels 0 and 1 carry
+    weights of 127 in every output channel (sum |w| above 65535: the int64
+    sums), the others small ones (int32 sums beyond 256 pairs)."""
+    b = NetBuilder((4, 4, 6), seed=seed)
+    b.pointwise(8, act="relu")
+    w = b.rng.normal(0.0, 0.01, size=(520, 1, 1, 8))
+    w[:, :, :, :2] = 1.0
+    b.pointwise(520, act="relu6", weight=w)
+    b.pointwise(16, act=None)
+    b.fc(3)
+    return b
+
+
+@pytest.mark.parametrize("target", ["host", "m7"])
+@pytest.mark.parametrize("scheme", ["full", "full_residue", "stem"])
+def test_wide_input_grad(request, target, scheme):
+    b = _wide_ig_net(7)
+    graph = b.quantize(netzoo.calib(b, n=8, seed=7))
+    plan = compile_model(graph, _schemes(graph)[scheme])
+    xs, ys = _samples(b, graph, 3, 8)
+    ref, _ = _same(request.getfixturevalue(f"{target}_exes"), target, plan, xs, ys, xs[:2])
+    assert len(set(ref.losses)) > 1
+
+
+@pytest.mark.parametrize("target", ["host", "m7"])
+@pytest.mark.parametrize("lr", [30.0, 3e4])
+def test_update_saturates(request, target, lr):
+    """Learning rates that drive weight and bias steps to their limits (the
+    rounding's saturation) and the residue path."""
+    for scheme in ("full", "full_residue"):
+        plan, xs, ys = _shaped_case("bwd", scheme, seed=4)
+        ref, opt = (runner.run(e, plan.data, list(zip(xs, ys)), xs[:2], lr=lr, target=target)
+                    for e in request.getfixturevalue(f"{target}_exes"))
+        assert ref.status == 0 and opt.status == 0, ref.message + opt.message
+        assert [v.tobytes() for v in opt.losses] == [v.tobytes() for v in ref.losses]
+        assert (opt.logits, opt.params) == (ref.logits, ref.params)
 
 
 def _small_cin_net(seed, shape):
@@ -439,6 +519,19 @@ def test_shaped_host_simd(host_simd_exes, name, scheme):
     else:
         plan, xs, ys = _shaped_case(name, scheme)
     _same(host_simd_exes, "host", plan, xs, ys, xs[:2])
+
+
+@pytest.mark.parametrize("scheme", ["stem", "frozen"])
+def test_dwconv_low_shifts_m7(m7_exes, scheme):
+    """Depthwise layers with some shifts below 33 (not every channel
+    SMMLA-requantisable): the general 4-channel path beside the border-window
+    kernel, on the emulated Cortex-M7."""
+    plan, xs, ys = _shaped_case("dw4_edge", scheme, seed=3)
+    data = _lower_shifts(plan)
+    ref, opt = (runner.run(e, data, list(zip(xs, ys)), xs[:2], target="m7") for e in m7_exes)
+    assert ref.status == 0 and opt.status == 0, ref.message + opt.message
+    assert [v.tobytes() for v in opt.losses] == [v.tobytes() for v in ref.losses]
+    assert (opt.logits, opt.params) == (ref.logits, ref.params)
 
 
 @pytest.mark.parametrize("name,scheme", [("mbnet", "full"), ("mbnet", "sparse"), ("cnn", "full_residue")])

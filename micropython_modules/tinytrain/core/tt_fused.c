@@ -4,11 +4,19 @@
  */
 #include <string.h>
 #include "kernels/tt_kernels.h"
+#include "kernels/tt_opt.h"
 
 /* memmove to a lower address, as memcpy of pieces that do not overlap (a
-   MicroPython native module has memcpy but no memmove). */
+   MicroPython native module has memcpy but no memmove), or tt_copy_down
+   where it applies. */
 static void move_down(int8_t *dst, const int8_t *src, uint32_t n) {
     const uint32_t d = (uint32_t)(src - dst);
+#if TT_OPTIMIZED && TT_DSP_ASM_WIDE
+    if (((uintptr_t)dst | (uintptr_t)src) % 4u == 0u) {
+        tt_copy_down(dst, src, n);
+        return;
+    }
+#endif
     while (n) {
         const uint32_t k = n < d ? n : d;
         memcpy(dst, src, k);

@@ -5,13 +5,17 @@
  *  - forward without perm, channels a multiple of 4: 4 channels per load,
  *    weights regrouped per tap on the stack, SXTAB16 + SMLABB/SMLATT; the
  *    windows that lie inside the input, without a mask, unrolled per kernel
- *    size with the zero point in the bias (dw4_lean).
+ *    size with the zero point in the bias (dw4_lean); with 14 registers
+ *    (TT_DSP_ASM_WIDE) the windows that reach the padding, and with a mask
+ *    all, from a table of their taps inside the input (dw4_edge), and only
+ *    what differs made per group of 4 channels (dw4_groups_edge).
  *  - other forward: per channel, the kh input rows of a window in an int16
  *    ring on the stack (zero point subtracted, padding 0), SMLAD on pairs.
  *  - input gradient: 4 channels at a time when there is no perm and C is a
  *    multiple of 4 (SMLABB/SMLATT, int32; in one pass, tt_g16_run, unless
  *    written in place), else per channel; the taps that reach each input
- *    row and column worked out once per layer.
+ *    row and column worked out once per layer (with TT_DSP_ASM_WIDE an
+ *    input row in one asm block, dwig_row).
  * The weight gradient is tt_update_opt.c's.
  */
 #include <stddef.h>
@@ -263,8 +267,18 @@ static void dw4_lean_k_make(dw4_k3_k *K, const dw4_t *D, int8_t *y, uint32_t n, 
     "ldr %[w], [%[K], #84]\n\t"
 
 /* The end of an output: rqz_apply (SMMLA, ASR), the clamp as dw4_store's,
-   y and xr to the next output; back to 1 while outputs are left. */
-#define DW4_LEAN_END                                                                                                 \
+   y and xr to the next output; back to 1 while outputs are left. Without
+   the bytewise clamp when it is the int8 range (DW4_LEAN_END_FULL: SSAT
+   is the whole clamp then). */
+#define DW4_CLAMP8                                                                                                   \
+    "ldrd %[w0], %[w1], [%[K], #64]\n\t"                                                                             \
+    "ssub8 %[v], %[a0], %[w0]\n\t"                                                                                   \
+    "sel %[a0], %[a0], %[w0]\n\t"                                                                                    \
+    "ssub8 %[v], %[a0], %[w1]\n\t"                                                                                   \
+    "sel %[a0], %[w1], %[a0]\n\t"
+#define DW4_LEAN_END DW4_LEAN_END_C(DW4_CLAMP8)
+#define DW4_LEAN_END_FULL DW4_LEAN_END_C("")
+#define DW4_LEAN_END_C(clamp)                                                                                        \
     /* rqz_apply: SMMLA, ASR; the clamp as dw4_store's */                                                            \
     "ldrd %[w0], %[w1], [%[K], #16]\n\t"                                                                             \
     "smmla %[a0], %[a0], %[w0], %[w1]\n\t"                                                                           \
@@ -286,12 +300,7 @@ static void dw4_lean_k_make(dw4_k3_k *K, const dw4_t *D, int8_t *y, uint32_t n, 
     "ssat %[a3], #8, %[a3]\n\t"                                                                                      \
     "bfi %[a0], %[a1], #8, #8\n\t"                                                                                   \
     "bfi %[a0], %[a2], #16, #8\n\t"                                                                                  \
-    "bfi %[a0], %[a3], #24, #8\n\t"                                                                                  \
-    "ldrd %[w0], %[w1], [%[K], #64]\n\t"                                                                             \
-    "ssub8 %[v], %[a0], %[w0]\n\t"                                                                                   \
-    "sel %[a0], %[a0], %[w0]\n\t"                                                                                    \
-    "ssub8 %[v], %[a0], %[w1]\n\t"                                                                                   \
-    "sel %[a0], %[w1], %[a0]\n\t"                                                                                    \
+    "bfi %[a0], %[a3], #24, #8\n\t" clamp                                                                            \
     "ldr %[w0], [%[K], #72]\n\t"                                                                                     \
     "str %[a0], [%[w0]]\n\t"                                                                                         \
     "add %[w0], %[w0], %[C]\n\t"                                                                                     \
@@ -314,7 +323,7 @@ static void dw4_lean_k_make(dw4_k3_k *K, const dw4_t *D, int8_t *y, uint32_t n, 
 #define DW4_LEAN_OUTS                                                                                                \
     [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [v] "=&r"(v), [pa] "=&r"(pa), [w0] "=&r"(w0),  \
         [w1] "=&r"(w1), [w] "=&r"(w), [xr] "+r"(xr)
-#define DW4_LEAN_INS [K] "r"(&K), [C] "r"(C), [WC] "r"(WC), "m"(K)
+#define DW4_LEAN_INS [K] "r"(Kp), [C] "r"(C), [WC] "r"(WC), "m"(*Kp)
 #endif
 
 /* With the DSP extension one asm block: GCC keeps the window's pointers
@@ -323,38 +332,65 @@ static void dw4_lean_k_make(dw4_k3_k *K, const dw4_t *D, int8_t *y, uint32_t n, 
    come in LDRD pairs (113). Same sums, requantisation and clamp as
    dw4_lean. The 3x3 window is straight-line code; 5x5 and 7x7 loop over
    their kernel rows (a counter in the one register left). */
-static TT_NOINLINE void dw4_lean_k3(const dw4_t *D, const int8_t *xw, int8_t *y, uint32_t n) {
 #if TT_DSP
-    dw4_k3_k K;
-    const uint32_t C = D->C, WC = D->W * D->C;
+/* dw4_lean_k3's asm block on constants K made beforehand (K->y, K->n: its
+   outputs), the first window at xw, pixels C and rows WC bytes apart. */
+static TT_NOINLINE void dw4_lean_k3_run(dw4_k3_k *Kp, const int8_t *xw, uint32_t C, uint32_t WC, int full) {
     const int8_t *xr = xw;
     const uint32_t *w;
     uint32_t v, pa, w0, w1;
     int32_t a0, a1, a2, a3;
-    if (!n) {
+#if TT_DSP_ASM_WIDE /* the .mpy: one variant (its size) */
+    if (full) {
+        __asm__ volatile(DW4_LEAN_START DW4_K3_ROW DW4_K3_ROW DW4_K3_ROW DW4_LEAN_END_FULL
+                         : DW4_LEAN_OUTS
+                         : DW4_LEAN_INS
+                         : "cc", "memory");
         return;
     }
-    dw4_lean_k_make(&K, D, y, n, 3u);
+#else
+    (void)full;
+#endif
     __asm__ volatile(DW4_LEAN_START DW4_K3_ROW DW4_K3_ROW DW4_K3_ROW DW4_LEAN_END
                      : DW4_LEAN_OUTS
                      : DW4_LEAN_INS
                      : "cc", "memory");
+}
+#endif
+static TT_NOINLINE void dw4_lean_k3(const dw4_t *D, const int8_t *xw, int8_t *y, uint32_t n) {
+#if TT_DSP
+    dw4_k3_k K;
+    if (!n) {
+        return;
+    }
+    dw4_lean_k_make(&K, D, y, n, 3u);
+    dw4_lean_k3_run(&K, xw, D->C, D->W * D->C, D->lo == -128 && D->hi == 127);
 #else
     dw4_lean(D, xw, y, n, 3u, 0);
 #endif
 }
-static TT_NOINLINE void dw4_lean_k5(const dw4_t *D, const int8_t *xw, int8_t *y, uint32_t n) {
 #if TT_DSP
-    dw4_k3_k K;
-    const uint32_t C = D->C, WC = D->W * D->C;
+/* dw4_lean_k5's asm block on constants K made beforehand (K->y, K->n: its
+   outputs), the first window at xw, pixels C and rows WC bytes apart. */
+static TT_NOINLINE void dw4_lean_k5_run(dw4_k3_k *Kp, const int8_t *xw, uint32_t C, uint32_t WC, int full) {
     const int8_t *xr = xw;
     const uint32_t *w;
     uint32_t v, pa, w0, w1, rows;
     int32_t a0, a1, a2, a3;
-    if (!n) {
+#if TT_DSP_ASM_WIDE /* the .mpy: one variant (its size) */
+    if (full) {
+        __asm__ volatile(DW4_LEAN_START "mov %[r], #5\n\t"
+                                        "3:\n\t" DW4_TAP012 DW4_TAP3 DW4_TAP4 "add %[xr], %[xr], %[WC]\n\t"
+                                        "subs %[r], %[r], #1\n\t"
+                                        "bne 3b\n\t" DW4_LEAN_END_FULL
+                         : DW4_LEAN_OUTS, [r] "=&r"(rows)
+                         : DW4_LEAN_INS
+                         : "cc", "memory");
         return;
     }
-    dw4_lean_k_make(&K, D, y, n, 5u);
+#else
+    (void)full;
+#endif
     __asm__ volatile(DW4_LEAN_START "mov %[r], #5\n\t"
                                     "3:\n\t" DW4_TAP012 DW4_TAP3 DW4_TAP4 "add %[xr], %[xr], %[WC]\n\t"
                                     "subs %[r], %[r], #1\n\t"
@@ -362,22 +398,43 @@ static TT_NOINLINE void dw4_lean_k5(const dw4_t *D, const int8_t *xw, int8_t *y,
                      : DW4_LEAN_OUTS, [r] "=&r"(rows)
                      : DW4_LEAN_INS
                      : "cc", "memory");
+}
+#endif
+static TT_NOINLINE void dw4_lean_k5(const dw4_t *D, const int8_t *xw, int8_t *y, uint32_t n) {
+#if TT_DSP
+    dw4_k3_k K;
+    if (!n) {
+        return;
+    }
+    dw4_lean_k_make(&K, D, y, n, 5u);
+    dw4_lean_k5_run(&K, xw, D->C, D->W * D->C, D->lo == -128 && D->hi == 127);
 #else
     dw4_lean(D, xw, y, n, 5u, 0);
 #endif
 }
-static TT_NOINLINE void dw4_lean_k7(const dw4_t *D, const int8_t *xw, int8_t *y, uint32_t n) {
 #if TT_DSP
-    dw4_k3_k K;
-    const uint32_t C = D->C, WC = D->W * D->C;
+/* dw4_lean_k7's asm block on constants K made beforehand (K->y, K->n: its
+   outputs), the first window at xw, pixels C and rows WC bytes apart. */
+static TT_NOINLINE void dw4_lean_k7_run(dw4_k3_k *Kp, const int8_t *xw, uint32_t C, uint32_t WC, int full) {
     const int8_t *xr = xw;
     const uint32_t *w;
     uint32_t v, pa, w0, w1, rows;
     int32_t a0, a1, a2, a3;
-    if (!n) {
+#if TT_DSP_ASM_WIDE /* the .mpy: one variant (its size) */
+    if (full) {
+        __asm__ volatile(DW4_LEAN_START "mov %[r], #7\n\t"
+                                        "3:\n\t" DW4_TAP012 DW4_TAP3 DW4_TAP4 DW4_TAP5 DW4_TAP6
+                                        "add %[xr], %[xr], %[WC]\n\t"
+                                        "subs %[r], %[r], #1\n\t"
+                                        "bne 3b\n\t" DW4_LEAN_END_FULL
+                         : DW4_LEAN_OUTS, [r] "=&r"(rows)
+                         : DW4_LEAN_INS
+                         : "cc", "memory");
         return;
     }
-    dw4_lean_k_make(&K, D, y, n, 7u);
+#else
+    (void)full;
+#endif
     __asm__ volatile(DW4_LEAN_START "mov %[r], #7\n\t"
                                     "3:\n\t" DW4_TAP012 DW4_TAP3 DW4_TAP4 DW4_TAP5 DW4_TAP6
                                     "add %[xr], %[xr], %[WC]\n\t"
@@ -386,10 +443,337 @@ static TT_NOINLINE void dw4_lean_k7(const dw4_t *D, const int8_t *xw, int8_t *y,
                      : DW4_LEAN_OUTS, [r] "=&r"(rows)
                      : DW4_LEAN_INS
                      : "cc", "memory");
+}
+#endif
+static TT_NOINLINE void dw4_lean_k7(const dw4_t *D, const int8_t *xw, int8_t *y, uint32_t n) {
+#if TT_DSP
+    dw4_k3_k K;
+    if (!n) {
+        return;
+    }
+    dw4_lean_k_make(&K, D, y, n, 7u);
+    dw4_lean_k7_run(&K, xw, D->C, D->W * D->C, D->lo == -128 && D->hi == 127);
 #else
     dw4_lean(D, xw, y, n, 7u, 0);
 #endif
 }
+
+#if TT_DSP_ASM_WIDE
+/* ---- the windows that reach the padding (and, with a mask, every
+   window) of a group of 4 channels in one asm block: per output its kernel
+   rows inside the input, each entered (TBB) at its first tap inside, so the
+   taps run straight through at fixed offsets (8 instructions a tap, 9 for
+   taps 3, 5, 6; 7 a kernel row; about 55 an output of 4 channels, 80 with
+   a mask), where the C path of dw4_rows spends about 15 a kernel row and
+   110 an output besides its taps. x - zx is SXTAB16 with (-zx, -zx); the
+   requantisation and clamp are dw4_lean's (SMMLA, ASR, SSAT, bytewise
+   clamp). Up to 7 x 7; 14 registers (TT_DSP_ASM_WIDE). The outputs come
+   from a table made once per layer call for every group: per output
+   (x offset << 12) | (first tap << 6) | (kernel rows << 3) | taps a row,
+   and its element offset from y[0] at channel 0. ---- */
+
+#define DW4_EDGE_MAX 128u /* outputs a layer call (2 words each) */
+
+/* dw4_edge's constants and state, in the order its asm block reads them */
+typedef struct {
+    int32_t b[4];
+    int32_t mz[8];   /* (mult, rz) of each channel */
+    uint32_t k[4];
+    uint32_t l4, h4; /* lo, hi in each byte (dw4_store) */
+    int8_t *y;       /* the output being computed */
+    uint32_t n;      /* outputs left */
+    const uint32_t *tab; /* the next output's two words */
+    uint32_t nc;     /* this output's taps a kernel row */
+    const int8_t *xbase;   /* input row row0, column 0, channel c0 */
+    const uint32_t *wbase; /* weight pairs at tap 0 */
+    uint32_t xstep, wstep; /* W C; 8 KW: one kernel row on */
+    int8_t *y0;      /* y[0]: the mask's element index is y - y0 */
+    uint8_t *mask;   /* offset to y[0] */
+    int32_t lo;
+    uint32_t range;  /* hi - lo */
+    int8_t *ybase;   /* y[0] at channel c0 */
+} dw4_edge_k;
+/* the offsets the asm block reads at */
+typedef char dw4_edge_layout[offsetof(dw4_edge_k, y) == 72u && offsetof(dw4_edge_k, xbase) == 88u &&
+                                     offsetof(dw4_edge_k, y0) == 104u && offsetof(dw4_edge_k, ybase) == 120u
+                                 ? 1
+                                 : -1];
+
+/* Tap t of a kernel row: its input word (ld), weights at w + 8 t. */
+#define DWE_TAP(ld, off)                                                                                             \
+    ld "\n\t"                                                                                                        \
+    "ldrd %[w0], %[w1], [%[w], #" off "]\n\t"                                                                         \
+    "sxtab16 %[pa], %[nz], %[v]\n\t"                                                                                \
+    "sxtab16 %[v], %[nz], %[v], ror #8\n\t"                                                                         \
+    "smlabb %[a0], %[pa], %[w0], %[a0]\n\t"                                                                         \
+    "smlatt %[a2], %[pa], %[w0], %[a2]\n\t"                                                                         \
+    "smlabb %[a1], %[v], %[w1], %[a1]\n\t"                                                                          \
+    "smlatt %[a3], %[v], %[w1], %[a3]\n\t"
+
+/* One output a pass: its table words, the kernel rows (TBB into the taps
+   at nc: taps nc - 1 .. 0 run), then rqz_apply. */
+#define DWE_START                                                                                                    \
+    "1:\n\t"                                                                                                         \
+    "ldr %[w0], [%[K], #80]\n\t"                                                                                     \
+    "ldrd %[w1], %[v], [%[w0]], #8\n\t"                                                                              \
+    "str %[w0], [%[K], #80]\n\t"                                                                                     \
+    "ldr %[w0], [%[K], #120]\n\t"                                                                                    \
+    "add %[w0], %[w0], %[v]\n\t"                                                                                     \
+    "str %[w0], [%[K], #72]\n\t"                                                                                     \
+    "and %[v], %[w1], #7\n\t"                                                                                        \
+    "str %[v], [%[K], #84]\n\t"                                                                                      \
+    "ldrd %[xr], %[w0], [%[K], #88]\n\t"                                                                             \
+    "add %[xr], %[xr], %[w1], lsr #12\n\t"                                                                           \
+    "ubfx %[w], %[w1], #6, #6\n\t"                                                                                   \
+    "add %[w], %[w0], %[w], lsl #3\n\t"                                                                              \
+    "ubfx %[rows], %[w1], #3, #3\n\t"                                                                                \
+    "ldrd %[a0], %[a1], [%[K]]\n\t"                                                                                  \
+    "ldrd %[a2], %[a3], [%[K], #8]\n\t"                                                                              \
+    "2:\n\t"                                                                                                         \
+    "ldr %[v], [%[K], #84]\n\t"                                                                                      \
+    "tbb [pc, %[v]]\n\t"                                                                                             \
+    "3:\n\t"                                                                                                         \
+    ".byte (4f - 3b) / 2, (40f - 3b) / 2, (41f - 3b) / 2, (42f - 3b) / 2\n\t"                                        \
+    ".byte (43f - 3b) / 2, (44f - 3b) / 2, (45f - 3b) / 2, (46f - 3b) / 2\n\t"                                       \
+    "46:\n\t" DWE_TAP("add %[v], %[xr], %[C], lsl #2\n\tldr %[v], [%[v], %[C], lsl #1]", "48")                       \
+    "45:\n\t" DWE_TAP("add %[v], %[xr], %[C], lsl #2\n\tldr %[v], [%[v], %[C]]", "40")                              \
+    "44:\n\t" DWE_TAP("ldr %[v], [%[xr], %[C], lsl #2]", "32")                                                      \
+    "43:\n\t" DWE_TAP("add %[v], %[xr], %[C], lsl #1\n\tldr %[v], [%[v], %[C]]", "24")                              \
+    "42:\n\t" DWE_TAP("ldr %[v], [%[xr], %[C], lsl #1]", "16")                                                      \
+    "41:\n\t" DWE_TAP("ldr %[v], [%[xr], %[C]]", "8")                                                               \
+    "40:\n\t" DWE_TAP("ldr %[v], [%[xr]]", "0")                                                                     \
+    "4:\n\t"                                                                                                         \
+    "ldrd %[w0], %[w1], [%[K], #96]\n\t"                                                                             \
+    "add %[xr], %[xr], %[w0]\n\t"                                                                                    \
+    "add %[w], %[w], %[w1]\n\t"                                                                                      \
+    "subs %[rows], %[rows], #1\n\t"                                                                                  \
+    "bne 2b\n\t"                                                                                                     \
+    "ldrd %[w0], %[w1], [%[K], #16]\n\t"                                                                             \
+    "smmla %[a0], %[a0], %[w0], %[w1]\n\t"                                                                           \
+    "ldrd %[w0], %[w1], [%[K], #24]\n\t"                                                                             \
+    "smmla %[a1], %[a1], %[w0], %[w1]\n\t"                                                                           \
+    "ldrd %[w0], %[w1], [%[K], #32]\n\t"                                                                             \
+    "smmla %[a2], %[a2], %[w0], %[w1]\n\t"                                                                           \
+    "ldrd %[w0], %[w1], [%[K], #40]\n\t"                                                                             \
+    "smmla %[a3], %[a3], %[w0], %[w1]\n\t"                                                                           \
+    "ldrd %[w0], %[w1], [%[K], #48]\n\t"                                                                             \
+    "asr %[a0], %[a0], %[w0]\n\t"                                                                                    \
+    "asr %[a1], %[a1], %[w1]\n\t"                                                                                    \
+    "ldrd %[w0], %[w1], [%[K], #56]\n\t"                                                                             \
+    "asr %[a2], %[a2], %[w0]\n\t"                                                                                    \
+    "asr %[a3], %[a3], %[w1]\n\t"
+
+/* The mask bits of the 4 outputs (q - lo <= hi - lo, unsigned: inside the
+   clamp) ORed into the mask byte that holds them (idx = y - y0, a multiple
+   of 4). */
+#define DWE_MASK                                                                                                     \
+    "ldrd %[w0], %[w1], [%[K], #112]\n\t"                                                                            \
+    "mov %[pa], #0\n\t"                                                                                              \
+    "sub %[v], %[a0], %[w0]\n\t"                                                                                     \
+    "cmp %[v], %[w1]\n\t"                                                                                            \
+    "it ls\n\t"                                                                                                      \
+    "orrls %[pa], %[pa], #1\n\t"                                                                                     \
+    "sub %[v], %[a1], %[w0]\n\t"                                                                                     \
+    "cmp %[v], %[w1]\n\t"                                                                                            \
+    "it ls\n\t"                                                                                                      \
+    "orrls %[pa], %[pa], #2\n\t"                                                                                     \
+    "sub %[v], %[a2], %[w0]\n\t"                                                                                     \
+    "cmp %[v], %[w1]\n\t"                                                                                            \
+    "it ls\n\t"                                                                                                      \
+    "orrls %[pa], %[pa], #4\n\t"                                                                                     \
+    "sub %[v], %[a3], %[w0]\n\t"                                                                                     \
+    "cmp %[v], %[w1]\n\t"                                                                                            \
+    "it ls\n\t"                                                                                                      \
+    "orrls %[pa], %[pa], #8\n\t"                                                                                     \
+    "ldrd %[w0], %[w1], [%[K], #104]\n\t"                                                                            \
+    "ldr %[v], [%[K], #72]\n\t"                                                                                      \
+    "sub %[v], %[v], %[w0]\n\t"                                                                                      \
+    "and %[w0], %[v], #4\n\t"                                                                                        \
+    "lsl %[pa], %[pa], %[w0]\n\t"                                                                                    \
+    "add %[w1], %[w1], %[v], lsr #3\n\t"                                                                             \
+    "ldrb %[v], [%[w1]]\n\t"                                                                                         \
+    "orr %[v], %[v], %[pa]\n\t"                                                                                      \
+    "strb %[v], [%[w1]]\n\t"
+
+/* The clamp as dw4_store's (SSAT alone for the int8 range: DWE_END_FULL),
+   the store; back to 1 while outputs are left. */
+#define DWE_END DWE_END_C(DW4_CLAMP8)
+#define DWE_END_FULL DWE_END_C("")
+#define DWE_END_C(clamp)                                                                                             \
+    "ssat %[a0], #8, %[a0]\n\t"                                                                                      \
+    "ssat %[a1], #8, %[a1]\n\t"                                                                                      \
+    "ssat %[a2], #8, %[a2]\n\t"                                                                                      \
+    "ssat %[a3], #8, %[a3]\n\t"                                                                                      \
+    "bfi %[a0], %[a1], #8, #8\n\t"                                                                                   \
+    "bfi %[a0], %[a2], #16, #8\n\t"                                                                                  \
+    "bfi %[a0], %[a3], #24, #8\n\t" clamp                                                                            \
+    "ldrd %[w0], %[w1], [%[K], #72]\n\t"                                                                             \
+    "str %[a0], [%[w0]]\n\t"                                                                                         \
+    "subs %[w1], %[w1], #1\n\t"                                                                                      \
+    "str %[w1], [%[K], #76]\n\t"                                                                                     \
+    "bne 1b"
+
+#define DWE_OUTS                                                                                                     \
+    [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [v] "=&r"(v), [pa] "=&r"(pa), [w0] "=&r"(w0),  \
+        [w1] "=&r"(w1), [w] "=&r"(w), [xr] "=&r"(xr), [rows] "=&r"(rows)
+#define DWE_INS [K] "r"(E), [C] "r"(C), [nz] "r"(nz), "m"(*E)
+
+/* E->n >= 1 outputs from E->tab on; full: the clamp is the int8 range. */
+static TT_NOINLINE void dw4_edge(dw4_edge_k *E, uint32_t C, uint32_t nz, int full) {
+    uint32_t v, pa, w0, w1, rows;
+    const uint32_t *w;
+    const int8_t *xr;
+    int32_t a0, a1, a2, a3;
+    if (full) {
+        __asm__ volatile(DWE_START DWE_END_FULL : DWE_OUTS : DWE_INS : "cc", "memory");
+    } else {
+        __asm__ volatile(DWE_START DWE_END : DWE_OUTS : DWE_INS : "cc", "memory");
+    }
+}
+static TT_NOINLINE void dw4_edge_mask(dw4_edge_k *E, uint32_t C, uint32_t nz, int full) {
+    uint32_t v, pa, w0, w1, rows;
+    const uint32_t *w;
+    const int8_t *xr;
+    int32_t a0, a1, a2, a3;
+    if (full) {
+        __asm__ volatile(DWE_START DWE_MASK DWE_END_FULL : DWE_OUTS : DWE_INS : "cc", "memory");
+    } else {
+        __asm__ volatile(DWE_START DWE_MASK DWE_END : DWE_OUTS : DWE_INS : "cc", "memory");
+    }
+}
+
+/* dw4_edge's table of the outputs of rows [R oh0, oh1) that do not run as
+   dw4_lean (lean: the whole windows of whole kernel rows do, as dw4_rows
+   has them), their count in *count; 0 when they are more than
+   DW4_EDGE_MAX, a kernel is larger than 7 x 7 or a window has no tap inside. */
+static int dw4_edge_table(const dw4_t *D, int lean, uint32_t *tab, uint32_t *count) {
+    const uint32_t s = D->s, KW = D->KW, KH = D->KH, C = D->C, W = D->W;
+    const uint32_t olo = (D->pl + s - 1u) / s;
+    const uint32_t nin = W + D->pl >= KW ? (W + D->pl - KW) / s + 1u : 0u;
+    const uint32_t ohi = nin < D->OW ? nin : D->OW;
+    uint32_t n = 0;
+    if (KW > 7u || KH > 7u) {
+        return 0;
+    }
+    for (uint32_t oh = D->oh0; oh < D->oh1; oh++) {
+        const int32_t ih0 = (int32_t)(oh * s) - (int32_t)D->pt;
+        const uint32_t kh0 = ih0 < 0 ? (uint32_t)-ih0 : 0u;
+        const int32_t kh1 = (int32_t)KH < (int32_t)D->H - ih0 ? (int32_t)KH : (int32_t)D->H - ih0;
+        const int whole = lean && kh0 == 0u && kh1 == (int32_t)KH;
+        if (kh1 <= (int32_t)kh0) {
+            return 0;
+        }
+        for (uint32_t ow = 0; ow < D->OW; ow++) {
+            const int32_t iw0 = (int32_t)(ow * s) - (int32_t)D->pl;
+            const uint32_t kw0 = iw0 < 0 ? (uint32_t)-iw0 : 0u;
+            const int32_t kw1 = (int32_t)KW < (int32_t)W - iw0 ? (int32_t)KW : (int32_t)W - iw0;
+            if (whole && ow == olo && ohi > olo) {
+                ow = ohi - 1u;
+                continue;
+            }
+            const uint32_t xoff =
+                ((uint32_t)(ih0 + (int32_t)kh0 - (int32_t)D->row0) * W + (uint32_t)(iw0 + (int32_t)kw0)) * C;
+            if (kw1 <= (int32_t)kw0 || n == DW4_EDGE_MAX || xoff >= 1u << 20) {
+                return 0;
+            }
+            tab[2u * n] = xoff << 12 | ((kh0 * KW + kw0) << 6) | (((uint32_t)kh1 - kh0) << 3) | ((uint32_t)kw1 - kw0);
+            tab[2u * n + 1u] = ((oh - D->oh0) * D->OW + ow) * C;
+            n++;
+        }
+    }
+    *count = n;
+    return 1;
+}
+
+static void dw4_regroup(uint32_t *wtab, const int8_t *const *w, uint32_t kk, uint32_t *s02, uint32_t *s13);
+static void dw4_regroup9(uint32_t *wtab, const int8_t *const *w, uint32_t *s02, uint32_t *s13);
+
+/* Every shift of the layer in [33, 54]: each channel rqz_ok. */
+static int dw4_rqz_layer(const tt_fwd_params *P, uint32_t C) {
+    for (uint32_t c = 0; c < C; c++) {
+        if (P->shift[c] < 33 || P->shift[c] > 54) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* dwconv4's groups of 4 channels when every channel is rqz_ok and
+   dw4_edge_table made the table (nedge outputs): per group only what
+   differs is made (biases, requantisation constants, the regrouped weights
+   in wtab); the outputs of the table run as dw4_edge, the whole windows of
+   whole kernel rows (lean: D's geometry allows dw4_lean) as dw4_lean. About
+   400 instructions a group less than the general path, which a fused op
+   pays at every row. */
+static TT_NOINLINE void dw4_groups_edge(const dw4_t *D, const tt_fwd_params *P, const tt_layer_rec *L, uint32_t *wtab,
+                                        const uint32_t *tab, uint32_t nedge, int lean) {
+    const uint32_t C = D->C, W = D->W, KW = D->KW, kk = KW * D->KH, s = D->s;
+    const uint32_t nz = pack16(-D->zx, -D->zx);
+    const uint32_t olo = (D->pl + s - 1u) / s;
+    const uint32_t nin = W + D->pl >= KW ? (W + D->pl - KW) / s + 1u : 0u;
+    const uint32_t ohi = nin < D->OW ? nin : D->OW;
+    void (*run)(dw4_k3_k *, const int8_t *, uint32_t, uint32_t, int) =
+        KW == 3u ? dw4_lean_k3_run : KW == 5u ? dw4_lean_k5_run : dw4_lean_k7_run;
+    const int full = D->lo == -128 && D->hi == 127;
+    dw4_edge_k E;
+    dw4_k3_k K;
+    E.l4 = K.l4 = 0x01010101u * (uint8_t)D->lo;
+    E.h4 = K.h4 = 0x01010101u * (uint8_t)D->hi;
+    E.wbase = wtab;
+    E.xstep = W * C;
+    E.wstep = 8u * KW;
+    E.y0 = D->y;
+    E.mask = D->mask;
+    E.lo = D->lo;
+    E.range = (uint32_t)(D->hi - D->lo);
+    K.back = KW * W * C - s * C;
+    K.wtab = wtab;
+    for (uint32_t c0 = 0; c0 < C; c0 += 4u) {
+        const int8_t *w[4];
+        uint32_t s02 = 0, s13 = 0; /* the taps' sums, channels (c0, c0 + 2), (c0 + 1, c0 + 3) */
+        for (uint32_t i = 0; i < 4u; i++) {
+            const uint32_t j = c0 + i; /* no perm: storage position = channel */
+            const uint32_t k = (uint32_t)P->shift[j] - 32u; /* rqz_make: rz = 2^(k - 1) + zy 2^k */
+            w[i] = tt_dw_taps(P, L, j, kk);
+            E.b[i] = tt_bias_at(P, j);
+            E.mz[2u * i] = K.mz[2u * i] = P->mult[j];
+            E.mz[2u * i + 1u] = K.mz[2u * i + 1u] = (int32_t)((1u << (k - 1u)) + ((uint32_t)D->zy << k));
+            E.k[i] = K.k[i] = k;
+        }
+        if (kk == 9u) {
+            dw4_regroup9(wtab, w, &s02, &s13);
+        } else {
+            dw4_regroup(wtab, w, kk, &s02, &s13);
+        }
+        if (nedge) {
+            E.n = nedge;
+            E.tab = tab;
+            E.xbase = D->x + c0;
+            E.ybase = D->y + c0;
+            if (D->mask) {
+                dw4_edge_mask(&E, C, nz, full);
+            } else {
+                dw4_edge(&E, C, nz, full);
+            }
+        }
+        if (lean) { /* |sum| <= 64 * 128: the 16-bit lanes hold it */
+            K.bz[0] = E.b[0] - D->zx * lo16(s02);
+            K.bz[1] = E.b[1] - D->zx * lo16(s13);
+            K.bz[2] = E.b[2] - D->zx * hi16(s02);
+            K.bz[3] = E.b[3] - D->zx * hi16(s13);
+            for (uint32_t oh = D->oh0; oh < D->oh1; oh++) {
+                const int32_t ih0 = (int32_t)(oh * s) - (int32_t)D->pt;
+                if (ih0 >= 0 && ih0 + (int32_t)D->KH <= (int32_t)D->H) {
+                    K.y = D->y + ((oh - D->oh0) * D->OW + olo) * C + c0;
+                    K.n = ohi - olo;
+                    run(&K, D->x + (uint32_t)(ih0 - (int32_t)D->row0) * W * C + c0 + (olo * s - D->pl) * C, C, W * C,
+                        full);
+                }
+            }
+        }
+    }
+}
+#endif
 
 /* Output rows of 4 channels; kfull: the kernel width where it counts as a
    constant (a full kernel row is then straight-line code), fast and full as
@@ -543,8 +927,8 @@ static inline uint32_t dw4_pktt(uint32_t a, uint32_t b) {
     return r;
 }
 
-static TT_NOINLINE void dw4_regroup(uint32_t *wtab, const int8_t *const *w, uint32_t kk, uint32_t *s02,
-                                    uint32_t *s13) {
+TT_INLINE void dw4_regroup_body(uint32_t *wtab, const int8_t *const *w, uint32_t kk, uint32_t *s02,
+                                uint32_t *s13) {
     const int8_t *w0 = w[0], *w1 = w[1], *w2 = w[2], *w3 = w[3];
     uint32_t tap = 0, t02 = 0, t13 = 0;
     for (; tap + 4u <= kk; tap += 4u, wtab += 8) {
@@ -574,10 +958,24 @@ static TT_NOINLINE void dw4_regroup(uint32_t *wtab, const int8_t *const *w, uint
     *s02 = t02;
     *s13 = t13;
 }
+static TT_NOINLINE void dw4_regroup(uint32_t *wtab, const int8_t *const *w, uint32_t kk, uint32_t *s02,
+                                    uint32_t *s13) {
+    dw4_regroup_body(wtab, w, kk, s02, s13);
+}
+#if TT_DSP_ASM_WIDE
+/* 3 x 3 (dw4_groups_edge): the loop unrolled (two words and a byte a channel) */
+static TT_NOINLINE void dw4_regroup9(uint32_t *wtab, const int8_t *const *w, uint32_t *s02, uint32_t *s13) {
+    dw4_regroup_body(wtab, w, 9u, s02, s13);
+}
+#endif
 #endif
 
 static int dwconv4(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, uint8_t *mask) {
     uint32_t wtab[2u * DW4_MAX_TAPS];
+#if TT_DSP_ASM_WIDE
+    uint32_t tab[2u * DW4_EDGE_MAX];
+    uint32_t nedge = 0;
+#endif
     const tt_model *m = &t->model;
     const tt_tensor_rec *in = tt_tensor(m, L->in), *out = tt_tensor(m, L->out);
     const tt_fwd_params P = tt_fwd_params_of(t, L);
@@ -612,6 +1010,12 @@ static int dwconv4(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, uint8
     const uint32_t olo = (D.pl + D.s - 1u) / D.s, nin = D.W + D.pl >= D.KW ? (D.W + D.pl - D.KW) / D.s + 1u : 0u;
     const int geo = !mask && fast && D.KW == D.KH && (D.KW == 3u || D.KW == 5u || D.KW == 7u) &&
                     (nin < D.OW ? nin : D.OW) >= olo + 4u;
+#if TT_DSP_ASM_WIDE
+    if (fast && dw4_rqz_layer(&P, C) && dw4_edge_table(&D, geo, tab, &nedge)) {
+        dw4_groups_edge(&D, &P, L, wtab, tab, nedge, geo);
+        return 1;
+    }
+#endif
     for (uint32_t c0 = 0; c0 < C; c0 += 4u) {
         const int8_t *w[4];
         uint32_t s02 = 0, s13 = 0; /* the taps' sums, channels (c0, c0 + 2), (c0 + 1, c0 + 3) */
@@ -1007,11 +1411,278 @@ static int dw_input_grad_c4(tt_trainer *t, const tt_layer_rec *L, const int16_t 
     return 1;
 }
 
+#if TT_DSP_ASM_WIDE
+/* dw_input_grad_c4 with an input row's pixels in one asm block, dwig_row:
+   per pixel a word, the sum of its row's and its column's (made once per
+   layer), gives its gradient offset, first weight tap, kernel rows and
+   taps a row; each kernel row is entered (TBB) so that its taps run
+   straight through (8 instructions a tap, 7 a kernel row); the OR of the
+   sums' magnitudes, the stop at lim (tt_g16_run_check) and the stores
+   (tt_g16_store2's values) as ig_tiles_asm's: about 60 instructions a pixel
+   of 4 channels besides its taps, where dw_input_grad_c4 spends about 150.
+   Same int32 sums; 13 registers (TT_DSP_ASM_WIDE). */
+typedef struct {
+    const uint32_t *col;   /* the next pixel's column word */
+    uint32_t rowword;      /* the row's word */
+    const uint8_t *gbase;  /* g at channel c0 */
+    const uint32_t *wbase; /* weight pairs at tap 0 */
+    uint32_t taps;         /* this pixel's taps a kernel row */
+    uint32_t pad_;
+    int32_t gstep, wstep;  /* g, w at a kernel row's end to the next row's start */
+    uint32_t grs, wrs;     /* 2 OW C: g back one output row; 8 s KW: w on s kernel rows */
+    uint32_t lim, seen;    /* tt_g16_run's lim (as 32 bits), the OR of |sums| */
+    uint32_t e, rnd;       /* the shift, 2^(e - 1) (0 when e = 0) */
+    int16_t *d;            /* this pixel's 4 outputs; NULL: none stored */
+    uint32_t n;            /* pixels left */
+    uint32_t m;            /* 0x80018001 (tt_g16_store2) */
+    uint32_t wtap;         /* 8 s: w on one tap */
+} dwig_row_k;
+typedef char dwig_row_layout[offsetof(dwig_row_k, gstep) == 24u && offsetof(dwig_row_k, d) == 56u &&
+                                     offsetof(dwig_row_k, wtap) == 68u
+                                 ? 1
+                                 : -1];
+
+/* One tap: the gradient pair words at gq (then one pixel back), the weight
+   pairs at wq (then one tap on, wtap bytes). */
+#define DWIG_TAP(wtap)                                                                                               \
+    "ldrd %[g0], %[g1], [%[gq]]\n\t"                                                                                 \
+    "sub %[gq], %[gq], %[gs]\n\t"                                                                                    \
+    "ldrd %[w0], %[w1], [%[wq]], #" wtap "\n\t"                                                                      \
+    "smlabb %[a0], %[g0], %[w0], %[a0]\n\t"                                                                          \
+    "smlatt %[a1], %[g0], %[w0], %[a1]\n\t"                                                                          \
+    "smlabb %[a2], %[g1], %[w1], %[a2]\n\t"                                                                          \
+    "smlatt %[a3], %[g1], %[w1], %[a3]\n\t"
+
+#define DWIG_ROW_ASM(wtap)                                                                                           \
+    __asm__ volatile("1:\n\t"                                                                                        \
+                     "ldr %[g0], [%[K]]\n\t"                                                                         \
+                     "ldr %[g1], [%[g0]], #4\n\t"                                                                    \
+                     "str %[g0], [%[K]]\n\t"                                                                         \
+                     "ldr %[g0], [%[K], #4]\n\t"                                                                     \
+                     "add %[g1], %[g1], %[g0]\n\t"                                                                   \
+                     "and %[g0], %[g1], #7\n\t"                                                                      \
+                     "str %[g0], [%[K], #16]\n\t"                                                                    \
+                     "ubfx %[rows], %[g1], #3, #3\n\t"                                                               \
+                     "mov %[a0], #0\n\t"                                                                             \
+                     "mov %[a1], #0\n\t"                                                                             \
+                     "mov %[a2], #0\n\t"                                                                             \
+                     "mov %[a3], #0\n\t"                                                                             \
+                     "cmp %[rows], #0\n\t"                                                                           \
+                     "beq 5f\n\t"                                                                                    \
+                     "cmp %[g0], #0\n\t"                                                                             \
+                     "beq 5f\n\t"                                                                                    \
+                     "ldrd %[gq], %[wq], [%[K], #8]\n\t"                                                             \
+                     "add %[gq], %[gq], %[g1], lsr #12\n\t"                                                          \
+                     "ubfx %[w0], %[g1], #6, #6\n\t"                                                                 \
+                     "add %[wq], %[wq], %[w0], lsl #3\n\t"                                                           \
+                     "ldrd %[w0], %[w1], [%[K], #32]\n\t"                                                            \
+                     "mul %[g1], %[g0], %[gs]\n\t"                                                                   \
+                     "sub %[g1], %[g1], %[w0]\n\t"                                                                   \
+                     "ldr %[w0], [%[K], #68]\n\t"                                                                    \
+                     "mls %[w1], %[g0], %[w0], %[w1]\n\t"                                                            \
+                     "strd %[g1], %[w1], [%[K], #24]\n\t"                                                            \
+                     "2:\n\t"                                                                                        \
+                     "ldr %[g0], [%[K], #16]\n\t"                                                                    \
+                     "tbb [pc, %[g0]]\n\t"                                                                           \
+                     "3:\n\t"                                                                                        \
+                     ".byte (4f - 3b) / 2, (41f - 3b) / 2, (42f - 3b) / 2, (43f - 3b) / 2\n\t"                       \
+                     ".byte (44f - 3b) / 2, (45f - 3b) / 2, (46f - 3b) / 2, (47f - 3b) / 2\n\t"                      \
+                     "47:\n\t" DWIG_TAP(wtap) "46:\n\t" DWIG_TAP(wtap) "45:\n\t" DWIG_TAP(wtap)                      \
+                     "44:\n\t" DWIG_TAP(wtap) "43:\n\t" DWIG_TAP(wtap) "42:\n\t" DWIG_TAP(wtap)                      \
+                     "41:\n\t" DWIG_TAP(wtap)                                                                        \
+                     "4:\n\t"                                                                                        \
+                     "ldrd %[g0], %[g1], [%[K], #24]\n\t"                                                            \
+                     "add %[gq], %[gq], %[g0]\n\t"                                                                   \
+                     "add %[wq], %[wq], %[g1]\n\t"                                                                   \
+                     "subs %[rows], %[rows], #1\n\t"                                                                 \
+                     "bne 2b\n\t"                                                                                    \
+                     "5:\n\t"                                                                                        \
+                     /* g0 = |a0| | |a1| | |a2| | |a3| */                                                            \
+                     "eor %[g0], %[a0], %[a0], asr #31\n\t"                                                          \
+                     "sub %[g0], %[g0], %[a0], asr #31\n\t"                                                          \
+                     "eor %[g1], %[a1], %[a1], asr #31\n\t"                                                          \
+                     "sub %[g1], %[g1], %[a1], asr #31\n\t"                                                          \
+                     "orr %[g0], %[g0], %[g1]\n\t"                                                                   \
+                     "eor %[g1], %[a2], %[a2], asr #31\n\t"                                                          \
+                     "sub %[g1], %[g1], %[a2], asr #31\n\t"                                                          \
+                     "orr %[g0], %[g0], %[g1]\n\t"                                                                   \
+                     "eor %[g1], %[a3], %[a3], asr #31\n\t"                                                          \
+                     "sub %[g1], %[g1], %[a3], asr #31\n\t"                                                          \
+                     "orr %[g0], %[g0], %[g1]\n\t"                                                                   \
+                     "ldrd %[g1], %[w0], [%[K], #40]\n\t" /* lim, seen */                                           \
+                     "orr %[w0], %[w0], %[g0]\n\t"                                                                   \
+                     "str %[w0], [%[K], #44]\n\t"                                                                    \
+                     "cmp %[g0], %[g1]\n\t"                                                                          \
+                     "bhs 9f\n\t"                                                                                    \
+                     "ldr %[gq], [%[K], #56]\n\t"                                                                    \
+                     "cmp %[gq], #0\n\t"                                                                             \
+                     "beq 6f\n\t"                                                                                    \
+                     /* ssat((a + rnd) >> e, 16), packed in pairs and raised to -32767 */                            \
+                     "ldrd %[w0], %[w1], [%[K], #48]\n\t" /* e, rnd */                                               \
+                     "add %[a0], %[a0], %[w1]\n\t"                                                                   \
+                     "add %[a1], %[a1], %[w1]\n\t"                                                                   \
+                     "add %[a2], %[a2], %[w1]\n\t"                                                                   \
+                     "add %[a3], %[a3], %[w1]\n\t"                                                                   \
+                     "asr %[a0], %[a0], %[w0]\n\t"                                                                   \
+                     "asr %[a1], %[a1], %[w0]\n\t"                                                                   \
+                     "asr %[a2], %[a2], %[w0]\n\t"                                                                   \
+                     "asr %[a3], %[a3], %[w0]\n\t"                                                                   \
+                     "ssat %[a0], #16, %[a0]\n\t"                                                                    \
+                     "ssat %[a1], #16, %[a1]\n\t"                                                                    \
+                     "ssat %[a2], #16, %[a2]\n\t"                                                                    \
+                     "ssat %[a3], #16, %[a3]\n\t"                                                                    \
+                     "pkhbt %[a0], %[a0], %[a1], lsl #16\n\t"                                                        \
+                     "pkhbt %[a2], %[a2], %[a3], lsl #16\n\t"                                                        \
+                     "ldr %[w1], [%[K], #64]\n\t"                                                                    \
+                     "ssub16 %[g0], %[a0], %[w1]\n\t"                                                                \
+                     "sel %[a0], %[a0], %[w1]\n\t"                                                                   \
+                     "ssub16 %[g0], %[a2], %[w1]\n\t"                                                                \
+                     "sel %[a2], %[a2], %[w1]\n\t"                                                                   \
+                     "strd %[a0], %[a2], [%[gq]]\n\t"                                                                \
+                     "add %[gq], %[gq], %[gs]\n\t"                                                                   \
+                     "str %[gq], [%[K], #56]\n\t"                                                                    \
+                     "6:\n\t"                                                                                        \
+                     "ldr %[g0], [%[K], #60]\n\t"                                                                    \
+                     "subs %[g0], %[g0], #1\n\t"                                                                     \
+                     "str %[g0], [%[K], #60]\n\t"                                                                    \
+                     "bne 1b\n\t"                                                                                    \
+                     "9:"                                                                                            \
+                     : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [g0] "=&r"(g0),               \
+                       [g1] "=&r"(g1), [w0] "=&r"(w0), [w1] "=&r"(w1), [gq] "=&r"(gq), [wq] "=&r"(wq),               \
+                       [rows] "=&r"(rows)                                                                            \
+                     : [K] "r"(K), [gs] "r"(gs), "m"(*K)                                                             \
+                     : "cc", "memory")
+
+/* K->n >= 1 pixels of a row from K->col on; returns the pixels done. A
+   pixel whose |sums| reach K->lim is not stored: its sums go to v, K->d
+   stays on its outputs, K->col is past it, and it counts as not done. */
+static TT_NOINLINE uint32_t dwig_row(dwig_row_k *K, uint32_t gs, uint32_t s, int32_t *v) {
+    const uint32_t n0 = K->n;
+    uint32_t g0, g1, w0, w1, rows;
+    const uint8_t *gq;
+    const uint32_t *wq;
+    int32_t a0, a1, a2, a3;
+    if (s == 1u) {
+        DWIG_ROW_ASM("8");
+    } else {
+        DWIG_ROW_ASM("16");
+    }
+    v[0] = a0;
+    v[1] = a1;
+    v[2] = a2;
+    v[3] = a3;
+    return n0 - K->n;
+}
+
+/* dw_input_grad_c4's cases (and its order: channel groups, then rows in
+   increasing order) through dwig_row, with stride 1 or 2, kernels up to
+   7 x 7 and gradient offsets below 2^20; else 0. */
+static int dw_input_grad_rows(tt_trainer *t, const tt_layer_rec *L, const int16_t *g, tt_g16_sink *dx,
+                              tt_g16_run *r) {
+    uint32_t rw[DW_MAX_SIDE], cw[DW_MAX_SIDE];
+    uint32_t wtab[DW_MAX_TAPS * 2u];
+    const tt_model *m = &t->model;
+    const tt_tensor_rec *in = tt_tensor(m, L->in), *out = tt_tensor(m, L->out);
+    const int8_t *wf = tt_weights_frozen(m, L);
+    const int8_t *wt = L->n_train ? TT_ARENA(t, int8_t, L->w_arena) : NULL;
+    const uint32_t C = in->c, H = in->h, W = in->w, OW = out->w, KW = L->kw, kk = (uint32_t)L->kh * L->kw;
+    const uint32_t s = L->stride;
+    int16_t *d = dx ? dx->dx : r->dx;
+    /* one pass: r->lim as 32 bits (the magnitudes here are below 2^31), r->e */
+    uint32_t lim = r ? (r->lim > 0xFFFFFFFFu ? 0xFFFFFFFFu : (uint32_t)r->lim) : 0xFFFFFFFFu;
+    uint32_t e = r ? r->e : (dx ? dx->e : 0u);
+    dwig_row_k K;
+    if (L->perm_off != TT_NO_OFFSET || C % 4u || H > DW_MAX_SIDE || W > DW_MAX_SIDE || KW > 7u || L->kh > 7u ||
+        (s != 1u && s != 2u) || 2u * (uint32_t)out->h * OW * C >= 1u << 20) {
+        return 0;
+    }
+    for (uint32_t i = 0; i < H; i++) {
+        uint8_t f, n;
+        uint16_t o;
+        dw_taps(i, L->pad_top, s, L->kh, out->h, &f, &n, &o);
+        rw[i] = (2u * o * OW * C << 12) | ((uint32_t)f * KW << 6) | ((uint32_t)n << 3);
+    }
+    for (uint32_t i = 0; i < W; i++) {
+        uint8_t f, n;
+        uint16_t o;
+        dw_taps(i, L->pad_left, s, KW, OW, &f, &n, &o);
+        cw[i] = (2u * o * C << 12) | ((uint32_t)f << 6) | n;
+    }
+    K.grs = 2u * OW * C;
+    K.wrs = 8u * s * KW;
+    K.wtap = 8u * s;
+    K.m = 0x80018001u;
+    K.seen = 0;
+    K.wbase = wtab;
+    for (uint32_t c0 = 0; c0 < C; c0 += 4u) {
+        const int8_t *w[4];
+        for (uint32_t i = 0; i < 4u; i++) {
+            const uint32_t j = c0 + i; /* no perm: storage position = channel */
+            w[i] = j < L->n_train ? wt + j * kk : wf + j * kk;
+        }
+        for (uint32_t tap = 0; tap < kk; tap++) {
+            wtab[2u * tap] = pack16(w[0][tap], w[1][tap]);
+            wtab[2u * tap + 1u] = pack16(w[2][tap], w[3][tap]);
+        }
+        K.gbase = (const uint8_t *)(const void *)(g + c0);
+        for (uint32_t ih = 0; ih < H; ih++) { /* rows in increasing order (in-place backward) */
+            uint32_t iw = 0;
+            K.rowword = rw[ih];
+            K.col = cw;
+            while (iw < W) {
+                const uint32_t left = r ? r->stop - r->tile : W - iw;
+                int32_t v[4];
+                uint32_t done;
+                if (!left) {
+                    r->seen |= K.seen;
+                    return 1;
+                }
+                K.n = W - iw < left ? W - iw : left;
+                K.lim = lim;
+                K.e = e;
+                K.rnd = e ? 1u << (e - 1u) : 0u;
+                K.d = d ? d + (ih * W + iw) * C + c0 : NULL;
+                done = dwig_row(&K, 2u * C, s, v);
+                iw += done;
+                if (r) {
+                    r->tile += done;
+                }
+                if (K.n) { /* pixel iw reached lim (one pass only): tt_g16_run_check, then stored */
+                    const uint32_t mg = abs32(v[0]) | abs32(v[1]) | abs32(v[2]) | abs32(v[3]);
+                    tt_g16_run_check(r, mg);
+                    lim = r->lim > 0xFFFFFFFFu ? 0xFFFFFFFFu : (uint32_t)r->lim;
+                    e = r->e;
+                    store_g16x4(d + (ih * W + iw) * C + c0, v[0], v[1], v[2], v[3], e);
+                    r->tile++;
+                    iw++;
+                }
+            }
+        }
+    }
+    if (r) {
+        r->seen |= K.seen;
+    } else if (!d) {
+        dx->vmax = K.seen > dx->vmax ? K.seen : dx->vmax;
+    }
+    return 1;
+}
+#endif
+
 int tt_dwconv_input_grad_run(tt_trainer *t, const tt_layer_rec *L, const int16_t *g, tt_g16_run *r) {
+#if TT_DSP_ASM_WIDE
+    if (dw_input_grad_rows(t, L, g, NULL, r)) {
+        return 1;
+    }
+#endif
     return dw_input_grad_c4(t, L, g, NULL, r);
 }
 
 int tt_dwconv_input_grad_opt(tt_trainer *t, const tt_layer_rec *L, const int16_t *g, tt_g16_sink *dx) {
+#if TT_DSP_ASM_WIDE
+    if (dw_input_grad_rows(t, L, g, dx, NULL)) {
+        return 1;
+    }
+#endif
     return dw_input_grad_c4(t, L, g, dx, NULL) || dw_input_grad(t, L, g, dx);
 }
 

@@ -95,8 +95,12 @@ static inline int8_t tt_finish(int64_t v, int32_t zero, const tt_layer_rec *L, u
    b -= rint(u), saturating at +-2^30, or (TT_LF_BIAS16) the int16 change
    saturating at the int16 limits. The one rounding step of every bias
    update kernel. */
+static inline void tt_bias_apply(tt_trainer *t, const tt_layer_rec *L, uint32_t c, int32_t r);
 static inline void tt_bias_step(tt_trainer *t, const tt_layer_rec *L, uint32_t c, float u) {
-    const int32_t r = tt_rint_sat(u, TT_BIAS_LIMIT);
+    tt_bias_apply(t, L, c, tt_rint_sat(u, TT_BIAS_LIMIT));
+}
+/* tt_bias_step's change, r = tt_rint_sat(u, TT_BIAS_LIMIT), applied. */
+static inline void tt_bias_apply(tt_trainer *t, const tt_layer_rec *L, uint32_t c, int32_t r) {
     if (L->flags & TT_LF_BIAS16) {
         int16_t *d = TT_ARENA(t, int16_t, L->b_arena);
         d[c] = (int16_t)tt_clamp32((int64_t)d[c] - r, -32768, 32767);
@@ -120,16 +124,22 @@ typedef struct {
 /* QAS-scaled SGD on one int8 weight, u in weight units (docs/arithmetic.md):
    w -= rint(u); with a residue r, w carries 8 more fraction bits so small
    updates accumulate. The one rounding step of every weight update kernel. */
+static inline void tt_weight_apply(int8_t *w, int8_t *res, int32_t r);
 static inline void tt_weight_step(int8_t *w, int8_t *res, float u) {
+    tt_weight_apply(w, res, res ? tt_rint_sat(u * 256.0f, 65535) : tt_rint_sat(u, 255));
+}
+/* tt_weight_step's change applied: r = tt_rint_sat(u * 256, 65535) with a
+   residue, else tt_rint_sat(u, 255). */
+static inline void tt_weight_apply(int8_t *w, int8_t *res, int32_t r) {
     if (res) {
-        int32_t total = (int32_t)*w * 256 + *res - tt_rint_sat(u * 256.0f, 65535);
+        int32_t total = (int32_t)*w * 256 + *res - r;
         int32_t q;
         total = tt_clamp32(total, -127 * 256, 127 * 256);
         q = (total + 128) >> 8;
         *w = (int8_t)q;
         *res = (int8_t)(total - q * 256);
     } else {
-        *w = (int8_t)tt_clamp32((int32_t)*w - tt_rint_sat(u, 255), -127, 127);
+        *w = (int8_t)tt_clamp32((int32_t)*w - r, -127, 127);
     }
 }
 

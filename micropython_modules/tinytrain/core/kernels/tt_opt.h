@@ -57,10 +57,35 @@
    depthwise window; larger layers run the reference kernels. Other fixed
    stack tables: 2304 bytes of regrouped weights (pointwise input gradient)
    or of a channel pair's widened weights (pointwise forward),
-   about 2 KB of per-row/column tap tables (depthwise input gradient). The
-   whole core then peaks at about 4 KB of stack (bench_m7.py prints it). */
+   about 2 KB of per-row/column tap tables (depthwise input gradient),
+   1 KB of border-window words and 512 bytes of regrouped weights
+   (depthwise forward). The whole core then peaks at about 4 KB of stack
+   (bench_m7.py prints it). */
 #ifndef TT_OPT_STACK_BYTES
 #define TT_OPT_STACK_BYTES 2304u
+#endif
+
+#if TT_DSP_ASM_WIDE
+/* n bytes from src down to dst <= src (they may overlap: each 32-byte
+   block is loaded before it is stored, lower blocks first), both
+   word-aligned: LDM/STM of 8 registers a block, where memcpy takes about
+   34 instructions per 64 bytes and pieces no longer than src - dst. */
+static inline void tt_copy_down(int8_t *dst, const int8_t *src, uint32_t n) {
+    uint32_t blocks = n / 32u;
+    if (blocks) {
+        __asm__ volatile("1:\n\t"
+                         "ldmia %[s]!, {r4, r5, r6, r8, r10, r11, r12, lr}\n\t"
+                         "stmia %[d]!, {r4, r5, r6, r8, r10, r11, r12, lr}\n\t"
+                         "subs %[b], %[b], #1\n\t"
+                         "bne 1b"
+                         : [s] "+r"(src), [d] "+r"(dst), [b] "+r"(blocks)
+                         :
+                         : "r4", "r5", "r6", "r8", "r10", "r11", "r12", "lr", "cc", "memory");
+    }
+    for (n %= 32u; n; n--) {
+        *dst++ = *src++;
+    }
+}
 #endif
 
 /* Unaligned 32-bit load (one LDR on the Cortex-M7). */
@@ -127,6 +152,22 @@ static inline uint32_t tt_bitlen64_fast(uint64_t v) {
     return v ? 64u - (uint32_t)__builtin_clzll(v) : 0u;
 #else
     return tt_bitlen64(v);
+#endif
+}
+
+/* tt_rint_sat(u, lim), one VCVTR where the FPU has single precision:
+   VCVTR rounds by the FPSCR's mode, to nearest even (the mode tt_rint_sat's
+   (a + 2^23) - 2^23 relies on as well), saturates to int32 and gives 0 for
+   a NaN; the clamp to [-lim, lim] then gives tt_rint_sat's limits. */
+static inline int32_t tt_rint_sat_fast(float u, int32_t lim) {
+#if defined(__ARM_FP) && (__ARM_FP & 4)
+    float f;
+    int32_t r;
+    __asm__("vcvtr.s32.f32 %0, %1" : "=t"(f) : "t"(u));
+    __asm__("vmov %0, %1" : "=r"(r) : "t"(f));
+    return r < -lim ? -lim : (r > lim ? lim : r);
+#else
+    return tt_rint_sat(u, lim);
 #endif
 }
 

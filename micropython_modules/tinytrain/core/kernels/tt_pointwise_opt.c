@@ -1017,7 +1017,9 @@ static void pw_input_grad(tt_trainer *t, const tt_layer_rec *L, const int16_t *g
    pairs (w[c][j], w[c+1][j]), (w[c][j+1], w[c+1][j+1]). A tile is 2 input
    channels x 2 pixels: per 2 channel pairs 2 LDRD of gradients, 2 LDRD of
    weights, 8 SMLAD. Each SMLAD adds at most 2 * 128 * 32767, so 256
-   channel pairs sum exactly in int32; wider layers fold into int64. */
+   channel pairs sum exactly in int32, and any number when the two input
+   channels' weights have sum |w| <= 65535 (the regrouping sums them); else
+   the sums fold into int64. */
 #define PW_IG_MAX_COUT 576u /* cout / 2 pairs x 2 words: TT_OPT_STACK_BYTES */
 #define PW_IG_BLOCK 256u
 
@@ -1095,7 +1097,7 @@ TT_INLINE void ig_2x2(const uint32_t *w, const uint32_t *g0, const uint32_t *g1,
 
 #if TT_DSP
 /* ig_pair's tiles of two channels (j1 = j + 1, or any two with a perm)
-   whose sums stay in int32 (npair <= PW_IG_BLOCK, a multiple of 4), in one
+   whose sums stay in int32 (ig_pair's sum32; npair a multiple of 4), in one
    asm block: ig_2x2's sums, the OR of their magnitudes (into seen; a tile
    reaching lim leaves the loop with its sums, for tt_g16_run_check), the
    stores of both pixels (tt_g16_store2's values). GCC spills around each
@@ -1251,7 +1253,7 @@ static uint32_t ig_tiles_asm(ig_k *K, const uint32_t *w, const uint32_t *g0, int
 /* Tiles of input channels j, j1 (j1 == j: cin odd, the last one alone):
    pixels p, p + 1 (the last alone when npix is odd). */
 static void ig_pair(const uint32_t *wp, const int16_t *g, int16_t *dx, uint32_t j, uint32_t j1, uint32_t cin,
-                    uint32_t cout, uint32_t npix, const uint16_t *perm, tt_g16_run *r) {
+                    uint32_t cout, uint32_t npix, const uint16_t *perm, tt_g16_run *r, int sum32) {
     const uint32_t npair = cout / 2u, dj = perm ? perm[j] : j, dj1 = perm ? perm[j1] : j1;
     const int pairs = !perm && j1 == j + 1u; /* dx[dj], dx[dj1] adjacent: one word store */
     /* tt_g16_run_check with r->lim as 32 bits (the int32 sums' magnitudes
@@ -1259,7 +1261,7 @@ static void ig_pair(const uint32_t *wp, const int16_t *g, int16_t *dx, uint32_t 
     uint32_t lim = r->lim > 0xFFFFFFFFu ? 0xFFFFFFFFu : (uint32_t)r->lim, seen = 0;
     uint32_t p = 0;
 #if TT_DSP
-    if ((pairs || (perm && j1 != j)) && npair <= PW_IG_BLOCK && npair % 4u == 0u && npair) {
+    if ((pairs || (perm && j1 != j)) && sum32 && npair % 4u == 0u && npair) {
         const int32_t dje = (int32_t)dj1 - (int32_t)dj; /* a perm: channel j1's slot from j's */
         ig_k K;
         K.wend = wp + 2u * npair;
@@ -1312,7 +1314,7 @@ static void ig_pair(const uint32_t *wp, const int16_t *g, int16_t *dx, uint32_t 
         const uint32_t *g1 = (const uint32_t *)(const void *)(g + p1 * cout);
         int32_t v[4];
         uint64_t m;
-        if (npair <= PW_IG_BLOCK) {
+        if (sum32) {
             uint32_t m32;
             v[0] = v[1] = v[2] = v[3] = 0;
             ig_2x2(wp, g0, g1, npair, v);
@@ -1371,24 +1373,49 @@ int tt_pointwise_input_grad_run(tt_trainer *t, const tt_layer_rec *L, const int1
         const int8_t *pa = j < nt ? wt + j : wf + j, *pb = j1 < nt ? wt + j1 : wf + j1;
         const uint32_t sa = j < nt ? nt : cin, sb = j1 < nt ? nt : cin;
         uint32_t cp = 0;
+        /* the sums in int32: up to PW_IG_BLOCK channel pairs, or when the
+           weights of channels j, j1 have sum |w| <= 65535 (|sum| <= 32767 65535) */
+        int sum32 = npair <= PW_IG_BLOCK;
 #if TT_DSP
         if (pb == pa + 1 && sb == sa) { /* bytes (w[c][j], w[c][j+1], w[c+1][j], w[c+1][j+1]): SXTB16 */
-            /* 9 instructions a channel pair (GCC: 12); npair >= 1 */
-            const uint32_t s2 = 2u * sa;
-            uint32_t *d = wp, *dend = wp + 2u * npair, lo, hi;
-            __asm__ volatile("1:\n\t"
-                             "ldrh %[hi], [%[pa], %[sa]]\n\t"
-                             "ldrh %[lo], [%[pa]]\n\t"
-                             "add %[pa], %[pa], %[s2]\n\t"
-                             "orr %[lo], %[lo], %[hi], lsl #16\n\t"
-                             "sxtb16 %[hi], %[lo], ror #8\n\t"
-                             "sxtb16 %[lo], %[lo]\n\t"
-                             "strd %[lo], %[hi], [%[d]], #8\n\t"
-                             "cmp %[d], %[dend]\n\t"
-                             "bne 1b"
-                             : [lo] "=&r"(lo), [hi] "=&r"(hi), [pa] "+r"(pa), [d] "+r"(d)
-                             : [sa] "r"(sa), [s2] "r"(s2), [dend] "r"(dend)
-                             : "cc", "memory");
+            /* 9 instructions a channel pair (GCC: 12); beyond PW_IG_BLOCK
+               pairs 11, with sum |w| (USADA8 of the bytes + 128 and 128);
+               npair >= 1 */
+            const uint32_t s2 = 2u * sa, m80 = 0x80808080u;
+            uint32_t *d = wp, *dend = wp + 2u * npair, lo, hi, t, wsum = 0;
+            if (sum32) {
+                __asm__ volatile("1:\n\t"
+                                 "ldrh %[hi], [%[pa], %[sa]]\n\t"
+                                 "ldrh %[lo], [%[pa]]\n\t"
+                                 "add %[pa], %[pa], %[s2]\n\t"
+                                 "orr %[lo], %[lo], %[hi], lsl #16\n\t"
+                                 "sxtb16 %[hi], %[lo], ror #8\n\t"
+                                 "sxtb16 %[lo], %[lo]\n\t"
+                                 "strd %[lo], %[hi], [%[d]], #8\n\t"
+                                 "cmp %[d], %[dend]\n\t"
+                                 "bne 1b"
+                                 : [lo] "=&r"(lo), [hi] "=&r"(hi), [pa] "+r"(pa), [d] "+r"(d)
+                                 : [sa] "r"(sa), [s2] "r"(s2), [dend] "r"(dend)
+                                 : "cc", "memory");
+            } else {
+                __asm__ volatile("1:\n\t"
+                                 "ldrh %[hi], [%[pa], %[sa]]\n\t"
+                                 "ldrh %[lo], [%[pa]]\n\t"
+                                 "add %[pa], %[pa], %[s2]\n\t"
+                                 "orr %[lo], %[lo], %[hi], lsl #16\n\t"
+                                 "eor %[t], %[lo], %[m80]\n\t"
+                                 "usada8 %[ws], %[t], %[m80], %[ws]\n\t"
+                                 "sxtb16 %[hi], %[lo], ror #8\n\t"
+                                 "sxtb16 %[lo], %[lo]\n\t"
+                                 "strd %[lo], %[hi], [%[d]], #8\n\t"
+                                 "cmp %[d], %[dend]\n\t"
+                                 "bne 1b"
+                                 : [lo] "=&r"(lo), [hi] "=&r"(hi), [t] "=&r"(t), [pa] "+r"(pa), [d] "+r"(d),
+                                   [ws] "+r"(wsum)
+                                 : [sa] "r"(sa), [s2] "r"(s2), [dend] "r"(dend), [m80] "r"(m80)
+                                 : "cc", "memory");
+                sum32 = wsum <= 65535u;
+            }
             cp = npair;
         }
 #endif
@@ -1396,7 +1423,7 @@ int tt_pointwise_input_grad_run(tt_trainer *t, const tt_layer_rec *L, const int1
             wp[2u * cp] = pack16(pa[0], pa[sa]);
             wp[2u * cp + 1u] = pack16(pb[0], pb[sb]);
         }
-        ig_pair(wp, g, r->dx, j, j1, cin, cout, npix, perm, r);
+        ig_pair(wp, g, r->dx, j, j1, cin, cout, npix, perm, r, sum32);
     }
     return 1;
 }

@@ -10,19 +10,33 @@
  *    the rectangle of output positions that reach the input, no test inside.
  *  - bias gradient and the prescale of the output gradient: the reference's
  *    loops without per-element division or bit loops.
+ *  - each weight and bias step rounds with tt_rint_sat_fast (one VCVTR on
+ *    an FPU), the same rounding as tt_rint_sat.
  */
 #include "tt_opt.h"
 
 #if TT_OPTIMIZED
 
 /* One weight: the grad hook, then the reference's float steps and
-   tt_weight_step; only the bit length is found faster. */
-static void weight_step(tt_trainer *t, const tt_update_params *P, int8_t *w, int8_t *res, uint32_t idx, int64_t a,
-                        float scale, float scale_div, float qas) {
+   tt_weight_step; the bit length and the rounding (tt_rint_sat_fast) are
+   found faster. Inline (a call took about a third of it) except in a
+   position-independent build, the .mpy, whose size counts more there. */
+#if defined(__PIC__)
+#define WEIGHT_STEP_FN static
+#else
+#define WEIGHT_STEP_FN TT_INLINE
+#endif
+WEIGHT_STEP_FN void weight_step(tt_trainer *t, const tt_update_params *P, int8_t *w, int8_t *res, uint32_t idx,
+                                int64_t a, float scale, float scale_div, float qas) {
+    const float u = (tt_f32_from_i64_fast(a) * P->k) * qas;
     if (t->grad_hook) {
         t->grad_hook(t->grad_hook_ctx, P->li, idx, a, scale / scale_div);
     }
-    tt_weight_step(w + idx, res ? res + idx : NULL, (tt_f32_from_i64_fast(a) * P->k) * qas);
+    if (res) {
+        tt_weight_apply(w + idx, res + idx, tt_rint_sat_fast(u * 256.0f, 65535));
+    } else {
+        tt_weight_apply(w + idx, NULL, tt_rint_sat_fast(u, 255));
+    }
 }
 
 /* sum_p g[p][c], 4 channels per pass over the positions. */
@@ -34,14 +48,27 @@ int tt_update_biases_opt(tt_trainer *t, uint32_t li, const tt_layer_rec *L, cons
         const uint32_t nc = C - c0 < 4u ? C - c0 : 4u;
         const int16_t *gp = g + c0;
         a[0] = a[1] = a[2] = a[3] = 0;
-        if (nc == 4u) {
-            int64_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+        if (nc == 4u && npos <= 65536u) {
+            /* int32 sums: |sum| <= 32767 npos < 2^31 */
+            int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+#if TT_DSP
+            for (uint32_t p = 0; p < npos; p++, gp += C) {
+                const uint32_t u = tt_ld32(gp), v = tt_ld32(gp + 2);
+                __asm__("sxtah %[a0], %[a0], %[u]\n\t"
+                        "sxtah %[a1], %[a1], %[u], ror #16\n\t"
+                        "sxtah %[a2], %[a2], %[v]\n\t"
+                        "sxtah %[a3], %[a3], %[v], ror #16"
+                        : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3)
+                        : [u] "r"(u), [v] "r"(v));
+            }
+#else
             for (uint32_t p = 0; p < npos; p++, gp += C) {
                 a0 += gp[0];
                 a1 += gp[1];
                 a2 += gp[2];
                 a3 += gp[3];
             }
+#endif
             a[0] = a0;
             a[1] = a1;
             a[2] = a2;
@@ -58,7 +85,7 @@ int tt_update_biases_opt(tt_trainer *t, uint32_t li, const tt_layer_rec *L, cons
             if (t->grad_hook) {
                 t->grad_hook(t->grad_hook_ctx, li, TT_GRAD_HOOK_BIAS | c, a[i], sg);
             }
-            tt_bias_step(t, L, c, (tt_f32_from_i64_fast(a[i]) * k) * qas[c]);
+            tt_bias_apply(t, L, c, tt_rint_sat_fast((tt_f32_from_i64_fast(a[i]) * k) * qas[c], TT_BIAS_LIMIT));
         }
     }
     return 1;
@@ -69,17 +96,27 @@ int tt_update_biases_opt(tt_trainer *t, uint32_t li, const tt_layer_rec *L, cons
    aligned): one word holds G[p][c], G[p][c + 1]. */
 
 /* Per lane the largest value and the smallest, both from 0 (SSUB16 + SEL). */
+static inline void prescale_max_step(uint32_t w, uint32_t *hi, uint32_t *lo) {
+    uint32_t t;
+    __asm__("ssub16 %[t], %[w], %[hi]\n\t"
+            "sel %[hi], %[w], %[hi]\n\t"
+            "ssub16 %[t], %[lo], %[w]\n\t"
+            "sel %[lo], %[w], %[lo]"
+            : [hi] "+r"(*hi), [lo] "+r"(*lo), [t] "=&r"(t)
+            : [w] "r"(w));
+}
+/* two positions a pass (the loop's own instructions once per two) */
 static void prescale_max2(const int16_t *g, uint32_t npos, uint32_t C, uint32_t *mx, uint32_t *mn) {
     const uint32_t *gp = (const uint32_t *)(const void *)g;
-    uint32_t hi = 0, lo = 0, t;
-    for (uint32_t p = 0; p < npos; p++, gp += C / 2u) {
-        const uint32_t w = *gp;
-        __asm__("ssub16 %[t], %[w], %[hi]\n\t"
-                "sel %[hi], %[w], %[hi]\n\t"
-                "ssub16 %[t], %[lo], %[w]\n\t"
-                "sel %[lo], %[w], %[lo]"
-                : [hi] "+r"(hi), [lo] "+r"(lo), [t] "=&r"(t)
-                : [w] "r"(w));
+    const uint32_t step = C / 2u;
+    uint32_t hi = 0, lo = 0, p = 0;
+    for (; p + 2u <= npos; p += 2u, gp += 2u * step) {
+        const uint32_t w0 = gp[0], w1 = gp[step];
+        prescale_max_step(w0, &hi, &lo);
+        prescale_max_step(w1, &hi, &lo);
+    }
+    if (p < npos) {
+        prescale_max_step(*gp, &hi, &lo);
     }
     *mx = hi;
     *mn = lo;
@@ -89,24 +126,34 @@ static void prescale_max2(const int16_t *g, uint32_t npos, uint32_t C, uint32_t 
    floor(v f / 2^16) to 2^(e-17), which is floor((v f + 2^(e-1)) / 2^16)
    as 2^(e-1) is a multiple of 2^16; ASR by e - 16 ends the floor division.
    |v f| < 2^46: the SMLAW sum stays below 2^31. */
+static inline uint32_t prescale_word(uint32_t w, int32_t fa, int32_t fb, int32_t r, uint32_t k) {
+    const uint32_t m = 0x80018001u; /* (-32767, -32767) */
+    int32_t qa, qb;
+    uint32_t v, t;
+    __asm__("smlawb %0, %1, %2, %3" : "=r"(qa) : "r"(fa), "r"(w), "r"(r));
+    __asm__("smlawt %0, %1, %2, %3" : "=r"(qb) : "r"(fb), "r"(w), "r"(r));
+    qa = __ssat(qa >> k, 16);
+    qb = __ssat(qb >> k, 16);
+    __asm__("pkhbt %[v], %[a], %[b], lsl #16\n\t"
+            "ssub16 %[t], %[v], %[m]\n\t"
+            "sel %[v], %[v], %[m]"
+            : [v] "=&r"(v), [t] "=&r"(t)
+            : [a] "r"(qa), [b] "r"(qb), [m] "r"(m));
+    return v;
+}
+/* two positions a pass, as prescale_max2 */
 static void prescale_store2(int16_t *g, uint32_t npos, uint32_t C, int32_t fa, int32_t fb, uint32_t e) {
     uint32_t *gp = (uint32_t *)(void *)g;
     const int32_t r = 1 << (e - 17u);
-    const uint32_t k = e - 16u, m = 0x80018001u; /* (-32767, -32767) */
-    for (uint32_t p = 0; p < npos; p++, gp += C / 2u) {
-        const uint32_t w = *gp;
-        int32_t qa, qb;
-        uint32_t v, t;
-        __asm__("smlawb %0, %1, %2, %3" : "=r"(qa) : "r"(fa), "r"(w), "r"(r));
-        __asm__("smlawt %0, %1, %2, %3" : "=r"(qb) : "r"(fb), "r"(w), "r"(r));
-        qa = __ssat(qa >> k, 16);
-        qb = __ssat(qb >> k, 16);
-        __asm__("pkhbt %[v], %[a], %[b], lsl #16\n\t"
-                "ssub16 %[t], %[v], %[m]\n\t"
-                "sel %[v], %[v], %[m]"
-                : [v] "=&r"(v), [t] "=&r"(t)
-                : [a] "r"(qa), [b] "r"(qb), [m] "r"(m));
-        *gp = v;
+    const uint32_t k = e - 16u, step = C / 2u;
+    uint32_t p = 0;
+    for (; p + 2u <= npos; p += 2u, gp += 2u * step) {
+        const uint32_t w0 = gp[0], w1 = gp[step];
+        gp[0] = prescale_word(w0, fa, fb, r, k);
+        gp[step] = prescale_word(w1, fa, fb, r, k);
+    }
+    if (p < npos) {
+        *gp = prescale_word(*gp, fa, fb, r, k);
     }
 }
 #endif
@@ -242,13 +289,15 @@ static void dw_update_weights(tt_trainer *t, const tt_layer_rec *L, const tt_upd
 
 /* Pointwise weight gradient with SMLAD, 4 trained input channels x 2
    output channels at a time: the saved inputs of a pixel pair regrouped
-   once as int16 pairs (s[p][j], s[p+1][j]) on the stack, the gradients of
-   channels c, c+1 as pairs (g[p][c], g[p+1][c]) (two PKH per two words);
-   per pixel pair 2 + 4 loads and 8 SMLAD. |sum g s| <= npos 32767 128 <
-   2^31 for npos <= 2 PW_WG_MAX_PAIRS. The weights are updated block by
-   block (the reference goes output channel by output channel; an update
-   reads only sums, so the order changes no result, but the grad hook sees
-   the reference's order: with a hook the general loop runs). */
+   once as int16 pairs (s[p][j] - zx, s[p+1][j] - zx) on the stack (the
+   input zero point taken out there: no second sum of g), the gradients of
+   channels c, c+1 as pairs (g[p][c], g[p+1][c]) (PKHBT, PKHTB per two
+   words); per pixel pair 3 LDRD and 8 SMLAD. |sum g (s - zx)| <= npos
+   32767 255 < 2^31 for npos <= 2 PW_WG_MAX_PAIRS: the sums are exact. The
+   weights are updated block by block (the reference goes output channel by
+   output channel; an update reads only sums, so the order changes no
+   result, but the grad hook sees the reference's order: with a hook the
+   general loop runs). */
 #define PW_WG_MAX_PAIRS 96u /* 16 + 8 bytes a pixel pair: within TT_OPT_STACK_BYTES */
 
 static int pw_update_weights_smlad(tt_trainer *t, const tt_layer_rec *L, const tt_update_params *P) {
@@ -262,7 +311,7 @@ static int pw_update_weights_smlad(tt_trainer *t, const tt_layer_rec *L, const t
     const float *qas = TT_BLOB(m, float, L->qas_w_off);
     const uint32_t nt = L->n_train, C = out->c, npos = (uint32_t)out->h * out->w, npp = npos / 2u;
     const int32_t zx = in->zero;
-    if (t->grad_hook || nt % 4u || C % 2u || npos % 2u || npp > PW_WG_MAX_PAIRS) {
+    if (t->grad_hook || nt % 4u || C % 2u || npos % 2u || npp > PW_WG_MAX_PAIRS || !npp) {
         return 0;
     }
     for (uint32_t j = 0; j < nt; j += 4u) {
@@ -270,48 +319,95 @@ static int pw_update_weights_smlad(tt_trainer *t, const tt_layer_rec *L, const t
             const int8_t *sp = s + 2u * pp * nt + j;
             const uint32_t a = tt_ld32(sp), b = tt_ld32(sp + nt);
             const uint32_t a02 = tt_widen02(a), a13 = tt_widen13(a), b02 = tt_widen02(b), b13 = tt_widen13(b);
+            const uint32_t v[4] = {(a02 & 0xFFFFu) | (b02 << 16),      /* j */
+                                   (a13 & 0xFFFFu) | (b13 << 16),      /* j + 1 */
+                                   (a02 >> 16) | (b02 & 0xFFFF0000u),  /* j + 2 */
+                                   (a13 >> 16) | (b13 & 0xFFFF0000u)}; /* j + 3 */
             uint32_t *d = s2 + 4u * pp;
-            d[0] = (a02 & 0xFFFFu) | (b02 << 16);     /* j */
-            d[1] = (a13 & 0xFFFFu) | (b13 << 16);     /* j + 1 */
-            d[2] = (a02 >> 16) | (b02 & 0xFFFF0000u); /* j + 2 */
-            d[3] = (a13 >> 16) | (b13 & 0xFFFF0000u); /* j + 3 */
+            for (uint32_t i = 0; i < 4u; i++) { /* s - zx in [-255, 255]: no lane overflows */
+#if TT_DSP
+                d[i] = (uint32_t)__ssub16((int32_t)v[i], (int32_t)pack16(zx, zx));
+#else
+                d[i] = pack16(lo16(v[i]) - zx, hi16(v[i]) - zx);
+#endif
+            }
         }
         for (uint32_t c = 0; c < C; c += 2u) {
             /* C even and the values 4-byte aligned: (g[p][c], g[p][c+1]) is a word */
             const uint32_t *gw = (const uint32_t *)(const void *)(g + c);
-            const uint32_t *sp = s2;
-            int32_t gs0 = 0, gs1 = 0, a0 = 0, a1 = 0, a2 = 0, a3 = 0, b0 = 0, b1 = 0, b2 = 0, b3 = 0;
+            int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, b0 = 0, b1 = 0, b2 = 0, b3 = 0;
+#if TT_DSP
+            {
+                uint32_t *d = g2, u, v, x;
+                const uint32_t C2 = 2u * C; /* bytes a pixel */
+                __asm__ volatile("1:\n\t" /* 8 instructions a pixel pair (GCC: 13) */
+                                 "ldr %[v], [%[gw], %[C2]]\n\t"
+                                 "ldr %[u], [%[gw]]\n\t"
+                                 "add %[gw], %[gw], %[C2], lsl #1\n\t"
+                                 "pkhtb %[x], %[v], %[u], asr #16\n\t"
+                                 "pkhbt %[u], %[u], %[v], lsl #16\n\t"
+                                 "strd %[u], %[x], [%[d]], #8\n\t"
+                                 "cmp %[d], %[e]\n\t"
+                                 "bne 1b"
+                                 : [u] "=&r"(u), [v] "=&r"(v), [x] "=&r"(x), [gw] "+r"(gw), [d] "+r"(d)
+                                 : [C2] "r"(C2), [e] "r"(g2 + 2u * npp)
+                                 : "cc", "memory");
+            }
+#else
             for (uint32_t pp = 0; pp < npp; pp++, gw += C) { /* C / 2 words a pixel */
                 const uint32_t u = gw[0], v = gw[C / 2u];
-                const uint32_t ga = (u & 0xFFFFu) | (v << 16), gb = (u >> 16) | (v & 0xFFFF0000u);
-                g2[2u * pp] = ga;
-                g2[2u * pp + 1u] = gb;
-                gs0 = tt_smlad(ga, 0x00010001u, gs0);
-                gs1 = tt_smlad(gb, 0x00010001u, gs1);
+                g2[2u * pp] = (u & 0xFFFFu) | (v << 16);
+                g2[2u * pp + 1u] = (u >> 16) | (v & 0xFFFF0000u);
             }
-            for (uint32_t pp = 0; pp < npp; pp++, sp += 4) {
-                const uint32_t ga = g2[2u * pp], gb = g2[2u * pp + 1u];
-                const uint32_t s0 = sp[0], s1 = sp[1], s2v = sp[2], s3 = sp[3];
-                a0 = tt_smlad(ga, s0, a0);
-                a1 = tt_smlad(ga, s1, a1);
-                a2 = tt_smlad(ga, s2v, a2);
-                a3 = tt_smlad(ga, s3, a3);
-                b0 = tt_smlad(gb, s0, b0);
-                b1 = tt_smlad(gb, s1, b1);
-                b2 = tt_smlad(gb, s2v, b2);
-                b3 = tt_smlad(gb, s3, b3);
+#endif
+#if TT_DSP_ASM_WIDE
+            {
+                const uint32_t *gp = g2, *sp = s2, *const gend = g2 + 2u * npp;
+                uint32_t ga, gb, s0, s1;
+                __asm__ volatile("1:\n\t" /* 14 instructions a pixel pair (GCC: 17) */
+                                 "ldrd %[ga], %[gb], [%[gp]], #8\n\t"
+                                 "ldrd %[s0], %[s1], [%[sp]], #8\n\t"
+                                 "smlad %[a0], %[ga], %[s0], %[a0]\n\t"
+                                 "smlad %[a1], %[ga], %[s1], %[a1]\n\t"
+                                 "smlad %[b0], %[gb], %[s0], %[b0]\n\t"
+                                 "smlad %[b1], %[gb], %[s1], %[b1]\n\t"
+                                 "ldrd %[s0], %[s1], [%[sp]], #8\n\t"
+                                 "smlad %[a2], %[ga], %[s0], %[a2]\n\t"
+                                 "smlad %[a3], %[ga], %[s1], %[a3]\n\t"
+                                 "smlad %[b2], %[gb], %[s0], %[b2]\n\t"
+                                 "smlad %[b3], %[gb], %[s1], %[b3]\n\t"
+                                 "ldr %[s0], %[e]\n\t"
+                                 "cmp %[gp], %[s0]\n\t"
+                                 "bne 1b"
+                                 : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [b0] "+r"(b0),
+                                   [b1] "+r"(b1), [b2] "+r"(b2), [b3] "+r"(b3), [ga] "=&r"(ga), [gb] "=&r"(gb),
+                                   [s0] "=&r"(s0), [s1] "=&r"(s1), [gp] "+r"(gp), [sp] "+r"(sp)
+                                 : [e] "m"(gend)
+                                 : "cc", "memory");
             }
+#else
+            for (uint32_t pp = 0; pp < npp; pp++) {
+                const uint32_t ga = g2[2u * pp], gb = g2[2u * pp + 1u], *sp = s2 + 4u * pp;
+                a0 = tt_smlad(ga, sp[0], a0);
+                a1 = tt_smlad(ga, sp[1], a1);
+                a2 = tt_smlad(ga, sp[2], a2);
+                a3 = tt_smlad(ga, sp[3], a3);
+                b0 = tt_smlad(gb, sp[0], b0);
+                b1 = tt_smlad(gb, sp[1], b1);
+                b2 = tt_smlad(gb, sp[2], b2);
+                b3 = tt_smlad(gb, sp[3], b3);
+            }
+#endif
             {
                 const uint32_t base = c * nt + j;
-                const int64_t za = (int64_t)zx * gs0, zb = (int64_t)zx * gs1;
-                weight_step(t, P, w, res, base, a0 - za, 0.0f, 1.0f, qas[c]);
-                weight_step(t, P, w, res, base + 1u, a1 - za, 0.0f, 1.0f, qas[c]);
-                weight_step(t, P, w, res, base + 2u, a2 - za, 0.0f, 1.0f, qas[c]);
-                weight_step(t, P, w, res, base + 3u, a3 - za, 0.0f, 1.0f, qas[c]);
-                weight_step(t, P, w, res, base + nt, b0 - zb, 0.0f, 1.0f, qas[c + 1u]);
-                weight_step(t, P, w, res, base + nt + 1u, b1 - zb, 0.0f, 1.0f, qas[c + 1u]);
-                weight_step(t, P, w, res, base + nt + 2u, b2 - zb, 0.0f, 1.0f, qas[c + 1u]);
-                weight_step(t, P, w, res, base + nt + 3u, b3 - zb, 0.0f, 1.0f, qas[c + 1u]);
+                weight_step(t, P, w, res, base, a0, 0.0f, 1.0f, qas[c]);
+                weight_step(t, P, w, res, base + 1u, a1, 0.0f, 1.0f, qas[c]);
+                weight_step(t, P, w, res, base + 2u, a2, 0.0f, 1.0f, qas[c]);
+                weight_step(t, P, w, res, base + 3u, a3, 0.0f, 1.0f, qas[c]);
+                weight_step(t, P, w, res, base + nt, b0, 0.0f, 1.0f, qas[c + 1u]);
+                weight_step(t, P, w, res, base + nt + 1u, b1, 0.0f, 1.0f, qas[c + 1u]);
+                weight_step(t, P, w, res, base + nt + 2u, b2, 0.0f, 1.0f, qas[c + 1u]);
+                weight_step(t, P, w, res, base + nt + 3u, b3, 0.0f, 1.0f, qas[c + 1u]);
             }
         }
     }
