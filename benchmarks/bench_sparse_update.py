@@ -34,19 +34,19 @@ also gives each scheme's arena without fusion (`compile_model(...,
 fuse=False)`, every layer output stored whole) for comparison.
 
 Why 3 sample orders: batch-1 fine-tuning on 300 samples still ends a point
-or two apart from one order to the next (the searched 49kb-arena scheme:
-88.6 / 87.1 / 87.9% on test for orders 0 / 1 / 2), as large as some of the
-weight-update gains being measured; a search on one order would chase that.
+or so apart from one order to the next (the README gives each order's
+figure), as large as some of the weight-update gains being measured; a
+search on one order would chase that.
 
 Training settings (all schemes alike, those of the planner's runs:
 tinytrain.planner.train_and_evaluate): QAS, no residue, SGD batch 1, lr 0.03
 for the classifier and lr 0.001 (x 1/30) for every backbone layer (at a
-backbone lr of 0.01 and more the bias runs degrade; see --lr,
+constant backbone lr of 0.01 and more the bias runs degraded; see --lr,
 --backbone-lr-scale), each decaying linearly to 0 over the run
 (tinytrain.lr_rule.linear_decay_lr through Trainer.set_lr). At a constant
-rate the last few samples decide where a run ends: held-out accuracy swings
-10-25 points between points 25 steps apart, and the spread between sample
-orders (67-90% for one scheme) hid every weight-update gain.
+rate the last few samples decide where a run ends, and the spread between
+sample orders hid the weight-update gains (README). bench_sparse_float.py
+trains one scheme in the core and in a float64 copy of the network.
 The claim checked: the searched scheme under a budget has higher test
 accuracy than "last layer only" and than every bias-only scheme whose arena is
 equal or larger. The script prints the verdict; it asserts nothing.

@@ -92,8 +92,8 @@ tt_status tt_trainer_init(tt_trainer *t, const tt_model *m, uint8_t *arena, size
                           float lr, tt_error *err);
 
 /* The learning rate of the following steps (a schedule: one call between
-   steps), with init's rule: lr <= 0 takes the model's default; NaN or an
-   infinity is refused and leaves the rate as it was. */
+   steps), with init's rule: lr <= 0 takes the model's default; NaN or a
+   value above 3.0e38 is refused and leaves the rate as it was. */
 tt_status tt_trainer_set_lr(tt_trainer *t, float lr, tt_error *err);
 
 /* The input slot (TensorFlow Lite Micro's input(0)): the caller (a sensor, a

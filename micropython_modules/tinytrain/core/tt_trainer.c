@@ -31,7 +31,8 @@ static void load_initial_params(tt_trainer *t) {
     }
 }
 
-static int lr_finite(float lr) {
+/* A rate init and set_lr take: not NaN, not above 3.0e38 (+infinity). */
+static int lr_usable(float lr) {
     return lr == lr && lr <= 3.0e38f;
 }
 
@@ -48,7 +49,7 @@ tt_status tt_trainer_init(tt_trainer *t, const tt_model *m, uint8_t *arena, size
         return tt_fail(err, TT_E_NOMEM, "model needs %u bytes of arena, %u available", tt_model_arena_bytes(m),
                        (unsigned)arena_len);
     }
-    if (!lr_finite(lr)) {
+    if (!lr_usable(lr)) {
         return tt_fail(err, TT_E_ARG, "learning rate is not finite");
     }
     t->model = *m;
@@ -64,7 +65,7 @@ tt_status tt_trainer_set_lr(tt_trainer *t, float lr, tt_error *err) {
     if (!t->model.hdr) {
         return tt_fail(err, TT_E_STATE, "trainer is not initialised");
     }
-    if (!lr_finite(lr)) {
+    if (!lr_usable(lr)) {
         return tt_fail(err, TT_E_ARG, "learning rate is not finite");
     }
     t->lr = lr > 0.0f ? lr : t->model.hdr->lr;
