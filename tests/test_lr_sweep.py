@@ -1,9 +1,12 @@
-"""The planner picks the learning rate on the user's data and stores it."""
+"""The planner picks the learning rate on the user's data and stores it, and
+trains with it decaying linearly (lr_rule.linear_decay_lr)."""
 import numpy as np
+import pytest
 
 import tinytrain
 from tinytrain import cli, planner
 from tinytrain.compiler import compile_model
+from tinytrain.lr_rule import linear_decay_lr
 
 import netzoo
 
@@ -21,14 +24,16 @@ def _task(n=120, seed=7):
 
 def test_pick_lr_takes_the_best_scored_rate():
     g, train, val, _, _ = _task()
-    best, scores = planner.pick_lr(g, train, val, candidates=(1e-7, 0.02))
+    best, scores = planner.pick_lr(g, train, val, candidates=(1e-7, 0.1))
     # a rate that cannot move the weights learns nothing; scored independently by hand
-    for lr in (1e-7, 0.02):
+    for lr in (1e-7, 0.1):
         t = tinytrain.Trainer(compile_model(g, planner.make_scheme(g, max(planner.default_bias_ks(g)), lr=lr)).data)
-        for i in np.random.default_rng(0).permutation(len(train[1])):
+        order = np.random.default_rng(0).permutation(len(train[1]))
+        for n, i in enumerate(order):  # the planner's runs decay the rate linearly
+            t.set_lr(np.float32(lr) * np.float32(len(order) - n) / np.float32(len(order)))
             t.step(train[0][i], int(train[1][i]))
         assert scores[lr] == t.evaluate(val[0].tobytes(), val[1])
-    assert best == 0.02 and scores[0.02] > scores[1e-7]
+    assert best == 0.1 and scores[0.1] > scores[1e-7]
 
 
 def test_plan_budget_stores_the_picked_lr(tmp_path, capsys):
@@ -50,3 +55,44 @@ def test_plan_budget_stores_the_picked_lr(tmp_path, capsys):
                      "--lr", "0.03", "-o", str(tmp_path / "p.ttm")]) == 0
     assert "learning rate" not in capsys.readouterr().out.split("contribution analysis")[0]
     assert tinytrain.Trainer((tmp_path / "p.ttm").read_bytes()).info()["lr"] == np.float32(0.03)
+
+
+def test_linear_decay_lr_is_binary32_arithmetic():
+    """lr (total - step) / total with one binary32 rounding per operation, as a
+    board with float32 floats computes it; from lr down to lr / total."""
+    rng = np.random.default_rng(3)
+    for lr in (0.03, 0.1, 1e-3, 0.7):
+        total = int(rng.integers(1, 5000))
+        for step in {0, 1, total // 2, total - 1}:
+            want = (np.float32(lr) * np.float32(total - step)) / np.float32(total)
+            assert np.float32(want).tobytes() == np.float32(linear_decay_lr(lr, step, total)).tobytes()
+        assert linear_decay_lr(lr, 0, total) == float(np.float32(lr))
+    assert linear_decay_lr(0.03, 599, 600) == float(np.float32(np.float32(0.03) / np.float32(600)))
+
+
+@pytest.mark.parametrize("args", [(0.1, 5, 5), (0.1, -1, 5), (0.1, 0, 0), (0.1, 1.0, 5), (0.0, 0, 5),
+                                  (float("nan"), 0, 5), (0.1, 0, 1 << 24)])
+def test_linear_decay_lr_refuses(args):
+    with pytest.raises(ValueError):
+        linear_decay_lr(*args)
+
+
+def test_planner_runs_decay_the_rate():
+    """train_and_evaluate: the model's rate decaying linearly over the run
+    (set_lr before each step), or constant with decay=False; each equals a
+    loop written by hand, and the two differ."""
+    g, train, val, _, _ = _task()
+    data = compile_model(g, planner.make_scheme(g, 1, lr=0.05)).data
+    got = {d: planner.train_and_evaluate(data, train, val[0].tobytes(), val[1], 1, 2, decay=d)
+           for d in (True, False)}
+    params = {}
+    for decay in (True, False):
+        t = tinytrain.Trainer(data)
+        steps = [i for order in planner.sample_orders(1, len(train[1]), 2) for i in order]
+        for n, i in enumerate(steps):
+            if decay:
+                t.set_lr(linear_decay_lr(0.05, n, len(steps)))
+            t.step(train[0][i], int(train[1][i]))
+        assert got[decay] == t.evaluate(val[0].tobytes(), val[1])
+        params[decay] = t.params()
+    assert params[True] != params[False]

@@ -7,6 +7,7 @@ import pytest
 
 import tinytrain
 from tinytrain import modelfile as mf
+from tinytrain.reference import Reference
 from tinytrain.trainer import check_params_file
 
 import netzoo
@@ -121,6 +122,33 @@ def test_lr_override_and_info(model):
     t.step(xs[0].tobytes(), ys[0])
     assert t.info()["steps"] == 1
     assert tinytrain.Trainer(plan.data).info()["lr"] == pytest.approx(plan.model.header.lr)
+
+
+def test_set_lr_is_the_rate_of_the_following_steps(model):
+    """set_lr(x) then a step: bit for bit a step of Trainer(lr=x) from the
+    same parameters, and of the NumPy reference at that rate; None restores
+    the model's rate; a refused rate leaves the rate as it was."""
+    plan, xs, ys = model
+    t = tinytrain.Trainer(plan.data)
+    ref = Reference(plan.data)
+    default = t.info()["lr"]
+    for i, lr in enumerate((0.5, 0.125, 0.01, None)):
+        before = bytes(t.params_file())
+        t.set_lr(lr)
+        assert t.info()["lr"] == (default if lr is None else float(np.float32(lr)))
+        fresh = tinytrain.Trainer(plan.data, lr=lr)
+        fresh.load(before)
+        ref.lr = np.float32(default if lr is None else lr)
+        loss = t.step(xs[i].tobytes(), ys[i])
+        assert loss == fresh.step(xs[i].tobytes(), ys[i])
+        assert np.float32(loss).tobytes() == np.float32(ref.step(xs[i], label=ys[i])).tobytes()
+        assert t.params() == fresh.params() == ref.params_bytes()
+    assert t.params() != tinytrain.Trainer(plan.data).params()
+    for bad, exc in (("0.1", TypeError), (True, TypeError), (float("nan"), ValueError), (0.0, ValueError),
+                     (-1.0, ValueError), (float("inf"), ValueError), (1e39, ValueError)):
+        with pytest.raises(exc, match="lr must be"):
+            t.set_lr(bad)
+        assert t.info()["lr"] == default
 
 
 def test_save_load_round_trip(model, tmp_path):

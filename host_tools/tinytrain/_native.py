@@ -46,6 +46,7 @@ def _load():
         "tt_model_check_params": (ctypes.c_int, [p, p, sz, ctypes.POINTER(Error)]),
         "tt_trainer_input": (p, [p, ctypes.POINTER(u32)]),
         "tt_trainer_init": (ctypes.c_int, [p, p, p, sz, f32, ctypes.POINTER(Error)]),
+        "tt_trainer_set_lr": (ctypes.c_int, [p, f32, ctypes.POINTER(Error)]),
         "tt_trainer_step": (ctypes.c_int, [p, p, sz, i32, p, sz, ctypes.POINTER(f32),
                                            ctypes.POINTER(Error)]),
         "tt_trainer_predict": (ctypes.c_int, [p, p, sz, ctypes.POINTER(i32), ctypes.POINTER(Error)]),

@@ -24,6 +24,9 @@ Learning rate: --lr, else picked before the analysis by a small sweep on
 the data (LR_CANDIDATES: the classifier and the largest bias setting trained at each,
 scored on the validation set); the analysis, the search and the written model
 use it (`tinytrain info` prints it; `tinytrain stream --lr` overrides it).
+Every run of the sweep and the analysis decays the rate linearly to 0 over
+its steps (step i of N at lr (N - i) / N); to train as measured, do the same
+on the board: `t.set_lr(lr * (N - i) / N)` before step i.
 
 The analysis (--save-analysis FILE.json) can be reused with --analysis
 FILE.json: no data is read and nothing is trained then; options that shape

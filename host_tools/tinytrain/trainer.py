@@ -10,6 +10,7 @@ A script written for the board runs unchanged here:
     acc = t.evaluate(xs, labels)            # xs: N inputs back to back
     t.save(path); t.load(path)              # trained parameters only (load: also bytes)
     t.params_file()                         # what save writes, as a bytearray
+    t.set_lr(lr)                            # the rate of the following steps (None: the model's)
     t.info()                                # sizes, lr, input shape/scale/zero, output scale/zero
     q = t.quantize(x)                       # host only: real values (source layout) to int8 inputs
     y = t.logits(x, dequantize=True)        # host only: real-valued outputs
@@ -333,6 +334,16 @@ class Trainer:
             raise ValueError(f"x has {len(mv)} bytes, the model takes {self._input_bytes}")
 
     # -- trained parameters ------------------------------------------------
+    def set_lr(self, lr) -> None:
+        """The learning rate of the following steps, by the rule of
+        Trainer(lr=...): a finite number > 0, or None for the model's own.
+        Called between steps it gives a schedule (linear_decay_lr)."""
+        value = 0.0 if lr is None else check_lr(lr)
+        err = _native.Error()
+        s = _N.tt_trainer_set_lr(self._tr, value, ctypes.byref(err))
+        if s:
+            _raise(err, s)
+
     def params(self) -> bytes:
         n = ctypes.c_uint32()
         p = _N.tt_trainer_params(self._tr, ctypes.byref(n))

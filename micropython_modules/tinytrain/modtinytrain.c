@@ -12,6 +12,7 @@
  *     f = t.features(x, out=None)       # the frozen prefix's output (the cut), kept by the caller
  *     t.step_features(f, label); t.predict_features(f); t.feature_bytes()
  *     t.params(); t.save(path); t.load(path or the file's bytes); t.info()
+ *     t.set_lr(lr)                      # the rate of the following steps (a schedule)
  *
  * Built two ways from this one file:
  *  - into the firmware (user C module): the arena is one static .bss array of
@@ -883,6 +884,18 @@ static mp_obj_t read_params(mp_obj_t path) {
     return have ? data : read_file(path); // (the latter raises the OSError)
 }
 
+// set_lr(lr): the learning rate of the following steps, by the rule of
+// Trainer(lr=...) (None: the model's own); called between steps, a schedule.
+static mp_obj_t tinytrain_trainer_set_lr(mp_obj_t self_in, mp_obj_t lr) {
+    tinytrain_trainer_obj_t *self = get_self(self_in);
+    tt_error err;
+    if (tt_trainer_set_lr(&self->tr, lr_arg(lr), &err) != TT_OK) {
+        raise_msg(EXC_TYPE(ValueError), "%s", err.msg);
+    }
+    return mp_const_none;
+}
+static MP_DEFINE_CONST_FUN_OBJ_2(tinytrain_trainer_set_lr_obj, tinytrain_trainer_set_lr);
+
 // load(src): restore what save() wrote for this same model, from a path (see
 // read_params) or from the file's bytes; every check passes before the
 // trainer is touched.
@@ -965,6 +978,7 @@ static const mp_rom_map_elem_t tinytrain_trainer_locals_dict_table[] = {
     { MP_ROM_QSTR(MP_QSTR_save), MP_ROM_PTR(&tinytrain_trainer_save_obj) },
     { MP_ROM_QSTR(MP_QSTR_load), MP_ROM_PTR(&tinytrain_trainer_load_obj) },
     { MP_ROM_QSTR(MP_QSTR_info), MP_ROM_PTR(&tinytrain_trainer_info_obj) },
+    { MP_ROM_QSTR(MP_QSTR_set_lr), MP_ROM_PTR(&tinytrain_trainer_set_lr_obj) },
     { MP_ROM_QSTR(MP_QSTR_input), MP_ROM_PTR(&tinytrain_trainer_input_obj) },
     { MP_ROM_QSTR(MP_QSTR_feature_bytes), MP_ROM_PTR(&tinytrain_trainer_feature_bytes_obj) },
     { MP_ROM_QSTR(MP_QSTR_features), MP_ROM_PTR(&tinytrain_trainer_features_obj) },
@@ -1021,7 +1035,7 @@ int memcmp(const void *a, const void *b, size_t n) {
 }
 #endif
 
-#define N_METHODS (14)
+#define N_METHODS (15)
 mp_map_elem_t tinytrain_trainer_locals_dict_table[N_METHODS];
 static MP_DEFINE_CONST_DICT(tinytrain_trainer_locals_dict, tinytrain_trainer_locals_dict_table);
 
@@ -1046,6 +1060,7 @@ mp_obj_t mpy_init(mp_obj_fun_bc_t *self, size_t n_args, size_t n_kw, mp_obj_t *a
     e[11] = (mp_map_elem_t) { MP_OBJ_NEW_QSTR(MP_QSTR_features), MP_OBJ_FROM_PTR(&tinytrain_trainer_features_obj) };
     e[12] = (mp_map_elem_t) { MP_OBJ_NEW_QSTR(MP_QSTR_step_features), MP_OBJ_FROM_PTR(&tinytrain_trainer_step_features_obj) };
     e[13] = (mp_map_elem_t) { MP_OBJ_NEW_QSTR(MP_QSTR_predict_features), MP_OBJ_FROM_PTR(&tinytrain_trainer_predict_features_obj) };
+    e[14] = (mp_map_elem_t) { MP_OBJ_NEW_QSTR(MP_QSTR_set_lr), MP_OBJ_FROM_PTR(&tinytrain_trainer_set_lr_obj) };
     MP_OBJ_TYPE_SET_SLOT(&tinytrain_trainer_type, locals_dict, (void *)&tinytrain_trainer_locals_dict, 1);
 
     mp_store_global(MP_QSTR_Trainer, MP_OBJ_FROM_PTR(&tinytrain_trainer_type));

@@ -39,7 +39,9 @@ separated by commas. `--budget BYTES` plans one instead
 training set and the validation set, then an exact search under the budget).
 Training settings as in the benchmark: QAS, SGD batch 1; MCUNet lr 0.03 for
 the classifier, x1/30 for the backbone, no residue; the small CNN lr 0.02 for
-every layer, with residue (8 fraction bits).
+every layer, with residue (8 fraction bits). Unlike the benchmark (and every
+planner run, which decay the rate linearly to 0), the rate stays constant:
+a stream device takes its rate only with the model.
 
 On the device (`--target`: sim, qemu, a board's serial port; the Device of
 `tinytrain.demos.backends`, as the personalize demo): accuracy on the

@@ -43,13 +43,21 @@ def sample_orders(seed: int, n: int, epochs: int) -> list:
     return [rng.permutation(n) for _ in range(epochs)]
 
 
-def train_and_evaluate(model: bytes, train: tuple, val_x, val_y, seed: int, epochs: int) -> float:
-    """Fine-tune a compiled model on train (sample order from seed), return val accuracy."""
+def train_and_evaluate(model: bytes, train: tuple, val_x, val_y, seed: int, epochs: int, *,
+                       decay: bool = True) -> float:
+    """Fine-tune a compiled model on train (sample order from seed), return val
+    accuracy. decay: the model's learning rate decays linearly to 0 over the
+    run (lr_rule.linear_decay_lr, through Trainer.set_lr before each step);
+    False: the model's rate throughout."""
+    from ..lr_rule import linear_decay_lr
     from ..trainer import Trainer
 
     xs, ys = train
     t = Trainer(model)
-    for order in sample_orders(seed, len(xs), epochs):
-        for i in order:
-            t.step(xs[i], int(ys[i]))
+    lr = t.info()["lr"]
+    steps = [i for order in sample_orders(seed, len(xs), epochs) for i in order]
+    for n, i in enumerate(steps):
+        if decay:
+            t.set_lr(linear_decay_lr(lr, n, len(steps)))
+        t.step(xs[i], int(ys[i]))
     return t.evaluate(val_x, val_y)

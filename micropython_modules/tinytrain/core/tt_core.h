@@ -91,6 +91,11 @@ uint32_t tt_model_cut_bytes(const tt_model *m);
 tt_status tt_trainer_init(tt_trainer *t, const tt_model *m, uint8_t *arena, size_t arena_len,
                           float lr, tt_error *err);
 
+/* The learning rate of the following steps (a schedule: one call between
+   steps), with init's rule: lr <= 0 takes the model's default; NaN or a
+   value above 3.0e38 is refused and leaves the rate as it was. */
+tt_status tt_trainer_set_lr(tt_trainer *t, float lr, tt_error *err);
+
 /* The input slot (TensorFlow Lite Micro's input(0)): the caller (a sensor, a
    camera) writes one input here, in the input's quantisation, then calls
    step or predict with x NULL. The plan reuses these bytes once the layers

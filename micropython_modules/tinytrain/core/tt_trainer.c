@@ -31,6 +31,11 @@ static void load_initial_params(tt_trainer *t) {
     }
 }
 
+/* A rate init and set_lr take: not NaN, not above 3.0e38 (+infinity). */
+static int lr_usable(float lr) {
+    return lr == lr && lr <= 3.0e38f;
+}
+
 tt_status tt_trainer_init(tt_trainer *t, const tt_model *m, uint8_t *arena, size_t arena_len,
                           float lr, tt_error *err) {
     memset(t, 0, sizeof(*t));
@@ -44,7 +49,7 @@ tt_status tt_trainer_init(tt_trainer *t, const tt_model *m, uint8_t *arena, size
         return tt_fail(err, TT_E_NOMEM, "model needs %u bytes of arena, %u available", tt_model_arena_bytes(m),
                        (unsigned)arena_len);
     }
-    if (!(lr == lr) || lr > 3.0e38f) {
+    if (!lr_usable(lr)) {
         return tt_fail(err, TT_E_ARG, "learning rate is not finite");
     }
     t->model = *m;
@@ -53,6 +58,17 @@ tt_status tt_trainer_init(tt_trainer *t, const tt_model *m, uint8_t *arena, size
     t->lr = lr > 0.0f ? lr : m->hdr->lr;
     t->input = (int8_t *)(arena + m->tensors[m->hdr->input_tensor].arena_off);
     load_initial_params(t);
+    return TT_OK;
+}
+
+tt_status tt_trainer_set_lr(tt_trainer *t, float lr, tt_error *err) {
+    if (!t->model.hdr) {
+        return tt_fail(err, TT_E_STATE, "trainer is not initialised");
+    }
+    if (!lr_usable(lr)) {
+        return tt_fail(err, TT_E_ARG, "learning rate is not finite");
+    }
+    t->lr = lr > 0.0f ? lr : t->model.hdr->lr;
     return TT_OK;
 }
 

@@ -22,6 +22,8 @@ mx = memoryview(xs)
 print("P0", hx(t.params()))
 for i in range(steps):
     x = mx[i * n:(i + 1) * n]
+    if i == steps // 2:  # a schedule's step: half the rate (exact in binary32 and double)
+        t.set_lr(info["lr"] / 2)
     if loss_kind == "mse":
         loss = t.step(x, memoryview(ys)[i * ncls:(i + 1) * ncls])
     else:
