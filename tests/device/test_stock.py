@@ -211,35 +211,43 @@ def test_install_refuses_what_the_filesystem_cannot_hold(qemu, tmp_path):
     assert installed_size() == before
 
 
-@pytest.fixture(scope="module", params=sorted(QEMU_BOARDS))
+@pytest.fixture(scope="module", params=sorted(QEMU_BOARDS) + [f"{b} {a}" for b, archs in ALSO_MPY_FOR.items()
+                                                                for a in archs])
 def stock_fs_qemu(request):
-    """The stock firmware with a 1 MiB FAT /flash (`make stock STOCK_FS=1`)."""
-    board = request.param
+    """The stock firmware with a 1 MiB FAT /flash (`make stock STOCK_FS=1`);
+    "BOARD ARCH": that board given ARCH's .mpy (the only build there is)."""
+    board, _, arch = request.param.partition(" ")
     mpdevice.make("stock", MICROPY_DIR, [f"STOCK={board}", "STOCK_FS=1"])
     dev = mpdevice.Qemu(mpdevice.BUILD / f"stock-fs-{board}" / "firmware.elf", machine=QEMU_BOARDS[board][0],
                         name=f"stock-fs-{board}")
-    dev.board = board
+    dev.board, dev.mpy_arch = board, arch or MPY_FOR[board]
     yield dev
     dev.close()
 
 
 def test_stock_board_with_a_filesystem(stock_fs_qemu, tmp_path):
     """A board whose firmware lacks tinytrain, with a filesystem: `tinytrain
-    install` finds the board's build and puts it and the receiver in
-    /flash/lib; imported from there it trains bit for bit as the simulator;
+    install` finds the board's build (on the Cortex-M3 also the armv6m one,
+    RP2040's) and puts it and the receiver in /flash/lib; imported from there it trains bit for bit as the simulator;
     `mpremote mip install` (no --target: /flash/lib is on sys.path) installs
     the same files again; a `tinytrain stream` session, started through the
     installed receiver, gives the simulator's losses and parameter file."""
     dev = stock_fs_qemu
     variant = VARIANT_FOR.get(dev.board, "full")
-    build = natmod(MPY_FOR[dev.board], variant)
+    build = natmod(dev.mpy_arch, variant)
     names = ("tinytrain.mpy", "tinytrain_stream.mpy")
     want = mpdevice.sizes_and_crcs(build, names)
     said = []
-    info = install.install(dev.pty, variant, say=said.append)
-    assert info["lib"] == "/flash/lib" and info["build"] == str(build), info
+    if dev.mpy_arch == MPY_FOR[dev.board]:
+        root = mpdevice.BUILD
+    else:  # a folder with only this build: install falls back to it, as for a user who has no other
+        root = tmp_path.parent / f"{tmp_path.name}-builds"  # (not in the folder mounted on the board)
+        root.mkdir()
+        (root / build.name).symlink_to(build)
+    info = install.install(dev.pty, variant, build=root, say=said.append)
+    assert info["lib"] == "/flash/lib" and info["build"] == str(root / build.name), info
     assert dev.file_sizes_and_crcs("/flash/lib", names) == want
-    report(f"stock {dev.board} with /flash: `tinytrain install` put {MPY_FOR[dev.board]}"
+    report(f"stock {dev.board} with /flash: `tinytrain install` put {dev.mpy_arch}"
            f"{'' if variant == 'full' else f' ({variant})'} in /flash/lib, {info['heap_free_after']} B of GC heap left")
 
     prepare(tmp_path, "cnn", "full", steps=8)  # (no .mpy in the mounted folder: the import is /flash/lib's)
