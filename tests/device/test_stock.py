@@ -49,8 +49,10 @@ MPY_FOR = {"VIRT_RV32": "rv32imc", "MPS2_AN500": "armv7emdp", "MPS2_AN385": "arm
 VARIANT_FOR = {"VIRT_RV32": "lean"}
 # An Arm MicroPython loads a .mpy of its own or any older Arm architecture:
 # the armv6m build (RP2040's Cortex-M0+; no qemu board of that core has the
-# RAM for a model) runs its Thumb-1 code on the Cortex-M3 too.
-ALSO_MPY_FOR = {"MPS2_AN385": ("armv6m",)}
+# RAM for a model) runs its Thumb-1 code on the Cortex-M3 too, and the
+# armv7emsp one (STM32F4/F7, RP2350, nRF52: no qemu board of those) on the
+# double-precision Cortex-M7.
+ALSO_MPY_FOR = {"MPS2_AN385": ("armv6m",), "MPS2_AN500": ("armv7emsp",)}
 
 
 def natmod(arch, variant="full"):
