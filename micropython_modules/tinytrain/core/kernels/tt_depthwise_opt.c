@@ -276,10 +276,9 @@ static void dw4_lean_k_make(dw4_k3_k *K, const dw4_t *D, int8_t *y, uint32_t n, 
     "sel %[a0], %[a0], %[w0]\n\t"                                                                                    \
     "ssub8 %[v], %[a0], %[w1]\n\t"                                                                                   \
     "sel %[a0], %[w1], %[a0]\n\t"
-#define DW4_LEAN_END DW4_LEAN_END_C(DW4_CLAMP8)
-#define DW4_LEAN_END_FULL DW4_LEAN_END_C("")
-#define DW4_LEAN_END_C(clamp)                                                                                        \
-    /* rqz_apply: SMMLA, ASR; the clamp as dw4_store's */                                                            \
+/* rqz_apply on the 4 sums a0..a3: SMMLA by each channel's multiplier and
+   rounding-plus-zero word, then ASR by its shift (the constants at K+16..63). */
+#define DW4_RQZ                                                                                                      \
     "ldrd %[w0], %[w1], [%[K], #16]\n\t"                                                                             \
     "smmla %[a0], %[a0], %[w0], %[w1]\n\t"                                                                           \
     "ldrd %[w0], %[w1], [%[K], #24]\n\t"                                                                             \
@@ -293,7 +292,13 @@ static void dw4_lean_k_make(dw4_k3_k *K, const dw4_t *D, int8_t *y, uint32_t n, 
     "asr %[a1], %[a1], %[w1]\n\t"                                                                                    \
     "ldrd %[w0], %[w1], [%[K], #56]\n\t"                                                                             \
     "asr %[a2], %[a2], %[w0]\n\t"                                                                                    \
-    "asr %[a3], %[a3], %[w1]\n\t"                                                                                    \
+    "asr %[a3], %[a3], %[w1]\n\t"
+
+#define DW4_LEAN_END DW4_LEAN_END_C(DW4_CLAMP8)
+#define DW4_LEAN_END_FULL DW4_LEAN_END_C("")
+#define DW4_LEAN_END_C(clamp)                                                                                        \
+    /* rqz_apply: SMMLA, ASR; the clamp as dw4_store's */                                                            \
+    DW4_RQZ                                                                                                          \
     "ssat %[a0], #8, %[a0]\n\t"                                                                                      \
     "ssat %[a1], #8, %[a1]\n\t"                                                                                      \
     "ssat %[a2], #8, %[a2]\n\t"                                                                                      \
@@ -548,20 +553,7 @@ typedef char dw4_edge_layout[offsetof(dw4_edge_k, y) == 72u && offsetof(dw4_edge
     "add %[w], %[w], %[w1]\n\t"                                                                                      \
     "subs %[rows], %[rows], #1\n\t"                                                                                  \
     "bne 2b\n\t"                                                                                                     \
-    "ldrd %[w0], %[w1], [%[K], #16]\n\t"                                                                             \
-    "smmla %[a0], %[a0], %[w0], %[w1]\n\t"                                                                           \
-    "ldrd %[w0], %[w1], [%[K], #24]\n\t"                                                                             \
-    "smmla %[a1], %[a1], %[w0], %[w1]\n\t"                                                                           \
-    "ldrd %[w0], %[w1], [%[K], #32]\n\t"                                                                             \
-    "smmla %[a2], %[a2], %[w0], %[w1]\n\t"                                                                           \
-    "ldrd %[w0], %[w1], [%[K], #40]\n\t"                                                                             \
-    "smmla %[a3], %[a3], %[w0], %[w1]\n\t"                                                                           \
-    "ldrd %[w0], %[w1], [%[K], #48]\n\t"                                                                             \
-    "asr %[a0], %[a0], %[w0]\n\t"                                                                                    \
-    "asr %[a1], %[a1], %[w1]\n\t"                                                                                    \
-    "ldrd %[w0], %[w1], [%[K], #56]\n\t"                                                                             \
-    "asr %[a2], %[a2], %[w0]\n\t"                                                                                    \
-    "asr %[a3], %[a3], %[w1]\n\t"
+    DW4_RQZ
 
 /* The mask bits of the 4 outputs (q - lo <= hi - lo, unsigned: inside the
    clamp) ORed into the mask byte that holds them (idx = y - y0, a multiple
