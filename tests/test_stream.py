@@ -8,6 +8,7 @@ qemu Cortex-M7 firmware (through mpremote), bit-identical to the simulator.
 Everything here is bounded in time: every read has a timeout, every resend
 a retry limit, the relay a fault budget.
 """
+import contextlib
 import os
 import random
 import re
@@ -866,6 +867,27 @@ def _compare_with_sim(session, model, samples, tmp_path):
     assert blob == saved_blob(t, tmp_path)
 
 
+@contextlib.contextmanager
+def unix_receiver(unix_port, cwd, heap):
+    """A Session (after HELLO) with the device module on the unix port, in
+    folder cwd with a GC heap of heap bytes (the -X heapsize form)."""
+    code = (f"import sys\nsys.path.insert(0, {str(P.DEVICE_SOURCE.parent)!r})\nimport tinytrain_stream\n"
+            "tinytrain_stream.serve(None, window=4, max_payload=1024)\n")
+    proc = subprocess.Popen([str(unix_port), "-X", f"heapsize={heap}", "-c", code], cwd=cwd,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        s = Session(FdLink(proc.stdout.fileno(), raw=False, wfd=proc.stdin.fileno()), rto=1.0)
+        assert s.wait_ready(10), proc.stderr.read1(4096) if proc.poll() is not None else "no READY"
+        s.hello()
+        yield s
+        s.end()
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 @pytest.mark.parametrize("spool", [True, False])
 def test_unix_port_model_larger_than_the_heap(unix_port, tmp_path, spool):
     """A model the board's heap cannot hold: the receiver says how many bytes
@@ -878,15 +900,7 @@ def test_unix_port_model_larger_than_the_heap(unix_port, tmp_path, spool):
     big = bytes(2 * heap)
     if not spool:
         (tmp_path / P.device_module().SPOOL).mkdir()  # no file: refused when its buffer is allocated
-    src = P.DEVICE_SOURCE.parent
-    code = (f"import sys\nsys.path.insert(0, {str(src)!r})\nimport tinytrain_stream\n"
-            "tinytrain_stream.serve(None, window=4, max_payload=1024)\n")
-    proc = subprocess.Popen([str(unix_port), "-X", f"heapsize={heap}", "-c", code], cwd=tmp_path,
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        s = Session(FdLink(proc.stdout.fileno(), raw=False, wfd=proc.stdin.fileno()), rto=1.0)
-        assert s.wait_ready(10), proc.stderr.read1(4096) if proc.poll() is not None else "no READY"
-        s.hello()
+    with unix_receiver(unix_port, tmp_path, heap) as s:
         said = (r"MemoryError: .*a Trainer of the model needs its own copy and its arena; \d+ bytes were free" if spool
                 else rf"MemoryError: {len(big)} bytes in one piece for the model; the heap has \d+ free")
         with pytest.raises(DeviceError, match=said):
@@ -896,12 +910,6 @@ def test_unix_port_model_larger_than_the_heap(unix_port, tmp_path, spool):
         st = s.train(samples)
         t, losses, _ = clean_run(small, samples)
         assert f32(st.losses) == f32(losses)
-        s.end()
-        proc.wait(10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 def _mbnet32_sparse():
@@ -925,26 +933,13 @@ def test_unix_port_model_through_a_file(unix_port, tmp_path, spool):
     (tmp_path / "ref").mkdir()
     if not spool:
         (tmp_path / P.device_module().SPOOL).mkdir()
-    code = (f"import sys\nsys.path.insert(0, {str(P.DEVICE_SOURCE.parent)!r})\nimport tinytrain_stream\n"
-            "tinytrain_stream.serve(None, window=4, max_payload=1024)\n")
-    proc = subprocess.Popen([str(unix_port), "-X", f"heapsize={UNIX_SMALL_HEAP}", "-c", code], cwd=tmp_path,
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        s = Session(FdLink(proc.stdout.fileno(), raw=False, wfd=proc.stdin.fileno()), rto=1.0)
-        assert s.wait_ready(10), proc.stderr.read1(4096) if proc.poll() is not None else "no READY"
-        s.hello()
+    with unix_receiver(unix_port, tmp_path, UNIX_SMALL_HEAP) as s:
         if spool:
             s.load_model(model)
             _compare_with_sim(s, model, samples, tmp_path / "ref")
         else:
             with pytest.raises(DeviceError, match="MemoryError: "):
                 s.load_model(model)
-        s.end()
-        proc.wait(10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert sorted(p.name for p in tmp_path.iterdir() if p.name != "ref") == ([] if spool else [P.device_module().SPOOL])
 
 

@@ -86,6 +86,19 @@ def stock_unix(request):
     return mpdevice.BUILD / f"stock-{port}" / "micropython", UNIX_PORTS[port]
 
 
+def assert_stream_session_matches_simulator(target, tmp_path):
+    """A `tinytrain stream` session on target (40 samples, mlp): the
+    simulator's losses, hits and parameter file."""
+    model, samples = make("mlp", "full_residue", n=40)
+    with connect(target, model) as c:
+        st = c.session.train(samples)
+        blob = c.session.params_file()
+        c.end()
+    t, losses, hits = clean_run(model, samples)
+    assert f32(st.losses) == f32(losses) and st.hits == hits
+    assert blob == saved_blob(t, tmp_path)
+
+
 @contextlib.contextmanager
 def http_folder(folder):
     """A local web server for folder (mip on the unix port fetches over HTTP)."""
@@ -127,14 +140,7 @@ def test_unix_install_then_train(stock_unix, tmp_path, monkeypatch):
     got = mpdevice.Unix(exe).run("train_dump.py", work)
     assert got.splitlines() == host_run("train_dump.py", work).splitlines()
 
-    model, samples = make("mlp", "full_residue", n=40)
-    with connect(f"unix:{exe}", model) as c:
-        st = c.session.train(samples)
-        blob = c.session.params_file()
-        c.end()
-    t, losses, hits = clean_run(model, samples)
-    assert f32(st.losses) == f32(losses) and st.hits == hits
-    assert blob == saved_blob(t, tmp_path)
+    assert_stream_session_matches_simulator(f"unix:{exe}", tmp_path)
 
     names = ("tinytrain.mpy", "tinytrain_stream.mpy")
     for n in names:
@@ -266,11 +272,4 @@ def test_stock_board_with_a_filesystem(stock_fs_qemu, tmp_path):
     # module's size in one piece (78 KB for the full Cortex-M7 build of a
     # 140 KiB heap), which the steps above may have cut up
     dev.mpremote("soft-reset")
-    model, samples = make("mlp", "full_residue", n=40)
-    with connect(dev.pty, model) as c:
-        st = c.session.train(samples)
-        blob = c.session.params_file()
-        c.end()
-    t, losses, hits = clean_run(model, samples)
-    assert f32(st.losses) == f32(losses) and st.hits == hits
-    assert blob == saved_blob(t, tmp_path)
+    assert_stream_session_matches_simulator(dev.pty, tmp_path)

@@ -95,9 +95,11 @@ def check(target: str) -> None:
             raise StreamError(f"target 'qemu' needs the qemu firmware {elf}: {how} (docs/micropython.md)")
         if shutil.which("qemu-system-arm") is None:
             raise StreamError("target 'qemu' needs qemu-system-arm (Debian: apt install qemu-system-arm)")
-    if kind == "unix" and not (os.path.isfile(unix_exe(target)) and os.access(unix_exe(target), os.X_OK)):
-        raise StreamError(f"target {target!r}: no MicroPython unix port {unix_exe(target)!r} (build one with "
-                          "`make unix` or `make stock STOCK=unix`, docs/micropython.md)")
+    if kind == "unix":
+        exe = unix_exe(target)
+        if not (os.path.isfile(exe) and os.access(exe, os.X_OK)):
+            raise StreamError(f"target {target!r}: no MicroPython unix port {exe!r} (build one with "
+                              "`make unix` or `make stock STOCK=unix`, docs/micropython.md)")
     if kind in ("qemu", "serial"):
         try:
             import mpremote.transport_serial  # noqa: F401
