@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 
 MAGIC = b"TTRN"
-VERSION = (2, 2)
+VERSION = (2, 3)
 HEADER_SIZE = 128
 NONE = 0xFFFF
 NO_OFFSET = 0xFFFFFFFF
@@ -46,8 +46,10 @@ BWD_OUT_GRAD, BWD_MASK, BWD_SAVED, BWD_IN_GRAD, BWD_IN2_GRAD = 0, 1, 2, 3, 4
 GRAD_ADD_SUM, GRAD_ADD_PART = 0, 1
 # OP_FWD_FUSED: layer = depthwise B; t[FUSED_A] producer layer A or NONE, t[FUSED_RING] ring of >=
 # B.kh rows of A's output, t[FUSED_C] 1x1 consumer layer C or NONE, t[FUSED_ROW] >= 1 row of B's
-# output, t[FUSED_MASK] mask of the op's output (C's, else B's), t[FUSED_UNUSED] NONE
-FUSED_A, FUSED_RING, FUSED_C, FUSED_ROW, FUSED_MASK, FUSED_UNUSED = 0, 1, 2, 3, 4, 5
+# output, t[FUSED_MASK] mask of the op's output (C's, else B's), t[FUSED_PREP] (2.3) the prepared
+# constants of the layers the op's flags name (FUSED_PREP_A/B/C, in this order) or NONE (flags 0)
+FUSED_A, FUSED_RING, FUSED_C, FUSED_ROW, FUSED_MASK, FUSED_PREP = 0, 1, 2, 3, 4, 5
+FUSED_PREP_A, FUSED_PREP_B, FUSED_PREP_C = 0x01, 0x02, 0x04
 
 LAYER_KIND_NAMES = {L_CONV: "conv", L_DWCONV: "dwconv", L_ADD: "add", L_AVGPOOL: "avgpool",
                     L_MAXPOOL: "maxpool", L_AVGPOOL2D: "avgpool2d", L_LUT: "lut"}

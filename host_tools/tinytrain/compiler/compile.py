@@ -6,6 +6,7 @@ from ..graph import QGraph
 from .emit import layer_records, model_file
 from .fuse import check_fuse_mode, drop_unneeded_fusions, find_fusions
 from .fused_overlap import fused_overlap_pairs
+from .fused_prep import add_prep_slots
 from .inplace import in_place_pairs
 from .place import persistent_area, place
 from .plan import Plan
@@ -13,7 +14,8 @@ from .schedule import gradient_needs, schedule
 from .scheme import Scheme
 
 
-def compile_model(graph: QGraph, scheme: Scheme, reuse_memory: bool = True, fuse=True, bias16: bool = True) -> Plan:
+def compile_model(graph: QGraph, scheme: Scheme, reuse_memory: bool = True, fuse=True, bias16: bool = True,
+                  prep: bool = True) -> Plan:
     """reuse_memory=False gives every tensor its own bytes (for inspecting
     every intermediate after a step; the arena grows accordingly).
 
@@ -31,7 +33,12 @@ def compile_model(graph: QGraph, scheme: Scheme, reuse_memory: bool = True, fuse
     bias16: keep a trained-bias layer's biases in the arena as int16 changes
     from the file's int32 biases (2 bytes each instead of 4) where an int16
     change reaches far enough (place.bias16_fits); False: int32 throughout
-    (for comparison; the same learning unless a change would saturate)."""
+    (for comparison; the same learning unless a change would saturate).
+
+    prep: give each fused op the constants its kernels would make at every
+    row, made once, where bytes free during the op hold them (fused_prep.py;
+    the arena does not grow); False: none (the rows make their own; the same
+    results)."""
     check_fuse_mode(fuse)
     graph.check()
     scheme.check(graph)
@@ -53,6 +60,8 @@ def compile_model(graph: QGraph, scheme: Scheme, reuse_memory: bool = True, fuse
         fusions, _, kept = drop_unneeded_fusions(fusions, placement.arena_size, arena_for)
         if kept is not None:
             sched, placement = kept
+    if prep and reuse_memory:
+        add_prep_slots(sched, layer_recs, area.size, placement.live_bytes)
     model = model_file(graph, scheme, sched, layer_recs, blob, placement.arena_size, area.size)
     fused = {b: tuple(x.name if x is not None else None for x in ac) for b, ac in fusions.items()}
     kind = {t.name: t.rec.kind for t in sched.tensors}

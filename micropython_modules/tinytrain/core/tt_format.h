@@ -14,7 +14,7 @@
 #define TT_MAGIC2 'R'
 #define TT_MAGIC3 'N'
 #define TT_VERSION_MAJOR 2
-#define TT_VERSION_MINOR 2
+#define TT_VERSION_MINOR 3
 
 #define TT_HEADER_SIZE 128u
 #define TT_NONE 0xFFFFu        /* "no tensor" in a 16-bit tensor id */
@@ -68,8 +68,12 @@ enum { TT_GRAD_ADD_SUM = 0, TT_GRAD_ADD_PART = 1 };
    t[1] ring: ACT tensor of >= B.kh rows of A's output (TT_NONE without A),
    t[2] consumer layer C (1x1 stride-1 conv, C.in = B.out, streamed) or TT_NONE,
    t[3] row: ACT tensor of >= 1 row of B's output (TT_NONE without C),
-   t[4] mask of the op's output (C's, else B's) or TT_NONE, t[5] TT_NONE. */
-enum { TT_FUSED_A = 0, TT_FUSED_RING = 1, TT_FUSED_C = 2, TT_FUSED_ROW = 3, TT_FUSED_MASK = 4, TT_FUSED_UNUSED = 5 };
+   t[4] mask of the op's output (C's, else B's) or TT_NONE,
+   t[5] (2.3) prepared constants: ACT tensor of tt_fused_prep_bytes of the
+   layers the op's flags name (TT_FUSED_PREP_A/B/C), or TT_NONE (flags 0). */
+enum { TT_FUSED_A = 0, TT_FUSED_RING = 1, TT_FUSED_C = 2, TT_FUSED_ROW = 3, TT_FUSED_MASK = 4, TT_FUSED_PREP = 5 };
+/* TT_OP_FWD_FUSED flags: the layers whose constants t[5] holds, in this order. */
+enum { TT_FUSED_PREP_A = 1, TT_FUSED_PREP_B = 2, TT_FUSED_PREP_C = 4 };
 
 typedef struct {
     uint8_t magic[4];

@@ -66,6 +66,7 @@ void tt_forward_layer(tt_trainer *t, const tt_layer_rec *L, uint32_t mask_id, ui
         R.mask = mask;
         R.oh0 = 0;
         R.oh1 = t->model.tensors[L->out].h;
+        R.prep = NULL;
         tt_conv_rows(t, L, &R);
         break;
     }

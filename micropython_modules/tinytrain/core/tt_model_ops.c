@@ -23,7 +23,7 @@ static const slot_rule SLOT_RULES[6][6] = {
                    {TT_T_GRAD, USE_WRITE, 1}, {TT_T_GRAD, USE_WRITE, 1}},
     [TT_OP_GRAD_ADD] = {{TT_T_GRAD, USE_UPDATE, 0}, {TT_T_GRAD, USE_READ, 0}},
     [TT_OP_FWD_FUSED] = {{SLOT_LAYER, 0, 1}, {TT_T_ACT, USE_WRITE, 1}, {SLOT_LAYER, 0, 1},
-                         {TT_T_ACT, USE_WRITE, 1}, {TT_T_MASK, USE_WRITE, 1}},
+                         {TT_T_ACT, USE_WRITE, 1}, {TT_T_MASK, USE_WRITE, 1}, {TT_T_ACT, USE_WRITE, 1}},
 };
 
 const char *const tt_tensor_kind_name[5] = {"?", "activation", "gradient", "mask", "saved input"};
@@ -38,6 +38,9 @@ static tt_status check_slots(const tt_checker *c, uint32_t i, const tt_op_rec *o
     const int has_layer = op->kind == TT_OP_FWD || op->kind == TT_OP_BWD || op->kind == TT_OP_FWD_FUSED;
     if (op->kind < TT_OP_FWD || op->kind > TT_OP_FWD_FUSED) {
         return tt_fail(c->err, TT_E_OP, "op %u: unknown kind %u", i, op->kind);
+    }
+    if (op->flags & ~(op->kind == TT_OP_FWD_FUSED ? TT_FUSED_PREP_A | TT_FUSED_PREP_B | TT_FUSED_PREP_C : 0u)) {
+        return tt_fail(c->err, TT_E_OP, "op %u: unknown flags %u", i, op->flags);
     }
     if (has_layer ? op->layer >= h->n_layers : op->layer != TT_NONE) {
         return tt_fail(c->err, TT_E_OP, "op %u layer: %u, %s", i, op->layer,
@@ -96,6 +99,39 @@ static int is_rows_of(const tt_checker *c, uint32_t id, uint32_t of, uint32_t ro
            memcmp(&r->scale, &o->scale, sizeof(float)) == 0;
 }
 
+/* A fused op's prepared constants: t5 holds the parts of the layers its
+   flags name, each of tt_fused_prep_bytes (not 0), in words (the kernels
+   read them as such); no flags, no t5. */
+static tt_status check_fused_prep(const tt_checker *c, uint32_t i, const tt_op_rec *op, const tt_layer_rec *A,
+                                  const tt_layer_rec *B, const tt_layer_rec *C) {
+    const tt_layer_rec *parts[3];
+    uint64_t need = 0;
+    parts[0] = (op->flags & TT_FUSED_PREP_A) ? A : B;
+    parts[1] = B;
+    parts[2] = (op->flags & TT_FUSED_PREP_C) ? C : B;
+    for (uint32_t k = 0; k < 3u; k++) {
+        if (!(op->flags & (1u << k))) {
+            continue;
+        }
+        if (!parts[k] || !tt_fused_prep_bytes(c->m, parts[k])) {
+            return tt_fail(c->err, TT_E_OP, "op %u: flag %u names a layer without prepared constants", i,
+                           1u << k);
+        }
+        need += tt_fused_prep_bytes(c->m, parts[k]);
+    }
+    if ((op->t[TT_FUSED_PREP] == TT_NONE) != (need == 0)) {
+        return tt_fail(c->err, TT_E_OP, "op %u: t5 and the flags (%u) disagree", i, op->flags);
+    }
+    if (need) {
+        const tt_tensor_rec *p = &c->m->tensors[op->t[TT_FUSED_PREP]];
+        if (p->size != need || p->arena_off % 4u) {
+            return tt_fail(c->err, TT_E_OP, "op %u t5: %u bytes at %u, needs %u at a multiple of 4", i, p->size,
+                           p->arena_off, (uint32_t)need);
+        }
+    }
+    return TT_OK;
+}
+
 /* A fused op: depthwise B row by row, its input streamed from producer A
    through a ring of at least B.kh rows, and/or its output streamed row by
    row into the 1x1 consumer C. The kernels rely on every shape checked here. */
@@ -138,7 +174,7 @@ static tt_status check_fused(const tt_checker *c, uint32_t i, const tt_op_rec *o
     if (t[TT_FUSED_MASK] != TT_NONE && !tt_same_numel(c, t[TT_FUSED_MASK], out)) {
         return tt_fail(c->err, TT_E_OP, "op %u: fused op's mask invalid", i);
     }
-    return TT_OK;
+    return check_fused_prep(c, i, op, A, B, C);
 }
 
 static int reads_saved_input(const tt_layer_rec *L) {

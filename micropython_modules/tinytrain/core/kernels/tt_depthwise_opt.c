@@ -696,9 +696,11 @@ static int dw4_rqz_layer(const tt_fwd_params *P, uint32_t C) {
    in wtab); the outputs of the table run as dw4_edge, the whole windows of
    whole kernel rows (lean: D's geometry allows dw4_lean) as dw4_lean. About
    400 instructions a group less than the general path, which a fused op
-   pays at every row. */
+   pays at every row unless prep holds what differs, made once
+   (tt_dwconv_prep: per group the regrouped taps, then b, mz, k as in E
+   and bz). */
 static TT_NOINLINE void dw4_groups_edge(const dw4_t *D, const tt_fwd_params *P, const tt_layer_rec *L, uint32_t *wtab,
-                                        const uint32_t *tab, uint32_t nedge, int lean) {
+                                        const uint32_t *tab, uint32_t nedge, int lean, const uint32_t *prep) {
     const uint32_t C = D->C, W = D->W, KW = D->KW, kk = KW * D->KH, s = D->s;
     const uint32_t nz = pack16(-D->zx, -D->zx);
     const uint32_t olo = (D->pl + s - 1u) / s;
@@ -711,7 +713,6 @@ static TT_NOINLINE void dw4_groups_edge(const dw4_t *D, const tt_fwd_params *P, 
     dw4_k3_k K;
     E.l4 = K.l4 = 0x01010101u * (uint8_t)D->lo;
     E.h4 = K.h4 = 0x01010101u * (uint8_t)D->hi;
-    E.wbase = wtab;
     E.xstep = W * C;
     E.wstep = 8u * KW;
     E.y0 = D->y;
@@ -719,11 +720,19 @@ static TT_NOINLINE void dw4_groups_edge(const dw4_t *D, const tt_fwd_params *P, 
     E.lo = D->lo;
     E.range = (uint32_t)(D->hi - D->lo);
     K.back = KW * W * C - s * C;
-    K.wtab = wtab;
     for (uint32_t c0 = 0; c0 < C; c0 += 4u) {
         const int8_t *w[4];
         uint32_t s02 = 0, s13 = 0; /* the taps' sums, channels (c0, c0 + 2), (c0 + 1, c0 + 3) */
-        for (uint32_t i = 0; i < 4u; i++) {
+        if (prep) {
+            const uint32_t *g = prep + c0 / 4u * TT_PREP_DW_GROUP_WORDS(kk);
+            memcpy(E.b, g + 2u * kk, 16u * 4u); /* b, mz, k */
+            memcpy(K.mz, g + 2u * kk + 4u, 12u * 4u);
+            memcpy(K.bz, g + 2u * kk + 16u, 4u * 4u);
+            E.wbase = K.wtab = g;
+        } else {
+            E.wbase = K.wtab = wtab;
+        }
+        for (uint32_t i = 0; !prep && i < 4u; i++) {
             const uint32_t j = c0 + i; /* no perm: storage position = channel */
             const uint32_t k = (uint32_t)P->shift[j] - 32u; /* rqz_make: rz = 2^(k - 1) + zy 2^k */
             w[i] = tt_dw_taps(P, L, j, kk);
@@ -732,7 +741,8 @@ static TT_NOINLINE void dw4_groups_edge(const dw4_t *D, const tt_fwd_params *P, 
             E.mz[2u * i + 1u] = K.mz[2u * i + 1u] = (int32_t)((1u << (k - 1u)) + ((uint32_t)D->zy << k));
             E.k[i] = K.k[i] = k;
         }
-        if (kk == 9u) {
+        if (prep) {
+        } else if (kk == 9u) {
             dw4_regroup9(wtab, w, &s02, &s13);
         } else {
             dw4_regroup(wtab, w, kk, &s02, &s13);
@@ -748,11 +758,13 @@ static TT_NOINLINE void dw4_groups_edge(const dw4_t *D, const tt_fwd_params *P, 
                 dw4_edge(&E, C, nz, full);
             }
         }
-        if (lean) { /* |sum| <= 64 * 128: the 16-bit lanes hold it */
-            K.bz[0] = E.b[0] - D->zx * lo16(s02);
-            K.bz[1] = E.b[1] - D->zx * lo16(s13);
-            K.bz[2] = E.b[2] - D->zx * hi16(s02);
-            K.bz[3] = E.b[3] - D->zx * hi16(s13);
+        if (lean) {
+            if (!prep) { /* |sum| <= 64 * 128: the 16-bit lanes hold it */
+                K.bz[0] = E.b[0] - D->zx * lo16(s02);
+                K.bz[1] = E.b[1] - D->zx * lo16(s13);
+                K.bz[2] = E.b[2] - D->zx * hi16(s02);
+                K.bz[3] = E.b[3] - D->zx * hi16(s13);
+            }
             for (uint32_t oh = D->oh0; oh < D->oh1; oh++) {
                 const int32_t ih0 = (int32_t)(oh * s) - (int32_t)D->pt;
                 if (ih0 >= 0 && ih0 + (int32_t)D->KH <= (int32_t)D->H) {
@@ -972,7 +984,7 @@ static int dwconv4(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, uint8
     const tt_tensor_rec *in = tt_tensor(m, L->in), *out = tt_tensor(m, L->out);
     const tt_fwd_params P = tt_fwd_params_of(t, L);
     const uint32_t C = out->c, kk = (uint32_t)L->kh * L->kw;
-    const int fast = tt_fast_layer(m, L, C), full = tt_full_range(L);
+    const int fast = R->prep || tt_fast_layer(m, L, C), full = tt_full_range(L); /* tt_dwconv_prep checked */
     dw4_t D;
     if (L->perm_off != TT_NO_OFFSET || C % 4u || kk > DW4_MAX_TAPS) {
         return 0;
@@ -1003,8 +1015,8 @@ static int dwconv4(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, uint8
     const int geo = !mask && fast && D.KW == D.KH && (D.KW == 3u || D.KW == 5u || D.KW == 7u) &&
                     (nin < D.OW ? nin : D.OW) >= olo + 4u;
 #if TT_DSP_ASM_WIDE
-    if (fast && dw4_rqz_layer(&P, C) && dw4_edge_table(&D, geo, tab, &nedge)) {
-        dw4_groups_edge(&D, &P, L, wtab, tab, nedge, geo);
+    if (fast && (R->prep || dw4_rqz_layer(&P, C)) && dw4_edge_table(&D, geo, tab, &nedge)) {
+        dw4_groups_edge(&D, &P, L, wtab, tab, nedge, geo, R->prep);
         return 1;
     }
 #endif
@@ -1062,6 +1074,48 @@ static int dwconv4(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, uint8
         }
     }
     return 1;
+}
+
+int tt_dwconv_prep(tt_trainer *t, const tt_layer_rec *L, uint32_t *dst) {
+#if TT_DSP_ASM_WIDE
+    const tt_model *m = &t->model;
+    const tt_fwd_params P = tt_fwd_params_of(t, L);
+    const uint32_t C = tt_tensor(m, L->out)->c, kk = (uint32_t)L->kh * L->kw;
+    const int32_t zx = tt_tensor(m, L->in)->zero, zy = tt_tensor(m, L->out)->zero;
+    /* dw4_groups_edge's case: no perm, C a multiple of 4, every channel rqz_ok */
+    if (!tt_fused_prep_bytes(m, L) || P.perm || !tt_fast_layer(m, L, C) || !dw4_rqz_layer(&P, C)) {
+        return 0;
+    }
+    for (uint32_t c0 = 0; c0 < C; c0 += 4u, dst += TT_PREP_DW_GROUP_WORDS(kk)) {
+        const int8_t *w[4];
+        uint32_t s02 = 0, s13 = 0;
+        int32_t *b = (int32_t *)(void *)(dst + 2u * kk), *mz = b + 4, *bz = b + 16;
+        uint32_t *k = dst + 2u * kk + 12u;
+        for (uint32_t i = 0; i < 4u; i++) {
+            const uint32_t j = c0 + i;
+            k[i] = (uint32_t)P.shift[j] - 32u;
+            w[i] = tt_dw_taps(&P, L, j, kk);
+            b[i] = tt_bias_at(&P, j);
+            mz[2u * i] = P.mult[j];
+            mz[2u * i + 1u] = (int32_t)((1u << (k[i] - 1u)) + ((uint32_t)zy << k[i]));
+        }
+        if (kk == 9u) {
+            dw4_regroup9(dst, w, &s02, &s13);
+        } else {
+            dw4_regroup(dst, w, kk, &s02, &s13);
+        }
+        bz[0] = b[0] - zx * lo16(s02);
+        bz[1] = b[1] - zx * lo16(s13);
+        bz[2] = b[2] - zx * hi16(s02);
+        bz[3] = b[3] - zx * hi16(s13);
+    }
+    return 1;
+#else
+    (void)t;
+    (void)L;
+    (void)dst;
+    return 0;
+#endif
 }
 
 /* ---- depthwise, one channel at a time (any perm, any C) ---- */

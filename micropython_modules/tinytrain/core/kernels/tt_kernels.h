@@ -20,13 +20,16 @@
    x + (r - row0) * (in.w * in.c): the whole input (row0 = 0) or the rows a
    fused op holds (every row the output rows read is there). Output row oh0
    starts at y; mask (or NULL) is the whole output's, indexed by element of
-   the full tensor. */
+   the full tensor. prep (or NULL): what the layer's optimised kernel made
+   of its constants once for every row of a fused op (tt_pointwise_prep,
+   tt_dwconv_prep); the other kernels ignore it. */
 typedef struct {
     const int8_t *x;
     uint32_t row0;
     int8_t *y;
     uint8_t *mask;
     uint32_t oh0, oh1;
+    const uint32_t *prep;
 } tt_rows;
 
 /* Channel of each storage position, or NULL when storage order is channel order. */

@@ -409,12 +409,17 @@ int tt_stem_opt(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, uint8_t 
 /* tt_pointwise_opt.c: 1x1, stride 1, in.w == out.w; with a perm up to 576
    input channels (else 0); mask offset to y[0]. */
 int tt_pointwise_opt(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, uint8_t *mask);
+/* tt_pointwise_opt.c: a fused op's prepared constants (R->prep) of a layer
+   with tt_fused_prep_bytes, when tt_pointwise_opt takes them (else 0). */
+int tt_pointwise_prep(tt_trainer *t, const tt_layer_rec *L, uint32_t *dst);
 /* tt_pointwise_opt.c: input gradient of a tt_is_pointwise layer, sgp > 0:
    in one pass (tt_g16_run; even cout), else the two-pass sink. */
 int tt_pointwise_input_grad_run(tt_trainer *t, const tt_layer_rec *L, const int16_t *g, tt_g16_run *r);
 void tt_pointwise_input_grad_opt(tt_trainer *t, const tt_layer_rec *L, const int16_t *g, tt_g16_sink *dx);
 /* tt_depthwise_opt.c */
 int tt_dwconv_opt(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R);
+/* as tt_pointwise_prep, for dwconv4 (0 without TT_OPT_DEPTHWISE) */
+int tt_dwconv_prep(tt_trainer *t, const tt_layer_rec *L, uint32_t *dst);
 int tt_dwconv_input_grad_opt(tt_trainer *t, const tt_layer_rec *L, const int16_t *g, tt_g16_sink *dx);
 /* one pass (tt_g16_run): no perm, C a multiple of 4; g must stay intact (not in place) */
 int tt_dwconv_input_grad_run(tt_trainer *t, const tt_layer_rec *L, const int16_t *g, tt_g16_run *r);

@@ -18,6 +18,7 @@
  *    channels, even); otherwise two passes, per pixel 4 input channels at a time.
  * The weight gradient is tt_update_opt.c's.
  */
+#include <stddef.h>
 #include "tt_opt.h"
 
 #if TT_OPTIMIZED
@@ -558,6 +559,14 @@ typedef struct {
     [off] "r"(cin), [wend] "r"(wend), [kb] "m"(K.ba), [kma] "m"(K.ma), [kmb] "m"(K.mb), [kk] "m"(K.ka),             \
         [kx] "m"(K.xend), "m"(K)
 
+/* The words of pw_lean_k from ba to kb: a pair's prepared constants
+   (tt_pointwise_prep), after its widened weights. */
+#define PW_PREP_CONSTS 8u
+typedef char pw_prep_layout[offsetof(pw_lean_k, kb) == 4u * (PW_PREP_CONSTS - 1u) &&
+                                    PW_PREP_CONSTS == TT_PREP_PW_PAIR_WORDS(0u)
+                                ? 1
+                                : -1];
+
 static void pw_lean_k_make(pw_lean_k *K, const pw_pass_t *P) {
     K->ba = P->ba;
     K->bb = P->bb;
@@ -705,14 +714,23 @@ static TT_NOINLINE void pw_pass_any(const pw_pass_t *P) {
 
 /* The tiles of channels P->c, P->c + 1 over pixels [b0, b0 + n) (n even),
    widened at xw: the lean tile, or with the mask (P->mask). K lives here
-   only (the pointwise path's stack stays as without widened inputs). */
-static TT_NOINLINE void pw_xw_tiles(const pw_pass_t *P, const uint32_t *xw, uint32_t b0, uint32_t n) {
+   only (the pointwise path's stack stays as without widened inputs); its
+   first 8 words from kc when the pair's constants were prepared (else NULL:
+   from P). */
+static TT_NOINLINE void pw_xw_tiles(const pw_pass_t *P, const uint32_t *xw, uint32_t b0, uint32_t n,
+                                    const uint32_t *kc) {
     pw_lean_k K;
     const uint32_t *x = xw, *x1 = xw + P->cin / 2u;
     const uint32_t *w = P->w16, *wend = P->w16 + P->cin;
     uint32_t q, q2, p, p2, s, t;
     int32_t a0, a1, a2, a3;
-    pw_lean_k_make(&K, P);
+    if (kc) {
+        memcpy(&K, kc, 4u * PW_PREP_CONSTS);
+        K.cout = P->cout;
+        K.mask = P->mask;
+    } else {
+        pw_lean_k_make(&K, P);
+    }
     K.y = P->y + b0 * P->cout + P->c;
     K.idx = b0 * P->cout + P->c;
     K.xend = (const int8_t *)(const void *)(xw + n * P->cin / 2u);
@@ -733,6 +751,20 @@ static TT_NOINLINE void pw_xw_tiles(const pw_pass_t *P, const uint32_t *xw, uint
     }
 }
 
+/* Pixel pl (the last of an odd count) of channels P->c, P->c + 1 as both
+   of a tile's. */
+static TT_NOINLINE void pw_xw_odd(const pw_pass_t *P, const int8_t *x, uint32_t pl) {
+    const uint32_t cin = P->cin, cout = P->cout, c = P->c;
+    int32_t a[4];
+    a[0] = P->ba;
+    a[1] = P->ba;
+    a[2] = P->bb;
+    a[3] = P->bb;
+    dot_w16_ool(x + pl * cin, P->w16, P->wtail, 0u, P->woff, cin, a);
+    tt_store_out(P->y, P->mask, pl * cout + c, rqz_apply(a[0], P->za.mult, P->za.rz, P->za.k), 0, -128, 127);
+    tt_store_out(P->y, P->mask, pl * cout + c + 1u, rqz_apply(a[2], P->zb.mult, P->zb.rz, P->zb.k), 0, -128, 127);
+}
+
 /* tt_pointwise_opt with the inputs widened to int16 as well (layers of few
    input channels, cin a multiple of 8 up to PW_XW_MAX_CIN): blocks of pixels
    are widened into buf after a channel pair's weights, once for all pairs,
@@ -740,7 +772,9 @@ static TT_NOINLINE void pw_xw_tiles(const pw_pass_t *P, const uint32_t *xw, uint
    pw_lean_full8 takes 34). The weights are widened again per block (with a
    perm: one block only). Every channel rqz_ok, the int8 clamp, even cout;
    else 0 (not handled). buf: PW_W16_MAX_CIN words; P, tail: the caller's
-   (no second copy on the stack). */
+   (no second copy on the stack). With R->prep (tt_pointwise_prep) the
+   weights and constants of every pair come from there, made once for the
+   rows of a fused op, and buf holds inputs only. */
 static int pw_xw(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, uint8_t *mask, uint32_t *buf,
                  pw_pass_t *P, int8_t *tail) {
     const tt_model *m = &t->model;
@@ -749,14 +783,16 @@ static int pw_xw(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, uint8_t
     int8_t *y = R->y;
     const tt_fwd_params W = tt_fwd_params_of(t, L);
     const uint32_t cin = in->c, cout = out->c, npix = (R->oh1 - R->oh0) * out->w;
-    const uint32_t bmax = cin ? ((PW_W16_MAX_CIN - cin) * 2u / cin) & ~1u : 0u; /* pixels a block */
+    const uint32_t *prep = R->prep;
+    const uint32_t wcin = prep ? 0u : cin; /* buf's words of widened weights */
+    const uint32_t bmax = cin ? ((PW_W16_MAX_CIN - wcin) * 2u / cin) & ~1u : 0u; /* pixels a block */
     const int32_t zx = in->zero, zy = out->zero;
-    uint32_t *w16 = buf, *xw = buf + cin;
+    uint32_t *w16 = buf, *xw = buf + wcin;
     if (!cin || cin % 8u || cin > PW_XW_MAX_CIN || cout % 2u || npix < 2u || !tt_full_range(L) ||
         (W.perm && npix > bmax)) {
         return 0;
     }
-    for (uint32_t c = 0; c < cout; c++) {
+    for (uint32_t c = 0; !prep && c < cout; c++) {
         const rq_t r = rq_make(W.mult[c], W.shift[c]);
         if (!rqz_ok(&r)) {
             return 0;
@@ -791,7 +827,34 @@ static int pw_xw(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, uint8_t
         xb = x + b0 * cin;
         for (uint32_t c = 0; c < cout; c += 2u) {
             int32_t sa, sb;
+            const uint32_t *kc = NULL;
             P->c = c;
+            P->x = xb;
+            P->y = y;
+            P->mask = mask;
+            P->npix = n;
+            if (prep) {
+                P->w16 = prep + c / 2u * TT_PREP_PW_PAIR_WORDS(cin);
+                kc = P->w16 + cin;
+                if (n >= 2u) {
+                    pw_xw_tiles(P, xw, b0, n & ~1u, kc);
+                }
+                if (n & 1u) { /* as below, the constants from kc */
+                    P->ba = (int32_t)kc[0];
+                    P->bb = (int32_t)kc[1];
+                    P->za.mult = (int32_t)kc[2];
+                    P->za.rz = (int32_t)kc[3];
+                    P->zb.mult = (int32_t)kc[4];
+                    P->zb.rz = (int32_t)kc[5];
+                    P->za.k = kc[6];
+                    P->zb.k = kc[7];
+                    P->wtail = NULL;
+                    P->woff = 0u;
+                    pw_xw_odd(P, x, b0 + n - 1u);
+                }
+                continue;
+            }
+            P->w16 = w16;
             P->wa = W.wf + c * cin;
             if (W.perm) {
                 pw_widen_pair_perm(w16, tail, W.wt, W.wf, L->n_train, cin, W.perm, c, c + 1u, &sa, &sb);
@@ -808,29 +871,56 @@ static int pw_xw(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, uint8_t
             P->rb = rq_make(W.mult[c + 1u], W.shift[c + 1u]);
             P->za = rqz_make(&P->ra, zy);
             P->zb = rqz_make(&P->rb, zy);
-            P->x = xb;
-            P->y = y;
-            P->mask = mask;
-            P->npix = n;
             if (n >= 2u) {
-                pw_xw_tiles(P, xw, b0, n & ~1u);
+                pw_xw_tiles(P, xw, b0, n & ~1u, kc);
             }
-            if (n & 1u) { /* the last pixel (of an odd count) as both of a tile's */
-                const uint32_t pl = b0 + n - 1u;
-                int32_t a[4];
-                a[0] = P->ba;
-                a[1] = P->ba;
-                a[2] = P->bb;
-                a[3] = P->bb;
-                dot_w16_ool(x + pl * cin, w16, P->wtail, 0u, P->woff, cin, a);
-                tt_store_out(y, mask, pl * cout + c, rqz_apply(a[0], P->za.mult, P->za.rz, P->za.k), 0, -128, 127);
-                tt_store_out(y, mask, pl * cout + c + 1u, rqz_apply(a[2], P->zb.mult, P->zb.rz, P->zb.k), 0, -128, 127);
+            if (n & 1u) {
+                pw_xw_odd(P, x, b0 + n - 1u);
             }
         }
     }
     return 1;
 }
 #endif
+
+int tt_pointwise_prep(tt_trainer *t, const tt_layer_rec *L, uint32_t *dst) {
+#if TT_DSP
+    const tt_model *m = &t->model;
+    const tt_tensor_rec *in = tt_tensor(m, L->in), *out = tt_tensor(m, L->out);
+    const tt_fwd_params W = tt_fwd_params_of(t, L);
+    const uint32_t cin = in->c, cout = out->c;
+    if (!tt_is_pointwise(m, L) || W.perm || !tt_fused_prep_bytes(m, L) || !tt_full_range(L)) {
+        return 0;
+    }
+    for (uint32_t c = 0; c < cout; c++) { /* pw_xw's tiles: every channel rqz_ok */
+        const rq_t r = rq_make(W.mult[c], W.shift[c]);
+        if (!rqz_ok(&r)) {
+            return 0;
+        }
+    }
+    for (uint32_t c = 0; c < cout; c += 2u, dst += TT_PREP_PW_PAIR_WORDS(cin)) {
+        uint32_t *kc = dst + cin;
+        int32_t sa, sb;
+        const rq_t ra = rq_make(W.mult[c], W.shift[c]), rb = rq_make(W.mult[c + 1u], W.shift[c + 1u]);
+        const rqz_t za = rqz_make(&ra, out->zero), zb = rqz_make(&rb, out->zero);
+        pw_widen_pair(dst, W.wf + c * cin, cin, &sa, &sb);
+        kc[0] = (uint32_t)(tt_bias_at(&W, c) - in->zero * sa);
+        kc[1] = (uint32_t)(tt_bias_at(&W, c + 1u) - in->zero * sb);
+        kc[2] = (uint32_t)za.mult;
+        kc[3] = (uint32_t)za.rz;
+        kc[4] = (uint32_t)zb.mult;
+        kc[5] = (uint32_t)zb.rz;
+        kc[6] = za.k;
+        kc[7] = zb.k;
+    }
+    return 1;
+#else
+    (void)t;
+    (void)L;
+    (void)dst;
+    return 0;
+#endif
+}
 
 /* 1x1 conv, stride 1, rows of input and output alike; with a perm up to
    PW_W16_MAX_CIN input channels (else 0: not handled). Output rows
