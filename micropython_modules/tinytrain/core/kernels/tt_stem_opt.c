@@ -254,14 +254,21 @@ int tt_stem_opt(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, uint8_t 
         const int8_t *wa = P.wf + c * ntap, *wb = wa + ntap;
         uint64_t *wp = wtab + c / 2u * nw;
         for (uint32_t g = 0; g < ntap; g += 4u, wp += 2) {
-            /* taps g..g+3 (past the window: 0) as the words (g, g+2), (g+1, g+3) */
-            int32_t ta[4], tb[4];
-            for (uint32_t k = 0; k < 4u; k++) {
-                ta[k] = g + k < ntap ? wa[g + k] : 0;
-                tb[k] = g + k < ntap ? wb[g + k] : 0;
+            /* taps g..g+3 (past the window: 0) as the words (g, g+2), (g+1, g+3):
+               SXTB16 of a word, the last few taps' word from bytes (a fused
+               op's rows each make this table again) */
+            uint32_t u = 0, v = 0;
+            if (g + 4u <= ntap) {
+                u = tt_ld32(wa + g);
+                v = tt_ld32(wb + g);
+            } else {
+                for (uint32_t k = 0; g + k < ntap; k++) {
+                    u |= (uint32_t)(uint8_t)wa[g + k] << (8u * k);
+                    v |= (uint32_t)(uint8_t)wb[g + k] << (8u * k);
+                }
             }
-            wp[0] = (uint64_t)pack16(ta[0], ta[2]) | ((uint64_t)pack16(tb[0], tb[2]) << 32);
-            wp[1] = (uint64_t)pack16(ta[1], ta[3]) | ((uint64_t)pack16(tb[1], tb[3]) << 32);
+            wp[0] = (uint64_t)tt_widen02(u) | ((uint64_t)tt_widen02(v) << 32);
+            wp[1] = (uint64_t)tt_widen13(u) | ((uint64_t)tt_widen13(v) << 32);
         }
         rq[c] = rq_make(P.mult[c], P.shift[c]);
         rq[c + 1u] = rq_make(P.mult[c + 1u], P.shift[c + 1u]);
