@@ -6,6 +6,8 @@ bit-identical to running the layers one after the other: checked in the
 simulator against the unfused plan and the numpy reference (every stored
 tensor and the ring's rows), in tt_run on the host (ASan/UBSan, reference and
 optimised kernels) and on the emulated Cortex-M7."""
+import functools
+import operator
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -442,3 +444,124 @@ def test_mcunet_49kb_cortex_m7(m7_exes):
     assert plain.status == 0 and fused.status == 0, plain.message + fused.message
     assert [v.tobytes() for v in fused.losses] == [v.tobytes() for v in plain.losses]
     assert (fused.params, fused.logits, fused.classes) == (plain.params, plain.logits, plain.classes)
+
+
+# -- prepared constants (format 2.3, docs/format.md "Prepared constants") -----------
+
+def _prep_net(seed, width, k, stride, act):
+    """Fused blocks whose layers can all have prepared constants (1x1 layers
+    of 8, 16, 24 input channels, depthwise 3x3 / 5x5 / 7x7), rows of the
+    given width (odd: a last pixel alone), clamps act."""
+    b = NetBuilder((9, width, 8), seed=seed)
+    b.pointwise(16, act=act)
+    b.dwconv(k, stride, act=act)
+    b.pointwise(24, act=act)
+    b.pointwise(16, act=act)
+    b.dwconv(3, 1, act=act)
+    b.pointwise(8, act=act)
+    b.fc(3)
+    return b
+
+
+PREP_CASES = {f"prep/w{w}k{k}s{s}{a or ''}": (w, k, s, a)
+              for w, k, s, a in ((8, 3, 1, None), (7, 5, 2, None), (11, 7, 1, None), (9, 3, 2, "relu6"))}
+
+
+def _prep_case(label, scheme_name="frozen"):
+    """frozen: the last layer's bias trained; biases: the last 3 layers'
+    (the second block's depthwise and consumer: their prepared constants
+    hold the biases of the step, their masks are written)."""
+    w, k, s, a = PREP_CASES[label]
+    b = _prep_net(3, w, k, s, a)
+    g = b.quantize(netzoo.calib(b, n=8, seed=3))
+    biases = Scheme.last_layers(g, n_bias=3, n_weights=0)
+    return b, g, {"frozen": _schemes(g)["frozen"], "biases": biases}[scheme_name]
+
+
+@pytest.mark.parametrize("label", sorted(FUSED_CASES))
+def test_compiler_puts_prepared_constants_in_gaps(label):
+    """prep=True changes nothing of the plan but the slots: the arena and every
+    other tensor's place stay, each slot lies in bytes no tensor live at its op
+    uses, below the last byte used, with the parts its flags name."""
+    _, g, scheme = FUSED_CASES[label]
+    with_prep, without = compile_model(g, scheme, fuse="all"), compile_model(g, scheme, fuse="all", prep=False)
+    m, m0 = with_prep.model, without.model
+    assert m.header.arena_size == m0.header.arena_size and with_prep.used_bytes == without.used_bytes
+    assert [t.pack() for t in m.tensors[:len(m0.tensors)]] == [t.pack() for t in m0.tensors]
+    for i, op in enumerate(m.ops):
+        if op.t[mf.FUSED_PREP] == mf.NONE:
+            assert op.flags == 0
+            continue
+        p = m.tensors[op.t[mf.FUSED_PREP]]
+        parts = dict(fused_rows.prep_parts(m, op))
+        assert p.size == sum(parts[f] for f in parts if op.flags & f) and op.flags & ~sum(parts) == 0
+        assert p.arena_off % 4 == 0 and p.arena_off + p.size <= with_prep.used_bytes
+        for t in with_prep.live_at(i):
+            if t.rec is not p and not t.rec.flags & mf.TF_STREAMED:
+                assert p.arena_off + p.size <= t.rec.arena_off or t.rec.arena_off + t.rec.size <= p.arena_off
+
+
+def test_prepared_constants_every_part_somewhere():
+    """The nets above give every part (A, B, C) its constants."""
+    flags = 0
+    for label in PREP_CASES:
+        _, g, scheme = _prep_case(label)
+        data, n = fused_rows.with_all_prepared(compile_model(g, scheme, fuse="all").data)
+        flags |= functools.reduce(operator.or_, (op.flags for op in mf.Model.parse(data).ops))
+        assert n >= 2
+    assert flags == mf.FUSED_PREP_A | mf.FUSED_PREP_B | mf.FUSED_PREP_C
+
+
+def _check_prepared(exes, target, b, g, scheme, scheme_steps=3):
+    """Every fused op with every part it can have: the reference and optimised
+    kernels give the unfused simulator's results, training and predicting."""
+    xs, ys = _samples(b, g, scheme_steps, 7)
+    data, n = fused_rows.with_all_prepared(compile_model(g, scheme, fuse="all").data)
+    assert n
+    sim = run_sim(compile_model(g, scheme, fuse=False), xs, ys)
+    _, opt = _same(exes, target, SimpleNamespace(data=data), xs, ys, xs[:2])
+    assert [v.tobytes() for v in opt.losses] == sim[0]
+    assert opt.params == sim[1]
+    assert opt.logits == sim[2][:2]
+    return data, xs, ys, opt
+
+
+@pytest.mark.parametrize("label", sorted(PREP_CASES))
+@pytest.mark.parametrize("scheme_name", ["frozen", "biases"])
+def test_prepared_constants_host_sanitized(host_exes, label, scheme_name):
+    _check_prepared(host_exes, "host", *_prep_case(label, scheme_name))
+
+
+@pytest.mark.parametrize("label", sorted(PREP_CASES) + ["ir/frozen", "dw4/frozen", "random0", "random5"])
+def test_prepared_constants_cortex_m7(m7_exes, label):
+    """On the M7, where the optimised kernels take the constants: the same
+    results as the unfused simulator, and (every layer of these nets able
+    to take them) fewer instructions than making them at every row."""
+    if label in PREP_CASES:
+        _check_prepared(m7_exes, "m7", *_prep_case(label, "biases"))
+    b, g, scheme = _prep_case(label) if label in PREP_CASES else FUSED_CASES[label]
+    data, xs, ys, opt = _check_prepared(m7_exes, "m7", b, g, scheme)
+    if label in PREP_CASES and PREP_CASES[label][3] is None:
+        rows = runner.run(m7_exes[1], compile_model(g, scheme, fuse="all", prep=False).data, list(zip(xs, ys)),
+                          xs[:2], target="m7")
+        assert sum(opt.step_instructions) < sum(rows.step_instructions)
+
+
+@pytest.mark.skipif(not (TTE / "mcunet-5fps.pkl").exists(), reason="the paper's models are not in ../shared")
+def test_mcunet_prepared_constants_cortex_m7(m7_exes):
+    """MCUNet-5fps 49kb: the compiler finds room for prepared constants at
+    every fused op without growing the arena; on the M7 they give the same
+    training and predictions as making them at every row, in fewer
+    instructions."""
+    from tinytrain.convert import tte
+    g = tte.load(str(TTE / "mcunet-5fps.pkl"), n_classes=10)
+    scheme = tte.published_scheme(g, "mcunet-5fps", "49kb")
+    plans = [compile_model(g, scheme, prep=p) for p in (False, True)]
+    assert plans[0].arena_size == plans[1].arena_size
+    assert all(op.t[mf.FUSED_PREP] != mf.NONE for op in fused_ops(plans[1]))
+    x = np.random.default_rng(1).integers(-128, 128, size=128 * 128 * 3).astype(np.int8)
+    rows, prep = [runner.run(m7_exes[1], p.data, [(x, 2)], [x], target="m7") for p in plans]
+    assert rows.status == 0 and prep.status == 0, rows.message + prep.message
+    assert [v.tobytes() for v in prep.losses] == [v.tobytes() for v in rows.losses]
+    assert (prep.params, prep.logits, prep.classes) == (rows.params, rows.logits, rows.classes)
+    assert prep.step_instructions[0] < rows.step_instructions[0] - 1_000_000

@@ -26,7 +26,7 @@ SLOTS = {
                 (mf.T_GRAD, W, True), (mf.T_GRAD, W, True), None],
     mf.OP_GRAD_ADD: [(mf.T_GRAD, RW, False), (mf.T_GRAD, R, False), None, None, None, None],
     mf.OP_FWD_FUSED: [(LAYER, None, True), (mf.T_ACT, W, True), (LAYER, None, True),
-                      (mf.T_ACT, W, True), (mf.T_MASK, W, True), None],
+                      (mf.T_ACT, W, True), (mf.T_MASK, W, True), (mf.T_ACT, W, True)],
 }
 
 
@@ -56,7 +56,15 @@ def fused():
     return compile_model(g, netzoo.SCHEMES["bias_only"](g), fuse="all").data
 
 
-@pytest.fixture(scope="module", params=["plain", "plain32", "sparse", "fused"])
+@pytest.fixture(scope="module")
+def fused_prep(fused):
+    """fused with every part of prepared constants its fused ops can have (format 2.3)."""
+    data, n = fused_rows.with_all_prepared(fused)
+    assert n
+    return data
+
+
+@pytest.fixture(scope="module", params=["plain", "plain32", "sparse", "fused", "fused_prep"])
 def good(request):
     return request.getfixturevalue(request.param)
 
@@ -651,3 +659,73 @@ def test_table_shaped_unlike_its_input_refused(tutorial):
         L.out = next(i for i, t in enumerate(m.tensors) if t.kind == mf.T_ACT and t.numel != m.tensors[L.inp].numel
                      and i not in (L.inp, m.header.input_tensor))
     assert_refused(edited(tutorial, f), "shape", "layer ")
+
+
+# -- format 2.3: a fused op's prepared constants (t5 FUSED_PREP and the op flags) --------
+
+def _prep_op(m):
+    return next((i, op) for i, op in enumerate(m.ops) if op.t[mf.FUSED_PREP] != NONE)
+
+
+def test_prepared_constants_refused_when_inconsistent(fused_prep):
+    """t5 holds exactly the parts the flags name (docs/format.md, "Prepared
+    constants"): its size, alignment and place, and the flags themselves."""
+    m = mf.Model.parse(fused_prep)
+    i, op = _prep_op(m)
+    p, flags = op.t[mf.FUSED_PREP], op.flags
+    size = m.tensors[p].size
+    assert open_model(fused_prep) == ("ok", "")
+
+    def resized(d):
+        def fn(mm):
+            t = mm.tensors[p]
+            t.c += d
+            t.size += d
+            grow_arena(mm, t)
+        return fn
+
+    def moved(to):
+        def fn(mm):
+            mm.tensors[p].arena_off = to(mm)
+            grow_arena(mm, mm.tensors[p])
+        return fn
+
+    def set_op(j, **kw):
+        def fn(mm):
+            for k, v in kw.items():
+                if k == "t5":
+                    mm.ops[j].t[mf.FUSED_PREP] = v
+                else:
+                    setattr(mm.ops[j], k, v)
+        return fn
+
+    assert_refused(edited(fused_prep, resized(-4)), "op", f"op {i} t5: {size - 4} bytes, the flags name {size}")
+    assert_refused(edited(fused_prep, resized(4)), "op", f"op {i} t5: {size + 4} bytes, the flags name {size}")
+    arena_end = (m.header.arena_size + 3) // 4 * 4
+    assert_refused(edited(fused_prep, moved(lambda mm: arena_end + 2)), "arena", f"tensor {p}: [{arena_end + 2}, ")
+    mm = mf.Model.parse(fused_prep)
+    mm.tensors[p].arena_off = arena_end  # past the arena's end
+    assert_refused(mm.pack(), "arena", f"tensor {p}: [{arena_end}, ")
+    assert_refused(edited(fused_prep, set_op(i, flags=0)), "op", f"op {i}: t5 and the flags (0) disagree")
+    assert_refused(edited(fused_prep, set_op(i, t5=NONE)), "op", f"op {i}: t5 and the flags ({flags}) disagree")
+    assert_refused(edited(fused_prep, set_op(i, flags=flags | 8)), "op", f"op {i}: unknown flags {flags | 8}")
+    j = next(k for k, o in enumerate(m.ops) if o.kind != mf.OP_FWD_FUSED)
+    assert_refused(edited(fused_prep, set_op(j, flags=mf.FUSED_PREP_B)), "op", f"op {j}: unknown flags 2")
+    parts = dict(fused_rows.prep_parts(m, op))
+    absent = next(f for f in (mf.FUSED_PREP_A, mf.FUSED_PREP_B, mf.FUSED_PREP_C) if f not in parts)
+    assert_refused(edited(fused_prep, set_op(i, flags=flags | absent)), "op",
+                   f"op {i}: flag {absent} names a layer without prepared constants")
+
+
+def test_prepared_constants_overlap_refused(fused_prep):
+    """The slot is written by its op: it may share no byte with the op's input,
+    output, ring, row or mask."""
+    m = mf.Model.parse(fused_prep)
+    i, op = _prep_op(m)
+    others = [t for t, _ in touched(m, op) if t != op.t[mf.FUSED_PREP]]
+    assert others
+    for t in others:
+        def fn(mm, t=t):
+            mm.tensors[op.t[mf.FUSED_PREP]].arena_off = mm.tensors[t].arena_off // 4 * 4
+        got = open_model(edited(fused_prep, fn))
+        assert got[0] == "arena" and "share arena bytes" in got[1] and "t5" in got[1], (t, got)

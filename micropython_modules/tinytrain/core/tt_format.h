@@ -69,7 +69,7 @@ enum { TT_GRAD_ADD_SUM = 0, TT_GRAD_ADD_PART = 1 };
    t[2] consumer layer C (1x1 stride-1 conv, C.in = B.out, streamed) or TT_NONE,
    t[3] row: ACT tensor of >= 1 row of B's output (TT_NONE without C),
    t[4] mask of the op's output (C's, else B's) or TT_NONE,
-   t[5] (2.3) prepared constants: ACT tensor of tt_fused_prep_bytes of the
+   t[5] (2.3) prepared constants: ACT tensor of the tt_fused_prep_bytes of the
    layers the op's flags name (TT_FUSED_PREP_A/B/C), or TT_NONE (flags 0). */
 enum { TT_FUSED_A = 0, TT_FUSED_RING = 1, TT_FUSED_C = 2, TT_FUSED_ROW = 3, TT_FUSED_MASK = 4, TT_FUSED_PREP = 5 };
 /* TT_OP_FWD_FUSED flags: the layers whose constants t[5] holds, in this order. */
