@@ -83,34 +83,30 @@ def with_output_at(data: bytes, op_index: int, shift: int) -> bytes:
     return m.pack()
 
 
+
 def prep_parts(m: mf.Model, op: mf.OpRec) -> list:
-    """(flag, bytes) of each layer of a fused op that can have prepared
-    constants (docs/format.md, "Prepared constants"), in the order A, B, C."""
-    from tinytrain.compiler.fused_prep import prep_bytes
-    out = []
-    for flag, li in ((mf.FUSED_PREP_A, op.t[mf.FUSED_A]), (mf.FUSED_PREP_B, op.layer),
-                     (mf.FUSED_PREP_C, op.t[mf.FUSED_C])):
-        n = prep_bytes(m.layers[li], m.tensors) if li != mf.NONE else 0
-        if n:
-            out.append((flag, n))
-    return out
+    """(flag, bytes) of each layer of an op that can have prepared constants
+    (docs/format.md, "Prepared constants"): a fused op's A, B, C in this
+    order, a forward op's 1x1 layer (flag 0)."""
+    from tinytrain.compiler.prepared import op_parts
+    return op_parts(op, m.layers, m.tensors)
 
 
 def with_all_prepared(data: bytes) -> tuple:
-    """(model file, parts given): every fused op given the prepared
-    constants of every layer that can have them, each op's slot in bytes of
-    its own past the arena's end, whatever the compiler found room for."""
+    """(model file, parts given): every op given the prepared constants of
+    every layer that can have them, each op's slot in bytes of its own past
+    the arena's end, whatever the compiler found room for."""
     m = mf.Model.parse(data)
     given = 0
-    for i, op in enumerate(m.ops):
-        parts = prep_parts(m, op) if op.kind == mf.OP_FWD_FUSED else []
+    for op in m.ops:
+        parts = prep_parts(m, op)
         if not parts:
             continue
         size = sum(n for _, n in parts)
         off = (m.header.arena_size + 3) // 4 * 4
         m.tensors.append(mf.TensorRec(off, size, mf.T_ACT, 0, 1, 1, size, 1.0, 0))
         m.header.arena_size = off + (size + 3) // 4 * 4
-        op.t[mf.FUSED_PREP] = len(m.tensors) - 1
+        op.t[mf.FWD_PREP if op.kind == mf.OP_FWD else mf.FUSED_PREP] = len(m.tensors) - 1
         op.flags = sum(f for f, _ in parts)
         given += len(parts)
     return m.pack(), given

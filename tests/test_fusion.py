@@ -489,12 +489,13 @@ def test_compiler_puts_prepared_constants_in_gaps(label):
     assert m.header.arena_size == m0.header.arena_size and with_prep.used_bytes == without.used_bytes
     assert [t.pack() for t in m.tensors[:len(m0.tensors)]] == [t.pack() for t in m0.tensors]
     for i, op in enumerate(m.ops):
-        if op.t[mf.FUSED_PREP] == mf.NONE:
-            assert op.flags == 0
+        slot = {mf.OP_FWD: mf.FWD_PREP, mf.OP_FWD_FUSED: mf.FUSED_PREP}.get(op.kind)
+        if slot is None or op.t[slot] == mf.NONE:
+            assert op.flags == 0 and (slot is None or op.t[slot] == mf.NONE)
             continue
-        p = m.tensors[op.t[mf.FUSED_PREP]]
+        p = m.tensors[op.t[slot]]
         parts = dict(fused_rows.prep_parts(m, op))
-        assert p.size == sum(parts[f] for f in parts if op.flags & f) and op.flags & ~sum(parts) == 0
+        assert p.size == sum(parts[f] for f in parts if op.flags & f or f == 0) and op.flags & ~sum(parts) == 0
         assert p.arena_off % 4 == 0 and p.arena_off + p.size <= with_prep.used_bytes
         for t in with_prep.live_at(i):
             if t.rec is not p and not t.rec.flags & mf.TF_STREAMED:
@@ -502,14 +503,17 @@ def test_compiler_puts_prepared_constants_in_gaps(label):
 
 
 def test_prepared_constants_every_part_somewhere():
-    """The nets above give every part (A, B, C) its constants."""
-    flags = 0
+    """The nets above give every part (A, B, C, a forward op's 1x1 layer) its constants."""
+    flags, fwd = 0, 0
     for label in PREP_CASES:
-        _, g, scheme = _prep_case(label)
-        data, n = fused_rows.with_all_prepared(compile_model(g, scheme, fuse="all").data)
-        flags |= functools.reduce(operator.or_, (op.flags for op in mf.Model.parse(data).ops))
-        assert n >= 2
-    assert flags == mf.FUSED_PREP_A | mf.FUSED_PREP_B | mf.FUSED_PREP_C
+        for name in ("frozen", "biases"):
+            _, g, scheme = _prep_case(label, name)
+            data, n = fused_rows.with_all_prepared(compile_model(g, scheme, fuse="all").data)
+            ops = mf.Model.parse(data).ops
+            flags |= functools.reduce(operator.or_, (op.flags for op in ops))
+            fwd += sum(op.kind == mf.OP_FWD and op.t[mf.FWD_PREP] != mf.NONE for op in ops)
+            assert n >= 2
+    assert flags == mf.FUSED_PREP_A | mf.FUSED_PREP_B | mf.FUSED_PREP_C and fwd
 
 
 def _check_prepared(exes, target, b, g, scheme, scheme_steps=3):
@@ -559,6 +563,7 @@ def test_mcunet_prepared_constants_cortex_m7(m7_exes):
     plans = [compile_model(g, scheme, prep=p) for p in (False, True)]
     assert plans[0].arena_size == plans[1].arena_size
     assert all(op.t[mf.FUSED_PREP] != mf.NONE for op in fused_ops(plans[1]))
+    assert any(op.kind == mf.OP_FWD and op.t[mf.FWD_PREP] != mf.NONE for op in plans[1].model.ops)
     x = np.random.default_rng(1).integers(-128, 128, size=128 * 128 * 3).astype(np.int8)
     rows, prep = [runner.run(m7_exes[1], p.data, [(x, 2)], [x], target="m7") for p in plans]
     assert rows.status == 0 and prep.status == 0, rows.message + prep.message

@@ -20,7 +20,7 @@ R, W, RW = "r", "w", "rw"
 LAYER = "layer"
 # (op kind) -> per slot: (tensor kind or LAYER, use, none allowed), or None: the slot must be none
 SLOTS = {
-    mf.OP_FWD: [(mf.T_MASK, W, True), (mf.T_SAVED, W, True), None, None, None, None],
+    mf.OP_FWD: [(mf.T_MASK, W, True), (mf.T_SAVED, W, True), (mf.T_ACT, W, True), None, None, None],
     mf.OP_LOSS: [(mf.T_ACT, R, False), (mf.T_GRAD, W, False), None, None, None, None],
     mf.OP_BWD: [(mf.T_GRAD, RW, False), (mf.T_MASK, R, True), (mf.T_SAVED, R, True),
                 (mf.T_GRAD, W, True), (mf.T_GRAD, W, True), None],
@@ -64,7 +64,17 @@ def fused_prep(fused):
     return data
 
 
-@pytest.fixture(scope="module", params=["plain", "plain32", "sparse", "fused", "fused_prep"])
+@pytest.fixture(scope="module")
+def fwd_prep():
+    """bias_only fused where the arena needs it, every op given every prepared
+    constant it can have: a forward op's 1x1 layer among them (format 2.3)."""
+    _, g, _ = netzoo.build("mbnet", "bias_only", seed=1)
+    data, n = fused_rows.with_all_prepared(compile_model(g, netzoo.SCHEMES["bias_only"](g)).data)
+    assert any(op.kind == mf.OP_FWD and op.t[mf.FWD_PREP] != NONE for op in mf.Model.parse(data).ops)
+    return data
+
+
+@pytest.fixture(scope="module", params=["plain", "plain32", "sparse", "fused", "fused_prep", "fwd_prep"])
 def good(request):
     return request.getfixturevalue(request.param)
 
@@ -729,3 +739,27 @@ def test_prepared_constants_overlap_refused(fused_prep):
             mm.tensors[op.t[mf.FUSED_PREP]].arena_off = mm.tensors[t].arena_off // 4 * 4
         got = open_model(edited(fused_prep, fn))
         assert got[0] == "arena" and "share arena bytes" in got[1] and "t5" in got[1], (t, got)
+
+
+def test_forward_prepared_constants_refused_when_inconsistent(fwd_prep):
+    """A forward op's t2 holds exactly its layer's prepared constants, and
+    only a layer that can have them has it."""
+    m = mf.Model.parse(fwd_prep)
+    i, op = next((i, o) for i, o in enumerate(m.ops) if o.kind == mf.OP_FWD and o.t[mf.FWD_PREP] != NONE)
+    p = op.t[mf.FWD_PREP]
+    size = m.tensors[p].size
+    assert open_model(fwd_prep) == ("ok", "")
+    for d in (-4, 4):
+        def resized(mm, d=d):
+            mm.tensors[p].c += d
+            mm.tensors[p].size += d
+            grow_arena(mm, mm.tensors[p])
+        assert_refused(edited(fwd_prep, resized), "op",
+                       f"op {i} t2: {size + d} bytes, the layer's prepared constants take {size}")
+    j = next(k for k, o in enumerate(m.ops) if o.kind == mf.OP_FWD and not fused_rows.prep_parts(m, o)
+             and m.layers[o.layer].kind == mf.L_CONV)
+
+    def elsewhere(mm):
+        mm.ops[i].t[mf.FWD_PREP] = NONE
+        mm.ops[j].t[mf.FWD_PREP] = p
+    assert_refused(edited(fwd_prep, elsewhere), "op", f"op {j} t2: {size} bytes, the layer's prepared constants take 0")

@@ -34,8 +34,9 @@ LF_BIAS16 = 0x08
 OP_FWD, OP_LOSS, OP_BWD, OP_GRAD_ADD, OP_FWD_FUSED = 1, 2, 3, 4, 5
 # Slots of an op's tensor ids (OpRec.t), per kind; the slots a kind does not name hold NONE.
 OP_SLOTS = 6
-# OP_FWD: run layer, writing its clamp mask and saved input (each or NONE)
-FWD_MASK, FWD_SAVED = 0, 1
+# OP_FWD: run layer, writing its clamp mask and saved input (each or NONE), (2.3) its prepared
+# constants or NONE
+FWD_MASK, FWD_SAVED, FWD_PREP = 0, 1, 2
 # OP_LOSS: the logits, the gradient it writes
 LOSS_LOGITS, LOSS_GRAD = 0, 1
 # OP_BWD: backward of layer: its output gradient (modified in place), clamp mask, saved input

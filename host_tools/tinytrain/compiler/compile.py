@@ -6,7 +6,7 @@ from ..graph import QGraph
 from .emit import layer_records, model_file
 from .fuse import check_fuse_mode, drop_unneeded_fusions, find_fusions
 from .fused_overlap import fused_overlap_pairs
-from .fused_prep import add_prep_slots
+from .prepared import add_prep_slots
 from .inplace import in_place_pairs
 from .place import persistent_area, place
 from .plan import Plan
@@ -35,10 +35,10 @@ def compile_model(graph: QGraph, scheme: Scheme, reuse_memory: bool = True, fuse
     change reaches far enough (place.bias16_fits); False: int32 throughout
     (for comparison; the same learning unless a change would saturate).
 
-    prep: give each fused op the constants its kernels would make at every
-    row, made once, where bytes free during the op hold them (fused_prep.py;
-    the arena does not grow); False: none (the rows make their own; the same
-    results)."""
+    prep: give each fused op and 1x1 layer the constants its kernels would
+    make at every row or block of pixels, made once, where bytes free during
+    the op hold them (prepared.py; the arena does not grow); False: none (the
+    rows make their own; the same results)."""
     check_fuse_mode(fuse)
     graph.check()
     scheme.check(graph)

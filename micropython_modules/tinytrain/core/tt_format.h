@@ -51,8 +51,9 @@ enum { TT_L_MAXPOOL = 5, TT_L_AVGPOOL2D = 6, TT_L_LUT = 7 };
 enum { TT_OP_FWD = 1, TT_OP_LOSS = 2, TT_OP_BWD = 3, TT_OP_GRAD_ADD = 4, TT_OP_FWD_FUSED = 5 };
 
 /* Slots of an op's tensor ids (tt_op_rec.t), per kind (docs/format.md).
-   TT_OP_FWD: run `layer`, writing its clamp mask and saved input (each or TT_NONE). */
-enum { TT_FWD_MASK = 0, TT_FWD_SAVED = 1 };
+   TT_OP_FWD: run `layer`, writing its clamp mask and saved input (each or TT_NONE),
+   (2.3) its prepared constants: ACT tensor of tt_prep_bytes, or TT_NONE. */
+enum { TT_FWD_MASK = 0, TT_FWD_SAVED = 1, TT_FWD_PREP = 2 };
 /* TT_OP_LOSS: the logits, the gradient it writes. */
 enum { TT_LOSS_LOGITS = 0, TT_LOSS_GRAD = 1 };
 /* TT_OP_BWD: backward of `layer`: its output gradient (modified in place),
@@ -69,7 +70,7 @@ enum { TT_GRAD_ADD_SUM = 0, TT_GRAD_ADD_PART = 1 };
    t[2] consumer layer C (1x1 stride-1 conv, C.in = B.out, streamed) or TT_NONE,
    t[3] row: ACT tensor of >= 1 row of B's output (TT_NONE without C),
    t[4] mask of the op's output (C's, else B's) or TT_NONE,
-   t[5] (2.3) prepared constants: ACT tensor of the tt_fused_prep_bytes of the
+   t[5] (2.3) prepared constants: ACT tensor of the tt_prep_bytes of the
    layers the op's flags name (TT_FUSED_PREP_A/B/C), or TT_NONE (flags 0). */
 enum { TT_FUSED_A = 0, TT_FUSED_RING = 1, TT_FUSED_C = 2, TT_FUSED_ROW = 3, TT_FUSED_MASK = 4, TT_FUSED_PREP = 5 };
 /* TT_OP_FWD_FUSED flags: the layers whose constants t[5] holds, in this order. */

@@ -26,42 +26,6 @@ static void move_down(int8_t *dst, const int8_t *src, uint32_t n) {
     }
 }
 
-uint32_t tt_fused_prep_bytes(const tt_model *m, const tt_layer_rec *L) {
-    const tt_tensor_rec *in = tt_tensor(m, L->in), *out = tt_tensor(m, L->out);
-    if (L->perm_off != TT_NO_OFFSET) {
-        return 0;
-    }
-    if (L->kind == TT_L_DWCONV && out->c % 4u == 0 && L->kh <= 7u && L->kw <= 7u) {
-        return (uint32_t)out->c / 4u * 4u * TT_PREP_DW_GROUP_WORDS((uint32_t)L->kh * L->kw);
-    }
-    if (L->kind == TT_L_CONV && L->kh == 1u && L->kw == 1u && L->stride == 1u && in->h == out->h &&
-        in->w == out->w && in->c % 8u == 0 && in->c <= 64u && out->c % 2u == 0) {
-        return (uint32_t)out->c / 2u * 4u * TT_PREP_PW_PAIR_WORDS((uint32_t)in->c);
-    }
-    return 0;
-}
-
-/* Layer L's part of the prepared constants at *p, made by its optimised
-   kernel when that kernel takes them (else NULL: the rows make their own);
-   *p moves past the part. */
-static const uint32_t *prepare(tt_trainer *t, const tt_layer_rec *L, uint32_t **p) {
-    uint32_t *part = *p;
-    int made = 0;
-    *p += tt_fused_prep_bytes(&t->model, L) / 4u;
-#if TT_OPT_DEPTHWISE
-    if (L->kind == TT_L_DWCONV) {
-        made = tt_dwconv_prep(t, L, part);
-    }
-#endif
-#if TT_OPTIMIZED
-    if (L->kind == TT_L_CONV) {
-        made = tt_pointwise_prep(t, L, part);
-    }
-#endif
-    (void)t;
-    return made ? part : NULL;
-}
-
 /* A fused op (docs/format.md): depthwise B one output row at a time. With
    a producer A, the ring (rh >= B.kh rows) holds A's output rows [b, h1),
    row r in slot r - b: the rows B's current row reads and perhaps a few
@@ -98,13 +62,15 @@ void tt_forward_fused(tt_trainer *t, const tt_op_rec *op, int training) {
     if (op->t[TT_FUSED_PREP] != TT_NONE) {
         uint32_t *p = TT_ARENA(t, uint32_t, tt_tensor(m, op->t[TT_FUSED_PREP])->arena_off);
         if (op->flags & TT_FUSED_PREP_A) {
-            ra.prep = prepare(t, A, &p);
+            ra.prep = tt_prepare(t, A, p);
+            p += tt_prep_bytes(m, A) / 4u;
         }
         if (op->flags & TT_FUSED_PREP_B) {
-            rb.prep = prepare(t, B, &p);
+            rb.prep = tt_prepare(t, B, p);
+            p += tt_prep_bytes(m, B) / 4u;
         }
         if (op->flags & TT_FUSED_PREP_C) {
-            rc.prep = prepare(t, C, &p);
+            rc.prep = tt_prepare(t, C, p);
         }
     }
     if (training && op->t[TT_FUSED_MASK] != TT_NONE) {

@@ -68,20 +68,24 @@ void tt_model_find_cut(tt_model *m);
 
 /* The trainer's ops: dispatch (tt_forward.c, tt_fused.c, tt_backward.c)
    and the kernels it calls directly (kernels/tt_add.c, kernels/tt_loss.c). */
-void tt_forward_layer(tt_trainer *t, const tt_layer_rec *L, uint32_t mask_id, uint32_t saved_id);
+void tt_forward_layer(tt_trainer *t, const tt_layer_rec *L, uint32_t mask_id, uint32_t saved_id, uint32_t prep_id);
 void tt_forward_fused(tt_trainer *t, const tt_op_rec *op, int training);
 
-/* A fused op's prepared constants (t[TT_FUSED_PREP], docs/format.md), in
-   words: per pair of output channels of a 1x1 layer its widened weights and
-   8 words of constants, per group of 4 depthwise channels its regrouped
-   taps and 20 words of constants (tt_pointwise_opt.c, tt_depthwise_opt.c). */
+/* A layer's prepared constants (FWD t[TT_FWD_PREP], a fused op's
+   t[TT_FUSED_PREP]; docs/format.md), in words: per pair of output channels
+   of a 1x1 layer its widened weights and 8 words of constants, per group of
+   4 depthwise channels its regrouped taps and 20 words of constants
+   (tt_pointwise_opt.c, tt_depthwise_opt.c). */
 #define TT_PREP_PW_PAIR_WORDS(cin) ((cin) + 8u)
 #define TT_PREP_DW_GROUP_WORDS(kk) (2u * (kk) + 20u)
-/* Bytes of layer L's part of them, 0 when L cannot have one: a 1x1 stride-1
-   conv without perm, input channels a multiple of 8 up to 64, even output
-   channels; a depthwise layer without perm, channels a multiple of 4,
-   kernel at most 7 x 7 (tt_fused.c). */
-uint32_t tt_fused_prep_bytes(const tt_model *m, const tt_layer_rec *L);
+/* Their bytes, 0 when L cannot have them: frozen weights, no perm, and a
+   1x1 stride-1 conv with input channels a multiple of 8 up to 64 and even
+   output channels, or a depthwise layer with channels a multiple of 4 and a
+   kernel at most 7 x 7 (tt_forward.c). */
+uint32_t tt_prep_bytes(const tt_model *m, const tt_layer_rec *L);
+/* L's prepared constants made at part (tt_prep_bytes of them), when its
+   optimised kernel takes them; else NULL (its rows make their own). */
+const uint32_t *tt_prepare(tt_trainer *t, const tt_layer_rec *L, uint32_t *part);
 void tt_backward_layer(tt_trainer *t, uint32_t layer, const tt_op_rec *op);
 void tt_grad_add(tt_trainer *t, uint32_t a_id, uint32_t b_id);
 float tt_loss_softmax_ce(tt_trainer *t, uint32_t logits_id, uint32_t grad_id, int32_t label);

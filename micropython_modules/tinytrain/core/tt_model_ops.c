@@ -17,7 +17,7 @@ typedef struct {
 } slot_rule;
 
 static const slot_rule SLOT_RULES[6][6] = {
-    [TT_OP_FWD] = {{TT_T_MASK, USE_WRITE, 1}, {TT_T_SAVED, USE_WRITE, 1}},
+    [TT_OP_FWD] = {{TT_T_MASK, USE_WRITE, 1}, {TT_T_SAVED, USE_WRITE, 1}, {TT_T_ACT, USE_WRITE, 1}},
     [TT_OP_LOSS] = {{TT_T_ACT, USE_READ, 0}, {TT_T_GRAD, USE_WRITE, 0}},
     [TT_OP_BWD] = {{TT_T_GRAD, USE_UPDATE, 0}, {TT_T_MASK, USE_READ, 1}, {TT_T_SAVED, USE_READ, 1},
                    {TT_T_GRAD, USE_WRITE, 1}, {TT_T_GRAD, USE_WRITE, 1}},
@@ -100,7 +100,7 @@ static int is_rows_of(const tt_checker *c, uint32_t id, uint32_t of, uint32_t ro
 }
 
 /* A fused op's prepared constants: t5 holds the parts of the layers its
-   flags name, each of tt_fused_prep_bytes (not 0; the kernels read words
+   flags name, each of tt_prep_bytes (not 0; the kernels read words
    there, and every stored tensor starts at a multiple of 4); no flags, no t5. */
 static tt_status check_fused_prep(const tt_checker *c, uint32_t i, const tt_op_rec *op, const tt_layer_rec *A,
                                   const tt_layer_rec *B, const tt_layer_rec *C) {
@@ -113,11 +113,11 @@ static tt_status check_fused_prep(const tt_checker *c, uint32_t i, const tt_op_r
         if (!(op->flags & (1u << k))) {
             continue;
         }
-        if (!parts[k] || !tt_fused_prep_bytes(c->m, parts[k])) {
+        if (!parts[k] || !tt_prep_bytes(c->m, parts[k])) {
             return tt_fail(c->err, TT_E_OP, "op %u: flag %u names a layer without prepared constants", i,
                            1u << k);
         }
-        need += tt_fused_prep_bytes(c->m, parts[k]);
+        need += tt_prep_bytes(c->m, parts[k]);
     }
     if ((op->t[TT_FUSED_PREP] == TT_NONE) != (need == 0)) {
         return tt_fail(c->err, TT_E_OP, "op %u: t5 and the flags (%u) disagree", i, op->flags);
@@ -198,6 +198,11 @@ static tt_status check_shapes(const tt_checker *c, uint32_t i, const tt_op_rec *
     case TT_OP_FWD:
         if ((t[0] != TT_NONE && !tt_same_numel(c, t[0], L->out)) || (t[1] != TT_NONE && !saved_fits(c, t[1], L))) {
             return tt_fail(c->err, TT_E_OP, "op %u: forward op's mask or saved input invalid", i);
+        }
+        if (t[TT_FWD_PREP] != TT_NONE && (!tt_prep_bytes(c->m, L) || c->m->tensors[t[TT_FWD_PREP]].size !=
+                                                                            tt_prep_bytes(c->m, L))) {
+            return tt_fail(c->err, TT_E_OP, "op %u t2: %u bytes, the layer's prepared constants take %u", i,
+                           c->m->tensors[t[TT_FWD_PREP]].size, tt_prep_bytes(c->m, L));
         }
         if (tt_is_streamed(c, L->in) || tt_is_streamed(c, L->out) ||
             (L->kind == TT_L_ADD && tt_is_streamed(c, L->in2))) {

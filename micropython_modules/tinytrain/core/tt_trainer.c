@@ -115,7 +115,7 @@ static void run_forward(tt_trainer *t, uint32_t from, uint32_t to, int training)
             continue;
         }
         tt_forward_layer(t, &m->layers[op->layer], training ? op->t[TT_FWD_MASK] : TT_NONE,
-                         training ? op->t[TT_FWD_SAVED] : TT_NONE);
+                         training ? op->t[TT_FWD_SAVED] : TT_NONE, op->t[TT_FWD_PREP]);
     }
 }
 

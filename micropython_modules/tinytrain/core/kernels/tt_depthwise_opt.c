@@ -1083,7 +1083,7 @@ int tt_dwconv_prep(tt_trainer *t, const tt_layer_rec *L, uint32_t *dst) {
     const uint32_t C = tt_tensor(m, L->out)->c, kk = (uint32_t)L->kh * L->kw;
     const int32_t zx = tt_tensor(m, L->in)->zero, zy = tt_tensor(m, L->out)->zero;
     /* dw4_groups_edge's case: no perm, C a multiple of 4, every channel rqz_ok */
-    if (!tt_fused_prep_bytes(m, L) || P.perm || !tt_fast_layer(m, L, C) || !dw4_rqz_layer(&P, C)) {
+    if (!tt_prep_bytes(m, L) || P.perm || !tt_fast_layer(m, L, C) || !dw4_rqz_layer(&P, C)) {
         return 0;
     }
     for (uint32_t c0 = 0; c0 < C; c0 += 4u, dst += TT_PREP_DW_GROUP_WORDS(kk)) {

@@ -21,8 +21,8 @@
    fused op holds (every row the output rows read is there). Output row oh0
    starts at y; mask (or NULL) is the whole output's, indexed by element of
    the full tensor. prep (or NULL): what the layer's optimised kernel made
-   of its constants once for every row of a fused op (tt_pointwise_prep,
-   tt_dwconv_prep); the other kernels ignore it. */
+   of its constants once for all rows (tt_prepare: the rows of a fused op,
+   the pixel blocks of a 1x1 layer); the other kernels ignore it. */
 typedef struct {
     const int8_t *x;
     uint32_t row0;

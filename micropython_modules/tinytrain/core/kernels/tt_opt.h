@@ -409,8 +409,8 @@ int tt_stem_opt(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, uint8_t 
 /* tt_pointwise_opt.c: 1x1, stride 1, in.w == out.w; with a perm up to 576
    input channels (else 0); mask offset to y[0]. */
 int tt_pointwise_opt(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, uint8_t *mask);
-/* tt_pointwise_opt.c: a fused op's prepared constants (R->prep) of a layer
-   with tt_fused_prep_bytes, when tt_pointwise_opt takes them (else 0). */
+/* tt_pointwise_opt.c: a layer's prepared constants (R->prep) of
+   tt_prep_bytes, when tt_pointwise_opt takes them (else 0). */
 int tt_pointwise_prep(tt_trainer *t, const tt_layer_rec *L, uint32_t *dst);
 /* tt_pointwise_opt.c: input gradient of a tt_is_pointwise layer, sgp > 0:
    in one pass (tt_g16_run; even cout), else the two-pass sink. */

@@ -889,7 +889,7 @@ int tt_pointwise_prep(tt_trainer *t, const tt_layer_rec *L, uint32_t *dst) {
     const tt_tensor_rec *in = tt_tensor(m, L->in), *out = tt_tensor(m, L->out);
     const tt_fwd_params W = tt_fwd_params_of(t, L);
     const uint32_t cin = in->c, cout = out->c;
-    if (!tt_is_pointwise(m, L) || W.perm || !tt_fused_prep_bytes(m, L) || !tt_full_range(L)) {
+    if (!tt_is_pointwise(m, L) || W.perm || !tt_prep_bytes(m, L) || !tt_full_range(L)) {
         return 0;
     }
     for (uint32_t c = 0; c < cout; c++) { /* pw_xw's tiles: every channel rqz_ok */
