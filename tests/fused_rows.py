@@ -94,12 +94,16 @@ def prep_parts(m: mf.Model, op: mf.OpRec) -> list:
 
 def with_all_prepared(data: bytes) -> tuple:
     """(model file, parts given): every op given the prepared constants of
-    every layer that can have them, each op's slot in bytes of its own past
-    the arena's end, whatever the compiler found room for."""
+    every layer that can have them (a forward op's depthwise layer too, which
+    the compiler leaves out: it gains nothing), each op's slot in bytes of
+    its own past the arena's end, whatever the compiler found room for."""
+    from tinytrain.compiler.prepared import prep_bytes
     m = mf.Model.parse(data)
     given = 0
     for op in m.ops:
         parts = prep_parts(m, op)
+        if op.kind == mf.OP_FWD and m.layers[op.layer].kind == mf.L_DWCONV:
+            parts = [(0, prep_bytes(m.layers[op.layer], m.tensors))] if prep_bytes(m.layers[op.layer], m.tensors) else []
         if not parts:
             continue
         size = sum(n for _, n in parts)
