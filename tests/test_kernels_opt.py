@@ -186,6 +186,19 @@ def _pw_tile_net(seed):
     return b
 
 
+def _pw_perm_net(seed):
+    """Pointwise layers of few input channels (inputs widened in blocks)
+    with trained channels: their inputs gathered in weight storage order
+    ("partial": cin 48, 24 trained; "stem": cin 8, 4 trained), over 63
+    pixels (cin 48: three blocks, the last of an odd count)."""
+    b = NetBuilder((7, 9, 8), seed=seed)
+    b.pointwise(48, act=None)            # cin 8
+    b.pointwise(24, act=None)            # cin 48
+    b.pointwise(16, act="relu")          # cin 24
+    b.fc(3)
+    return b
+
+
 def _bwd_net(seed):
     """Backward kernels: trained pointwise layers beyond the weight
     gradient's pixel budget (196), on an odd pixel count (49) and within it
@@ -205,7 +218,7 @@ def _bwd_net(seed):
     return b
 
 
-SHAPED = {"pw": _pw_net, "bwd": _bwd_net, "pw_tile": _pw_tile_net, "conv": _conv_net, "dw": _dw_net, "dw4": _dw4_net, "dw4_lean": _dw4_lean_net,
+SHAPED = {"pw": _pw_net, "pw_perm": _pw_perm_net, "bwd": _bwd_net, "pw_tile": _pw_tile_net, "conv": _conv_net, "dw": _dw_net, "dw4": _dw4_net, "dw4_lean": _dw4_lean_net,
           "dw4_edge": _dw4_edge_net, "big": _big_net, "wide_pw": _wide_pw_net}
 
 

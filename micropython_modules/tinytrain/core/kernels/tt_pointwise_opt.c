@@ -733,6 +733,62 @@ static TT_NOINLINE void pw_xw_tiles(const pw_pass_t *P, const uint32_t *xw, uint
     }
 }
 
+/* pw_widen_pair's words and row sums of two weight rows pa, pb of n
+   weights (n a multiple of 4), added to *sa, *sb. The operands are early
+   clobbers: end may be pb's value, which GCC could otherwise give one register. */
+static void pw_widen_rows(uint32_t *w16, const int8_t *pa, const int8_t *pb, uint32_t n, int32_t *sa,
+                          int32_t *sb) {
+    const int8_t *end = pa + n;
+    int32_t s0 = *sa, s1 = *sb;
+    uint32_t u, u2, v, v2;
+    if (n) { /* pw_widen_pair's loop */
+        __asm__ volatile("1:\n\t"
+                         "ldr %[u], [%[pa]], #4\n\t"
+                         "ldr %[v], [%[pb]], #4\n\t"
+                         "sxtb16 %[u2], %[u]\n\t"
+                         "sxtb16 %[u], %[u], ror #8\n\t"
+                         "sxtb16 %[v2], %[v]\n\t"
+                         "sxtb16 %[v], %[v], ror #8\n\t"
+                         "strd %[u2], %[u], [%[d]], #8\n\t"
+                         "strd %[v2], %[v], [%[d]], #8\n\t"
+                         "smlad %[s0], %[u2], %[one], %[s0]\n\t"
+                         "smlad %[s0], %[u], %[one], %[s0]\n\t"
+                         "smlad %[s1], %[v2], %[one], %[s1]\n\t"
+                         "smlad %[s1], %[v], %[one], %[s1]\n\t"
+                         "cmp %[pa], %[end]\n\t"
+                         "bne 1b"
+                         : [u] "=&r"(u), [u2] "=&r"(u2), [v] "=&r"(v), [v2] "=&r"(v2), [pa] "+&r"(pa),
+                           [pb] "+&r"(pb), [d] "+&r"(w16), [s0] "+&r"(s0), [s1] "+&r"(s1)
+                         : [end] "r"(end), [one] "r"(0x00010001u)
+                         : "cc", "memory");
+    }
+    *sa = s0;
+    *sb = s1;
+}
+
+/* pw_xw with a perm (weight j meets input channel perm[j]): the pixels'
+   inputs are gathered in weight storage order as they are widened (per 4
+   positions j the words (x[perm[j]], x[perm[j + 2]]), (x[perm[j + 1]],
+   x[perm[j + 3]])), so the weights widen as stored, a channel's trained
+   positions [0, nt) from the trained rows, the others from the model's
+   (nt a multiple of 4): no per-weight perm step for each channel pair. */
+static void pw_xw_gather(uint32_t *d, const int8_t *x, uint32_t n, uint32_t cin, const uint16_t *perm) {
+    for (uint32_t p = 0; p < n; p++, x += cin) {
+        for (uint32_t j = 0; j < cin; j += 4u, d += 2) {
+            d[0] = pack16(x[perm[j]], x[perm[j + 2u]]);
+            d[1] = pack16(x[perm[j + 1u]], x[perm[j + 3u]]);
+        }
+    }
+}
+
+/* The sums of channels a (a[0]) and b (a[2]) at one widened pixel xw. */
+static void pw_xw_dot1(const uint32_t *xw, const uint32_t *w16, uint32_t cin, int32_t *a) {
+    for (uint32_t i = 0; i < cin / 4u; i++, xw += 2, w16 += 4) {
+        a[0] = tt_smlad(xw[1], w16[1], tt_smlad(xw[0], w16[0], a[0]));
+        a[2] = tt_smlad(xw[1], w16[3], tt_smlad(xw[0], w16[2], a[2]));
+    }
+}
+
 /* tt_pointwise_opt with the inputs widened to int16 as well (layers of few
    input channels, cin a multiple of 8 up to PW_XW_MAX_CIN): blocks of pixels
    are widened into buf after a channel pair's weights, once for all pairs,
@@ -753,7 +809,7 @@ static int pw_xw(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, uint8_t
     const int32_t zx = in->zero, zy = out->zero;
     uint32_t *w16 = buf, *xw = buf + cin;
     if (!cin || cin % 8u || cin > PW_XW_MAX_CIN || cout % 2u || npix < 2u || !tt_full_range(L) ||
-        (W.perm && npix > bmax)) {
+        (W.perm && L->n_train % 4u)) {
         return 0;
     }
     for (uint32_t c = 0; c < cout; c++) {
@@ -774,6 +830,9 @@ static int pw_xw(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, uint8_t
         const int8_t *xb = x + b0 * cin, *xe = xb + n * cin; /* n cin: a multiple of 8 */
         uint32_t *d = xw;
         uint32_t u, u2, v, v2;
+        if (W.perm) {
+            pw_xw_gather(xw, xb, n, cin, W.perm);
+        } else
         __asm__ volatile("1:\n\t" /* 9 instructions per 8 bytes */
                          "ldr %[v], [%[s], #4]\n\t"
                          "ldr %[u], [%[s]], #8\n\t"
@@ -793,8 +852,11 @@ static int pw_xw(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, uint8_t
             int32_t sa, sb;
             P->c = c;
             P->wa = W.wf + c * cin;
-            if (W.perm) {
-                pw_widen_pair_perm(w16, tail, W.wt, W.wf, L->n_train, cin, W.perm, c, c + 1u, &sa, &sb);
+            if (W.perm) { /* the weights as stored (pw_xw_gather) */
+                const uint32_t nt = L->n_train;
+                sa = sb = 0;
+                pw_widen_rows(w16, W.wt + c * nt, W.wt + (c + 1u) * nt, nt, &sa, &sb);
+                pw_widen_rows(w16 + nt, W.wf + c * cin + nt, W.wf + (c + 1u) * cin + nt, cin - nt, &sa, &sb);
                 P->wtail = tail;
                 P->woff = 4u;
             } else {
@@ -822,7 +884,11 @@ static int pw_xw(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, uint8_t
                 a[1] = P->ba;
                 a[2] = P->bb;
                 a[3] = P->bb;
-                dot_w16_ool(x + pl * cin, w16, P->wtail, 0u, P->woff, cin, a);
+                if (W.perm) {
+                    pw_xw_dot1(xw + (n - 1u) * cin / 2u, w16, cin, a);
+                } else {
+                    dot_w16_ool(x + pl * cin, w16, P->wtail, 0u, P->woff, cin, a);
+                }
                 tt_store_out(y, mask, pl * cout + c, rqz_apply(a[0], P->za.mult, P->za.rz, P->za.k), 0, -128, 127);
                 tt_store_out(y, mask, pl * cout + c + 1u, rqz_apply(a[2], P->zb.mult, P->zb.rz, P->zb.k), 0, -128, 127);
             }

@@ -292,13 +292,65 @@ static void dw_update_weights(tt_trainer *t, const tt_layer_rec *L, const tt_upd
    once as int16 pairs (s[p][j] - zx, s[p+1][j] - zx) on the stack (the
    input zero point taken out there: no second sum of g), the gradients of
    channels c, c+1 as pairs (g[p][c], g[p+1][c]) (PKHBT, PKHTB per two
-   words); per pixel pair 3 LDRD and 8 SMLAD. |sum g (s - zx)| <= npos
+   words, once per channel pair for as many groups of 4 trained channels
+   as the stack buffer of regrouped inputs holds); per pixel pair 3 LDRD and 8 SMLAD. |sum g (s - zx)| <= npos
    32767 255 < 2^31 for npos <= 2 PW_WG_MAX_PAIRS: the sums are exact. The
    weights are updated block by block (the reference goes output channel by
    output channel; an update reads only sums, so the order changes no
    result, but the grad hook sees the reference's order: with a hook the
    general loop runs). */
 #define PW_WG_MAX_PAIRS 96u /* 16 + 8 bytes a pixel pair: within TT_OPT_STACK_BYTES */
+
+/* The sums of one group of 4 trained channels (s2: npp pixel pairs of 4
+   words) with the regrouped gradients of a channel pair (g2: 2 words a
+   pixel pair): v[0..3] channel c, v[4..7] channel c + 1. */
+static TT_NOINLINE void pw_wg_sums(const uint32_t *g2, const uint32_t *s2, uint32_t npp, int32_t *v) {
+    int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, b0 = 0, b1 = 0, b2 = 0, b3 = 0;
+#if TT_DSP_ASM_WIDE
+    const uint32_t *gp = g2, *sp = s2, *const gend = g2 + 2u * npp;
+    uint32_t ga, gb, s0, s1;
+    __asm__ volatile("1:\n\t" /* 14 instructions a pixel pair (GCC: 17) */
+                     "ldrd %[ga], %[gb], [%[gp]], #8\n\t"
+                     "ldrd %[s0], %[s1], [%[sp]], #8\n\t"
+                     "smlad %[a0], %[ga], %[s0], %[a0]\n\t"
+                     "smlad %[a1], %[ga], %[s1], %[a1]\n\t"
+                     "smlad %[b0], %[gb], %[s0], %[b0]\n\t"
+                     "smlad %[b1], %[gb], %[s1], %[b1]\n\t"
+                     "ldrd %[s0], %[s1], [%[sp]], #8\n\t"
+                     "smlad %[a2], %[ga], %[s0], %[a2]\n\t"
+                     "smlad %[a3], %[ga], %[s1], %[a3]\n\t"
+                     "smlad %[b2], %[gb], %[s0], %[b2]\n\t"
+                     "smlad %[b3], %[gb], %[s1], %[b3]\n\t"
+                     "ldr %[s0], %[e]\n\t"
+                     "cmp %[gp], %[s0]\n\t"
+                     "bne 1b"
+                     : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [b0] "+r"(b0), [b1] "+r"(b1),
+                       [b2] "+r"(b2), [b3] "+r"(b3), [ga] "=&r"(ga), [gb] "=&r"(gb), [s0] "=&r"(s0), [s1] "=&r"(s1),
+                       [gp] "+r"(gp), [sp] "+r"(sp)
+                     : [e] "m"(gend)
+                     : "cc", "memory");
+#else
+    for (uint32_t pp = 0; pp < npp; pp++) {
+        const uint32_t ga = g2[2u * pp], gb = g2[2u * pp + 1u], *sp = s2 + 4u * pp;
+        a0 = tt_smlad(ga, sp[0], a0);
+        a1 = tt_smlad(ga, sp[1], a1);
+        a2 = tt_smlad(ga, sp[2], a2);
+        a3 = tt_smlad(ga, sp[3], a3);
+        b0 = tt_smlad(gb, sp[0], b0);
+        b1 = tt_smlad(gb, sp[1], b1);
+        b2 = tt_smlad(gb, sp[2], b2);
+        b3 = tt_smlad(gb, sp[3], b3);
+    }
+#endif
+    v[0] = a0;
+    v[1] = a1;
+    v[2] = a2;
+    v[3] = a3;
+    v[4] = b0;
+    v[5] = b1;
+    v[6] = b2;
+    v[7] = b3;
+}
 
 static int pw_update_weights_smlad(tt_trainer *t, const tt_layer_rec *L, const tt_update_params *P) {
     uint32_t s2[PW_WG_MAX_PAIRS * 4u], g2[PW_WG_MAX_PAIRS * 2u];
@@ -314,28 +366,33 @@ static int pw_update_weights_smlad(tt_trainer *t, const tt_layer_rec *L, const t
     if (t->grad_hook || nt % 4u || C % 2u || npos % 2u || npp > PW_WG_MAX_PAIRS || !npp) {
         return 0;
     }
-    for (uint32_t j = 0; j < nt; j += 4u) {
-        for (uint32_t pp = 0; pp < npp; pp++) {
-            const int8_t *sp = s + 2u * pp * nt + j;
-            const uint32_t a = tt_ld32(sp), b = tt_ld32(sp + nt);
-            const uint32_t a02 = tt_widen02(a), a13 = tt_widen13(a), b02 = tt_widen02(b), b13 = tt_widen13(b);
-            const uint32_t v[4] = {(a02 & 0xFFFFu) | (b02 << 16),      /* j */
-                                   (a13 & 0xFFFFu) | (b13 << 16),      /* j + 1 */
-                                   (a02 >> 16) | (b02 & 0xFFFF0000u),  /* j + 2 */
-                                   (a13 >> 16) | (b13 & 0xFFFF0000u)}; /* j + 3 */
-            uint32_t *d = s2 + 4u * pp;
-            for (uint32_t i = 0; i < 4u; i++) { /* s - zx in [-255, 255]: no lane overflows */
+    /* as many groups of 4 trained channels as s2 holds share each regrouping of g */
+    const uint32_t gmax = PW_WG_MAX_PAIRS / npp;
+    for (uint32_t j0 = 0; j0 < nt; j0 += 4u * gmax) {
+        const uint32_t ng = (nt - j0) / 4u < gmax ? (nt - j0) / 4u : gmax;
+        for (uint32_t gi = 0; gi < ng; gi++) {
+            const uint32_t j = j0 + 4u * gi;
+            for (uint32_t pp = 0; pp < npp; pp++) {
+                const int8_t *sp = s + 2u * pp * nt + j;
+                const uint32_t a = tt_ld32(sp), b = tt_ld32(sp + nt);
+                const uint32_t a02 = tt_widen02(a), a13 = tt_widen13(a), b02 = tt_widen02(b), b13 = tt_widen13(b);
+                const uint32_t v[4] = {(a02 & 0xFFFFu) | (b02 << 16),      /* j */
+                                       (a13 & 0xFFFFu) | (b13 << 16),      /* j + 1 */
+                                       (a02 >> 16) | (b02 & 0xFFFF0000u),  /* j + 2 */
+                                       (a13 >> 16) | (b13 & 0xFFFF0000u)}; /* j + 3 */
+                uint32_t *d = s2 + 4u * (gi * npp + pp);
+                for (uint32_t i = 0; i < 4u; i++) { /* s - zx in [-255, 255]: no lane overflows */
 #if TT_DSP
-                d[i] = (uint32_t)__ssub16((int32_t)v[i], (int32_t)pack16(zx, zx));
+                    d[i] = (uint32_t)__ssub16((int32_t)v[i], (int32_t)pack16(zx, zx));
 #else
-                d[i] = pack16(lo16(v[i]) - zx, hi16(v[i]) - zx);
+                    d[i] = pack16(lo16(v[i]) - zx, hi16(v[i]) - zx);
 #endif
+                }
             }
         }
         for (uint32_t c = 0; c < C; c += 2u) {
             /* C even and the values 4-byte aligned: (g[p][c], g[p][c+1]) is a word */
             const uint32_t *gw = (const uint32_t *)(const void *)(g + c);
-            int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, b0 = 0, b1 = 0, b2 = 0, b3 = 0;
 #if TT_DSP
             {
                 uint32_t *d = g2, u, v, x;
@@ -360,54 +417,19 @@ static int pw_update_weights_smlad(tt_trainer *t, const tt_layer_rec *L, const t
                 g2[2u * pp + 1u] = (u >> 16) | (v & 0xFFFF0000u);
             }
 #endif
-#if TT_DSP_ASM_WIDE
-            {
-                const uint32_t *gp = g2, *sp = s2, *const gend = g2 + 2u * npp;
-                uint32_t ga, gb, s0, s1;
-                __asm__ volatile("1:\n\t" /* 14 instructions a pixel pair (GCC: 17) */
-                                 "ldrd %[ga], %[gb], [%[gp]], #8\n\t"
-                                 "ldrd %[s0], %[s1], [%[sp]], #8\n\t"
-                                 "smlad %[a0], %[ga], %[s0], %[a0]\n\t"
-                                 "smlad %[a1], %[ga], %[s1], %[a1]\n\t"
-                                 "smlad %[b0], %[gb], %[s0], %[b0]\n\t"
-                                 "smlad %[b1], %[gb], %[s1], %[b1]\n\t"
-                                 "ldrd %[s0], %[s1], [%[sp]], #8\n\t"
-                                 "smlad %[a2], %[ga], %[s0], %[a2]\n\t"
-                                 "smlad %[a3], %[ga], %[s1], %[a3]\n\t"
-                                 "smlad %[b2], %[gb], %[s0], %[b2]\n\t"
-                                 "smlad %[b3], %[gb], %[s1], %[b3]\n\t"
-                                 "ldr %[s0], %[e]\n\t"
-                                 "cmp %[gp], %[s0]\n\t"
-                                 "bne 1b"
-                                 : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [b0] "+r"(b0),
-                                   [b1] "+r"(b1), [b2] "+r"(b2), [b3] "+r"(b3), [ga] "=&r"(ga), [gb] "=&r"(gb),
-                                   [s0] "=&r"(s0), [s1] "=&r"(s1), [gp] "+r"(gp), [sp] "+r"(sp)
-                                 : [e] "m"(gend)
-                                 : "cc", "memory");
-            }
-#else
-            for (uint32_t pp = 0; pp < npp; pp++) {
-                const uint32_t ga = g2[2u * pp], gb = g2[2u * pp + 1u], *sp = s2 + 4u * pp;
-                a0 = tt_smlad(ga, sp[0], a0);
-                a1 = tt_smlad(ga, sp[1], a1);
-                a2 = tt_smlad(ga, sp[2], a2);
-                a3 = tt_smlad(ga, sp[3], a3);
-                b0 = tt_smlad(gb, sp[0], b0);
-                b1 = tt_smlad(gb, sp[1], b1);
-                b2 = tt_smlad(gb, sp[2], b2);
-                b3 = tt_smlad(gb, sp[3], b3);
-            }
-#endif
-            {
-                const uint32_t base = c * nt + j;
-                weight_step(t, P, w, res, base, a0, 0.0f, 1.0f, qas[c]);
-                weight_step(t, P, w, res, base + 1u, a1, 0.0f, 1.0f, qas[c]);
-                weight_step(t, P, w, res, base + 2u, a2, 0.0f, 1.0f, qas[c]);
-                weight_step(t, P, w, res, base + 3u, a3, 0.0f, 1.0f, qas[c]);
-                weight_step(t, P, w, res, base + nt, b0, 0.0f, 1.0f, qas[c + 1u]);
-                weight_step(t, P, w, res, base + nt + 1u, b1, 0.0f, 1.0f, qas[c + 1u]);
-                weight_step(t, P, w, res, base + nt + 2u, b2, 0.0f, 1.0f, qas[c + 1u]);
-                weight_step(t, P, w, res, base + nt + 3u, b3, 0.0f, 1.0f, qas[c + 1u]);
+            for (uint32_t gi = 0; gi < ng; gi++) {
+                const uint32_t j = j0 + 4u * gi;
+                int32_t v[8];
+                pw_wg_sums(g2, s2 + 4u * gi * npp, npp, v);
+                {
+                    const uint32_t base = c * nt + j;
+                    for (uint32_t i = 0; i < 4u; i++) {
+                        weight_step(t, P, w, res, base + i, v[i], 0.0f, 1.0f, qas[c]);
+                    }
+                    for (uint32_t i = 0; i < 4u; i++) {
+                        weight_step(t, P, w, res, base + nt + i, v[4u + i], 0.0f, 1.0f, qas[c + 1u]);
+                    }
+                }
             }
         }
     }
