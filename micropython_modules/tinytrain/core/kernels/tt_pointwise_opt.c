@@ -1421,6 +1421,93 @@ static void ig_pair(const uint32_t *wp, const int16_t *g, int16_t *dx, uint32_t 
     r->seen |= seen;
 }
 
+/* The one-pass run redoes every tile stored before the shift's last
+   raise (tt_g16_run). Layers of many pixels first take the sums of one
+   pixel, the one of the largest sum of squared gradients, at every input
+   channel: their largest magnitude starts the run's shift, so a later
+   raise (a tile above all of that pixel's) is rare. Those sums are among
+   the kernel's own, so the final shift is the same. */
+#define PW_IG_FIRST_MIN_PIX 32u
+
+/* OR of |sum_c gp[c] w[c ws + j]| over j in [j0, j1): int32 sums over
+   blocks of 256 channels (|each| < 2^31), int64 across them. */
+static uint64_t pw_ig_pixel_or(const int16_t *gp, const int8_t *w, uint32_t ws, uint32_t j0, uint32_t j1,
+                               uint32_t cout) {
+    uint64_t m = 0;
+    uint32_t j = j0;
+    for (; j + 4u <= j1; j += 4u) {
+        int64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+        for (uint32_t c0 = 0; c0 < cout; c0 += 256u) {
+            const uint32_t c1 = cout - c0 < 256u ? cout : c0 + 256u;
+            const int8_t *wp = w + c0 * ws + j;
+            int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+            for (uint32_t c = c0; c < c1; c++, wp += ws) {
+                const uint32_t v = tt_ld32(wp);
+                const int32_t gv = gp[c];
+#if TT_DSP
+                const uint32_t v02 = (uint32_t)__sxtb16(v), v13 = tt_sxtb16_hi(v);
+                a0 = __smlabb((int32_t)v02, gv, a0);
+                a2 = __smlatb((int32_t)v02, gv, a2);
+                a1 = __smlabb((int32_t)v13, gv, a1);
+                a3 = __smlatb((int32_t)v13, gv, a3);
+#else
+                a0 += gv * (int8_t)(v & 0xFFu);
+                a1 += gv * (int8_t)((v >> 8) & 0xFFu);
+                a2 += gv * (int8_t)((v >> 16) & 0xFFu);
+                a3 += gv * (int8_t)(v >> 24);
+#endif
+            }
+            s0 += a0;
+            s1 += a1;
+            s2 += a2;
+            s3 += a3;
+        }
+        m |= tt_abs64(s0) | tt_abs64(s1) | tt_abs64(s2) | tt_abs64(s3);
+    }
+    for (; j < j1; j++) {
+        int64_t a = 0;
+        for (uint32_t c = 0; c < cout; c++) {
+            a += (int64_t)gp[c] * w[c * ws + j];
+        }
+        m |= tt_abs64(a);
+    }
+    return m;
+}
+
+static void pw_ig_first_shift(const int16_t *g, const int8_t *wt, const int8_t *wf, uint32_t nt, uint32_t cin,
+                              uint32_t cout, uint32_t npix, tt_g16_run *r) {
+    uint64_t best = 0, m;
+    uint32_t pbest = 0;
+    for (uint32_t p = 0; p < npix; p++) {
+        const int16_t *gp = g + p * cout;
+        uint64_t q = 0;
+        uint32_t c = 0;
+#if TT_DSP /* cout even, g 4-byte aligned (the caller's) */
+        int64_t a = 0;
+        for (; c + 2u <= cout; c += 2u) {
+            const int32_t v = (int32_t)tt_ld32(gp + c);
+            a = __smlald(v, v, a);
+        }
+        q = (uint64_t)a;
+#endif
+        for (; c < cout; c++) {
+            q += (uint64_t)((int32_t)gp[c] * gp[c]);
+        }
+        if (q > best) {
+            best = q;
+            pbest = p;
+        }
+    }
+    if (!best) {
+        return;
+    }
+    m = pw_ig_pixel_or(g + pbest * cout, wt, nt, 0u, nt, cout) |
+        pw_ig_pixel_or(g + pbest * cout, wf, cin, nt, cin, cout);
+    if (m >= r->lim) {
+        tt_g16_run_check(r, m);
+    }
+}
+
 int tt_pointwise_input_grad_run(tt_trainer *t, const tt_layer_rec *L, const int16_t *g, tt_g16_run *r) {
     uint32_t wp[PW_IG_MAX_COUT]; /* cout / 2 pairs x 2 input channels */
     const tt_model *m = &t->model;
@@ -1432,6 +1519,9 @@ int tt_pointwise_input_grad_run(tt_trainer *t, const tt_layer_rec *L, const int1
     const uint32_t npair = cout / 2u;
     if (cout % 2u || cout > PW_IG_MAX_COUT) {
         return 0;
+    }
+    if (r->tile == 0u && r->stop == 0xFFFFFFFFu && npix >= PW_IG_FIRST_MIN_PIX) { /* the first run */
+        pw_ig_first_shift(g, wt, wf, nt, cin, cout, npix, r);
     }
     for (uint32_t j = 0; j < cin && r->tile < r->stop; j += 2u) {
         const uint32_t j1 = j + 1u < cin ? j + 1u : j; /* odd cin: the last one twice */
