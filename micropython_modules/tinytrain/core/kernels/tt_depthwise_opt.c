@@ -1404,6 +1404,79 @@ static int dw_input_grad_c4(tt_trainer *t, const tt_layer_rec *L, const int16_t 
 }
 
 #if TT_DSP_ASM_WIDE
+/* The first pass of a two-pass input gradient (one written over its
+   output gradient) finds only the shift (tt_g16_shift: the bit length of
+   the largest |sum|, counted from 15) and whether any sum is not 0. Channel
+   c's sums are at most U = max_p |g[p][c]| sum_t |w[c][t]|; a group of 4
+   channels whose largest U has at most the bit length n = max(15, bit
+   length of the sums' OR so far) changes neither once that OR is not 0
+   (nor when U = 0), and is skipped. The group of the largest bound goes
+   first. The bounds' bit lengths are kept in nb (one word a group). */
+typedef struct {
+    uint32_t *nb;
+    uint32_t first;
+} dw_skip_t;
+
+/* Per lane of w the largest and the smallest value so far (from 0). */
+static inline void dw_max_step(uint32_t w, uint32_t *hi, uint32_t *lo) {
+    uint32_t t;
+    __asm__("ssub16 %[t], %[w], %[hi]\n\t"
+            "sel %[hi], %[w], %[hi]\n\t"
+            "ssub16 %[t], %[lo], %[w]\n\t"
+            "sel %[lo], %[w], %[lo]"
+            : [hi] "+r"(*hi), [lo] "+r"(*lo), [t] "=&r"(t)
+            : [w] "r"(w));
+}
+
+/* 1: S->nb and S->first made (C / 4 <= cap); 0: no skipping. */
+static int dw_skip_make(dw_skip_t *S, uint32_t *nb, uint32_t cap, const int16_t *g, uint32_t npos, uint32_t C,
+                        const tt_layer_rec *L, const int8_t *wt, const int8_t *wf, uint32_t kk) {
+    uint32_t best = 0;
+    if (C / 4u > cap) {
+        return 0;
+    }
+    S->nb = nb;
+    S->first = 0;
+    for (uint32_t c0 = 0; c0 < C; c0 += 4u) {
+        const uint32_t *gp = (const uint32_t *)(const void *)(g + c0); /* C, c0 multiples of 4 */
+        uint32_t h01 = 0, l01 = 0, h23 = 0, l23 = 0, u = 0;
+        for (uint32_t p = 0; p < npos; p++, gp += C / 2u) {
+            dw_max_step(gp[0], &h01, &l01);
+            dw_max_step(gp[1], &h23, &l23);
+        }
+        for (uint32_t i = 0; i < 4u; i++) {
+            const uint32_t j = c0 + i, h = i < 2u ? h01 : h23, l = i < 2u ? l01 : l23;
+            const int32_t hi = i & 1u ? hi16(h) : lo16(h), lo = i & 1u ? hi16(l) : lo16(l);
+            const int8_t *w = j < L->n_train ? wt + j * kk : wf + j * kk;
+            uint32_t sw = 0;
+            for (uint32_t tap = 0; tap < kk; tap++) {
+                sw += (uint32_t)(w[tap] < 0 ? -w[tap] : w[tap]);
+            }
+            sw *= (uint32_t)(-lo > hi ? -lo : hi); /* < 2^15 128 49 */
+            u = sw > u ? sw : u;
+        }
+        nb[c0 / 4u] = tt_bitlen64_fast(u);
+        if (u > best) {
+            best = u;
+            S->first = c0 / 4u;
+        }
+    }
+    return 1;
+}
+
+/* The group of the i-th turn: S->first, then the others in order. */
+static inline uint32_t dw_skip_order(const dw_skip_t *S, uint32_t i) {
+    return i == 0u ? S->first : (i - 1u < S->first ? i - 1u : i);
+}
+
+/* Group gi needs no sums with seen the OR of those so far. */
+static inline int dw_skip_group(const dw_skip_t *S, uint32_t gi, uint32_t seen) {
+    const uint32_t nb = S->nb[gi], n = tt_bitlen64_fast(seen);
+    return nb == 0u || (seen && nb <= (n > 15u ? n : 15u));
+}
+#endif
+
+#if TT_DSP_ASM_WIDE
 /* dw_input_grad_c4 with an input row's pixels in one asm block, dwig_row:
    per pixel a word, the sum of its row's and its column's (made once per
    layer), gives its gradient offset, first weight tap, kernel rows and
@@ -1584,6 +1657,8 @@ static int dw_input_grad_rows(tt_trainer *t, const tt_layer_rec *L, const int16_
     uint32_t lim = r ? (r->lim > 0xFFFFFFFFu ? 0xFFFFFFFFu : (uint32_t)r->lim) : 0xFFFFFFFFu;
     uint32_t e = r ? r->e : (dx ? dx->e : 0u);
     dwig_row_k K;
+    dw_skip_t S;
+    int skip;
     if (L->perm_off != TT_NO_OFFSET || C % 4u || H > DW_MAX_SIDE || W > DW_MAX_SIDE || KW > 7u || L->kh > 7u ||
         (s != 1u && s != 2u) || 2u * (uint32_t)out->h * OW * C >= 1u << 20) {
         return 0;
@@ -1606,8 +1681,14 @@ static int dw_input_grad_rows(tt_trainer *t, const tt_layer_rec *L, const int16_
     K.m = 0x80018001u;
     K.seen = 0;
     K.wbase = wtab;
-    for (uint32_t c0 = 0; c0 < C; c0 += 4u) {
+    /* the first pass of a gradient in place: the group bounds after cw's columns */
+    skip = !d && !r && dw_skip_make(&S, cw + W, DW_MAX_SIDE - W, g, (uint32_t)out->h * OW, C, L, wt, wf, kk);
+    for (uint32_t gi = 0; gi < C / 4u; gi++) {
+        const uint32_t c0 = 4u * (skip ? dw_skip_order(&S, gi) : gi);
         const int8_t *w[4];
+        if (skip && dw_skip_group(&S, c0 / 4u, K.seen)) {
+            continue;
+        }
         for (uint32_t i = 0; i < 4u; i++) {
             const uint32_t j = c0 + i; /* no perm: storage position = channel */
             w[i] = j < L->n_train ? wt + j * kk : wf + j * kk;
@@ -1670,6 +1751,7 @@ static int dw_input_grad_rows(tt_trainer *t, const tt_layer_rec *L, const int16_
    also keeps the group's gradient while its own input gradient is written
    (a group writes only its own channels). */
 #define DWIG_PAD_BYTES 1600u
+#define DW_SKIP_GROUPS 144u /* the bounds of up to 576 channels */
 
 typedef struct {
     const uint8_t *gpix;   /* the next pixel's frame cell (its window's first tap) */
@@ -1782,7 +1864,7 @@ static TT_NOINLINE uint32_t dwig3_row(dwig3_k *K, uint32_t rs, int32_t *v) {
 static int dw_input_grad_pad3(tt_trainer *t, const tt_layer_rec *L, const int16_t *g, tt_g16_sink *dx,
                               tt_g16_run *r) {
     uint32_t frame[DWIG_PAD_BYTES / 4u];
-    uint32_t wtab[9u * 2u];
+    uint32_t wtab[9u * 2u], nb[DW_SKIP_GROUPS];
     const tt_model *m = &t->model;
     const tt_tensor_rec *in = tt_tensor(m, L->in), *out = tt_tensor(m, L->out);
     const int8_t *wf = tt_weights_frozen(m, L);
@@ -1794,6 +1876,8 @@ static int dw_input_grad_pad3(tt_trainer *t, const tt_layer_rec *L, const int16_
     uint32_t lim = r ? (r->lim > 0xFFFFFFFFu ? 0xFFFFFFFFu : (uint32_t)r->lim) : 0xFFFFFFFFu;
     uint32_t e = r ? r->e : (dx ? dx->e : 0u);
     dwig3_k K;
+    dw_skip_t S;
+    int skip;
     /* output row oh sits at frame row oh + 2 - pt (as columns): inside the frame */
     if (L->perm_off != TT_NO_OFFSET || C % 4u || L->kh != 3u || L->kw != 3u || L->stride != 1u || pt > 2u ||
         pl > 2u || OH + 2u - pt > H + 2u || OW + 2u - pl > PW || (H + 2u) * rs > DWIG_PAD_BYTES) {
@@ -1804,8 +1888,13 @@ static int dw_input_grad_pad3(tt_trainer *t, const tt_layer_rec *L, const int16_
     K.m = 0x80018001u;
     K.dstep = 2u * C;
     K.seen = 0;
-    for (uint32_t c0 = 0; c0 < C; c0 += 4u) {
+    skip = !d && !r && dw_skip_make(&S, nb, DW_SKIP_GROUPS, g, OH * OW, C, L, wt, wf, 9u);
+    for (uint32_t gi = 0; gi < C / 4u; gi++) {
+        const uint32_t c0 = 4u * (skip ? dw_skip_order(&S, gi) : gi);
         const int8_t *w[4];
+        if (skip && dw_skip_group(&S, c0 / 4u, K.seen)) {
+            continue;
+        }
         for (uint32_t i = 0; i < 4u; i++) {
             const uint32_t j = c0 + i; /* no perm: storage position = channel */
             w[i] = j < L->n_train ? wt + j * 9u : wf + j * 9u;
