@@ -157,7 +157,13 @@ void tt_backward_layer(tt_trainer *t, uint32_t li, const tt_op_rec *op) {
     {
         const float k = (t->lr * L->lr_scale) * sg;
         const uint32_t npos = (uint32_t)out->h * out->w;
-        if (L->flags & TT_LF_TRAIN_BIAS) {
+        float sgp = 0.0f;
+        int prescaled = 0; /* the bias update and the prescale in one pass */
+#if TT_OPTIMIZED
+        prescaled = (L->flags & TT_LF_TRAIN_BIAS) && op->t[TT_BWD_IN_GRAD] != TT_NONE &&
+                    tt_bias_prescale_opt(t, li, L, g, npos, out->c, sg, k, &sgp);
+#endif
+        if ((L->flags & TT_LF_TRAIN_BIAS) && !prescaled) {
 #if TT_OPTIMIZED
             if (!tt_update_biases_opt(t, li, L, g, npos, out->c, sg, k))
 #endif
@@ -168,13 +174,14 @@ void tt_backward_layer(tt_trainer *t, uint32_t li, const tt_op_rec *op) {
                update (true SGD); the weight update then reads the prescaled
                gradient G' = G s_w[c] / s_wmax 2^k, and the model's weight
                factors for such a layer carry the extra 1/s_w[c]. */
-            float sgp;
             const float *hook_div = t->grad_hook && L->wscale_off != TT_NO_OFFSET
                                         ? TT_BLOB(m, float, L->wscale_off) : NULL;
+            if (!prescaled) {
 #if TT_OPTIMIZED
-            if (!tt_prescale_opt(m, L, g, n, out->c, sg, &sgp))
+                if (!tt_prescale_opt(m, L, g, n, out->c, sg, &sgp))
 #endif
-                sgp = tt_prescale_ref(m, L, g, n, out->c, sg);
+                    sgp = tt_prescale_ref(m, L, g, n, out->c, sg);
+            }
             input_grad(t, L, g, sgp, op->t[TT_BWD_IN_GRAD]);
             if (L->n_train) {
                 const tt_update_params P = {li, g, op->t[TT_BWD_SAVED], sgp, (t->lr * L->lr_scale) * sgp, hook_div};

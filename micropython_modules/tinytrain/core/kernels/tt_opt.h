@@ -428,6 +428,9 @@ int tt_update_biases_opt(tt_trainer *t, uint32_t li, const tt_layer_rec *L, cons
                          uint32_t C, float sg, float k);
 int tt_prescale_opt(const tt_model *m, const tt_layer_rec *L, int16_t *g, uint32_t n, uint32_t C, float sg,
                     float *sgp);
+/* tt_update_biases_opt and tt_prescale_opt in one pass over g where it can (else 0) */
+int tt_bias_prescale_opt(tt_trainer *t, uint32_t li, const tt_layer_rec *L, int16_t *g, uint32_t npos, uint32_t C,
+                         float sg, float k, float *sgp);
 
 /* tt_*_host.c (shared helpers in tt_host_simd.h): the host simulator's build
    only (setup.py defines TT_HOST_SIMD=1); 0 when it does not handle the case.

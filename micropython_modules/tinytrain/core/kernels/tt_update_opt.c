@@ -39,10 +39,22 @@ WEIGHT_STEP_FN void weight_step(tt_trainer *t, const tt_update_params *P, int8_t
     }
 }
 
+/* The bias steps of channels c0 .. c0 + nc - 1 from their gradient sums a. */
+static void bias_steps(tt_trainer *t, uint32_t li, const tt_layer_rec *L, uint32_t c0, uint32_t nc, const int64_t *a,
+                       float sg, float k) {
+    const float *qas = TT_BLOB(&t->model, float, L->qas_b_off);
+    for (uint32_t i = 0; i < nc; i++) {
+        const uint32_t c = c0 + i;
+        if (t->grad_hook) {
+            t->grad_hook(t->grad_hook_ctx, li, TT_GRAD_HOOK_BIAS | c, a[i], sg);
+        }
+        tt_bias_apply(t, L, c, tt_rint_sat_fast((tt_f32_from_i64_fast(a[i]) * k) * qas[c], TT_BIAS_LIMIT));
+    }
+}
+
 /* sum_p g[p][c], 4 channels per pass over the positions. */
 int tt_update_biases_opt(tt_trainer *t, uint32_t li, const tt_layer_rec *L, const int16_t *g, uint32_t npos,
                          uint32_t C, float sg, float k) {
-    const float *qas = TT_BLOB(&t->model, float, L->qas_b_off);
     int64_t a[4];
     for (uint32_t c0 = 0; c0 < C; c0 += 4u) {
         const uint32_t nc = C - c0 < 4u ? C - c0 : 4u;
@@ -80,13 +92,7 @@ int tt_update_biases_opt(tt_trainer *t, uint32_t li, const tt_layer_rec *L, cons
                 }
             }
         }
-        for (uint32_t i = 0; i < nc; i++) {
-            const uint32_t c = c0 + i;
-            if (t->grad_hook) {
-                t->grad_hook(t->grad_hook_ctx, li, TT_GRAD_HOOK_BIAS | c, a[i], sg);
-            }
-            tt_bias_apply(t, L, c, tt_rint_sat_fast((tt_f32_from_i64_fast(a[i]) * k) * qas[c], TT_BIAS_LIMIT));
-        }
+        bias_steps(t, li, L, c0, nc, a, sg, k);
     }
     return 1;
 }
@@ -158,6 +164,9 @@ static void prescale_store2(int16_t *g, uint32_t npos, uint32_t C, int32_t fa, i
 }
 #endif
 
+static void prescale_store(const tt_model *m, const tt_layer_rec *L, int16_t *g, uint32_t n, uint32_t C, float sg,
+                           uint64_t pmax, float *sgp);
+
 /* The reference's prescale. The factors are >= 0, so the largest |G gs[c]|
    is max_c gs[c] max_p |G[p][c]|: the first pass is over int16 only. The
    second stores rs(G gs[c], e) from one 32 x 32 -> 64 multiply-add (with the
@@ -166,8 +175,6 @@ int tt_prescale_opt(const tt_model *m, const tt_layer_rec *L, int16_t *g, uint32
                     float *sgp) {
     const int32_t *pm = TT_BLOB(m, int32_t, L->gscale_off);
     uint64_t pmax = 0;
-    uint32_t e;
-    int64_t rnd;
 #if TT_DSP
     const int pairs = C % 2u == 0u && ((uintptr_t)g & 3u) == 0u;
     if (pairs) {
@@ -198,20 +205,30 @@ int tt_prescale_opt(const tt_model *m, const tt_layer_rec *L, int16_t *g, uint32
             pmax = a > pmax ? a : pmax;
         }
     }
+    prescale_store(m, L, g, n, C, sg, pmax, sgp);
+    return 1;
+}
+
+/* The prescale's second pass, pmax = max_c |max_p |G[p][c]| pm[c]|. */
+static void prescale_store(const tt_model *m, const tt_layer_rec *L, int16_t *g, uint32_t n, uint32_t C, float sg,
+                           uint64_t pmax, float *sgp) {
+    const int32_t *pm = TT_BLOB(m, int32_t, L->gscale_off);
+    uint32_t e;
+    int64_t rnd;
     if (pmax == 0 || !(sg > 0.0f)) {
         *sgp = 0.0f;
-        return 1;
+        return;
     }
     e = tt_bitlen64_fast(pmax);
     e = e > 15u ? e - 15u : 0u; /* tt_g16_shift */
     rnd = e ? (int64_t)1 << (e - 1u) : 0;
 #if TT_DSP
-    if (pairs && e >= 17u) {
+    if (C % 2u == 0u && ((uintptr_t)g & 3u) == 0u && e >= 17u) {
         for (uint32_t c = 0; c < C; c += 2u) {
             prescale_store2(g + c, n / C, C, pm[c], pm[c + 1u], e);
         }
         *sgp = (sg * tt_pow2f((int32_t)e - 31)) * L->wscale_max;
-        return 1;
+        return;
     }
 #endif
     for (uint32_t c = 0; c < C; c++) {
@@ -231,7 +248,95 @@ int tt_prescale_opt(const tt_model *m, const tt_layer_rec *L, int16_t *g, uint32
         }
     }
     *sgp = (sg * tt_pow2f((int32_t)e - 31)) * L->wscale_max;
+}
+
+#if TT_DSP_ASM_WIDE
+/* One position of bias_max_quad: the 4 values' sums and lane maxima. */
+#define BIAS_MAX_POS                                                                                                 \
+    "ldrd %[u], %[v], [%[gp]]\n\t"                                                                                   \
+    "add %[gp], %[gp], %[C2]\n\t"                                                                                    \
+    "sxtah %[a0], %[a0], %[u]\n\t"                                                                                   \
+    "sxtah %[a1], %[a1], %[u], ror #16\n\t"                                                                          \
+    "sxtah %[a2], %[a2], %[v]\n\t"                                                                                   \
+    "sxtah %[a3], %[a3], %[v], ror #16\n\t"                                                                          \
+    "ssub16 %[t], %[u], %[h01]\n\t"                                                                                  \
+    "sel %[h01], %[u], %[h01]\n\t"                                                                                   \
+    "ssub16 %[t], %[l01], %[u]\n\t"                                                                                  \
+    "sel %[l01], %[u], %[l01]\n\t"                                                                                   \
+    "ssub16 %[t], %[v], %[h23]\n\t"                                                                                  \
+    "sel %[h23], %[v], %[h23]\n\t"                                                                                   \
+    "ssub16 %[t], %[l23], %[v]\n\t"                                                                                  \
+    "sel %[l23], %[v], %[l23]\n\t"
+
+/* Channels c .. c + 3 over npos >= 1 positions (g at channel c, 4-byte
+   aligned, C2 = 2 C bytes a position): the sums a[0..3] (int32: npos <=
+   65536) and per lane the largest and smallest values, hl = (h01, l01, h23,
+   l23), as prescale_max2's. 13 registers. */
+static TT_NOINLINE void bias_max_quad(const int16_t *g, uint32_t npos, uint32_t C2, int32_t *a, uint32_t *hl) {
+    const uint8_t *gp = (const uint8_t *)(const void *)g;
+    const uint8_t *const end = gp + npos * C2; /* an odd position first, then pairs */
+    int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+    uint32_t h01 = 0, l01 = 0, h23 = 0, l23 = 0, u, v, t;
+    if (npos & 1u) {
+        __asm__(BIAS_MAX_POS
+                : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [h01] "+r"(h01), [l01] "+r"(l01),
+                  [h23] "+r"(h23), [l23] "+r"(l23), [u] "=&r"(u), [v] "=&r"(v), [t] "=&r"(t), [gp] "+r"(gp)
+                : [C2] "r"(C2), "m"(*(const uint32_t(*)[2])(const void *)g));
+    }
+    if (npos >= 2u) { /* two positions a loop */
+        __asm__ volatile("1:\n\t" BIAS_MAX_POS BIAS_MAX_POS
+                         "ldr %[t], %[end]\n\t"
+                         "cmp %[gp], %[t]\n\t"
+                         "bne 1b"
+                         : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [h01] "+r"(h01),
+                           [l01] "+r"(l01), [h23] "+r"(h23), [l23] "+r"(l23), [u] "=&r"(u), [v] "=&r"(v),
+                           [t] "=&r"(t), [gp] "+r"(gp)
+                         : [C2] "r"(C2), [end] "m"(end)
+                         : "cc", "memory");
+    }
+    a[0] = a0;
+    a[1] = a1;
+    a[2] = a2;
+    a[3] = a3;
+    hl[0] = h01;
+    hl[1] = l01;
+    hl[2] = h23;
+    hl[3] = l23;
+}
+#endif
+
+/* tt_update_biases_opt and tt_prescale_opt of a layer with both, the bias
+   sums and the prescale's maxima in one pass over g (C a multiple of 4, g
+   4-byte aligned, npos <= 65536); 0: not handled. Same updates in the
+   same order, same prescaled gradient. */
+int tt_bias_prescale_opt(tt_trainer *t, uint32_t li, const tt_layer_rec *L, int16_t *g, uint32_t npos, uint32_t C,
+                         float sg, float k, float *sgp) {
+#if TT_DSP_ASM_WIDE
+    const int32_t *pm = TT_BLOB(&t->model, int32_t, L->gscale_off);
+    uint64_t pmax = 0;
+    if (C % 4u || ((uintptr_t)g & 3u) || npos > 65536u || !npos) {
+        return 0;
+    }
+    for (uint32_t c0 = 0; c0 < C; c0 += 4u) {
+        int32_t s[4];
+        uint32_t hl[4];
+        int64_t a[4];
+        bias_max_quad(g + c0, npos, 2u * C, s, hl);
+        for (uint32_t i = 0; i < 4u; i++) {
+            const uint32_t h = hl[i & 2u], l = hl[(i & 2u) + 1u];
+            const int32_t hi = i & 1u ? hi16(h) : lo16(h), lo = i & 1u ? hi16(l) : lo16(l);
+            const uint64_t m = tt_abs64((int64_t)(-lo > hi ? -lo : hi) * pm[c0 + i]);
+            pmax = m > pmax ? m : pmax;
+            a[i] = s[i];
+        }
+        bias_steps(t, li, L, c0, 4u, a, sg, k);
+    }
+    prescale_store(&t->model, L, g, npos * C, C, sg, pmax, sgp);
     return 1;
+#else
+    (void)t, (void)li, (void)L, (void)g, (void)npos, (void)C, (void)sg, (void)k, (void)sgp;
+    return 0;
+#endif
 }
 
 static int is_fc(const tt_model *m, const tt_layer_rec *L) {
