@@ -203,8 +203,10 @@ def _dw_small_net(seed):
     """Depthwise input gradients at stride 1 on small maps, odd sizes, over
     (frozen) or apart from (trained) the gradient: 3x3 over a zero-bordered
     copy of the gradient, 5x5 and 7x7 by tap ranges; the first pass of an
-    in-place gradient skips the channel groups bounded below its largest sum."""
-    b = NetBuilder((5, 7, 8), seed=seed)
+    in-place gradient skips the channel groups bounded below its largest sum.
+    The pointwise input gradients on 42 pixels start their shift from one
+    pixel's sums."""
+    b = NetBuilder((6, 7, 8), seed=seed)
     b.dwconv(5, 1, act="relu6")
     b.pointwise(12, act="relu")
     b.dwconv(7, 1, act="relu6")

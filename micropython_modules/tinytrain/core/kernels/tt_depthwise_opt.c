@@ -1448,8 +1448,11 @@ static int dw_skip_make(dw_skip_t *S, uint32_t *nb, uint32_t cap, const int16_t 
             const uint32_t j = c0 + i, h = i < 2u ? h01 : h23, l = i < 2u ? l01 : l23;
             const int32_t hi = i & 1u ? hi16(h) : lo16(h), lo = i & 1u ? hi16(l) : lo16(l);
             const int8_t *w = j < L->n_train ? wt + j * kk : wf + j * kk;
-            uint32_t sw = 0;
-            for (uint32_t tap = 0; tap < kk; tap++) {
+            uint32_t sw = 0, tap = 0;
+            for (; tap + 4u <= kk; tap += 4u) { /* sum |w| of 4 bytes: USADA8 of w + 128 and 128 */
+                sw = __usada8(tt_ld32(w + tap) ^ 0x80808080u, 0x80808080u, sw);
+            }
+            for (; tap < kk; tap++) {
                 sw += (uint32_t)(w[tap] < 0 ? -w[tap] : w[tap]);
             }
             sw *= (uint32_t)(-lo > hi ? -lo : hi); /* < 2^15 128 49 */
@@ -1659,6 +1662,7 @@ static int dw_input_grad_rows(tt_trainer *t, const tt_layer_rec *L, const int16_
     dwig_row_k K;
     dw_skip_t S;
     int skip;
+    uint32_t probe;
     if (L->perm_off != TT_NO_OFFSET || C % 4u || H > DW_MAX_SIDE || W > DW_MAX_SIDE || KW > 7u || L->kh > 7u ||
         (s != 1u && s != 2u) || 2u * (uint32_t)out->h * OW * C >= 1u << 20) {
         return 0;
@@ -1681,13 +1685,27 @@ static int dw_input_grad_rows(tt_trainer *t, const tt_layer_rec *L, const int16_
     K.m = 0x80018001u;
     K.seen = 0;
     K.wbase = wtab;
-    /* the first pass of a gradient in place: the group bounds after cw's columns */
+    /* the first pass of a gradient in place: the group bounds after cw's
+       columns; the first run of one pass: the group of the largest bound is
+       summed first without a store (a probe), its largest sum starting the
+       shift, so that fewer tiles are stored before its last raise */
     skip = !d && !r && dw_skip_make(&S, cw + W, DW_MAX_SIDE - W, g, (uint32_t)out->h * OW, C, L, wt, wf, kk);
-    for (uint32_t gi = 0; gi < C / 4u; gi++) {
-        const uint32_t c0 = 4u * (skip ? dw_skip_order(&S, gi) : gi);
+    probe = r && r->tile == 0u && r->stop == 0xFFFFFFFFu &&
+            dw_skip_make(&S, cw + W, DW_MAX_SIDE - W, g, (uint32_t)out->h * OW, C, L, wt, wf, kk);
+    for (uint32_t gi = 0; gi < C / 4u + probe; gi++) {
+        const uint32_t gj = gi - probe, c0 = 4u * (probe && !gi ? S.first : (skip ? dw_skip_order(&S, gj) : gj));
         const int8_t *w[4];
         if (skip && dw_skip_group(&S, c0 / 4u, K.seen)) {
             continue;
+        }
+        if (probe && gi == 1u) { /* after the probe: its sums' OR to the shift */
+            const uint32_t mg = K.seen;
+            K.seen = 0;
+            if (mg >= lim) {
+                tt_g16_run_check(r, mg);
+                lim = r->lim > 0xFFFFFFFFu ? 0xFFFFFFFFu : (uint32_t)r->lim;
+                e = r->e;
+            }
         }
         for (uint32_t i = 0; i < 4u; i++) {
             const uint32_t j = c0 + i; /* no perm: storage position = channel */
@@ -1703,7 +1721,8 @@ static int dw_input_grad_rows(tt_trainer *t, const tt_layer_rec *L, const int16_
             K.rowword = rw[ih];
             K.col = cw;
             while (iw < W) {
-                const uint32_t left = r ? r->stop - r->tile : W - iw;
+                const int counted = r && (!probe || gi); /* the tiles of the run, not the probe's */
+                const uint32_t left = counted ? r->stop - r->tile : W - iw;
                 int32_t v[4];
                 uint32_t done;
                 if (!left) {
@@ -1711,13 +1730,13 @@ static int dw_input_grad_rows(tt_trainer *t, const tt_layer_rec *L, const int16_
                     return 1;
                 }
                 K.n = W - iw < left ? W - iw : left;
-                K.lim = lim;
+                K.lim = counted || !r ? lim : 0xFFFFFFFFu; /* |sums| < 2^31: the probe never stops */
                 K.e = e;
                 K.rnd = e ? 1u << (e - 1u) : 0u;
-                K.d = d ? d + (ih * W + iw) * C + c0 : NULL;
+                K.d = d && (counted || !r) ? d + (ih * W + iw) * C + c0 : NULL;
                 done = dwig_row(&K, 2u * C, s, v);
                 iw += done;
-                if (r) {
+                if (counted) {
                     r->tile += done;
                 }
                 if (K.n) { /* pixel iw reached lim (one pass only): tt_g16_run_check, then stored */
