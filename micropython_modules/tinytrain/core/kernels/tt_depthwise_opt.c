@@ -1644,10 +1644,10 @@ static TT_NOINLINE uint32_t dwig_row(dwig_row_k *K, uint32_t gs, uint32_t s, int
 
 /* dw_input_grad_c4's cases (and its order: channel groups, then rows in
    increasing order) through dwig_row, with stride 1 or 2, kernels up to
-   7 x 7 and gradient offsets below 2^20; else 0. */
+   7 x 7, H + W <= DW_MAX_SIDE and gradient offsets below 2^20; else 0. */
 static int dw_input_grad_rows(tt_trainer *t, const tt_layer_rec *L, const int16_t *g, tt_g16_sink *dx,
                               tt_g16_run *r) {
-    uint32_t rw[DW_MAX_SIDE], cw[DW_MAX_SIDE];
+    uint32_t tab[DW_MAX_SIDE]; /* the rows' words, then the columns', then the group bounds */
     uint32_t wtab[DW_MAX_TAPS * 2u];
     const tt_model *m = &t->model;
     const tt_tensor_rec *in = tt_tensor(m, L->in), *out = tt_tensor(m, L->out);
@@ -1662,8 +1662,8 @@ static int dw_input_grad_rows(tt_trainer *t, const tt_layer_rec *L, const int16_
     dwig_row_k K;
     dw_skip_t S;
     int skip;
-    uint32_t probe;
-    if (L->perm_off != TT_NO_OFFSET || C % 4u || H > DW_MAX_SIDE || W > DW_MAX_SIDE || KW > 7u || L->kh > 7u ||
+    uint32_t probe, *const rw = tab, *const cw = tab + H;
+    if (L->perm_off != TT_NO_OFFSET || C % 4u || H + W > DW_MAX_SIDE || KW > 7u || L->kh > 7u ||
         (s != 1u && s != 2u) || 2u * (uint32_t)out->h * OW * C >= 1u << 20) {
         return 0;
     }
@@ -1689,9 +1689,9 @@ static int dw_input_grad_rows(tt_trainer *t, const tt_layer_rec *L, const int16_
        columns; the first run of one pass: the group of the largest bound is
        summed first without a store (a probe), its largest sum starting the
        shift, so that fewer tiles are stored before its last raise */
-    skip = !d && !r && dw_skip_make(&S, cw + W, DW_MAX_SIDE - W, g, (uint32_t)out->h * OW, C, L, wt, wf, kk);
+    skip = !d && !r && dw_skip_make(&S, cw + W, DW_MAX_SIDE - H - W, g, (uint32_t)out->h * OW, C, L, wt, wf, kk);
     probe = r && r->tile == 0u && r->stop == 0xFFFFFFFFu &&
-            dw_skip_make(&S, cw + W, DW_MAX_SIDE - W, g, (uint32_t)out->h * OW, C, L, wt, wf, kk);
+            dw_skip_make(&S, cw + W, DW_MAX_SIDE - H - W, g, (uint32_t)out->h * OW, C, L, wt, wf, kk);
     for (uint32_t gi = 0; gi < C / 4u + probe; gi++) {
         const uint32_t gj = gi - probe, c0 = 4u * (probe && !gi ? S.first : (skip ? dw_skip_order(&S, gj) : gj));
         const int8_t *w[4];

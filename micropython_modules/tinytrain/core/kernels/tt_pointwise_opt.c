@@ -1210,6 +1210,33 @@ typedef struct {
     "smlad %[a2], %[t], %[q], %[a2]\n\t"                                                                             \
     "smlad %[a3], %[t], %[v], %[a3]\n\t"
 
+/* IG_4CP starting the sums (SMUAD: no zeroing first). */
+#define IG_4CP_FIRST                                                                                                 \
+    "ldrd %[p], %[q], [%[g0]], #8\n\t"                                                                               \
+    "ldrd %[u], %[v], [%[g1]], #8\n\t"                                                                               \
+    "ldrd %[s], %[t], [%[w]], #8\n\t"                                                                                \
+    "smuad %[a0], %[s], %[p]\n\t"                                                                                    \
+    "smuad %[a1], %[s], %[u]\n\t"                                                                                    \
+    "smuad %[a2], %[t], %[p]\n\t"                                                                                    \
+    "smuad %[a3], %[t], %[u]\n\t"                                                                                    \
+    "ldrd %[s], %[t], [%[w]], #8\n\t"                                                                                \
+    "smlad %[a0], %[s], %[q], %[a0]\n\t"                                                                             \
+    "smlad %[a1], %[s], %[v], %[a1]\n\t"                                                                             \
+    "smlad %[a2], %[t], %[q], %[a2]\n\t"                                                                             \
+    "smlad %[a3], %[t], %[v], %[a3]\n\t"                                                                             \
+    "ldrd %[p], %[q], [%[g0]], #8\n\t"                                                                               \
+    "ldrd %[u], %[v], [%[g1]], #8\n\t"                                                                               \
+    "ldrd %[s], %[t], [%[w]], #8\n\t"                                                                                \
+    "smlad %[a0], %[s], %[p], %[a0]\n\t"                                                                             \
+    "smlad %[a1], %[s], %[u], %[a1]\n\t"                                                                             \
+    "smlad %[a2], %[t], %[p], %[a2]\n\t"                                                                             \
+    "smlad %[a3], %[t], %[u], %[a3]\n\t"                                                                             \
+    "ldrd %[s], %[t], [%[w]], #8\n\t"                                                                                \
+    "smlad %[a0], %[s], %[q], %[a0]\n\t"                                                                             \
+    "smlad %[a1], %[s], %[v], %[a1]\n\t"                                                                             \
+    "smlad %[a2], %[t], %[q], %[a2]\n\t"                                                                             \
+    "smlad %[a3], %[t], %[v], %[a3]\n\t"
+
 /* The stores of a tile (t = d, p = db; a0, a1 = pixel 0's and pixel 1's
    packed pair), t to the next tile: adjacent channels, one word a pixel... */
 #define IG_STORE_PAIRS                                                                                               \
@@ -1228,19 +1255,20 @@ typedef struct {
     "strh %[a1], [%[t], %[q]]\n\t"                                                                                   \
     "add %[t], %[t], %[p]\n\t"
 
-/* ig_tiles_asm's loop over its tiles, body: the sums of a loop, store: the
-   stores of a tile. */
-#define IG_TILES_ASM(body, store)                                                                                    \
+/* ig_tiles_asm's loop over its tiles, first: the sums of the first loop
+   (starting them), body: those of a loop, store: the stores of a tile. */
+#define IG_TILES_ASM(first, body, store)                                                                             \
     __asm__ volatile("1:\n\t"                                                                                        \
-                     "mov %[a0], #0\n\t"                                                                             \
-                     "mov %[a1], #0\n\t"                                                                             \
-                     "mov %[a2], #0\n\t"                                                                             \
-                     "mov %[a3], #0\n\t"                                                                             \
+                     first                                                                                           \
+                     "ldrd %[s], %[t], %[kw]\n\t" /* wend, rowb */                                                   \
+                     "cmp %[w], %[s]\n\t"                                                                            \
+                     "beq 3f\n\t"                                                                                    \
                      "2:\n\t"                                                                                        \
                      body                                                                                            \
                      "ldrd %[s], %[t], %[kw]\n\t" /* wend, rowb */                                                   \
                      "cmp %[w], %[s]\n\t"                                                                            \
                      "bne 2b\n\t"                                                                                    \
+                     "3:\n\t"                                                                                        \
                      /* w back to its start (2 rowb on), g0, g1 to the next pair */                                  \
                      "sub %[w], %[w], %[t], lsl #1\n\t"                                                              \
                      "add %[g0], %[g0], %[t]\n\t"                                                                    \
@@ -1302,11 +1330,11 @@ static uint32_t ig_tiles_asm(ig_k *K, const uint32_t *w, const uint32_t *g0, int
     uint32_t p, q, u, vv, s, t;
     int32_t a0, a1, a2, a3;
     if (K->dd) { /* a perm */
-        IG_TILES_ASM(IG_4CP, IG_STORE_PERM);
+        IG_TILES_ASM(IG_4CP_FIRST, IG_4CP, IG_STORE_PERM);
     } else if (K->n8) { /* 8 channel pairs a loop */
-        IG_TILES_ASM(IG_4CP IG_4CP, IG_STORE_PAIRS);
+        IG_TILES_ASM(IG_4CP_FIRST IG_4CP, IG_4CP IG_4CP, IG_STORE_PAIRS);
     } else {
-        IG_TILES_ASM(IG_4CP, IG_STORE_PAIRS);
+        IG_TILES_ASM(IG_4CP_FIRST, IG_4CP, IG_STORE_PAIRS);
     }
     v[0] = a0;
     v[1] = a1;
