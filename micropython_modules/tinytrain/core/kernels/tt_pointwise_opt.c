@@ -181,16 +181,28 @@ TT_INLINE void pw_perm_part(uint32_t *w16, int8_t *tail, const int8_t *pa, const
 }
 #endif
 
+#if TT_DSP
+static void pw_widen_rows(uint32_t *w16, const int8_t *pa, const int8_t *pb, uint32_t n, int32_t *sa, int32_t *sb);
+#endif
+
 /* pw_widen_pair for a layer with a perm (input channel perm[j] meets weight
    j), channels ca, cb: each weight goes to the slot of its input channel,
    so the tiles read the input in storage order; the weights of the last
-   cin & 3 input channels to tail[0..3] (ca) and tail[4..7] (cb). */
+   cin & 3 input channels to tail[0..3] (ca) and tail[4..7] (cb). perm
+   NULL (pw_xw, with the DSP extension): the weights as stored. */
 static TT_NOINLINE void pw_widen_pair_perm(uint32_t *w16, int8_t *tail, const int8_t *wt, const int8_t *wf,
                                            uint32_t nt, uint32_t cin, const uint16_t *perm, uint32_t ca, uint32_t cb,
                                            int32_t *sa, int32_t *sb) {
     const uint32_t n4 = cin & ~3u;
     int32_t s0 = 0, s1 = 0;
 #if TT_DSP
+    if (!perm) { /* pw_xw's (its inputs in weight storage order): as stored, nt a multiple of 4 */
+        pw_widen_rows(w16, wt + ca * nt, wt + cb * nt, nt, &s0, &s1);
+        pw_widen_rows(w16 + nt, wf + ca * cin + nt, wf + cb * cin + nt, cin - nt, &s0, &s1);
+        *sa = s0;
+        *sb = s1;
+        return;
+    }
     /* perm is a permutation (the model check): each slot below n4 is
        written once, as a halfword, so nothing is cleared first; the trained
        and the frozen positions each a loop of their own */
@@ -772,7 +784,7 @@ static void pw_widen_rows(uint32_t *w16, const int8_t *pa, const int8_t *pb, uin
    x[perm[j + 3]])), so the weights widen as stored, a channel's trained
    positions [0, nt) from the trained rows, the others from the model's
    (nt a multiple of 4): no per-weight perm step for each channel pair. */
-static void pw_xw_gather(uint32_t *d, const int8_t *x, uint32_t n, uint32_t cin, const uint16_t *perm) {
+static TT_NOINLINE void pw_xw_gather(uint32_t *d, const int8_t *x, uint32_t n, uint32_t cin, const uint16_t *perm) {
     for (uint32_t p = 0; p < n; p++, x += cin) {
         for (uint32_t j = 0; j < cin; j += 4u, d += 2) {
             d[0] = pack16(x[perm[j]], x[perm[j + 2u]]);
@@ -782,7 +794,7 @@ static void pw_xw_gather(uint32_t *d, const int8_t *x, uint32_t n, uint32_t cin,
 }
 
 /* The sums of channels a (a[0]) and b (a[2]) at one widened pixel xw. */
-static void pw_xw_dot1(const uint32_t *xw, const uint32_t *w16, uint32_t cin, int32_t *a) {
+static TT_NOINLINE void pw_xw_dot1(const uint32_t *xw, const uint32_t *w16, uint32_t cin, int32_t *a) {
     for (uint32_t i = 0; i < cin / 4u; i++, xw += 2, w16 += 4) {
         a[0] = tt_smlad(xw[1], w16[1], tt_smlad(xw[0], w16[0], a[0]));
         a[2] = tt_smlad(xw[1], w16[3], tt_smlad(xw[0], w16[2], a[2]));
@@ -852,11 +864,8 @@ static int pw_xw(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, uint8_t
             int32_t sa, sb;
             P->c = c;
             P->wa = W.wf + c * cin;
-            if (W.perm) { /* the weights as stored (pw_xw_gather) */
-                const uint32_t nt = L->n_train;
-                sa = sb = 0;
-                pw_widen_rows(w16, W.wt + c * nt, W.wt + (c + 1u) * nt, nt, &sa, &sb);
-                pw_widen_rows(w16 + nt, W.wf + c * cin + nt, W.wf + (c + 1u) * cin + nt, cin - nt, &sa, &sb);
+            if (W.perm) { /* the weights as stored (NULL: pw_xw_gather ordered the inputs) */
+                pw_widen_pair_perm(w16, tail, W.wt, W.wf, L->n_train, cin, NULL, c, c + 1u, &sa, &sb);
                 P->wtail = tail;
                 P->woff = 4u;
             } else {
@@ -1166,13 +1175,15 @@ TT_INLINE void ig_2x2(const uint32_t *w, const uint32_t *g0, const uint32_t *g1,
    whose sums stay in int32 (ig_pair's sum32; npair a multiple of 4), in one
    asm block: ig_2x2's sums, the OR of their magnitudes (into seen; a tile
    reaching lim leaves the loop with its sums, for tt_g16_run_check), the
-   stores of both pixels (tt_g16_store2's values). GCC spills around each
-   tile what this keeps in pairs here. */
+   stores of both pixels (tt_g16_store2's values, rounded by SMMULR: for a
+   shift of 2 at least; below it ig_pair's C loop runs). GCC spills around
+   each tile what this keeps in pairs here. */
 typedef struct {
     const uint32_t *wend; /* the regrouped weights' end */
     uint32_t rowb;        /* bytes of one pixel's gradient (cout int16) */
     uint32_t lim, seen;   /* tt_g16_run's lim (as 32 bits), the OR of |sums| */
-    uint32_t e, rnd;      /* the shift, 2^(e - 1) (0 when e = 0) */
+    uint32_t e;           /* the shift, 2 at least */
+    int32_t mult;         /* 2^(32 - e): SMMULR's (a 2^(32 - e) + 2^31) >> 32 is (a + 2^(e - 1)) >> e */
     int16_t *d;           /* the tile's pixel 0 outputs (dx[p][dj], dx[p][dj1]) */
     uint32_t db;          /* bytes of one pixel's dx (cin int16) */
     uint32_t n, m;        /* tiles left; 0x80018001 (tt_g16_store2) */
@@ -1291,15 +1302,11 @@ typedef struct {
                      "cmp %[s], %[t]\n\t"                                                                            \
                      "bhs 9f\n\t"                                                                                    \
                      /* ssat((a + rnd) >> e, 16), both pixels' pairs packed and raised to -32767 */                  \
-                     "ldrd %[t], %[p], %[ke]\n\t" /* e, rnd */                                                       \
-                     "add %[a0], %[a0], %[p]\n\t"                                                                    \
-                     "add %[a1], %[a1], %[p]\n\t"                                                                    \
-                     "add %[a2], %[a2], %[p]\n\t"                                                                    \
-                     "add %[a3], %[a3], %[p]\n\t"                                                                    \
-                     "asr %[a0], %[a0], %[t]\n\t"                                                                    \
-                     "asr %[a1], %[a1], %[t]\n\t"                                                                    \
-                     "asr %[a2], %[a2], %[t]\n\t"                                                                    \
-                     "asr %[a3], %[a3], %[t]\n\t"                                                                    \
+                     "ldr %[p], %[km]\n\t" /* mult */                                                                \
+                     "smmulr %[a0], %[a0], %[p]\n\t"                                                                 \
+                     "smmulr %[a1], %[a1], %[p]\n\t"                                                                 \
+                     "smmulr %[a2], %[a2], %[p]\n\t"                                                                 \
+                     "smmulr %[a3], %[a3], %[p]\n\t"                                                                 \
                      "ssat %[a0], #16, %[a0]\n\t"                                                                    \
                      "ssat %[a1], #16, %[a1]\n\t"                                                                    \
                      "ssat %[a2], #16, %[a2]\n\t"                                                                    \
@@ -1321,7 +1328,7 @@ typedef struct {
                      : [p] "=&r"(p), [q] "=&r"(q), [u] "=&r"(u), [v] "=&r"(vv), [s] "=&r"(s), [t] "=&r"(t),          \
                        [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [w] "+r"(w), [g0] "+r"(g0),   \
                        [g1] "+r"(g1), [ks] "+m"(K->seen), [kd] "+m"(K->d), [kn] "+m"(K->n)                           \
-                     : [kw] "m"(K->wend), [kl] "m"(K->lim), [ke] "m"(K->e), [kdd] "m"(K->dd), "m"(*K)                \
+                     : [kw] "m"(K->wend), [kl] "m"(K->lim), [km] "m"(K->mult), [kdd] "m"(K->dd), "m"(*K)                \
                      : "cc", "memory")
 
 static uint32_t ig_tiles_asm(ig_k *K, const uint32_t *w, const uint32_t *g0, int32_t *v) {
@@ -1371,12 +1378,12 @@ static void ig_pair(const uint32_t *wp, const int16_t *g, int16_t *dx, uint32_t 
             int32_t v[4];
             uint32_t done;
             K.n = pp < left ? pp : left;
-            if (!K.n) {
+            if (!K.n || r->e < 2u) { /* a shift below 2 (sums below 2^16 so far): the loop below */
                 break;
             }
             K.lim = lim;
             K.e = r->e;
-            K.rnd = r->e ? 1u << (r->e - 1u) : 0u;
+            K.mult = (int32_t)(1u << (32u - r->e));
             done = ig_tiles_asm(&K, wp, (const uint32_t *)(const void *)(g + p * cout), v);
             p += 2u * done;
             r->tile += done;

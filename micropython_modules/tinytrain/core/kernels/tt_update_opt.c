@@ -544,7 +544,18 @@ static int pw_update_weights_smlad(tt_trainer *t, const tt_layer_rec *L, const t
 /* Weight gradient of a 1x1 conv on equal grids, or of a conv whose kernel
    covers the whole input (FC): both are sum_p g[p][c] (s[p][j] - z) with p
    running over the positions of one output pixel's window. */
+static TT_NOINLINE int update_weights_any(tt_trainer *t, const tt_layer_rec *L, const tt_update_params *P);
+
+/* pw_update_weights_smlad first, from a small frame (its buffers then add
+   to no other frame than this). */
 int tt_update_weights_opt(tt_trainer *t, const tt_layer_rec *L, const tt_update_params *P) {
+    if (tt_is_pointwise(&t->model, L) && pw_update_weights_smlad(t, L, P)) {
+        return 1;
+    }
+    return update_weights_any(t, L, P);
+}
+
+static TT_NOINLINE int update_weights_any(tt_trainer *t, const tt_layer_rec *L, const tt_update_params *P) {
     const tt_model *m = &t->model;
     const tt_tensor_rec *in = tt_tensor(m, L->in), *out = tt_tensor(m, L->out);
     const int8_t *s = tt_act_data(t, P->saved_id);
@@ -556,10 +567,7 @@ int tt_update_weights_opt(tt_trainer *t, const tt_layer_rec *L, const tt_update_
     const uint32_t nt = L->n_train, C = out->c;
     const int32_t zx = in->zero;
     uint32_t npos, gstride, sstride, kk;
-    if (tt_is_pointwise(m, L)) {
-        if (pw_update_weights_smlad(t, L, P)) {
-            return 1;
-        }
+    if (tt_is_pointwise(m, L)) { /* pw_update_weights_smlad did not take it */
         /* A[c][j] = sum over pixels p of g[p][c] (s[p][j] - z) */
         npos = (uint32_t)out->h * out->w;
         gstride = C;
