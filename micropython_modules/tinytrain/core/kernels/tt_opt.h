@@ -57,7 +57,8 @@
    depthwise window; larger layers run the reference kernels. Other fixed
    stack tables: 2304 bytes of regrouped weights (pointwise input gradient)
    or of a channel pair's widened weights (pointwise forward),
-   about 2 KB of per-row/column tap tables (depthwise input gradient),
+   1 to 2 KB of per-row/column tap tables or a 1.6 KB zero-bordered
+   gradient frame (depthwise input gradient),
    1 KB of border-window words and 512 bytes of regrouped weights
    (depthwise forward). The whole core then peaks at about 4 KB of stack
    (bench_m7.py prints it). */
