@@ -186,6 +186,39 @@ def _pw_tile_net(seed):
     return b
 
 
+def _pw_perm_net(seed):
+    """Pointwise layers of few input channels (inputs widened in blocks)
+    with trained channels: their inputs gathered in weight storage order
+    ("partial": cin 48, 24 trained; "stem": cin 8, 4 trained), over 63
+    pixels (cin 48: three blocks, the last of an odd count)."""
+    b = NetBuilder((7, 9, 8), seed=seed)
+    b.pointwise(48, act=None)            # cin 8
+    b.pointwise(24, act=None)            # cin 48
+    b.pointwise(16, act="relu")          # cin 24
+    b.fc(3)
+    return b
+
+
+def _dw_small_net(seed):
+    """Depthwise input gradients at stride 1 on small maps, odd sizes, over
+    (frozen) or apart from (trained) the gradient: 3x3 over a zero-bordered
+    copy of the gradient, 5x5 and 7x7 by tap ranges; the first pass of an
+    in-place gradient skips the channel groups bounded below its largest sum.
+    The pointwise input gradients on 42 pixels start their shift from one
+    pixel's sums."""
+    b = NetBuilder((6, 7, 8), seed=seed)
+    b.dwconv(5, 1, act="relu6")
+    b.pointwise(12, act="relu")
+    b.dwconv(7, 1, act="relu6")
+    b.dwconv(3, 1, act="relu")
+    b.dwconv(3, 2, act="relu6")          # to 3x4
+    b.pointwise(16, act="relu")
+    b.dwconv(5, 1, act="relu6")
+    b.dwconv(7, 1, act="relu")
+    b.fc(4)
+    return b
+
+
 def _bwd_net(seed):
     """Backward kernels: trained pointwise layers beyond the weight
     gradient's pixel budget (196), on an odd pixel count (49) and within it
@@ -205,7 +238,7 @@ def _bwd_net(seed):
     return b
 
 
-SHAPED = {"pw": _pw_net, "bwd": _bwd_net, "pw_tile": _pw_tile_net, "conv": _conv_net, "dw": _dw_net, "dw4": _dw4_net, "dw4_lean": _dw4_lean_net,
+SHAPED = {"pw": _pw_net, "pw_perm": _pw_perm_net, "dw_small": _dw_small_net, "bwd": _bwd_net, "pw_tile": _pw_tile_net, "conv": _conv_net, "dw": _dw_net, "dw4": _dw4_net, "dw4_lean": _dw4_lean_net,
           "dw4_edge": _dw4_edge_net, "big": _big_net, "wide_pw": _wide_pw_net}
 
 

@@ -125,6 +125,38 @@ static void update_weights(tt_trainer *t, const tt_layer_rec *L, const tt_update
         tt_update_weights_ref(t, L, P);
 }
 
+/* Steps 2 and (with an input gradient, prescale 1) the prescale: the bias
+   update, then the output gradient prescaled; its scale, or 0 without a
+   prescale. Out of line: its frame is not kept during the input gradient. */
+#if defined(__GNUC__)
+__attribute__((noinline))
+#endif
+static float bias_and_prescale(tt_trainer *t, uint32_t li, const tt_layer_rec *L, int16_t *g, float sg,
+                                           float k, int prescale) {
+    const tt_model *m = &t->model;
+    const tt_tensor_rec *out = tt_tensor(m, L->out);
+    const uint32_t npos = (uint32_t)out->h * out->w, n = tt_numel(out);
+    float sgp = 0.0f;
+#if TT_OPTIMIZED /* both in one pass over g where it can */
+    if ((L->flags & TT_LF_TRAIN_BIAS) && prescale && tt_bias_prescale_opt(t, li, L, g, npos, out->c, sg, k, &sgp)) {
+        return sgp;
+    }
+#endif
+    if (L->flags & TT_LF_TRAIN_BIAS) {
+#if TT_OPTIMIZED
+        if (!tt_update_biases_opt(t, li, L, g, npos, out->c, sg, k))
+#endif
+            tt_update_biases_ref(t, li, L, g, npos, out->c, sg, k);
+    }
+    if (prescale) {
+#if TT_OPTIMIZED
+        if (!tt_prescale_opt(m, L, g, n, out->c, sg, &sgp))
+#endif
+            sgp = tt_prescale_ref(m, L, g, n, out->c, sg);
+    }
+    return sgp;
+}
+
 void tt_backward_layer(tt_trainer *t, uint32_t li, const tt_op_rec *op) {
     const tt_model *m = &t->model;
     const tt_layer_rec *L = &m->layers[li];
@@ -156,33 +188,25 @@ void tt_backward_layer(tt_trainer *t, uint32_t li, const tt_op_rec *op) {
     }
     {
         const float k = (t->lr * L->lr_scale) * sg;
-        const uint32_t npos = (uint32_t)out->h * out->w;
-        if (L->flags & TT_LF_TRAIN_BIAS) {
-#if TT_OPTIMIZED
-            if (!tt_update_biases_opt(t, li, L, g, npos, out->c, sg, k))
-#endif
-                tt_update_biases_ref(t, li, L, g, npos, out->c, sg, k);
-        }
         if (op->t[TT_BWD_IN_GRAD] != TT_NONE) {
             /* The input gradient is taken with the weights before this step's
                update (true SGD); the weight update then reads the prescaled
                gradient G' = G s_w[c] / s_wmax 2^k, and the model's weight
                factors for such a layer carry the extra 1/s_w[c]. */
-            float sgp;
             const float *hook_div = t->grad_hook && L->wscale_off != TT_NO_OFFSET
                                         ? TT_BLOB(m, float, L->wscale_off) : NULL;
-#if TT_OPTIMIZED
-            if (!tt_prescale_opt(m, L, g, n, out->c, sg, &sgp))
-#endif
-                sgp = tt_prescale_ref(m, L, g, n, out->c, sg);
+            const float sgp = bias_and_prescale(t, li, L, g, sg, k, 1);
             input_grad(t, L, g, sgp, op->t[TT_BWD_IN_GRAD]);
             if (L->n_train) {
                 const tt_update_params P = {li, g, op->t[TT_BWD_SAVED], sgp, (t->lr * L->lr_scale) * sgp, hook_div};
                 update_weights(t, L, &P);
             }
-        } else if (L->n_train) {
-            const tt_update_params P = {li, g, op->t[TT_BWD_SAVED], sg, k, NULL};
-            update_weights(t, L, &P);
+        } else {
+            bias_and_prescale(t, li, L, g, sg, k, 0);
+            if (L->n_train) {
+                const tt_update_params P = {li, g, op->t[TT_BWD_SAVED], sg, k, NULL};
+                update_weights(t, L, &P);
+            }
         }
     }
 }

@@ -19,6 +19,42 @@ int tt_apply_mask_opt(int16_t *g, const uint8_t *mask, uint32_t n) {
     }
 #endif
     uint32_t i = 0;
+#if TT_DSP_ASM_WIDE
+    if (n >= 8u && ((uintptr_t)g & 3u) == 0u) { /* a mask byte's 8 values: LDM/STM of 4 words, 3 instructions a word */
+        const uint8_t *mp = mask, *mend = mask + n / 8u;
+        /* LDM/STM fill registers in number order: the four words' are fixed */
+        register uint32_t w0 __asm__("r4"), w1 __asm__("r5"), w2 __asm__("r6"), w3 __asm__("r8");
+        uint32_t b, t;
+        int16_t *gp = g;
+        __asm__ volatile("1:\n\t"
+                         "ldrb %[b], [%[mp]], #1\n\t"
+                         "cmp %[b], #255\n\t"
+                         "beq 2f\n\t"
+                         "ldm %[gp], {%[w0], %[w1], %[w2], %[w3]}\n\t"
+                         "and %[t], %[b], #3\n\t"
+                         "ldr %[t], [%[tab], %[t], lsl #2]\n\t"
+                         "and %[w0], %[w0], %[t]\n\t"
+                         "ubfx %[t], %[b], #2, #2\n\t"
+                         "ldr %[t], [%[tab], %[t], lsl #2]\n\t"
+                         "and %[w1], %[w1], %[t]\n\t"
+                         "ubfx %[t], %[b], #4, #2\n\t"
+                         "ldr %[t], [%[tab], %[t], lsl #2]\n\t"
+                         "and %[w2], %[w2], %[t]\n\t"
+                         "lsr %[t], %[b], #6\n\t"
+                         "ldr %[t], [%[tab], %[t], lsl #2]\n\t"
+                         "and %[w3], %[w3], %[t]\n\t"
+                         "stm %[gp], {%[w0], %[w1], %[w2], %[w3]}\n\t"
+                         "2:\n\t"
+                         "add %[gp], %[gp], #16\n\t"
+                         "cmp %[mp], %[mend]\n\t"
+                         "bne 1b"
+                         : [b] "=&r"(b), [t] "=&r"(t), [w0] "=&r"(w0), [w1] "=&r"(w1), [w2] "=&r"(w2), [w3] "=&r"(w3),
+                           [mp] "+&r"(mp), [gp] "+&r"(gp)
+                         : [mend] "r"(mend), [tab] "r"(tt_mask_lanes)
+                         : "cc", "memory");
+        i = n & ~7u;
+    }
+#endif
     for (; i + 8u <= n; i += 8u) {
         const uint32_t b = mask[i >> 3];
         if (b != 0xFFu) {

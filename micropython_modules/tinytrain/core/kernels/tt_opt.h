@@ -57,7 +57,8 @@
    depthwise window; larger layers run the reference kernels. Other fixed
    stack tables: 2304 bytes of regrouped weights (pointwise input gradient)
    or of a channel pair's widened weights (pointwise forward),
-   about 2 KB of per-row/column tap tables (depthwise input gradient),
+   1 to 2 KB of per-row/column tap tables or a 1.6 KB zero-bordered
+   gradient frame (depthwise input gradient),
    1 KB of border-window words and 512 bytes of regrouped weights
    (depthwise forward). The whole core then peaks at about 4 KB of stack
    (bench_m7.py prints it). */
@@ -433,6 +434,9 @@ int tt_update_biases_opt(tt_trainer *t, uint32_t li, const tt_layer_rec *L, cons
                          uint32_t C, float sg, float k);
 int tt_prescale_opt(const tt_model *m, const tt_layer_rec *L, int16_t *g, uint32_t n, uint32_t C, float sg,
                     float *sgp);
+/* tt_update_biases_opt and tt_prescale_opt in one pass over g where it can (else 0) */
+int tt_bias_prescale_opt(tt_trainer *t, uint32_t li, const tt_layer_rec *L, int16_t *g, uint32_t npos, uint32_t C,
+                         float sg, float k, float *sgp);
 
 /* tt_*_host.c (shared helpers in tt_host_simd.h): the host simulator's build
    only (setup.py defines TT_HOST_SIMD=1); 0 when it does not handle the case.

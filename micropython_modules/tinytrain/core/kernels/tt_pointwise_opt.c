@@ -182,16 +182,28 @@ TT_INLINE void pw_perm_part(uint32_t *w16, int8_t *tail, const int8_t *pa, const
 }
 #endif
 
+#if TT_DSP
+static void pw_widen_rows(uint32_t *w16, const int8_t *pa, const int8_t *pb, uint32_t n, int32_t *sa, int32_t *sb);
+#endif
+
 /* pw_widen_pair for a layer with a perm (input channel perm[j] meets weight
    j), channels ca, cb: each weight goes to the slot of its input channel,
    so the tiles read the input in storage order; the weights of the last
-   cin & 3 input channels to tail[0..3] (ca) and tail[4..7] (cb). */
+   cin & 3 input channels to tail[0..3] (ca) and tail[4..7] (cb). perm
+   NULL (pw_xw, with the DSP extension): the weights as stored. */
 static TT_NOINLINE void pw_widen_pair_perm(uint32_t *w16, int8_t *tail, const int8_t *wt, const int8_t *wf,
                                            uint32_t nt, uint32_t cin, const uint16_t *perm, uint32_t ca, uint32_t cb,
                                            int32_t *sa, int32_t *sb) {
     const uint32_t n4 = cin & ~3u;
     int32_t s0 = 0, s1 = 0;
 #if TT_DSP
+    if (!perm) { /* pw_xw's (its inputs in weight storage order): as stored, nt a multiple of 4 */
+        pw_widen_rows(w16, wt + ca * nt, wt + cb * nt, nt, &s0, &s1);
+        pw_widen_rows(w16 + nt, wf + ca * cin + nt, wf + cb * cin + nt, cin - nt, &s0, &s1);
+        *sa = s0;
+        *sb = s1;
+        return;
+    }
     /* perm is a permutation (the model check): each slot below n4 is
        written once, as a halfword, so nothing is cleared first; the trained
        and the frozen positions each a loop of their own */
@@ -765,12 +777,68 @@ static TT_NOINLINE void pw_xw_odd(const pw_pass_t *P, const int8_t *x, uint32_t 
     tt_store_out(P->y, P->mask, pl * cout + c + 1u, rqz_apply(a[2], P->zb.mult, P->zb.rz, P->zb.k), 0, -128, 127);
 }
 
+/* pw_widen_pair's words and row sums of two weight rows pa, pb of n
+   weights (n a multiple of 4), added to *sa, *sb. The operands are early
+   clobbers: end may be pb's value, which GCC could otherwise give one register. */
+static void pw_widen_rows(uint32_t *w16, const int8_t *pa, const int8_t *pb, uint32_t n, int32_t *sa,
+                          int32_t *sb) {
+    const int8_t *end = pa + n;
+    int32_t s0 = *sa, s1 = *sb;
+    uint32_t u, u2, v, v2;
+    if (n) { /* pw_widen_pair's loop */
+        __asm__ volatile("1:\n\t"
+                         "ldr %[u], [%[pa]], #4\n\t"
+                         "ldr %[v], [%[pb]], #4\n\t"
+                         "sxtb16 %[u2], %[u]\n\t"
+                         "sxtb16 %[u], %[u], ror #8\n\t"
+                         "sxtb16 %[v2], %[v]\n\t"
+                         "sxtb16 %[v], %[v], ror #8\n\t"
+                         "strd %[u2], %[u], [%[d]], #8\n\t"
+                         "strd %[v2], %[v], [%[d]], #8\n\t"
+                         "smlad %[s0], %[u2], %[one], %[s0]\n\t"
+                         "smlad %[s0], %[u], %[one], %[s0]\n\t"
+                         "smlad %[s1], %[v2], %[one], %[s1]\n\t"
+                         "smlad %[s1], %[v], %[one], %[s1]\n\t"
+                         "cmp %[pa], %[end]\n\t"
+                         "bne 1b"
+                         : [u] "=&r"(u), [u2] "=&r"(u2), [v] "=&r"(v), [v2] "=&r"(v2), [pa] "+&r"(pa),
+                           [pb] "+&r"(pb), [d] "+&r"(w16), [s0] "+&r"(s0), [s1] "+&r"(s1)
+                         : [end] "r"(end), [one] "r"(0x00010001u)
+                         : "cc", "memory");
+    }
+    *sa = s0;
+    *sb = s1;
+}
+
+/* pw_xw with a perm (weight j meets input channel perm[j]): the pixels'
+   inputs are gathered in weight storage order as they are widened (per 4
+   positions j the words (x[perm[j]], x[perm[j + 2]]), (x[perm[j + 1]],
+   x[perm[j + 3]])), so the weights widen as stored, a channel's trained
+   positions [0, nt) from the trained rows, the others from the model's
+   (nt a multiple of 4): no per-weight perm step for each channel pair. */
+static TT_NOINLINE void pw_xw_gather(uint32_t *d, const int8_t *x, uint32_t n, uint32_t cin, const uint16_t *perm) {
+    for (uint32_t p = 0; p < n; p++, x += cin) {
+        for (uint32_t j = 0; j < cin; j += 4u, d += 2) {
+            d[0] = pack16(x[perm[j]], x[perm[j + 2u]]);
+            d[1] = pack16(x[perm[j + 1u]], x[perm[j + 3u]]);
+        }
+    }
+}
+
+/* The sums of channels a (a[0]) and b (a[2]) at one widened pixel xw. */
+static TT_NOINLINE void pw_xw_dot1(const uint32_t *xw, const uint32_t *w16, uint32_t cin, int32_t *a) {
+    for (uint32_t i = 0; i < cin / 4u; i++, xw += 2, w16 += 4) {
+        a[0] = tt_smlad(xw[1], w16[1], tt_smlad(xw[0], w16[0], a[0]));
+        a[2] = tt_smlad(xw[1], w16[3], tt_smlad(xw[0], w16[2], a[2]));
+    }
+}
+
 /* tt_pointwise_opt with the inputs widened to int16 as well (layers of few
    input channels, cin a multiple of 8 up to PW_XW_MAX_CIN): blocks of pixels
    are widened into buf after a channel pair's weights, once for all pairs,
    and the tiles need no SXTB16 (26 instructions per 8 input channels where
    pw_lean_full8 takes 34). The weights are widened again per block (with a
-   perm: one block only). Every channel rqz_ok, the int8 clamp, even cout;
+   perm the inputs are gathered in weight storage order). Every channel rqz_ok, the int8 clamp, even cout;
    else 0 (not handled). buf: PW_W16_MAX_CIN words; P, tail: the caller's
    (no second copy on the stack). With R->prep (tt_pointwise_prep) the
    weights and constants of every pair come from there, made once for the
@@ -789,7 +857,7 @@ static int pw_xw(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, uint8_t
     const int32_t zx = in->zero, zy = out->zero;
     uint32_t *w16 = buf, *xw = buf + wcin;
     if (!cin || cin % 8u || cin > PW_XW_MAX_CIN || cout % 2u || npix < 2u || !tt_full_range(L) ||
-        (W.perm && npix > bmax)) {
+        (W.perm && L->n_train % 4u)) {
         return 0;
     }
     for (uint32_t c = 0; !prep && c < cout; c++) {
@@ -810,6 +878,9 @@ static int pw_xw(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, uint8_t
         const int8_t *xb = x + b0 * cin, *xe = xb + n * cin; /* n cin: a multiple of 8 */
         uint32_t *d = xw;
         uint32_t u, u2, v, v2;
+        if (W.perm) {
+            pw_xw_gather(xw, xb, n, cin, W.perm);
+        } else
         __asm__ volatile("1:\n\t" /* 9 instructions per 8 bytes */
                          "ldr %[v], [%[s], #4]\n\t"
                          "ldr %[u], [%[s]], #8\n\t"
@@ -856,8 +927,8 @@ static int pw_xw(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, uint8_t
             }
             P->w16 = w16;
             P->wa = W.wf + c * cin;
-            if (W.perm) {
-                pw_widen_pair_perm(w16, tail, W.wt, W.wf, L->n_train, cin, W.perm, c, c + 1u, &sa, &sb);
+            if (W.perm) { /* the weights as stored (NULL: pw_xw_gather ordered the inputs) */
+                pw_widen_pair_perm(w16, tail, W.wt, W.wf, L->n_train, cin, NULL, c, c + 1u, &sa, &sb);
                 P->wtail = tail;
                 P->woff = 4u;
             } else {
@@ -874,7 +945,17 @@ static int pw_xw(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, uint8_t
             if (n >= 2u) {
                 pw_xw_tiles(P, xw, b0, n & ~1u, kc);
             }
-            if (n & 1u) {
+            if (n & 1u && W.perm) { /* the last pixel (of an odd count) as both of a tile's */
+                const uint32_t pl = b0 + n - 1u;
+                int32_t a[4];
+                a[0] = P->ba;
+                a[1] = P->ba;
+                a[2] = P->bb;
+                a[3] = P->bb;
+                pw_xw_dot1(xw + (n - 1u) * cin / 2u, w16, cin, a);
+                tt_store_out(y, mask, pl * cout + c, rqz_apply(a[0], P->za.mult, P->za.rz, P->za.k), 0, -128, 127);
+                tt_store_out(y, mask, pl * cout + c + 1u, rqz_apply(a[2], P->zb.mult, P->zb.rz, P->zb.k), 0, -128, 127);
+            } else if (n & 1u) {
                 pw_xw_odd(P, x, b0 + n - 1u);
             }
         }
@@ -1190,13 +1271,15 @@ TT_INLINE void ig_2x2(const uint32_t *w, const uint32_t *g0, const uint32_t *g1,
    whose sums stay in int32 (ig_pair's sum32; npair a multiple of 4), in one
    asm block: ig_2x2's sums, the OR of their magnitudes (into seen; a tile
    reaching lim leaves the loop with its sums, for tt_g16_run_check), the
-   stores of both pixels (tt_g16_store2's values). GCC spills around each
-   tile what this keeps in pairs here. */
+   stores of both pixels (tt_g16_store2's values, rounded by SMMULR: for a
+   shift of 2 at least; below it ig_pair's C loop runs). GCC spills around
+   each tile what this keeps in pairs here. */
 typedef struct {
     const uint32_t *wend; /* the regrouped weights' end */
     uint32_t rowb;        /* bytes of one pixel's gradient (cout int16) */
     uint32_t lim, seen;   /* tt_g16_run's lim (as 32 bits), the OR of |sums| */
-    uint32_t e, rnd;      /* the shift, 2^(e - 1) (0 when e = 0) */
+    uint32_t e;           /* the shift, 2 at least */
+    int32_t mult;         /* 2^(32 - e): SMMULR's (a 2^(32 - e) + 2^31) >> 32 is (a + 2^(e - 1)) >> e */
     int16_t *d;           /* the tile's pixel 0 outputs (dx[p][dj], dx[p][dj1]) */
     uint32_t db;          /* bytes of one pixel's dx (cin int16) */
     uint32_t n, m;        /* tiles left; 0x80018001 (tt_g16_store2) */
@@ -1234,6 +1317,33 @@ typedef struct {
     "smlad %[a2], %[t], %[q], %[a2]\n\t"                                                                             \
     "smlad %[a3], %[t], %[v], %[a3]\n\t"
 
+/* IG_4CP starting the sums (SMUAD: no zeroing first). */
+#define IG_4CP_FIRST                                                                                                 \
+    "ldrd %[p], %[q], [%[g0]], #8\n\t"                                                                               \
+    "ldrd %[u], %[v], [%[g1]], #8\n\t"                                                                               \
+    "ldrd %[s], %[t], [%[w]], #8\n\t"                                                                                \
+    "smuad %[a0], %[s], %[p]\n\t"                                                                                    \
+    "smuad %[a1], %[s], %[u]\n\t"                                                                                    \
+    "smuad %[a2], %[t], %[p]\n\t"                                                                                    \
+    "smuad %[a3], %[t], %[u]\n\t"                                                                                    \
+    "ldrd %[s], %[t], [%[w]], #8\n\t"                                                                                \
+    "smlad %[a0], %[s], %[q], %[a0]\n\t"                                                                             \
+    "smlad %[a1], %[s], %[v], %[a1]\n\t"                                                                             \
+    "smlad %[a2], %[t], %[q], %[a2]\n\t"                                                                             \
+    "smlad %[a3], %[t], %[v], %[a3]\n\t"                                                                             \
+    "ldrd %[p], %[q], [%[g0]], #8\n\t"                                                                               \
+    "ldrd %[u], %[v], [%[g1]], #8\n\t"                                                                               \
+    "ldrd %[s], %[t], [%[w]], #8\n\t"                                                                                \
+    "smlad %[a0], %[s], %[p], %[a0]\n\t"                                                                             \
+    "smlad %[a1], %[s], %[u], %[a1]\n\t"                                                                             \
+    "smlad %[a2], %[t], %[p], %[a2]\n\t"                                                                             \
+    "smlad %[a3], %[t], %[u], %[a3]\n\t"                                                                             \
+    "ldrd %[s], %[t], [%[w]], #8\n\t"                                                                                \
+    "smlad %[a0], %[s], %[q], %[a0]\n\t"                                                                             \
+    "smlad %[a1], %[s], %[v], %[a1]\n\t"                                                                             \
+    "smlad %[a2], %[t], %[q], %[a2]\n\t"                                                                             \
+    "smlad %[a3], %[t], %[v], %[a3]\n\t"
+
 /* The stores of a tile (t = d, p = db; a0, a1 = pixel 0's and pixel 1's
    packed pair), t to the next tile: adjacent channels, one word a pixel... */
 #define IG_STORE_PAIRS                                                                                               \
@@ -1252,19 +1362,20 @@ typedef struct {
     "strh %[a1], [%[t], %[q]]\n\t"                                                                                   \
     "add %[t], %[t], %[p]\n\t"
 
-/* ig_tiles_asm's loop over its tiles, body: the sums of a loop, store: the
-   stores of a tile. */
-#define IG_TILES_ASM(body, store)                                                                                    \
+/* ig_tiles_asm's loop over its tiles, first: the sums of the first loop
+   (starting them), body: those of a loop, store: the stores of a tile. */
+#define IG_TILES_ASM(first, body, store)                                                                             \
     __asm__ volatile("1:\n\t"                                                                                        \
-                     "mov %[a0], #0\n\t"                                                                             \
-                     "mov %[a1], #0\n\t"                                                                             \
-                     "mov %[a2], #0\n\t"                                                                             \
-                     "mov %[a3], #0\n\t"                                                                             \
+                     first                                                                                           \
+                     "ldrd %[s], %[t], %[kw]\n\t" /* wend, rowb */                                                   \
+                     "cmp %[w], %[s]\n\t"                                                                            \
+                     "beq 3f\n\t"                                                                                    \
                      "2:\n\t"                                                                                        \
                      body                                                                                            \
                      "ldrd %[s], %[t], %[kw]\n\t" /* wend, rowb */                                                   \
                      "cmp %[w], %[s]\n\t"                                                                            \
                      "bne 2b\n\t"                                                                                    \
+                     "3:\n\t"                                                                                        \
                      /* w back to its start (2 rowb on), g0, g1 to the next pair */                                  \
                      "sub %[w], %[w], %[t], lsl #1\n\t"                                                              \
                      "add %[g0], %[g0], %[t]\n\t"                                                                    \
@@ -1287,15 +1398,11 @@ typedef struct {
                      "cmp %[s], %[t]\n\t"                                                                            \
                      "bhs 9f\n\t"                                                                                    \
                      /* ssat((a + rnd) >> e, 16), both pixels' pairs packed and raised to -32767 */                  \
-                     "ldrd %[t], %[p], %[ke]\n\t" /* e, rnd */                                                       \
-                     "add %[a0], %[a0], %[p]\n\t"                                                                    \
-                     "add %[a1], %[a1], %[p]\n\t"                                                                    \
-                     "add %[a2], %[a2], %[p]\n\t"                                                                    \
-                     "add %[a3], %[a3], %[p]\n\t"                                                                    \
-                     "asr %[a0], %[a0], %[t]\n\t"                                                                    \
-                     "asr %[a1], %[a1], %[t]\n\t"                                                                    \
-                     "asr %[a2], %[a2], %[t]\n\t"                                                                    \
-                     "asr %[a3], %[a3], %[t]\n\t"                                                                    \
+                     "ldr %[p], %[km]\n\t" /* mult */                                                                \
+                     "smmulr %[a0], %[a0], %[p]\n\t"                                                                 \
+                     "smmulr %[a1], %[a1], %[p]\n\t"                                                                 \
+                     "smmulr %[a2], %[a2], %[p]\n\t"                                                                 \
+                     "smmulr %[a3], %[a3], %[p]\n\t"                                                                 \
                      "ssat %[a0], #16, %[a0]\n\t"                                                                    \
                      "ssat %[a1], #16, %[a1]\n\t"                                                                    \
                      "ssat %[a2], #16, %[a2]\n\t"                                                                    \
@@ -1317,7 +1424,7 @@ typedef struct {
                      : [p] "=&r"(p), [q] "=&r"(q), [u] "=&r"(u), [v] "=&r"(vv), [s] "=&r"(s), [t] "=&r"(t),          \
                        [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [w] "+r"(w), [g0] "+r"(g0),   \
                        [g1] "+r"(g1), [ks] "+m"(K->seen), [kd] "+m"(K->d), [kn] "+m"(K->n)                           \
-                     : [kw] "m"(K->wend), [kl] "m"(K->lim), [ke] "m"(K->e), [kdd] "m"(K->dd), "m"(*K)                \
+                     : [kw] "m"(K->wend), [kl] "m"(K->lim), [km] "m"(K->mult), [kdd] "m"(K->dd), "m"(*K)                \
                      : "cc", "memory")
 
 static uint32_t ig_tiles_asm(ig_k *K, const uint32_t *w, const uint32_t *g0, int32_t *v) {
@@ -1326,11 +1433,11 @@ static uint32_t ig_tiles_asm(ig_k *K, const uint32_t *w, const uint32_t *g0, int
     uint32_t p, q, u, vv, s, t;
     int32_t a0, a1, a2, a3;
     if (K->dd) { /* a perm */
-        IG_TILES_ASM(IG_4CP, IG_STORE_PERM);
+        IG_TILES_ASM(IG_4CP_FIRST, IG_4CP, IG_STORE_PERM);
     } else if (K->n8) { /* 8 channel pairs a loop */
-        IG_TILES_ASM(IG_4CP IG_4CP, IG_STORE_PAIRS);
+        IG_TILES_ASM(IG_4CP_FIRST IG_4CP, IG_4CP IG_4CP, IG_STORE_PAIRS);
     } else {
-        IG_TILES_ASM(IG_4CP, IG_STORE_PAIRS);
+        IG_TILES_ASM(IG_4CP_FIRST, IG_4CP, IG_STORE_PAIRS);
     }
     v[0] = a0;
     v[1] = a1;
@@ -1367,12 +1474,12 @@ static void ig_pair(const uint32_t *wp, const int16_t *g, int16_t *dx, uint32_t 
             int32_t v[4];
             uint32_t done;
             K.n = pp < left ? pp : left;
-            if (!K.n) {
+            if (!K.n || r->e < 2u) { /* a shift below 2 (sums below 2^16 so far): the loop below */
                 break;
             }
             K.lim = lim;
             K.e = r->e;
-            K.rnd = r->e ? 1u << (r->e - 1u) : 0u;
+            K.mult = (int32_t)(1u << (32u - r->e));
             done = ig_tiles_asm(&K, wp, (const uint32_t *)(const void *)(g + p * cout), v);
             p += 2u * done;
             r->tile += done;
@@ -1445,6 +1552,93 @@ static void ig_pair(const uint32_t *wp, const int16_t *g, int16_t *dx, uint32_t 
     r->seen |= seen;
 }
 
+/* The one-pass run redoes every tile stored before the shift's last
+   raise (tt_g16_run). Layers of many pixels first take the sums of one
+   pixel, the one of the largest sum of squared gradients, at every input
+   channel: their largest magnitude starts the run's shift, so a later
+   raise (a tile above all of that pixel's) is rare. Those sums are among
+   the kernel's own, so the final shift is the same. */
+#define PW_IG_FIRST_MIN_PIX 32u
+
+/* OR of |sum_c gp[c] w[c ws + j]| over j in [j0, j1): int32 sums over
+   blocks of 256 channels (|each| < 2^31), int64 across them. */
+static uint64_t pw_ig_pixel_or(const int16_t *gp, const int8_t *w, uint32_t ws, uint32_t j0, uint32_t j1,
+                               uint32_t cout) {
+    uint64_t m = 0;
+    uint32_t j = j0;
+    for (; j + 4u <= j1; j += 4u) {
+        int64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+        for (uint32_t c0 = 0; c0 < cout; c0 += 256u) {
+            const uint32_t c1 = cout - c0 < 256u ? cout : c0 + 256u;
+            const int8_t *wp = w + c0 * ws + j;
+            int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+            for (uint32_t c = c0; c < c1; c++, wp += ws) {
+                const uint32_t v = tt_ld32(wp);
+                const int32_t gv = gp[c];
+#if TT_DSP
+                const uint32_t v02 = (uint32_t)__sxtb16(v), v13 = tt_sxtb16_hi(v);
+                a0 = __smlabb((int32_t)v02, gv, a0);
+                a2 = __smlatb((int32_t)v02, gv, a2);
+                a1 = __smlabb((int32_t)v13, gv, a1);
+                a3 = __smlatb((int32_t)v13, gv, a3);
+#else
+                a0 += gv * (int8_t)(v & 0xFFu);
+                a1 += gv * (int8_t)((v >> 8) & 0xFFu);
+                a2 += gv * (int8_t)((v >> 16) & 0xFFu);
+                a3 += gv * (int8_t)(v >> 24);
+#endif
+            }
+            s0 += a0;
+            s1 += a1;
+            s2 += a2;
+            s3 += a3;
+        }
+        m |= tt_abs64(s0) | tt_abs64(s1) | tt_abs64(s2) | tt_abs64(s3);
+    }
+    for (; j < j1; j++) {
+        int64_t a = 0;
+        for (uint32_t c = 0; c < cout; c++) {
+            a += (int64_t)gp[c] * w[c * ws + j];
+        }
+        m |= tt_abs64(a);
+    }
+    return m;
+}
+
+static void pw_ig_first_shift(const int16_t *g, const int8_t *wt, const int8_t *wf, uint32_t nt, uint32_t cin,
+                              uint32_t cout, uint32_t npix, tt_g16_run *r) {
+    uint64_t best = 0, m;
+    uint32_t pbest = 0;
+    for (uint32_t p = 0; p < npix; p++) {
+        const int16_t *gp = g + p * cout;
+        uint64_t q = 0;
+        uint32_t c = 0;
+#if TT_DSP /* cout even, g 4-byte aligned (the caller's) */
+        int64_t a = 0;
+        for (; c + 2u <= cout; c += 2u) {
+            const int32_t v = (int32_t)tt_ld32(gp + c);
+            a = __smlald(v, v, a);
+        }
+        q = (uint64_t)a;
+#endif
+        for (; c < cout; c++) {
+            q += (uint64_t)((int32_t)gp[c] * gp[c]);
+        }
+        if (q > best) {
+            best = q;
+            pbest = p;
+        }
+    }
+    if (!best) {
+        return;
+    }
+    m = pw_ig_pixel_or(g + pbest * cout, wt, nt, 0u, nt, cout) |
+        pw_ig_pixel_or(g + pbest * cout, wf, cin, nt, cin, cout);
+    if (m >= r->lim) {
+        tt_g16_run_check(r, m);
+    }
+}
+
 int tt_pointwise_input_grad_run(tt_trainer *t, const tt_layer_rec *L, const int16_t *g, tt_g16_run *r) {
     uint32_t wp[PW_IG_MAX_COUT]; /* cout / 2 pairs x 2 input channels */
     const tt_model *m = &t->model;
@@ -1456,6 +1650,9 @@ int tt_pointwise_input_grad_run(tt_trainer *t, const tt_layer_rec *L, const int1
     const uint32_t npair = cout / 2u;
     if (cout % 2u || cout > PW_IG_MAX_COUT) {
         return 0;
+    }
+    if (r->tile == 0u && r->stop == 0xFFFFFFFFu && npix >= PW_IG_FIRST_MIN_PIX) { /* the first run */
+        pw_ig_first_shift(g, wt, wf, nt, cin, cout, npix, r);
     }
     for (uint32_t j = 0; j < cin && r->tile < r->stop; j += 2u) {
         const uint32_t j1 = j + 1u < cin ? j + 1u : j; /* odd cin: the last one twice */

@@ -39,10 +39,22 @@ WEIGHT_STEP_FN void weight_step(tt_trainer *t, const tt_update_params *P, int8_t
     }
 }
 
+/* The bias steps of channels c0 .. c0 + nc - 1 from their gradient sums a. */
+static void bias_steps(tt_trainer *t, uint32_t li, const tt_layer_rec *L, uint32_t c0, uint32_t nc, const int64_t *a,
+                       float sg, float k) {
+    const float *qas = TT_BLOB(&t->model, float, L->qas_b_off);
+    for (uint32_t i = 0; i < nc; i++) {
+        const uint32_t c = c0 + i;
+        if (t->grad_hook) {
+            t->grad_hook(t->grad_hook_ctx, li, TT_GRAD_HOOK_BIAS | c, a[i], sg);
+        }
+        tt_bias_apply(t, L, c, tt_rint_sat_fast((tt_f32_from_i64_fast(a[i]) * k) * qas[c], TT_BIAS_LIMIT));
+    }
+}
+
 /* sum_p g[p][c], 4 channels per pass over the positions. */
 int tt_update_biases_opt(tt_trainer *t, uint32_t li, const tt_layer_rec *L, const int16_t *g, uint32_t npos,
                          uint32_t C, float sg, float k) {
-    const float *qas = TT_BLOB(&t->model, float, L->qas_b_off);
     int64_t a[4];
     for (uint32_t c0 = 0; c0 < C; c0 += 4u) {
         const uint32_t nc = C - c0 < 4u ? C - c0 : 4u;
@@ -80,13 +92,7 @@ int tt_update_biases_opt(tt_trainer *t, uint32_t li, const tt_layer_rec *L, cons
                 }
             }
         }
-        for (uint32_t i = 0; i < nc; i++) {
-            const uint32_t c = c0 + i;
-            if (t->grad_hook) {
-                t->grad_hook(t->grad_hook_ctx, li, TT_GRAD_HOOK_BIAS | c, a[i], sg);
-            }
-            tt_bias_apply(t, L, c, tt_rint_sat_fast((tt_f32_from_i64_fast(a[i]) * k) * qas[c], TT_BIAS_LIMIT));
-        }
+        bias_steps(t, li, L, c0, nc, a, sg, k);
     }
     return 1;
 }
@@ -158,6 +164,9 @@ static void prescale_store2(int16_t *g, uint32_t npos, uint32_t C, int32_t fa, i
 }
 #endif
 
+static void prescale_store(const tt_model *m, const tt_layer_rec *L, int16_t *g, uint32_t n, uint32_t C, float sg,
+                           uint64_t pmax, float *sgp);
+
 /* The reference's prescale. The factors are >= 0, so the largest |G gs[c]|
    is max_c gs[c] max_p |G[p][c]|: the first pass is over int16 only. The
    second stores rs(G gs[c], e) from one 32 x 32 -> 64 multiply-add (with the
@@ -166,8 +175,6 @@ int tt_prescale_opt(const tt_model *m, const tt_layer_rec *L, int16_t *g, uint32
                     float *sgp) {
     const int32_t *pm = TT_BLOB(m, int32_t, L->gscale_off);
     uint64_t pmax = 0;
-    uint32_t e;
-    int64_t rnd;
 #if TT_DSP
     const int pairs = C % 2u == 0u && ((uintptr_t)g & 3u) == 0u;
     if (pairs) {
@@ -198,20 +205,30 @@ int tt_prescale_opt(const tt_model *m, const tt_layer_rec *L, int16_t *g, uint32
             pmax = a > pmax ? a : pmax;
         }
     }
+    prescale_store(m, L, g, n, C, sg, pmax, sgp);
+    return 1;
+}
+
+/* The prescale's second pass, pmax = max_c |max_p |G[p][c]| pm[c]|. */
+static void prescale_store(const tt_model *m, const tt_layer_rec *L, int16_t *g, uint32_t n, uint32_t C, float sg,
+                           uint64_t pmax, float *sgp) {
+    const int32_t *pm = TT_BLOB(m, int32_t, L->gscale_off);
+    uint32_t e;
+    int64_t rnd;
     if (pmax == 0 || !(sg > 0.0f)) {
         *sgp = 0.0f;
-        return 1;
+        return;
     }
     e = tt_bitlen64_fast(pmax);
     e = e > 15u ? e - 15u : 0u; /* tt_g16_shift */
     rnd = e ? (int64_t)1 << (e - 1u) : 0;
 #if TT_DSP
-    if (pairs && e >= 17u) {
+    if (C % 2u == 0u && ((uintptr_t)g & 3u) == 0u && e >= 17u) {
         for (uint32_t c = 0; c < C; c += 2u) {
             prescale_store2(g + c, n / C, C, pm[c], pm[c + 1u], e);
         }
         *sgp = (sg * tt_pow2f((int32_t)e - 31)) * L->wscale_max;
-        return 1;
+        return;
     }
 #endif
     for (uint32_t c = 0; c < C; c++) {
@@ -231,7 +248,95 @@ int tt_prescale_opt(const tt_model *m, const tt_layer_rec *L, int16_t *g, uint32
         }
     }
     *sgp = (sg * tt_pow2f((int32_t)e - 31)) * L->wscale_max;
+}
+
+#if TT_DSP_ASM_WIDE
+/* One position of bias_max_quad: the 4 values' sums and lane maxima. */
+#define BIAS_MAX_POS                                                                                                 \
+    "ldrd %[u], %[v], [%[gp]]\n\t"                                                                                   \
+    "add %[gp], %[gp], %[C2]\n\t"                                                                                    \
+    "sxtah %[a0], %[a0], %[u]\n\t"                                                                                   \
+    "sxtah %[a1], %[a1], %[u], ror #16\n\t"                                                                          \
+    "sxtah %[a2], %[a2], %[v]\n\t"                                                                                   \
+    "sxtah %[a3], %[a3], %[v], ror #16\n\t"                                                                          \
+    "ssub16 %[t], %[u], %[h01]\n\t"                                                                                  \
+    "sel %[h01], %[u], %[h01]\n\t"                                                                                   \
+    "ssub16 %[t], %[l01], %[u]\n\t"                                                                                  \
+    "sel %[l01], %[u], %[l01]\n\t"                                                                                   \
+    "ssub16 %[t], %[v], %[h23]\n\t"                                                                                  \
+    "sel %[h23], %[v], %[h23]\n\t"                                                                                   \
+    "ssub16 %[t], %[l23], %[v]\n\t"                                                                                  \
+    "sel %[l23], %[v], %[l23]\n\t"
+
+/* Channels c .. c + 3 over npos >= 1 positions (g at channel c, 4-byte
+   aligned, C2 = 2 C bytes a position): the sums a[0..3] (int32: npos <=
+   65536) and per lane the largest and smallest values, hl = (h01, l01, h23,
+   l23), as prescale_max2's. 13 registers. */
+static TT_NOINLINE void bias_max_quad(const int16_t *g, uint32_t npos, uint32_t C2, int32_t *a, uint32_t *hl) {
+    const uint8_t *gp = (const uint8_t *)(const void *)g;
+    const uint8_t *const end = gp + npos * C2; /* an odd position first, then pairs */
+    int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+    uint32_t h01 = 0, l01 = 0, h23 = 0, l23 = 0, u, v, t;
+    if (npos & 1u) {
+        __asm__(BIAS_MAX_POS
+                : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [h01] "+r"(h01), [l01] "+r"(l01),
+                  [h23] "+r"(h23), [l23] "+r"(l23), [u] "=&r"(u), [v] "=&r"(v), [t] "=&r"(t), [gp] "+r"(gp)
+                : [C2] "r"(C2), "m"(*(const uint32_t(*)[2])(const void *)g));
+    }
+    if (npos >= 2u) { /* two positions a loop */
+        __asm__ volatile("1:\n\t" BIAS_MAX_POS BIAS_MAX_POS
+                         "ldr %[t], %[end]\n\t"
+                         "cmp %[gp], %[t]\n\t"
+                         "bne 1b"
+                         : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [h01] "+r"(h01),
+                           [l01] "+r"(l01), [h23] "+r"(h23), [l23] "+r"(l23), [u] "=&r"(u), [v] "=&r"(v),
+                           [t] "=&r"(t), [gp] "+r"(gp)
+                         : [C2] "r"(C2), [end] "m"(end)
+                         : "cc", "memory");
+    }
+    a[0] = a0;
+    a[1] = a1;
+    a[2] = a2;
+    a[3] = a3;
+    hl[0] = h01;
+    hl[1] = l01;
+    hl[2] = h23;
+    hl[3] = l23;
+}
+#endif
+
+/* tt_update_biases_opt and tt_prescale_opt of a layer with both, the bias
+   sums and the prescale's maxima in one pass over g (C a multiple of 4, g
+   4-byte aligned, npos <= 65536); 0: not handled. Same updates in the
+   same order, same prescaled gradient. */
+int tt_bias_prescale_opt(tt_trainer *t, uint32_t li, const tt_layer_rec *L, int16_t *g, uint32_t npos, uint32_t C,
+                         float sg, float k, float *sgp) {
+#if TT_DSP_ASM_WIDE
+    const int32_t *pm = TT_BLOB(&t->model, int32_t, L->gscale_off);
+    uint64_t pmax = 0;
+    if (C % 4u || ((uintptr_t)g & 3u) || npos > 65536u || !npos) {
+        return 0;
+    }
+    for (uint32_t c0 = 0; c0 < C; c0 += 4u) {
+        int32_t s[4];
+        uint32_t hl[4];
+        int64_t a[4];
+        bias_max_quad(g + c0, npos, 2u * C, s, hl);
+        for (uint32_t i = 0; i < 4u; i++) {
+            const uint32_t h = hl[i & 2u], l = hl[(i & 2u) + 1u];
+            const int32_t hi = i & 1u ? hi16(h) : lo16(h), lo = i & 1u ? hi16(l) : lo16(l);
+            const uint64_t m = tt_abs64((int64_t)(-lo > hi ? -lo : hi) * pm[c0 + i]);
+            pmax = m > pmax ? m : pmax;
+            a[i] = s[i];
+        }
+        bias_steps(t, li, L, c0, 4u, a, sg, k);
+    }
+    prescale_store(&t->model, L, g, npos * C, C, sg, pmax, sgp);
     return 1;
+#else
+    (void)t, (void)li, (void)L, (void)g, (void)npos, (void)C, (void)sg, (void)k, (void)sgp;
+    return 0;
+#endif
 }
 
 static int is_fc(const tt_model *m, const tt_layer_rec *L) {
@@ -292,13 +397,65 @@ static void dw_update_weights(tt_trainer *t, const tt_layer_rec *L, const tt_upd
    once as int16 pairs (s[p][j] - zx, s[p+1][j] - zx) on the stack (the
    input zero point taken out there: no second sum of g), the gradients of
    channels c, c+1 as pairs (g[p][c], g[p+1][c]) (PKHBT, PKHTB per two
-   words); per pixel pair 3 LDRD and 8 SMLAD. |sum g (s - zx)| <= npos
+   words, once per channel pair for as many groups of 4 trained channels
+   as the stack buffer of regrouped inputs holds); per pixel pair 3 LDRD and 8 SMLAD. |sum g (s - zx)| <= npos
    32767 255 < 2^31 for npos <= 2 PW_WG_MAX_PAIRS: the sums are exact. The
    weights are updated block by block (the reference goes output channel by
    output channel; an update reads only sums, so the order changes no
    result, but the grad hook sees the reference's order: with a hook the
    general loop runs). */
 #define PW_WG_MAX_PAIRS 96u /* 16 + 8 bytes a pixel pair: within TT_OPT_STACK_BYTES */
+
+/* The sums of one group of 4 trained channels (s2: npp pixel pairs of 4
+   words) with the regrouped gradients of a channel pair (g2: 2 words a
+   pixel pair): v[0..3] channel c, v[4..7] channel c + 1. */
+static TT_NOINLINE void pw_wg_sums(const uint32_t *g2, const uint32_t *s2, uint32_t npp, int32_t *v) {
+    int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, b0 = 0, b1 = 0, b2 = 0, b3 = 0;
+#if TT_DSP_ASM_WIDE
+    const uint32_t *gp = g2, *sp = s2, *const gend = g2 + 2u * npp;
+    uint32_t ga, gb, s0, s1;
+    __asm__ volatile("1:\n\t" /* 14 instructions a pixel pair (GCC: 17) */
+                     "ldrd %[ga], %[gb], [%[gp]], #8\n\t"
+                     "ldrd %[s0], %[s1], [%[sp]], #8\n\t"
+                     "smlad %[a0], %[ga], %[s0], %[a0]\n\t"
+                     "smlad %[a1], %[ga], %[s1], %[a1]\n\t"
+                     "smlad %[b0], %[gb], %[s0], %[b0]\n\t"
+                     "smlad %[b1], %[gb], %[s1], %[b1]\n\t"
+                     "ldrd %[s0], %[s1], [%[sp]], #8\n\t"
+                     "smlad %[a2], %[ga], %[s0], %[a2]\n\t"
+                     "smlad %[a3], %[ga], %[s1], %[a3]\n\t"
+                     "smlad %[b2], %[gb], %[s0], %[b2]\n\t"
+                     "smlad %[b3], %[gb], %[s1], %[b3]\n\t"
+                     "ldr %[s0], %[e]\n\t"
+                     "cmp %[gp], %[s0]\n\t"
+                     "bne 1b"
+                     : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [b0] "+r"(b0), [b1] "+r"(b1),
+                       [b2] "+r"(b2), [b3] "+r"(b3), [ga] "=&r"(ga), [gb] "=&r"(gb), [s0] "=&r"(s0), [s1] "=&r"(s1),
+                       [gp] "+r"(gp), [sp] "+r"(sp)
+                     : [e] "m"(gend)
+                     : "cc", "memory");
+#else
+    for (uint32_t pp = 0; pp < npp; pp++) {
+        const uint32_t ga = g2[2u * pp], gb = g2[2u * pp + 1u], *sp = s2 + 4u * pp;
+        a0 = tt_smlad(ga, sp[0], a0);
+        a1 = tt_smlad(ga, sp[1], a1);
+        a2 = tt_smlad(ga, sp[2], a2);
+        a3 = tt_smlad(ga, sp[3], a3);
+        b0 = tt_smlad(gb, sp[0], b0);
+        b1 = tt_smlad(gb, sp[1], b1);
+        b2 = tt_smlad(gb, sp[2], b2);
+        b3 = tt_smlad(gb, sp[3], b3);
+    }
+#endif
+    v[0] = a0;
+    v[1] = a1;
+    v[2] = a2;
+    v[3] = a3;
+    v[4] = b0;
+    v[5] = b1;
+    v[6] = b2;
+    v[7] = b3;
+}
 
 static int pw_update_weights_smlad(tt_trainer *t, const tt_layer_rec *L, const tt_update_params *P) {
     uint32_t s2[PW_WG_MAX_PAIRS * 4u], g2[PW_WG_MAX_PAIRS * 2u];
@@ -314,28 +471,33 @@ static int pw_update_weights_smlad(tt_trainer *t, const tt_layer_rec *L, const t
     if (t->grad_hook || nt % 4u || C % 2u || npos % 2u || npp > PW_WG_MAX_PAIRS || !npp) {
         return 0;
     }
-    for (uint32_t j = 0; j < nt; j += 4u) {
-        for (uint32_t pp = 0; pp < npp; pp++) {
-            const int8_t *sp = s + 2u * pp * nt + j;
-            const uint32_t a = tt_ld32(sp), b = tt_ld32(sp + nt);
-            const uint32_t a02 = tt_widen02(a), a13 = tt_widen13(a), b02 = tt_widen02(b), b13 = tt_widen13(b);
-            const uint32_t v[4] = {(a02 & 0xFFFFu) | (b02 << 16),      /* j */
-                                   (a13 & 0xFFFFu) | (b13 << 16),      /* j + 1 */
-                                   (a02 >> 16) | (b02 & 0xFFFF0000u),  /* j + 2 */
-                                   (a13 >> 16) | (b13 & 0xFFFF0000u)}; /* j + 3 */
-            uint32_t *d = s2 + 4u * pp;
-            for (uint32_t i = 0; i < 4u; i++) { /* s - zx in [-255, 255]: no lane overflows */
+    /* as many groups of 4 trained channels as s2 holds share each regrouping of g */
+    const uint32_t gmax = PW_WG_MAX_PAIRS / npp;
+    for (uint32_t j0 = 0; j0 < nt; j0 += 4u * gmax) {
+        const uint32_t ng = (nt - j0) / 4u < gmax ? (nt - j0) / 4u : gmax;
+        for (uint32_t gi = 0; gi < ng; gi++) {
+            const uint32_t j = j0 + 4u * gi;
+            for (uint32_t pp = 0; pp < npp; pp++) {
+                const int8_t *sp = s + 2u * pp * nt + j;
+                const uint32_t a = tt_ld32(sp), b = tt_ld32(sp + nt);
+                const uint32_t a02 = tt_widen02(a), a13 = tt_widen13(a), b02 = tt_widen02(b), b13 = tt_widen13(b);
+                const uint32_t v[4] = {(a02 & 0xFFFFu) | (b02 << 16),      /* j */
+                                       (a13 & 0xFFFFu) | (b13 << 16),      /* j + 1 */
+                                       (a02 >> 16) | (b02 & 0xFFFF0000u),  /* j + 2 */
+                                       (a13 >> 16) | (b13 & 0xFFFF0000u)}; /* j + 3 */
+                uint32_t *d = s2 + 4u * (gi * npp + pp);
+                for (uint32_t i = 0; i < 4u; i++) { /* s - zx in [-255, 255]: no lane overflows */
 #if TT_DSP
-                d[i] = (uint32_t)__ssub16((int32_t)v[i], (int32_t)pack16(zx, zx));
+                    d[i] = (uint32_t)__ssub16((int32_t)v[i], (int32_t)pack16(zx, zx));
 #else
-                d[i] = pack16(lo16(v[i]) - zx, hi16(v[i]) - zx);
+                    d[i] = pack16(lo16(v[i]) - zx, hi16(v[i]) - zx);
 #endif
+                }
             }
         }
         for (uint32_t c = 0; c < C; c += 2u) {
             /* C even and the values 4-byte aligned: (g[p][c], g[p][c+1]) is a word */
             const uint32_t *gw = (const uint32_t *)(const void *)(g + c);
-            int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, b0 = 0, b1 = 0, b2 = 0, b3 = 0;
 #if TT_DSP
             {
                 uint32_t *d = g2, u, v, x;
@@ -360,54 +522,19 @@ static int pw_update_weights_smlad(tt_trainer *t, const tt_layer_rec *L, const t
                 g2[2u * pp + 1u] = (u >> 16) | (v & 0xFFFF0000u);
             }
 #endif
-#if TT_DSP_ASM_WIDE
-            {
-                const uint32_t *gp = g2, *sp = s2, *const gend = g2 + 2u * npp;
-                uint32_t ga, gb, s0, s1;
-                __asm__ volatile("1:\n\t" /* 14 instructions a pixel pair (GCC: 17) */
-                                 "ldrd %[ga], %[gb], [%[gp]], #8\n\t"
-                                 "ldrd %[s0], %[s1], [%[sp]], #8\n\t"
-                                 "smlad %[a0], %[ga], %[s0], %[a0]\n\t"
-                                 "smlad %[a1], %[ga], %[s1], %[a1]\n\t"
-                                 "smlad %[b0], %[gb], %[s0], %[b0]\n\t"
-                                 "smlad %[b1], %[gb], %[s1], %[b1]\n\t"
-                                 "ldrd %[s0], %[s1], [%[sp]], #8\n\t"
-                                 "smlad %[a2], %[ga], %[s0], %[a2]\n\t"
-                                 "smlad %[a3], %[ga], %[s1], %[a3]\n\t"
-                                 "smlad %[b2], %[gb], %[s0], %[b2]\n\t"
-                                 "smlad %[b3], %[gb], %[s1], %[b3]\n\t"
-                                 "ldr %[s0], %[e]\n\t"
-                                 "cmp %[gp], %[s0]\n\t"
-                                 "bne 1b"
-                                 : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [b0] "+r"(b0),
-                                   [b1] "+r"(b1), [b2] "+r"(b2), [b3] "+r"(b3), [ga] "=&r"(ga), [gb] "=&r"(gb),
-                                   [s0] "=&r"(s0), [s1] "=&r"(s1), [gp] "+r"(gp), [sp] "+r"(sp)
-                                 : [e] "m"(gend)
-                                 : "cc", "memory");
-            }
-#else
-            for (uint32_t pp = 0; pp < npp; pp++) {
-                const uint32_t ga = g2[2u * pp], gb = g2[2u * pp + 1u], *sp = s2 + 4u * pp;
-                a0 = tt_smlad(ga, sp[0], a0);
-                a1 = tt_smlad(ga, sp[1], a1);
-                a2 = tt_smlad(ga, sp[2], a2);
-                a3 = tt_smlad(ga, sp[3], a3);
-                b0 = tt_smlad(gb, sp[0], b0);
-                b1 = tt_smlad(gb, sp[1], b1);
-                b2 = tt_smlad(gb, sp[2], b2);
-                b3 = tt_smlad(gb, sp[3], b3);
-            }
-#endif
-            {
-                const uint32_t base = c * nt + j;
-                weight_step(t, P, w, res, base, a0, 0.0f, 1.0f, qas[c]);
-                weight_step(t, P, w, res, base + 1u, a1, 0.0f, 1.0f, qas[c]);
-                weight_step(t, P, w, res, base + 2u, a2, 0.0f, 1.0f, qas[c]);
-                weight_step(t, P, w, res, base + 3u, a3, 0.0f, 1.0f, qas[c]);
-                weight_step(t, P, w, res, base + nt, b0, 0.0f, 1.0f, qas[c + 1u]);
-                weight_step(t, P, w, res, base + nt + 1u, b1, 0.0f, 1.0f, qas[c + 1u]);
-                weight_step(t, P, w, res, base + nt + 2u, b2, 0.0f, 1.0f, qas[c + 1u]);
-                weight_step(t, P, w, res, base + nt + 3u, b3, 0.0f, 1.0f, qas[c + 1u]);
+            for (uint32_t gi = 0; gi < ng; gi++) {
+                const uint32_t j = j0 + 4u * gi;
+                int32_t v[8];
+                pw_wg_sums(g2, s2 + 4u * gi * npp, npp, v);
+                {
+                    const uint32_t base = c * nt + j;
+                    for (uint32_t i = 0; i < 4u; i++) {
+                        weight_step(t, P, w, res, base + i, v[i], 0.0f, 1.0f, qas[c]);
+                    }
+                    for (uint32_t i = 0; i < 4u; i++) {
+                        weight_step(t, P, w, res, base + nt + i, v[4u + i], 0.0f, 1.0f, qas[c + 1u]);
+                    }
+                }
             }
         }
     }
@@ -417,7 +544,18 @@ static int pw_update_weights_smlad(tt_trainer *t, const tt_layer_rec *L, const t
 /* Weight gradient of a 1x1 conv on equal grids, or of a conv whose kernel
    covers the whole input (FC): both are sum_p g[p][c] (s[p][j] - z) with p
    running over the positions of one output pixel's window. */
+static TT_NOINLINE int update_weights_any(tt_trainer *t, const tt_layer_rec *L, const tt_update_params *P);
+
+/* pw_update_weights_smlad first, from a small frame (its buffers then add
+   to no other frame than this). */
 int tt_update_weights_opt(tt_trainer *t, const tt_layer_rec *L, const tt_update_params *P) {
+    if (tt_is_pointwise(&t->model, L) && pw_update_weights_smlad(t, L, P)) {
+        return 1;
+    }
+    return update_weights_any(t, L, P);
+}
+
+static TT_NOINLINE int update_weights_any(tt_trainer *t, const tt_layer_rec *L, const tt_update_params *P) {
     const tt_model *m = &t->model;
     const tt_tensor_rec *in = tt_tensor(m, L->in), *out = tt_tensor(m, L->out);
     const int8_t *s = tt_act_data(t, P->saved_id);
@@ -429,10 +567,7 @@ int tt_update_weights_opt(tt_trainer *t, const tt_layer_rec *L, const tt_update_
     const uint32_t nt = L->n_train, C = out->c;
     const int32_t zx = in->zero;
     uint32_t npos, gstride, sstride, kk;
-    if (tt_is_pointwise(m, L)) {
-        if (pw_update_weights_smlad(t, L, P)) {
-            return 1;
-        }
+    if (tt_is_pointwise(m, L)) { /* pw_update_weights_smlad did not take it */
         /* A[c][j] = sum over pixels p of g[p][c] (s[p][j] - z) */
         npos = (uint32_t)out->h * out->w;
         gstride = C;
