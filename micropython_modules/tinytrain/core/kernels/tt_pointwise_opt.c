@@ -793,7 +793,8 @@ static TT_NOINLINE void pw_xw_gather(uint32_t *d, const int8_t *x, uint32_t n, u
     }
 }
 
-/* The sums of channels a (a[0]) and b (a[2]) at one widened pixel xw. */
+/* The sums of channels a (a[0]) and b (a[2]) at one widened pixel xw
+   (pw_xw's odd last pixel). */
 static TT_NOINLINE void pw_xw_dot1(const uint32_t *xw, const uint32_t *w16, uint32_t cin, int32_t *a) {
     for (uint32_t i = 0; i < cin / 4u; i++, xw += 2, w16 += 4) {
         a[0] = tt_smlad(xw[1], w16[1], tt_smlad(xw[0], w16[0], a[0]));
@@ -893,11 +894,7 @@ static int pw_xw(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, uint8_t
                 a[1] = P->ba;
                 a[2] = P->bb;
                 a[3] = P->bb;
-                if (W.perm) {
-                    pw_xw_dot1(xw + (n - 1u) * cin / 2u, w16, cin, a);
-                } else {
-                    dot_w16_ool(x + pl * cin, w16, P->wtail, 0u, P->woff, cin, a);
-                }
+                pw_xw_dot1(xw + (n - 1u) * cin / 2u, w16, cin, a); /* the pixel as widened (with a perm: gathered) */
                 tt_store_out(y, mask, pl * cout + c, rqz_apply(a[0], P->za.mult, P->za.rz, P->za.k), 0, -128, 127);
                 tt_store_out(y, mask, pl * cout + c + 1u, rqz_apply(a[2], P->zb.mult, P->zb.rz, P->zb.k), 0, -128, 127);
             }
@@ -1509,7 +1506,7 @@ static uint64_t pw_ig_pixel_or(const int16_t *gp, const int8_t *w, uint32_t ws, 
     return m;
 }
 
-static void pw_ig_first_shift(const int16_t *g, const int8_t *wt, const int8_t *wf, uint32_t nt, uint32_t cin,
+static TT_NOINLINE void pw_ig_first_shift(const int16_t *g, const int8_t *wt, const int8_t *wf, uint32_t nt, uint32_t cin,
                               uint32_t cout, uint32_t npix, tt_g16_run *r) {
     uint64_t best = 0, m;
     uint32_t pbest = 0;
@@ -1543,7 +1540,24 @@ static void pw_ig_first_shift(const int16_t *g, const int8_t *wt, const int8_t *
     }
 }
 
+static TT_NOINLINE int pw_ig_run(tt_trainer *t, const tt_layer_rec *L, const int16_t *g, tt_g16_run *r);
+
+/* The first run's starting shift from this small frame (not nested in the
+   tiles' buffer), then the tiles. */
 int tt_pointwise_input_grad_run(tt_trainer *t, const tt_layer_rec *L, const int16_t *g, tt_g16_run *r) {
+    const tt_model *m = &t->model;
+    const uint32_t cout = tt_tensor(m, L->out)->c, npix = (uint32_t)tt_tensor(m, L->out)->h * tt_tensor(m, L->out)->w;
+    if (cout % 2u || cout > PW_IG_MAX_COUT) {
+        return 0;
+    }
+    if (r->tile == 0u && r->stop == 0xFFFFFFFFu && npix >= PW_IG_FIRST_MIN_PIX) { /* the first run */
+        pw_ig_first_shift(g, L->n_train ? TT_ARENA(t, int8_t, L->w_arena) : NULL, tt_weights_frozen(m, L),
+                          L->n_train, tt_tensor(m, L->in)->c, cout, npix, r);
+    }
+    return pw_ig_run(t, L, g, r);
+}
+
+static TT_NOINLINE int pw_ig_run(tt_trainer *t, const tt_layer_rec *L, const int16_t *g, tt_g16_run *r) {
     uint32_t wp[PW_IG_MAX_COUT]; /* cout / 2 pairs x 2 input channels */
     const tt_model *m = &t->model;
     const tt_tensor_rec *in = tt_tensor(m, L->in), *out = tt_tensor(m, L->out);
@@ -1552,12 +1566,6 @@ int tt_pointwise_input_grad_run(tt_trainer *t, const tt_layer_rec *L, const int1
     const uint16_t *perm = tt_perm_of(m, L);
     const uint32_t cin = in->c, cout = out->c, nt = L->n_train, npix = (uint32_t)out->h * out->w;
     const uint32_t npair = cout / 2u;
-    if (cout % 2u || cout > PW_IG_MAX_COUT) {
-        return 0;
-    }
-    if (r->tile == 0u && r->stop == 0xFFFFFFFFu && npix >= PW_IG_FIRST_MIN_PIX) { /* the first run */
-        pw_ig_first_shift(g, wt, wf, nt, cin, cout, npix, r);
-    }
     for (uint32_t j = 0; j < cin && r->tile < r->stop; j += 2u) {
         const uint32_t j1 = j + 1u < cin ? j + 1u : j; /* odd cin: the last one twice */
         /* the reference reads positions j < n_train from the trained copy */
