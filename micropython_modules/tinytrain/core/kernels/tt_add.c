@@ -5,6 +5,7 @@
  */
 #include <string.h>
 #include "tt_kernels.h"
+#include "tt_opt.h"
 
 void tt_add_ref(tt_trainer *t, const tt_layer_rec *L, uint8_t *mask) {
     const tt_model *m = &t->model;
@@ -49,6 +50,9 @@ void tt_grad_add(tt_trainer *t, uint32_t a_id, uint32_t b_id) {
     /* Bring the smaller-scaled operand to the larger scale; one bit of headroom. */
     if (*sa >= sb) {
         tt_float_to_q31(sb / *sa, &mult, &shift);
+#if TT_OPTIMIZED
+        if (!tt_grad_sum_opt(a, a, b, n, mult, shift + 1u))
+#endif
         for (uint32_t i = 0; i < n; i++) {
             a[i] = (int16_t)tt_clamp32(tt_round_shift(a[i], 1) + tt_requant(b[i], mult, shift + 1u), -TT_G16_MAX,
                                        TT_G16_MAX);
@@ -56,6 +60,9 @@ void tt_grad_add(tt_trainer *t, uint32_t a_id, uint32_t b_id) {
         *sa = *sa * 2.0f;
     } else {
         tt_float_to_q31(*sa / sb, &mult, &shift);
+#if TT_OPTIMIZED
+        if (!tt_grad_sum_opt(a, b, a, n, mult, shift + 1u))
+#endif
         for (uint32_t i = 0; i < n; i++) {
             a[i] = (int16_t)tt_clamp32(tt_requant(a[i], mult, shift + 1u) + tt_round_shift(b[i], 1), -TT_G16_MAX,
                                        TT_G16_MAX);

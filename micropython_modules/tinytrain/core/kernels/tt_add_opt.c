@@ -105,6 +105,24 @@ int tt_add_opt(tt_trainer *t, const tt_layer_rec *L, uint8_t *mask) {
     return 1;
 }
 
+/* ---- the sum of two gradients (tt_grad_add): tt_requant(y, mult, s) of an
+   int16 y and a Q31 mult from the high word of y mult (|y mult| < 2^46),
+   as rq_fast for s >= 33 (one SMMUL, an add, a shift) and SMMULR's
+   rounding for s = 32. ---- */
+int tt_grad_sum_opt(int16_t *d, const int16_t *x, const int16_t *y, uint32_t n, int32_t mult, uint32_t s) {
+    const uint32_t k = s - 32u;
+    const int32_t rnd = s >= 33u ? (int32_t)(1u << (s - 33u)) : 0;
+    if (s < 32u || s > 62u) {
+        return 0;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        const int32_t p = (int32_t)(((int64_t)y[i] * mult + (s == 32u ? (int64_t)1 << 31 : 0)) >> 32);
+        const int32_t v = ((x[i] + 1) >> 1) + ((p + rnd) >> k);
+        d[i] = (int16_t)(v < -TT_G16_MAX ? -TT_G16_MAX : (v > TT_G16_MAX ? TT_G16_MAX : v));
+    }
+    return 1;
+}
+
 #else
 typedef int tt_add_opt_unused; /* ISO C: a translation unit is not empty */
 #endif

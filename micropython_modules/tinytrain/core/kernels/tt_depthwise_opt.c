@@ -1526,6 +1526,28 @@ static inline uint32_t dw_skip_order(const dw_skip_t *S, uint32_t i) {
     return i == 0u ? S->first : (i - 1u < S->first ? i - 1u : i);
 }
 
+/* dw_input_grad_c4's weight pairs of a group, wtab[2 t] = (w0[t], w1[t]),
+   wtab[2 t + 1] = (w2[t], w3[t]): 4 taps of each channel from one word
+   (SXTB16, PKHBT/PKHTB), the last kk % 4 one at a time. */
+static void dwig_regroup(uint32_t *wtab, const int8_t *const *w, uint32_t kk) {
+    uint32_t t = 0;
+    for (; t + 4u <= kk; t += 4u, wtab += 8) {
+        for (uint32_t h = 0; h < 2u; h++) { /* channels 2h, 2h + 1: the words 2t + h */
+            const uint32_t a = tt_ld32(w[2u * h] + t), b = tt_ld32(w[2u * h + 1u] + t);
+            const uint32_t a02 = (uint32_t)__sxtb16(a), a13 = tt_sxtb16_hi(a);
+            const uint32_t b02 = (uint32_t)__sxtb16(b), b13 = tt_sxtb16_hi(b);
+            wtab[h] = dw4_pkbb(a02, b02);      /* tap t */
+            wtab[2u + h] = dw4_pkbb(a13, b13); /* t + 1 */
+            wtab[4u + h] = dw4_pktt(a02, b02); /* t + 2 */
+            wtab[6u + h] = dw4_pktt(a13, b13); /* t + 3 */
+        }
+    }
+    for (; t < kk; t++, wtab += 2) {
+        wtab[0] = pack16(w[0][t], w[1][t]);
+        wtab[1] = pack16(w[2][t], w[3][t]);
+    }
+}
+
 /* Group gi needs no sums with seen the OR of those so far. */
 static inline int dw_skip_group(const dw_skip_t *S, uint32_t gi, uint32_t seen) {
     const uint32_t nb = S->nb[gi], n = tt_bitlen64_fast(seen);
@@ -1765,10 +1787,7 @@ static int dw_input_grad_rows(tt_trainer *t, const tt_layer_rec *L, const int16_
             const uint32_t j = c0 + i; /* no perm: storage position = channel */
             w[i] = j < L->n_train ? wt + j * kk : wf + j * kk;
         }
-        for (uint32_t tap = 0; tap < kk; tap++) {
-            wtab[2u * tap] = pack16(w[0][tap], w[1][tap]);
-            wtab[2u * tap + 1u] = pack16(w[2][tap], w[3][tap]);
-        }
+        dwig_regroup(wtab, w, kk);
         K.gbase = (const uint8_t *)(const void *)(g + c0);
         for (uint32_t ih = 0; ih < H; ih++) { /* rows in increasing order (in-place backward) */
             uint32_t iw = 0;

@@ -426,6 +426,9 @@ int tt_dwconv_input_grad_opt(tt_trainer *t, const tt_layer_rec *L, const int16_t
 int tt_dwconv_input_grad_run(tt_trainer *t, const tt_layer_rec *L, const int16_t *g, tt_g16_run *r);
 /* tt_add_opt.c */
 int tt_add_opt(tt_trainer *t, const tt_layer_rec *L, uint8_t *mask);
+/* tt_add_opt.c: tt_grad_add's sum, d[i] = clamp(rs(x[i], 1) + tt_requant(y[i], mult, s), +-32767) (d is x
+   or y); 0 (not handled) for s < 32 */
+int tt_grad_sum_opt(int16_t *d, const int16_t *x, const int16_t *y, uint32_t n, int32_t mult, uint32_t s);
 /* tt_mask_opt.c */
 int tt_apply_mask_opt(int16_t *g, const uint8_t *mask, uint32_t n);
 /* tt_update_opt.c */

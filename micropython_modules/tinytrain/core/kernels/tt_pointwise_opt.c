@@ -763,20 +763,6 @@ static TT_NOINLINE void pw_xw_tiles(const pw_pass_t *P, const uint32_t *xw, uint
     }
 }
 
-/* Pixel pl (the last of an odd count) of channels P->c, P->c + 1 as both
-   of a tile's. */
-static TT_NOINLINE void pw_xw_odd(const pw_pass_t *P, const int8_t *x, uint32_t pl) {
-    const uint32_t cin = P->cin, cout = P->cout, c = P->c;
-    int32_t a[4];
-    a[0] = P->ba;
-    a[1] = P->ba;
-    a[2] = P->bb;
-    a[3] = P->bb;
-    dot_w16_ool(x + pl * cin, P->w16, P->wtail, 0u, P->woff, cin, a);
-    tt_store_out(P->y, P->mask, pl * cout + c, rqz_apply(a[0], P->za.mult, P->za.rz, P->za.k), 0, -128, 127);
-    tt_store_out(P->y, P->mask, pl * cout + c + 1u, rqz_apply(a[2], P->zb.mult, P->zb.rz, P->zb.k), 0, -128, 127);
-}
-
 /* pw_widen_pair's words and row sums of two weight rows pa, pb of n
    weights (n a multiple of 4), added to *sa, *sb. The operands are early
    clobbers: end may be pb's value, which GCC could otherwise give one register. */
@@ -825,7 +811,8 @@ static TT_NOINLINE void pw_xw_gather(uint32_t *d, const int8_t *x, uint32_t n, u
     }
 }
 
-/* The sums of channels a (a[0]) and b (a[2]) at one widened pixel xw. */
+/* The sums of channels a (a[0]) and b (a[2]) at one widened pixel xw
+   (pw_xw's odd last pixel). */
 static TT_NOINLINE void pw_xw_dot1(const uint32_t *xw, const uint32_t *w16, uint32_t cin, int32_t *a) {
     for (uint32_t i = 0; i < cin / 4u; i++, xw += 2, w16 += 4) {
         a[0] = tt_smlad(xw[1], w16[1], tt_smlad(xw[0], w16[0], a[0]));
@@ -833,13 +820,27 @@ static TT_NOINLINE void pw_xw_dot1(const uint32_t *xw, const uint32_t *w16, uint
     }
 }
 
+/* Pixel pl (the last of an odd count) of channels P->c, P->c + 1 as both
+   of a tile's, from its widened inputs xwp (with a perm: gathered). */
+static TT_NOINLINE void pw_xw_odd(const pw_pass_t *P, const uint32_t *xwp, uint32_t pl) {
+    const uint32_t cout = P->cout, c = P->c;
+    int32_t a[4];
+    a[0] = P->ba;
+    a[1] = P->ba;
+    a[2] = P->bb;
+    a[3] = P->bb;
+    pw_xw_dot1(xwp, P->w16, P->cin, a);
+    tt_store_out(P->y, P->mask, pl * cout + c, rqz_apply(a[0], P->za.mult, P->za.rz, P->za.k), 0, -128, 127);
+    tt_store_out(P->y, P->mask, pl * cout + c + 1u, rqz_apply(a[2], P->zb.mult, P->zb.rz, P->zb.k), 0, -128, 127);
+}
+
 /* tt_pointwise_opt with the inputs widened to int16 as well (layers of few
    input channels, cin a multiple of 8 up to PW_XW_MAX_CIN): blocks of pixels
    are widened into buf after a channel pair's weights, once for all pairs,
    and the tiles need no SXTB16 (26 instructions per 8 input channels where
    pw_lean_full8 takes 34). The weights are widened again per block (with a
-   perm the inputs are gathered in weight storage order). Every channel rqz_ok, the int8 clamp, even cout;
-   else 0 (not handled). buf: PW_W16_MAX_CIN words; P, tail: the caller's
+   perm the inputs are gathered in weight storage order). Every channel
+   rqz_ok, the int8 clamp, even cout; else 0 (not handled). buf: PW_W16_MAX_CIN words; P, tail: the caller's
    (no second copy on the stack). With R->prep (tt_pointwise_prep) the
    weights and constants of every pair come from there, made once for the
    rows of a fused op, and buf holds inputs only. */
@@ -919,9 +920,7 @@ static int pw_xw(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, uint8_t
                     P->zb.rz = (int32_t)kc[5];
                     P->za.k = kc[6];
                     P->zb.k = kc[7];
-                    P->wtail = NULL;
-                    P->woff = 0u;
-                    pw_xw_odd(P, x, b0 + n - 1u);
+                    pw_xw_odd(P, xw + (n - 1u) * cin / 2u, b0 + n - 1u);
                 }
                 continue;
             }
@@ -945,18 +944,8 @@ static int pw_xw(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, uint8_t
             if (n >= 2u) {
                 pw_xw_tiles(P, xw, b0, n & ~1u, kc);
             }
-            if (n & 1u && W.perm) { /* the last pixel (of an odd count) as both of a tile's */
-                const uint32_t pl = b0 + n - 1u;
-                int32_t a[4];
-                a[0] = P->ba;
-                a[1] = P->ba;
-                a[2] = P->bb;
-                a[3] = P->bb;
-                pw_xw_dot1(xw + (n - 1u) * cin / 2u, w16, cin, a);
-                tt_store_out(y, mask, pl * cout + c, rqz_apply(a[0], P->za.mult, P->za.rz, P->za.k), 0, -128, 127);
-                tt_store_out(y, mask, pl * cout + c + 1u, rqz_apply(a[2], P->zb.mult, P->zb.rz, P->zb.k), 0, -128, 127);
-            } else if (n & 1u) {
-                pw_xw_odd(P, x, b0 + n - 1u);
+            if (n & 1u) { /* the last pixel (of an odd count) as both of a tile's */
+                pw_xw_odd(P, xw + (n - 1u) * cin / 2u, b0 + n - 1u);
             }
         }
     }
@@ -1605,7 +1594,7 @@ static uint64_t pw_ig_pixel_or(const int16_t *gp, const int8_t *w, uint32_t ws, 
     return m;
 }
 
-static void pw_ig_first_shift(const int16_t *g, const int8_t *wt, const int8_t *wf, uint32_t nt, uint32_t cin,
+static TT_NOINLINE void pw_ig_first_shift(const int16_t *g, const int8_t *wt, const int8_t *wf, uint32_t nt, uint32_t cin,
                               uint32_t cout, uint32_t npix, tt_g16_run *r) {
     uint64_t best = 0, m;
     uint32_t pbest = 0;
@@ -1639,7 +1628,24 @@ static void pw_ig_first_shift(const int16_t *g, const int8_t *wt, const int8_t *
     }
 }
 
+static TT_NOINLINE int pw_ig_run(tt_trainer *t, const tt_layer_rec *L, const int16_t *g, tt_g16_run *r);
+
+/* The first run's starting shift from this small frame (not nested in the
+   tiles' buffer), then the tiles. */
 int tt_pointwise_input_grad_run(tt_trainer *t, const tt_layer_rec *L, const int16_t *g, tt_g16_run *r) {
+    const tt_model *m = &t->model;
+    const uint32_t cout = tt_tensor(m, L->out)->c, npix = (uint32_t)tt_tensor(m, L->out)->h * tt_tensor(m, L->out)->w;
+    if (cout % 2u || cout > PW_IG_MAX_COUT) {
+        return 0;
+    }
+    if (r->tile == 0u && r->stop == 0xFFFFFFFFu && npix >= PW_IG_FIRST_MIN_PIX) { /* the first run */
+        pw_ig_first_shift(g, L->n_train ? TT_ARENA(t, int8_t, L->w_arena) : NULL, tt_weights_frozen(m, L),
+                          L->n_train, tt_tensor(m, L->in)->c, cout, npix, r);
+    }
+    return pw_ig_run(t, L, g, r);
+}
+
+static TT_NOINLINE int pw_ig_run(tt_trainer *t, const tt_layer_rec *L, const int16_t *g, tt_g16_run *r) {
     uint32_t wp[PW_IG_MAX_COUT]; /* cout / 2 pairs x 2 input channels */
     const tt_model *m = &t->model;
     const tt_tensor_rec *in = tt_tensor(m, L->in), *out = tt_tensor(m, L->out);
@@ -1648,12 +1654,6 @@ int tt_pointwise_input_grad_run(tt_trainer *t, const tt_layer_rec *L, const int1
     const uint16_t *perm = tt_perm_of(m, L);
     const uint32_t cin = in->c, cout = out->c, nt = L->n_train, npix = (uint32_t)out->h * out->w;
     const uint32_t npair = cout / 2u;
-    if (cout % 2u || cout > PW_IG_MAX_COUT) {
-        return 0;
-    }
-    if (r->tile == 0u && r->stop == 0xFFFFFFFFu && npix >= PW_IG_FIRST_MIN_PIX) { /* the first run */
-        pw_ig_first_shift(g, wt, wf, nt, cin, cout, npix, r);
-    }
     for (uint32_t j = 0; j < cin && r->tile < r->stop; j += 2u) {
         const uint32_t j1 = j + 1u < cin ? j + 1u : j; /* odd cin: the last one twice */
         /* the reference reads positions j < n_train from the trained copy */

@@ -52,6 +52,32 @@ static void bias_steps(tt_trainer *t, uint32_t li, const tt_layer_rec *L, uint32
     }
 }
 
+/* tt_f32_from_i64_fast(a) for |a| < 2^31 - 64 (the rounding add stays
+   in int32): one CLZ, no 64-bit steps. */
+static inline float f32_from_i32(int32_t a) {
+    const uint32_t m = a < 0 ? 0u - (uint32_t)a : (uint32_t)a;
+    uint32_t s;
+    if (m < (1u << 24)) {
+        return (float)a;
+    }
+#if defined(__GNUC__)
+    s = 8u - (uint32_t)__builtin_clz(m); /* bit length - 24, in [1, 7] */
+#else
+    s = tt_bitlen64(m) - 24u;
+#endif
+    return (float)((a + (1 << (s - 1u))) >> s) * tt_pow2f((int32_t)s);
+}
+
+/* weight_step without a grad hook, for an int32 sum (f32_from_i32's range). */
+TT_INLINE void weight_step32(const tt_update_params *P, int8_t *w, int8_t *res, uint32_t idx, int32_t a, float qas) {
+    const float u = (f32_from_i32(a) * P->k) * qas;
+    if (res) {
+        tt_weight_apply(w + idx, res + idx, tt_rint_sat_fast(u * 256.0f, 65535));
+    } else {
+        tt_weight_apply(w + idx, NULL, tt_rint_sat_fast(u, 255));
+    }
+}
+
 /* sum_p g[p][c], 4 channels per pass over the positions. */
 int tt_update_biases_opt(tt_trainer *t, uint32_t li, const tt_layer_rec *L, const int16_t *g, uint32_t npos,
                          uint32_t C, float sg, float k) {
@@ -528,11 +554,12 @@ static int pw_update_weights_smlad(tt_trainer *t, const tt_layer_rec *L, const t
                 pw_wg_sums(g2, s2 + 4u * gi * npp, npp, v);
                 {
                     const uint32_t base = c * nt + j;
+                    /* no grad hook here; |sums| <= 2 PW_WG_MAX_PAIRS 32767 255 < 2^31 - 64 */
                     for (uint32_t i = 0; i < 4u; i++) {
-                        weight_step(t, P, w, res, base + i, v[i], 0.0f, 1.0f, qas[c]);
+                        weight_step32(P, w, res, base + i, v[i], qas[c]);
                     }
                     for (uint32_t i = 0; i < 4u; i++) {
-                        weight_step(t, P, w, res, base + nt + i, v[4u + i], 0.0f, 1.0f, qas[c + 1u]);
+                        weight_step32(P, w, res, base + nt + i, v[4u + i], qas[c + 1u]);
                     }
                 }
             }
