@@ -1,7 +1,7 @@
 /*
  * Depthwise kernels of the host simulator (TT_HOST_SIMD, AVX2; see
  * tt_host_simd.h): the forward pass and the input gradient, as
- * tt_depthwise_opt.c's. Same results bit for bit.
+ * tt_depthwise_opt.c's and tt_depthwise_grad_opt.c's. Same results bit for bit.
  */
 #include "tt_host_simd.h"
 

@@ -120,6 +120,18 @@ static inline uint32_t tt_sxtab16_hi(uint32_t a, uint32_t x) {
     __asm__("sxtab16 %0, %1, %2, ror #8" : "=r"(r) : "r"(a), "r"(x));
     return r;
 }
+/* (lo of a, lo of b) and (hi of a, hi of b): PKHBT, PKHTB (GCC makes two
+   instructions of each). */
+static inline uint32_t tt_pkhbt(uint32_t a, uint32_t b) {
+    uint32_t r;
+    __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+static inline uint32_t tt_pkhtb(uint32_t a, uint32_t b) {
+    uint32_t r;
+    __asm__("pkhtb %0, %2, %1, asr #16" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
 #endif
 
 /* SXTB16 without and with ROR #8 and SMLAD, portable: (bytes 0, 2) and
@@ -413,7 +425,7 @@ int tt_pointwise_opt(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R, uin
 /* tt_pointwise_opt.c: a layer's prepared constants (R->prep) of
    tt_prep_bytes, when tt_pointwise_opt takes them (else 0). */
 int tt_pointwise_prep(tt_trainer *t, const tt_layer_rec *L, uint32_t *dst);
-/* tt_pointwise_opt.c: input gradient of a tt_is_pointwise layer, sgp > 0:
+/* tt_pointwise_grad_opt.c: input gradient of a tt_is_pointwise layer, sgp > 0:
    in one pass (tt_g16_run; even cout), else the two-pass sink. */
 int tt_pointwise_input_grad_run(tt_trainer *t, const tt_layer_rec *L, const int16_t *g, tt_g16_run *r);
 void tt_pointwise_input_grad_opt(tt_trainer *t, const tt_layer_rec *L, const int16_t *g, tt_g16_sink *dx);
@@ -421,6 +433,7 @@ void tt_pointwise_input_grad_opt(tt_trainer *t, const tt_layer_rec *L, const int
 int tt_dwconv_opt(tt_trainer *t, const tt_layer_rec *L, const tt_rows *R);
 /* as tt_pointwise_prep, for dwconv4 (0 without TT_OPT_DEPTHWISE) */
 int tt_dwconv_prep(tt_trainer *t, const tt_layer_rec *L, uint32_t *dst);
+/* tt_depthwise_grad_opt.c */
 int tt_dwconv_input_grad_opt(tt_trainer *t, const tt_layer_rec *L, const int16_t *g, tt_g16_sink *dx);
 /* one pass (tt_g16_run): no perm, C a multiple of 4; g must stay intact (not in place) */
 int tt_dwconv_input_grad_run(tt_trainer *t, const tt_layer_rec *L, const int16_t *g, tt_g16_run *r);

@@ -1,7 +1,7 @@
 /*
  * Pointwise (1x1) kernels of the host simulator (TT_HOST_SIMD, AVX2; see
  * tt_host_simd.h): the forward pass and the input gradient in one pass, as
- * tt_pointwise_opt.c's. Same results bit for bit.
+ * tt_pointwise_opt.c's and tt_pointwise_grad_opt.c's. Same results bit for bit.
  */
 #include "tt_host_simd.h"
 
