@@ -95,17 +95,17 @@ TT_INLINE void dot_s8_2x2(const int8_t *x0, const int8_t *wa, uint32_t off, uint
 /* Input channels up to which the forward widens a channel pair's weights. */
 #define PW_W16_MAX_CIN (TT_OPT_STACK_BYTES / 4u)
 
-/* The weights of channels wa, wa + cin as int16 pairs, per 4 input channels
-   the words (a0, a2) (a1, a3) (b0, b2) (b1, b3): the lanes SXTB16 and
-   SXTB16 ROR #8 give the inputs. The sums of both rows (for the bias). */
-static void pw_widen_pair(uint32_t *w16, const int8_t *wa, uint32_t cin, int32_t *sa, int32_t *sb) {
-    const int8_t *wb = wa + cin;
-    int32_t s0 = 0, s1 = 0;
-    uint32_t i = 0;
 #if TT_DSP
-    if (cin >= 4u) { /* 14 instructions per 4 input channels (GCC: 20) */
-        const int8_t *pa = wa, *pb = wb, *end = wa + (cin & ~3u);
-        uint32_t u, u2, v, v2;
+/* pw_widen_pair's words and row sums of two weight rows pa, pb of n
+   weights (n a multiple of 4), added to *sa, *sb: 14 instructions per 4
+   input channels (GCC: 20). The operands are early
+   clobbers: end may be pb's value, which GCC could otherwise give one register. */
+static void pw_widen_rows(uint32_t *w16, const int8_t *pa, const int8_t *pb, uint32_t n, int32_t *sa,
+                          int32_t *sb) {
+    const int8_t *end = pa + n;
+    int32_t s0 = *sa, s1 = *sb;
+    uint32_t u, u2, v, v2;
+    if (n) {
         __asm__ volatile("1:\n\t"
                          "ldr %[u], [%[pa]], #4\n\t"
                          "ldr %[v], [%[pb]], #4\n\t"
@@ -121,11 +121,28 @@ static void pw_widen_pair(uint32_t *w16, const int8_t *wa, uint32_t cin, int32_t
                          "smlad %[s1], %[v], %[one], %[s1]\n\t"
                          "cmp %[pa], %[end]\n\t"
                          "bne 1b"
-                         : [u] "=&r"(u), [u2] "=&r"(u2), [v] "=&r"(v), [v2] "=&r"(v2), [pa] "+r"(pa), [pb] "+r"(pb),
-                           [d] "+r"(w16), [s0] "+r"(s0), [s1] "+r"(s1)
+                         : [u] "=&r"(u), [u2] "=&r"(u2), [v] "=&r"(v), [v2] "=&r"(v2), [pa] "+&r"(pa),
+                           [pb] "+&r"(pb), [d] "+&r"(w16), [s0] "+&r"(s0), [s1] "+&r"(s1)
                          : [end] "r"(end), [one] "r"(0x00010001u)
                          : "cc", "memory");
+    }
+    *sa = s0;
+    *sb = s1;
+}
+#endif
+
+/* The weights of channels wa, wa + cin as int16 pairs, per 4 input channels
+   the words (a0, a2) (a1, a3) (b0, b2) (b1, b3): the lanes SXTB16 and
+   SXTB16 ROR #8 give the inputs. The sums of both rows (for the bias). */
+static void pw_widen_pair(uint32_t *w16, const int8_t *wa, uint32_t cin, int32_t *sa, int32_t *sb) {
+    const int8_t *wb = wa + cin;
+    int32_t s0 = 0, s1 = 0;
+    uint32_t i = 0;
+#if TT_DSP
+    if (cin >= 4u) {
         i = cin & ~3u;
+        pw_widen_rows(w16, wa, wb, i, &s0, &s1);
+        w16 += i;
     }
 #endif
     for (; i + 4u <= cin; i += 4u, w16 += 4) {
@@ -178,10 +195,6 @@ TT_INLINE void pw_perm_part(uint32_t *w16, int8_t *tail, const int8_t *pa, const
     *s0 = t0;
     *s1 = t1;
 }
-#endif
-
-#if TT_DSP
-static void pw_widen_rows(uint32_t *w16, const int8_t *pa, const int8_t *pb, uint32_t n, int32_t *sa, int32_t *sb);
 #endif
 
 /* pw_widen_pair for a layer with a perm (input channel perm[j] meets weight
@@ -759,39 +772,6 @@ static TT_NOINLINE void pw_xw_tiles(const pw_pass_t *P, const uint32_t *xw, uint
                            [kx] "m"(K.xend), [kw16] "m"(K.w16), "m"(K)
                          : "cc", "memory");
     }
-}
-
-/* pw_widen_pair's words and row sums of two weight rows pa, pb of n
-   weights (n a multiple of 4), added to *sa, *sb. The operands are early
-   clobbers: end may be pb's value, which GCC could otherwise give one register. */
-static void pw_widen_rows(uint32_t *w16, const int8_t *pa, const int8_t *pb, uint32_t n, int32_t *sa,
-                          int32_t *sb) {
-    const int8_t *end = pa + n;
-    int32_t s0 = *sa, s1 = *sb;
-    uint32_t u, u2, v, v2;
-    if (n) { /* pw_widen_pair's loop */
-        __asm__ volatile("1:\n\t"
-                         "ldr %[u], [%[pa]], #4\n\t"
-                         "ldr %[v], [%[pb]], #4\n\t"
-                         "sxtb16 %[u2], %[u]\n\t"
-                         "sxtb16 %[u], %[u], ror #8\n\t"
-                         "sxtb16 %[v2], %[v]\n\t"
-                         "sxtb16 %[v], %[v], ror #8\n\t"
-                         "strd %[u2], %[u], [%[d]], #8\n\t"
-                         "strd %[v2], %[v], [%[d]], #8\n\t"
-                         "smlad %[s0], %[u2], %[one], %[s0]\n\t"
-                         "smlad %[s0], %[u], %[one], %[s0]\n\t"
-                         "smlad %[s1], %[v2], %[one], %[s1]\n\t"
-                         "smlad %[s1], %[v], %[one], %[s1]\n\t"
-                         "cmp %[pa], %[end]\n\t"
-                         "bne 1b"
-                         : [u] "=&r"(u), [u2] "=&r"(u2), [v] "=&r"(v), [v2] "=&r"(v2), [pa] "+&r"(pa),
-                           [pb] "+&r"(pb), [d] "+&r"(w16), [s0] "+&r"(s0), [s1] "+&r"(s1)
-                         : [end] "r"(end), [one] "r"(0x00010001u)
-                         : "cc", "memory");
-    }
-    *sa = s0;
-    *sb = s1;
 }
 
 /* pw_xw with a perm (weight j meets input channel perm[j]): the pixels'
