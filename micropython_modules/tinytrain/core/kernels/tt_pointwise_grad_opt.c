@@ -182,20 +182,8 @@ typedef struct {
 /* Runs K->n tiles from pixel pair g0, g1 = g0 + cout on (K->n >= 1); returns
    the tiles done. When a tile's |sums| reach K->lim it is not stored: its
    sums go to v, K->d stays on its outputs, and it counts as not done. */
-/* 4 channel pairs of ig_tiles_asm's sums (ig_2x2's). */
-#define IG_4CP                                                                                                       \
-    "ldrd %[p], %[q], [%[g0]], #8\n\t"                                                                               \
-    "ldrd %[u], %[v], [%[g1]], #8\n\t"                                                                               \
-    "ldrd %[s], %[t], [%[w]], #8\n\t"                                                                                \
-    "smlad %[a0], %[s], %[p], %[a0]\n\t"                                                                             \
-    "smlad %[a1], %[s], %[u], %[a1]\n\t"                                                                             \
-    "smlad %[a2], %[t], %[p], %[a2]\n\t"                                                                             \
-    "smlad %[a3], %[t], %[u], %[a3]\n\t"                                                                             \
-    "ldrd %[s], %[t], [%[w]], #8\n\t"                                                                                \
-    "smlad %[a0], %[s], %[q], %[a0]\n\t"                                                                             \
-    "smlad %[a1], %[s], %[v], %[a1]\n\t"                                                                             \
-    "smlad %[a2], %[t], %[q], %[a2]\n\t"                                                                             \
-    "smlad %[a3], %[t], %[v], %[a3]\n\t"                                                                             \
+/* 2 channel pairs of ig_tiles_asm's sums (ig_2x2's). */
+#define IG_2CP                                                                                                       \
     "ldrd %[p], %[q], [%[g0]], #8\n\t"                                                                               \
     "ldrd %[u], %[v], [%[g1]], #8\n\t"                                                                               \
     "ldrd %[s], %[t], [%[w]], #8\n\t"                                                                                \
@@ -209,8 +197,8 @@ typedef struct {
     "smlad %[a2], %[t], %[q], %[a2]\n\t"                                                                             \
     "smlad %[a3], %[t], %[v], %[a3]\n\t"
 
-/* IG_4CP starting the sums (SMUAD: no zeroing first). */
-#define IG_4CP_FIRST                                                                                                 \
+/* IG_2CP starting the sums (SMUAD: no zeroing first). */
+#define IG_2CP_FIRST                                                                                                 \
     "ldrd %[p], %[q], [%[g0]], #8\n\t"                                                                               \
     "ldrd %[u], %[v], [%[g1]], #8\n\t"                                                                               \
     "ldrd %[s], %[t], [%[w]], #8\n\t"                                                                                \
@@ -222,19 +210,11 @@ typedef struct {
     "smlad %[a0], %[s], %[q], %[a0]\n\t"                                                                             \
     "smlad %[a1], %[s], %[v], %[a1]\n\t"                                                                             \
     "smlad %[a2], %[t], %[q], %[a2]\n\t"                                                                             \
-    "smlad %[a3], %[t], %[v], %[a3]\n\t"                                                                             \
-    "ldrd %[p], %[q], [%[g0]], #8\n\t"                                                                               \
-    "ldrd %[u], %[v], [%[g1]], #8\n\t"                                                                               \
-    "ldrd %[s], %[t], [%[w]], #8\n\t"                                                                                \
-    "smlad %[a0], %[s], %[p], %[a0]\n\t"                                                                             \
-    "smlad %[a1], %[s], %[u], %[a1]\n\t"                                                                             \
-    "smlad %[a2], %[t], %[p], %[a2]\n\t"                                                                             \
-    "smlad %[a3], %[t], %[u], %[a3]\n\t"                                                                             \
-    "ldrd %[s], %[t], [%[w]], #8\n\t"                                                                                \
-    "smlad %[a0], %[s], %[q], %[a0]\n\t"                                                                             \
-    "smlad %[a1], %[s], %[v], %[a1]\n\t"                                                                             \
-    "smlad %[a2], %[t], %[q], %[a2]\n\t"                                                                             \
     "smlad %[a3], %[t], %[v], %[a3]\n\t"
+
+/* 4 channel pairs of ig_tiles_asm's sums; IG_4CP_FIRST starts them. */
+#define IG_4CP IG_2CP IG_2CP
+#define IG_4CP_FIRST IG_2CP_FIRST IG_2CP
 
 /* The stores of a tile (t = d, p = db; a0, a1 = pixel 0's and pixel 1's
    packed pair), t to the next tile: adjacent channels, one word a pixel... */
